@@ -1,0 +1,1 @@
+"""admin layer (see README.md in this folder)."""

@@ -1,0 +1,110 @@
+"""``marmot`` command line: start a node (foreground or daemon) on a TOML config.
+
+Flags follow upstream (Go style single dash: ``-config``, ``-daemon``, ``-pid-file``) and also accept the
+GNU double-dash spelling; flags override the file, the environment overrides the cluster secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from marmot import __version__
+from marmot.config import ConfigError, load_config
+from marmot.logsetup import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="marmot",
+        description="Marmot: leaderless, distributed SQLite replication server speaking the MySQL protocol.",
+    )
+
+    def flag(name: str, **kw: object) -> None:
+        p.add_argument(f"--{name}", f"-{name}", **kw)  # type: ignore[arg-type]
+
+    flag("config", metavar="PATH", help="TOML config file (default: built-in defaults, see config.toml)")
+    flag("node-id", type=int, metavar="N", help="node id (overrides node_id; 0 = derive from the machine)")
+    flag("data-dir", metavar="DIR", help="directory of the SQLite files (overrides data_dir)")
+    flag("mysql-port", type=int, metavar="PORT", help="MySQL protocol port (overrides [mysql] port)")
+    flag("grpc-port", type=int, metavar="PORT", help="cluster port (overrides [cluster] grpc_port)")
+    flag("follow-addresses", metavar="ADDRS", help="comma-separated cluster addresses a replica follows")
+    flag("daemon", action="store_true", help="run in the background (detach from the terminal)")
+    flag("pid-file", metavar="PATH", help="write the process id to PATH")
+    p.add_argument("--version", action="version", version=f"marmot {__version__}")
+    return p
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if args.node_id is not None:
+        out["node_id"] = args.node_id
+    if args.data_dir is not None:
+        out["data_dir"] = args.data_dir
+    if args.mysql_port is not None:
+        out["mysql.port"] = args.mysql_port
+    if args.grpc_port is not None:
+        out["cluster.grpc_port"] = args.grpc_port
+    if args.follow_addresses:
+        out["replica.follow_addresses"] = [a.strip() for a in args.follow_addresses.split(",") if a.strip()]
+    return out
+
+
+def _daemonize() -> None:
+    """Classic double fork: the node keeps running after the shell that started it exits."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, overrides_from(args))
+    except ConfigError as err:
+        print(f"marmot: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"marmot: cannot read configuration: {err}", file=sys.stderr)
+        return 2
+    if args.daemon:
+        _daemonize()
+    pid_file = Path(args.pid_file) if args.pid_file else None
+    if pid_file is not None:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{os.getpid()}\n")
+    from marmot.config import resolve_node_id
+    from marmot.node import Node
+
+    configure_logging(cfg.logging, resolve_node_id(cfg))
+    for warning in cfg.warnings:
+        import logging
+
+        logging.getLogger("marmot.config").warning(warning)
+    try:
+        try:
+            import uvloop  # type: ignore[import-not-found]
+
+            runner = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        runner(Node(cfg).run_until_signalled())
+    except OSError as err:
+        print(f"marmot: {err}", file=sys.stderr)
+        return 1
+    finally:
+        if pid_file is not None and pid_file.exists():
+            pid_file.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""cluster layer (see README.md in this folder)."""

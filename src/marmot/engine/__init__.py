@@ -1,0 +1,1 @@
+"""engine layer (see README.md in this folder)."""

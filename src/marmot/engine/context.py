@@ -1,0 +1,48 @@
+"""Node-wide state every session shares: databases, the plan cache, the id generator, global variables.
+
+It is its own type because ``node.py`` builds exactly one and hands it to the MySQL listener, the admin API
+and the tests, and because it is the seam where later layers (replication) plug into the engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from marmot.sql.transpiler import SchemaInfo, Transpiler
+from marmot.storage.databases import DatabaseManager
+
+
+class IdGenerator(Protocol):
+    def next_id(self) -> int: ...
+
+
+class _StorageSchema(SchemaInfo):
+    """SchemaInfo backed by the live SQLite schema."""
+
+    def __init__(self, databases: DatabaseManager) -> None:
+        self._databases = databases
+
+    def autoinc_column(self, database: str, table: str) -> tuple[str, int, bool] | None:
+        info = self._databases.autoinc_column(database, table)
+        return None if info is None else (info.column, info.position, info.zero_generates)
+
+
+@dataclass
+class EngineContext:
+    databases: DatabaseManager
+    id_generator: IdGenerator
+    global_variables: dict[str, object]
+    transpiler_cache_size: int = 10000
+    lock_wait_timeout_s: float = 50.0
+    read_only: bool = False
+    sessions: dict[int, object] = field(default_factory=dict)  # connection id -> Session
+    transpiler: Transpiler = field(init=False)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self.transpiler = Transpiler(self.transpiler_cache_size, _StorageSchema(self.databases))
+
+    def next_connection_id(self) -> int:
+        return next(self._ids)

@@ -1,0 +1,225 @@
+"""MySQL system variables (``@@x``, SHOW VARIABLES, SET) and the parsing of SET statements.
+
+Drivers probe a fixed set of variables on connect (PyMySQL: none; mysql-connector: ``@@session.autocommit``;
+SQLAlchemy: ``sql_mode``, ``lower_case_table_names``, ``transaction_isolation``; JDBC: a dozen), so the
+defaults below must look like a real MySQL 8.0 server. Session values start as copies of the global ones
+and SET SESSION changes only the session's copy; SET GLOBAL changes the node's global map, as in MySQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from marmot.sql import lexer
+
+DEFAULT_SQL_MODE = (
+    "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+
+
+def default_globals(server_version: str, max_allowed_packet: int, max_connections: int) -> dict[str, object]:
+    """The global variable map of a fresh node."""
+    return {
+        "autocommit": 1,
+        "auto_increment_increment": 1,
+        "auto_increment_offset": 1,
+        "character_set_client": "utf8mb4",
+        "character_set_connection": "utf8mb4",
+        "character_set_database": "utf8mb4",
+        "character_set_results": "utf8mb4",
+        "character_set_server": "utf8mb4",
+        "character_set_system": "utf8mb3",
+        "collation_connection": "utf8mb4_general_ci",
+        "collation_database": "utf8mb4_general_ci",
+        "collation_server": "utf8mb4_general_ci",
+        "default_storage_engine": "InnoDB",
+        "foreign_key_checks": 1,
+        "have_ssl": "DISABLED",
+        "init_connect": "",
+        "innodb_lock_wait_timeout": 50,
+        "interactive_timeout": 28800,
+        "license": "MIT",
+        "lower_case_table_names": 0,
+        "max_allowed_packet": max_allowed_packet,
+        "max_connections": max_connections,
+        "max_execution_time": 0,
+        "net_buffer_length": 16384,
+        "net_read_timeout": 30,
+        "net_write_timeout": 60,
+        "performance_schema": 0,
+        "query_cache_size": 0,
+        "query_cache_type": "OFF",
+        "read_only": 0,
+        "sql_auto_is_null": 0,
+        "sql_mode": DEFAULT_SQL_MODE,
+        "sql_select_limit": 18446744073709551615,
+        "sql_safe_updates": 0,
+        "system_time_zone": "UTC",
+        "time_zone": "SYSTEM",
+        "transaction_isolation": "REPEATABLE-READ",
+        "transaction_read_only": 0,
+        "tx_isolation": "REPEATABLE-READ",
+        "tx_read_only": 0,
+        "unique_checks": 1,
+        "version": server_version,
+        "version_comment": "Marmot (Python) - distributed SQLite",
+        "version_compile_machine": "x86_64",
+        "version_compile_os": "Linux",
+        "wait_timeout": 28800,
+        "warning_count": 0,
+        "error_count": 0,
+        "marmot_transpilation": "ON",
+    }
+
+
+_ON = {"ON": 1, "TRUE": 1, "OFF": 0, "FALSE": 0}
+_BOOLEAN_VARS = frozenset(
+    {"autocommit", "foreign_key_checks", "unique_checks", "sql_auto_is_null", "sql_safe_updates", "read_only",
+     "transaction_read_only", "tx_read_only"}
+)
+
+
+@dataclass(slots=True)
+class Assignment:
+    """One ``target = value`` of a SET statement."""
+
+    kind: str  # "system" | "user" | "names" | "charset" | "transaction"
+    name: str
+    scope: str  # "session" | "global" | ""
+    value_sql: str  # the value expression as MySQL text ("" for NAMES/CHARSET/TRANSACTION)
+    extra: str = ""  # NAMES collation / TRANSACTION characteristics
+
+
+_SCOPE_WORDS = {"SESSION": "session", "LOCAL": "session", "GLOBAL": "global", "PERSIST": "global",
+                "PERSIST_ONLY": "global"}
+
+
+def _split_top_level(tokens: list[lexer.Token]) -> Iterator[list[lexer.Token]]:
+    depth = 0
+    part: list[lexer.Token] = []
+    for tok in tokens:
+        if tok.kind == "punct" and tok.text == "(":
+            depth += 1
+        elif tok.kind == "punct" and tok.text == ")":
+            depth -= 1
+        if depth == 0 and tok.kind == "punct" and tok.text == ",":
+            yield part
+            part = []
+            continue
+        part.append(tok)
+    if part:
+        yield part
+
+
+def parse_set(sql: str) -> list[Assignment]:
+    """Parse ``SET ...`` into assignments; raises ValueError on malformed input."""
+    toks = [t for t in lexer.tokenize(sql) if t.kind not in ("ws", "comment")]
+    if not toks or toks[0].text.upper() != "SET":
+        raise ValueError("not a SET statement")
+    body = toks[1:]
+    if body and body[0].kind == "word" and body[0].text.upper() == "NAMES":
+        rest = [t for t in body[1:]]
+        if not rest:
+            raise ValueError("SET NAMES needs a character set")
+        charset = lexer.unquote_string(rest[0].text) if rest[0].kind in ("sq", "dq") else rest[0].text
+        collation = ""
+        if len(rest) >= 3 and rest[1].text.upper() == "COLLATE":
+            collation = lexer.unquote_string(rest[2].text) if rest[2].kind in ("sq", "dq") else rest[2].text
+        return [Assignment("names", charset, "session", "", collation)]
+    words = [t.text.upper() for t in body[:3]]
+    if words[:2] == ["CHARACTER", "SET"] or words[:1] == ["CHARSET"]:
+        rest = body[2:] if words[0] == "CHARACTER" else body[1:]
+        if not rest:
+            raise ValueError("SET CHARACTER SET needs a character set")
+        cs = lexer.unquote_string(rest[0].text) if rest[0].kind in ("sq", "dq") else rest[0].text
+        return [Assignment("charset", cs, "session", "")]
+    if "TRANSACTION" in words[:2]:
+        scope = _SCOPE_WORDS.get(words[0], "next")
+        rest = " ".join(t.text for t in body[(2 if scope != "next" else 1) :])
+        return [Assignment("transaction", "", scope, "", rest)]
+    out: list[Assignment] = []
+    for part in _split_top_level(body):
+        eq = next((i for i, t in enumerate(part) if t.text in ("=", ":=")), None)
+        if eq is None or eq == 0 or eq == len(part) - 1:
+            raise ValueError("malformed assignment")
+        target = part[:eq]
+        value_sql = sql[part[eq + 1].start : part[-1].start + len(part[-1].text)]
+        scope = "session"
+        first = target[0]
+        if first.kind == "var" and first.text.startswith("@@"):
+            name = first.text[2:]
+            low = name.lower()
+            for pfx in ("session.", "local.", "global.", "persist.", "persist_only."):
+                if low.startswith(pfx):
+                    scope = "global" if pfx[0] in "gp" else "session"
+                    name = name[len(pfx) :]
+                    break
+            out.append(Assignment("system", name.strip("`").lower(), scope, value_sql))
+            continue
+        if first.kind == "var":
+            name = first.text[1:]
+            if name[:1] in "`'\"":
+                name = name[1:-1]
+            out.append(Assignment("user", name.lower(), "", value_sql))
+            continue
+        if first.kind == "word" and first.text.upper() in _SCOPE_WORDS and len(target) > 1:
+            scope = _SCOPE_WORDS[first.text.upper()]
+            target = target[1:]
+        name = "".join(t.text for t in target)
+        out.append(Assignment("system", lexer.unquote_identifier(name).lower(), scope, value_sql))
+    return out
+
+
+def simple_value(value_sql: str) -> tuple[bool, object]:
+    """(True, value) when the value is a plain literal or keyword we can take without SQLite."""
+    text = value_sql.strip()
+    up = text.upper()
+    if up in _ON:
+        return True, _ON[up]
+    if up == "DEFAULT":
+        return True, None
+    if re.fullmatch(r"-?\d+", text):
+        return True, int(text)
+    if re.fullmatch(r"-?\d*\.\d+", text):
+        return True, float(text)
+    if len(text) >= 2 and text[0] in "'\"" and text[-1] == text[0]:
+        toks = lexer.tokenize(text)
+        if len(toks) == 1:
+            return True, lexer.unquote_string(text)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", text) and up != "NULL":
+        return True, text  # SET sql_mode = TRADITIONAL, SET NAMES-like bare words
+    return False, None
+
+
+def normalize_system_value(name: str, value: object) -> object:
+    """Store booleans as 0/1 and keep strings as given (MySQL shows ``ON``/``OFF`` for some of them)."""
+    if name in _BOOLEAN_VARS:
+        if isinstance(value, str):
+            up = value.upper()
+            if up in _ON:
+                return _ON[up]
+            if up in ("1", "0"):
+                return int(up)
+            raise ValueError(f"Variable '{name}' can't be set to the value of '{value}'")
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return int(value)
+        raise ValueError(f"Variable '{name}' can't be set to the value of '{value}'")
+    return value
+
+
+def like_to_regex(pattern: str) -> re.Pattern[str]:
+    """A MySQL LIKE pattern (case-insensitive, ``\\`` escapes) as a compiled regex."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+        i += 1
+    return re.compile("^" + "".join(out) + "$", re.IGNORECASE | re.DOTALL)

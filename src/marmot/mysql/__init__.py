@@ -1,0 +1,1 @@
+"""mysql layer (see README.md in this folder)."""

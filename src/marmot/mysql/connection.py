@@ -1,0 +1,461 @@
+"""One client connection: handshake, authentication and the command loop, on asyncio.
+
+The byte-level protocol lives in ``packets`` (sans-I/O); this module is the edge that owns the
+transport. Bytes arrive in ``data_received`` and are cut into packets by the framer; one task per
+connection consumes them in order, so commands of one client never overlap, while many clients share
+the event loop.
+
+Failure policy: a malformed or oversized packet closes *this* connection (after an ERR packet where the
+protocol allows one); a bad statement gets an ERR packet and the connection stays usable; a client that
+disappears mid-transaction has its transaction rolled back by ``Session.close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+
+from marmot.engine.context import EngineContext
+from marmot.engine.errors import MySQLError
+from marmot.engine.results import OkResult, ResultSet
+from marmot.engine.session import Session
+from marmot.mysql import auth, packets
+from marmot.mysql import results as encode
+from marmot.mysql.constants import Capability, Command, ServerStatus
+from marmot.mysql.types import ColumnType, mysql_type_for_decl
+
+log = logging.getLogger("marmot.mysql")
+
+NATIVE = "mysql_native_password"
+CACHING_SHA2 = "caching_sha2_password"
+
+SERVER_CAPABILITIES = (
+    Capability.CLIENT_LONG_PASSWORD
+    | Capability.CLIENT_FOUND_ROWS
+    | Capability.CLIENT_LONG_FLAG
+    | Capability.CLIENT_CONNECT_WITH_DB
+    | Capability.CLIENT_NO_SCHEMA
+    | Capability.CLIENT_PROTOCOL_41
+    | Capability.CLIENT_INTERACTIVE
+    | Capability.CLIENT_TRANSACTIONS
+    | Capability.CLIENT_SECURE_CONNECTION
+    | Capability.CLIENT_MULTI_STATEMENTS
+    | Capability.CLIENT_MULTI_RESULTS
+    | Capability.CLIENT_PS_MULTI_RESULTS
+    | Capability.CLIENT_PLUGIN_AUTH
+    | Capability.CLIENT_CONNECT_ATTRS
+    | Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | Capability.CLIENT_DEPRECATE_EOF
+)
+
+
+@dataclass
+class ServerSettings:
+    """What the listener knows that the engine does not: users, TLS, limits."""
+
+    engine: EngineContext
+    users: dict[str, str]  # name -> cleartext password
+    server_version: str = "8.0.36-marmot"
+    auth_plugin: str = NATIVE  # the plugin every account uses; other plugins get an auth switch
+    max_allowed_packet: int = 64 * 1024 * 1024
+    max_connections: int = 1000
+    ssl_context: ssl.SSLContext | None = None
+    connections: set[MySQLConnection] = field(default_factory=set)
+
+
+@dataclass
+class PreparedStatement:
+    sql: str
+    param_count: int
+    columns: list
+    param_types: list | None = None
+    long_data: dict[int, bytes] = field(default_factory=dict)
+
+
+class _Closed(Exception):
+    """The peer went away or the connection must be dropped."""
+
+
+class MySQLConnection(asyncio.Protocol):
+    """asyncio protocol speaking the MySQL server side for one client."""
+
+    def __init__(self, settings: ServerSettings, is_unix: bool = False) -> None:
+        self.s = settings
+        self.is_unix = is_unix
+        self.transport: asyncio.Transport | None = None
+        self.framer = packets.PacketFramer(settings.max_allowed_packet + 1024)
+        self.packets: deque[tuple[int, bytes]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._framing_error: Exception | None = None
+        self.capabilities = 0
+        self.session: Session | None = None
+        self.connection_id = settings.engine.next_connection_id()
+        self.salt = auth.new_salt()
+        self.statements: dict[int, PreparedStatement] = {}
+        self._next_stmt_id = 1
+        self.seq = 0
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.s.connections.add(self)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        if self._framing_error is not None:
+            return
+        self.framer.feed(data)
+        try:
+            while (pkt := self.framer.next_packet()) is not None:
+                self.packets.append(pkt)
+        except packets.ProtocolError as err:
+            self._framing_error = err
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- I/O helpers ----------------------------------------------------------------------------------
+
+    async def _read(self) -> bytes:
+        while not self.packets:
+            if self._framing_error is not None:
+                err = self._framing_error
+                if isinstance(err, packets.PacketTooLarge):
+                    self._send(packets.err_packet(1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes"))
+                raise _Closed(str(err))
+            if self._closed:
+                raise _Closed("peer closed")
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+            self._waiter = None
+        seq, payload = self.packets.popleft()
+        self.seq = (seq + 1) & 0xFF
+        return payload
+
+    def _send(self, payload: bytes) -> None:
+        data, self.seq = packets.frame(payload, self.seq)
+        if self.transport is not None and not self._closed:
+            self.transport.write(data)
+
+    def _send_many(self, payloads: list[bytes]) -> None:
+        out = bytearray()
+        seq = self.seq
+        for p in payloads:
+            data, seq = packets.frame(p, seq)
+            out += data
+        self.seq = seq
+        if self.transport is not None and not self._closed:
+            self.transport.write(bytes(out))
+
+    def _status(self, more: bool = False) -> int:
+        st = 0
+        sess = self.session
+        if sess is None or sess.autocommit:
+            st |= ServerStatus.SERVER_STATUS_AUTOCOMMIT
+        if sess is not None and sess.status_in_transaction:
+            st |= ServerStatus.SERVER_STATUS_IN_TRANS
+        if more:
+            st |= ServerStatus.SERVER_MORE_RESULTS_EXISTS
+        return int(st)
+
+    def _ok(self, result: OkResult | None = None, more: bool = False) -> bytes:
+        r = result or OkResult()
+        return packets.ok_packet(r.affected_rows, r.last_insert_id, self._status(more), r.warnings,
+                                 r.info.encode() if r.info else b"")
+
+    def _eof(self, more: bool = False) -> bytes:
+        if self.capabilities & Capability.CLIENT_DEPRECATE_EOF:
+            return packets.ok_packet(0, 0, self._status(more), 0, header=0xFE)
+        return packets.eof_packet(0, self._status(more))
+
+    def _error(self, err: MySQLError) -> bytes:
+        return packets.err_packet(err.code, err.sqlstate, err.message)
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.close()
+        self._closed = True
+
+    # -- main loop ------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            if len(self.s.connections) > self.s.max_connections:
+                self.seq = 0
+                self._send(packets.err_packet(1040, "08004", "Too many connections"))
+                return
+            if not await self._handshake():
+                return
+            while True:
+                payload = await self._read()
+                if not payload:
+                    raise _Closed("empty command packet")
+                if not await self._command(payload):
+                    return
+        except _Closed:
+            pass
+        except packets.ProtocolError as err:
+            log.info("closing connection %d: malformed packet: %s", self.connection_id, err)
+        except Exception:  # a bug must cost one connection, never the node
+            log.exception("closing connection %d after an internal error", self.connection_id)
+        finally:
+            self._teardown()
+
+    def _teardown(self) -> None:
+        if self.session is not None:
+            try:
+                self.session.close()
+            finally:
+                self.s.engine.sessions.pop(self.connection_id, None)
+                self.session = None
+        self.s.connections.discard(self)
+        self.close()
+
+    # -- handshake and authentication -----------------------------------------------------------------
+
+    async def _handshake(self) -> bool:
+        caps = SERVER_CAPABILITIES
+        if self.s.ssl_context is not None:
+            caps |= Capability.CLIENT_SSL
+        self.seq = 0
+        self._send(packets.handshake_v10(self.connection_id, self.s.server_version, self.salt, int(caps), 45,
+                                         int(ServerStatus.SERVER_STATUS_AUTOCOMMIT), self.s.auth_plugin))
+        resp = packets.parse_handshake_response(await self._read())
+        if resp.is_ssl_request:
+            if self.s.ssl_context is None:
+                raise _Closed("client asked for TLS, which is not configured")
+            await self._start_tls()
+            resp = packets.parse_handshake_response(await self._read())
+        self.capabilities = resp.capabilities & int(caps)
+        ok = await self._authenticate(resp.username, resp.auth_plugin or NATIVE, resp.auth_response)
+        if not ok:
+            return False
+        database = resp.database or None
+        try:
+            self.session = Session(self.s.engine, self.connection_id, resp.username, database,
+                                   client_found_rows=bool(self.capabilities & Capability.CLIENT_FOUND_ROWS))
+        except MySQLError as err:
+            self._send(self._error(err))
+            return False
+        self.session.host = self._peer_host()
+        self.s.engine.sessions[self.connection_id] = self.session
+        self._send(self._ok())
+        return True
+
+    def _peer_host(self) -> str:
+        if self.is_unix or self.transport is None:
+            return "localhost"
+        peer = self.transport.get_extra_info("peername")
+        return peer[0] if isinstance(peer, tuple) else "localhost"
+
+    async def _start_tls(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.transport is not None and self.s.ssl_context is not None
+        new_transport = await loop.start_tls(self.transport, self, self.s.ssl_context, server_side=True)
+        if new_transport is None:
+            raise _Closed("TLS handshake failed")
+        self.transport = new_transport  # type: ignore[assignment]
+
+    async def _authenticate(self, user: str, plugin: str, response: bytes) -> bool:
+        """Check the password; switch the client to our plugin when it answered with another one."""
+        if plugin != self.s.auth_plugin:
+            self._send(packets.auth_switch_request(self.s.auth_plugin, self.salt))
+            response = await self._read()
+            plugin = self.s.auth_plugin
+        password = self.s.users.get(user)
+        if plugin == CACHING_SHA2:
+            good = password is not None and (
+                (password == "" and response in (b"", b"\x00"))
+                or (password != "" and auth.verify_caching_sha2_fast(password, self.salt, response))
+            )
+            if good and password:
+                self._send(packets.auth_more_data(auth.FAST_AUTH_SUCCESS))
+        else:
+            good = password is not None and auth.verify_native(password, self.salt, response)
+        if not good:
+            using = "YES" if response else "NO"
+            self._send(packets.err_packet(1045, "28000", f"Access denied for user '{user}'@'{self._peer_host()}' "
+                                                        f"(using password: {using})"))
+            return False
+        return True
+
+    # -- commands -------------------------------------------------------------------------------------
+
+    async def _command(self, payload: bytes) -> bool:
+        cmd = payload[0]
+        sess = self.session
+        assert sess is not None
+        if cmd == Command.COM_QUERY:
+            await self._query(payload[1:].decode("utf-8", "surrogateescape"))
+        elif cmd == Command.COM_STMT_EXECUTE:
+            await self._stmt_execute(payload)
+        elif cmd == Command.COM_STMT_PREPARE:
+            self._stmt_prepare(payload[1:].decode("utf-8", "surrogateescape"))
+        elif cmd == Command.COM_PING:
+            self._send(self._ok())
+        elif cmd == Command.COM_QUIT:
+            return False
+        elif cmd == Command.COM_INIT_DB:
+            try:
+                sess.use(payload[1:].decode("utf-8", "replace"))
+                self._send(self._ok())
+            except MySQLError as err:
+                self._send(self._error(err))
+        elif cmd == Command.COM_STMT_CLOSE:
+            self.statements.pop(packets.parse_stmt_close(payload), None)
+        elif cmd == Command.COM_STMT_RESET:
+            stmt = self.statements.get(packets.parse_stmt_reset(payload))
+            if stmt is None:
+                self._send(packets.err_packet(1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_reset"))
+            else:
+                stmt.long_data.clear()
+                self._send(self._ok())
+        elif cmd == Command.COM_STMT_SEND_LONG_DATA:
+            stmt_id, param_id, data = packets.parse_send_long_data(payload)
+            stmt = self.statements.get(stmt_id)
+            if stmt is not None and param_id < stmt.param_count:
+                stmt.long_data[param_id] = stmt.long_data.get(param_id, b"") + data
+        elif cmd == Command.COM_FIELD_LIST:
+            self._field_list(payload[1:])
+        elif cmd == Command.COM_RESET_CONNECTION:
+            sess.reset()
+            self.statements.clear()
+            self._send(self._ok())
+        elif cmd == Command.COM_CHANGE_USER:
+            return await self._change_user(payload)
+        elif cmd == Command.COM_SET_OPTION:
+            self._send(self._eof())
+        elif cmd == Command.COM_STATISTICS:
+            self._send(f"Uptime: 1  Threads: {len(self.s.connections)}  Questions: 0".encode())
+        else:
+            self._send(packets.err_packet(1047, "08S01", "Unknown command"))
+        return True
+
+    async def _query(self, sql: str) -> None:
+        sess = self.session
+        assert sess is not None
+        sess.command, sess.info = "Query", sql[:100]
+        try:
+            statements = sess.split(sql)
+            if not statements:
+                raise MySQLError(1065, "42000", "Query was empty")
+            if len(statements) > 1 and not self.capabilities & Capability.CLIENT_MULTI_STATEMENTS:
+                raise MySQLError(1064, "42000", "You have an error in your SQL syntax; multiple statements "
+                                                "were sent but the client did not enable CLIENT_MULTI_STATEMENTS")
+            last = len(statements) - 1
+            for i, stmt in enumerate(statements):
+                result = await sess.execute(stmt)
+                self._write_result(result, more=i < last, binary=False)
+        except MySQLError as err:
+            self._send(self._error(err))
+        finally:
+            sess.command, sess.info = "Sleep", ""
+
+    def _write_result(self, result: OkResult | ResultSet, more: bool, binary: bool) -> None:
+        if isinstance(result, OkResult):
+            self._send(self._ok(result, more))
+            return
+        rows = result.rows
+        types = encode.column_types(result.columns, rows)
+        names = tuple(c[0] for c in result.columns)
+        defs = encode.column_definitions(names, types, (self.session.database if self.session else "") or "")
+        out = [packets.column_count(len(names)), *defs]
+        if not self.capabilities & Capability.CLIENT_DEPRECATE_EOF:
+            out.append(packets.eof_packet(0, self._status(more)))
+        out.extend(encode.binary_rows(rows, types) if binary else encode.text_rows(rows))
+        out.append(self._eof(more))
+        self._send_many(out)
+
+    # -- prepared statements --------------------------------------------------------------------------
+
+    def _stmt_prepare(self, sql: str) -> None:
+        sess = self.session
+        assert sess is not None
+        try:
+            info = sess.prepare(sql)
+        except MySQLError as err:
+            self._send(self._error(err))
+            return
+        stmt_id = self._next_stmt_id
+        self._next_stmt_id += 1
+        self.statements[stmt_id] = PreparedStatement(sql, info.param_count, list(info.columns))
+        out = [packets.stmt_prepare_ok(stmt_id, len(info.columns), info.param_count)]
+        deprecate_eof = self.capabilities & Capability.CLIENT_DEPRECATE_EOF
+        if info.param_count:
+            param_def = packets.column_definition("?", 253, charset=63)
+            out.extend([param_def] * info.param_count)
+            if not deprecate_eof:
+                out.append(packets.eof_packet(0, self._status()))
+        if info.columns:
+            types = tuple(mysql_type_for_decl(d) if d else _VARIANT for _n, d in info.columns)
+            out.extend(encode.column_definitions(tuple(n for n, _ in info.columns), types, sess.database or ""))
+            if not deprecate_eof:
+                out.append(packets.eof_packet(0, self._status()))
+        self._send_many(out)
+
+    async def _stmt_execute(self, payload: bytes) -> None:
+        sess = self.session
+        assert sess is not None
+        if len(payload) < 5:
+            raise packets.ProtocolError("short COM_STMT_EXECUTE")
+        stmt_id = int.from_bytes(payload[1:5], "little")
+        stmt = self.statements.get(stmt_id)
+        if stmt is None:
+            self._send(packets.err_packet(1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_execute"))
+            return
+        req = packets.parse_stmt_execute(payload, stmt.param_count, stmt.param_types, stmt.long_data)
+        stmt.param_types = req.param_types
+        stmt.long_data = {}
+        sess.command, sess.info = "Execute", stmt.sql[:100]
+        try:
+            result = await sess.execute(stmt.sql, req.params)
+            self._write_result(result, more=False, binary=True)
+        except MySQLError as err:
+            self._send(self._error(err))
+        finally:
+            sess.command, sess.info = "Sleep", ""
+
+    def _field_list(self, payload: bytes) -> None:
+        sess = self.session
+        assert sess is not None
+        table = payload.split(b"\x00", 1)[0].decode("utf-8", "replace")
+        try:
+            desc = sess.prepare(f"SELECT * FROM `{table.replace('`', '``')}` LIMIT 0")
+        except MySQLError as err:
+            self._send(self._error(err))
+            return
+        types = tuple(mysql_type_for_decl(d) if d else _VARIANT for _n, d in desc.columns)
+        defs = encode.column_definitions(tuple(n for n, _ in desc.columns), types, sess.database or "")
+        self._send_many([*defs, self._eof()])
+
+    async def _change_user(self, payload: bytes) -> bool:
+        user, response, database, _charset, plugin = packets.parse_change_user(payload, self.capabilities)
+        if self.session is not None:
+            self.session.close()
+            self.s.engine.sessions.pop(self.connection_id, None)
+            self.session = None
+        self.statements.clear()
+        if not await self._authenticate(user, plugin or NATIVE, response):
+            return False
+        try:
+            self.session = Session(self.s.engine, self.connection_id, user, database or None,
+                                   client_found_rows=bool(self.capabilities & Capability.CLIENT_FOUND_ROWS))
+        except MySQLError as err:
+            self._send(self._error(err))
+            return False
+        self.s.engine.sessions[self.connection_id] = self.session
+        self._send(self._ok())
+        return True
+
+
+_VARIANT = ColumnType(253, 0, 0, 45, 0)

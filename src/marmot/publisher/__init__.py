@@ -1,0 +1,1 @@
+"""publisher layer (see README.md in this folder)."""

@@ -1,0 +1,1 @@
+"""replica layer (see README.md in this folder)."""

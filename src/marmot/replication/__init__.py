@@ -1,0 +1,1 @@
+"""replication layer (see README.md in this folder)."""

@@ -1,0 +1,1 @@
+"""sql layer (see README.md in this folder)."""

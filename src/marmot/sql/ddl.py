@@ -1,0 +1,150 @@
+"""MySQL CREATE TABLE -> SQLite CREATE TABLE (+ CREATE INDEX statements).
+
+Why keep MySQL type names: SQLite accepts any type name and derives the column affinity from it
+(``VARCHAR(191)`` -> TEXT, ``BIGINT UNSIGNED(20)`` -> INTEGER), so keeping the MySQL name costs nothing and
+lets the wire layer report real MySQL column types and metadata. Only the spelling is adjusted to SQLite's
+grammar, which wants the ``(n)`` arguments last (``BIGINT UNSIGNED(20)``).
+
+AUTO_INCREMENT becomes ``INTEGER PRIMARY KEY AUTOINCREMENT``: the column is then the rowid (fast point
+look-ups) and the keyword marks it, in the schema itself, as the column Marmot fills with cluster-unique
+ids (see ``sql/autoinc.py``). That mark survives restarts, snapshots and replication with the schema.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+_DROPPED_COLUMN_CONSTRAINTS = (
+    exp.CollateColumnConstraint,
+    exp.CharacterSetColumnConstraint,
+    exp.CommentColumnConstraint,
+    exp.OnUpdateColumnConstraint,
+    exp.AutoIncrementColumnConstraint,
+)
+
+
+class DDLError(Exception):
+    """A MySQL DDL construct that has no SQLite translation."""
+
+
+def sqlite_type_name(kind: exp.DataType) -> str:
+    """MySQL type rendered as a SQLite-legal type name: words first, ``(args)`` last."""
+    text = kind.sql("mysql")
+    if "(" in text and kind.this in (exp.DataType.Type.ENUM, exp.DataType.Type.SET):
+        return "TEXT"
+    if "(" not in text:
+        return text
+    head, _, rest = text.partition("(")
+    args, _, tail = rest.rpartition(")")
+    words = " ".join(w for w in (head.strip(), tail.strip()) if w)
+    return f"{words}({args.replace(' ', '')})"
+
+
+def _enum_check(column: str, kind: exp.DataType) -> str | None:
+    if kind.this is not exp.DataType.Type.ENUM:
+        return None
+    values = ", ".join(v.sql("sqlite") for v in kind.expressions)
+    return f'CHECK ("{column}" IS NULL OR "{column}" IN ({values}))'
+
+
+def _index_columns(items: list[exp.Expression]) -> str:
+    """Index column list with MySQL prefix lengths (``col(191)``) removed: SQLite indexes whole values."""
+    cols = []
+    for item in items:
+        node = item
+        desc = ""
+        if isinstance(node, exp.Ordered):
+            desc = " DESC" if node.args.get("desc") else ""
+            node = node.this
+        if isinstance(node, exp.ColumnPrefix):
+            node = node.this
+        if isinstance(node, exp.Anonymous) and node.expressions and isinstance(node.expressions[0], exp.Literal) or isinstance(node, (exp.Column, exp.Identifier)):
+            name = node.name
+        else:
+            name = node.sql("sqlite").strip('"')
+        cols.append(f'"{name}"{desc}')
+    return ", ".join(cols)
+
+
+def index_statement(table: exp.Table, name: str, columns: list[exp.Expression], unique: bool) -> str:
+    """A CREATE INDEX for an inline MySQL KEY; the index is named ``<table>__<key>`` to stay unique per db."""
+    qual = f'"{table.db}".' if table.db else ""
+    return (
+        f'CREATE {"UNIQUE " if unique else ""}INDEX {qual}"{table.name}__{name}" '
+        f'ON "{table.name}" ({_index_columns(columns)})'
+    )
+
+
+def translate_create_table(create: exp.Create) -> list[str]:
+    """SQLite statements for one MySQL CREATE TABLE (the table first, then its secondary indexes)."""
+    schema = create.this
+    if not isinstance(schema, exp.Schema):  # CREATE TABLE ... LIKE / AS SELECT
+        return [create.sql("sqlite")]
+    table = schema.this
+    columns: list[str] = []
+    extra: list[str] = []
+    pk_cols: list[str] = []
+    auto_col: str | None = None
+    table_pk = False  # PRIMARY KEY (...) given as a table constraint rather than on a column
+    defs: list[tuple[exp.ColumnDef, list[str]]] = []
+    others: list[str] = []
+    for item in schema.expressions:
+        if isinstance(item, exp.ColumnDef):
+            parts: list[str] = []
+            kind = item.args.get("kind")
+            for c in item.args.get("constraints") or []:
+                k = c.args.get("kind")
+                if isinstance(k, exp.AutoIncrementColumnConstraint):
+                    auto_col = item.name
+                elif isinstance(k, exp.PrimaryKeyColumnConstraint):
+                    pk_cols = [item.name]
+                elif isinstance(k, exp.UniqueColumnConstraint):
+                    extra.append(index_statement(table, f"{item.name}_unique", [exp.column(item.name)], True))
+                elif not isinstance(k, _DROPPED_COLUMN_CONSTRAINTS):
+                    parts.append(c.sql("sqlite"))
+            if kind is not None:
+                check = _enum_check(item.name, kind)
+                if check:
+                    parts.append(check)
+            defs.append((item, parts))
+        elif isinstance(item, exp.PrimaryKey):
+            pk_cols = [e.name for e in item.expressions]
+            table_pk = True
+        elif isinstance(item, exp.IndexColumnConstraint):
+            name = item.name or f"idx{len(extra)}"
+            extra.append(index_statement(table, name, item.expressions, False))
+        elif isinstance(item, exp.UniqueColumnConstraint):
+            target = item.this
+            if isinstance(target, exp.Schema):
+                name = target.this.name if target.this else f"uniq{len(extra)}"
+                cols = target.expressions
+            else:
+                name = f"uniq{len(extra)}"
+                cols = [target]
+            extra.append(index_statement(table, name, cols, True))
+        else:
+            others.append(item.sql("sqlite"))
+    rowid_pk = auto_col is not None and pk_cols == [auto_col]
+    for item, parts in defs:
+        kind = item.args.get("kind")
+        if rowid_pk and item.name == auto_col:
+            type_name = "INTEGER"
+            parts = [p for p in parts if p.upper() != "NOT NULL"] + ["PRIMARY KEY AUTOINCREMENT"]
+        else:
+            type_name = sqlite_type_name(kind) if kind is not None else ""
+            if not table_pk and pk_cols == [item.name]:
+                parts.append("PRIMARY KEY")
+        columns.append(" ".join(x for x in (f'"{item.name}"', type_name, *parts) if x))
+    if table_pk and not rowid_pk:
+        columns.append("PRIMARY KEY (" + ", ".join(f'"{c}"' for c in pk_cols) + ")")
+    columns.extend(others)
+    exists = " IF NOT EXISTS" if create.args.get("exists") else ""
+    temp = " TEMPORARY" if any(
+        isinstance(p, exp.TemporaryProperty) for p in (create.args.get("properties") or exp.Properties()).expressions
+    ) else ""
+    qual = f'"{table.db}".' if table.db else ""
+    body = ",\n  ".join(columns)
+    stmt = f'CREATE{temp} TABLE{exists} {qual}"{table.name}" (\n  {body}\n)'
+    if exists:
+        extra = [e.replace("INDEX ", "INDEX IF NOT EXISTS ", 1) for e in extra]
+    return [stmt, *extra]

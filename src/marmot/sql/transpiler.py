@@ -1,0 +1,400 @@
+"""MySQL statement shape -> executable SQLite plan, behind an LRU cache.
+
+The path of one statement: ``lexer.normalize`` gives the literal-free shape; ``Transpiler.plan`` looks the
+shape up (key: shape, current database, that database's schema generation, transpilation flag) and on a
+miss parses it with sqlglot's MySQL dialect, applies our rules and renders SQLite SQL. A plan is
+immutable and shared by every session, so it holds no values: its ``binds`` say, for each ``?`` of the
+SQLite text, which literal (``("l", i)``) or client parameter (``("p", i)``) to bind.
+
+Rules applied here (issue 2 set; the dialect issue grows them):
+- table qualifiers: ``db.t`` for the current database is stripped; another database stays qualified and
+  is listed in ``attach`` so the engine ATTACHes it under its own name;
+- internal ``__marmot*`` tables are invisible (1146) to client SQL;
+- AUTO_INCREMENT ids: the auto-increment column's value is wrapped in ``__marmot_autoid(v)`` (a per-session
+  SQLite function that returns ``v`` unless it is NULL/0), and added when the column is omitted;
+- ``UPDATE/DELETE ... ORDER BY ... LIMIT`` (the apsw SQLite build lacks it) -> ``rowid IN (subquery)``;
+- ``@@var``/``@var``/``DATABASE()``/``VERSION()`` become calls of per-session SQLite functions;
+- unaliased select-list expressions get their MySQL column name (the original text) as alias.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from marmot.sql import lexer
+from marmot.sql.ddl import DDLError, translate_create_table
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+INTERNAL_PREFIX = "__marmot"
+
+# Statement classes (Plan.kind)
+READ = "read"
+WRITE = "write"
+DDL = "ddl"
+
+
+class SQLSyntaxError(Exception):
+    """MySQL error 1064: the statement does not parse."""
+
+    def __init__(self, near: str, line: int) -> None:
+        super().__init__(
+            "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server "
+            f"version for the right syntax to use near '{near[:80]}' at line {line}"
+        )
+
+
+class NoSuchTable(Exception):
+    """MySQL error 1146."""
+
+
+class Unsupported(Exception):
+    """A statement we parse but cannot run (MySQL error 1235 'not supported yet')."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One SQLite statement and how to bind it."""
+
+    sql: str
+    binds: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    kind: str  # READ | WRITE | DDL
+    steps: tuple[Step, ...]
+    tables: frozenset[str] = field(default_factory=frozenset)  # tables written or created (lower case)
+    attach: frozenset[str] = field(default_factory=frozenset)  # other databases referenced
+    autoinc: bool = False  # the statement may mint AUTO_INCREMENT ids
+    counts_changes: bool = False  # affected rows must count only rows whose values changed (UPDATE)
+
+
+class SchemaInfo:
+    """What the transpiler needs to know about tables; the engine supplies a live implementation."""
+
+    def autoinc_column(self, database: str, table: str) -> tuple[str, int, bool] | None:
+        """(column, position, zero_means_generate) of the table's AUTO_INCREMENT column, or None."""
+        return None
+
+
+class PlanCache:
+    """A thread-safe LRU of plans (``[query_pipeline] transpiler_cache_size`` entries)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._data: OrderedDict[tuple, Plan] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> Plan | None:
+        plan = self._data.get(key)
+        if plan is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        if len(self._data) > self.capacity // 2:  # recency bookkeeping only matters when near full
+            with self._lock, contextlib.suppress(KeyError):
+                self._data.move_to_end(key)
+        return plan
+
+    def put(self, key: tuple, plan: Plan) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._data[key] = plan
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_MODIFIERS = frozenset(
+    {"DISTINCT", "ALL", "DISTINCTROW", "HIGH_PRIORITY", "STRAIGHT_JOIN", "SQL_SMALL_RESULT", "SQL_BIG_RESULT",
+     "SQL_BUFFER_RESULT", "SQL_NO_CACHE", "SQL_CACHE", "SQL_CALC_FOUND_ROWS"}
+)
+_SELECT_END = frozenset(
+    {"FROM", "INTO", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "UNION", "FOR", "LOCK", "WINDOW", "EXCEPT",
+     "INTERSECT"}
+)
+
+
+def select_item_texts(shape: str) -> list[str] | None:
+    """Original text of each outermost select-list item (MySQL names unaliased columns after it)."""
+    toks = [t for t in lexer.tokenize(shape) if t.kind not in ("ws", "comment")]
+    i = 0
+    while i < len(toks) and not (toks[i].kind == "word" and toks[i].text.upper() == "SELECT"):
+        if toks[i].text != "(":
+            return None
+        i += 1
+    i += 1
+    while i < len(toks) and toks[i].kind == "word" and toks[i].text.upper() in _MODIFIERS:
+        i += 1
+    items: list[str] = []
+    depth = 0
+    start = toks[i].start if i < len(toks) else len(shape)
+    end = start
+    for tok in toks[i:]:
+        if tok.kind == "punct" and tok.text == "(":
+            depth += 1
+        elif tok.kind == "punct" and tok.text == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        elif depth == 0 and tok.kind == "punct" and tok.text in ",;":
+            items.append(shape[start:end])
+            start = tok.start + 1
+            if tok.text == ";":
+                break
+            continue
+        elif depth == 0 and tok.kind == "word" and tok.text.upper() in _SELECT_END:
+            break
+        end = tok.start + len(tok.text)
+    items.append(shape[start:end])
+    return [s.strip() for s in items]
+
+
+def _column_name_for(text: str, node: exp.Expression) -> str:
+    if isinstance(node, exp.Literal) and node.is_string:
+        return node.this
+    for n in range(16):  # placeholders of client prepared statements show as '?'
+        text = text.replace(f":__p{n}", "?")
+    return text
+
+
+class Transpiler:
+    """Turns MySQL statements into cached SQLite plans."""
+
+    def __init__(self, cache_size: int = 10000, schema: SchemaInfo | None = None) -> None:
+        self.cache = PlanCache(cache_size)
+        self.schema = schema or SchemaInfo()
+
+    def plan(self, norm: lexer.Normalized, database: str, generation: int, original: str) -> Plan:
+        key = (norm.shape, database, generation)
+        plan = self.cache.get(key)
+        if plan is None:
+            plan = self._build(norm, database, original)
+            self.cache.put(key, plan)
+        return plan
+
+    # -- building -------------------------------------------------------------------------------------
+
+    def _build(self, norm: lexer.Normalized, database: str, original: str) -> Plan:
+        try:
+            trees = [t for t in sqlglot.parse(norm.shape, read="mysql") if t is not None]
+        except (ParseError, TokenError) as err:
+            raise _syntax_error(original) from err
+        if len(trees) != 1:
+            raise _syntax_error(original)
+        tree = trees[0]
+        if isinstance(tree, exp.Command):
+            raise _syntax_error(original)
+        attach = self._resolve_tables(tree, database)
+        autoinc = False
+        counts_changes = False
+        if isinstance(tree, exp.Create) and tree.args.get("kind") == "TABLE":
+            try:
+                sqls = translate_create_table(tree)
+            except DDLError as err:
+                raise Unsupported(str(err)) from err
+            return self._finish(DDL, sqls, tree, attach)
+        if isinstance(tree, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
+            if isinstance(tree, exp.TruncateTable):
+                sqls = [f"DELETE FROM {t.sql('sqlite')}" for t in tree.expressions]
+            else:
+                sqls = [tree.sql("sqlite")]
+            return self._finish(DDL, sqls, tree, attach)
+        tree = _rewrite_functions(tree)
+        if isinstance(tree, exp.Insert):
+            autoinc = self._inject_autoid(tree, database)
+            kind = WRITE
+        elif isinstance(tree, (exp.Update, exp.Delete)):
+            _rewrite_order_limit(tree)
+            counts_changes = isinstance(tree, exp.Update)
+            kind = WRITE
+        else:
+            kind = READ
+            if isinstance(tree, exp.Select):
+                _alias_select_list(tree, norm.shape)
+        return self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, counts_changes)
+
+    def _finish(
+        self,
+        kind: str,
+        sqls: list[str],
+        tree: exp.Expression,
+        attach: set[str],
+        autoinc: bool = False,
+        counts_changes: bool = False,
+    ) -> Plan:
+        steps = tuple(_bind_step(s) for s in sqls)
+        written: set[str] = set()
+        if kind in (WRITE, DDL):
+            target = tree.this if not isinstance(tree, exp.TruncateTable) else None
+            if isinstance(target, exp.Schema):
+                target = target.this
+            if isinstance(target, exp.Table):
+                written.add(target.name.lower())
+            for t in tree.find_all(exp.Table) if isinstance(tree, (exp.Drop, exp.TruncateTable)) else ():
+                written.add(t.name.lower())
+        return Plan(kind, steps, frozenset(written), frozenset(attach), autoinc, counts_changes)
+
+    def _resolve_tables(self, tree: exp.Expression, database: str) -> set[str]:
+        attach: set[str] = set()
+        for table in tree.find_all(exp.Table):
+            name = table.name
+            if name.lower().startswith(INTERNAL_PREFIX):
+                db = table.db or database
+                raise NoSuchTable(f"Table '{db}.{name}' doesn't exist")
+            db = table.db
+            if not db:
+                continue
+            if db == database:
+                table.set("db", None)
+            elif db.lower() in ("information_schema", "mysql", "performance_schema", "sys"):
+                raise Unsupported(f"{db} tables are not available yet")
+            else:
+                attach.add(db)
+        return attach
+
+    def _inject_autoid(self, insert: exp.Insert, database: str) -> bool:
+        target = insert.this
+        cols: list[exp.Expression] | None = None
+        if isinstance(target, exp.Schema):
+            cols = list(target.expressions)
+            table = target.this
+        else:
+            table = target
+        if not isinstance(table, exp.Table):
+            return False
+        info = self.schema.autoinc_column(table.db or database, table.name)
+        if info is None:
+            return False
+        column, position, zero_generates = info
+        func = "__marmot_autoid" if zero_generates else "__marmot_autoid_null"
+        source = insert.expression
+        names = [c.name for c in cols] if cols is not None else None
+        if names is None or column in names:
+            idx = position if names is None else names.index(column)
+            if isinstance(source, exp.Values):
+                for row in source.expressions:
+                    vals = row.expressions
+                    if idx < len(vals):
+                        vals[idx].replace(exp.Anonymous(this=func, expressions=[vals[idx].copy()]))
+                return True
+            return False
+        assert cols is not None and isinstance(target, exp.Schema)
+        target.set("expressions", [*cols, exp.to_identifier(column)])
+        if isinstance(source, exp.Values):
+            for row in source.expressions:
+                row.set("expressions", [*row.expressions, exp.Anonymous(this=func, expressions=[exp.null()])])
+            return True
+        if isinstance(source, exp.Query):
+            wrapped = exp.select(exp.Star(), exp.Anonymous(this=func, expressions=[exp.null()])).from_(
+                source.subquery("__marmot_src")
+            )
+            insert.set("expression", wrapped)
+            return True
+        return False
+
+
+def _syntax_error(original: str) -> SQLSyntaxError:
+    """Locate the error in the original text (not the shape) so 'near' shows what the client sent."""
+    line, near = 1, original.strip()
+    try:
+        sqlglot.parse(original, read="mysql")
+    except (ParseError, TokenError) as err:
+        info = (getattr(err, "errors", None) or [{}])[0]
+        line = int(info.get("line") or 1)
+        col = int(info.get("col") or 1)
+        lines = original.split("\n")
+        if 0 < line <= len(lines):
+            offset = sum(len(x) + 1 for x in lines[: line - 1])
+            token = info.get("highlight") or ""
+            pos = max(0, offset + col - len(token))
+            near = original[pos:]
+    return SQLSyntaxError(near.strip(), line)
+
+
+def _bind_step(sql: str) -> Step:
+    """Replace our named placeholders with positional '?' and record what each one binds."""
+    if ":__" not in sql:
+        return Step(sql)
+    out: list[str] = []
+    binds: list[tuple[str, int]] = []
+    for tok in lexer.tokenize(sql):
+        if tok.kind == "named" and tok.text.startswith(":__") and tok.text[3:4] in ("l", "p"):
+            binds.append((tok.text[3], int(tok.text[4:])))
+            out.append("?")
+        else:
+            out.append(tok.text)
+    return Step("".join(out), tuple(binds))
+
+
+_SESSION_FUNCS: dict[type, str] = {
+    exp.CurrentSchema: "DATABASE",
+    exp.CurrentVersion: "VERSION",
+    exp.CurrentUser: "CURRENT_USER",
+}
+
+
+def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
+    def fix(node: exp.Expression) -> exp.Expression:
+        name = _SESSION_FUNCS.get(type(node))
+        if name:
+            return exp.Anonymous(this=name, expressions=[])
+        if isinstance(node, exp.SessionParameter):
+            scope = (node.args.get("kind") or "").lower()
+            return exp.Anonymous(
+                this="__marmot_sysvar", expressions=[exp.Literal.string(node.name), exp.Literal.string(scope)]
+            )
+        if isinstance(node, exp.Parameter):
+            return exp.Anonymous(this="__marmot_uservar", expressions=[exp.Literal.string(node.name)])
+        return node
+
+    return tree.transform(fix, copy=False)
+
+
+def _rewrite_order_limit(tree: exp.Update | exp.Delete) -> None:
+    """``... ORDER BY o LIMIT n`` -> ``WHERE rowid IN (SELECT rowid FROM t WHERE ... ORDER BY o LIMIT n)``."""
+    limit = tree.args.get("limit")
+    order = tree.args.get("order")
+    if limit is None and order is None:
+        return
+    table = tree.this
+    if not isinstance(table, exp.Table) or tree.args.get("joins") or tree.args.get("from_"):
+        return
+    sub = exp.select(exp.column("rowid")).from_(table.copy())
+    where = tree.args.get("where")
+    if where is not None:
+        sub.set("where", where.copy())
+    if order is not None:
+        sub.set("order", order.copy())
+    if limit is not None:
+        sub.set("limit", limit.copy())
+    tree.set("where", exp.Where(this=exp.In(this=exp.column("rowid"), query=sub.subquery())))
+    tree.set("order", None)
+    tree.set("limit", None)
+
+
+def _alias_select_list(select: exp.Select, shape: str) -> None:
+    items = select.expressions
+    if not any(not isinstance(e, (exp.Alias, exp.Column, exp.Star)) for e in items):
+        return
+    texts = select_item_texts(shape)
+    if texts is None or len(texts) != len(items):
+        return
+    for node, text in zip(items, texts, strict=True):
+        if isinstance(node, (exp.Alias, exp.Column, exp.Star)):
+            continue
+        node.replace(exp.alias_(node.copy(), _column_name_for(text, node), quoted=True))

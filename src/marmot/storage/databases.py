@@ -1,0 +1,190 @@
+"""The SQLite files of one node: one file per logical database plus the system database.
+
+Layout of ``data_dir``: ``<name>.db`` for every user database (the default one is ``marmot``) and
+``__marmot_system.db`` for node-internal state. A database exists exactly when its file exists, so a
+restart (or files copied in by an operator) needs no registry to rebuild.
+
+Every connection is opened in WAL mode with ``synchronous=NORMAL`` (durable at checkpoints, never
+corrupt) and ``busy_timeout=0``: waiting for SQLite's write lock must never block the asyncio loop, so the
+engine retries SQLITE_BUSY itself with asyncio sleeps (see ``engine/locking.py``).
+
+``generation(db)`` is an in-process counter bumped by every schema change made through this node; the
+transpiler keys its plan cache on it so no plan outlives the schema it was built for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+SYSTEM_DATABASE = "__marmot_system"
+DEFAULT_DATABASE = "marmot"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_$\-]{1,64}$")
+
+
+class DatabaseError(Exception):
+    """Base of the storage errors the engine maps to MySQL codes."""
+
+
+class UnknownDatabase(DatabaseError):
+    """MySQL 1049."""
+
+
+class DatabaseExists(DatabaseError):
+    """MySQL 1007."""
+
+
+class InvalidDatabaseName(DatabaseError):
+    """MySQL 1102."""
+
+
+@dataclass(frozen=True, slots=True)
+class AutoIncInfo:
+    column: str
+    position: int
+    zero_generates: bool
+
+
+def validate_name(name: str) -> str:
+    if not _NAME_RE.match(name) or name.lower().startswith("__marmot") or name in (".", ".."):
+        raise InvalidDatabaseName(f"Incorrect database name '{name}'")
+    if name.lower() in ("information_schema", "mysql", "performance_schema", "sys"):
+        raise InvalidDatabaseName(f"Incorrect database name '{name}'")
+    return name
+
+
+class DatabaseManager:
+    """Creates, lists, drops and opens the node's SQLite databases."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], cache_size_kib: int = 16384) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._cache_size_kib = cache_size_kib
+        self._lock = threading.Lock()
+        self._generations: dict[str, int] = {}
+        self._autoinc: dict[tuple[str, str, int], AutoIncInfo | None] = {}
+        self._meta_conns: dict[str, apsw.Connection] = {}
+        self.system = self.open(SYSTEM_DATABASE)
+        if not self.exists(DEFAULT_DATABASE):
+            self.create(DEFAULT_DATABASE)
+
+    # -- files ----------------------------------------------------------------------------------------
+
+    def path(self, name: str) -> Path:
+        return self.data_dir / f"{name}.db"
+
+    def exists(self, name: str) -> bool:
+        if name == SYSTEM_DATABASE or not _NAME_RE.match(name):
+            return False
+        return self.path(name).is_file()
+
+    def names(self) -> list[str]:
+        """User databases, sorted (the system database is never listed)."""
+        out = []
+        for p in self.data_dir.glob("*.db"):
+            name = p.stem
+            if name != SYSTEM_DATABASE and _NAME_RE.match(name):
+                out.append(name)
+        return sorted(out)
+
+    def create(self, name: str, if_not_exists: bool = False) -> bool:
+        """Create an empty database file; False when it existed and ``if_not_exists``."""
+        validate_name(name)
+        with self._lock:
+            if self.path(name).exists():
+                if if_not_exists:
+                    return False
+                raise DatabaseExists(f"Can't create database '{name}'; database exists")
+            conn = self.open(name)
+            conn.close()
+        self.bump_generation(name)
+        return True
+
+    def drop(self, name: str, if_exists: bool = False) -> bool:
+        """Delete a database's files; False when it was absent and ``if_exists``."""
+        with self._lock:
+            if not self.exists(name):
+                if if_exists:
+                    return False
+                raise UnknownDatabase(f"Can't drop database '{name}'; database doesn't exist")
+            meta = self._meta_conns.pop(name, None)
+            if meta is not None:
+                meta.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                p = Path(str(self.path(name)) + suffix)
+                if p.exists():
+                    p.unlink()
+        self.bump_generation(name)
+        return True
+
+    # -- connections ----------------------------------------------------------------------------------
+
+    def open(self, name: str) -> apsw.Connection:
+        """A new connection to ``name`` with Marmot's pragmas (the caller owns and closes it)."""
+        conn = apsw.Connection(str(self.path(name)))
+        conn.set_busy_timeout(0)
+        conn.execute(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+            f"PRAGMA cache_size=-{self._cache_size_kib}; PRAGMA temp_store=MEMORY"
+        )
+        return conn
+
+    def checkpoint_all(self) -> None:
+        """Fold every WAL back into its database file (clean shutdown)."""
+        for name in [*self.names(), SYSTEM_DATABASE]:
+            conn = self._meta(name) if name != SYSTEM_DATABASE else self.system
+            with contextlib.suppress(apsw.Error):
+                conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+
+    def close(self) -> None:
+        self.checkpoint_all()
+        for conn in self._meta_conns.values():
+            conn.close()
+        self._meta_conns.clear()
+        self.system.close()
+
+    # -- schema knowledge -------------------------------------------------------------------------------
+
+    def generation(self, name: str) -> int:
+        return self._generations.get(name, 0)
+
+    def bump_generation(self, name: str) -> None:
+        with self._lock:
+            self._generations[name] = self._generations.get(name, 0) + 1
+
+    def _meta(self, name: str) -> apsw.Connection:
+        conn = self._meta_conns.get(name)
+        if conn is None:
+            conn = self._meta_conns[name] = self.open(name)
+        return conn
+
+    def autoinc_column(self, database: str, table: str) -> AutoIncInfo | None:
+        """The table's AUTO_INCREMENT column, read from the SQLite schema (cached per generation).
+
+        A column declared ``INTEGER PRIMARY KEY AUTOINCREMENT`` (our translation of MySQL AUTO_INCREMENT)
+        gets an id for NULL and 0; a plain single-column ``INTEGER PRIMARY KEY`` (a table made outside
+        MySQL syntax) gets one for NULL only, where SQLite would otherwise pick max(rowid)+1.
+        """
+        key = (database, table.lower(), self.generation(database))
+        if key in self._autoinc:
+            return self._autoinc[key]
+        info = None
+        if self.exists(database):
+            conn = self._meta(database)
+            row = conn.execute(
+                "SELECT sql FROM sqlite_schema WHERE type='table' AND name = ? COLLATE NOCASE", (table,)
+            ).fetchone()
+            if row and row[0]:
+                cols = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+                pks = [c for c in cols if c[5]]
+                if len(pks) == 1 and str(pks[0][2]).upper() == "INTEGER":
+                    pk = pks[0]
+                    info = AutoIncInfo(pk[1], pk[0], "AUTOINCREMENT" in row[0].upper())
+        self._autoinc[key] = info
+        return info
