@@ -77,7 +77,12 @@ class Session:
     def _conn(self, database: str | None = None) -> apsw.Connection:
         name = database or self.database
         if name is None:
-            raise MySQLError(1046, "3D000", "No database selected")
+            # No database selected: expressions (SELECT 1, @@version) still work, tables do not.
+            conn = self._conns.get("")
+            if conn is None:
+                conn = self._conns[""] = apsw.Connection(":memory:")
+                self._install_functions(conn)
+            return conn
         conn = self._conns.get(name)
         if conn is None:
             if not self.ctx.databases.exists(name):
@@ -324,10 +329,14 @@ class Session:
             except apsw.BusyError:
                 rows = await self._retry_busy(lambda: self._read_steps(conn, plan, literals, params))
             except apsw.Error as err:
+                if self.database is None and isinstance(err, apsw.SQLError) and "no such table" in str(err):
+                    raise MySQLError(1046, "3D000", "No database selected") from err
                 raise errors.from_sqlite(err, self.database or "") from err
             if self.autocommit is False and not self.in_transaction:
                 self.in_transaction = True
             return ResultSet(self._description or [], rows)
+        if self.database is None:
+            raise MySQLError(1046, "3D000", "No database selected")
         if self.ctx.read_only:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         if plan.kind == DDL:

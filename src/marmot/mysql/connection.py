@@ -25,6 +25,7 @@ from marmot.engine.session import Session
 from marmot.mysql import auth, packets
 from marmot.mysql import results as encode
 from marmot.mysql.constants import Capability, Command, ServerStatus
+from marmot.mysql.tls import TlsSession
 from marmot.mysql.types import ColumnType, mysql_type_for_decl
 
 log = logging.getLogger("marmot.mysql")
@@ -99,6 +100,10 @@ class MySQLConnection(asyncio.Protocol):
         self.statements: dict[int, PreparedStatement] = {}
         self._next_stmt_id = 1
         self.seq = 0
+        self._tls: TlsSession | None = None
+        # Until the handshake response is read, take one packet at a time: what follows an SSLRequest
+        # is TLS, not MySQL packets.
+        self._one_packet_only = True
 
     # -- asyncio.Protocol -----------------------------------------------------------------------------
 
@@ -110,9 +115,24 @@ class MySQLConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._framing_error is not None:
             return
+        if self._tls is not None:
+            try:
+                data = self._tls.receive(data)
+            except ssl.SSLError as err:
+                self._framing_error = packets.ProtocolError(f"TLS: {err}")
+                data = b""
+            out = self._tls.pending_output()
+            if out and self.transport is not None and not self._closed:
+                self.transport.write(out)
         self.framer.feed(data)
+        self._extract_packets()
+
+    def _extract_packets(self) -> None:
         try:
-            while (pkt := self.framer.next_packet()) is not None:
+            while not (self._one_packet_only and self.packets):
+                pkt = self.framer.next_packet()
+                if pkt is None:
+                    break
                 self.packets.append(pkt)
         except packets.ProtocolError as err:
             self._framing_error = err
@@ -142,10 +162,13 @@ class MySQLConnection(asyncio.Protocol):
         self.seq = (seq + 1) & 0xFF
         return payload
 
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.write(self._tls.encrypt(data) if self._tls is not None else data)
+
     def _send(self, payload: bytes) -> None:
         data, self.seq = packets.frame(payload, self.seq)
-        if self.transport is not None and not self._closed:
-            self.transport.write(data)
+        self._write(data)
 
     def _send_many(self, payloads: list[bytes]) -> None:
         out = bytearray()
@@ -154,8 +177,7 @@ class MySQLConnection(asyncio.Protocol):
             data, seq = packets.frame(p, seq)
             out += data
         self.seq = seq
-        if self.transport is not None and not self._closed:
-            self.transport.write(bytes(out))
+        self._write(bytes(out))
 
     def _status(self, more: bool = False) -> int:
         st = 0
@@ -234,8 +256,10 @@ class MySQLConnection(asyncio.Protocol):
         if resp.is_ssl_request:
             if self.s.ssl_context is None:
                 raise _Closed("client asked for TLS, which is not configured")
-            await self._start_tls()
+            self._start_tls()
             resp = packets.parse_handshake_response(await self._read())
+        self._one_packet_only = False
+        self._extract_packets()
         self.capabilities = resp.capabilities & int(caps)
         ok = await self._authenticate(resp.username, resp.auth_plugin or NATIVE, resp.auth_response)
         if not ok:
@@ -258,13 +282,12 @@ class MySQLConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         return peer[0] if isinstance(peer, tuple) else "localhost"
 
-    async def _start_tls(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self.transport is not None and self.s.ssl_context is not None
-        new_transport = await loop.start_tls(self.transport, self, self.s.ssl_context, server_side=True)
-        if new_transport is None:
-            raise _Closed("TLS handshake failed")
-        self.transport = new_transport  # type: ignore[assignment]
+    def _start_tls(self) -> None:
+        assert self.s.ssl_context is not None
+        self._tls = TlsSession(self.s.ssl_context)
+        already_read = self.framer.take_unconsumed()
+        if already_read:
+            self.data_received(already_read)
 
     async def _authenticate(self, user: str, plugin: str, response: bytes) -> bool:
         """Check the password; switch the client to our plugin when it answered with another one."""

@@ -141,6 +141,15 @@ class PacketFramer:
         """Bytes received but not yet returned as part of a packet."""
         return len(self._buf) - self._pos + self._parts_len
 
+    def take_unconsumed(self) -> bytes:
+        """Hand back the raw bytes after the last returned packet (the start of a TLS handshake)."""
+        data = b"".join(self._parts) + bytes(self._buf[self._pos :])
+        self._buf.clear()
+        self._pos = 0
+        self._parts = []
+        self._parts_len = 0
+        return data
+
     def feed(self, data: bytes) -> None:
         """Append received bytes; call ``next_packet`` until it returns None."""
         if data:
