@@ -155,11 +155,14 @@ def profile_marmot(tmp: Path, args) -> str:
         msg = "py-spy not installed; run: .venv/bin/pip install py-spy"
         print(msg)
         return msg
-    raw = RESULTS / "marmot-point-select.pyspy.txt"
+    kind = args.profile_workload
+    raw = RESULTS / ("marmot-point-select.pyspy.txt" if kind == "select" else f"marmot-{kind}.pyspy.txt")
     report: list[str] = []
 
     def go(node) -> None:
         loadgen.load_table(args.driver, node.mysql_port, args.rows)
+        if kind == "insert":
+            loadgen.create_insert_table(args.driver, node.mysql_port)
         spy: list[subprocess.Popen] = []
 
         def attach() -> None:
@@ -167,7 +170,7 @@ def profile_marmot(tmp: Path, args) -> str:
             spy.append(p)
             _cleanups.append(lambda: p.poll() is None and p.kill())
 
-        r = loadgen.run_case("select", args.profile_conns, args.driver, node.mysql_port, args.rows,
+        r = loadgen.run_case(kind, args.profile_conns, args.driver, node.mysql_port, args.rows,
                              args.duration, on_started=attach)
         if spy:
             try:
@@ -184,9 +187,9 @@ def profile_marmot(tmp: Path, args) -> str:
             "sql/lexer.py:", "sql/transpiler.py:", "mysql/types.py:", "lexer.py:normalize",
             "Session._run_plan", "_SelectorSocketTransport.write",
             *([":APSWCursor_execute", ":sqlite3_step"] if args.profile_native else [])])
-        report.append(f"{args.profile_conns}-connection point select under py-spy (rate 250 Hz, --idle, --function"
+        report.append(f"{args.profile_conns}-connection {'point select' if kind == 'select' else 'INSERT'} under py-spy (rate 250 Hz, --idle, --function"
                       f"{', --native' if args.profile_native else ''}): "
-                      f"{r.rate:.0f} q/s, p50 {r.p50_ms:.3f} ms (profiling slows the node; see the table above "
+                      f"{r.rate:.0f} ops/s, p50 {r.p50_ms:.3f} ms (profiling slows the node; see the table above "
                       f"for unprofiled figures).\n")
         report.append(profile_summary.render(rows, total, idle))
         report.append("\nInclusive share of busy samples (stack contains a frame matching the pattern):\n")
@@ -309,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="afterwards, profile a 1-connection point-select run of Marmot with py-spy")
     ap.add_argument("--profile-top", type=int, default=15)
     ap.add_argument("--profile-conns", type=int, default=1, help="client processes in the profiled run")
+    ap.add_argument("--profile-workload", default="select", choices=["select", "insert"],
+                    help="workload of the profiled run (default select)")
     ap.add_argument("--profile-native", action="store_true",
                     help="py-spy --native: show C frames (SQLite, apsw) instead of folding them into Python")
     args = ap.parse_args(argv)
@@ -346,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             prof = profile_marmot(tmp / "marmot-profile", args)
             print()
             print(prof)
-            (RESULTS / "profile-latest.md").write_text(f"# Marmot point-select profile — {env['date']}\n\n{prof}\n")
+            (RESULTS / "profile-latest.md").write_text(f"# Marmot {args.profile_workload} profile — {env['date']}\n\n{prof}\n")
             print(f"written to {(RESULTS / 'profile-latest.md').relative_to(REPO)}")
     finally:
         _run_cleanups()
