@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -100,6 +101,9 @@ def drop_tables(driver: str, port: int, *names: str) -> None:
 
 def _worker(kind: str, wid: int, driver: str, port: int, rows: int, duration: float,
             start_ev, start_at, out) -> None:
+    # The parent owns Ctrl-C and cleanup; a worker just dies on SIGTERM (run_case terminates it by PID).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     result = {"wid": wid, "ops": 0, "misses": 0, "errors": 0, "first_error": "", "lat_ns": []}
     try:
         conn = connect(driver, port)
@@ -188,6 +192,7 @@ def run_case(kind: str, conns: int, driver: str, port: int, rows: int, duration:
     procs = [ctx.Process(target=_worker, args=(kind, w, driver, port, rows, duration, start_ev, start_at, out),
                          daemon=True) for w in range(conns)]
     results: list[dict] = []
+    finished = False
     try:
         for p in procs:
             p.start()
@@ -208,12 +213,19 @@ def run_case(kind: str, conns: int, driver: str, port: int, rows: int, duration:
             msg = out.get(timeout=max(0.1, deadline - time.monotonic()))
             if msg[0] == "result":
                 results.append(msg[1])
+        finished = True
     finally:
+        # Normal end: every worker has delivered its result and exits on its own. Error / interrupt:
+        # stop them now (a worker blocked on a full result pipe would never exit by itself).
         for p in procs:
-            p.join(timeout=5)
+            if finished:
+                p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
-                p.join(timeout=5)
+                p.join(timeout=3)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=3)
     res = CaseResult(kind, conns, duration)
     lat: list[int] = []
     for r in results:

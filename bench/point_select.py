@@ -113,6 +113,9 @@ def bench_server(label: str, port: int, args, out: dict) -> None:
         if not ok:
             print(f"[{label}] sysbench prepare --auto_inc=off FAILED:" + "".join(f"\n    {p}" for p in problems))
             return
+        total, hits = count_hits()
+        if hits < args.rows:
+            problems.append(f"after prepare --auto_inc=off only {hits} of {total} rows have ids 1..{args.rows}")
         for threads in args.conns:
             r = sysbench_runner.run(port, args.rows, threads, int(args.duration))
             out[("sysbench", threads)] = r
@@ -121,7 +124,7 @@ def bench_server(label: str, port: int, args, out: dict) -> None:
                   + "".join(f"\n    {p}" for p in r.problems), flush=True)
             if not r.ok:
                 print(r.tail)
-        sysbench_runner.cleanup(port, args.rows)
+        out["sysbench_prepare_problems"] += sysbench_runner.cleanup(port, args.rows)
 
 
 def with_marmot(tmp: Path, fn) -> None:
@@ -360,4 +363,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc}); every started process was stopped", file=sys.stderr)
+        sys.exit(130)

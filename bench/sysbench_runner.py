@@ -70,18 +70,23 @@ def _run(args: list[str], timeout: float) -> tuple[int, str]:
     return r.returncode, r.stdout + r.stderr
 
 
-def cleanup(port: int, table_size: int) -> None:
-    _run([*_base(port, table_size), "cleanup"], 60)
+def cleanup(port: int, table_size: int) -> list[str]:
+    """``sysbench cleanup`` (DROP TABLE IF EXISTS sbtest1); returns its FATAL/ALERT lines."""
+    rc, out = _run([*_base(port, table_size), "cleanup"], 60)
+    problems = [m.group(0) for m in _PROBLEM.finditer(out)]
+    if rc != 0 and not problems:
+        problems = [f"sysbench cleanup exited {rc}: {out[-800:]}"]
+    return problems
 
 
 def compatibility(port: int, table_size: int, count_hits) -> CompatReport:
     """Stock prepare (AUTO_INCREMENT ids); ``count_hits()`` -> (rows, rows with id in 1..table_size)."""
     rep = CompatReport()
-    cleanup(port, table_size)
+    before = cleanup(port, table_size)
     rc, out = _run([*_base(port, table_size), "--verbosity=5", "prepare"], 120)
     rep.prepare_ok = rc == 0
-    rep.problems = [m.group(0) for m in _PROBLEM.finditer(out)]
-    if rc != 0 and not rep.problems:
+    rep.problems = before + [m.group(0) for m in _PROBLEM.finditer(out)]
+    if rc != 0 and len(rep.problems) == len(before):
         rep.problems = [f"sysbench prepare exited {rc}: {out[-800:]}"]
     if rep.prepare_ok:
         try:
@@ -91,7 +96,7 @@ def compatibility(port: int, table_size: int, count_hits) -> CompatReport:
                                f"1..{table_size}: sysbench's point selects would return empty results")
         except Exception as err:
             rep.id_note = f"could not inspect sbtest1 after prepare: {err!r}"
-    cleanup(port, table_size)
+    rep.problems += cleanup(port, table_size)
     return rep
 
 

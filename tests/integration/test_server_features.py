@@ -226,3 +226,26 @@ def test_cli_flags_override_file_and_log_to_file(tmp_path):
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(10)
     assert "node 1 started" in (tmp_path / "marmot.log").read_text()
+
+
+def test_change_user_and_status_flags(secured):
+    mysql_connector = pytest.importorskip("mysql.connector")
+    c = mysql_connector.connect(host="127.0.0.1", port=secured.mysql_port, user="root", password="",
+                                database="marmot", ssl_disabled=True)
+    cur = c.cursor()
+    assert not c.in_transaction
+    cur.execute("START TRANSACTION")
+    cur.execute("SELECT 1")
+    cur.fetchall()
+    assert c.in_transaction  # SERVER_STATUS_IN_TRANS
+    c.rollback()
+    assert not c.in_transaction
+    c.cmd_change_user(username="app", password="s3cret!", database="marmot")
+    cur = c.cursor()
+    cur.execute("SELECT CURRENT_USER(), DATABASE()")
+    user, db = cur.fetchone()
+    assert user.startswith("app@") and db == "marmot"
+    with pytest.raises(mysql_connector.Error) as ei:
+        c.cmd_change_user(username="app", password="bad")
+    assert ei.value.errno == 1045
+    c.close()

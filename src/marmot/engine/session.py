@@ -26,7 +26,7 @@ from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
 from marmot.engine.results import OkResult, PreparedInfo, Result, ResultSet
 from marmot.engine.variables import normalize_system_value, parse_set, simple_value
-from marmot.sql import functions, lexer
+from marmot.sql import datetime_functions, functions, lexer
 from marmot.sql.transpiler import DDL, READ, NoSuchTable, Plan, SQLSyntaxError, Unsupported
 from marmot.storage.databases import DatabaseError, DatabaseExists, InvalidDatabaseName, UnknownDatabase
 
@@ -94,6 +94,8 @@ class Session:
 
     def _install_functions(self, conn: apsw.Connection) -> None:
         functions.register(conn)
+        for name, (fn, nargs, deterministic) in datetime_functions.FUNCTIONS.items():
+            conn.create_scalar_function(name, fn, nargs, deterministic=deterministic)
         conn.create_scalar_function("__marmot_autoid", self._autoid, 1, deterministic=False)
         conn.create_scalar_function("__marmot_autoid_null", self._autoid_null, 1, deterministic=False)
         conn.create_scalar_function("__marmot_sysvar", self._sysvar, 2, deterministic=False)
@@ -324,8 +326,7 @@ class Session:
             self._description = None
             rows: list[tuple] = []
             try:
-                for step in plan.steps:
-                    rows = cursor.execute(step.sql, self._bind(step.binds, literals, params)).fetchall()
+                rows = self._read_steps(conn, plan, literals, params, cursor)
             except apsw.BusyError:
                 rows = await self._retry_busy(lambda: self._read_steps(conn, plan, literals, params))
             except apsw.Error as err:
@@ -344,12 +345,17 @@ class Session:
         return await self._write(plan, literals, params)
 
     def _read_steps(self, conn: apsw.Connection, plan: Plan, literals: list[object],
-                    params: list[object]) -> list[tuple]:
-        cursor = conn.cursor()
-        cursor.exec_trace = self._trace
+                    params: list[object], cursor: apsw.Cursor | None = None) -> list[tuple]:
+        if cursor is None:
+            cursor = conn.cursor()
+            cursor.exec_trace = self._trace
         rows: list[tuple] = []
+        found: int | None = None
         for step in plan.steps:
             rows = cursor.execute(step.sql, self._bind(step.binds, literals, params)).fetchall()
+            if step.role == "found_rows":
+                found = int(rows[0][0]) if rows else 0
+        self.variables["__found_rows"] = len(rows) if found is None else found
         return rows
 
     async def _write(self, plan: Plan, literals: list[object], params: list[object]) -> Result:

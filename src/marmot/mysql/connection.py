@@ -24,7 +24,7 @@ from marmot.engine.results import OkResult, ResultSet
 from marmot.engine.session import Session
 from marmot.mysql import auth, packets
 from marmot.mysql import results as encode
-from marmot.mysql.constants import Capability, Command, ServerStatus
+from marmot.mysql.constants import Capability, Command, ServerStatus, SetOption
 from marmot.mysql.tls import TlsSession
 from marmot.mysql.types import ColumnType, mysql_type_for_decl
 
@@ -357,12 +357,27 @@ class MySQLConnection(asyncio.Protocol):
         elif cmd == Command.COM_CHANGE_USER:
             return await self._change_user(payload)
         elif cmd == Command.COM_SET_OPTION:
-            self._send(self._eof())
+            self._set_option(packets.parse_set_option(payload))
         elif cmd == Command.COM_STATISTICS:
             self._send(f"Uptime: 1  Threads: {len(self.s.connections)}  Questions: 0".encode())
         else:
             self._send(packets.err_packet(1047, "08S01", "Unknown command"))
         return True
+
+    def _set_option(self, option: int) -> None:
+        """COM_SET_OPTION: switch multi-statement support for the rest of the connection.
+
+        mysqli's ``multi_query`` connects without CLIENT_MULTI_STATEMENTS and turns it on here before
+        sending the statements, so this must really change what ``_query`` accepts. MySQL answers EOF.
+        """
+        if option == SetOption.MULTI_STATEMENTS_ON:
+            self.capabilities |= Capability.CLIENT_MULTI_STATEMENTS
+        elif option == SetOption.MULTI_STATEMENTS_OFF:
+            self.capabilities &= ~Capability.CLIENT_MULTI_STATEMENTS
+        else:
+            self._send(packets.err_packet(1047, "08S01", "Unknown command"))
+            return
+        self._send(self._eof())
 
     async def _query(self, sql: str) -> None:
         sess = self.session

@@ -1034,9 +1034,22 @@ def _shortest_float32(x: float) -> float:
     return x
 
 
+def _string_param(b: bytes) -> str | bytes:
+    """A string-typed parameter: text if it is UTF-8, else the raw bytes.
+
+    Drivers send Python ``bytes`` / PHP binary strings with a string type code (mysql-connector uses
+    MYSQL_TYPE_STRING, mysqlnd VAR_STRING), so a BLOB value arrives here. Replacing invalid sequences
+    with U+FFFD would silently corrupt it; MySQL stores the bytes as sent, and so do we (as a BLOB).
+    """
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b
+
+
 def _decode_text(buf: bytes, pos: int, unsigned: bool) -> tuple[object, int]:
     b, pos = read_lenenc_bytes(buf, pos)
-    return (None if b is None else b.decode("utf-8", "replace")), pos
+    return (None if b is None else _string_param(b)), pos
 
 
 def _decode_bytes(buf: bytes, pos: int, unsigned: bool) -> tuple[object, int]:
@@ -1183,7 +1196,7 @@ def parse_stmt_execute(
 
 def _long_data_value(data: bytes, type_code: int) -> object:
     if type_code in _TEXT_PARAM_TYPES:
-        return data.decode("utf-8", "replace")
+        return _string_param(data)
     return data
 
 

@@ -29,7 +29,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from marmot.sql import lexer
+from marmot.sql import dml, lexer
 from marmot.sql.ddl import DDLError, translate_create_table
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -66,6 +66,7 @@ class Step:
 
     sql: str
     binds: tuple[tuple[str, int], ...] = ()
+    role: str = ""  # "found_rows": run first, its single value is what FOUND_ROWS() returns
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +191,12 @@ class Transpiler:
     # -- building -------------------------------------------------------------------------------------
 
     def _build(self, norm: lexer.Normalized, database: str, original: str) -> Plan:
+        shape = norm.shape
+        replace = norm.keyword == "REPLACE"
+        if replace:  # sqlglot's MySQL parser gives up on REPLACE; it is INSERT with another conflict rule
+            shape = "INSERT" + shape[len("REPLACE"):]
         try:
-            trees = [t for t in sqlglot.parse(norm.shape, read="mysql") if t is not None]
+            trees = [t for t in sqlglot.parse(shape, read="mysql") if t is not None]
         except (ParseError, TokenError) as err:
             raise _syntax_error(original) from err
         if len(trees) != 1:
@@ -215,18 +220,34 @@ class Transpiler:
                 sqls = [tree.sql("sqlite")]
             return self._finish(DDL, sqls, tree, attach)
         tree = _rewrite_functions(tree)
+        found_rows: exp.Select | None = None
         if isinstance(tree, exp.Insert):
+            if replace:
+                tree.set("alternative", "REPLACE")
+            dml.on_duplicate_key_update(tree)
             autoinc = self._inject_autoid(tree, database)
             kind = WRITE
-        elif isinstance(tree, (exp.Update, exp.Delete)):
+        elif isinstance(tree, exp.Update):
+            dml.update_join(tree)
             _rewrite_order_limit(tree)
-            counts_changes = isinstance(tree, exp.Update)
+            counts_changes = True
+            kind = WRITE
+        elif isinstance(tree, exp.Delete):
+            tree = dml.delete_join(tree)
+            _rewrite_order_limit(tree)
             kind = WRITE
         else:
             kind = READ
             if isinstance(tree, exp.Select):
+                _drop_dual(tree)
+                found_rows = dml.calc_found_rows(tree)
                 _alias_select_list(tree, norm.shape)
-        return self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, counts_changes)
+        plan = self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, counts_changes)
+        if found_rows is not None:
+            count = _bind_step(found_rows.sql("sqlite"))
+            plan = Plan(plan.kind, (Step(count.sql, count.binds, "found_rows"), *plan.steps), plan.tables,
+                        plan.attach, plan.autoinc, plan.counts_changes)
+        return plan
 
     def _finish(
         self,
@@ -253,6 +274,8 @@ class Transpiler:
         attach: set[str] = set()
         for table in tree.find_all(exp.Table):
             name = table.name
+            if name.upper() == "DUAL" and not table.db:
+                continue
             if name.lower().startswith(INTERNAL_PREFIX):
                 db = table.db or database
                 raise NoSuchTable(f"Table '{db}.{name}' doesn't exist")
@@ -348,11 +371,72 @@ _SESSION_FUNCS: dict[type, str] = {
 }
 
 
+_DATE_PARTS: dict[type, str] = {
+    exp.Year: "YEAR", exp.Month: "MONTH", exp.Day: "DAY", exp.DayOfMonth: "DAYOFMONTH",
+    exp.DayOfWeek: "DAYOFWEEK", exp.DayOfYear: "DAYOFYEAR", exp.Quarter: "QUARTER",
+}
+_MYSQL_GENERATOR = None
+
+
+def _mysql_format(node: exp.Expression) -> exp.Expression:
+    """The MySQL format string of a parsed DATE_FORMAT/STR_TO_DATE (sqlglot stores a converted one)."""
+    global _MYSQL_GENERATOR
+    fmt = node.args.get("format")
+    if not isinstance(fmt, exp.Literal):
+        return fmt.copy() if fmt is not None else exp.null()
+    if _MYSQL_GENERATOR is None:
+        from sqlglot.dialects.mysql import MySQL
+
+        _MYSQL_GENERATOR = MySQL().generator()
+    return exp.Literal.string(_MYSQL_GENERATOR.format_time(node).strip("'"))
+
+
+def _date_arg(node: exp.Expression | None) -> exp.Expression:
+    """Drop the DATE()/TIMESTAMP() casts sqlglot wraps around date-function arguments."""
+    while isinstance(node, (exp.TsOrDsToDate, exp.TsOrDsToTimestamp, exp.TsOrDsToDatetime)):
+        node = node.this
+    return node.copy() if node is not None else exp.null()
+
+
+def _interval_call(date: exp.Expression, interval: exp.Expression, unit: str | None, negate: bool) -> exp.Expression:
+    amount = interval.copy()
+    if negate:
+        amount = exp.Neg(this=exp.Paren(this=amount))
+    return exp.Anonymous(this="__mysql_date_add",
+                         expressions=[_date_arg(date), amount, exp.Literal.string((unit or "DAY").upper())])
+
+
 def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
     def fix(node: exp.Expression) -> exp.Expression:
         name = _SESSION_FUNCS.get(type(node))
         if name:
             return exp.Anonymous(this=name, expressions=[])
+        if isinstance(node, (exp.DateAdd, exp.DateSub)):
+            return _interval_call(node.this, node.expression, node.text("unit"), isinstance(node, exp.DateSub))
+        if isinstance(node, (exp.Add, exp.Sub)) and isinstance(node.expression, exp.Interval):
+            iv = node.expression
+            return _interval_call(node.this, iv.this, iv.text("unit"), isinstance(node, exp.Sub))
+        if isinstance(node, exp.Anonymous) and node.name.upper() in ("ADDDATE", "SUBDATE") and len(node.expressions) == 2:
+            date, amount = node.expressions
+            unit = "DAY"
+            if isinstance(amount, exp.Interval):
+                unit, amount = amount.text("unit") or "DAY", amount.this
+            return _interval_call(date, amount, unit, node.name.upper() == "SUBDATE")
+        if isinstance(node, exp.TimeToStr):
+            return exp.Anonymous(this="DATE_FORMAT", expressions=[_date_arg(node.this), _mysql_format(node)])
+        if isinstance(node, (exp.StrToDate, exp.StrToTime)):
+            return exp.Anonymous(this="STR_TO_DATE", expressions=[node.this.copy(), _mysql_format(node)])
+        if isinstance(node, exp.UnixToTime):
+            return exp.Anonymous(this="FROM_UNIXTIME", expressions=[node.this.copy()])
+        if isinstance(node, (exp.StrToUnix, exp.TimeToUnix)):
+            return exp.Anonymous(this="UNIX_TIMESTAMP", expressions=[_date_arg(node.this)] if node.this else [])
+        if isinstance(node, exp.DateDiff):
+            return exp.Anonymous(this="DATEDIFF", expressions=[_date_arg(node.this), _date_arg(node.expression)])
+        if isinstance(node, exp.Rand):
+            return exp.Anonymous(this="RAND", expressions=[])
+        part = _DATE_PARTS.get(type(node))
+        if part:
+            return exp.Anonymous(this=part, expressions=[_date_arg(node.this)])
         if isinstance(node, exp.SessionParameter):
             scope = (node.args.get("kind") or "").lower()
             return exp.Anonymous(
@@ -363,6 +447,14 @@ def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
         return node
 
     return tree.transform(fix, copy=False)
+
+
+def _drop_dual(select: exp.Select) -> None:
+    """``SELECT ... FROM DUAL`` is MySQL for a select without tables, which SQLite writes without FROM."""
+    src = select.args.get("from_")
+    if src is not None and isinstance(src.this, exp.Table) and src.this.name.upper() == "DUAL" \
+            and not src.this.args.get("joins") and not src.this.db:
+        select.set("from_", None)
 
 
 def _rewrite_order_limit(tree: exp.Update | exp.Delete) -> None:
