@@ -128,3 +128,13 @@ def test_syntax_error_points_at_the_problem(conn):
         c.execute("SELECT * FORM opts")
     assert ei.value.args[0] == 1064
     assert "near 'opts'" in ei.value.args[1]
+
+
+def test_affected_rows_like_mysql(cur):
+    sql = ("INSERT INTO opts (option_name, option_value) VALUES ('u', %s) "
+           "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)")
+    assert cur.execute(sql, ("1",)) == 1  # inserted
+    assert cur.execute(sql, ("2",)) == 2  # updated
+    assert cur.execute(sql, ("2",)) == 0  # unchanged
+    assert cur.execute("REPLACE INTO opts (option_name, option_value) VALUES ('r', 'a')") == 1
+    assert cur.execute("REPLACE INTO opts (option_name, option_value) VALUES ('r', 'b')") == 2

@@ -363,13 +363,9 @@ class Session:
         await self._begin_write(conn)
         self._stmt_first_generated = None
         self._stmt_last_explicit = None
-        count_changed = plan.counts_changes and not self.client_found_rows
-        changed = [0]
-        if count_changed:
-            def hook(update: apsw.PreUpdate) -> None:
-                if update.op != "UPDATE" or update.old != update.new:
-                    changed[0] += 1
-            conn.preupdate_hook(hook)
+        counter = _AffectedRows(plan.affected, self.client_found_rows) if plan.affected else None
+        if counter is not None:
+            conn.preupdate_hook(counter)
         affected = 0
         # Inside a transaction a failed statement must undo only itself (MySQL statement atomicity);
         # in autocommit mode the whole SQLite transaction is the statement.
@@ -389,10 +385,10 @@ class Session:
                 self._rollback_sqlite()
             raise errors.from_sqlite(err, self.database or "") from err
         finally:
-            if count_changed:
+            if counter is not None:
                 conn.preupdate_hook(None)
-        if count_changed:
-            affected = changed[0]
+        if counter is not None:
+            affected = counter.count
         if plan.kind == DDL:
             self.ctx.databases.bump_generation(self._txn_db or self.database or "")
             for db in plan.attach:
@@ -624,6 +620,35 @@ class Session:
             conn.close()
         if self.database == name:
             self.database = None
+
+
+class _AffectedRows:
+    """preupdate hook that counts affected rows the way MySQL does (SQLite's changes() counts matches).
+
+    UPDATE counts rows whose values changed (all matched rows with CLIENT_FOUND_ROWS); an upsert counts 1
+    per inserted row and 2 per updated one; REPLACE counts the deleted and the inserted row. Rows touched
+    by foreign-key actions or triggers (depth > 0) do not count, as in MySQL.
+    """
+
+    __slots__ = ("mode", "found_rows", "count")
+
+    def __init__(self, mode: str, found_rows: bool) -> None:
+        self.mode = mode
+        self.found_rows = found_rows
+        self.count = 0
+
+    def __call__(self, u: apsw.PreUpdate) -> None:
+        if u.depth:
+            return
+        op = u.op
+        if op == "UPDATE":
+            changed = u.old != u.new
+            if self.mode == "upsert":
+                self.count += 2 if changed else (1 if self.found_rows else 0)
+            elif changed or self.found_rows:
+                self.count += 1
+        elif self.mode != "update":
+            self.count += 1
 
 
 def _savepoint_name(sql: str) -> str:

@@ -405,6 +405,7 @@ class MySQLConnection(asyncio.Protocol):
             return
         rows = result.rows
         types = encode.column_types(result.columns, rows)
+        rows = encode.fixed_decimals(rows, result.columns, types)
         names = tuple(c[0] for c in result.columns)
         defs = encode.column_definitions(names, types, (self.session.database if self.session else "") or "")
         out = [packets.column_count(len(names)), *defs]

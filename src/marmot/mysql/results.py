@@ -8,9 +8,11 @@ types) key.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from functools import lru_cache
 
 from marmot.mysql import packets
+from marmot.mysql.constants import FieldType
 from marmot.mysql.types import ColumnType, mysql_type_for_decl, mysql_type_for_values
 
 
@@ -23,6 +25,57 @@ def column_types(columns: Sequence[tuple[str, str | None]], rows: list[tuple]) -
         else:
             out.append(mysql_type_for_values(row[i] for row in rows))
     return tuple(out)
+
+
+_DECIMAL_CONTEXT = Context(prec=100, rounding=ROUND_HALF_UP)
+
+
+def fixed_decimals(
+    rows: list[tuple], columns: Sequence[tuple[str, str | None]], types: tuple[ColumnType, ...]
+) -> list[tuple]:
+    """Values of declared ``DECIMAL(p,s)`` columns as text with exactly ``s`` digits after the point.
+
+    SQLite keeps a DECIMAL as an INTEGER or REAL (NUMERIC affinity), so ``1.10`` comes back as the float
+    1.1. MySQL always prints a DECIMAL with its scale (``1.10``, ``-5.00``, ``0.0000000001``, never
+    ``1E-10``); clients that keep decimals as strings (PHP, the ``mysql`` CLI) see exactly that. Costs
+    nothing for result sets without a DECIMAL column.
+    """
+    scales = [
+        (i, t.decimals)
+        for i, t in enumerate(types)
+        if t.type == FieldType.NEWDECIMAL and columns[i][1] and t.decimals <= 30
+    ]
+    if not scales or not rows:
+        return rows
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, scale in scales:
+            if values[i] is not None:
+                values[i] = decimal_text(values[i], scale)
+        out.append(tuple(values))
+    return out
+
+
+def decimal_text(v: object, scale: int) -> object:
+    """``v`` printed as MySQL prints a DECIMAL with ``scale`` decimals; ``v`` itself if not a number."""
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        return v
+    try:
+        if isinstance(v, float):
+            d = Decimal(repr(v))
+        elif isinstance(v, str):
+            d = Decimal(v.strip())
+        else:
+            d = Decimal(v)
+        if not d.is_finite():
+            return v
+        q = d.quantize(Decimal(1).scaleb(-scale), context=_DECIMAL_CONTEXT)
+    except (InvalidOperation, ValueError):
+        return v
+    if q.is_zero():
+        q = q.copy_abs()  # MySQL has no negative zero
+    return format(q, "f")
 
 
 @lru_cache(maxsize=4096)

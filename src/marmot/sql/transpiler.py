@@ -76,7 +76,9 @@ class Plan:
     tables: frozenset[str] = field(default_factory=frozenset)  # tables written or created (lower case)
     attach: frozenset[str] = field(default_factory=frozenset)  # other databases referenced
     autoinc: bool = False  # the statement may mint AUTO_INCREMENT ids
-    counts_changes: bool = False  # affected rows must count only rows whose values changed (UPDATE)
+    # How MySQL counts affected rows for this statement, when SQLite's changes() differs:
+    # "update" (changed rows only), "upsert" (1 per insert, 2 per changed update), "replace" (deleted + inserted)
+    affected: str = ""
 
 
 class SchemaInfo:
@@ -206,7 +208,7 @@ class Transpiler:
             raise _syntax_error(original)
         attach = self._resolve_tables(tree, database)
         autoinc = False
-        counts_changes = False
+        affected = ""
         if isinstance(tree, exp.Create) and tree.args.get("kind") == "TABLE":
             try:
                 sqls = translate_create_table(tree)
@@ -224,13 +226,16 @@ class Transpiler:
         if isinstance(tree, exp.Insert):
             if replace:
                 tree.set("alternative", "REPLACE")
-            dml.on_duplicate_key_update(tree)
+            if dml.on_duplicate_key_update(tree):
+                affected = "upsert"
+            elif replace:
+                affected = "replace"
             autoinc = self._inject_autoid(tree, database)
             kind = WRITE
         elif isinstance(tree, exp.Update):
             dml.update_join(tree)
             _rewrite_order_limit(tree)
-            counts_changes = True
+            affected = "update"
             kind = WRITE
         elif isinstance(tree, exp.Delete):
             tree = dml.delete_join(tree)
@@ -242,11 +247,11 @@ class Transpiler:
                 _drop_dual(tree)
                 found_rows = dml.calc_found_rows(tree)
                 _alias_select_list(tree, norm.shape)
-        plan = self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, counts_changes)
+        plan = self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, affected)
         if found_rows is not None:
             count = _bind_step(found_rows.sql("sqlite"))
             plan = Plan(plan.kind, (Step(count.sql, count.binds, "found_rows"), *plan.steps), plan.tables,
-                        plan.attach, plan.autoinc, plan.counts_changes)
+                        plan.attach, plan.autoinc, plan.affected)
         return plan
 
     def _finish(
@@ -256,7 +261,7 @@ class Transpiler:
         tree: exp.Expression,
         attach: set[str],
         autoinc: bool = False,
-        counts_changes: bool = False,
+        affected: str = "",
     ) -> Plan:
         steps = tuple(_bind_step(s) for s in sqls)
         written: set[str] = set()
@@ -268,7 +273,7 @@ class Transpiler:
                 written.add(target.name.lower())
             for t in tree.find_all(exp.Table) if isinstance(tree, (exp.Drop, exp.TruncateTable)) else ():
                 written.add(t.name.lower())
-        return Plan(kind, steps, frozenset(written), frozenset(attach), autoinc, counts_changes)
+        return Plan(kind, steps, frozenset(written), frozenset(attach), autoinc, affected)
 
     def _resolve_tables(self, tree: exp.Expression, database: str) -> set[str]:
         attach: set[str] = set()
