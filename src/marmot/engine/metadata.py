@@ -289,8 +289,58 @@ def _create_table(session: Session, toks: list[lexer.Token]) -> ResultSet:
         cols = ",".join(f"`{c[2]}`" for c in conn.execute(f'PRAGMA index_info("{idx[1]}")').fetchall())
         name = idx[1].split("__", 1)[1] if "__" in idx[1] else idx[1]
         lines.append(f"  {'UNIQUE KEY' if idx[2] else 'KEY'} `{name}` ({cols})")
+    lines.extend(_foreign_key_lines(conn, table, create_sql))
     ddl = f"CREATE TABLE `{table}` (\n" + ",\n".join(lines) + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
     return ResultSet(_cols("Table", "Create Table"), [(table, ddl)])
+
+
+_FK_NAME_RE = re.compile(
+    r"CONSTRAINT\s+(`(?:[^`]|``)+`|\"(?:[^\"]|\"\")+\"|[\w$]+)\s+FOREIGN\s+KEY\s*\(([^)]*)\)", re.IGNORECASE
+)
+_FK_ACTIONS = {"CASCADE", "SET NULL", "SET DEFAULT"}  # RESTRICT / NO ACTION are the default: MySQL omits them
+
+
+def _fk_names(create_sql: str) -> dict[tuple[str, ...], str]:
+    """Constraint names written in the stored DDL, keyed by the (lower-case) child columns."""
+    names: dict[tuple[str, ...], str] = {}
+    for m in _FK_NAME_RE.finditer(create_sql):
+        cols = tuple(c.strip().strip('`"').lower() for c in m.group(2).split(","))
+        names[cols] = m.group(1).strip('`"')
+    return names
+
+
+def _foreign_key_lines(conn: apsw.Connection, table: str, create_sql: str) -> list[str]:
+    """``CONSTRAINT ... FOREIGN KEY`` lines of SHOW CREATE TABLE (SQLAlchemy reflects foreign keys from them)."""
+    groups: dict[int, list[tuple]] = {}
+    for row in conn.execute(f'PRAGMA foreign_key_list("{table}")').fetchall():
+        groups.setdefault(row[0], []).append(row)
+    if not groups:
+        return []
+    names = _fk_names(create_sql)
+    lines = []
+    unnamed = 0
+    for fk_id in sorted(groups):
+        rows = sorted(groups[fk_id], key=lambda r: r[1])
+        parent = rows[0][2]
+        child_cols = [r[3] for r in rows]
+        parent_cols = [r[4] for r in rows]
+        if any(c is None for c in parent_cols):  # REFERENCES parent without columns: its primary key
+            pk = [c[1] for c in sorted(conn.execute(f'PRAGMA table_info("{parent}")').fetchall(), key=lambda c: c[5])
+                  if c[5]]
+            parent_cols = pk or parent_cols
+        name = names.get(tuple(c.lower() for c in child_cols))
+        if name is None:
+            unnamed += 1
+            name = f"{table}_ibfk_{unnamed}"  # MySQL's name for an unnamed foreign key
+        line = (f"  CONSTRAINT `{name}` FOREIGN KEY ({', '.join(f'`{c}`' for c in child_cols)}) "
+                f"REFERENCES `{parent}` ({', '.join(f'`{c}`' for c in parent_cols)})")
+        on_update, on_delete = rows[0][5].upper(), rows[0][6].upper()
+        if on_delete in _FK_ACTIONS:
+            line += f" ON DELETE {on_delete}"
+        if on_update in _FK_ACTIONS:
+            line += f" ON UPDATE {on_update}"
+        lines.append(line)
+    return lines
 
 
 def _indexes(session: Session, toks: list[lexer.Token]) -> ResultSet:

@@ -289,8 +289,11 @@ class Transpiler:
                 continue
             if db == database:
                 table.set("db", None)
-            elif db.lower() in ("information_schema", "mysql", "performance_schema", "sys"):
-                raise Unsupported(f"{db} tables are not available yet")
+            elif db.lower() == "information_schema":
+                table.set("db", exp.to_identifier("information_schema"))
+                attach.add("information_schema")
+            elif db.lower() in ("mysql", "performance_schema", "sys"):
+                raise NoSuchTable(f"Table '{db}.{name}' doesn't exist")
             else:
                 attach.add(db)
         return attach
