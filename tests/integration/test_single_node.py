@@ -263,3 +263,15 @@ def test_oversized_packet_rejected(node, conn):
     cur = conn.cursor()
     cur.execute("SELECT 2")
     assert cur.fetchone() == (2,)
+
+
+def test_connection_pragmas_applied(tmp_path):
+    from marmot.storage.databases import DatabaseManager
+
+    dm = DatabaseManager(tmp_path)
+    conn = dm.open("marmot")
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    conn.close()
+    dm.close()

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from marmot.sql.alter import TableSchema, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.storage.databases import DatabaseManager
 
@@ -27,6 +28,13 @@ class _StorageSchema(SchemaInfo):
     def autoinc_column(self, database: str, table: str) -> tuple[str, int, bool] | None:
         info = self._databases.autoinc_column(database, table)
         return None if info is None else (info.column, info.position, info.zero_generates)
+
+    def table_schema(self, database: str, table: str) -> TableSchema | None:
+        found = self._databases.table_definition(database, table)
+        if found is None:
+            return None
+        name, sql, indexes, triggers = found
+        return TableSchema(name, split_create_table(name, sql), indexes, triggers)
 
 
 @dataclass

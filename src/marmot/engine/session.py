@@ -367,6 +367,18 @@ class Session:
 
     async def _write(self, plan: Plan, literals: list[object], params: list[object]) -> Result:
         conn = self._prepare_conn(plan)
+        if plan.rebuild:
+            # A table rebuild drops the old table: with enforcement on, that would fire other tables'
+            # ON DELETE actions. The pragma only takes effect outside a transaction.
+            conn.execute("PRAGMA foreign_keys=OFF").fetchall()
+            try:
+                return await self._write_locked(conn, plan, literals, params)
+            finally:
+                conn.execute("PRAGMA foreign_keys=ON").fetchall()
+        return await self._write_locked(conn, plan, literals, params)
+
+    async def _write_locked(self, conn: apsw.Connection, plan: Plan, literals: list[object],
+                            params: list[object]) -> Result:
         await self._begin_write(conn)
         self._stmt_first_generated = None
         self._stmt_last_explicit = None
@@ -387,7 +399,8 @@ class Session:
                 conn.execute("RELEASE __marmot_stmt")
         except apsw.Error as err:
             if use_savepoint:
-                conn.execute("ROLLBACK TO __marmot_stmt; RELEASE __marmot_stmt")
+                conn.execute("ROLLBACK TO __marmot_stmt")
+                conn.execute("RELEASE __marmot_stmt")
             else:
                 self._rollback_sqlite()
             raise errors.from_sqlite(err, self.database or "") from err

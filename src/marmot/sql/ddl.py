@@ -75,6 +75,40 @@ def index_statement(table: exp.Table, name: str, columns: list[exp.Expression], 
     )
 
 
+def column_definition(cd: exp.ColumnDef, table: exp.Table) -> tuple[str, list[str], bool]:
+    """One column as SQLite DDL: (definition text, index statements it implies, is it a primary key).
+
+    Used by ALTER TABLE; CREATE TABLE applies the same rules with the table-level key information.
+    """
+    parts: list[str] = []
+    indexes: list[str] = []
+    auto = False
+    pk = False
+    for c in cd.args.get("constraints") or []:
+        k = c.args.get("kind")
+        if isinstance(k, exp.AutoIncrementColumnConstraint):
+            auto = True
+        elif isinstance(k, exp.PrimaryKeyColumnConstraint):
+            pk = True
+        elif isinstance(k, exp.UniqueColumnConstraint):
+            indexes.append(index_statement(table, f"{cd.name}_unique", [exp.column(cd.name)], True))
+        elif not isinstance(k, _DROPPED_COLUMN_CONSTRAINTS):
+            parts.append(c.sql("sqlite"))
+    kind = cd.args.get("kind")
+    if kind is not None:
+        check = _enum_check(cd.name, kind)
+        if check:
+            parts.append(check)
+    if auto and pk:
+        type_name = "INTEGER"
+        parts = [p for p in parts if p.upper() != "NOT NULL"] + ["PRIMARY KEY AUTOINCREMENT"]
+    else:
+        type_name = sqlite_type_name(kind) if kind is not None else ""
+        if pk:
+            parts.append("PRIMARY KEY")
+    return " ".join(x for x in (f'"{cd.name}"', type_name, *parts) if x), indexes, pk
+
+
 def translate_create_table(create: exp.Create) -> list[str]:
     """SQLite statements for one MySQL CREATE TABLE (the table first, then its secondary indexes)."""
     schema = create.this

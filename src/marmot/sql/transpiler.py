@@ -30,7 +30,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from marmot.sql import dml, lexer
-from marmot.sql.ddl import DDLError, translate_create_table
+from marmot.sql.alter import TableSchema, translate_alter
+from marmot.sql.ddl import DDLError, index_statement, translate_create_table
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -79,6 +80,7 @@ class Plan:
     # How MySQL counts affected rows for this statement, when SQLite's changes() differs:
     # "update" (changed rows only), "upsert" (1 per insert, 2 per changed update), "replace" (deleted + inserted)
     affected: str = ""
+    rebuild: bool = False  # an ALTER that copies the table: run with foreign-key enforcement off
 
 
 class SchemaInfo:
@@ -86,6 +88,10 @@ class SchemaInfo:
 
     def autoinc_column(self, database: str, table: str) -> tuple[str, int, bool] | None:
         """(column, position, zero_means_generate) of the table's AUTO_INCREMENT column, or None."""
+        return None
+
+    def table_schema(self, database: str, table: str) -> TableSchema | None:
+        """The table as stored (for ALTER TABLE rebuilds), or None when it does not exist."""
         return None
 
 
@@ -194,6 +200,8 @@ class Transpiler:
 
     def _build(self, norm: lexer.Normalized, database: str, original: str) -> Plan:
         shape = norm.shape
+        if norm.keyword == "RENAME" and norm.words[1:2] == ["TABLE"]:
+            return self._rename_tables(norm, original)
         replace = norm.keyword == "REPLACE"
         if replace:  # sqlglot's MySQL parser gives up on REPLACE; it is INSERT with another conflict rule
             shape = "INSERT" + shape[len("REPLACE"):]
@@ -215,6 +223,20 @@ class Transpiler:
             except DDLError as err:
                 raise Unsupported(str(err)) from err
             return self._finish(DDL, sqls, tree, attach)
+        if isinstance(tree, exp.Alter) and (tree.args.get("kind") or "TABLE").upper() == "TABLE":
+            table = tree.this
+            try:
+                sqls, rebuild = translate_alter(tree, self.schema.table_schema(table.db or database, table.name))
+            except DDLError as err:
+                if "doesn't exist" in str(err):
+                    raise NoSuchTable(f"Table '{table.db or database}.{table.name}' doesn't exist") from err
+                raise Unsupported(str(err)) from err
+            plan = self._finish(DDL, sqls or ["SELECT 1"], tree, attach)
+            return Plan(plan.kind, plan.steps, plan.tables, plan.attach, rebuild=rebuild)
+        if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "INDEX":
+            return self._finish(DDL, [_create_index(tree)], tree, attach)
+        if isinstance(tree, exp.Drop) and (tree.args.get("kind") or "").upper() == "INDEX":
+            return self._finish(DDL, [_drop_index(tree)], tree, attach)
         if isinstance(tree, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
             if isinstance(tree, exp.TruncateTable):
                 sqls = [f"DELETE FROM {t.sql('sqlite')}" for t in tree.expressions]
@@ -274,6 +296,25 @@ class Transpiler:
             for t in tree.find_all(exp.Table) if isinstance(tree, (exp.Drop, exp.TruncateTable)) else ():
                 written.add(t.name.lower())
         return Plan(kind, steps, frozenset(written), frozenset(attach), autoinc, affected)
+
+    def _rename_tables(self, norm: lexer.Normalized, original: str) -> Plan:
+        """``RENAME TABLE a TO b, c TO d`` (sqlglot does not parse it) -> one ALTER per pair."""
+        toks = [t for t in lexer.tokenize(norm.shape) if t.kind not in ("ws", "comment")][2:]
+        sqls: list[str] = []
+        names: set[str] = set()
+        i = 0
+        while i + 2 < len(toks) + 0 and toks[i + 1].text.upper() == "TO":
+            old, new = lexer.unquote_identifier(toks[i].text), lexer.unquote_identifier(toks[i + 2].text)
+            if old.lower().startswith(INTERNAL_PREFIX) or new.lower().startswith(INTERNAL_PREFIX):
+                raise NoSuchTable(f"Table '{old}' doesn't exist")
+            sqls.append(f'ALTER TABLE "{old}" RENAME TO "{new}"')
+            names.update((old.lower(), new.lower()))
+            i += 3
+            if i < len(toks) and toks[i].text == ",":
+                i += 1
+        if not sqls or i != len(toks):
+            raise _syntax_error(original)
+        return Plan(DDL, tuple(Step(s) for s in sqls), frozenset(names))
 
     def _resolve_tables(self, tree: exp.Expression, database: str) -> set[str]:
         attach: set[str] = set()
@@ -455,6 +496,33 @@ def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
         return node
 
     return tree.transform(fix, copy=False)
+
+
+def _create_index(create: exp.Create) -> str:
+    """MySQL CREATE INDEX: name scoped to its table (``t__ix``), prefix lengths dropped."""
+    index = create.this
+    table = index.args.get("table")
+    params = index.args.get("params")
+    columns = params.args.get("columns") if params is not None else None
+    if table is None or not columns:
+        return create.sql("sqlite")
+    sql = index_statement(table, index.name, list(columns), bool(create.args.get("unique")))
+    if create.args.get("exists"):
+        sql = sql.replace("INDEX ", "INDEX IF NOT EXISTS ", 1)
+    return sql
+
+
+def _drop_index(drop: exp.Drop) -> str:
+    """MySQL ``DROP INDEX ix ON t`` -> SQLite ``DROP INDEX t__ix``."""
+    target = (drop.args.get("tables") or [drop.this])[0]
+    cluster = drop.args.get("cluster")
+    table = cluster.this if cluster is not None and hasattr(cluster, "this") else None
+    name = target.name
+    exists = "IF EXISTS " if drop.args.get("exists") else ""
+    if isinstance(table, exp.Table):
+        qual = f'"{table.db}".' if table.db else ""
+        return f'DROP INDEX {exists}{qual}"{table.name}__{name}"'
+    return f'DROP INDEX {exists}"{name}"'
 
 
 def _drop_dual(select: exp.Select) -> None:

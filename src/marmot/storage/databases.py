@@ -129,10 +129,11 @@ class DatabaseManager:
         """A new connection to ``name`` with Marmot's pragmas (the caller owns and closes it)."""
         conn = apsw.Connection(str(self.path(name)))
         conn.set_busy_timeout(0)
-        conn.execute(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
-            f"PRAGMA cache_size=-{self._cache_size_kib}; PRAGMA temp_store=MEMORY"
-        )
+        # One execute per pragma: apsw runs a multi-statement string lazily and stops at the first
+        # statement that returns a row (journal_mode does), silently skipping the rest.
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
+                       f"cache_size=-{self._cache_size_kib}", "temp_store=MEMORY"):
+            conn.execute(f"PRAGMA {pragma}").fetchall()
         return conn
 
     def checkpoint_all(self) -> None:
@@ -163,6 +164,23 @@ class DatabaseManager:
         if conn is None:
             conn = self._meta_conns[name] = self.open(name)
         return conn
+
+    def table_definition(self, database: str, table: str) -> tuple[str, str, list[str], list[str]] | None:
+        """(stored name, CREATE TABLE sql, CREATE INDEX sqls, CREATE TRIGGER sqls) of a table, or None."""
+        if not self.exists(database):
+            return None
+        conn = self._meta(database)
+        row = conn.execute(
+            "SELECT name, sql FROM sqlite_schema WHERE type='table' AND name = ? COLLATE NOCASE", (table,)
+        ).fetchone()
+        if row is None:
+            return None
+        name, sql = row
+        indexes = [r[0] for r in conn.execute(
+            "SELECT sql FROM sqlite_schema WHERE type='index' AND tbl_name = ? AND sql IS NOT NULL", (name,))]
+        triggers = [r[0] for r in conn.execute(
+            "SELECT sql FROM sqlite_schema WHERE type='trigger' AND tbl_name = ?", (name,))]
+        return name, sql, indexes, triggers
 
     def autoinc_column(self, database: str, table: str) -> AutoIncInfo | None:
         """The table's AUTO_INCREMENT column, read from the SQLite schema (cached per generation).

@@ -1,0 +1,98 @@
+"""MySQL DDL through a real client: ALTER TABLE forms, indexes, RENAME, TRUNCATE, views."""
+
+from __future__ import annotations
+
+import pymysql
+import pytest
+
+
+def columns(cur, table):
+    cur.execute(f"SHOW COLUMNS FROM {table}")
+    return [(r[0], r[1], r[2]) for r in cur.fetchall()]
+
+
+@pytest.fixture
+def cur(conn):
+    c = conn.cursor()
+    for t in ("items_renamed", "items", "owners"):
+        c.execute(f"DROP TABLE IF EXISTS {t}")
+    c.execute("CREATE TABLE owners (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20))")
+    c.execute("CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(50) NOT NULL, "
+              "qty INT DEFAULT 1, owner_id INT, KEY by_title (title(10)), "
+              "FOREIGN KEY (owner_id) REFERENCES owners(id) ON DELETE CASCADE)")
+    c.execute("INSERT INTO owners (name) VALUES ('o')")
+    c.execute("INSERT INTO items (title, qty, owner_id) VALUES ('a', 2, LAST_INSERT_ID()), ('b', 3, NULL)")
+    return c
+
+
+def test_add_column_positions_and_defaults(cur):
+    cur.execute("ALTER TABLE items ADD COLUMN note TEXT")
+    cur.execute("ALTER TABLE items ADD COLUMN flag TINYINT(1) NOT NULL")  # existing rows get MySQL's implicit 0
+    cur.execute("ALTER TABLE items ADD COLUMN code VARCHAR(8) NOT NULL DEFAULT 'x' AFTER id")
+    cur.execute("ALTER TABLE items ADD COLUMN first_col INT FIRST")
+    assert [c[0] for c in columns(cur, "items")] == [
+        "first_col", "id", "code", "title", "qty", "owner_id", "note", "flag"]
+    cur.execute("SELECT code, flag, title FROM items ORDER BY title")
+    assert cur.fetchall() == (("x", 0, "a"), ("x", 0, "b"))
+
+
+def test_modify_change_drop_column(cur):
+    cur.execute("ALTER TABLE items MODIFY COLUMN qty BIGINT UNSIGNED NOT NULL DEFAULT 0")
+    cur.execute("ALTER TABLE items CHANGE COLUMN title name VARCHAR(80) NOT NULL")
+    cols = columns(cur, "items")
+    assert ("qty", "bigint unsigned", "NO") in cols and ("name", "varchar(80)", "NO") in cols
+    cur.execute("SELECT name, qty FROM items ORDER BY name")
+    assert cur.fetchall() == (("a", 2), ("b", 3))
+    cur.execute("SHOW INDEX FROM items")
+    assert "by_title" in [r[2] for r in cur.fetchall()]  # the index followed the renamed column
+    cur.execute("ALTER TABLE items DROP COLUMN qty")
+    assert "qty" not in [c[0] for c in columns(cur, "items")]
+    cur.execute("INSERT INTO items (name) VALUES ('c')")  # AUTO_INCREMENT survived the rebuild
+    assert cur.lastrowid > 2**40
+
+
+def test_rebuild_keeps_foreign_keys_and_children(cur):
+    cur.execute("ALTER TABLE owners MODIFY name VARCHAR(40)")  # rebuilding the parent must not cascade
+    cur.execute("SELECT COUNT(*) FROM items")
+    assert cur.fetchone() == (2,)
+    cur.execute("DELETE FROM owners")
+    cur.execute("SELECT COUNT(*) FROM items")
+    assert cur.fetchone() == (1,)  # ON DELETE CASCADE still enforced afterwards
+
+
+def test_indexes(cur):
+    cur.execute("ALTER TABLE items ADD INDEX by_qty (qty), ADD UNIQUE KEY uniq_title (title)")
+    cur.execute("CREATE INDEX by_owner ON items (owner_id)")
+    cur.execute("SHOW INDEX FROM items")
+    names = {r[2] for r in cur.fetchall()}
+    assert {"PRIMARY", "by_title", "by_qty", "uniq_title", "by_owner"} <= names
+    with pytest.raises(pymysql.err.IntegrityError) as ei:
+        cur.execute("INSERT INTO items (title) VALUES ('a')")
+    assert ei.value.args[0] == 1062
+    cur.execute("DROP INDEX by_owner ON items")
+    cur.execute("ALTER TABLE items DROP INDEX uniq_title")
+    cur.execute("SHOW INDEX FROM items")
+    names = {r[2] for r in cur.fetchall()}
+    assert "by_owner" not in names and "uniq_title" not in names
+
+
+def test_rename_truncate_and_options(cur):
+    cur.execute("ALTER TABLE items ENGINE=InnoDB")
+    cur.execute("ALTER TABLE items RENAME COLUMN qty TO quantity")
+    cur.execute("RENAME TABLE items TO items_renamed")
+    cur.execute("SELECT quantity FROM items_renamed ORDER BY quantity")
+    assert cur.fetchall() == ((2,), (3,))
+    cur.execute("TRUNCATE TABLE items_renamed")
+    cur.execute("SELECT COUNT(*) FROM items_renamed")
+    assert cur.fetchone() == (0,)
+    cur.execute("ALTER TABLE items_renamed RENAME TO items")
+
+
+def test_views(cur):
+    cur.execute("DROP VIEW IF EXISTS big_items")
+    cur.execute("CREATE VIEW big_items AS SELECT title FROM items WHERE qty > 2")
+    cur.execute("SELECT title FROM big_items")
+    assert cur.fetchall() == (("b",),)
+    cur.execute("SHOW FULL TABLES WHERE Table_type = 'VIEW'")
+    assert ("big_items", "VIEW") in cur.fetchall()
+    cur.execute("DROP VIEW big_items")
