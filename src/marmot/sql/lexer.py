@@ -55,6 +55,7 @@ _CLAUSE_WORDS = frozenset(
     {"LIMIT", "HAVING", "WINDOW", "UNION", "FOR", "LOCK", "INTO", "FROM", "WHERE", "ON", "SET", "VALUES",
      "EXCEPT", "INTERSECT", "PROCEDURE"}
 )
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, escaped by the wire layer
 MAX_BOUND_LITERALS = 30000  # SQLite (apsw build) allows 32766 variables per statement.
 
 
@@ -172,20 +173,50 @@ def literal_value(tok: Token) -> object:
     return unquote_string(tok.text)
 
 
+_CACHE: dict[str, Normalized] = {}
+_CACHE_LIMIT = 4096
+
+
 def normalize(sql: str) -> Normalized:
-    """Shape + literals of one statement (see module docstring for what is left in place)."""
-    tokens = tokenize(sql)
-    if any(t.kind == "vcomment" for t in tokens):
-        tokens = _expand_version_comments(tokens)
-    code = [t for t in tokens if t.kind not in ("ws", "comment")]
+    """Shape + literals of one statement (see module docstring for what is left in place).
+
+    Identical statement texts (prepared statements, driver probes, ``SELECT 1``) are answered from a
+    small cache; callers must treat the result as read-only.
+    """
+    hit = _CACHE.get(sql)
+    if hit is not None:
+        return hit
+    norm = _normalize(sql)
+    if len(sql) < 2048:
+        if len(_CACHE) >= _CACHE_LIMIT:
+            _CACHE.clear()
+        _CACHE[sql] = norm
+    return norm
+
+
+def _normalize(sql: str) -> Normalized:
+    pairs = [(m.lastgroup, m.group()) for m in _TOKEN_RE.finditer(sql)]
+    if "/*" in sql or (("'" in sql or '"' in sql or "`" in sql)
+                       and any(k == "punct" and t in "'\"`" for k, t in pairs)):
+        tokens = tokenize(sql)  # validates unterminated literals and comments; the rare slow path
+        if any(t.kind == "vcomment" for t in tokens):
+            tokens = _expand_version_comments(tokens)
+        pairs = [(t.kind, t.text) for t in tokens]
     words: list[str] = []
-    for t in code[:4]:
-        if t.kind != "word":
-            break
-        words.append(t.text.upper())
-    keyword = words[0] if words else (code[0].text if code else "")
-    if keyword == "(" and len(code) > 1 and code[1].kind == "word":
-        keyword = code[1].text.upper()
+    first_two: list[tuple[str | None, str]] = []
+    for kind, text in pairs:
+        if kind == "ws" or kind == "comment":
+            continue
+        if len(first_two) < 2:
+            first_two.append((kind, text))
+        if kind != "word" or len(words) == 4:
+            if len(first_two) == 2:
+                break
+            continue
+        words.append(text.upper())
+    keyword = words[0] if words else (first_two[0][1] if first_two else "")
+    if keyword == "(" and len(first_two) > 1 and first_two[1][0] == "word":
+        keyword = first_two[1][1].upper()
     bind = keyword in _DML
     out: list[str] = []
     literals: list[object] = []
@@ -198,16 +229,30 @@ def normalize(sql: str) -> Normalized:
     type_args_depth: int | None = None
     prev_word = ""
     prev2_word = ""
-    n_code = 0
-    for tok in tokens:
-        kind = tok.kind
-        text = tok.text
-        if kind in ("ws", "comment"):
-            out.append(text if kind == "ws" else " ")
+    append = out.append
+    for kind, text in pairs:
+        if kind == "ws":
+            append(text)
             continue
-        n_code += 1
+        if kind == "comment":
+            append(" ")
+            continue
+        if kind == "word":
+            up = text.upper()
+            if up == "SELECT" and not seen_outer_select and bind:
+                seen_outer_select = True
+                select_list_depth = depth
+            elif select_list_depth is not None and depth == select_list_depth and up in ("FROM", "INTO"):
+                select_list_depth = None
+            if up == "BY" and prev_word in ("ORDER", "GROUP"):
+                order_group_depth = depth
+            elif order_group_depth is not None and depth == order_group_depth and up in _CLAUSE_WORDS:
+                order_group_depth = None
+            append(text)
+            prev2_word, prev_word = prev_word, up
+            continue
         if kind == "param":
-            out.append(f":__p{params}")
+            append(f":__p{params}")
             params += 1
             prev2_word, prev_word = prev_word, "?"
             continue
@@ -222,22 +267,8 @@ def normalize(sql: str) -> Normalized:
                 depth -= 1
                 if order_group_depth is not None and depth < order_group_depth:
                     order_group_depth = None
-            out.append(text)
+            append(text)
             prev2_word, prev_word = prev_word, text
-            continue
-        if kind == "word":
-            up = text.upper()
-            if up == "SELECT" and not seen_outer_select and bind:
-                seen_outer_select = True
-                select_list_depth = depth
-            elif select_list_depth is not None and depth == select_list_depth and up in ("FROM", "INTO"):
-                select_list_depth = None
-            if up == "BY" and prev_word in ("ORDER", "GROUP"):
-                order_group_depth = depth
-            elif order_group_depth is not None and depth == order_group_depth and up in _CLAUSE_WORDS:
-                order_group_depth = None
-            out.append(text)
-            prev2_word, prev_word = prev_word, up
             continue
         if bind and kind in ("num", "sq", "dq") and len(literals) < MAX_BOUND_LITERALS:
             keep = (
@@ -248,10 +279,22 @@ def normalize(sql: str) -> Normalized:
                 or (kind != "num" and (prev_word in _TYPED_LITERAL_WORDS or prev_word.startswith("_")))
             )
             if not keep:
-                out.append(f":__l{len(literals)}")
-                literals.append(literal_value(tok))
+                append(f":__l{len(literals)}")
+                literals.append(_value(kind, text))
                 prev2_word, prev_word = prev_word, "?"
                 continue
-        out.append(text)
-        prev2_word, prev_word = prev_word, text.upper() if kind == "word" else text
+        append(text)
+        prev2_word, prev_word = prev_word, text
     return Normalized("".join(out).strip(), literals, params, keyword, words)
+
+
+def _value(kind: str, text: str) -> object:
+    if kind == "num":
+        if "." not in text and "e" not in text and "E" not in text:
+            return int(text)
+        return float(text)
+    value = unquote_string(text)
+    if _SURROGATE_RE.search(value):
+        # bytes that were not UTF-8 (surrogate-escaped by the wire layer) are binary data
+        return value.encode("utf-8", "surrogateescape")
+    return value
