@@ -1,0 +1,48 @@
+"""Session-level statements: transpilation toggle, statements accepted without effect, variables."""
+
+from __future__ import annotations
+
+import pymysql
+import pytest
+
+
+def test_transpilation_toggle_gives_raw_sqlite(conn):
+    cur = conn.cursor()
+    cur.execute("SET marmot_transpilation = OFF")
+    cur.execute("SELECT sqlite_version()")
+    assert cur.fetchone()[0].startswith("3.")
+    cur.execute("CREATE TABLE IF NOT EXISTS raw_t (a INTEGER PRIMARY KEY, b TEXT)")
+    cur.execute("PRAGMA table_info(raw_t)")
+    assert [r[1] for r in cur.fetchall()] == ["a", "b"]
+    cur.execute("SET marmot_transpilation = ON")
+    cur.execute("SELECT `b` FROM raw_t LIMIT 0, 1")  # MySQL syntax works again
+    assert cur.fetchall() == ()
+
+
+@pytest.mark.parametrize("sql", [
+    "LOCK TABLES raw_t WRITE", "UNLOCK TABLES", "XA START 'x'", "XA END 'x'",
+    "GRANT ALL ON *.* TO 'u'@'%'", "REVOKE ALL ON *.* FROM 'u'@'%'",
+    "CREATE USER 'u'@'%' IDENTIFIED BY 'p'", "ALTER USER 'u'@'%' IDENTIFIED BY 'q'", "DROP USER 'u'@'%'",
+    "OPTIMIZE TABLE raw_t", "REPAIR TABLE raw_t", "ANALYZE TABLE raw_t", "FLUSH PRIVILEGES",
+])
+def test_statements_parsed_without_effect(conn, sql):
+    conn.cursor().execute(sql)
+
+
+def test_user_and_session_variables(conn):
+    cur = conn.cursor()
+    cur.execute("SET @a = 5, @b = 'x', @@session.wait_timeout = 100")
+    cur.execute("SELECT @a, @b, @@wait_timeout, @undefined")
+    assert cur.fetchone() == (5, "x", 100, None)
+    cur.execute("SET @c = (SELECT 40 + 2)")
+    cur.execute("SELECT @c")
+    assert cur.fetchone() == (42,)
+    cur.execute("SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci")
+    cur.execute("SELECT @@character_set_client, @@collation_connection")
+    assert cur.fetchone() == ("utf8mb4", "utf8mb4_unicode_ci")
+    with pytest.raises(pymysql.err.MySQLError) as ei:
+        cur.execute("SET @@no_such_variable = 1")
+    assert ei.value.args[0] == 1193
+    with pytest.raises(pymysql.err.MySQLError) as ei:
+        cur.execute("SET autocommit = 'maybe'")
+    assert ei.value.args[0] == 1231
