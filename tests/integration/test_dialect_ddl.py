@@ -96,3 +96,20 @@ def test_views(cur):
     cur.execute("SHOW FULL TABLES WHERE Table_type = 'VIEW'")
     assert ("big_items", "VIEW") in cur.fetchall()
     cur.execute("DROP VIEW big_items")
+
+
+def test_on_update_current_timestamp_and_zero_dates(conn):
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS stamped")
+    cur.execute("CREATE TABLE stamped (id INT PRIMARY KEY, v INT, "
+                "created DATETIME NOT NULL DEFAULT '0000-00-00 00:00:00', "
+                "updated TIMESTAMP NOT NULL DEFAULT '2000-01-01 00:00:00' ON UPDATE CURRENT_TIMESTAMP)")
+    cur.execute("INSERT INTO stamped (id, v) VALUES (1, 1)")
+    cur.execute("SELECT CAST(created AS CHAR), CAST(updated AS CHAR) FROM stamped")
+    assert cur.fetchone() == ("0000-00-00 00:00:00", "2000-01-01 00:00:00")
+    cur.execute("UPDATE stamped SET v = 2")
+    cur.execute("SELECT CAST(updated AS CHAR) > '2020-01-01' FROM stamped")
+    assert cur.fetchone() == (1,)
+    cur.execute("UPDATE stamped SET v = 3, updated = '2001-01-01 00:00:00'")  # an explicit value wins
+    cur.execute("SELECT CAST(updated AS CHAR) FROM stamped")
+    assert cur.fetchone() == ("2001-01-01 00:00:00",)

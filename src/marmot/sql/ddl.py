@@ -181,4 +181,23 @@ def translate_create_table(create: exp.Create) -> list[str]:
     stmt = f'CREATE{temp} TABLE{exists} {qual}"{table.name}" (\n  {body}\n)'
     if exists:
         extra = [e.replace("INDEX ", "INDEX IF NOT EXISTS ", 1) for e in extra]
+    for item, _parts in defs:
+        if any(isinstance(c.args.get("kind"), exp.OnUpdateColumnConstraint)
+               for c in item.args.get("constraints") or []):
+            extra.append(on_update_trigger(table, item.name, bool(exists)))
     return [stmt, *extra]
+
+
+def on_update_trigger(table: exp.Table, column: str, if_not_exists: bool = False) -> str:
+    """``ON UPDATE CURRENT_TIMESTAMP`` as a trigger: stamp the column when an UPDATE did not set it.
+
+    Named ``<table>__<column>__on_update`` so SHOW CREATE TABLE and ALTER TABLE can find it again.
+    """
+    qual = f'"{table.db}".' if table.db else ""
+    name = f'{qual}"{table.name}__{column}__on_update"'
+    exists = "IF NOT EXISTS " if if_not_exists else ""
+    return (
+        f'CREATE TRIGGER {exists}{name} AFTER UPDATE ON "{table.name}" FOR EACH ROW '
+        f'WHEN NEW."{column}" IS OLD."{column}" '
+        f'BEGIN UPDATE "{table.name}" SET "{column}" = CURRENT_TIMESTAMP WHERE rowid = NEW.rowid; END'
+    )
