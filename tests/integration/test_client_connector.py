@@ -89,9 +89,6 @@ def test_text_protocol_binary_not_utf8(node):
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (lexer.py): the literal 9223372036854775808 in '-9223372036854775808' is bound as a "
-    "Python int beyond int64; apsw raises OverflowError and the connection is dropped"))
 def test_text_protocol_min_bigint(node):
     c = connect(node)
     try:

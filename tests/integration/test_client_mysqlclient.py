@@ -91,9 +91,6 @@ def test_text_protocol_binary_not_utf8(db):
     assert cur.fetchall() == ((1, RAW_BYTES.hex().upper()),)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (transpiler.py): the _binary charset introducer, which mysqlclient sends for bytes with "
-    "binary_prefix=True (SQLAlchemy's recommended setting), is a syntax error"))
 def test_text_protocol_binary_prefix(node):
     c = connect(node, binary_prefix=True)
     try:
@@ -106,9 +103,6 @@ def test_text_protocol_binary_prefix(node):
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (lexer.py): the literal 9223372036854775808 in '-9223372036854775808' is bound as a "
-    "Python int beyond int64; apsw raises OverflowError and the connection is dropped"))
 def test_text_protocol_min_bigint(node):
     c = connect(node)
     try:

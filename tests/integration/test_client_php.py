@@ -32,12 +32,6 @@ def _php_has(extension: str) -> bool:
 HAS_MYSQLI = _php_has("mysqli")
 HAS_PDO_MYSQL = _php_has("pdo_mysql")
 
-LEXER_MIN_BIGINT = (
-    "server bug (lexer.py): the literal 9223372036854775808 in '-9223372036854775808' is bound as a Python "
-    "int beyond int64; apsw raises OverflowError and the connection is dropped"
-)
-
-
 def _mysqli(name: str, *marks):
     skip = pytest.mark.skipif(not HAS_MYSQLI, reason="php-cli with the mysqli extension is not installed")
     return pytest.param(name, marks=(skip, *marks), id=name)
@@ -51,7 +45,7 @@ def _pdo(name: str, *marks):
 SCENARIOS = [
     _mysqli("mysqli_text"),
     _mysqli("mysqli_text_binary"),
-    _mysqli("mysqli_text_min_bigint", pytest.mark.xfail(strict=True, reason=LEXER_MIN_BIGINT)),
+    _mysqli("mysqli_text_min_bigint"),
     _mysqli("mysqli_prepared"),
     _mysqli("mysqli_insert_id_and_affected_rows"),
     _mysqli("mysqli_transactions"),
@@ -61,7 +55,7 @@ SCENARIOS = [
     _pdo("pdo_native"),
     _pdo("pdo_emulated"),
     _pdo("pdo_emulated_binary"),
-    _pdo("pdo_emulated_min_bigint", pytest.mark.xfail(strict=True, reason=LEXER_MIN_BIGINT)),
+    _pdo("pdo_emulated_min_bigint"),
 ]
 
 

@@ -211,9 +211,6 @@ def test_core_text_and_transactions(engine):
         assert conn.execute(text("SELECT 1")).scalar() == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (transpiler.py): LIKE ignores MySQL's default escape character '\\' (SQLite LIKE has none "
-    "unless ESCAPE is given): 'a_b' LIKE 'a\\_b' is 0 and 'a\\b' LIKE 'a\\%b' is 1, MySQL says 1 and 0"))
 def test_like_backslash_escape(engine):
     Base.metadata.create_all(engine)
     with Session(engine) as s:

@@ -200,6 +200,10 @@ class MySQLConnection(asyncio.Protocol):
             return packets.ok_packet(0, 0, self._status(more), 0, header=0xFE)
         return packets.eof_packet(0, self._status(more))
 
+    def _internal_error(self, err: Exception) -> None:
+        log.exception("internal error on connection %d", self.connection_id)
+        self._send(packets.err_packet(1105, "HY000", f"Internal error: {type(err).__name__}: {err}"))
+
     def _error(self, err: MySQLError) -> bytes:
         return packets.err_packet(err.code, err.sqlstate, err.message)
 
@@ -270,6 +274,9 @@ class MySQLConnection(asyncio.Protocol):
                                    client_found_rows=bool(self.capabilities & Capability.CLIENT_FOUND_ROWS))
         except MySQLError as err:
             self._send(self._error(err))
+            return False
+        except Exception as err:  # a bug in one statement costs that statement, not the connection
+            self._internal_error(err)
             return False
         self.session.host = self._peer_host()
         self.s.engine.sessions[self.connection_id] = self.session
@@ -396,6 +403,8 @@ class MySQLConnection(asyncio.Protocol):
                 self._write_result(result, more=i < last, binary=False)
         except MySQLError as err:
             self._send(self._error(err))
+        except Exception as err:  # a bug in one statement costs that statement, not the connection
+            self._internal_error(err)
         finally:
             sess.command, sess.info = "Sleep", ""
 
@@ -424,6 +433,9 @@ class MySQLConnection(asyncio.Protocol):
             info = sess.prepare(sql)
         except MySQLError as err:
             self._send(self._error(err))
+            return
+        except Exception as err:  # a bug in one statement costs that statement, not the connection
+            self._internal_error(err)
             return
         stmt_id = self._next_stmt_id
         self._next_stmt_id += 1
@@ -461,6 +473,8 @@ class MySQLConnection(asyncio.Protocol):
             self._write_result(result, more=False, binary=True)
         except MySQLError as err:
             self._send(self._error(err))
+        except Exception as err:  # a bug in one statement costs that statement, not the connection
+            self._internal_error(err)
         finally:
             sess.command, sess.info = "Sleep", ""
 
@@ -472,6 +486,9 @@ class MySQLConnection(asyncio.Protocol):
             desc = sess.prepare(f"SELECT * FROM `{table.replace('`', '``')}` LIMIT 0")
         except MySQLError as err:
             self._send(self._error(err))
+            return
+        except Exception as err:  # a bug in one statement costs that statement, not the connection
+            self._internal_error(err)
             return
         types = tuple(mysql_type_for_decl(d) if d else _VARIANT for _n, d in desc.columns)
         defs = encode.column_definitions(tuple(n for n, _ in desc.columns), types, sess.database or "")
@@ -491,6 +508,9 @@ class MySQLConnection(asyncio.Protocol):
                                    client_found_rows=bool(self.capabilities & Capability.CLIENT_FOUND_ROWS))
         except MySQLError as err:
             self._send(self._error(err))
+            return False
+        except Exception as err:  # a bug in one statement costs that statement, not the connection
+            self._internal_error(err)
             return False
         self.s.engine.sessions[self.connection_id] = self.session
         self._send(self._ok())

@@ -229,6 +229,7 @@ def _normalize(sql: str) -> Normalized:
     type_args_depth: int | None = None
     prev_word = ""
     prev2_word = ""
+    introducer = ""
     append = out.append
     for kind, text in pairs:
         if kind == "ws":
@@ -239,6 +240,11 @@ def _normalize(sql: str) -> Normalized:
             continue
         if kind == "word":
             up = text.upper()
+            if up in _INTRODUCERS and bind:
+                # _binary'x' / _utf8mb4'x': the introducer only says how to read the string; SQLite gets
+                # the value (bytes for _binary) as a parameter instead.
+                introducer = up
+                continue
             if up == "SELECT" and not seen_outer_select and bind:
                 seen_outer_select = True
                 select_list_depth = depth
@@ -270,7 +276,9 @@ def _normalize(sql: str) -> Normalized:
             append(text)
             prev2_word, prev_word = prev_word, text
             continue
-        if bind and kind in ("num", "sq", "dq") and len(literals) < MAX_BOUND_LITERALS:
+        if bind and kind in ("num", "sq", "dq") and len(literals) < MAX_BOUND_LITERALS and not (
+            kind == "num" and _out_of_int64(text)
+        ):
             keep = (
                 select_list_depth is not None
                 or type_args_depth is not None
@@ -278,14 +286,35 @@ def _normalize(sql: str) -> Normalized:
                 or (kind == "num" and order_group_depth is not None)
                 or (kind != "num" and (prev_word in _TYPED_LITERAL_WORDS or prev_word.startswith("_")))
             )
+            if keep and introducer and kind != "num":
+                # a literal that stays in the text (select list): drop the introducer, keep the value
+                value = _value(kind, text)
+                append("X'" + value.encode("utf-8", "surrogateescape").hex() + "'" if introducer == "_BINARY"
+                       and isinstance(value, str) else text)
+                introducer = ""
+                prev2_word, prev_word = prev_word, text
+                continue
             if not keep:
                 append(f":__l{len(literals)}")
-                literals.append(_value(kind, text))
+                value = _value(kind, text)
+                if introducer == "_BINARY" and isinstance(value, str):
+                    value = value.encode("utf-8", "surrogateescape")
+                literals.append(value)
+                introducer = ""
                 prev2_word, prev_word = prev_word, "?"
                 continue
         append(text)
         prev2_word, prev_word = prev_word, text
     return Normalized("".join(out).strip(), literals, params, keyword, words)
+
+
+_INTRODUCERS = frozenset({"_BINARY", "_UTF8", "_UTF8MB4", "_UTF8MB3", "_LATIN1", "_ASCII", "_UTF16", "_UCS2"})
+_INT64_MAX = 2**63 - 1
+
+
+def _out_of_int64(text: str) -> bool:
+    """Integer literals beyond int64 stay in the SQL text: SQLite reads them itself (as REAL)."""
+    return text.isdigit() and len(text) >= 19 and int(text) > _INT64_MAX
 
 
 def _value(kind: str, text: str) -> object:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -398,19 +399,24 @@ def _syntax_error(original: str) -> SQLSyntaxError:
     return SQLSyntaxError(near.strip(), line)
 
 
+# SQLite text (no backslash escapes): string literals and quoted identifiers are skipped whole, so a
+# placeholder-looking sequence inside them is left alone.
+_SQLITE_PLACEHOLDER_RE = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|:__([lp])(\d+)""")
+
+
 def _bind_step(sql: str) -> Step:
     """Replace our named placeholders with positional '?' and record what each one binds."""
     if ":__" not in sql:
         return Step(sql)
-    out: list[str] = []
     binds: list[tuple[str, int]] = []
-    for tok in lexer.tokenize(sql):
-        if tok.kind == "named" and tok.text.startswith(":__") and tok.text[3:4] in ("l", "p"):
-            binds.append((tok.text[3], int(tok.text[4:])))
-            out.append("?")
-        else:
-            out.append(tok.text)
-    return Step("".join(out), tuple(binds))
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(0)
+        binds.append((m.group(1), int(m.group(2))))
+        return "?"
+
+    return Step(_SQLITE_PLACEHOLDER_RE.sub(repl, sql), tuple(binds))
 
 
 _SESSION_FUNCS: dict[type, str] = {
@@ -483,6 +489,11 @@ def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
             return exp.Anonymous(this="DATEDIFF", expressions=[_date_arg(node.this), _date_arg(node.expression)])
         if isinstance(node, exp.Rand):
             return exp.Anonymous(this="RAND", expressions=[])
+        if isinstance(node, exp.Like) and not isinstance(node.parent, exp.Escape):
+            # MySQL's LIKE treats backslash as the escape character by default; SQLite's has none.
+            return exp.Escape(this=node.copy(), expression=exp.Literal.string("\\"))
+        if isinstance(node, exp.Collate):
+            return _collate(node)
         part = _DATE_PARTS.get(type(node))
         if part:
             return exp.Anonymous(this=part, expressions=[_date_arg(node.this)])
@@ -523,6 +534,16 @@ def _drop_index(drop: exp.Drop) -> str:
         qual = f'"{table.db}".' if table.db else ""
         return f'DROP INDEX {exists}{qual}"{table.name}__{name}"'
     return f'DROP INDEX {exists}"{name}"'
+
+
+def _collate(node: exp.Collate) -> exp.Expression:
+    """MySQL collations -> SQLite's: ``*_bin`` compare bytes (BINARY), ``*_ci`` ignore case (NOCASE)."""
+    name = node.expression.name.lower() if node.expression is not None else ""
+    if name.endswith("_bin") or name == "binary":
+        return exp.Collate(this=node.this.copy(), expression=exp.var("BINARY"))
+    if name.endswith("_ci"):
+        return exp.Collate(this=node.this.copy(), expression=exp.var("NOCASE"))
+    return node.this.copy()
 
 
 def _drop_dual(select: exp.Select) -> None:
