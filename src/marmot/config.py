@@ -21,10 +21,10 @@ Why it looks like this:
 * **Precedence:** embedded defaults < file < environment (``MARMOT_CLUSTER_SECRET``,
   ``MARMOT_REPLICA_SECRET``; secrets should not live in files) < explicit overrides (CLI flags).
 
-Node ids: ``node_id = 0`` asks for an automatic id (:func:`resolve_node_id`). Only the low 6 bits
-(:func:`id_node_bits`) reach transaction ids and AUTO_INCREMENT ids (see ``marmot.ids``), so two
-members whose ids agree in those bits would mint colliding ids; the cluster layer refuses such a
-peer. Give each node an explicit, distinct ``node_id`` in 1..63 to rule this out by construction.
+Node ids: ``node_id = 0`` asks for an automatic id (:func:`resolve_node_id`). Transaction ids and
+AUTO_INCREMENT ids carry 6 bits of node id (see ``marmot.ids``), so node ids are limited to 1..63:
+nodes with distinct ids can never mint the same id (upstream masks larger ids, so its nodes 1 and 65
+collide). Automatic ids can still coincide between two hosts; the cluster layer refuses such a peer.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ AUTO_ID_MODES = ("compact", "extended")
 LOG_FORMATS = ("json", "console")
 SINK_TYPES = ("kafka", "nats")
 SINK_FORMATS = ("debezium",)
-MAX_NODE_ID = 2**63 - 1  # node ids are stored as signed 64-bit integers (TOML, SQLite)
+# AUTO_INCREMENT ids and transaction ids carry 6 bits of node id: allowing only 1..63 means two nodes
+# with different node ids can never mint the same id (ids 1 and 65 would).
+MAX_NODE_ID = 63
 ENV_CLUSTER_SECRET = "MARMOT_CLUSTER_SECRET"
 ENV_REPLICA_SECRET = "MARMOT_REPLICA_SECRET"
 REDACTED = "********"
@@ -841,7 +843,7 @@ def resolve_node_id(
     """The node id to run with: ``cfg.node_id`` if set, else a stable id derived from this host.
 
     The automatic id is FNV-1a 64 of the machine id (fallback: the hostname) and the absolute
-    ``data_dir``, masked to 63 bits, never 0. Including ``data_dir`` (upstream hashes the machine
+    ``data_dir``, mapped into 1..63. Including ``data_dir`` (upstream hashes the machine
     id alone) gives several nodes on one host different ids. Stable across restarts as long as the
     machine and the data directory stay the same. Only ``id_node_bits()`` of it reaches ids, so
     two auto-numbered nodes collide with probability 1/64 per pair: set ``node_id`` explicitly
@@ -851,4 +853,4 @@ def resolve_node_id(
         return cfg.node_id
     ident = _machine_id(machine_id_paths) or (hostname if hostname is not None else socket.gethostname())
     digest = fnv1a_64(f"{ident}\0{os.path.abspath(cfg.data_dir)}".encode())
-    return (digest & MAX_NODE_ID) or 1
+    return digest % MAX_NODE_ID + 1

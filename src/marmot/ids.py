@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from marmot.hlc import HLC, NODE_BITS_MASK
+from marmot.hlc import HLC, NODE_BITS_MASK, NS_PER_MS, Timestamp
 
 COMPACT_EPOCH_MS = 1_735_776_000_000  # 2025-01-02T00:00:00Z, upstream's constant
 COMPACT_TIME_BITS = 41
@@ -54,6 +54,10 @@ class IdGenerator(Protocol):
     """Anything that mints AUTO_INCREMENT values; ``next_id`` must be thread-safe."""
 
     def next_id(self) -> int: ...
+
+    def raise_floor(self, unix_ms: int) -> None: ...
+
+    def high_water_ms(self) -> int: ...
 
 
 class CompactIdParts(NamedTuple):
@@ -115,6 +119,18 @@ class CompactIdGenerator:
             self._seq = seq
             return (self._last << 12) | self._node_bits | seq
 
+    def raise_floor(self, unix_ms: int) -> None:
+        """Never mint an id at or below ``unix_ms`` (ids minted before a restart may reach that far)."""
+        with self._lock:
+            rel = unix_ms - COMPACT_EPOCH_MS
+            if rel > self._last:
+                self._last = rel
+                self._seq = COMPACT_SEQ_MAX  # the next id moves to the following millisecond
+
+    def high_water_ms(self) -> int:
+        """Unix ms of the newest id minted (it may run ahead of the clock under a burst)."""
+        return self._last + COMPACT_EPOCH_MS
+
     def _next_ms_locked(self, rel: int) -> int:
         last = self._last
         if rel == last:
@@ -135,6 +151,13 @@ class ExtendedIdGenerator:
 
     def next_id(self) -> int:
         return self.hlc.next_txn_id()
+
+    def raise_floor(self, unix_ms: int) -> None:
+        """Never mint an id at or below ``unix_ms``: merge it into the clock like a remote timestamp."""
+        self.hlc.update(Timestamp(unix_ms * NS_PER_MS, 0, self.hlc.node_id))
+
+    def high_water_ms(self) -> int:
+        return self.hlc.peek().wall_ns // NS_PER_MS
 
 
 def make_id_generator(mode: str, node_id: int, hlc: HLC | None) -> IdGenerator:

@@ -15,10 +15,12 @@ from marmot.config import Config, resolve_node_id
 from marmot.engine.context import EngineContext
 from marmot.engine.variables import default_globals
 from marmot.hlc import HLC
+from marmot.id_lease import IdLease
 from marmot.ids import make_id_generator
 from marmot.mysql.connection import ServerSettings
 from marmot.mysql.server import MySQLServer, make_ssl_context
 from marmot.storage.databases import DatabaseManager
+from marmot.storage.node_state import NodeState
 
 log = logging.getLogger("marmot.node")
 
@@ -34,6 +36,7 @@ class Node:
         self.engine: EngineContext | None = None
         self.mysql: MySQLServer | None = None
         self._stopped = asyncio.Event()
+        self._lease_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -43,9 +46,13 @@ class Node:
         globals_["innodb_lock_wait_timeout"] = cfg.transaction.lock_wait_timeout_seconds
         globals_["lock_wait_timeout"] = cfg.transaction.lock_wait_timeout_seconds
         globals_["server_id"] = self.node_id
+        id_generator = make_id_generator(mysql_cfg.auto_id_mode, self.node_id, self.hlc)
+        lease = IdLease(id_generator, NodeState(self.databases.system))
+        lease.start()
+        self._lease_task = asyncio.get_running_loop().create_task(lease.run())
         self.engine = EngineContext(
             databases=self.databases,
-            id_generator=make_id_generator(mysql_cfg.auto_id_mode, self.node_id, self.hlc),
+            id_generator=id_generator,
             global_variables=globals_,
             transpiler_cache_size=cfg.query_pipeline.transpiler_cache_size,
             lock_wait_timeout_s=float(cfg.transaction.lock_wait_timeout_seconds),
@@ -70,6 +77,9 @@ class Node:
         log.info("node %d started (data_dir=%s)", self.node_id, cfg.data_dir)
 
     async def stop(self) -> None:
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            self._lease_task = None
         if self.mysql is not None:
             await self.mysql.stop()
             self.mysql = None

@@ -293,3 +293,32 @@ def test_connection_pragmas_applied(tmp_path):
     assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
     conn.close()
     dm.close()
+
+
+def test_extended_auto_ids_and_restart_keeps_ids_increasing(tmp_path):
+    from tests.nodeproc import make_node
+
+    from marmot.hlc import from_txn_id
+
+    n = make_node(tmp_path, mysql_extra='auto_id_mode = "extended"').start()
+    try:
+        c = pymysql.connect(host="127.0.0.1", port=n.mysql_port, user="root", password="", database="marmot",
+                            autocommit=True)
+        cur = c.cursor()
+        cur.execute("CREATE TABLE e (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        cur.execute("INSERT INTO e (v) VALUES (1)")
+        first = cur.lastrowid
+        assert first > MAX_SAFE_INTEGER and from_txn_id(first).node_bits == 1
+        c.close()
+    finally:
+        n.stop()
+    n.start()  # the id lease: ids after a restart stay above those before it
+    try:
+        c = pymysql.connect(host="127.0.0.1", port=n.mysql_port, user="root", password="", database="marmot",
+                            autocommit=True)
+        cur = c.cursor()
+        cur.execute("INSERT INTO e (v) VALUES (2)")
+        assert cur.lastrowid > first
+        c.close()
+    finally:
+        n.stop()

@@ -366,8 +366,8 @@ def test_type_and_range_errors_name_the_key(tmp_path: Path, text: str, key: str)
 
 def test_node_id_bounds(tmp_path: Path) -> None:
     assert load_text(tmp_path, f"node_id = {MAX_NODE_ID}\n").node_id == MAX_NODE_ID
-    with pytest.raises(ConfigError, match=r"^node_id: expected an integer in 0\.\.9223372036854775807"):
-        load_config(None, overrides={"node_id": 2**63}, env=NO_ENV)
+    with pytest.raises(ConfigError, match=r"^node_id: expected an integer in 0\.\.63"):
+        load_config(None, overrides={"node_id": 64}, env=NO_ENV)
 
 
 def test_message_format_example() -> None:

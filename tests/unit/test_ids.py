@@ -171,3 +171,25 @@ def test_make_id_generator() -> None:
     assert isinstance(make_id_generator("extended", 7, None), ExtendedIdGenerator)
     with pytest.raises(ValueError, match="auto_id_mode"):
         make_id_generator("snowflake", 7, hlc)
+
+
+def test_id_lease_survives_a_clock_step_back(tmp_path):
+    """Ids minted after a restart with the clock set back stay above every id of the previous run."""
+    import apsw
+
+    from marmot.id_lease import LEASE_AHEAD_MS, IdLease
+    from marmot.storage.node_state import NodeState
+
+    now = [1_800_000_000_000]
+    db = str(tmp_path / "sys.db")
+    first = CompactIdGenerator(5, time_ms=lambda: now[0])
+    lease = IdLease(first, NodeState(apsw.Connection(db)), clock_ms=lambda: now[0])
+    lease.start()
+    before = [first.next_id() for _ in range(100)]
+    lease.maybe_renew()  # what the node's background task does every second
+    now[0] -= 60_000  # restart one minute in the past
+    second = CompactIdGenerator(5, time_ms=lambda: now[0])
+    IdLease(second, NodeState(apsw.Connection(db)), clock_ms=lambda: now[0]).start()
+    after = second.next_id()
+    assert after > max(before)
+    assert decode_compact_id(after).unix_ms > now[0] + 60_000 + LEASE_AHEAD_MS - 1000
