@@ -30,7 +30,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from marmot.sql import dml, lexer
+from marmot.sql import dml, function_rewrites, lexer
 from marmot.sql.alter import TableSchema, translate_alter
 from marmot.sql.ddl import DDLError, index_statement, translate_create_table
 
@@ -463,6 +463,9 @@ def _interval_call(date: exp.Expression, interval: exp.Expression, unit: str | N
 
 def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
     def fix(node: exp.Expression) -> exp.Expression:
+        replaced = function_rewrites.rewrite(node)
+        if replaced is not node:
+            return replaced
         name = _SESSION_FUNCS.get(type(node))
         if name:
             return exp.Anonymous(this=name, expressions=[])
