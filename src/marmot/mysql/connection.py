@@ -402,6 +402,7 @@ class MySQLConnection(asyncio.Protocol):
                 result = await sess.execute(stmt)
                 self._write_result(result, more=i < last, binary=False)
         except MySQLError as err:
+            log.debug("statement failed: %d %s: %s", err.code, err.message, sql[:500])
             self._send(self._error(err))
         except Exception as err:  # a bug in one statement costs that statement, not the connection
             self._internal_error(err)
@@ -472,6 +473,7 @@ class MySQLConnection(asyncio.Protocol):
             result = await sess.execute(stmt.sql, req.params)
             self._write_result(result, more=False, binary=True)
         except MySQLError as err:
+            log.debug("prepared statement failed: %d %s: %s", err.code, err.message, stmt.sql[:500])
             self._send(self._error(err))
         except Exception as err:  # a bug in one statement costs that statement, not the connection
             self._internal_error(err)
