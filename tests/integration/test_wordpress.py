@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pymysql
 import pytest
-
 from tests.nodeproc import free_port, make_node
 
 WORDPRESS = Path("/usr/share/wordpress")
