@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 from marmot.config import Config, resolve_node_id
 from marmot.engine.context import EngineContext
+from marmot.engine.general_log import GeneralLog
 from marmot.engine.variables import default_globals
 from marmot.hlc import HLC
 from marmot.id_lease import IdLease
@@ -46,6 +48,9 @@ class Node:
         globals_["innodb_lock_wait_timeout"] = cfg.transaction.lock_wait_timeout_seconds
         globals_["lock_wait_timeout"] = cfg.transaction.lock_wait_timeout_seconds
         globals_["server_id"] = self.node_id
+        general_log = GeneralLog(str(Path(cfg.data_dir) / "general.log"))
+        globals_["general_log"] = 0
+        globals_["general_log_file"] = general_log.path
         id_generator = make_id_generator(mysql_cfg.auto_id_mode, self.node_id, self.hlc)
         lease = IdLease(id_generator, NodeState(self.databases.system))
         lease.start()
@@ -56,6 +61,7 @@ class Node:
             global_variables=globals_,
             transpiler_cache_size=cfg.query_pipeline.transpiler_cache_size,
             lock_wait_timeout_s=float(cfg.transaction.lock_wait_timeout_seconds),
+            general_log=general_log,
         )
         if mysql_cfg.enabled:
             ssl_ctx = None

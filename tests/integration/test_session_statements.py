@@ -46,3 +46,20 @@ def test_user_and_session_variables(conn):
     with pytest.raises(pymysql.err.MySQLError) as ei:
         cur.execute("SET autocommit = 'maybe'")
     assert ei.value.args[0] == 1231
+
+
+def test_general_log(conn, tmp_path):
+    cur = conn.cursor()
+    path = tmp_path / "general.log"
+    with pytest.raises(pymysql.err.MySQLError) as ei:
+        cur.execute("SET general_log = ON")
+    assert ei.value.args[0] == 1229
+    cur.execute("SET GLOBAL general_log_file = %s", (str(path),))
+    cur.execute("SET GLOBAL general_log = ON")
+    cur.execute("SELECT 'logged me'")
+    cur.execute("SET GLOBAL general_log = OFF")
+    cur.execute("SELECT 'not me'")
+    cur.execute("SELECT @@general_log, @@general_log_file")
+    assert cur.fetchone() == (0, str(path))
+    text = path.read_text()
+    assert "SELECT 'logged me'" in text and "not me" not in text

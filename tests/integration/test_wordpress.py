@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -89,6 +90,9 @@ def wordpress(tmp_path_factory):
     node = make_node(tmp / "node", extra_toml="verbose = true\n").start()
     c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", autocommit=True)
     c.cursor().execute("CREATE DATABASE wordpress")
+    # record WordPress's statement stream (bench/transpile.py replays it: MARMOT_RECORD_WORDPRESS=path)
+    c.cursor().execute("SET GLOBAL general_log_file = %s", (str(tmp / "general.log"),))
+    c.cursor().execute("SET GLOBAL general_log = ON")
     c.close()
     site = tmp / "site"
     shutil.copytree(WORDPRESS, site, symlinks=False, ignore=shutil.ignore_patterns(".htaccess"))
@@ -112,6 +116,9 @@ def wordpress(tmp_path_factory):
     try:
         yield base, node
     finally:
+        record = os.environ.get("MARMOT_RECORD_WORDPRESS")
+        if record and (tmp / "general.log").exists():
+            shutil.copy(tmp / "general.log", record)
         php.terminate()
         php.wait(10)
         log.close()

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from marmot.engine.general_log import GeneralLog
 from marmot.sql.alter import TableSchema, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.storage.databases import DatabaseManager
@@ -46,6 +47,7 @@ class EngineContext:
     lock_wait_timeout_s: float = 50.0
     read_only: bool = False
     sessions: dict[int, object] = field(default_factory=dict)  # connection id -> Session
+    general_log: GeneralLog | None = None
     transpiler: Transpiler = field(init=False)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 

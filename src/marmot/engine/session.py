@@ -168,6 +168,9 @@ class Session:
     async def execute(self, sql: str, params: list[object] | None = None) -> Result:
         """Run one statement (multi-statement text is split by the caller with ``split``)."""
         self.warnings = []
+        glog = self.ctx.general_log
+        if glog is not None and glog.enabled:
+            glog.write(self.connection_id, "Query" if params is None else "Execute", sql)
         try:
             norm = lexer.normalize(sql)
         except lexer.LexError as err:
@@ -573,6 +576,18 @@ class Session:
     def _set_system(self, name: str, scope: str, value: object) -> None:
         if name == "marmot_transpilation":
             self.transpilation = str(value).upper() not in ("OFF", "0", "FALSE")
+            return
+        if name in ("general_log", "general_log_file") and self.ctx.general_log is not None:
+            if scope != "global":
+                raise MySQLError(1229, "HY000", f"Variable '{name}' is a GLOBAL variable and should be set "
+                                                "with SET GLOBAL")
+            if name == "general_log":
+                on = str(value).upper() in ("1", "ON", "TRUE")
+                self.ctx.general_log.set_enabled(on)
+                self.ctx.global_variables[name] = 1 if on else 0
+            else:
+                self.ctx.general_log.set_path(str(value))
+                self.ctx.global_variables[name] = str(value)
             return
         if name not in self.ctx.global_variables:
             raise MySQLError(1193, "HY000", f"Unknown system variable '{name}'")
