@@ -62,6 +62,9 @@ class Node:
             transpiler_cache_size=cfg.query_pipeline.transpiler_cache_size,
             lock_wait_timeout_s=float(cfg.transaction.lock_wait_timeout_seconds),
             general_log=general_log,
+            extensions_dir=cfg.extensions.directory,
+            always_loaded=tuple(cfg.extensions.always_loaded),
+            local_infile=mysql_cfg.local_infile_enabled,
         )
         if mysql_cfg.enabled:
             ssl_ctx = None

@@ -48,6 +48,9 @@ class EngineContext:
     read_only: bool = False
     sessions: dict[int, object] = field(default_factory=dict)  # connection id -> Session
     general_log: GeneralLog | None = None
+    extensions_dir: str = ""  # [extensions] directory ("" = LOAD EXTENSION off)
+    always_loaded: tuple[str, ...] = ()  # [extensions] always_loaded
+    local_infile: bool = True  # [mysql] local_infile_enabled
     transpiler: Transpiler = field(init=False)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
