@@ -50,6 +50,7 @@ SERVER_CAPABILITIES = (
     | Capability.CLIENT_CONNECT_ATTRS
     | Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
     | Capability.CLIENT_DEPRECATE_EOF
+    | Capability.CLIENT_LOCAL_FILES
 )
 
 
@@ -192,8 +193,10 @@ class MySQLConnection(asyncio.Protocol):
 
     def _ok(self, result: OkResult | None = None, more: bool = False) -> bytes:
         r = result or OkResult()
+        # An info string goes length-encoded: libmariadb and PHP's mysqlnd read it so (as MariaDB servers
+        # send it) whatever CLIENT_SESSION_TRACK says; without info the packet simply ends.
         return packets.ok_packet(r.affected_rows, r.last_insert_id, self._status(more), r.warnings,
-                                 r.info.encode() if r.info else b"")
+                                 r.info.encode() if r.info else b"", session_track=bool(r.info))
 
     def _eof(self, more: bool = False) -> bytes:
         if self.capabilities & Capability.CLIENT_DEPRECATE_EOF:
@@ -279,6 +282,8 @@ class MySQLConnection(asyncio.Protocol):
             self._internal_error(err)
             return False
         self.session.host = self._peer_host()
+        if self.capabilities & Capability.CLIENT_LOCAL_FILES:
+            self.session.request_local_file = self._request_local_file
         self.s.engine.sessions[self.connection_id] = self.session
         self._send(self._ok())
         return True
@@ -426,6 +431,16 @@ class MySQLConnection(asyncio.Protocol):
         self._send_many(out)
 
     # -- prepared statements --------------------------------------------------------------------------
+
+    async def _request_local_file(self, filename: str) -> bytes:
+        """LOAD DATA LOCAL: ask the client for the file and read it (packets until an empty one)."""
+        self._send(packets.local_infile_request(filename))
+        chunks = []
+        while True:
+            chunk = await self._read()
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
 
     def _stmt_prepare(self, sql: str) -> None:
         sess = self.session
