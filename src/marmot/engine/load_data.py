@@ -43,7 +43,7 @@ def _string(tok: lexer.Token) -> str:
 
 
 def parse(sql: str) -> LoadSpec:
-    toks = [t for t in lexer.tokenize(sql) if t.kind not in ("ws", "comment")]
+    toks = lexer.code_tokens(sql)
     i = 2  # LOAD DATA
     words = lambda j: toks[j].text.upper() if j < len(toks) else ""  # noqa: E731
     while words(i) in ("LOW_PRIORITY", "CONCURRENT"):

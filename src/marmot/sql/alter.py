@@ -230,7 +230,7 @@ class AlterBuilder:
 
 
 def _index_name(sql: str) -> str:
-    toks = [t for t in lexer.tokenize(sql) if t.kind not in ("ws", "comment")]
+    toks = lexer.code_tokens(sql)
     for i, t in enumerate(toks):
         if t.text.upper() == "INDEX":
             nxt = toks[i + 1 : i + 5]

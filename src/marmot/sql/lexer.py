@@ -127,6 +127,14 @@ def _expand_version_comments(tokens: list[Token]) -> list[Token]:
     return out
 
 
+def code_tokens(sql: str) -> list[Token]:
+    """The tokens that carry meaning: whitespace and comments dropped, ``/*! ... */`` bodies kept."""
+    tokens = tokenize(sql)
+    if any(t.kind == "vcomment" for t in tokens):
+        tokens = _expand_version_comments(tokens)
+    return [t for t in tokens if t.kind not in ("ws", "comment")]
+
+
 def split_statements(sql: str) -> list[str]:
     """Split a multi-statement COM_QUERY at top-level semicolons; empty statements are dropped."""
     if ";" not in sql:
@@ -245,6 +253,8 @@ def _normalize(sql: str) -> Normalized:
                 # the value (bytes for _binary) as a parameter instead.
                 introducer = up
                 continue
+            if up in _SELECT_NOOP_MODIFIERS and prev_word in _SELECT_MODIFIER_CONTEXT:
+                continue  # SQL_NO_CACHE & co. (mysqldump sends them) steer MySQL's executor only
             if up == "SELECT" and not seen_outer_select and bind:
                 seen_outer_select = True
                 select_list_depth = depth
@@ -308,6 +318,9 @@ def _normalize(sql: str) -> Normalized:
     return Normalized("".join(out).strip(), literals, params, keyword, words)
 
 
+_SELECT_NOOP_MODIFIERS = frozenset({"SQL_NO_CACHE", "SQL_CACHE", "HIGH_PRIORITY", "STRAIGHT_JOIN", "SQL_SMALL_RESULT",
+                                    "SQL_BIG_RESULT", "SQL_BUFFER_RESULT"})
+_SELECT_MODIFIER_CONTEXT = _SELECT_NOOP_MODIFIERS | {"SELECT", "DISTINCT", "ALL", "DISTINCTROW", "SQL_CALC_FOUND_ROWS"}
 _INTRODUCERS = frozenset({"_BINARY", "_UTF8", "_UTF8MB4", "_UTF8MB3", "_LATIN1", "_ASCII", "_UTF16", "_UCS2"})
 _INT64_MAX = 2**63 - 1
 

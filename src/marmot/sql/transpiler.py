@@ -238,6 +238,14 @@ class Transpiler:
             return self._finish(DDL, [_create_index(tree)], tree, attach)
         if isinstance(tree, exp.Drop) and (tree.args.get("kind") or "").upper() == "INDEX":
             return self._finish(DDL, [_drop_index(tree)], tree, attach)
+        if isinstance(tree, exp.Drop) and (tree.args.get("kind") or "").upper() == "TABLE" \
+                and tree.args.get("exists"):
+            # MySQL: DROP TABLE IF EXISTS skips names that are not tables (views included, with a note)
+            kept = [t for t in tree.args.get("tables") or []
+                    if self.schema.table_schema(t.db or database, t.name) is not None]
+            if not kept:
+                return Plan(DDL, (), frozenset())
+            tree.set("tables", kept)
         if isinstance(tree, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
             if isinstance(tree, exp.TruncateTable):
                 sqls = [f"DELETE FROM {t.sql('sqlite')}" for t in tree.expressions]
