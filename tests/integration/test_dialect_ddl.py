@@ -113,3 +113,33 @@ def test_on_update_current_timestamp_and_zero_dates(conn):
     cur.execute("UPDATE stamped SET v = 3, updated = '2001-01-01 00:00:00'")  # an explicit value wins
     cur.execute("SELECT CAST(updated AS CHAR) FROM stamped")
     assert cur.fetchone() == ("2001-01-01 00:00:00",)
+
+
+def test_triggers(node):
+    c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
+                        autocommit=True, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    cur = c.cursor()
+    cur.execute("DROP TABLE IF EXISTS audit")
+    cur.execute("DROP TABLE IF EXISTS accounts")
+    cur.execute("CREATE TABLE accounts (id INT PRIMARY KEY, name VARCHAR(20), name_upper VARCHAR(20), bal INT)")
+    cur.execute("CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, account INT, what VARCHAR(10), delta INT)")
+    cur.execute("CREATE TRIGGER acc_upper BEFORE INSERT ON accounts FOR EACH ROW SET NEW.name_upper = UPPER(NEW.name)")
+    cur.execute("CREATE DEFINER=`root`@`%` TRIGGER acc_log AFTER UPDATE ON accounts FOR EACH ROW BEGIN "
+                "INSERT INTO audit (account, what, delta) VALUES (NEW.id, 'update', NEW.bal - OLD.bal); "
+                "DELETE FROM audit WHERE delta = 0; END")
+    cur.execute("INSERT INTO accounts (id, name, bal) VALUES (1, 'ann', 10)")
+    cur.execute("UPDATE accounts SET bal = 15 WHERE id = 1")
+    cur.execute("UPDATE accounts SET name = 'x' WHERE id = 1")  # delta 0: logged, then deleted by the trigger
+    cur.execute("SELECT name_upper FROM accounts")
+    assert cur.fetchone() == ("ANN",)
+    cur.execute("SELECT account, what, delta FROM audit")
+    assert cur.fetchall() == ((1, "update", 5),)
+    cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_TABLE = 'accounts' "
+                "ORDER BY TRIGGER_NAME")
+    assert [r[0] for r in cur.fetchall()] == ["acc_log", "acc_upper"]
+    cur.execute("DROP TRIGGER IF EXISTS acc_log")
+    cur.execute("DROP TRIGGER acc_upper")
+    cur.execute("INSERT INTO accounts (id, name, bal) VALUES (2, 'bob', 1)")
+    cur.execute("SELECT name_upper FROM accounts WHERE id = 2")
+    assert cur.fetchone() == (None,)
+    c.close()

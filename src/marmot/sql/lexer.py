@@ -136,18 +136,37 @@ def code_tokens(sql: str) -> list[Token]:
 
 
 def split_statements(sql: str) -> list[str]:
-    """Split a multi-statement COM_QUERY at top-level semicolons; empty statements are dropped."""
+    """Split a multi-statement COM_QUERY at top-level semicolons; empty statements are dropped.
+
+    The body of a ``CREATE TRIGGER/PROCEDURE/FUNCTION/EVENT`` (``BEGIN ...; ...; END``) stays in one piece:
+    BEGIN and CASE open a block, END closes one (``END IF``/``END WHILE``/... close none of ours).
+    """
     if ";" not in sql:
         return [sql] if sql.strip() else []
     tokens = tokenize(sql)
     parts: list[str] = []
     start = 0
-    for tok in tokens:
-        if tok.kind == "punct" and tok.text == ";":
+    first_word = ""
+    depth = 0
+    code = [t for t in tokens if t.kind not in ("ws", "comment")]
+    for n, tok in enumerate(code):
+        if tok.kind == "word":
+            up = tok.text.upper()
+            if not first_word:
+                first_word = up
+            elif first_word == "CREATE":
+                if up in ("BEGIN", "CASE"):
+                    depth += 1
+                elif up == "END" and depth:
+                    nxt = code[n + 1].text.upper() if n + 1 < len(code) else ""
+                    if nxt not in ("IF", "WHILE", "LOOP", "REPEAT"):
+                        depth -= 1
+        if tok.kind == "punct" and tok.text == ";" and depth == 0:
             piece = sql[start : tok.start]
             if _has_code(piece):
                 parts.append(piece)
             start = tok.start + 1
+            first_word = ""
     piece = sql[start:]
     if _has_code(piece):
         parts.append(piece)

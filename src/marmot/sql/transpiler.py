@@ -30,7 +30,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from marmot.sql import dml, function_rewrites, lexer
+from marmot.sql import dml, function_rewrites, lexer, triggers
 from marmot.sql.alter import TableSchema, translate_alter
 from marmot.sql.ddl import DDLError, index_statement, translate_create_table
 
@@ -203,6 +203,17 @@ class Transpiler:
         shape = norm.shape
         if norm.keyword == "RENAME" and norm.words[1:2] == ["TABLE"]:
             return self._rename_tables(norm, original)
+        if norm.keyword == "CREATE" and "TRIGGER" in norm.words[1:4] or (
+                norm.keyword == "CREATE" and norm.words[1:2] == ["DEFINER"]):
+            try:
+                sql, table = triggers.translate(original, _rewrite_functions)
+            except triggers.TriggerError as err:
+                raise Unsupported(str(err)) from err
+            except IndexError as err:
+                raise _syntax_error(original) from err
+            if table.lower().startswith(INTERNAL_PREFIX):
+                raise NoSuchTable(f"Table '{database}.{table}' doesn't exist")
+            return Plan(DDL, (Step(sql),), frozenset({table.lower()}))
         replace = norm.keyword == "REPLACE"
         if replace:  # sqlglot's MySQL parser gives up on REPLACE; it is INSERT with another conflict rule
             shape = "INSERT" + shape[len("REPLACE"):]
