@@ -36,6 +36,9 @@ _ACCEPTED_NOOPS = frozenset(
      "RESET", "PURGE", "INSTALL", "UNINSTALL", "HANDLER", "CACHE", "LOAD_INDEX"}
 )
 _USER_DDL = frozenset({"USER", "ROLE"})
+_KINDS = {"SELECT": "select", "WITH": "select", "SHOW": "select", "DESCRIBE": "select", "DESC": "select",
+          "INSERT": "insert", "REPLACE": "insert", "LOAD": "insert", "UPDATE": "update", "DELETE": "delete",
+          "CREATE": "ddl", "ALTER": "ddl", "DROP": "ddl", "RENAME": "ddl", "TRUNCATE": "ddl"}
 _BUSY_FIRST_SLEEP = 0.0005
 _BUSY_MAX_SLEEP = 0.02
 
@@ -71,6 +74,7 @@ class Session:
         self._description: list | None = None
         self._changed_rows = 0
         self.transpilation = True
+        self.statement_kind = "other"  # select/insert/update/delete/ddl/other, for metrics
         self.warnings: list[tuple[str, int, str]] = []
         self.command = "Sleep"
         self.info = ""
@@ -192,6 +196,7 @@ class Session:
             raise MySQLError(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
         if not norm.keyword:
             raise MySQLError(1065, "42000", "Query was empty")
+        self.statement_kind = _KINDS.get(norm.keyword, "other")
         return await self._dispatch(sql, norm, params or [])
 
     @staticmethod

@@ -17,6 +17,8 @@ import logging
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
 
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
@@ -66,6 +68,7 @@ class ServerSettings:
     max_connections: int = 1000
     ssl_context: ssl.SSLContext | None = None
     connections: set[MySQLConnection] = field(default_factory=set)
+    metrics: Any = None  # admin.metrics.Metrics (optional; duck-typed so this layer does not import admin)
 
 
 @dataclass
@@ -111,6 +114,8 @@ class MySQLConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.s.connections.add(self)
+        if self.s.metrics is not None:
+            self.s.metrics.connection_opened()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
@@ -247,6 +252,8 @@ class MySQLConnection(asyncio.Protocol):
             finally:
                 self.s.engine.sessions.pop(self.connection_id, None)
                 self.session = None
+        if self in self.s.connections and self.s.metrics is not None:
+            self.s.metrics.connection_closed()
         self.s.connections.discard(self)
         self.close()
 
@@ -403,11 +410,17 @@ class MySQLConnection(asyncio.Protocol):
                 raise MySQLError(1064, "42000", "You have an error in your SQL syntax; multiple statements "
                                                 "were sent but the client did not enable CLIENT_MULTI_STATEMENTS")
             last = len(statements) - 1
+            metrics = self.s.metrics
             for i, stmt in enumerate(statements):
+                started = perf_counter()
                 result = await sess.execute(stmt)
                 self._write_result(result, more=i < last, binary=False)
+                if metrics is not None:
+                    metrics.observe_query(sess.statement_kind, perf_counter() - started)
         except MySQLError as err:
             log.debug("statement failed: %d %s: %s", err.code, err.message, sql[:500])
+            if self.s.metrics is not None:
+                self.s.metrics.query_error(err.code)
             self._send(self._error(err))
         except Exception as err:  # a bug in one statement costs that statement, not the connection
             self._internal_error(err)
@@ -485,10 +498,15 @@ class MySQLConnection(asyncio.Protocol):
         stmt.long_data = {}
         sess.command, sess.info = "Execute", stmt.sql[:100]
         try:
+            started = perf_counter()
             result = await sess.execute(stmt.sql, req.params)
             self._write_result(result, more=False, binary=True)
+            if self.s.metrics is not None:
+                self.s.metrics.observe_query(sess.statement_kind, perf_counter() - started)
         except MySQLError as err:
             log.debug("prepared statement failed: %d %s: %s", err.code, err.message, stmt.sql[:500])
+            if self.s.metrics is not None:
+                self.s.metrics.query_error(err.code)
             self._send(self._error(err))
         except Exception as err:  # a bug in one statement costs that statement, not the connection
             self._internal_error(err)
