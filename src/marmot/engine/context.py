@@ -7,6 +7,7 @@ and the tests, and because it is the seam where later layers (replication) plug 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,6 +52,8 @@ class EngineContext:
     extensions_dir: str = ""  # [extensions] directory ("" = LOAD EXTENSION off)
     always_loaded: tuple[str, ...] = ()  # [extensions] always_loaded
     local_infile: bool = True  # [mysql] local_infile_enabled
+    # Returns why writes are refused right now (no quorum), or None; set by the node's cluster layer.
+    write_gate: Callable[[], str | None] | None = None
     transpiler: Transpiler = field(init=False)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 

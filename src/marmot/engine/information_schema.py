@@ -9,11 +9,12 @@ schema generation (or the set of databases) changed since the last build on that
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import apsw
 
-from marmot.engine.metadata import mysql_column_type
+from marmot.engine import table_schema
 
 if TYPE_CHECKING:
     from marmot.engine.session import Session
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 SCHEMA_NAME = "information_schema"
 
 _DDL = """
+CREATE TABLE IF NOT EXISTS information_schema.__marmot_built (stamp TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.SCHEMATA (CATALOG_NAME TEXT, SCHEMA_NAME TEXT,
   DEFAULT_CHARACTER_SET_NAME TEXT, DEFAULT_COLLATION_NAME TEXT, SQL_PATH TEXT, DEFAULT_ENCRYPTION TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.TABLES (TABLE_CATALOG TEXT, TABLE_SCHEMA TEXT, TABLE_NAME TEXT,
@@ -49,20 +51,38 @@ CREATE TABLE IF NOT EXISTS information_schema.REFERENTIAL_CONSTRAINTS (CONSTRAIN
 CREATE TABLE IF NOT EXISTS information_schema.TABLE_CONSTRAINTS (CONSTRAINT_CATALOG TEXT,
   CONSTRAINT_SCHEMA TEXT, CONSTRAINT_NAME TEXT, TABLE_SCHEMA TEXT, TABLE_NAME TEXT, CONSTRAINT_TYPE TEXT,
   ENFORCED TEXT);
+CREATE TABLE IF NOT EXISTS information_schema.CHECK_CONSTRAINTS (CONSTRAINT_CATALOG TEXT,
+  CONSTRAINT_SCHEMA TEXT, CONSTRAINT_NAME TEXT, CHECK_CLAUSE TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.VIEWS (TABLE_CATALOG TEXT, TABLE_SCHEMA TEXT, TABLE_NAME TEXT,
   VIEW_DEFINITION TEXT, CHECK_OPTION TEXT, IS_UPDATABLE TEXT, DEFINER TEXT, SECURITY_TYPE TEXT,
   CHARACTER_SET_CLIENT TEXT, COLLATION_CONNECTION TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.TRIGGERS (TRIGGER_CATALOG TEXT, TRIGGER_SCHEMA TEXT,
   TRIGGER_NAME TEXT, EVENT_MANIPULATION TEXT, EVENT_OBJECT_CATALOG TEXT, EVENT_OBJECT_SCHEMA TEXT,
   EVENT_OBJECT_TABLE TEXT, ACTION_ORDER BIGINT, ACTION_CONDITION TEXT, ACTION_STATEMENT TEXT,
-  ACTION_ORIENTATION TEXT, ACTION_TIMING TEXT);
+  ACTION_ORIENTATION TEXT, ACTION_TIMING TEXT, ACTION_REFERENCE_OLD_TABLE TEXT,
+  ACTION_REFERENCE_NEW_TABLE TEXT, ACTION_REFERENCE_OLD_ROW TEXT, ACTION_REFERENCE_NEW_ROW TEXT,
+  CREATED DATETIME, SQL_MODE TEXT, DEFINER TEXT, CHARACTER_SET_CLIENT TEXT, COLLATION_CONNECTION TEXT,
+  DATABASE_COLLATION TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.ROUTINES (SPECIFIC_NAME TEXT, ROUTINE_CATALOG TEXT,
   ROUTINE_SCHEMA TEXT, ROUTINE_NAME TEXT, ROUTINE_TYPE TEXT, DATA_TYPE TEXT, ROUTINE_DEFINITION TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.PARAMETERS (SPECIFIC_CATALOG TEXT, SPECIFIC_SCHEMA TEXT,
   SPECIFIC_NAME TEXT, ORDINAL_POSITION BIGINT, PARAMETER_MODE TEXT, PARAMETER_NAME TEXT, DATA_TYPE TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.EVENTS (EVENT_CATALOG TEXT, EVENT_SCHEMA TEXT, EVENT_NAME TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.PARTITIONS (TABLE_CATALOG TEXT, TABLE_SCHEMA TEXT,
-  TABLE_NAME TEXT, PARTITION_NAME TEXT, TABLE_ROWS BIGINT);
+  TABLE_NAME TEXT, PARTITION_NAME TEXT, SUBPARTITION_NAME TEXT, PARTITION_ORDINAL_POSITION BIGINT,
+  SUBPARTITION_ORDINAL_POSITION BIGINT, PARTITION_METHOD TEXT, SUBPARTITION_METHOD TEXT,
+  PARTITION_EXPRESSION TEXT, SUBPARTITION_EXPRESSION TEXT, PARTITION_DESCRIPTION TEXT, TABLE_ROWS BIGINT,
+  AVG_ROW_LENGTH BIGINT, DATA_LENGTH BIGINT, MAX_DATA_LENGTH BIGINT, INDEX_LENGTH BIGINT, DATA_FREE BIGINT,
+  CREATE_TIME DATETIME, UPDATE_TIME DATETIME, CHECK_TIME DATETIME, CHECKSUM BIGINT, PARTITION_COMMENT TEXT,
+  NODEGROUP TEXT, TABLESPACE_NAME TEXT);
+CREATE TABLE IF NOT EXISTS information_schema.FILES (FILE_ID BIGINT, FILE_NAME TEXT, FILE_TYPE TEXT,
+  TABLESPACE_NAME TEXT, TABLE_CATALOG TEXT, TABLE_SCHEMA TEXT, TABLE_NAME TEXT, LOGFILE_GROUP_NAME TEXT,
+  LOGFILE_GROUP_NUMBER BIGINT, ENGINE TEXT, FULLTEXT_KEYS TEXT, DELETED_ROWS BIGINT, UPDATE_COUNT BIGINT,
+  FREE_EXTENTS BIGINT, TOTAL_EXTENTS BIGINT, EXTENT_SIZE BIGINT, INITIAL_SIZE BIGINT, MAXIMUM_SIZE BIGINT,
+  AUTOEXTEND_SIZE BIGINT, CREATION_TIME DATETIME, LAST_UPDATE_TIME DATETIME, LAST_ACCESS_TIME DATETIME,
+  RECOVER_TIME BIGINT, TRANSACTION_COUNTER BIGINT, VERSION BIGINT, ROW_FORMAT TEXT, TABLE_ROWS BIGINT,
+  AVG_ROW_LENGTH BIGINT, DATA_LENGTH BIGINT, MAX_DATA_LENGTH BIGINT, INDEX_LENGTH BIGINT, DATA_FREE BIGINT,
+  CREATE_TIME DATETIME, UPDATE_TIME DATETIME, CHECK_TIME DATETIME, CHECKSUM BIGINT, STATUS TEXT, EXTRA TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.ENGINES (ENGINE TEXT, SUPPORT TEXT, COMMENT TEXT,
   TRANSACTIONS TEXT, XA TEXT, SAVEPOINTS TEXT);
 CREATE TABLE IF NOT EXISTS information_schema.CHARACTER_SETS (CHARACTER_SET_NAME TEXT,
@@ -71,8 +91,13 @@ CREATE TABLE IF NOT EXISTS information_schema.COLLATIONS (COLLATION_NAME TEXT, C
   ID BIGINT, IS_DEFAULT TEXT, IS_COMPILED TEXT, SORTLEN BIGINT, PAD_ATTRIBUTE TEXT);
 """
 
+# MySQL compares INFORMATION_SCHEMA strings case-insensitively (utf8mb3_general_ci): Connector/J computes
+# NULLABLE as ``IF(IS_NULLABLE = 'yes', 1, 0)`` and finds keys with ``COLUMN_KEY IN ('PRI', 'pri')``. SQLite
+# table names are case-insensitive too, so every text column gets NOCASE.
+_DDL = re.sub(r"\b(TEXT)(?=[,)])", "TEXT COLLATE NOCASE", _DDL)
+
 _TABLES = ("SCHEMATA", "TABLES", "COLUMNS", "STATISTICS", "KEY_COLUMN_USAGE", "REFERENTIAL_CONSTRAINTS",
-           "TABLE_CONSTRAINTS", "VIEWS", "TRIGGERS")
+           "TABLE_CONSTRAINTS", "CHECK_CONSTRAINTS", "VIEWS", "TRIGGERS", "PARTITIONS")
 
 
 def _data_type(column_type: str) -> str:
@@ -93,6 +118,11 @@ def _lengths(column_type: str) -> tuple[int | None, int | None, int | None, int 
     if dt in ("blob", "longblob", "mediumblob", "tinyblob"):
         n = {"tinyblob": 255, "blob": 65535, "mediumblob": 16777215}.get(dt, 4294967295)
         return n, n, None, None
+    if dt in ("enum", "set"):
+        values = [v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", column_type)]
+        n = (max(map(len, values), default=0) if dt == "enum"
+             else sum(map(len, values)) + max(len(values) - 1, 0))
+        return n, n * 4, None, None
     precision = {"tinyint": 3, "smallint": 5, "mediumint": 7, "int": 10, "integer": 10, "bigint": 19}
     if dt in precision:
         return None, None, 20 if (dt == "bigint" and "unsigned" in column_type) else precision[dt], 0
@@ -108,100 +138,85 @@ def _lengths(column_type: str) -> tuple[int | None, int | None, int | None, int 
 def _rows_for_database(session: Session, db: str) -> dict[str, list[tuple]]:
     out: dict[str, list[tuple]] = {t: [] for t in _TABLES}
     conn = session._conn(db)
-    objects = conn.execute(
-        "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-        "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\' ORDER BY name"
-    ).fetchall()
-    for kind, name, tbl, sql in objects:
-        if kind == "trigger":
-            timing = "BEFORE" if " BEFORE " in (sql or "").upper() else "AFTER"
-            event = next((e for e in ("INSERT", "UPDATE", "DELETE") if f" {e} " in (sql or "").upper()), "INSERT")
-            out["TRIGGERS"].append(("def", db, name, event, "def", db, tbl, 1, None, sql, "ROW", timing))
+    for order, t in enumerate(table_schema.user_triggers(conn), 1):
+        out["TRIGGERS"].append(("def", db, t.name, t.event, "def", db, t.table, order, None, t.body, "ROW", t.timing,
+                                None, None, "OLD", "NEW", None, session.ctx.global_variables.get("sql_mode", ""),
+                                "root@%", "utf8mb4", "utf8mb4_general_ci", "utf8mb4_general_ci"))
+    for name, _kind in table_schema.user_objects(conn):
+        described = table_schema.describe(conn, name)
+        if described is None:
             continue
-        if kind not in ("table", "view"):
-            continue
-        if kind == "view":
-            out["VIEWS"].append(("def", db, name, sql, "NONE", "NO", "root@%", "DEFINER", "utf8mb4",
-                                 "utf8mb4_general_ci"))
-        rows = None
-        auto = "AUTOINCREMENT" in (sql or "").upper()
-        out["TABLES"].append(("def", db, name, "VIEW" if kind == "view" else "BASE TABLE",
-                              None if kind == "view" else "InnoDB", 10, "Dynamic", rows, 0, 0, 0, 0, 0, None,
-                              None, None, None, "utf8mb4_general_ci", None, "", "VIEW" if kind == "view" else ""))
-        info = conn.execute(f'PRAGMA table_xinfo("{name}")').fetchall()
-        uniques: set[str] = set()
-        multiples: set[str] = set()
-        indexes = conn.execute(f'PRAGMA index_list("{name}")').fetchall() if kind == "table" else []
-        pk_cols = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5]]
-        for seq, col in enumerate(pk_cols, 1):
-            out["STATISTICS"].append(("def", db, name, 0, db, "PRIMARY", seq, col, "A", None, None, None, "",
-                                      "BTREE", "", "", "YES", None))
-            out["KEY_COLUMN_USAGE"].append(("def", db, "PRIMARY", "def", db, name, col, seq, None, None, None,
-                                            None))
-        if pk_cols:
-            out["TABLE_CONSTRAINTS"].append(("def", db, "PRIMARY", db, name, "PRIMARY KEY", "YES"))
-        for idx in indexes:
-            if idx[3] == "pk":
-                continue
-            idx_name = idx[1].split("__", 1)[1] if "__" in idx[1] else idx[1]
-            cols = conn.execute(f'PRAGMA index_info("{idx[1]}")').fetchall()
-            for c in cols:
-                out["STATISTICS"].append(("def", db, name, 0 if idx[2] else 1, db, idx_name, c[0] + 1, c[2], "A",
-                                          None, None, None, "YES", "BTREE", "", "", "YES", None))
-            if idx[2]:
-                out["TABLE_CONSTRAINTS"].append(("def", db, idx_name, db, name, "UNIQUE", "YES"))
-                for c in cols:
-                    out["KEY_COLUMN_USAGE"].append(("def", db, idx_name, "def", db, name, c[2], c[0] + 1, None,
-                                                    None, None, None))
-                if len(cols) == 1:
-                    uniques.add(cols[0][2])
-            if cols and not (idx[2] and len(cols) == 1):
-                multiples.add(cols[0][2])
-        if kind == "table":
-            for fk in _foreign_keys(conn, name):
-                fk_name, ref_table, pairs, on_update, on_delete = fk
-                out["TABLE_CONSTRAINTS"].append(("def", db, fk_name, db, name, "FOREIGN KEY", "YES"))
-                out["REFERENTIAL_CONSTRAINTS"].append(("def", db, fk_name, "def", db, "PRIMARY", "NONE",
-                                                       on_update, on_delete, name, ref_table))
-                for pos, (col, ref_col) in enumerate(pairs, 1):
-                    out["KEY_COLUMN_USAGE"].append(("def", db, fk_name, "def", db, name, col, pos, pos, db,
-                                                    ref_table, ref_col))
-        for cid, col, decl, notnull, default, pk, hidden in info:
-            if hidden:
-                continue
-            ctype = mysql_column_type(decl)
-            char_len, octets, precision, scale = _lengths(ctype)
-            is_text = char_len is not None and "blob" not in ctype and "binary" not in ctype
-            key = "PRI" if pk else "UNI" if col in uniques else "MUL" if col in multiples else ""
-            extra = "auto_increment" if pk and auto and str(decl).upper() == "INTEGER" else ""
-            if isinstance(default, str) and len(default) >= 2 and default[0] == default[-1] == "'":
-                default = default[1:-1].replace("''", "'")
-            out["COLUMNS"].append(("def", db, name, col, cid + 1, default, "NO" if (notnull or pk) else "YES",
-                                   _data_type(ctype), char_len, octets, precision, scale, None,
-                                   "utf8mb4" if is_text else None, "utf8mb4_general_ci" if is_text else None,
-                                   ctype, key, extra, "select,insert,update,references", "", "", None))
+        view = described.is_view
+        if view:
+            out["VIEWS"].append(("def", db, name, described.view_select, "NONE", "NO", "root@%", "DEFINER",
+                                 "utf8mb4", "utf8mb4_general_ci"))
+        out["TABLES"].append(("def", db, name, "VIEW" if view else "BASE TABLE", None if view else "InnoDB",
+                              None if view else 10, None if view else "Dynamic", None, 0, 0, 0, 0, 0, None,
+                              None, None, None, None if view else "utf8mb4_general_ci", None, "",
+                              "VIEW" if view else ""))
+        if not view:
+            out["PARTITIONS"].append(("def", db, name, None, None, None, None, None, None, None, None, None, None,
+                                      0, 0, 0, 0, 0, None, None, None, None, "", "", None))
+        nullable = {c.name: c.nullable for c in described.columns}
+        for ix in described.indexes:
+            for seq, col in enumerate(ix.columns, 1):
+                out["STATISTICS"].append(("def", db, name, 0 if ix.unique else 1, db, ix.name, seq, col, "A",
+                                          None, None, None, "YES" if nullable.get(col) else "", "BTREE", "", "",
+                                          "YES", None))
+            if ix.unique:
+                out["TABLE_CONSTRAINTS"].append(("def", db, ix.name, db, name,
+                                                 "PRIMARY KEY" if ix.primary else "UNIQUE", "YES"))
+                for seq, col in enumerate(ix.columns, 1):
+                    out["KEY_COLUMN_USAGE"].append(("def", db, ix.name, "def", db, name, col, seq, None, None,
+                                                    None, None))
+        for fk in described.foreign_keys:
+            parent = table_schema.describe(conn, fk.parent)
+            unique_name = next((ix.name for ix in parent.indexes if ix.unique and ix.columns == fk.parent_columns),
+                               "PRIMARY") if parent is not None else "PRIMARY"
+            out["TABLE_CONSTRAINTS"].append(("def", db, fk.name, db, name, "FOREIGN KEY", "YES"))
+            out["REFERENTIAL_CONSTRAINTS"].append(("def", db, fk.name, "def", db, unique_name, "NONE",
+                                                   fk.on_update, fk.on_delete, name, fk.parent))
+            for pos, (col, ref_col) in enumerate(zip(fk.columns, fk.parent_columns, strict=False), 1):
+                out["KEY_COLUMN_USAGE"].append(("def", db, fk.name, "def", db, name, col, pos, pos, db,
+                                                fk.parent, ref_col))
+        for ck in described.checks:
+            out["TABLE_CONSTRAINTS"].append(("def", db, ck.name, db, name, "CHECK", "YES"))
+            out["CHECK_CONSTRAINTS"].append(("def", db, ck.name, ck.clause))
+        for c in described.columns:
+            char_len, octets, precision, scale = _lengths(c.type)
+            is_text = char_len is not None and "blob" not in c.type and "binary" not in c.type
+            out["COLUMNS"].append(("def", db, name, c.name, c.position, c.default, "YES" if c.nullable else "NO",
+                                   c.data_type, char_len, octets, precision, scale,
+                                   _datetime_precision(c.type), "utf8mb4" if is_text else None,
+                                   "utf8mb4_general_ci" if is_text else None, c.type, c.key, c.extra,
+                                   "select,insert,update,references", "", c.generated, None))
     return out
 
 
-def _foreign_keys(conn: apsw.Connection, table: str) -> list[tuple[str, str, list[tuple[str, str]], str, str]]:
-    groups: dict[int, list[tuple]] = {}
-    for row in conn.execute(f'PRAGMA foreign_key_list("{table}")').fetchall():
-        groups.setdefault(row[0], []).append(row)
-    out = []
-    for fk_id, rows in sorted(groups.items()):
-        rows.sort(key=lambda r: r[1])
-        pairs = [(r[3], r[4] or "id") for r in rows]
-        out.append((f"{table}_ibfk_{fk_id + 1}", rows[0][2], pairs, rows[0][5], rows[0][6]))
-    return out
+def _datetime_precision(column_type: str) -> int | None:
+    dt = _data_type(column_type)
+    if dt not in ("datetime", "timestamp", "time"):
+        return None
+    arg = column_type[column_type.find("(") + 1 : column_type.find(")")] if "(" in column_type else "0"
+    return int(arg) if arg.isdigit() else 0
 
 
 def refresh(session: Session, conn: apsw.Connection) -> None:
-    """(Re)build the information_schema tables on ``conn`` if any schema changed since the last build."""
+    """(Re)build the information_schema tables on ``conn`` if any schema changed since the last build.
+
+    The stamp of the last build (every database's schema generation) is kept in the attached database
+    itself, written in the same savepoint as the tables: the ``:memory:`` database takes part in the
+    connection's transactions, so a ``ROLLBACK [TO SAVEPOINT]`` that undoes a rebuild undoes its stamp too
+    and the next query rebuilds (mysqldump --single-transaction does SAVEPOINT / ROLLBACK TO per table).
+    """
     databases = session.ctx.databases
     names = databases.names()
-    stamp = tuple((n, databases.generation(n)) for n in names)
-    cache = session._info_schema_stamps
-    if cache.get(conn) == stamp:
+    stamp = repr(tuple((n, databases.generation(n)) for n in names))
+    try:
+        built = conn.execute("SELECT stamp FROM information_schema.__marmot_built").fetchone()
+    except apsw.SQLError:
+        built = None
+    if built is not None and built[0] == stamp:
         return
     conn.execute(_DDL)
     conn.execute("SAVEPOINT __marmot_is")
@@ -228,8 +243,9 @@ def refresh(session: Session, conn: apsw.Connection) -> None:
                          "('utf8mb4_unicode_ci', 'utf8mb4', 224, '', 'Yes', 8, 'PAD SPACE'), "
                          "('utf8mb4_0900_ai_ci', 'utf8mb4', 255, '', 'Yes', 0, 'NO PAD'), "
                          "('binary', 'binary', 63, 'Yes', 'Yes', 1, 'NO PAD')")
+        conn.execute("DELETE FROM information_schema.__marmot_built")
+        conn.execute("INSERT INTO information_schema.__marmot_built VALUES (?)", (stamp,))
         conn.execute("RELEASE __marmot_is")
     except BaseException:
         conn.execute("ROLLBACK TO __marmot_is; RELEASE __marmot_is")
         raise
-    cache[conn] = stamp

@@ -7,15 +7,15 @@ the column names and shapes follow MySQL 8.0 exactly.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import apsw
 
-from marmot.engine import errors
+from marmot.engine import errors, table_schema
 from marmot.engine.errors import MySQLError
 from marmot.engine.results import ResultSet
-from marmot.engine.variables import like_to_regex
+from marmot.engine.table_schema import TableSchema
+from marmot.engine.variables import BOOLEAN_VARIABLES, like_to_regex
 from marmot.sql import lexer
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def _cols(*names: str, types: tuple[str | None, ...] | None = None) -> list[tupl
 
 
 def answer(session: Session, sql: str) -> ResultSet:
-    toks = [t for t in lexer.tokenize(sql) if t.kind not in ("ws", "comment")]
+    toks = lexer.code_tokens(sql)
     words = [t.text.upper() for t in toks]
     if words[0] in ("DESCRIBE", "DESC", "EXPLAIN"):
         if len(toks) < 2:
@@ -55,8 +55,8 @@ def answer(session: Session, sql: str) -> ResultSet:
     if head == "VARIABLES":
         merged = dict(session.ctx.global_variables)
         merged.update({k: v for k, v in session.variables.items() if not k.startswith("__")})
-        merged["autocommit"] = "ON" if session.autocommit else "OFF"
-        rows = [(k, _show_value(v)) for k, v in sorted(merged.items())]
+        merged["autocommit"] = 1 if session.autocommit else 0
+        rows = [(k, _show_value(k, v)) for k, v in sorted(merged.items())]
         return _filtered(ResultSet(_cols("Variable_name", "Value"), rows), rest[1:])
     if head == "STATUS":
         rows = [("Threads_connected", str(len(session.ctx.sessions))), ("Uptime", "1"),
@@ -67,12 +67,21 @@ def answer(session: Session, sql: str) -> ResultSet:
                          list(session.warnings))
     if head == "CREATE" and rw[1:2] == ["TABLE"]:
         return _create_table(session, rest[2:])
+    if head == "CREATE" and rw[1:2] == ["VIEW"]:
+        return _create_table(session, rest[2:], view_only=True)
+    if head == "CREATE" and rw[1:2] == ["TRIGGER"]:
+        return _create_trigger(session, rest[2:])
+    if head == "TRIGGERS":
+        return _triggers(session, rest[1:])
     if head == "CREATE" and rw[1:2] in (["DATABASE"], ["SCHEMA"]):
         name = lexer.unquote_identifier(rest[-1].text)
         if not session.ctx.databases.exists(name):
             raise errors.unknown_database(name)
+        # mariadb-dump --databases / --all-databases asks with IF NOT EXISTS and replays the answer.
+        exists = "/*!32312 IF NOT EXISTS*/ " if rw[2:5] == ["IF", "NOT", "EXISTS"] else ""
         return ResultSet(_cols("Database", "Create Database"),
-                         [(name, f"CREATE DATABASE `{name}` /*!40100 DEFAULT CHARACTER SET utf8mb4 */")])
+                         [(name, f"CREATE DATABASE {exists}`{name}` /*!40100 DEFAULT CHARACTER SET utf8mb4 "
+                                 "COLLATE utf8mb4_general_ci */")])
     if head == "ENGINES":
         return ResultSet(_cols("Engine", "Support", "Comment", "Transactions", "XA", "Savepoints"),
                          [("InnoDB", "DEFAULT", "SQLite storage replicated by Marmot", "YES", "NO", "YES")])
@@ -103,7 +112,14 @@ def answer(session: Session, sql: str) -> ResultSet:
         return _indexes(session, rest[1:])
     if head == "TABLE" and rw[1:2] == ["STATUS"]:
         return _table_status(session, rest[2:])
-    if head in ("TRIGGERS", "EVENTS", "PLUGINS", "PROCEDURE", "FUNCTION", "PRIVILEGES", "PROFILES",
+    if head in ("PROCEDURE", "FUNCTION") and rw[1:2] == ["STATUS"]:  # no stored routines: MySQL's columns, no rows
+        return ResultSet(_cols("Db", "Name", "Type", "Definer", "Modified", "Created", "Security_type", "Comment",
+                               "character_set_client", "collation_connection", "Database Collation"), [])
+    if head == "EVENTS":
+        return ResultSet(_cols("Db", "Name", "Definer", "Time zone", "Type", "Execute at", "Interval value",
+                               "Interval field", "Starts", "Ends", "Status", "Originator", "character_set_client",
+                               "collation_connection", "Database Collation"), [])
+    if head in ("EVENTS", "PLUGINS", "PROCEDURE", "FUNCTION", "PRIVILEGES", "PROFILES",
                 "OPEN", "MASTER", "SLAVE", "REPLICAS", "BINARY"):
         return ResultSet(_cols("Name"), [])
     raise errors.syntax_error(
@@ -112,7 +128,10 @@ def answer(session: Session, sql: str) -> ResultSet:
     )
 
 
-def _show_value(v: object) -> str:
+def _show_value(name: str, v: object) -> str:
+    """SHOW VARIABLES text: booleans read ON/OFF there (``@@x`` gives 1/0), as in MySQL."""
+    if name in BOOLEAN_VARIABLES and v in (0, 1):
+        return "ON" if v else "OFF"
     return "" if v is None else str(v)
 
 
@@ -150,20 +169,10 @@ def _db_from(session: Session, rest: list[lexer.Token]) -> tuple[str, list[lexer
     return session.database, rest
 
 
-def _user_tables(conn: apsw.Connection, schema: str = "main") -> list[tuple[str, str]]:
-    return [
-        (n, t)
-        for n, t in conn.execute(
-            f"SELECT name, type FROM \"{schema}\".sqlite_schema WHERE type IN ('table','view') "
-            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\' ORDER BY name"
-        ).fetchall()
-    ]
-
-
 def _tables(session: Session, rest: list[lexer.Token], full: bool) -> ResultSet:
     db, rest = _db_from(session, rest)
     conn = session._conn(db)
-    tables = _user_tables(conn)
+    tables = table_schema.user_objects(conn)
     col = f"Tables_in_{db}"
     if full:
         rows = [(n, "VIEW" if t == "view" else "BASE TABLE") for n, t in tables]
@@ -195,68 +204,28 @@ def _table_name(session: Session, toks: list[lexer.Token]) -> tuple[str, str, li
     return db, name, rest
 
 
-def _table_info(session: Session, db: str, table: str) -> tuple[apsw.Connection, list[tuple], str]:
+def _describe(session: Session, db: str, table: str) -> tuple[apsw.Connection, TableSchema]:
     conn = session._conn(db)
-    row = conn.execute(
-        "SELECT name, sql FROM sqlite_schema WHERE type IN ('table','view') AND name = ? COLLATE NOCASE", (table,)
-    ).fetchone()
-    if row is None:
+    described = table_schema.describe(conn, table)
+    if described is None:
         raise errors.no_such_table(f"Table '{db}.{table}' doesn't exist")
-    info = conn.execute(f'PRAGMA table_xinfo("{row[0]}")').fetchall()
-    return conn, info, row[1] or ""
-
-
-def _unique_columns(conn: apsw.Connection, table: str) -> tuple[set[str], set[str]]:
-    unique: set[str] = set()
-    multiple: set[str] = set()
-    for idx in conn.execute(f'PRAGMA index_list("{table}")').fetchall():
-        cols = [c[2] for c in conn.execute(f'PRAGMA index_info("{idx[1]}")').fetchall()]
-        if not cols:
-            continue
-        if idx[2] and len(cols) == 1:
-            unique.add(cols[0])
-        else:
-            multiple.add(cols[0])
-    return unique, multiple
-
-
-def mysql_column_type(decl: str) -> str:
-    """The MySQL spelling of a stored declared type (``BIGINT UNSIGNED(20)`` -> ``bigint(20) unsigned``)."""
-    text = (decl or "text").strip()
-    m = re.match(r"^([A-Za-z ]+?)\s*(\([^)]*\))?$", text)
-    if not m:
-        return text.lower()
-    words = m.group(1).lower().split()
-    args = m.group(2) or ""
-    if words == ["integer"]:
-        words = ["bigint"]
-    base, mods = words[0], [w for w in words[1:] if w in ("unsigned", "zerofill")]
-    rest = [w for w in words[1:] if w not in ("unsigned", "zerofill")]
-    return " ".join([base + (" " + " ".join(rest) if rest else "") + args, *mods])
+    return conn, described
 
 
 def _columns(session: Session, toks: list[lexer.Token], full: bool) -> ResultSet:
     if toks and toks[0].text.upper() in ("FROM", "IN"):
         toks = toks[1:]
     db, table, rest = _table_name(session, toks)
-    conn, info, create_sql = _table_info(session, db, table)
-    unique, multiple = _unique_columns(conn, table)
-    auto = "AUTOINCREMENT" in create_sql.upper()
+    _conn, described = _describe(session, db, table)
     rows = []
-    for _cid, name, decl, notnull, default, pk, hidden in info:
-        if hidden:
-            continue
-        key = "PRI" if pk else "UNI" if name in unique else "MUL" if name in multiple else ""
-        extra = "auto_increment" if pk and auto and str(decl).upper() == "INTEGER" else ""
-        if isinstance(default, str) and len(default) >= 2 and default[0] == default[-1] == "'":
-            default = default[1:-1].replace("''", "'")
-        null = "NO" if (notnull or pk) else "YES"
-        ctype = mysql_column_type(decl)
+    for c in described.columns:
+        null = "YES" if c.nullable else "NO"
         if full:
-            collation = "utf8mb4_general_ci" if any(x in ctype for x in ("char", "text", "enum")) else None
-            rows.append((name, ctype, collation, null, key, default, extra, "select,insert,update,references", ""))
+            collation = "utf8mb4_general_ci" if any(x in c.type for x in ("char", "text", "enum", "set")) else None
+            rows.append((c.name, c.type, collation, null, c.key, c.default, c.extra,
+                         "select,insert,update,references", ""))
         else:
-            rows.append((name, ctype, null, key, default, extra))
+            rows.append((c.name, c.type, null, c.key, c.default, c.extra))
     if full:
         cols = _cols("Field", "Type", "Collation", "Null", "Key", "Default", "Extra", "Privileges", "Comment")
     else:
@@ -264,113 +233,97 @@ def _columns(session: Session, toks: list[lexer.Token], full: bool) -> ResultSet
     return _filtered(ResultSet(cols, rows), rest)
 
 
-def _create_table(session: Session, toks: list[lexer.Token]) -> ResultSet:
+def _create_table(session: Session, toks: list[lexer.Token], view_only: bool = False) -> ResultSet:
     db, table, _ = _table_name(session, toks)
-    conn, info, create_sql = _table_info(session, db, table)
+    _conn, described = _describe(session, db, table)
+    if described.is_view:
+        ddl = (f"CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `{described.name}` AS "
+               f"{described.view_select}")
+        return ResultSet(_cols("View", "Create View", "character_set_client", "collation_connection"),
+                         [(described.name, ddl, "utf8mb4", "utf8mb4_general_ci")])
+    if view_only:
+        raise MySQLError(1347, "HY000", f"'{db}.{described.name}' is not VIEW")
     lines = []
-    auto = "AUTOINCREMENT" in create_sql.upper()
-    pk_cols = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5]]
-    for _cid, name, decl, notnull, default, pk, hidden in info:
-        if hidden:
-            continue
-        parts = [f"`{name}`", mysql_column_type(decl)]
-        if notnull or pk:
+    for c in described.columns:
+        parts = [f"`{c.name}`", c.type]
+        if c.generated:
+            parts.append(f"GENERATED ALWAYS AS ({c.generated}) {'STORED' if c.stored else 'VIRTUAL'}")
+        if not c.nullable:
             parts.append("NOT NULL")
-        if default is not None:
-            parts.append(f"DEFAULT {default}")
-        if pk and auto and str(decl).upper() == "INTEGER":
+        if c.default_clause:
+            parts.append(f"DEFAULT {c.default_clause}")
+        if c.on_update:
+            parts.append("ON UPDATE CURRENT_TIMESTAMP")
+        if c.auto_increment:
             parts.append("AUTO_INCREMENT")
         lines.append("  " + " ".join(parts))
-    if pk_cols:
-        lines.append("  PRIMARY KEY (" + ",".join(f"`{c}`" for c in pk_cols) + ")")
-    for idx in conn.execute(f'PRAGMA index_list("{table}")').fetchall():
-        if idx[3] != "c":
-            continue
-        cols = ",".join(f"`{c[2]}`" for c in conn.execute(f'PRAGMA index_info("{idx[1]}")').fetchall())
-        name = idx[1].split("__", 1)[1] if "__" in idx[1] else idx[1]
-        lines.append(f"  {'UNIQUE KEY' if idx[2] else 'KEY'} `{name}` ({cols})")
-    lines.extend(_foreign_key_lines(conn, table, create_sql))
-    ddl = f"CREATE TABLE `{table}` (\n" + ",\n".join(lines) + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-    return ResultSet(_cols("Table", "Create Table"), [(table, ddl)])
+    for ix in described.indexes:
+        cols = ",".join(f"`{c}`" for c in ix.columns)
+        kind = "PRIMARY KEY" if ix.primary else f"UNIQUE KEY `{ix.name}`" if ix.unique else f"KEY `{ix.name}`"
+        lines.append(f"  {kind} ({cols})")
+    lines.extend("  " + table_schema.foreign_key_clause(fk) for fk in described.foreign_keys)
+    lines.extend(f"  CONSTRAINT `{ck.name}` CHECK ({ck.clause})" for ck in described.checks)
+    ddl = (f"CREATE TABLE `{described.name}` (\n" + ",\n".join(lines)
+           + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci")
+    return ResultSet(_cols("Table", "Create Table"), [(described.name, ddl)])
 
 
-_FK_NAME_RE = re.compile(
-    r"CONSTRAINT\s+(`(?:[^`]|``)+`|\"(?:[^\"]|\"\")+\"|[\w$]+)\s+FOREIGN\s+KEY\s*\(([^)]*)\)", re.IGNORECASE
-)
-_FK_ACTIONS = {"CASCADE", "SET NULL", "SET DEFAULT"}  # RESTRICT / NO ACTION are the default: MySQL omits them
+_TRIGGER_COLUMNS = ("Trigger", "Event", "Table", "Statement", "Timing", "Created", "sql_mode", "Definer",
+                    "character_set_client", "collation_connection", "Database Collation")
 
 
-def _fk_names(create_sql: str) -> dict[tuple[str, ...], str]:
-    """Constraint names written in the stored DDL, keyed by the (lower-case) child columns."""
-    names: dict[tuple[str, ...], str] = {}
-    for m in _FK_NAME_RE.finditer(create_sql):
-        cols = tuple(c.strip().strip('`"').lower() for c in m.group(2).split(","))
-        names[cols] = m.group(1).strip('`"')
-    return names
+def _trigger_rows(session: Session, db: str) -> list[tuple]:
+    """SHOW TRIGGERS rows, each followed by the trigger's CREATE statement."""
+    sql_mode = session.ctx.global_variables.get("sql_mode", "")
+    return [(t.name, t.event, t.table, t.body, t.timing, None, sql_mode, "root@%", "utf8mb4", "utf8mb4_general_ci",
+             "utf8mb4_general_ci", t.create_statement) for t in table_schema.user_triggers(session._conn(db))]
 
 
-def _foreign_key_lines(conn: apsw.Connection, table: str, create_sql: str) -> list[str]:
-    """``CONSTRAINT ... FOREIGN KEY`` lines of SHOW CREATE TABLE (SQLAlchemy reflects foreign keys from them)."""
-    groups: dict[int, list[tuple]] = {}
-    for row in conn.execute(f'PRAGMA foreign_key_list("{table}")').fetchall():
-        groups.setdefault(row[0], []).append(row)
-    if not groups:
-        return []
-    names = _fk_names(create_sql)
-    lines = []
-    unnamed = 0
-    for fk_id in sorted(groups):
-        rows = sorted(groups[fk_id], key=lambda r: r[1])
-        parent = rows[0][2]
-        child_cols = [r[3] for r in rows]
-        parent_cols = [r[4] for r in rows]
-        if any(c is None for c in parent_cols):  # REFERENCES parent without columns: its primary key
-            pk = [c[1] for c in sorted(conn.execute(f'PRAGMA table_info("{parent}")').fetchall(), key=lambda c: c[5])
-                  if c[5]]
-            parent_cols = pk or parent_cols
-        name = names.get(tuple(c.lower() for c in child_cols))
-        if name is None:
-            unnamed += 1
-            name = f"{table}_ibfk_{unnamed}"  # MySQL's name for an unnamed foreign key
-        line = (f"  CONSTRAINT `{name}` FOREIGN KEY ({', '.join(f'`{c}`' for c in child_cols)}) "
-                f"REFERENCES `{parent}` ({', '.join(f'`{c}`' for c in parent_cols)})")
-        on_update, on_delete = rows[0][5].upper(), rows[0][6].upper()
-        if on_delete in _FK_ACTIONS:
-            line += f" ON DELETE {on_delete}"
-        if on_update in _FK_ACTIONS:
-            line += f" ON UPDATE {on_update}"
-        lines.append(line)
-    return lines
+def _triggers(session: Session, rest: list[lexer.Token]) -> ResultSet:
+    """SHOW TRIGGERS [FROM db] [LIKE 'table pattern' | WHERE ...] (LIKE matches the table, as in MySQL)."""
+    db, rest = _db_from(session, rest)
+    rows = [r[:-1] for r in _trigger_rows(session, db)]
+    if rest and rest[0].text.upper() == "LIKE" and len(rest) > 1:
+        rx = like_to_regex(lexer.unquote_string(rest[1].text))
+        rows, rest = [r for r in rows if rx.match(r[2])], []
+    return _filtered(ResultSet(_cols(*_TRIGGER_COLUMNS, types=(*[_TEXT] * 5, "DATETIME", *[_TEXT] * 5)), rows),
+                     rest)
+
+
+def _create_trigger(session: Session, toks: list[lexer.Token]) -> ResultSet:
+    db, name, _ = _table_name(session, toks)
+    for row in _trigger_rows(session, db):
+        if row[0].lower() == name.lower():
+            return ResultSet(_cols("Trigger", "sql_mode", "SQL Original Statement", "character_set_client",
+                                   "collation_connection", "Database Collation", "Created"),
+                             [(row[0], row[6], row[-1], "utf8mb4", "utf8mb4_general_ci", "utf8mb4_general_ci",
+                               None)])
+    raise MySQLError(1360, "HY000", "Trigger does not exist")
 
 
 def _indexes(session: Session, toks: list[lexer.Token]) -> ResultSet:
     if toks and toks[0].text.upper() in ("FROM", "IN"):
         toks = toks[1:]
-    db, table, _ = _table_name(session, toks)
-    conn, info, _sql = _table_info(session, db, table)
+    db, table, rest = _table_name(session, toks)
+    _conn, described = _describe(session, db, table)
+    nullable = {c.name: c.nullable for c in described.columns}
     rows = []
-    pk_cols = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5]]
-    for seq, col in enumerate(pk_cols, 1):
-        rows.append((table, 0, "PRIMARY", seq, col, "A", None, None, None, "", "BTREE", "", "", "YES", None))
-    for idx in conn.execute(f'PRAGMA index_list("{table}")').fetchall():
-        if idx[3] == "pk":
-            continue
-        name = idx[1].split("__", 1)[1] if "__" in idx[1] else idx[1]
-        for c in conn.execute(f'PRAGMA index_info("{idx[1]}")').fetchall():
-            rows.append((table, 0 if idx[2] else 1, name, c[0] + 1, c[2], "A", None, None, None, "YES", "BTREE",
-                         "", "", "YES", None))
+    for ix in described.indexes:
+        for seq, col in enumerate(ix.columns, 1):
+            rows.append((described.name, 0 if ix.unique else 1, ix.name, seq, col, "A", None, None, None,
+                         "YES" if nullable.get(col) else "", "BTREE", "", "", "YES", None))
     cols = _cols("Table", "Non_unique", "Key_name", "Seq_in_index", "Column_name", "Collation", "Cardinality",
                  "Sub_part", "Packed", "Null", "Index_type", "Comment", "Index_comment", "Visible", "Expression",
                  types=(_TEXT, _INT, _TEXT, _INT, _TEXT, _TEXT, _INT, _INT, _TEXT, _TEXT, _TEXT, _TEXT, _TEXT,
                         _TEXT, _TEXT))
-    return ResultSet(cols, rows)
+    return _filtered(ResultSet(cols, rows), rest)
 
 
 def _table_status(session: Session, rest: list[lexer.Token]) -> ResultSet:
     db, rest = _db_from(session, rest)
     conn = session._conn(db)
     rows = []
-    for name, kind in _user_tables(conn):
+    for name, kind in table_schema.user_objects(conn):
         count = conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] if kind == "table" else None
         rows.append((name, "InnoDB" if kind == "table" else None, 10, "Dynamic", count, 0, 0, 0, 0, 0, None,
                      None, None, None, "utf8mb4_general_ci", None, "", "VIEW" if kind == "view" else ""))

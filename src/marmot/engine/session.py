@@ -373,6 +373,7 @@ class Session:
             return ResultSet(self._description or [], rows)
         if self.database is None:
             raise MySQLError(1046, "3D000", "No database selected")
+        self._check_write_gate()
         if self.ctx.read_only:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         if plan.kind == DDL:
@@ -578,8 +579,15 @@ class Session:
         info = f"Records: {len(rows)}  Deleted: 0  Skipped: {skipped + len(rows) - affected if spec.mode == 'IGNORE' else skipped}  Warnings: 0"
         return OkResult(affected_rows=affected, info=info)
 
+    def _check_write_gate(self) -> None:
+        gate = self.ctx.write_gate
+        reason = gate() if gate is not None else None
+        if reason:
+            raise MySQLError(1105, "HY000", reason)
+
     async def _write_batch(self, plan: Plan, param_sets: list[list[object]]) -> int:
         """Run one write plan for many parameter sets in a single transaction (LOAD DATA)."""
+        self._check_write_gate()
         if self.ctx.read_only:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         conn = self._prepare_conn(plan)

@@ -19,6 +19,15 @@ DEFAULT_SQL_MODE = (
     "NO_ENGINE_SUBSTITUTION"
 )
 
+_OPTIMIZER_SWITCH = (
+    "index_merge=on,index_merge_union=on,index_merge_sort_union=on,index_merge_intersection=on,"
+    "engine_condition_pushdown=on,index_condition_pushdown=on,mrr=on,mrr_cost_based=on,"
+    "block_nested_loop=on,batched_key_access=off,materialization=on,semijoin=on,loosescan=on,firstmatch=on,"
+    "duplicateweedout=on,subquery_materialization_cost_based=on,use_index_extensions=on,"
+    "condition_fanout_filter=on,derived_merge=on,use_invisible_indexes=off,skip_scan=on,hash_join=on,"
+    "subquery_to_derived=off,prefer_ordering_index=on,hypergraph_optimizer=off,derived_condition_pushdown=on"
+)
+
 
 def default_globals(server_version: str, max_allowed_packet: int, max_connections: int) -> dict[str, object]:
     """The global variable map of a fresh node."""
@@ -72,13 +81,63 @@ def default_globals(server_version: str, max_allowed_packet: int, max_connection
         "warning_count": 0,
         "error_count": 0,
         "marmot_transpilation": "ON",
+        # Probed or SET by mysqldump / mariadb-dump, the mysql CLI and JDBC GUIs (DBeaver, Connector/J):
+        # MySQL answers SET of an unknown variable with 1193, which aborts a dump.
+        "big_tables": 0,
+        "bulk_insert_buffer_size": 8388608,
+        "character_set_filesystem": "binary",
+        "completion_type": "NO_CHAIN",
+        "cte_max_recursion_depth": 1000,
+        "default_authentication_plugin": "mysql_native_password",
+        "default_tmp_storage_engine": "InnoDB",
+        "default_week_format": 0,
+        "div_precision_increment": 4,
+        "explicit_defaults_for_timestamp": 1,
+        "group_concat_max_len": 1024,
+        "gtid_mode": "OFF",
+        "have_query_cache": "NO",
+        "information_schema_stats_expiry": 86400,
+        "innodb_version": server_version.split("-")[0],
+        "lc_messages": "en_US",
+        "lc_time_names": "en_US",
+        "local_infile": 0,
+        "lock_wait_timeout": 31536000,
+        "log_bin": 0,
+        "long_query_time": 10,
+        "max_join_size": 18446744073709551615,
+        "max_sort_length": 1024,
+        "net_retry_count": 10,
+        "old_alter_table": 0,
+        "optimizer_switch": _OPTIMIZER_SWITCH,
+        "protocol_version": 10,
+        "server_id": 1,
+        "session_track_schema": 1,
+        "session_track_state_change": 0,
+        "session_track_system_variables": "time_zone,autocommit,character_set_client,character_set_results,"
+                                          "character_set_connection",
+        "session_track_transaction_info": "OFF",
+        "sort_buffer_size": 262144,
+        "sql_big_selects": 1,
+        "sql_buffer_result": 0,
+        "sql_log_bin": 1,
+        "sql_log_off": 0,
+        "sql_notes": 1,
+        "sql_quote_show_create": 1,
+        "sql_require_primary_key": 0,
+        "sql_warnings": 0,
+        "thread_handling": "one-thread-per-connection",
+        "tmp_table_size": 16777216,
+        "updatable_views_with_limit": "YES",
     }
 
 
 _ON = {"ON": 1, "TRUE": 1, "OFF": 0, "FALSE": 0}
-_BOOLEAN_VARS = frozenset(
+BOOLEAN_VARIABLES = frozenset(
     {"autocommit", "foreign_key_checks", "unique_checks", "sql_auto_is_null", "sql_safe_updates", "read_only",
-     "transaction_read_only", "tx_read_only"}
+     "transaction_read_only", "tx_read_only", "big_tables", "sql_big_selects", "sql_buffer_result", "sql_log_bin",
+     "sql_log_off", "sql_notes", "sql_quote_show_create", "sql_require_primary_key", "sql_warnings",
+     "explicit_defaults_for_timestamp", "old_alter_table", "local_infile", "session_track_schema",
+     "session_track_state_change"}
 )
 
 
@@ -116,7 +175,7 @@ def _split_top_level(tokens: list[lexer.Token]) -> Iterator[list[lexer.Token]]:
 
 def parse_set(sql: str) -> list[Assignment]:
     """Parse ``SET ...`` into assignments; raises ValueError on malformed input."""
-    toks = [t for t in lexer.tokenize(sql) if t.kind not in ("ws", "comment")]
+    toks = lexer.code_tokens(sql)  # mysqldump writes ``/*!40101 SET @OLD_X=@@X */``: MySQL runs the body
     if not toks or toks[0].text.upper() != "SET":
         raise ValueError("not a SET statement")
     body = toks[1:]
@@ -196,7 +255,7 @@ def simple_value(value_sql: str) -> tuple[bool, object]:
 
 def normalize_system_value(name: str, value: object) -> object:
     """Store booleans as 0/1 and keep strings as given (MySQL shows ``ON``/``OFF`` for some of them)."""
-    if name in _BOOLEAN_VARS:
+    if name in BOOLEAN_VARIABLES:
         if isinstance(value, str):
             up = value.upper()
             if up in _ON:

@@ -165,6 +165,16 @@ class DatabaseManager:
             conn = self._meta_conns[name] = self.open(name)
         return conn
 
+    def table_count(self, database: str) -> int:
+        """User tables in ``database`` (internal ``__marmot*`` and ``sqlite_*`` tables not counted)."""
+        if not self.exists(database):
+            return 0
+        row = self._meta(database).execute(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\'"
+        ).fetchone()
+        return int(row[0])
+
     def table_definition(self, database: str, table: str) -> tuple[str, str, list[str], list[str]] | None:
         """(stored name, CREATE TABLE sql, CREATE INDEX sqls, CREATE TRIGGER sqls) of a table, or None."""
         if not self.exists(database):
