@@ -385,11 +385,6 @@ def test_create_database_with_version_comments(conn):
     assert cur.fetchall() == (("dump_vc",),)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug in sql/triggers.py (translate): the trigger body is sliced from the raw text to its end, so the "
-    "closing '*/' of mysqldump's \"/*!50003 CREATE*/ /*!50017 DEFINER=`root`@`%`*/ /*!50003 TRIGGER `items_ai` "
-    "AFTER INSERT ON `items` FOR EACH ROW BEGIN ...; END */;;\" stays in it and the statement fails with 1235 "
-    "'BEGIN without END' (MySQL: runs the version-comment body, trigger created)"))
 def test_dump_with_triggers(node, conn, fresh):
     """Triggers travel as ``DELIMITER ;;`` blocks of version comments, after the table's rows."""
     cur = conn.cursor()
@@ -425,11 +420,6 @@ def test_dump_with_triggers(node, conn, fresh):
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug in engine/session.py (_savepoint): 'SAVEPOINT sp' takes the database's write lock (BEGIN "
-    "IMMEDIATE), so while 'mariadb-dump --single-transaction' runs (START TRANSACTION WITH CONSISTENT SNAPSHOT, "
-    "then SAVEPOINT sp / ROLLBACK TO SAVEPOINT sp around each table) every writer of that database on the node "
-    "waits and fails with 1205 (MySQL: a read-only transaction's savepoints lock nothing; writers go on)"))
 def test_single_transaction_dump_does_not_block_writers(node):
     setup = _connect(node, database=None)
     setup.cursor().execute("CREATE DATABASE lockprobe")

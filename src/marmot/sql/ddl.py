@@ -75,6 +75,29 @@ def index_statement(table: exp.Table, name: str, columns: list[exp.Expression], 
     )
 
 
+class KeyNames:
+    """MySQL's names for unnamed keys: the first column's name, then ``name_2``, ``name_3`` on repeats."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def take(self, wanted: str) -> str:
+        name, n = wanted, 2
+        while name.lower() in self.used:
+            name, n = f"{wanted}_{n}", n + 1
+        self.used.add(name.lower())
+        return name
+
+
+def _first_column(items: list[exp.Expression]) -> str:
+    node = items[0] if items else None
+    while isinstance(node, (exp.Ordered, exp.ColumnPrefix)):
+        node = node.this
+    if isinstance(node, exp.Anonymous):  # col(10) parsed as a call
+        return node.name
+    return node.name if node is not None else "key"
+
+
 def column_definition(cd: exp.ColumnDef, table: exp.Table) -> tuple[str, list[str], bool]:
     """One column as SQLite DDL: (definition text, index statements it implies, is it a primary key).
 
@@ -91,7 +114,7 @@ def column_definition(cd: exp.ColumnDef, table: exp.Table) -> tuple[str, list[st
         elif isinstance(k, exp.PrimaryKeyColumnConstraint):
             pk = True
         elif isinstance(k, exp.UniqueColumnConstraint):
-            indexes.append(index_statement(table, f"{cd.name}_unique", [exp.column(cd.name)], True))
+            indexes.append(index_statement(table, cd.name, [exp.column(cd.name)], True))
         elif not isinstance(k, _DROPPED_COLUMN_CONSTRAINTS):
             parts.append(c.sql("sqlite"))
     kind = cd.args.get("kind")
@@ -120,6 +143,7 @@ def translate_create_table(create: exp.Create) -> list[str]:
     pk_cols: list[str] = []
     auto_col: str | None = None
     table_pk = False  # PRIMARY KEY (...) given as a table constraint rather than on a column
+    names = KeyNames()
     defs: list[tuple[exp.ColumnDef, list[str]]] = []
     others: list[str] = []
     for item in schema.expressions:
@@ -133,7 +157,7 @@ def translate_create_table(create: exp.Create) -> list[str]:
                 elif isinstance(k, exp.PrimaryKeyColumnConstraint):
                     pk_cols = [item.name]
                 elif isinstance(k, exp.UniqueColumnConstraint):
-                    extra.append(index_statement(table, f"{item.name}_unique", [exp.column(item.name)], True))
+                    extra.append(index_statement(table, names.take(item.name), [exp.column(item.name)], True))
                 elif not isinstance(k, _DROPPED_COLUMN_CONSTRAINTS):
                     parts.append(c.sql("sqlite"))
             if kind is not None:
@@ -145,16 +169,16 @@ def translate_create_table(create: exp.Create) -> list[str]:
             pk_cols = [e.name for e in item.expressions]
             table_pk = True
         elif isinstance(item, exp.IndexColumnConstraint):
-            name = item.name or f"idx{len(extra)}"
+            name = names.take(item.name or _first_column(item.expressions))
             extra.append(index_statement(table, name, item.expressions, False))
         elif isinstance(item, exp.UniqueColumnConstraint):
             target = item.this
             if isinstance(target, exp.Schema):
-                name = target.this.name if target.this else f"uniq{len(extra)}"
                 cols = target.expressions
+                name = names.take(target.this.name if target.this else _first_column(cols))
             else:
-                name = f"uniq{len(extra)}"
                 cols = [target]
+                name = names.take(_first_column(cols))
             extra.append(index_statement(table, name, cols, True))
         else:
             others.append(item.sql("sqlite"))

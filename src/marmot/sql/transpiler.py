@@ -20,6 +20,7 @@ Rules applied here (issue 2 set; the dialect issue grows them):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import threading
@@ -82,6 +83,7 @@ class Plan:
     # "update" (changed rows only), "upsert" (1 per insert, 2 per changed update), "replace" (deleted + inserted)
     affected: str = ""
     rebuild: bool = False  # an ALTER that copies the table: run with foreign-key enforcement off
+    needs_database: bool = True  # some table is named without a database (so one must be selected)
 
 
 class SchemaInfo:
@@ -200,6 +202,13 @@ class Transpiler:
     # -- building -------------------------------------------------------------------------------------
 
     def _build(self, norm: lexer.Normalized, database: str, original: str) -> Plan:
+        self._unqualified = True  # set by _resolve_tables for statements that name tables
+        plan = self._build_plan(norm, database, original)
+        if not self._unqualified and plan.needs_database:
+            plan = dataclasses.replace(plan, needs_database=False)
+        return plan
+
+    def _build_plan(self, norm: lexer.Normalized, database: str, original: str) -> Plan:
         shape = norm.shape
         if norm.keyword == "RENAME" and norm.words[1:2] == ["TABLE"]:
             return self._rename_tables(norm, original)
@@ -338,6 +347,7 @@ class Transpiler:
 
     def _resolve_tables(self, tree: exp.Expression, database: str) -> set[str]:
         attach: set[str] = set()
+        self._unqualified = any(not t.db and t.name.upper() != "DUAL" for t in tree.find_all(exp.Table))
         for table in tree.find_all(exp.Table):
             name = table.name
             if name.upper() == "DUAL" and not table.db:

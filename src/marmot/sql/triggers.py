@@ -55,7 +55,9 @@ def translate(sql: str, rewrite: Callable[[exp.Expression], exp.Expression]) -> 
     j += 3
     if j < len(words) and words[j] in ("FOLLOWS", "PRECEDES"):
         j += 2
-    body = sql[toks[j].start :].strip().rstrip(";").strip()
+    last = toks[-1]
+    # up to the last code token: a dumped trigger is wrapped in /*!50003 ... */, whose closing */ is not body
+    body = sql[toks[j].start : last.start + len(last.text)].strip().rstrip(";").strip()
     if body.upper().startswith("BEGIN"):
         inner = body[5:]
         if not inner.rstrip().upper().endswith("END"):
