@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
+
 from tests.nodeproc import NodeProcess, make_node
 
 DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
+
 from tests.nodeproc import make_node
 
 sqlite_vec = pytest.importorskip("sqlite_vec")

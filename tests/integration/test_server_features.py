@@ -15,6 +15,7 @@ from pathlib import Path
 import apsw
 import pymysql
 import pytest
+
 from tests.nodeproc import REPO, free_port, make_node
 
 

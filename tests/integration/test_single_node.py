@@ -296,9 +296,8 @@ def test_connection_pragmas_applied(tmp_path):
 
 
 def test_extended_auto_ids_and_restart_keeps_ids_increasing(tmp_path):
-    from tests.nodeproc import make_node
-
     from marmot.hlc import from_txn_id
+    from tests.nodeproc import make_node
 
     n = make_node(tmp_path, mysql_extra='auto_id_mode = "extended"').start()
     try:

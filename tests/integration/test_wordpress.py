@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
+
 from tests.nodeproc import free_port, make_node
 
 WORDPRESS = Path("/usr/share/wordpress")
