@@ -57,8 +57,14 @@ _UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
 _NOT_NULL = re.compile(r"NOT NULL constraint failed: (?:\w+\.)?(.+)")
 
 
-def from_sqlite(err: apsw.Error, database: str) -> MySQLError:
-    """The MySQL error a MySQL server would have given for what SQLite reported."""
+def from_sqlite(err: Exception, database: str) -> MySQLError:
+    """The MySQL error a MySQL server would have given for what SQLite reported.
+
+    Errors raised by our MySQL functions (``FunctionError``, which carries its MySQL code) pass through.
+    """
+    code = getattr(err, "code", None)
+    if isinstance(code, int) and hasattr(err, "sqlstate"):
+        return MySQLError(code, err.sqlstate, getattr(err, "message", str(err)))  # type: ignore[attr-defined]
     msg = str(err)
     text = msg.split(": ", 1)[1] if msg.startswith(("SQLError", "ConstraintError")) and ": " in msg else msg
     if isinstance(err, apsw.ConstraintError):

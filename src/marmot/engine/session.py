@@ -27,6 +27,7 @@ from marmot.engine.errors import MySQLError
 from marmot.engine.results import OkResult, PreparedInfo, Result, ResultSet
 from marmot.engine.variables import normalize_system_value, parse_set, simple_value
 from marmot.sql import datetime_functions, functions, lexer
+from marmot.sql.func_values import FunctionError
 from marmot.sql.transpiler import DDL, READ, NoSuchTable, Plan, SQLSyntaxError, Unsupported
 from marmot.storage.databases import DatabaseError, DatabaseExists, InvalidDatabaseName, UnknownDatabase
 
@@ -36,6 +37,8 @@ _ACCEPTED_NOOPS = frozenset(
      "RESET", "PURGE", "INSTALL", "UNINSTALL", "HANDLER", "CACHE", "LOAD_INDEX"}
 )
 _USER_DDL = frozenset({"USER", "ROLE"})
+# What a failing statement raises: SQLite's errors, and MySQL function errors raised inside SQL functions.
+_STATEMENT_ERRORS = (apsw.Error, FunctionError)
 _KINDS = {"SELECT": "select", "WITH": "select", "SHOW": "select", "DESCRIBE": "select", "DESC": "select",
           "INSERT": "insert", "REPLACE": "insert", "LOAD": "insert", "UPDATE": "update", "DELETE": "delete",
           "CREATE": "ddl", "ALTER": "ddl", "DROP": "ddl", "RENAME": "ddl", "TRUNCATE": "ddl"}
@@ -232,7 +235,7 @@ class Session:
                 cursor.execute(step.sql, [None] * len(step.binds))
             except apsw.ExecTraceAbort:
                 pass
-            except apsw.Error as err:
+            except _STATEMENT_ERRORS as err:
                 raise errors.from_sqlite(err, self.database or "") from err
             if captured:
                 columns = list(captured[-1])
@@ -365,13 +368,17 @@ class Session:
                 rows = self._read_steps(conn, plan, literals, params, cursor)
             except apsw.BusyError:
                 rows = await self._retry_busy(lambda: self._read_steps(conn, plan, literals, params))
-            except apsw.Error as err:
+            except _STATEMENT_ERRORS as err:
                 if self.database is None and isinstance(err, apsw.SQLError) and "no such table" in str(err):
                     raise MySQLError(1046, "3D000", "No database selected") from err
                 raise errors.from_sqlite(err, self.database or "") from err
             if self.autocommit is False and not self.in_transaction:
                 self.in_transaction = True
-            return ResultSet(self._description or [], rows)
+            description = self._description or []
+            if plan.result_types and len(plan.result_types) == len(description):
+                description = [(name, decl or rt) for (name, decl), rt in zip(description, plan.result_types,
+                                                                                strict=True)]
+            return ResultSet(description, rows)
         if self.database is None and plan.needs_database:
             raise MySQLError(1046, "3D000", "No database selected")
         self._check_write_gate()
@@ -428,7 +435,7 @@ class Session:
                 affected = conn.changes() if plan.kind != DDL else 0
             if use_savepoint:
                 conn.execute("RELEASE __marmot_stmt")
-        except apsw.Error as err:
+        except _STATEMENT_ERRORS as err:
             if use_savepoint:
                 conn.execute("ROLLBACK TO __marmot_stmt")
                 conn.execute("RELEASE __marmot_stmt")
@@ -494,7 +501,7 @@ class Session:
         self._txn_db = None
         try:
             conn.execute("COMMIT")
-        except apsw.Error as err:
+        except _STATEMENT_ERRORS as err:
             if not conn.get_autocommit():
                 conn.execute("ROLLBACK")
             raise errors.from_sqlite(err, self.database or "") from err
@@ -622,7 +629,7 @@ class Session:
                     affected += conn.changes()
             if use_savepoint:
                 conn.execute("RELEASE __marmot_stmt")
-        except apsw.Error as err:
+        except _STATEMENT_ERRORS as err:
             if use_savepoint:
                 conn.execute("ROLLBACK TO __marmot_stmt")
                 conn.execute("RELEASE __marmot_stmt")
@@ -656,7 +663,7 @@ class Session:
             rows = cursor.execute(sql).fetchall()
         except apsw.BusyError:
             rows = await self._retry_busy(lambda: conn.cursor().execute(sql).fetchall())  # type: ignore[assignment]
-        except apsw.Error as err:
+        except _STATEMENT_ERRORS as err:
             raise errors.from_sqlite(err, self.database or "") from err
         if self._description:
             return ResultSet(self._description, rows)

@@ -53,6 +53,11 @@ def rewrite_tree(root: exp.Expression) -> exp.Expression:
     return root
 
 
+def rewrite_node(node: exp.Expression) -> exp.Expression:
+    """One node's rewrite (the transpiler walks the tree itself, children first)."""
+    return _rewrite_one(node)
+
+
 def _rewrite_one(node: exp.Expression) -> exp.Expression:
     rule = _RULES.get(type(node))
     if rule is None:

@@ -84,6 +84,8 @@ class Plan:
     affected: str = ""
     rebuild: bool = False  # an ALTER that copies the table: run with foreign-key enforcement off
     needs_database: bool = True  # some table is named without a database (so one must be selected)
+    # MySQL type of each result column SQLite cannot describe (NOW() is DATETIME, not text), or None
+    result_types: tuple[str | None, ...] = ()
 
 
 class SchemaInfo:
@@ -179,9 +181,10 @@ def select_item_texts(shape: str) -> list[str] | None:
 def _column_name_for(text: str, node: exp.Expression) -> str:
     if isinstance(node, exp.Literal) and node.is_string:
         return node.this
-    for n in range(16):  # placeholders of client prepared statements show as '?'
-        text = text.replace(f":__p{n}", "?")
-    return text
+    return _CLIENT_PARAM_RE.sub("?", text)  # placeholders of client prepared statements show as '?'
+
+
+_CLIENT_PARAM_RE = re.compile(r":__p\d+")
 
 
 class Transpiler:
@@ -299,6 +302,11 @@ class Transpiler:
                 found_rows = dml.calc_found_rows(tree)
                 _alias_select_list(tree, norm.shape)
         plan = self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, affected)
+        if isinstance(tree, exp.Select) and not any(isinstance(e, exp.Star) or e.find(exp.Star)
+                                                    for e in tree.expressions):
+            types = tuple(function_rewrites.result_type(e.unalias()) for e in tree.expressions)
+            if any(types):
+                plan = dataclasses.replace(plan, result_types=types)
         if found_rows is not None:
             count = _bind_step(found_rows.sql("sqlite"))
             plan = Plan(plan.kind, (Step(count.sql, count.binds, "found_rows"), *plan.steps), plan.tables,
@@ -455,80 +463,21 @@ _SESSION_FUNCS: dict[type, str] = {
 }
 
 
-_DATE_PARTS: dict[type, str] = {
-    exp.Year: "YEAR", exp.Month: "MONTH", exp.Day: "DAY", exp.DayOfMonth: "DAYOFMONTH",
-    exp.DayOfWeek: "DAYOFWEEK", exp.DayOfYear: "DAYOFYEAR", exp.Quarter: "QUARTER",
-}
-_MYSQL_GENERATOR = None
-
-
-def _mysql_format(node: exp.Expression) -> exp.Expression:
-    """The MySQL format string of a parsed DATE_FORMAT/STR_TO_DATE (sqlglot stores a converted one)."""
-    global _MYSQL_GENERATOR
-    fmt = node.args.get("format")
-    if not isinstance(fmt, exp.Literal):
-        return fmt.copy() if fmt is not None else exp.null()
-    if _MYSQL_GENERATOR is None:
-        from sqlglot.dialects.mysql import MySQL
-
-        _MYSQL_GENERATOR = MySQL().generator()
-    return exp.Literal.string(_MYSQL_GENERATOR.format_time(node).strip("'"))
-
-
-def _date_arg(node: exp.Expression | None) -> exp.Expression:
-    """Drop the DATE()/TIMESTAMP() casts sqlglot wraps around date-function arguments."""
-    while isinstance(node, (exp.TsOrDsToDate, exp.TsOrDsToTimestamp, exp.TsOrDsToDatetime)):
-        node = node.this
-    return node.copy() if node is not None else exp.null()
-
-
-def _interval_call(date: exp.Expression, interval: exp.Expression, unit: str | None, negate: bool) -> exp.Expression:
-    amount = interval.copy()
-    if negate:
-        amount = exp.Neg(this=exp.Paren(this=amount))
-    return exp.Anonymous(this="__mysql_date_add",
-                         expressions=[_date_arg(date), amount, exp.Literal.string((unit or "DAY").upper())])
-
-
 def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
+    """Every node, children before parents: MySQL function rewrites, then the session-bound ones."""
+
     def fix(node: exp.Expression) -> exp.Expression:
-        replaced = function_rewrites.rewrite(node)
+        replaced = function_rewrites.rewrite_node(node)
         if replaced is not node:
             return replaced
         name = _SESSION_FUNCS.get(type(node))
         if name:
             return exp.Anonymous(this=name, expressions=[])
-        if isinstance(node, (exp.DateAdd, exp.DateSub)):
-            return _interval_call(node.this, node.expression, node.text("unit"), isinstance(node, exp.DateSub))
-        if isinstance(node, (exp.Add, exp.Sub)) and isinstance(node.expression, exp.Interval):
-            iv = node.expression
-            return _interval_call(node.this, iv.this, iv.text("unit"), isinstance(node, exp.Sub))
-        if isinstance(node, exp.Anonymous) and node.name.upper() in ("ADDDATE", "SUBDATE") and len(node.expressions) == 2:
-            date, amount = node.expressions
-            unit = "DAY"
-            if isinstance(amount, exp.Interval):
-                unit, amount = amount.text("unit") or "DAY", amount.this
-            return _interval_call(date, amount, unit, node.name.upper() == "SUBDATE")
-        if isinstance(node, exp.TimeToStr):
-            return exp.Anonymous(this="DATE_FORMAT", expressions=[_date_arg(node.this), _mysql_format(node)])
-        if isinstance(node, (exp.StrToDate, exp.StrToTime)):
-            return exp.Anonymous(this="STR_TO_DATE", expressions=[node.this.copy(), _mysql_format(node)])
-        if isinstance(node, exp.UnixToTime):
-            return exp.Anonymous(this="FROM_UNIXTIME", expressions=[node.this.copy()])
-        if isinstance(node, (exp.StrToUnix, exp.TimeToUnix)):
-            return exp.Anonymous(this="UNIX_TIMESTAMP", expressions=[_date_arg(node.this)] if node.this else [])
-        if isinstance(node, exp.DateDiff):
-            return exp.Anonymous(this="DATEDIFF", expressions=[_date_arg(node.this), _date_arg(node.expression)])
-        if isinstance(node, exp.Rand):
-            return exp.Anonymous(this="RAND", expressions=[])
         if isinstance(node, exp.Like) and not isinstance(node.parent, exp.Escape):
             # MySQL's LIKE treats backslash as the escape character by default; SQLite's has none.
             return exp.Escape(this=node.copy(), expression=exp.Literal.string("\\"))
         if isinstance(node, exp.Collate):
             return _collate(node)
-        part = _DATE_PARTS.get(type(node))
-        if part:
-            return exp.Anonymous(this=part, expressions=[_date_arg(node.this)])
         if isinstance(node, exp.SessionParameter):
             scope = (node.args.get("kind") or "").lower()
             return exp.Anonymous(
@@ -538,7 +487,14 @@ def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
             return exp.Anonymous(this="__marmot_uservar", expressions=[exp.Literal.string(node.name)])
         return node
 
-    return tree.transform(fix, copy=False)
+    for node in reversed(list(tree.dfs())):
+        new = fix(node)
+        if new is not node:
+            if node is tree:
+                tree = new
+            else:
+                node.replace(new)
+    return tree
 
 
 def _create_index(create: exp.Create) -> str:
