@@ -75,7 +75,8 @@ class NodeProcess:
             return self.proc.wait(5)
 
 
-def make_node(tmp: Path, extra_toml: str = "", unix_socket: bool = True, mysql_extra: str = "") -> NodeProcess:
+def make_node(tmp: Path, extra_toml: str = "", unix_socket: bool = True, mysql_extra: str = "",
+              node_id: int = 1, cluster_extra: str = "") -> NodeProcess:
     """Write a config for a node with free ports under ``tmp`` (not started)."""
     tmp.mkdir(parents=True, exist_ok=True)
     mysql_port, grpc_port = free_port(), free_port()
@@ -83,8 +84,8 @@ def make_node(tmp: Path, extra_toml: str = "", unix_socket: bool = True, mysql_e
     sock = str(tmp / "mysql.sock") if unix_socket else ""
     cfg = tmp / "node.toml"
     cfg.write_text(
-        f'node_id = 1\ndata_dir = "{data_dir}"\n'
-        f'[cluster]\ngrpc_bind_address = "127.0.0.1"\ngrpc_port = {grpc_port}\n'
+        f'node_id = {node_id}\ndata_dir = "{data_dir}"\n'
+        f'[cluster]\ngrpc_bind_address = "127.0.0.1"\ngrpc_port = {grpc_port}\n{cluster_extra}\n'
         f'[mysql]\nbind_address = "127.0.0.1"\nport = {mysql_port}\nunix_socket = "{sock}"\n{mysql_extra}\n'
         f'[logging]\nformat = "console"\n' + extra_toml
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -89,13 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     if pid_file is not None:
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
+    from marmot.cluster.membership import MembershipError
     from marmot.config import resolve_node_id
     from marmot.node import Node
 
     configure_logging(cfg.logging, resolve_node_id(cfg))
     for warning in cfg.warnings:
-        import logging
-
         logging.getLogger("marmot.config").warning(warning)
     try:
         try:
@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         runner(Node(cfg).run_until_signalled())
     except OSError as err:
         print(f"marmot: {err}", file=sys.stderr)
+        return 1
+    except MembershipError as err:  # refused by the cluster (removed, duplicate node id, ...)
+        logging.getLogger("marmot.node").error("cannot join the cluster: %s", err)
+        print(f"marmot: cannot join the cluster: {err}", file=sys.stderr)
         return 1
     finally:
         if pid_file is not None and pid_file.exists():

@@ -1,8 +1,9 @@
 """One Marmot node built from a Config: the only module that knows every part.
 
 Start order: storage (databases open, default database created) -> engine context (ids, variables,
-plan cache) -> MySQL listeners. Stop order is the reverse: stop accepting and close client connections
-(their open transactions roll back), then checkpoint every WAL into its database file.
+plan cache) -> cluster (shared RPC + HTTP port with the admin API and /metrics, gossip membership) ->
+MySQL listeners. Stop order is the reverse: stop accepting and close client connections (their open
+transactions roll back), leave the cluster, then checkpoint every WAL into its database file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import logging
 import signal
 from pathlib import Path
 
+from marmot import __version__
+from marmot.admin.control import NodeControl
+from marmot.admin.http import make_app
+from marmot.admin.metrics import Metrics
+from marmot.cluster.service import ClusterService
 from marmot.config import Config, resolve_node_id
 from marmot.engine.context import EngineContext
 from marmot.engine.general_log import GeneralLog
@@ -38,7 +44,11 @@ class Node:
         self.engine: EngineContext | None = None
         self.mysql: MySQLServer | None = None
         self._stopped = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._lease_task: asyncio.Task[None] | None = None
+        self.metrics = Metrics(self.node_id, version=__version__)
+        self.cluster: ClusterService | None = None
+        self._http_runner: object | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -66,6 +76,7 @@ class Node:
             always_loaded=tuple(cfg.extensions.always_loaded),
             local_infile=mysql_cfg.local_infile_enabled,
         )
+        await self._start_cluster()
         if mysql_cfg.enabled:
             ssl_ctx = None
             if mysql_cfg.tls_cert_file and mysql_cfg.tls_key_file:
@@ -79,11 +90,40 @@ class Node:
                 max_allowed_packet=mysql_cfg.max_allowed_packet,
                 max_connections=mysql_cfg.max_connections,
                 ssl_context=ssl_ctx,
+                metrics=self.metrics,
             )
             self.mysql = MySQLServer(settings, mysql_cfg.bind_address, mysql_cfg.port, mysql_cfg.unix_socket,
                                      mysql_cfg.unix_socket_perm)
             await self.mysql.start()
         log.info("node %d started (data_dir=%s)", self.node_id, cfg.data_dir)
+
+    async def _start_cluster(self) -> None:
+        """The cluster port (RPC + admin HTTP + /metrics) and gossip membership."""
+        from aiohttp import web
+
+        cfg = self.cfg
+        assert self.engine is not None and self.databases is not None
+        self.cluster = ClusterService(self.node_id, cfg.cluster, cfg.data_dir,
+                                      on_change=self._on_member_change)
+        control = NodeControl(self.node_id, self.cluster, self.databases,
+                              grace_s=cfg.cluster.shutdown_grace_period_ms / 1000,
+                              request_stop=self._stop_requested.set)
+        control.register_rpc()
+        app = make_app(control, secret=cfg.cluster.cluster_secret,
+                       metrics=self.metrics if cfg.prometheus.enabled else None)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._http_runner = runner
+        await self.cluster.start(http_factory=runner.server)
+        gossip = self.cluster.gossip
+        # A node that cannot see a quorum of the membership it knows refuses writes: after a restart it
+        # never acts as a cluster of one.
+        self.engine.write_gate = lambda: None if gossip.has_quorum() else (
+            f"quorum not reached: {len(gossip.alive_members())} of {gossip.total_members()} members reachable")
+
+    def _on_member_change(self, node_id: int, old: str, new: str) -> None:
+        self.metrics.state_transition(old, new)
+        log.info("member %d: %s -> %s", node_id, old, new)
 
     async def stop(self) -> None:
         if self._lease_task is not None:
@@ -92,6 +132,12 @@ class Node:
         if self.mysql is not None:
             await self.mysql.stop()
             self.mysql = None
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()  # type: ignore[attr-defined]
+            self._http_runner = None
         if self.databases is not None:
             self.databases.close()
             self.databases = None
@@ -105,7 +151,10 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
-        await stop.wait()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._stop_requested.wait())]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: (_ for _ in ()).throw(SystemExit(1)))
         log.info("shutdown requested")

@@ -1,0 +1,130 @@
+"""The node's implementation of the admin API's ``ClusterControl``: membership from gossip, databases
+from storage, decommission of this node or (over RPC) of another one.
+
+Decommission of this node: it gossips LEAVING (peers stop counting on it), drains for
+``shutdown_grace_period_ms`` (in-flight client statements finish), then asks the node to stop. A cancel
+before the drain ends returns it to ALIVE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from marmot.cluster.service import ClusterService
+from marmot.storage.databases import DatabaseManager
+
+log = logging.getLogger("marmot.admin")
+
+
+class NodeControl:
+    def __init__(self, node_id: int, cluster: ClusterService, databases: DatabaseManager, *,
+                 grace_s: float, request_stop: Callable[[], None]) -> None:
+        self.node_id = node_id
+        self.cluster = cluster
+        self._databases = databases
+        self._grace_s = grace_s
+        self._request_stop = request_stop
+        self._decommission: asyncio.Task[None] | None = None
+        self._phase = "none"
+
+    # -- membership ---------------------------------------------------------------------------------
+
+    def members(self) -> list[dict[str, Any]]:
+        return self.cluster.gossip.members()
+
+    def total_members(self) -> int:
+        return self.cluster.gossip.total_members()
+
+    def alive_members(self) -> list[int]:
+        return self.cluster.gossip.alive_members()
+
+    def has_quorum(self) -> bool:
+        return self.cluster.gossip.has_quorum()
+
+    def _known(self, node_id: int) -> None:
+        if node_id not in {m["node_id"] for m in self.members()}:
+            raise KeyError(node_id)
+
+    def remove(self, node_id: int) -> None:
+        self._known(node_id)
+        if node_id == self.node_id:
+            raise ValueError("a node cannot remove itself: decommission it instead")
+        self.cluster.gossip.remove(node_id)
+
+    def allow(self, node_id: int) -> None:
+        self._known(node_id)
+        self.cluster.gossip.allow(node_id)
+
+    # -- decommission -------------------------------------------------------------------------------
+
+    async def decommission(self, node_id: int) -> dict[str, Any]:
+        self._known(node_id)
+        if node_id != self.node_id:
+            return await self._forward(node_id, "admin.decommission")
+        if self._decommission is not None and not self._decommission.done():
+            raise ValueError("decommission already running")
+        self.cluster.gossip.set_leaving()
+        self._phase = "draining"
+        self._decommission = asyncio.get_running_loop().create_task(self._drain_and_stop())
+        return self._status()
+
+    async def _drain_and_stop(self) -> None:
+        await asyncio.sleep(self._grace_s)
+        self._phase = "leaving"
+        log.info("decommissioned: stopping")
+        self._phase = "done"
+        self._request_stop()
+
+    def _status(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "state": self.cluster.gossip.state,
+                "decommissioning": self._phase in ("draining", "leaving"), "phase": self._phase,
+                "pending_transactions": 0}
+
+    async def decommission_status(self, node_id: int) -> dict[str, Any]:
+        self._known(node_id)
+        if node_id != self.node_id:
+            return await self._forward(node_id, "admin.decommission_status")
+        return self._status()
+
+    async def cancel_decommission(self, node_id: int) -> dict[str, Any]:
+        self._known(node_id)
+        if node_id != self.node_id:
+            return await self._forward(node_id, "admin.decommission_cancel")
+        if self._decommission is None or self._decommission.done():
+            raise ValueError("no decommission to cancel")
+        self._decommission.cancel()
+        self._phase = "none"
+        self.cluster.gossip.cancel_leaving()
+        return self._status()
+
+    async def _forward(self, node_id: int, method: str) -> dict[str, Any]:
+        member = next(m for m in self.members() if m["node_id"] == node_id)
+        return await self.cluster.send(member["address"], method, {"node_id": node_id}, 5.0)
+
+    def register_rpc(self) -> None:
+        """Serve the forwarded decommission commands for this node."""
+        router = self.cluster.router
+
+        def handler(fn: Callable[[int], Any]) -> Callable[[Any, Any], Any]:
+            async def call(payload: Any, _ctx: Any) -> Any:
+                return await fn(self.node_id)
+
+            return call
+
+        router.unary("admin.decommission", handler(self.decommission))
+        router.unary("admin.decommission_status", handler(self.decommission_status))
+        router.unary("admin.decommission_cancel", handler(self.cancel_decommission))
+
+    # -- databases ----------------------------------------------------------------------------------
+
+    def databases(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self._databases.names():
+            path = self._databases.path(name)
+            size = sum(p.stat().st_size for p in path.parent.glob(f"{name}.db*") if p.is_file())
+            tables = self._databases.table_count(name)
+            out.append({"name": name, "size_bytes": size, "tables": tables})
+        return out

@@ -1,0 +1,95 @@
+"""The cluster side of one node: RPC server and clients, gossip membership, the shared cluster port.
+
+It is its own type because node.py needs one handle for "everything that talks to peers", and the
+replication layer needs the same handle to send its RPCs and to ask who is alive and whether there is a
+quorum. Start order: register the RPC methods, open the shared port (RPC + the admin HTTP app), then
+start gossip (restore the persisted view, join through the seeds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from marmot.cluster.gossip import Gossip
+from marmot.cluster.listener import serve_shared_port
+from marmot.cluster.rpc import PREAMBLE, AuthError, ClientPool, RpcRouter, RpcServerProtocol
+from marmot.config import ClusterConfig
+
+log = logging.getLogger("marmot.cluster")
+
+
+def advertise_address(cfg: ClusterConfig) -> str:
+    """``grpc_advertise_address`` if set, else bind address (or the hostname for 0.0.0.0) and port."""
+    if cfg.grpc_advertise_address:
+        return cfg.grpc_advertise_address
+    host = cfg.grpc_bind_address
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"{host}:{cfg.grpc_port}"
+
+
+class ClusterService:
+    def __init__(self, node_id: int, cfg: ClusterConfig, data_dir: str, *,
+                 ready_check: Callable[[], Awaitable[bool]] | None = None,
+                 on_change: Callable[[int, str, str], None] | None = None) -> None:
+        self.node_id = node_id
+        self.cfg = cfg
+        self.secret = cfg.cluster_secret
+        self.address = advertise_address(cfg)
+        self.router = RpcRouter()
+        self.pool = ClientPool(secret=self.secret, node_id=node_id)
+        self.gossip = Gossip(
+            node_id, self.address, send=self.send, seeds=list(cfg.seed_nodes), data_dir=data_dir,
+            gossip_interval_ms=cfg.gossip_interval_ms, gossip_fanout=cfg.gossip_fanout,
+            suspect_timeout_ms=cfg.suspect_timeout_ms, dead_timeout_ms=cfg.dead_timeout_ms,
+            ready_check=ready_check, on_change=on_change,
+        )
+        for method, handler in (("gossip", self.gossip.handle_gossip), ("ping", self.gossip.handle_ping),
+                                ("ping_req", self.gossip.handle_ping_req), ("join", self.gossip.handle_join)):
+            self.router.unary(method, _ignore_ctx(handler))
+        self._server: asyncio.Server | None = None
+        self._auth_logged: dict[str, float] = {}
+
+    async def send(self, address: str, method: str, payload: Any, timeout: float) -> Any:
+        try:
+            return await self.pool.get(address).call(method, payload, timeout)
+        except AuthError as err:
+            now = time.monotonic()
+            if now - self._auth_logged.get(address, -1e9) > 60:  # say it, but not on every gossip round
+                self._auth_logged[address] = now
+                log.warning("peer %s refused us: %s (check [cluster] cluster_secret)", address, err)
+            raise
+
+    async def start(self, http_factory: Callable[[], asyncio.Protocol] | None = None) -> None:
+        if not self.secret:
+            log.warning("cluster authentication is disabled: set [cluster] cluster_secret or MARMOT_CLUSTER_SECRET")
+        self._server = await serve_shared_port(
+            self.cfg.grpc_bind_address, self.cfg.grpc_port, preamble=PREAMBLE,
+            rpc_factory=lambda data: RpcServerProtocol(self.router, secret=self.secret, node_id=self.node_id,
+                                                       initial_data=data),
+            http_factory=http_factory,
+        )
+        await self.gossip.start()
+
+    async def stop(self) -> None:
+        await self.gossip.stop(leaving=True)
+        self.router.close_connections()  # Server.close() leaves open connections alone on Python 3.11
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), timeout=2)
+            self._server = None
+        await self.pool.close()
+
+
+def _ignore_ctx(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def call(payload: Any, _ctx: Any) -> Any:
+        return await handler(payload)
+
+    return call

@@ -1,0 +1,167 @@
+"""Membership with real node processes on 127.0.0.1: join, failure detection, restart, remove/allow,
+authentication, and the refusal of writes by a lone restarted node."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import pymysql
+import pytest
+
+from tests.nodeproc import NodeProcess, make_node
+
+SECRET = "cluster-test-secret"
+TIMERS = "gossip_interval_ms = 100\nsuspect_timeout_ms = 600\ndead_timeout_ms = 1200\n"
+
+
+def admin(node: NodeProcess, path: str, method: str = "GET", secret: str = SECRET) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}{path}", method=method,
+                                 headers={"X-Marmot-Secret": secret})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def states(node: NodeProcess, secret: str = SECRET) -> dict[int, str]:
+    _, body = admin(node, "/admin/cluster/members", secret=secret)
+    return {m["node_id"]: m["state"] for m in body.get("members", [])}
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def seed_config(seed: NodeProcess | None, secret: str = SECRET) -> str:
+    seeds = f'seed_nodes = ["127.0.0.1:{seed.grpc_port}"]\n' if seed else ""
+    return f'{TIMERS}cluster_secret = "{secret}"\n{seeds}'
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    nodes: list[NodeProcess] = []
+
+    def start(node_id: int, seed: NodeProcess | None, secret: str = SECRET) -> NodeProcess:
+        n = make_node(tmp_path / f"n{node_id}", node_id=node_id, cluster_extra=seed_config(seed, secret),
+                      unix_socket=False)
+        nodes.append(n.start())
+        return n
+
+    yield start, nodes
+    for n in nodes:
+        n.stop(signal.SIGKILL if n.proc and n.proc.poll() is None else signal.SIGTERM)
+
+
+def test_join_failure_detection_restart_remove_allow(cluster):
+    start, nodes = cluster
+    n1 = start(1, None)
+    n2 = start(2, n1)
+    n3 = start(3, n1)
+    everyone_alive = {1: "ALIVE", 2: "ALIVE", 3: "ALIVE"}
+    for n in (n1, n2, n3):
+        wait_for(lambda n=n: states(n) == everyone_alive)
+    status, health = admin(n2, "/admin/cluster/health")
+    assert status == 200 and health["has_quorum"] and health["total"] == 3
+
+    # SIGKILL node 3: every survivor sees it SUSPECT, then DEAD, within the configured timeouts
+    n3.stop(signal.SIGKILL)
+    killed = time.monotonic()
+    for n in (n1, n2):
+        wait_for(lambda n=n: states(n).get(3) in ("SUSPECT", "DEAD"), timeout=5)
+    for n in (n1, n2):
+        wait_for(lambda n=n: states(n).get(3) == "DEAD", timeout=5)
+    assert time.monotonic() - killed < 0.6 + 1.2 + 3.0  # suspect + dead timeouts + probe/gossip slack
+
+    # restarted, it is ALIVE again everywhere
+    n3.start()
+    for n in (n1, n2, n3):
+        wait_for(lambda n=n: states(n) == everyone_alive)
+
+    # remove: excluded everywhere and cannot rejoin by itself; allow: it may rejoin after a restart
+    status, _ = admin(n1, "/admin/cluster/remove/3", "POST")
+    assert status == 200
+    for n in (n1, n2):
+        wait_for(lambda n=n: states(n).get(3) == "REMOVED")
+    n3.stop()
+    with pytest.raises(RuntimeError) as ei:  # refused by the cluster: the node says so and exits
+        n3.start()
+    assert "removed" in str(ei.value).lower()
+    assert states(n1).get(3) == "REMOVED"
+    status, _ = admin(n1, "/admin/cluster/allow/3", "POST")
+    assert status == 200
+    n3.start()
+    for n in (n1, n2):
+        wait_for(lambda n=n: states(n).get(3) == "ALIVE")
+
+
+def test_wrong_secret_refused_and_admin_auth(cluster):
+    start, nodes = cluster
+    n1 = start(1, None)
+    intruder = start(4, n1, secret="not-the-secret")
+    time.sleep(1.0)
+    assert 4 not in states(n1)
+    assert set(states(intruder, secret="not-the-secret")) == {4}
+    wait_for(lambda: "invalid cluster secret" in n1.log() and "invalid cluster secret" in intruder.log())
+    status, body = admin(n1, "/admin/cluster/members", secret="wrong")
+    assert status == 401 and "error" in body
+    status, _ = admin(n1, "/admin/cluster/remove/4", "POST", secret="")
+    assert status == 401
+
+
+def test_lone_restarted_node_refuses_writes(cluster):
+    start, nodes = cluster
+    n1 = start(1, None)
+    n2 = start(2, n1)
+    n3 = start(3, n1)
+    for n in (n1, n2, n3):
+        wait_for(lambda n=n: len([s for s in states(n).values() if s == "ALIVE"]) == 3)
+    c = pymysql.connect(host="127.0.0.1", port=n1.mysql_port, user="root", password="", database="marmot",
+                        autocommit=True)
+    c.cursor().execute("CREATE TABLE lone (id INT PRIMARY KEY)")
+    c.close()
+    for n in (n1, n2, n3):
+        n.stop()
+    n1.start()  # alone: it remembers a 3-node membership and must not act as a cluster of one
+    c = pymysql.connect(host="127.0.0.1", port=n1.mysql_port, user="root", password="", database="marmot",
+                        autocommit=True)
+    cur = c.cursor()
+    with pytest.raises(pymysql.err.MySQLError) as ei:
+        cur.execute("INSERT INTO lone VALUES (1)")
+    assert ei.value.args[0] == 1105 and "quorum" in ei.value.args[1]
+    cur.execute("SELECT COUNT(*) FROM lone")  # reads still work
+    assert cur.fetchone() == (0,)
+    status, health = admin(n1, "/admin/cluster/health")
+    assert status == 503 and not health["has_quorum"]
+    n2.start()  # a majority again: writes are accepted
+    wait_for(lambda: states(n1).get(2) == "ALIVE")
+    cur.execute("INSERT INTO lone VALUES (1)")
+    c.close()
+
+
+def test_decommission_status_cancel_and_databases(cluster):
+    start, nodes = cluster
+    n1 = start(1, None)
+    n2 = start(2, n1)
+    wait_for(lambda: states(n1) == {1: "ALIVE", 2: "ALIVE"})
+    status, body = admin(n1, "/admin/cluster/decommission/2", "POST")  # forwarded to node 2 over RPC
+    assert status == 200 and body["phase"] == "draining"
+    wait_for(lambda: states(n1).get(2) == "LEAVING")
+    status, body = admin(n1, "/admin/cluster/decommission/2/status")
+    assert status == 200 and body["decommissioning"]
+    status, body = admin(n2, "/admin/cluster/decommission/2/cancel", "POST")
+    assert status == 200 and body["phase"] == "none"
+    wait_for(lambda: states(n1).get(2) == "ALIVE")
+    status, body = admin(n1, "/admin/databases")
+    assert status == 200 and "marmot" in [d["name"] for d in body["databases"]]
