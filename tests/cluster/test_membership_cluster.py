@@ -165,3 +165,30 @@ def test_decommission_status_cancel_and_databases(cluster):
     wait_for(lambda: states(n1).get(2) == "ALIVE")
     status, body = admin(n1, "/admin/databases")
     assert status == 200 and "marmot" in [d["name"] for d in body["databases"]]
+
+
+def test_metrics_on_the_cluster_port(cluster):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    start, nodes = cluster
+    n1 = start(1, None)
+    n2 = start(2, n1)
+    wait_for(lambda: states(n1) == {1: "ALIVE", 2: "ALIVE"})
+    c = pymysql.connect(host="127.0.0.1", port=n1.mysql_port, user="root", password="", database="marmot")
+    c.cursor().execute("SELECT 1")
+    with pytest.raises(pymysql.err.MySQLError):
+        c.cursor().execute("SELEC 1")
+    c.close()
+    time.sleep(0.5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{n1.grpc_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    def value(name, **labels):
+        return samples[(name, tuple(sorted({"node_id": "1", **labels}.items())))]
+    assert value("marmot_cluster_members", state="ALIVE") == 2
+    assert value("marmot_cluster_quorum_available") == 1
+    assert value("marmot_gossip_rounds_total") > 0
+    assert value("marmot_queries_total", type="select") >= 1
+    assert value("marmot_query_errors_total", code="1064") == 1
+    assert value("marmot_mysql_connections_accepted_total") >= 1

@@ -44,6 +44,10 @@ class NodeControl:
     def has_quorum(self) -> bool:
         return self.cluster.gossip.has_quorum()
 
+    def gossip_stats(self) -> dict[str, int]:
+        """The membership driver's running totals (rounds, failures, probes), for /metrics."""
+        return dict(self.cluster.gossip.stats)
+
     def _known(self, node_id: int) -> None:
         if node_id not in {m["node_id"] for m in self.members()}:
             raise KeyError(node_id)

@@ -280,9 +280,10 @@ class _Handlers:
         except Exception:  # a scrape must not fail because storage is busy: keep the last sizes
             log.warning("metrics: listing databases failed; database gauges not refreshed", exc_info=True)
             dbs = None
-        self.metrics.set_members(self.control.members(), bool(self.control.has_quorum()))
-        if dbs is not None:
-            self.metrics.set_databases(dbs)
+        if dbs is None:
+            self.metrics.refresh_membership(self.control)
+        else:
+            self.metrics.refresh(self.control, dbs)
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     # -- membership changes ----------------------------------------------------------------------------------

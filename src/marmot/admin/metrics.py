@@ -136,6 +136,7 @@ class Metrics:
         self._quorum = self.cluster_quorum_available.labels(nid)
         self._quorum.set(0)
         self._gossip_rounds = self.gossip_rounds.labels(nid)
+        self._gossip_seen: dict[str, int] = {}
         self._gossip_failures = self.gossip_failures.labels(nid)
         self._ping_req = self.ping_req.labels(nid)
         self._conn_open = self.mysql_connections.labels(nid)
@@ -248,13 +249,30 @@ class Metrics:
         self._db_sizes = seen
         self._databases.set(len(seen))
 
+    def sync_gossip(self, stats: dict[str, int]) -> None:
+        """Advance the gossip counters to the membership driver's own running totals."""
+        for name, child in (("gossip_sent", self._gossip_rounds), ("gossip_failed", self._gossip_failures),
+                            ("probe_direct_failed", self._ping_req)):
+            total = int(stats.get(name, 0))
+            seen = self._gossip_seen.get(name, 0)
+            if total > seen:
+                child.inc(total - seen)
+                self._gossip_seen[name] = total
+
+    def refresh_membership(self, control: ClusterControl) -> None:
+        """Member gauges, quorum, and the gossip counters (when ``control`` has ``gossip_stats()``)."""
+        self.set_members(control.members(), bool(control.has_quorum()))
+        stats = getattr(control, "gossip_stats", None)
+        if callable(stats):
+            self.sync_gossip(stats())
+
     def refresh(self, control: ClusterControl, databases: list[dict[str, Any]] | None = None) -> None:
         """Set the state gauges from ``control`` (``admin.http`` calls it before every scrape).
 
         ``databases`` may be passed when the caller already has the list; otherwise ``control.databases()``
         is called, and skipped when it is a coroutine function (``admin.http`` awaits it and passes it in).
         """
-        self.set_members(control.members(), bool(control.has_quorum()))
+        self.refresh_membership(control)
         if databases is None:
             result = control.databases()
             if inspect.isawaitable(result):
