@@ -172,7 +172,7 @@ def test_metrics_on_the_cluster_port(cluster):
 
     start, nodes = cluster
     n1 = start(1, None)
-    n2 = start(2, n1)
+    start(2, n1)
     wait_for(lambda: states(n1) == {1: "ALIVE", 2: "ALIVE"})
     c = pymysql.connect(host="127.0.0.1", port=n1.mysql_port, user="root", password="", database="marmot")
     c.cursor().execute("SELECT 1")
