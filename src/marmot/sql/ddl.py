@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 _DROPPED_COLUMN_CONSTRAINTS = (
+    exp.BinaryColumnConstraint,
     exp.CollateColumnConstraint,
     exp.CharacterSetColumnConstraint,
     exp.CommentColumnConstraint,
@@ -75,6 +76,40 @@ def index_statement(table: exp.Table, name: str, columns: list[exp.Expression], 
     )
 
 
+_TEXT_TYPES = frozenset({
+    exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR, exp.DataType.Type.NCHAR, exp.DataType.Type.NVARCHAR,
+    exp.DataType.Type.TEXT, exp.DataType.Type.TINYTEXT, exp.DataType.Type.MEDIUMTEXT,
+    exp.DataType.Type.LONGTEXT, exp.DataType.Type.ENUM, exp.DataType.Type.SET,
+})
+
+
+def collation_clause(cd: exp.ColumnDef, table_binary: bool = False) -> str:
+    """``COLLATE NOCASE`` for text columns: MySQL's default collations (``*_ci``) compare, sort and
+    enforce UNIQUE case-insensitively; ``*_bin`` collations and the BINARY attribute keep SQLite's
+    byte-wise BINARY. (SQLite's NOCASE folds ASCII letters only.)"""
+    kind = cd.args.get("kind")
+    if kind is None or kind.this not in _TEXT_TYPES:
+        return ""
+    binary = table_binary
+    for c in cd.args.get("constraints") or []:
+        k = c.args.get("kind")
+        if isinstance(k, exp.BinaryColumnConstraint):
+            binary = True
+        elif isinstance(k, exp.CollateColumnConstraint):
+            name = k.this.name.lower() if k.this is not None else ""
+            binary = name.endswith("_bin") or name == "binary"
+    return "" if binary else "COLLATE NOCASE"
+
+
+def _table_is_binary(create: exp.Create) -> bool:
+    props = create.args.get("properties")
+    for p in props.expressions if props is not None else []:
+        if isinstance(p, exp.CollateProperty):
+            name = p.this.name.lower() if isinstance(p.this, exp.Expression) else str(p.this).lower()
+            return name.endswith("_bin") or name == "binary"
+    return False
+
+
 class KeyNames:
     """MySQL's names for unnamed keys: the first column's name, then ``name_2``, ``name_3`` on repeats."""
 
@@ -129,7 +164,8 @@ def column_definition(cd: exp.ColumnDef, table: exp.Table) -> tuple[str, list[st
         type_name = sqlite_type_name(kind) if kind is not None else ""
         if pk:
             parts.append("PRIMARY KEY")
-    return " ".join(x for x in (f'"{cd.name}"', type_name, *parts) if x), indexes, pk
+    collate = collation_clause(cd)
+    return " ".join(x for x in (f'"{cd.name}"', type_name, collate, *parts) if x), indexes, pk
 
 
 def translate_create_table(create: exp.Create) -> list[str]:
@@ -144,6 +180,7 @@ def translate_create_table(create: exp.Create) -> list[str]:
     auto_col: str | None = None
     table_pk = False  # PRIMARY KEY (...) given as a table constraint rather than on a column
     names = KeyNames()
+    table_binary = _table_is_binary(create)
     defs: list[tuple[exp.ColumnDef, list[str]]] = []
     others: list[str] = []
     for item in schema.expressions:
@@ -192,7 +229,8 @@ def translate_create_table(create: exp.Create) -> list[str]:
             type_name = sqlite_type_name(kind) if kind is not None else ""
             if not table_pk and pk_cols == [item.name]:
                 parts.append("PRIMARY KEY")
-        columns.append(" ".join(x for x in (f'"{item.name}"', type_name, *parts) if x))
+        collate = collation_clause(item, table_binary)
+        columns.append(" ".join(x for x in (f'"{item.name}"', type_name, collate, *parts) if x))
     if table_pk and not rowid_pk:
         columns.append("PRIMARY KEY (" + ", ".join(f'"{c}"' for c in pk_cols) + ")")
     columns.extend(others)
