@@ -136,6 +136,10 @@ class ClusterConfig:
     shutdown_grace_period_ms: int = _opt(15000, lo=1000, hi=300000)
     autoinc_merge_interval_ms: int = _opt(2000, **_POS)
     autoinc_base_sync_interval_ms: int = _opt(10000, **_POS)
+    # Our additions: TLS on the cluster port (RPC and the admin HTTP API); "" = plain TCP.
+    tls_cert_file: str = _opt("")
+    tls_key_file: str = _opt("")
+    tls_ca_file: str = _opt("")  # peers' certificates are verified against this CA; "" = not verified
     promotion: PromotionConfig = _section(PromotionConfig)
 
 
@@ -693,6 +697,10 @@ def _validate(cfg: Config, errors: list[str]) -> list[str]:
         elif user.name in seen:
             errors.append(f"mysql.users[{i}].name: duplicate user {user.name!r}")
         seen.add(user.name)
+    if bool(cl.tls_cert_file) != bool(cl.tls_key_file):
+        missing = "cluster.tls_key_file" if cl.tls_cert_file else "cluster.tls_cert_file"
+        other = "cluster.tls_cert_file" if cl.tls_cert_file else "cluster.tls_key_file"
+        errors.append(f"{missing}: required when {other} is set (TLS needs both)")
     if bool(my.tls_cert_file) != bool(my.tls_key_file):
         missing = "mysql.tls_key_file" if my.tls_cert_file else "mysql.tls_cert_file"
         other = "mysql.tls_cert_file" if my.tls_cert_file else "mysql.tls_key_file"

@@ -3,6 +3,7 @@ authentication, and the refusal of writes by a lone restarted node."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import time
@@ -192,3 +193,31 @@ def test_metrics_on_the_cluster_port(cluster):
     assert value("marmot_queries_total", type="select") >= 1
     assert value("marmot_query_errors_total", code="1064") == 1
     assert value("marmot_mysql_connections_accepted_total") >= 1
+
+
+def test_cluster_port_over_tls(tmp_path):
+    import ssl
+
+    from tests.integration.test_server_features import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    tls = f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\ntls_ca_file = "{cert}"\n'
+    n1 = make_node(tmp_path / "t1", node_id=1, unix_socket=False, cluster_extra=seed_config(None) + tls).start()
+    n2 = make_node(tmp_path / "t2", node_id=2, unix_socket=False, cluster_extra=seed_config(n1) + tls).start()
+    try:
+        ctx = ssl.create_default_context(cafile=cert)
+        ctx.check_hostname = False
+
+        def tls_states() -> dict[int, str]:
+            req = urllib.request.Request(f"https://127.0.0.1:{n1.grpc_port}/admin/cluster/members",
+                                         headers={"X-Marmot-Secret": SECRET})
+            with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
+                return {m["node_id"]: m["state"] for m in json.loads(resp.read())["members"]}
+
+        wait_for(lambda: tls_states() == {1: "ALIVE", 2: "ALIVE"})
+        with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
+            # plain HTTP is not served on a TLS port
+            urllib.request.urlopen(f"http://127.0.0.1:{n1.grpc_port}/metrics", timeout=2).read()
+    finally:
+        n2.stop()
+        n1.stop()

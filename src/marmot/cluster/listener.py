@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as ssl_module
 from collections.abc import Callable
 
 log = logging.getLogger("marmot.cluster")
@@ -54,10 +55,12 @@ class _Sniffer(asyncio.Protocol):
 
 async def serve_shared_port(host: str, port: int, *, preamble: bytes,
                             rpc_factory: Callable[[bytes], asyncio.Protocol],
-                            http_factory: Callable[[], asyncio.Protocol] | None) -> asyncio.Server:
-    """Listen on host:port; route each connection to RPC or HTTP by its first bytes."""
+                            http_factory: Callable[[], asyncio.Protocol] | None,
+                            ssl: ssl_module.SSLContext | None = None) -> asyncio.Server:
+    """Listen on host:port; route each connection to RPC or HTTP by its first bytes (inside TLS when
+    ``ssl`` is given: the whole port is then TLS, RPC and HTTPS alike)."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Sniffer(preamble, rpc_factory, http_factory), host, port,
-                                      reuse_address=True, backlog=1024)
+                                      reuse_address=True, backlog=1024, ssl=ssl)
     log.info("cluster port listening on %s:%d (RPC and HTTP)", host, port)
     return server

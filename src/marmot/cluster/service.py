@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,6 +35,29 @@ def advertise_address(cfg: ClusterConfig) -> str:
     return f"{host}:{cfg.grpc_port}"
 
 
+def tls_contexts(cfg: ClusterConfig) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """(server, client) TLS contexts for the cluster port, or (None, None) without TLS.
+
+    Peers are addressed as host:port and their certificates often carry no IP names, so the client checks
+    the chain against ``tls_ca_file`` but not the host name; without a CA the link is encrypted only.
+    """
+    if not (cfg.tls_cert_file and cfg.tls_key_file):
+        return None, None
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.minimum_version = ssl.TLSVersion.TLSv1_2
+    server.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.minimum_version = ssl.TLSVersion.TLSv1_2
+    client.check_hostname = False
+    if cfg.tls_ca_file:
+        client.load_verify_locations(cfg.tls_ca_file)
+        client.verify_mode = ssl.CERT_REQUIRED
+    else:
+        client.verify_mode = ssl.CERT_NONE
+        log.warning("cluster TLS without [cluster] tls_ca_file: peers are not verified")
+    return server, client
+
+
 class ClusterService:
     def __init__(self, node_id: int, cfg: ClusterConfig, data_dir: str, *,
                  ready_check: Callable[[], Awaitable[bool]] | None = None,
@@ -43,7 +67,8 @@ class ClusterService:
         self.secret = cfg.cluster_secret
         self.address = advertise_address(cfg)
         self.router = RpcRouter()
-        self.pool = ClientPool(secret=self.secret, node_id=node_id)
+        self.server_ssl, client_ssl = tls_contexts(cfg)
+        self.pool = ClientPool(secret=self.secret, node_id=node_id, ssl=client_ssl)
         self.gossip = Gossip(
             node_id, self.address, send=self.send, seeds=list(cfg.seed_nodes), data_dir=data_dir,
             gossip_interval_ms=cfg.gossip_interval_ms, gossip_fanout=cfg.gossip_fanout,
@@ -73,7 +98,7 @@ class ClusterService:
             self.cfg.grpc_bind_address, self.cfg.grpc_port, preamble=PREAMBLE,
             rpc_factory=lambda data: RpcServerProtocol(self.router, secret=self.secret, node_id=self.node_id,
                                                        initial_data=data),
-            http_factory=http_factory,
+            http_factory=http_factory, ssl=self.server_ssl,
         )
         await self.gossip.start()
 
