@@ -54,9 +54,9 @@ def seed_config(seed: NodeProcess | None, secret: str = SECRET) -> str:
 def cluster(tmp_path):
     nodes: list[NodeProcess] = []
 
-    def start(node_id: int, seed: NodeProcess | None, secret: str = SECRET) -> NodeProcess:
-        n = make_node(tmp_path / f"n{node_id}", node_id=node_id, cluster_extra=seed_config(seed, secret),
-                      unix_socket=False)
+    def start(node_id: int, seed: NodeProcess | None, secret: str = SECRET, name: str = "") -> NodeProcess:
+        n = make_node(tmp_path / (name or f"n{node_id}"), node_id=node_id,
+                      cluster_extra=seed_config(seed, secret), unix_socket=False)
         nodes.append(n.start())
         return n
 
@@ -221,3 +221,14 @@ def test_cluster_port_over_tls(tmp_path):
     finally:
         n2.stop()
         n1.stop()
+
+
+def test_duplicate_node_id_refused(cluster):
+    start, nodes = cluster
+    n1 = start(1, None)
+    start(2, n1)
+    wait_for(lambda: states(n1) == {1: "ALIVE", 2: "ALIVE"})
+    with pytest.raises(RuntimeError) as ei:  # another node 2 at another address: refused, says why, exits
+        start(2, n1, name="impostor")
+    assert "node 2" in str(ei.value) and "refused" in str(ei.value)
+    assert states(n1) == {1: "ALIVE", 2: "ALIVE"}
