@@ -423,25 +423,15 @@ class Session:
         counter = _AffectedRows(plan.affected, self.client_found_rows) if plan.affected else None
         if counter is not None:
             conn.preupdate_hook(counter)
-        affected = 0
-        # Inside a transaction a failed statement must undo only itself (MySQL statement atomicity);
-        # in autocommit mode the whole SQLite transaction is the statement.
-        use_savepoint = self.in_transaction
-        try:
-            if use_savepoint:
-                conn.execute("SAVEPOINT __marmot_stmt")
+        def run_steps() -> int:
+            changed = 0
             for step in plan.steps:
                 conn.execute(step.sql, self._bind(step.binds, literals, params))
-                affected = conn.changes() if plan.kind != DDL else 0
-            if use_savepoint:
-                conn.execute("RELEASE __marmot_stmt")
-        except _STATEMENT_ERRORS as err:
-            if use_savepoint:
-                conn.execute("ROLLBACK TO __marmot_stmt")
-                conn.execute("RELEASE __marmot_stmt")
-            else:
-                self._rollback_sqlite()
-            raise errors.from_sqlite(err, self.database or "") from err
+                changed = conn.changes() if plan.kind != DDL else 0
+            return changed
+
+        try:
+            affected = self._atomic_statement(conn, run_steps)
         finally:
             if counter is not None:
                 conn.preupdate_hook(None)
@@ -460,6 +450,25 @@ class Session:
             insert_id = self._stmt_last_explicit
         self.variables["__row_count"] = affected
         return OkResult(affected_rows=affected, last_insert_id=insert_id)
+
+    def _atomic_statement(self, conn: apsw.Connection, body: Callable[[], int]) -> int:
+        """Run ``body`` as one MySQL statement: inside a transaction a failure undoes only the statement
+        (a SAVEPOINT around it); in autocommit mode the SQLite transaction is the statement."""
+        use_savepoint = self.in_transaction
+        try:
+            if use_savepoint:
+                conn.execute("SAVEPOINT __marmot_stmt")
+            result = body()
+            if use_savepoint:
+                conn.execute("RELEASE __marmot_stmt")
+            return result
+        except _STATEMENT_ERRORS as err:
+            if use_savepoint:
+                conn.execute("ROLLBACK TO __marmot_stmt")
+                conn.execute("RELEASE __marmot_stmt")
+            else:
+                self._rollback_sqlite()
+            raise errors.from_sqlite(err, self.database or "") from err
 
     async def _begin_write(self, conn: apsw.Connection) -> None:
         """Take the database's write lock for this session (once per transaction)."""
@@ -618,24 +627,16 @@ class Session:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         conn = self._prepare_conn(plan)
         await self._begin_write(conn)
-        use_savepoint = self.in_transaction
-        affected = 0
-        try:
-            if use_savepoint:
-                conn.execute("SAVEPOINT __marmot_stmt")
+
+        def run_rows() -> int:
+            changed = 0
             for params in param_sets:
                 for step in plan.steps:
                     conn.execute(step.sql, self._bind(step.binds, [], params))
-                    affected += conn.changes()
-            if use_savepoint:
-                conn.execute("RELEASE __marmot_stmt")
-        except _STATEMENT_ERRORS as err:
-            if use_savepoint:
-                conn.execute("ROLLBACK TO __marmot_stmt")
-                conn.execute("RELEASE __marmot_stmt")
-            else:
-                self._rollback_sqlite()
-            raise errors.from_sqlite(err, self.database or "") from err
+                    changed += conn.changes()
+            return changed
+
+        affected = self._atomic_statement(conn, run_rows)
         if not self.in_transaction:
             self._commit()
         return affected
