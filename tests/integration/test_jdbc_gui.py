@@ -243,13 +243,6 @@ def test_gui_statements(probes):
     assert [r[0] for r in sql("SELECT * FROM `%1$s`.`gui_customers` LIMIT 0, 200")["rows"]] == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server gap outside metadata (engine/session.py + mysql/results.py): result-set column definitions carry "
-    "only a name and a type: no schema/table/org_table/org_name and no NOT_NULL, PRI_KEY, UNIQUE_KEY or "
-    "AUTO_INCREMENT flags, so for 'SELECT * FROM gui_customers' ResultSetMetaData.getTableName() is '' (MySQL: "
-    "'gui_customers'), isAutoIncrement(id) is false and isNullable(email) is 1 (MySQL: true, 0). DBeaver needs "
-    "the table name to make a result set editable. apsw's cursor.description_full gives (name, decltype, db, "
-    "table, origin column) since its SQLite has ENABLE_COLUMN_METADATA"))
 def test_result_set_column_origin_and_flags(probes):
     for tag in TAGS:
         meta = {m["label"]: m for m in ok(probes, tag + "select")["meta"]}

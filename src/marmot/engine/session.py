@@ -66,6 +66,7 @@ class Session(SessionCommands):
         self._attached: dict[apsw.Connection, set[str]] = {}  # connection -> databases ATTACHed to it
         self._info_schema_stamps: dict[apsw.Connection, tuple] = {}  # when information_schema was built
         self._read_cursors: dict[apsw.Connection, apsw.Cursor] = {}  # one traced cursor per connection
+        self._column_cache: dict[tuple, list] = {}
         self._extensions: list = []  # files loaded by this session's LOAD EXTENSION, for new connections too
         self._foreign_keys = True  # SET foreign_key_checks
         self._pending_savepoints: list[str] = []  # SAVEPOINTs taken before the transaction's first write
@@ -135,8 +136,27 @@ class Session(SessionCommands):
 
     def _trace(self, cursor: apsw.Cursor, sql: str, bindings: object) -> bool:
         """exec_trace hook: apsw only exposes column metadata while a statement is active."""
-        self._description = cursor.get_description()
+        self._description = cursor.description_full
         return True
+
+    def _columns(self, description: tuple) -> list:
+        """Result columns as (name, decltype, database, table, origin column, flags): where a column comes
+        from a table, clients learn its table and its key/NOT NULL/AUTO_INCREMENT flags (GUIs need them
+        to edit result rows). Cached per description and schema generation."""
+        key = (description, self.database, self.ctx.databases.generation(self.database or ""))
+        cols = self._column_cache.get(key)
+        if cols is None:
+            cols = []
+            for name, decl, schema, table, origin in description:
+                db = self.database if schema == "main" else schema
+                flags = 0
+                if table and origin and db and db not in ("temp", "information_schema"):
+                    flags = self.ctx.databases.column_flags(db, table).get(origin, 0)
+                cols.append((name, decl, db if table else None, table, origin, flags))
+            if len(self._column_cache) > 256:
+                self._column_cache.clear()
+            self._column_cache[key] = cols
+        return cols
 
     # -- SQL functions bound to this session -----------------------------------------------------------
 
@@ -373,10 +393,10 @@ class Session(SessionCommands):
                 raise errors.from_sqlite(err, self.database or "") from err
             if self.autocommit is False and not self.in_transaction:
                 self.in_transaction = True
-            description = self._description or []
+            description = self._columns(self._description) if self._description else []
             if plan.result_types and len(plan.result_types) == len(description):
-                description = [(name, decl or rt) for (name, decl), rt in zip(description, plan.result_types,
-                                                                                strict=True)]
+                description = [(c[0], c[1] or rt, *c[2:]) for c, rt in zip(description, plan.result_types,
+                                                                           strict=True)]
             return ResultSet(description, rows)
         if self.database is None and plan.needs_database:
             raise MySQLError(1046, "3D000", "No database selected")
@@ -595,7 +615,7 @@ class Session(SessionCommands):
         except _STATEMENT_ERRORS as err:
             raise errors.from_sqlite(err, self.database or "") from err
         if self._description:
-            return ResultSet(self._description, rows)
+            return ResultSet([d[:2] for d in self._description], rows)
         return OkResult(affected_rows=conn.changes())
 
 class _AffectedRows:

@@ -435,7 +435,8 @@ class MySQLConnection(asyncio.Protocol):
         types = encode.column_types(result.columns, rows)
         rows = encode.fixed_decimals(rows, result.columns, types)
         names = tuple(c[0] for c in result.columns)
-        defs = encode.column_definitions(names, types, (self.session.database if self.session else "") or "")
+        defs = encode.column_definitions(names, types, (self.session.database if self.session else "") or "",
+                                         encode.origins_of(result.columns))
         out = [packets.column_count(len(names)), *defs]
         if not self.capabilities & Capability.CLIENT_DEPRECATE_EOF:
             out.append(packets.eof_packet(0, self._status(more)))

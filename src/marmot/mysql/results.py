@@ -16,10 +16,14 @@ from marmot.mysql.constants import FieldType
 from marmot.mysql.types import ColumnType, mysql_type_for_decl, mysql_type_for_values
 
 
-def column_types(columns: Sequence[tuple[str, str | None]], rows: list[tuple]) -> tuple[ColumnType, ...]:
-    """MySQL types: from the declared type when SQLite has one, else from the values themselves."""
+def column_types(columns: Sequence[tuple], rows: list[tuple]) -> tuple[ColumnType, ...]:
+    """MySQL types: from the declared type when SQLite has one, else from the values themselves.
+
+    A column is ``(name, decltype)`` or ``(name, decltype, database, table, origin column, flags)``.
+    """
     out = []
-    for i, (_name, decl) in enumerate(columns):
+    for i, col in enumerate(columns):
+        decl = col[1]
         if decl:
             out.append(mysql_type_for_decl(decl))
         else:
@@ -79,19 +83,34 @@ def decimal_text(v: object, scale: int) -> object:
 
 
 @lru_cache(maxsize=4096)
-def column_definitions(names: tuple[str, ...], types: tuple[ColumnType, ...], schema: str) -> tuple[bytes, ...]:
+def column_definitions(names: tuple[str, ...], types: tuple[ColumnType, ...], schema: str,
+                       origins: tuple[tuple, ...] | None = None) -> tuple[bytes, ...]:
+    """Column-definition packets; ``origins`` gives per column (database, table, origin column, flags)
+    for columns read from a table (None entries for expressions)."""
+    if origins is None:
+        origins = (None,) * len(names)
     return tuple(
         packets.column_definition(
             name,
             ct.type,
-            schema=schema,
+            schema=(o[0] or schema) if o else schema,
+            table=o[1] if o else "",
+            org_table=o[1] if o else "",
+            org_name=o[2] if o else "",
             charset=ct.charset,
             length=ct.length,
-            flags=ct.flags,
+            flags=ct.flags | (o[3] if o else 0),
             decimals=ct.decimals,
         )
-        for name, ct in zip(names, types, strict=True)
+        for name, ct, o in zip(names, types, origins, strict=True)
     )
+
+
+def origins_of(columns: Sequence[tuple]) -> tuple[tuple, ...] | None:
+    """The (database, table, origin, flags) part of described columns, or None when there is none."""
+    if not columns or len(columns[0]) < 6:
+        return None
+    return tuple((c[2], c[3], c[4], c[5]) if c[3] else None for c in columns)
 
 
 def text_rows(rows: list[tuple]) -> list[bytes]:

@@ -69,6 +69,7 @@ class DatabaseManager:
         self._lock = threading.Lock()
         self._generations: dict[str, int] = {}
         self._autoinc: dict[tuple[str, str, int], AutoIncInfo | None] = {}
+        self._flags: dict[tuple[str, str, int], dict[str, int]] = {}
         self._meta_conns: dict[str, apsw.Connection] = {}
         self.system = self.open(SYSTEM_DATABASE)
         if not self.exists(DEFAULT_DATABASE):
@@ -191,6 +192,37 @@ class DatabaseManager:
         triggers = [r[0] for r in conn.execute(
             "SELECT sql FROM sqlite_schema WHERE type='trigger' AND tbl_name = ?", (name,))]
         return name, sql, indexes, triggers
+
+    def column_flags(self, database: str, table: str) -> dict[str, int]:
+        """Per column of ``table``: NOT_NULL 1, PRI_KEY 2, UNIQUE_KEY 4, MULTIPLE_KEY 8, AUTO_INCREMENT 512.
+
+        These are MySQL's column-definition flags (result-set metadata that GUIs use to make rows
+        editable); cached per schema generation because every result set of the table asks.
+        """
+        key = (database, table.lower(), self.generation(database))
+        cached = self._flags.get(key)
+        if cached is not None:
+            return cached
+        flags: dict[str, int] = {}
+        if self.exists(database):
+            conn = self._meta(database)
+            row = conn.execute("SELECT sql FROM sqlite_schema WHERE type='table' AND name = ? COLLATE NOCASE",
+                               (table,)).fetchone()
+            if row is not None:
+                auto = "AUTOINCREMENT" in (row[0] or "").upper()
+                for _cid, name, decl, notnull, _default, pk in conn.execute(f'PRAGMA table_info("{table}")'):
+                    f = (1 if notnull or pk else 0) | (2 if pk else 0)
+                    if pk and auto and str(decl).upper() == "INTEGER":
+                        f |= 512
+                    flags[name] = f
+                for idx in conn.execute(f'PRAGMA index_list("{table}")').fetchall():
+                    cols = [c[2] for c in conn.execute(f'PRAGMA index_info("{idx[1]}")')]
+                    if cols and cols[0] in flags and idx[3] != "pk":
+                        flags[cols[0]] |= 4 if (idx[2] and len(cols) == 1) else 8
+        if len(self._flags) > 4096:
+            self._flags.clear()
+        self._flags[key] = flags
+        return flags
 
     def autoinc_column(self, database: str, table: str) -> AutoIncInfo | None:
         """The table's AUTO_INCREMENT column, read from the SQLite schema (cached per generation).
