@@ -143,3 +143,21 @@ def test_triggers(node):
     cur.execute("SELECT name_upper FROM accounts WHERE id = 2")
     assert cur.fetchone() == (None,)
     c.close()
+
+
+def test_enum_and_set_columns_keep_their_values(conn):
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS shirts")
+    cur.execute("CREATE TABLE shirts (id INT PRIMARY KEY, size ENUM('s','m','l') NOT NULL DEFAULT 'm', "
+                "tags SET('new','sale','eco'))")
+    cur.execute("INSERT INTO shirts (id, tags) VALUES (1, 'new,eco')")
+    cur.execute("SELECT size, tags FROM shirts")
+    assert cur.fetchone() == ("m", "new,eco")
+    cur.execute("SHOW COLUMNS FROM shirts")
+    types = {r[0]: r[1] for r in cur.fetchall()}
+    assert types["size"] == "enum('s','m','l')" and types["tags"] == "set('new','sale','eco')"
+    cur.execute("SHOW CREATE TABLE shirts")
+    ddl = cur.fetchone()[1]
+    assert "enum('s','m','l')" in ddl and "set('new','sale','eco')" in ddl
+    with pytest.raises(pymysql.err.MySQLError):
+        cur.execute("INSERT INTO shirts (id, size) VALUES (2, 'xl')")  # not an ENUM value

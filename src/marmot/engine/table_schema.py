@@ -33,6 +33,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from marmot.sql.alter import split_create_table
+
 # Types whose nullable columns MySQL shows without ``DEFAULT NULL`` (they cannot have a literal default).
 _NO_DEFAULT_NULL = ("blob", "text", "json", "geometry", "point", "linestring", "polygon")
 _FK_ACTIONS = {"CASCADE", "SET NULL", "SET DEFAULT"}  # RESTRICT / NO ACTION are the default: MySQL omits them
@@ -397,7 +399,14 @@ def _parsed_table(create_sql: str) -> tuple[dict[str, dict[str, str]], list[tupl
                     checks.append((name, _mysql(kind.this)))
         if entry:
             columns[item.name.lower()] = entry
+    for name, text in split_create_table("", create_sql):
+        marker = _SET_MARKER.search(text) if name else None
+        if marker:
+            columns.setdefault(name.lower(), {})["enum"] = marker.group(1)
     return columns, checks
+
+
+_SET_MARKER = re.compile(r"/\* marmot:(set\(.*\)) \*/")
 
 
 def _mysql(node: exp.Expression) -> str:

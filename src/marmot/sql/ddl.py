@@ -41,6 +41,15 @@ def sqlite_type_name(kind: exp.DataType) -> str:
     return f"{words}({args.replace(' ', '')})"
 
 
+def set_marker(kind: exp.DataType | None) -> str:
+    """A SET column is stored as TEXT; its value list rides along as a comment in the stored DDL
+    (``/* marmot:set('a','b') */``) so SHOW CREATE TABLE and INFORMATION_SCHEMA can give it back."""
+    if kind is None or kind.this is not exp.DataType.Type.SET:
+        return ""
+    values = ",".join(v.sql("mysql") for v in kind.expressions)
+    return f"/* marmot:set({values}) */"
+
+
 def _enum_check(column: str, kind: exp.DataType) -> str | None:
     if kind.this is not exp.DataType.Type.ENUM:
         return None
@@ -165,7 +174,8 @@ def column_definition(cd: exp.ColumnDef, table: exp.Table) -> tuple[str, list[st
         if pk:
             parts.append("PRIMARY KEY")
     collate = collation_clause(cd)
-    return " ".join(x for x in (f'"{cd.name}"', type_name, collate, *parts) if x), indexes, pk
+    marker = set_marker(kind)
+    return " ".join(x for x in (f'"{cd.name}"', type_name, collate, marker, *parts) if x), indexes, pk
 
 
 def translate_create_table(create: exp.Create) -> list[str]:
@@ -230,7 +240,8 @@ def translate_create_table(create: exp.Create) -> list[str]:
             if not table_pk and pk_cols == [item.name]:
                 parts.append("PRIMARY KEY")
         collate = collation_clause(item, table_binary)
-        columns.append(" ".join(x for x in (f'"{item.name}"', type_name, collate, *parts) if x))
+        marker = set_marker(kind)
+        columns.append(" ".join(x for x in (f'"{item.name}"', type_name, collate, marker, *parts) if x))
     if table_pk and not rowid_pk:
         columns.append("PRIMARY KEY (" + ", ".join(f'"{c}"' for c in pk_cols) + ")")
     columns.extend(others)
