@@ -65,8 +65,10 @@ class Session(SessionCommands):
         self._conns: dict[str, apsw.Connection] = {}
         self._attached: dict[apsw.Connection, set[str]] = {}  # connection -> databases ATTACHed to it
         self._info_schema_stamps: dict[apsw.Connection, tuple] = {}  # when information_schema was built
-        self._read_cursors: dict[apsw.Connection, apsw.Cursor] = {}  # one traced cursor per connection
+        # per connection: (cursor with the metadata trace, plain cursor)
+        self._read_cursors: dict[apsw.Connection, tuple[apsw.Cursor, apsw.Cursor]] = {}
         self._column_cache: dict[tuple, list] = {}
+        self._plan_columns: dict[int, tuple] = {}  # id(plan) -> (plan, schema stamp, result columns)
         self._extensions: list = []  # files loaded by this session's LOAD EXTENSION, for new connections too
         self._foreign_keys = True  # SET foreign_key_checks
         self._pending_savepoints: list[str] = []  # SAVEPOINTs taken before the transaction's first write
@@ -377,10 +379,19 @@ class Session(SessionCommands):
     async def _run_plan(self, plan: Plan, literals: list[object], params: list[object]) -> Result:
         if plan.kind == READ:
             conn = self._prepare_conn(plan)
-            cursor = self._read_cursors.get(conn)
-            if cursor is None:
-                cursor = self._read_cursors[conn] = conn.cursor()
-                cursor.exec_trace = self._trace
+            # The result columns of a plan only change with the schema: after the first run the traced
+            # cursor (which asks SQLite for column metadata on every statement) is not needed.
+            stamp = (self.database, self.ctx.databases.generation(self.database or ""),
+                     *[self.ctx.databases.generation(db) for db in plan.attach])
+            known = self._plan_columns.get(id(plan))
+            if known is not None and (known[0] is not plan or known[1] != stamp):
+                known = None
+            cursors = self._read_cursors.get(conn)
+            if cursors is None:
+                traced = conn.cursor()
+                traced.exec_trace = self._trace
+                cursors = self._read_cursors[conn] = (traced, conn.cursor())
+            cursor = cursors[1] if known is not None else cursors[0]
             self._description = None
             rows: list[tuple] = []
             try:
@@ -393,10 +404,16 @@ class Session(SessionCommands):
                 raise errors.from_sqlite(err, self.database or "") from err
             if self.autocommit is False and not self.in_transaction:
                 self.in_transaction = True
+            if known is not None:
+                return ResultSet(known[2], rows)
             description = self._columns(self._description) if self._description else []
             if plan.result_types and len(plan.result_types) == len(description):
                 description = [(c[0], c[1] or rt, *c[2:]) for c, rt in zip(description, plan.result_types,
                                                                            strict=True)]
+            if self._description is not None:
+                if len(self._plan_columns) > 1024:
+                    self._plan_columns.clear()
+                self._plan_columns[id(plan)] = (plan, stamp, description)
             return ResultSet(description, rows)
         if self.database is None and plan.needs_database:
             raise MySQLError(1046, "3D000", "No database selected")

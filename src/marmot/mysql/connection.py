@@ -102,6 +102,8 @@ class MySQLConnection(asyncio.Protocol):
         self.connection_id = settings.engine.next_connection_id()
         self.salt = auth.new_salt()
         self.statements: dict[int, PreparedStatement] = {}
+        # result-set column metadata by the identity of the session's cached column list
+        self._column_meta: dict[int, tuple] = {}
         self._next_stmt_id = 1
         self.seq = 0
         self._tls: TlsSession | None = None
@@ -432,12 +434,21 @@ class MySQLConnection(asyncio.Protocol):
             self._send(self._ok(result, more))
             return
         rows = result.rows
-        types = encode.column_types(result.columns, rows)
-        rows = encode.fixed_decimals(rows, result.columns, types)
-        names = tuple(c[0] for c in result.columns)
-        defs = encode.column_definitions(names, types, (self.session.database if self.session else "") or "",
-                                         encode.origins_of(result.columns))
-        out = [packets.column_count(len(names)), *defs]
+        columns = result.columns
+        cached = self._column_meta.get(id(columns))
+        if cached is not None and cached[0] is columns:
+            types, defs = cached[1], cached[2]
+        else:
+            types = encode.column_types(columns, rows)
+            names = tuple(c[0] for c in columns)
+            defs = encode.column_definitions(names, types, (self.session.database if self.session else "") or "",
+                                             encode.origins_of(columns))
+            if isinstance(columns, list) and all(c[1] for c in columns):  # types come from the schema alone
+                if len(self._column_meta) > 256:
+                    self._column_meta.clear()
+                self._column_meta[id(columns)] = (columns, types, defs)
+        rows = encode.fixed_decimals(rows, columns, types)
+        out = [packets.column_count(len(defs)), *defs]
         if not self.capabilities & Capability.CLIENT_DEPRECATE_EOF:
             out.append(packets.eof_packet(0, self._status(more)))
         out.extend(encode.binary_rows(rows, types) if binary else encode.text_rows(rows))
