@@ -191,12 +191,12 @@ class MySQLConnection(asyncio.Protocol):
         st = 0
         sess = self.session
         if sess is None or sess.autocommit:
-            st |= ServerStatus.SERVER_STATUS_AUTOCOMMIT
+            st = _AUTOCOMMIT
         if sess is not None and sess.status_in_transaction:
-            st |= ServerStatus.SERVER_STATUS_IN_TRANS
+            st |= _IN_TRANS
         if more:
-            st |= ServerStatus.SERVER_MORE_RESULTS_EXISTS
-        return int(st)
+            st |= _MORE_RESULTS
+        return st
 
     def _ok(self, result: OkResult | None = None, more: bool = False) -> bytes:
         r = result or OkResult()
@@ -206,7 +206,7 @@ class MySQLConnection(asyncio.Protocol):
                                  r.info.encode() if r.info else b"", session_track=bool(r.info))
 
     def _eof(self, more: bool = False) -> bytes:
-        if self.capabilities & Capability.CLIENT_DEPRECATE_EOF:
+        if self.capabilities & _DEPRECATE_EOF:
             return packets.ok_packet(0, 0, self._status(more), 0, header=0xFE)
         return packets.eof_packet(0, self._status(more))
 
@@ -276,7 +276,7 @@ class MySQLConnection(asyncio.Protocol):
             resp = packets.parse_handshake_response(await self._read())
         self._one_packet_only = False
         self._extract_packets()
-        self.capabilities = resp.capabilities & int(caps)
+        self.capabilities = int(resp.capabilities & int(caps))  # a plain int: tested per packet
         ok = await self._authenticate(resp.username, resp.auth_plugin or NATIVE, resp.auth_response)
         if not ok:
             return False
@@ -392,9 +392,9 @@ class MySQLConnection(asyncio.Protocol):
         sending the statements, so this must really change what ``_query`` accepts. MySQL answers EOF.
         """
         if option == SetOption.MULTI_STATEMENTS_ON:
-            self.capabilities |= Capability.CLIENT_MULTI_STATEMENTS
+            self.capabilities |= _MULTI_STATEMENTS
         elif option == SetOption.MULTI_STATEMENTS_OFF:
-            self.capabilities &= ~Capability.CLIENT_MULTI_STATEMENTS
+            self.capabilities &= ~_MULTI_STATEMENTS
         else:
             self._send(packets.err_packet(1047, "08S01", "Unknown command"))
             return
@@ -408,7 +408,7 @@ class MySQLConnection(asyncio.Protocol):
             statements = sess.split(sql)
             if not statements:
                 raise MySQLError(1065, "42000", "Query was empty")
-            if len(statements) > 1 and not self.capabilities & Capability.CLIENT_MULTI_STATEMENTS:
+            if len(statements) > 1 and not self.capabilities & _MULTI_STATEMENTS:
                 raise MySQLError(1064, "42000", "You have an error in your SQL syntax; multiple statements "
                                                 "were sent but the client did not enable CLIENT_MULTI_STATEMENTS")
             last = len(statements) - 1
@@ -449,7 +449,7 @@ class MySQLConnection(asyncio.Protocol):
                 self._column_meta[id(columns)] = (columns, types, defs)
         rows = encode.fixed_decimals(rows, columns, types)
         out = [packets.column_count(len(defs)), *defs]
-        if not self.capabilities & Capability.CLIENT_DEPRECATE_EOF:
+        if not self.capabilities & _DEPRECATE_EOF:
             out.append(packets.eof_packet(0, self._status(more)))
         out.extend(encode.binary_rows(rows, types) if binary else encode.text_rows(rows))
         out.append(self._eof(more))
@@ -482,7 +482,7 @@ class MySQLConnection(asyncio.Protocol):
         self._next_stmt_id += 1
         self.statements[stmt_id] = PreparedStatement(sql, info.param_count, list(info.columns))
         out = [packets.stmt_prepare_ok(stmt_id, len(info.columns), info.param_count)]
-        deprecate_eof = self.capabilities & Capability.CLIENT_DEPRECATE_EOF
+        deprecate_eof = self.capabilities & _DEPRECATE_EOF
         if info.param_count:
             param_def = packets.column_definition("?", 253, charset=63)
             out.extend([param_def] * info.param_count)
@@ -565,3 +565,9 @@ class MySQLConnection(asyncio.Protocol):
 
 
 _VARIANT = ColumnType(253, 0, 0, 45, 0)
+# Plain ints for the per-packet checks (enum.IntFlag arithmetic costs microseconds per operation).
+_AUTOCOMMIT = int(ServerStatus.SERVER_STATUS_AUTOCOMMIT)
+_IN_TRANS = int(ServerStatus.SERVER_STATUS_IN_TRANS)
+_MORE_RESULTS = int(ServerStatus.SERVER_MORE_RESULTS_EXISTS)
+_DEPRECATE_EOF = int(Capability.CLIENT_DEPRECATE_EOF)
+_MULTI_STATEMENTS = int(Capability.CLIENT_MULTI_STATEMENTS)

@@ -48,6 +48,12 @@ class ColumnType:
     charset: int
     decimals: int
 
+    def __post_init__(self) -> None:
+        # Plain ints, not IntEnum/IntFlag members: these are combined and tested per result set, and
+        # enum arithmetic costs microseconds per operation on the hot path.
+        object.__setattr__(self, "type", int(self.type))
+        object.__setattr__(self, "flags", int(self.flags))
+
     @property
     def unsigned(self) -> bool:
         return bool(self.flags & ColumnFlag.UNSIGNED)
