@@ -321,3 +321,19 @@ def test_extended_auto_ids_and_restart_keeps_ids_increasing(tmp_path):
         c.close()
     finally:
         n.stop()
+
+
+def test_prepare_rejects_bad_syntax_at_prepare(node):
+    mysql_connector = pytest.importorskip("mysql.connector")
+    c = mysql_connector.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="",
+                                database="marmot", ssl_disabled=True)
+    cur = c.cursor(prepared=True)
+    with pytest.raises(mysql_connector.Error) as ei:
+        cur.execute("SELEC ?", (1,))
+    assert ei.value.errno == 1064
+    with pytest.raises(mysql_connector.Error) as ei:
+        cur.execute("INSERT INTO nowhere VALUES (?", (1,))
+    assert ei.value.errno == 1064
+    cur.execute("SELECT ? + 1", (41,))
+    assert cur.fetchone()[0] == 42
+    c.close()

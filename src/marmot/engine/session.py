@@ -36,6 +36,11 @@ _ACCEPTED_NOOPS = frozenset(
      "RESET", "PURGE", "INSTALL", "UNINSTALL", "HANDLER", "CACHE", "LOAD_INDEX"}
 )
 _USER_DDL = frozenset({"USER", "ROLE"})
+# First words of the statements this server knows (others are a syntax error already at PREPARE)
+_STATEMENT_KEYWORDS = frozenset(
+    {"SELECT", "WITH", "(", "INSERT", "REPLACE", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP", "RENAME",
+     "TRUNCATE", "SET", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "USE", "BEGIN", "START", "COMMIT", "ROLLBACK",
+     "SAVEPOINT", "RELEASE", "LOAD", "DO", "VALUES", "TABLE", "CALL", "KILL"} | _ACCEPTED_NOOPS)
 # What a failing statement raises: SQLite's errors, and MySQL function errors raised inside SQL functions.
 _STATEMENT_ERRORS = (apsw.Error, FunctionError)
 _KINDS = {"SELECT": "select", "WITH": "select", "SHOW": "select", "DESCRIBE": "select", "DESC": "select",
@@ -239,6 +244,13 @@ class Session(SessionCommands):
             raise errors.syntax_error(f"You have an error in your SQL syntax near '{sql[err.position:]}'") from err
         if not norm.keyword:
             raise MySQLError(1065, "42000", "Query was empty")
+        if self.transpilation and norm.keyword not in _STATEMENT_KEYWORDS:
+            # MySQL rejects a statement it cannot parse at PREPARE, not at the first EXECUTE
+            raise errors.syntax_error(
+                "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server "
+                f"version for the right syntax to use near '{sql.strip()[:80]}' at line 1")
+        if self.transpilation and norm.keyword in ("INSERT", "REPLACE", "UPDATE", "DELETE"):
+            self._plan(norm, sql)  # a syntax error surfaces now; the plan is cached for EXECUTE
         columns: list = []
         if norm.keyword in ("SELECT", "WITH") and self.transpilation and self.database is not None:
             plan = self._plan(norm, sql)
