@@ -337,3 +337,16 @@ def test_prepare_rejects_bad_syntax_at_prepare(node):
     cur.execute("SELECT ? + 1", (41,))
     assert cur.fetchone()[0] == 42
     c.close()
+
+
+def test_default_database_when_none_is_named(node):
+    """As upstream, and as the README's quick start does: a client naming no database is in `marmot`."""
+    c = connect(node)  # no database
+    cur = c.cursor()
+    cur.execute("SELECT DATABASE()")
+    assert cur.fetchone() == ("marmot",)
+    cur.execute("CREATE TABLE IF NOT EXISTS quick (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100))")
+    cur.execute("INSERT INTO quick (name) VALUES ('alice')")
+    cur.execute("SELECT LAST_INSERT_ID() > 0, name FROM quick")
+    assert cur.fetchone() == (1, "alice")
+    c.close()

@@ -29,6 +29,7 @@ from marmot.engine.session_commands import SessionCommands
 from marmot.sql import datetime_functions, functions, lexer
 from marmot.sql.func_values import FunctionError
 from marmot.sql.transpiler import DDL, READ, NoSuchTable, Plan, SQLSyntaxError, Unsupported
+from marmot.storage.databases import DEFAULT_DATABASE
 
 # Statements a MySQL server accepts that have no meaning for a SQLite node (upstream: "Parsed").
 _ACCEPTED_NOOPS = frozenset(
@@ -92,6 +93,9 @@ class Session(SessionCommands):
         self.started = time.monotonic()
         if database is not None:
             self.use(database)
+        elif ctx.databases.exists(DEFAULT_DATABASE):
+            # As upstream: a client that names no database starts in the default one ("marmot")
+            self.database = DEFAULT_DATABASE
 
     # -- connections ----------------------------------------------------------------------------------
 
