@@ -70,7 +70,6 @@ class Session(SessionCommands):
         self._txn_db: str | None = None
         self._conns: dict[str, apsw.Connection] = {}
         self._attached: dict[apsw.Connection, set[str]] = {}  # connection -> databases ATTACHed to it
-        self._info_schema_stamps: dict[apsw.Connection, tuple] = {}  # when information_schema was built
         # per connection: (cursor with the metadata trace, plain cursor)
         self._read_cursors: dict[apsw.Connection, tuple[apsw.Cursor, apsw.Cursor]] = {}
         self._column_cache: dict[tuple, list] = {}
@@ -577,7 +576,6 @@ class Session(SessionCommands):
         conn = self._txn_conn
         self._txn_conn = None
         self._txn_db = None
-        self._info_schema_stamps.clear()  # a rollback also undoes information_schema rebuilds
         if conn is not None and not conn.get_autocommit():
             with contextlib.suppress(apsw.Error):
                 conn.execute("ROLLBACK")
