@@ -15,8 +15,8 @@ import pytest
 connector = pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
 from mysql.connector import errors  # noqa: E402
 
-SAFE_BYTES = b"\x00\x01'\"\\\n\r\x1a"
-RAW_BYTES = b"\x00\xff\xfe\x80\xc3\x28'\\"  # not UTF-8
+from tests.integration.client_values import RAW_BYTES, SAFE_BYTES  # noqa: E402
+from tests.integration.client_values import fresh_table as shared_fresh_table  # noqa: E402
 
 DDL = (
     "CREATE TABLE {name} (id INT PRIMARY KEY, s VARCHAR(100), t TEXT, b BLOB, vb VARBINARY(64), n BIGINT, "
@@ -58,8 +58,7 @@ def cnx(node):
 
 
 def fresh_table(cur, name: str, ddl: str = DDL) -> None:
-    cur.execute(f"DROP TABLE IF EXISTS {name}")
-    cur.execute(ddl.format(name=name))
+    shared_fresh_table(cur, name, ddl)
 
 
 def test_text_protocol_round_trip(cnx):

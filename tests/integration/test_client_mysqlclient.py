@@ -15,10 +15,8 @@ import pytest
 MySQLdb = pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
 from MySQLdb.constants import CLIENT  # noqa: E402
 
-# Valid UTF-8, but every byte a naive escaper gets wrong: NUL, quotes, backslash, CR/LF, Ctrl-Z.
-SAFE_BYTES = b"\x00\x01'\"\\\n\r\x1a"
-# Not UTF-8 at all: 0xFF/0xFE never occur in UTF-8, 0x80 is a lone continuation byte, C3 28 a broken pair.
-RAW_BYTES = b"\x00\xff\xfe\x80\xc3\x28'\\"
+from tests.integration.client_values import RAW_BYTES, SAFE_BYTES  # noqa: E402
+from tests.integration.client_values import fresh_table as shared_fresh_table  # noqa: E402
 
 DDL = (
     "CREATE TABLE {name} (id INT PRIMARY KEY, s VARCHAR(100), t TEXT, b BLOB, vb VARBINARY(64), n BIGINT, "
@@ -52,8 +50,7 @@ def db(node):
 
 
 def fresh_table(cur, name: str, ddl: str = DDL) -> None:
-    cur.execute(f"DROP TABLE IF EXISTS {name}")
-    cur.execute(ddl.format(name=name))
+    shared_fresh_table(cur, name, ddl)
 
 
 def test_text_protocol_round_trip_with_client_escaping(db):

@@ -411,15 +411,16 @@ class RpcServerProtocol(_Connection):
         else:
             raise outcome  # KeyboardInterrupt, SystemExit: not ours to swallow
 
-    async def _run_unary(self, rid: int, coro: Any, ctx: CallContext) -> None:
+    async def _answer(self, rid: int, awaitable: Any, deadline: float) -> None:
+        """Await a unary or client-stream handler under its deadline; send its result or its error."""
         try:
-            if ctx.deadline == INF:
-                result = await coro
+            if deadline == INF:
+                result = await awaitable
             else:
-                cm = asyncio.timeout_at(ctx.deadline)
+                cm = asyncio.timeout_at(deadline)
                 try:
                     async with cm:
-                        result = await coro
+                        result = await awaitable
                 except TimeoutError:
                     if cm.expired():
                         self.send([ERROR, rid, "deadline", "deadline passed on the server"])
@@ -431,9 +432,13 @@ class RpcServerProtocol(_Connection):
         except Exception as exc:
             self._reply_exception(rid, exc)
             return
+        self._reply(rid, result)
+
+    async def _run_unary(self, rid: int, coro: Any, ctx: CallContext) -> None:
+        try:
+            await self._answer(rid, coro, ctx.deadline)
         finally:
             self._tasks.pop(rid, None)
-        self._reply(rid, result)
 
     async def _run_server_stream(self, rid: int, fn: Any, payload: Any, ctx: CallContext,
                                  sw: SendWindow) -> None:
@@ -481,26 +486,16 @@ class RpcServerProtocol(_Connection):
                     log.debug("rpc: closing a server-stream generator failed", exc_info=True)
 
     async def _run_client_stream(self, rid: int, fn: Any, rs: RecvStream, ctx: CallContext) -> None:
-        cm = asyncio.timeout_at(ctx.deadline if ctx.deadline != INF else None)
         try:
-            async with cm:
-                result = await fn(rs, ctx)
-        except TimeoutError as exc:
-            if cm.expired():
-                self.send([ERROR, rid, "deadline", "deadline passed on the server"])
-            else:
+            try:
+                awaitable = fn(rs, ctx)
+            except Exception as exc:  # a handler that fails before it returns its coroutine
                 self._reply_exception(rid, exc)
-            return
-        except asyncio.CancelledError:
-            self.send([ERROR, rid, "cancelled", "the handler was cancelled"])
-            return
-        except Exception as exc:
-            self._reply_exception(rid, exc)
-            return
+                return
+            await self._answer(rid, awaitable, ctx.deadline)
         finally:
             self._tasks.pop(rid, None)
             self._recv.pop(rid, None)
-        self._reply(rid, result)
 
 
 async def _await(awaitable: Any) -> Any:
