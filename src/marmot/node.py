@@ -27,6 +27,7 @@ from marmot.id_lease import IdLease
 from marmot.ids import make_id_generator
 from marmot.mysql.connection import ServerSettings
 from marmot.mysql.server import MySQLServer, make_ssl_context
+from marmot.replication.service import Replication
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.node_state import NodeState
 
@@ -48,6 +49,7 @@ class Node:
         self._lease_task: asyncio.Task[None] | None = None
         self.metrics = Metrics(self.node_id, version=__version__)
         self.cluster: ClusterService | None = None
+        self.replication: Replication | None = None
         self._http_runner: object | None = None
 
     async def start(self) -> None:
@@ -109,6 +111,19 @@ class Node:
                               grace_s=cfg.cluster.shutdown_grace_period_ms / 1000,
                               request_stop=self._stop_requested.set)
         control.register_rpc()
+        rcfg = cfg.replication
+        gossip = self.cluster.gossip
+        self.replication = Replication(
+            self.node_id, self.hlc, self.databases, self.cluster.send, peers=gossip.alive_peers,
+            total_members=gossip.total_members, leaving=lambda: gossip.state == "LEAVING",
+            default_level=rcfg.default_write_consistency, write_timeout=rcfg.write_timeout_ms / 1000,
+            ddl_timeout=rcfg.ddl_validation_timeout_ms / 1000,
+            heartbeat_timeout=float(cfg.transaction.heartbeat_timeout_seconds),
+            ddl_lease=float(cfg.ddl.lock_lease_seconds), max_batch=cfg.batch_commit.max_batch_size)
+        self.replication.before_drop = self.engine.forget_database
+        self.replication.register(self.cluster.router)
+        self.replication.start()
+        self.engine.replication = self.replication
         app = make_app(control, secret=cfg.cluster.cluster_secret,
                        metrics=self.metrics if cfg.prometheus.enabled else None)
         runner = web.AppRunner(app, access_log=None)
@@ -132,6 +147,9 @@ class Node:
         if self.mysql is not None:
             await self.mysql.stop()
             self.mysql = None
+        if self.replication is not None:
+            await self.replication.stop()
+            self.replication = None
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None

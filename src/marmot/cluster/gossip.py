@@ -180,6 +180,9 @@ class Gossip:
     def total_members(self) -> int:
         return self.m.total_members()
 
+    def alive_peers(self) -> dict[int, str]:
+        return self.m.alive_peers()
+
     def has_quorum(self) -> bool:
         return self.m.has_quorum()
 

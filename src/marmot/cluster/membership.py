@@ -164,6 +164,10 @@ class Membership:
     def total_members(self) -> int:
         return sum(1 for m in self._members.values() if m.state != REMOVED)
 
+    def alive_peers(self) -> dict[int, str]:
+        """ALIVE members other than this node: {node_id: address} (who gets a PREPARE)."""
+        return {nid: m.address for nid, m in self._members.items() if m.state == ALIVE and nid != self.node_id}
+
     def has_quorum(self) -> bool:
         """Alive members are a majority of all members. A removed node never has quorum."""
         if self.me.state == REMOVED:

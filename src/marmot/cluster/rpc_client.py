@@ -434,6 +434,11 @@ class RpcClient:
         self._last_error: RpcError | None = None
         self._closed = False
 
+    def reset_backoff(self) -> None:
+        """Forget the reconnect backoff (see ``ClientPool.reset_backoff``)."""
+        self._backoff = 0.0
+        self._retry_at = 0.0
+
     def __repr__(self) -> str:
         return f"<RpcClient {self.address} node={self.remote_node_id} connected={self.connected}>"
 
@@ -583,6 +588,13 @@ class ClientPool:
             client = self._clients[address] = RpcClient(address, secret=self.secret, node_id=self.node_id,
                                                         ssl=self.ssl, **self.client_options)
         return client
+
+    def reset_backoff(self, address: str) -> None:
+        """The peer at ``address`` showed a sign of life (it gossiped to us): the next call connects at
+        once instead of waiting out a reconnect backoff from when it was down."""
+        client = self._clients.get(address)
+        if client is not None:
+            client.reset_backoff()
 
     async def discard(self, address: str) -> None:
         """Close and forget the client of ``address`` (a node left the cluster)."""

@@ -73,13 +73,22 @@ class ClusterService:
             node_id, self.address, send=self.send, seeds=list(cfg.seed_nodes), data_dir=data_dir,
             gossip_interval_ms=cfg.gossip_interval_ms, gossip_fanout=cfg.gossip_fanout,
             suspect_timeout_ms=cfg.suspect_timeout_ms, dead_timeout_ms=cfg.dead_timeout_ms,
-            ready_check=ready_check, on_change=on_change,
+            ready_check=ready_check, on_change=self._member_changed,
         )
+        self._on_change = on_change
         for method, handler in (("gossip", self.gossip.handle_gossip), ("ping", self.gossip.handle_ping),
                                 ("ping_req", self.gossip.handle_ping_req), ("join", self.gossip.handle_join)):
             self.router.unary(method, _ignore_ctx(handler))
         self._server: asyncio.Server | None = None
         self._auth_logged: dict[str, float] = {}
+
+    def _member_changed(self, node_id: int, old: str, new: str) -> None:
+        if new == "ALIVE":
+            address = self.gossip.alive_peers().get(node_id)
+            if address is not None:
+                self.pool.reset_backoff(address)
+        if self._on_change is not None:
+            self._on_change(node_id, old, new)
 
     async def send(self, address: str, method: str, payload: Any, timeout: float) -> Any:
         try:

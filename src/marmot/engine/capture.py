@@ -93,7 +93,7 @@ class ChangeCapture:
     cache may be shared with other captures and appliers of the same database.
     """
 
-    __slots__ = ("schema", "ignored_schemas", "_conn", "_active", "_raw", "_errors")
+    __slots__ = ("schema", "ignored_schemas", "_conn", "_active", "_raw", "_errors", "_hook")
 
     def __init__(self, schema: SchemaCache | None = None, *,
                  ignored_schemas: Collection[str] = DEFAULT_IGNORED_SCHEMAS) -> None:
@@ -103,6 +103,7 @@ class ChangeCapture:
         self._active = False
         self._raw: list[_Raw] = []
         self._errors: list[tuple[int, str]] = []  # (raw position when recorded, message)
+        self._hook: Callable[[apsw.PreUpdate], None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -114,8 +115,25 @@ class ChangeCapture:
         if generation is not None:
             self.schema.check_generation(generation)
         self._conn = conn
-        conn.preupdate_hook(self._make_hook())
+        self._hook = self._make_hook()
+        conn.preupdate_hook(self._hook)
         self._active = True
+
+    def set_observer(self, observer: Callable[[apsw.PreUpdate], None] | None) -> None:
+        """Also call ``observer`` for every row (SQLite allows one preupdate hook per connection; the
+        engine counts MySQL's affected rows with one). ``None`` removes it."""
+        if not self._active or self._conn is None or self._hook is None:
+            return
+        hook = self._hook
+        if observer is None:
+            self._conn.preupdate_hook(hook)
+            return
+
+        def both(u: apsw.PreUpdate) -> None:
+            hook(u)
+            observer(u)
+
+        self._conn.preupdate_hook(both)
 
     def stop(self) -> None:
         """Remove the hook. Captured changes stay until ``reset()``; ``changes()`` still needs the

@@ -9,12 +9,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from marmot.engine.general_log import GeneralLog
 from marmot.sql.alter import TableSchema, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.storage.databases import DatabaseManager
+
+if TYPE_CHECKING:
+    from marmot.replication.service import Replication
 
 
 class IdGenerator(Protocol):
@@ -54,6 +57,8 @@ class EngineContext:
     local_infile: bool = True  # [mysql] local_infile_enabled
     # Returns why writes are refused right now (no quorum), or None; set by the node's cluster layer.
     write_gate: Callable[[], str | None] | None = None
+    # The replication layer (None: writes commit locally only, as in unit tests of the engine alone)
+    replication: Replication | None = None
     transpiler: Transpiler = field(init=False)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -62,3 +67,10 @@ class EngineContext:
 
     def next_connection_id(self) -> int:
         return next(self._ids)
+
+    def forget_database(self, name: str) -> None:
+        """A database is being dropped (here or by replication): every session lets go of it."""
+        for session in list(self.sessions.values()):
+            forget = getattr(session, "forget_database", None)
+            if forget is not None:
+                forget(name)

@@ -14,10 +14,17 @@ import apsw
 
 from marmot.engine import errors, extensions, load_data
 from marmot.engine.errors import MySQLError
+from marmot.engine.replicated_write import LEVELS
 from marmot.engine.results import OkResult, Result, ResultSet
 from marmot.engine.variables import normalize_system_value, parse_set, simple_value
 from marmot.sql import lexer
-from marmot.storage.databases import DatabaseError, DatabaseExists, InvalidDatabaseName, UnknownDatabase
+from marmot.storage.databases import (
+    DatabaseError,
+    DatabaseExists,
+    InvalidDatabaseName,
+    UnknownDatabase,
+    validate_name,
+)
 
 if TYPE_CHECKING:
     from marmot.sql.transpiler import Plan
@@ -82,7 +89,7 @@ class SessionCommands:
 
         affected = self._atomic_statement(conn, run_rows)
         if not self.in_transaction:
-            self._commit()
+            await self._commit()
         return affected
 
     def _load_extension(self, sql: str) -> Result:
@@ -127,6 +134,9 @@ class SessionCommands:
             if a.kind == "user":
                 self.user_variables[a.name] = value
                 continue
+            if a.name == "autocommit" and a.scope != "global" and not self.autocommit \
+                    and str(value).upper() in ("1", "ON", "TRUE"):
+                await self._commit()  # MySQL commits an open transaction when autocommit is switched on
             self._set_system(a.name, a.scope, value)
         return OkResult()
 
@@ -139,6 +149,13 @@ class SessionCommands:
     def _set_system(self, name: str, scope: str, value: object) -> None:
         if name == "marmot_transpilation":
             self.transpilation = str(value).upper() not in ("OFF", "0", "FALSE")
+            return
+        if name == "marmot_write_consistency":
+            level = str(value or "").upper()
+            if level not in LEVELS and level not in ("", "DEFAULT"):
+                raise MySQLError(1231, "42000", f"Variable 'marmot_write_consistency' can't be set to the value "
+                                                f"of '{value}' (use one of {', '.join(LEVELS)})")
+            self.variables[name] = "" if level in ("", "DEFAULT") else level
             return
         if name in ("general_log", "general_log_file") and self.ctx.general_log is not None:
             if scope != "global":
@@ -169,10 +186,7 @@ class SessionCommands:
         except ValueError as err:
             raise MySQLError(1231, "42000", str(err)) from err
         if name == "autocommit" and scope != "global":
-            turning_on = bool(value) and not self.autocommit
-            self.autocommit = bool(value)
-            if turning_on:
-                self._commit()  # MySQL commits an open transaction when autocommit is switched on
+            self.autocommit = bool(value)  # an open transaction was committed by _set when turning it on
             return
         if scope == "global":
             self.ctx.global_variables[name] = value
@@ -181,7 +195,7 @@ class SessionCommands:
 
     # -- databases ------------------------------------------------------------------------------------
 
-    def _database_ddl(self, sql: str, kw: str) -> Result:
+    async def _database_ddl(self, sql: str, kw: str) -> Result:
         toks = lexer.code_tokens(sql)
         rest = [t for t in toks[2:]]
         words = [t.text.upper() for t in rest]
@@ -195,8 +209,10 @@ class SessionCommands:
         if not rest:
             raise errors.syntax_error("You have an error in your SQL syntax; a database name is missing")
         name = lexer.unquote_identifier(rest[0].text)
-        self._implicit_commit()
+        await self._implicit_commit()
         try:
+            if self.ctx.replication is not None:
+                return await self._replicated_database_ddl(kw, name, if_clause)
             if kw == "CREATE":
                 created = self.ctx.databases.create(name, if_not_exists=if_clause)
                 return OkResult(affected_rows=1 if created else 0)
@@ -215,6 +231,28 @@ class SessionCommands:
             raise MySQLError(1102, "42000", str(err)) from err
         except DatabaseError as err:
             raise MySQLError(1105, "HY000", str(err)) from err
+
+    async def _replicated_database_ddl(self, kw: str, name: str, if_clause: bool) -> Result:
+        """CREATE/DROP DATABASE through 2PC: checked here first (1007/1008/1102), applied on every node."""
+        dbs = self.ctx.databases
+        if kw == "CREATE":
+            validate_name(name)
+            if dbs.exists(name):
+                if if_clause:
+                    return OkResult()
+                raise DatabaseExists(f"Can't create database '{name}'; database exists")
+            self._check_write_gate()
+            await self._replicate_database_op("create", name)
+            return OkResult(affected_rows=1)
+        if not dbs.exists(name):
+            if if_clause:
+                return OkResult()
+            raise UnknownDatabase(f"Can't drop database '{name}'; database doesn't exist")
+        self._check_write_gate()
+        await self._replicate_database_op("drop", name)
+        if self.database == name:
+            self.database = None
+        return OkResult(affected_rows=1)
 
     def forget_database(self, name: str) -> None:
         """``name`` is being dropped: close our handles on it so the files can go."""

@@ -1,0 +1,247 @@
+"""The coordinator side of two-phase commit: one replicated transaction from PREPARE to the client's OK.
+
+``replicate(...)``:
+
+1. **Quorum check first.** Alive members (this node included) and the total membership (every member
+   not REMOVED, persisted across restarts) give the acks needed: ONE/LOCAL_ONE 1, TWO 2, THREE 3,
+   QUORUM ⌊total/2⌋+1, ALL total. Too few alive → 1105 before anything is sent.
+2. **PREPARE** to every alive node — this node's participant directly, the others over RPC in
+   parallel. A conflict anywhere → ABORT to whoever prepared, 1213 (nothing applied anywhere). Acks
+   below the level within ``write_timeout_ms`` → ABORT, 1105 saying how many answered. Late answers
+   are not left dangling: a node that prepares after the decision gets the decision too.
+3. **Commit timestamp**: every participant's HLC is merged into ours, so the commit timestamp is above
+   all of them — no participant has applied anything newer than this transaction at the time it
+   prepared, which is what makes last-writer-wins agree with the order the quorum saw.
+4. **COMMIT** to the remote participants first; once the level's count minus this node have applied
+   it, this node applies it too and the client gets its OK. Remote-first means that whenever this node
+   has the transaction, enough others have it as well, and a participant that missed the COMMIT finds
+   it committed on a peer (``Participant.resolve_stale``). A decided commit is never rolled back: if
+   fewer remote acks arrive than needed, this node still applies it and the client gets a 1105 saying
+   on how many nodes it is — not a silent success, not a lie that nothing happened.
+
+The coordinator remembers the state of its in-flight and recent transactions for STATUS queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from marmot.hlc import HLC, Timestamp, to_txn_id
+from marmot.replication import messages as m
+from marmot.replication.errors import CommitIncomplete, QuorumNotReached, Rejected, WriteConflict
+from marmot.replication.participant import Participant
+
+log = logging.getLogger("marmot.replication")
+_RECENT = 100_000
+Send = Callable[[str, str, Any, float], Awaitable[Any]]
+
+
+def required_acks(level: str, total: int) -> int:
+    level = level.upper()
+    if level in ("ONE", "LOCAL_ONE"):
+        return 1
+    if level == "TWO":
+        return min(2, total)
+    if level == "THREE":
+        return min(3, total)
+    if level == "ALL":
+        return total
+    return total // 2 + 1
+
+
+@dataclass(slots=True)
+class CommitResult:
+    txn_id: int
+    commit_ts: Timestamp
+    prepared: int  # nodes that acknowledged PREPARE (this one included)
+    committed: int  # nodes that confirmed COMMIT (this one included)
+
+
+class Coordinator:
+    """Runs 2PC for writes that start on this node."""
+
+    def __init__(self, node_id: int, hlc: HLC, participant: Participant, send: Send, *,
+                 peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
+                 write_timeout: float, ddl_timeout: float) -> None:
+        self.node_id = node_id
+        self.hlc = hlc
+        self.participant = participant
+        self.send = send
+        self.peers = peers  # alive members other than this node: {node_id: address}
+        self.total_members = total_members
+        self.write_timeout = write_timeout
+        self.ddl_timeout = ddl_timeout
+        self._states: OrderedDict[int, tuple[str, Timestamp | None]] = OrderedDict()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.stats = {"committed": 0, "conflicts": 0, "quorum_failures": 0, "incomplete": 0}
+
+    def state_of(self, txn: int) -> tuple[str, Timestamp | None]:
+        return self._states.get(txn, ("unknown", None))
+
+    def _set_state(self, txn: int, state: str, ts: Timestamp | None = None) -> None:
+        self._states[txn] = (state, ts)
+        if len(self._states) > _RECENT:
+            self._states.popitem(last=False)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def replicate(self, db: str, body: bytes, *, base: list[list[int] | None] | None = None,
+                        schema_version: int = 0, level: str = "QUORUM", ddl: bool = False) -> CommitResult:
+        peers = self.peers()
+        total = max(self.total_members(), 1)
+        need = required_acks(level, total)
+        if len(peers) + 1 < need:
+            self.stats["quorum_failures"] += 1
+            raise QuorumNotReached(f"quorum not reached: {len(peers) + 1} of {total} nodes alive, "
+                                   f"{need} needed for {level}")
+        start = self.hlc.now()
+        txn = to_txn_id(start)
+        req = {"db": db, "txn": txn, "ts": m.ts_out(start), "coord": self.node_id, "body": body,
+               "sv": schema_version}
+        if base:
+            req["bv"] = base
+        self._set_state(txn, "pending")
+        timeout = self.ddl_timeout if ddl else self.write_timeout
+        try:
+            return await self._run(db, txn, req, peers, total, need, level, timeout)
+        except BaseException:
+            if self._states.get(txn, ("",))[0] == "pending":
+                self._set_state(txn, "aborted")
+            raise
+
+    async def _run(self, db: str, txn: int, req: dict[str, Any], peers: dict[int, str], total: int,
+                   need: int, level: str, timeout: float) -> CommitResult:
+        local = await self.participant.prepare_waiting(req)
+        if not local.get("ok"):
+            self._set_state(txn, "aborted")
+            if local.get("conflict"):
+                self.stats["conflicts"] += 1
+                raise WriteConflict(_conflict_message(local["conflict"]))
+            raise Rejected(f"this node cannot take the write: {local.get('reject')}")
+        stamps = [m.ts_in(local["ts"])]
+        answers: dict[int, Any] = {}  # remote node id -> its PREPARE answer (dict) or the error
+        decision: dict[str, Any] = {}  # set once decided: {"commit": bool, "cts": Timestamp}
+        tasks = {asyncio.ensure_future(self.send(addr, "txn_prepare", req, timeout)): nid
+                 for nid, addr in peers.items()}
+        conflict: str | None = None
+        pending = set(tasks)
+        deadline = time.monotonic() + timeout
+        prepared = 1
+        while pending and prepared < need and conflict is None:
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break
+            for t in done:
+                ans = answers[tasks[t]] = _answer(t)
+                if _ok(ans):
+                    prepared += 1
+                    with contextlib.suppress(m.MessageError):
+                        stamps.append(m.ts_in(ans.get("ts")))
+                elif isinstance(ans, dict) and ans.get("conflict"):
+                    conflict = str(ans["conflict"])
+        for t in pending:  # late answers get the decision once there is one (decided below, no await)
+            t.add_done_callback(lambda t, nid=tasks[t]: self._late_answer(peers[nid], t, decision, req))
+        if conflict is not None or prepared < need:
+            decision["commit"] = False
+            self._set_state(txn, "aborted")
+            self.participant.abort_local(txn)
+            for nid, ans in answers.items():
+                if _ok(ans):
+                    self._spawn(self._send_quiet(peers[nid], "txn_abort", {"db": db, "txn": txn}))
+            if conflict is not None:
+                self.stats["conflicts"] += 1
+                raise WriteConflict(_conflict_message(conflict))
+            self.stats["quorum_failures"] += 1
+            refused = [f"node {nid}: {a.get('reject') if isinstance(a, dict) else a}"
+                       for nid, a in answers.items() if not _ok(a)]
+            detail = f" ({'; '.join(refused)})" if refused else ""
+            raise QuorumNotReached(f"quorum not reached: {prepared} of {total} nodes acknowledged "
+                                   f"PREPARE, {need} needed for {level}{detail}")
+        cts = self.hlc.update(max(stamps))
+        decision.update(commit=True, cts=cts)
+        self._set_state(txn, "committed", cts)
+        # COMMIT to those that prepared; the committed transaction itself to those that answered but
+        # could not prepare (conflict with an older undecided txn, schema behind): both count once
+        # durable there.
+        ctasks = [asyncio.ensure_future(self.send(peers[nid], *_decision_call(ans, req, cts), timeout))
+                  for nid, ans in answers.items() if isinstance(ans, dict)]
+        acks = 0
+        cpending = set(ctasks)
+        deadline = time.monotonic() + timeout
+        while cpending and 1 + acks < need:
+            done, cpending = await asyncio.wait(cpending, timeout=max(0.0, deadline - time.monotonic()),
+                                                return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break
+            acks += sum(1 for t in done if _ok(_answer(t)))
+        for t in cpending:
+            self._background.add(t)
+            t.add_done_callback(self._background.discard)
+            t.add_done_callback(_answer)  # retrieve a late failure (the peer resolves it itself)
+        res = await self.participant.commit_local(db, txn, cts)
+        if not res.get("ok"):
+            raise CommitIncomplete(f"transaction committed on {acks} other node(s) but could not be applied "
+                                   f"on this one: {res.get('err')}")
+        self.stats["committed"] += 1
+        if 1 + acks < need:
+            self.stats["incomplete"] += 1
+            raise CommitIncomplete(f"transaction committed on {1 + acks} of {total} nodes, {need} needed for "
+                                   f"{level}; the others will receive it through anti-entropy")
+        return CommitResult(txn, cts, prepared, 1 + acks)
+
+    def _late_answer(self, addr: str, task: asyncio.Future[Any], decision: dict[str, Any],
+                     req: dict[str, Any]) -> None:
+        ans = _answer(task)
+        if decision.get("commit"):
+            if isinstance(ans, dict):
+                self._spawn(self._send_quiet(addr, *_decision_call(ans, req, decision["cts"])))
+        elif decision.get("commit") is False and _ok(ans):
+            self._spawn(self._send_quiet(addr, "txn_abort", {"db": req["db"], "txn": req["txn"]}))
+
+    async def _send_quiet(self, addr: str, method: str, payload: Any) -> None:
+        if method == "txn_replay":  # a replay may wait for the schema it needs: give it the DDL timeout
+            with contextlib.suppress(Exception):
+                await self.send(addr, method, payload, self.ddl_timeout)
+            return
+        try:
+            await self.send(addr, method, payload, self.write_timeout)
+        except Exception as e:  # the peer resolves it itself (participant resolution)
+            log.debug("%s to %s failed: %s", method, addr, e)
+
+    async def close(self) -> None:
+        for t in list(self._background):
+            t.cancel()
+
+
+def _answer(task: asyncio.Future[Any]) -> Any:
+    if task.cancelled():
+        return None
+    exc = task.exception()
+    return exc if exc is not None else task.result()
+
+
+def _ok(ans: Any) -> bool:
+    return isinstance(ans, dict) and bool(ans.get("ok"))
+
+
+def _decision_call(ans: Any, req: dict[str, Any], cts: Timestamp) -> tuple[str, dict[str, Any]]:
+    """COMMIT for a node that prepared, the whole committed transaction (REPLAY) for one that refused."""
+    if _ok(ans):
+        return "txn_commit", {"db": req["db"], "txn": req["txn"], "cts": m.ts_out(cts)}
+    return "txn_replay", {"db": req["db"], "txn": req["txn"], "cts": m.ts_out(cts), "coord": req["coord"],
+                          "body": req["body"], "sv": req["sv"]}
+
+
+def _conflict_message(detail: str) -> str:
+    return f"Deadlock found when trying to get lock; try restarting transaction ({detail})"

@@ -1,0 +1,384 @@
+"""The participant side of two-phase commit: PREPARE, COMMIT, ABORT, STATUS, and stale-txn resolution.
+
+Every node is a participant of every write, the coordinator included (it calls ``prepare`` directly).
+
+PREPARE (synchronous on purpose: no ``await`` between the checks and taking the intents, so nothing
+else on this node interleaves):
+  1. merge the coordinator's HLC; refuse while this node is LEAVING;
+  2. the database must exist here (else *reject*: this node does not count towards the quorum);
+  3. schema version: older here than the coordinator's → *reject* (this node must catch up first);
+     newer here → *conflict* (the coordinator planned against an old schema: retry);
+  4. intents on every row key (DDL: database-wide) → another undecided txn owns one → *conflict*;
+  5. row versions: a key whose version here is newer than the one the coordinator's dry run saw →
+     *conflict* (the coordinator read data that has been overwritten since; applying its images would
+     lose that write). Together with intents this makes a quorum write on a row impossible while
+     another quorum write on it is undecided or unseen by the writer: quorums intersect.
+  6. keep the body until the decision; answer with this node's HLC (the commit timestamp will be
+     above it).
+
+COMMIT applies the body through the apply queue and answers only once it is durable here (so a COMMIT
+ack means "this node has it", which is what the consistency levels count). ABORT drops it.
+
+Resolution: a prepared transaction whose decision has not arrived after ``heartbeat_timeout_seconds``
+(DDL: ``[ddl] lock_lease_seconds``) is resolved by asking the other nodes: if any has it committed, it
+is committed here with the same commit timestamp (never abort a transaction someone committed); if its
+coordinator answers that it is still running, it waits; if the coordinator does not know it, says it
+aborted, or is unreachable, it is aborted and its intents released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from marmot.hlc import HLC, Timestamp
+from marmot.replication import messages as m
+from marmot.replication.applier import ApplyItem
+from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.intents import IntentTable
+from marmot.storage import replication_tables as rt
+from marmot.storage.databases import DatabaseManager
+from marmot.storage.rowkey import database_key
+
+log = logging.getLogger("marmot.replication")
+_RECENT_ABORTS = 100_000
+
+
+@dataclass(slots=True)
+class Prepared:
+    db: str
+    txn_id: int
+    coordinator: int
+    payload: bytes
+    body: m.Body
+    since: float  # monotonic time of PREPARE (or of the last "still running" answer)
+    timeout: float
+    committing: bool = False
+
+
+class Participant:
+    """This node's 2PC participant. ``ask_peers(method, payload)`` queries every other alive node and
+    returns {node_id: answer or None}; ``coordinator_state(txn)`` is this node's own coordinator's
+    view (for STATUS); ``apply_dbop(op, name)`` creates or drops a database file."""
+
+    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, queues: ApplyQueues, *,
+                 heartbeat_timeout: float, ddl_lease: float,
+                 ask_peers: Callable[[str, dict[str, Any]], Awaitable[dict[int, Any]]] | None = None,
+                 coordinator_state: Callable[[int], tuple[str, Timestamp | None]] | None = None,
+                 apply_dbop: Callable[[str, str], None] | None = None,
+                 leaving: Callable[[], bool] | None = None, conflict_wait: float = 0.25) -> None:
+        self.node_id = node_id
+        self.hlc = hlc
+        self.databases = databases
+        self.queues = queues
+        self.intents = IntentTable()
+        self.heartbeat_timeout = heartbeat_timeout
+        self.ddl_lease = ddl_lease
+        self.ask_peers = ask_peers
+        self.coordinator_state = coordinator_state
+        self.apply_dbop = apply_dbop
+        self.leaving = leaving or (lambda: False)
+        self.prepared: dict[int, Prepared] = {}
+        self._aborted: OrderedDict[int, None] = OrderedDict()
+        self._schema_versions: dict[str, int] = {}
+        self._readers: dict[str, apsw.Connection] = {}
+        self._schema_changed = asyncio.Event()  # set (and replaced) whenever a DDL or database op lands
+        self._released: dict[int, asyncio.Event] = {}  # txn id -> set when its intents are released
+        self.conflict_wait = conflict_wait
+        self.ready_timeout = ddl_lease
+        self.stats = {"prepared": 0, "committed": 0, "aborted": 0, "conflicts": 0, "rejected": 0,
+                      "resolved_commit": 0, "resolved_abort": 0, "replayed": 0}
+
+    # -- local state ----------------------------------------------------------------------------
+
+    def reader(self, db: str) -> apsw.Connection:
+        conn = self._readers.get(db)
+        if conn is None:
+            conn = self.queues.connection(db)  # ensures the replication tables exist
+            conn = self._readers[db] = self.databases.open(db)
+        return conn
+
+    def schema_version(self, db: str) -> int:
+        v = self._schema_versions.get(db)
+        if v is None:
+            v = self._schema_versions[db] = rt.schema_version(self.reader(db))
+        return v
+
+    def schema_versions(self) -> dict[str, int]:
+        return dict(self._schema_versions)
+
+    def note_applied(self, db: str, items: list[ApplyItem], outcomes: list[Any]) -> None:
+        """Apply-queue callback: a DDL changed the schema version."""
+        if any(i.body.ddl for i in items):
+            self._schema_versions.pop(db, None)
+            self.signal_schema_change()
+
+    def signal_schema_change(self) -> None:
+        event, self._schema_changed = self._schema_changed, asyncio.Event()
+        event.set()
+
+    async def wait_ready(self, db: str, sv: int, timeout: float) -> bool:
+        """Wait until ``db`` exists here with at least schema version ``sv`` (a DDL or CREATE DATABASE
+        this transaction depends on may still be on its way to this node)."""
+        deadline = time.monotonic() + timeout
+        while not (self.databases.exists(db) and self.schema_version(db) >= sv):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._schema_changed.wait(), min(remaining, 0.5))
+        return True
+
+    def forget_database(self, db: str) -> None:
+        conn = self._readers.pop(db, None)
+        if conn is not None:
+            with contextlib.suppress(apsw.Error):
+                conn.close()
+        self._schema_versions.pop(db, None)
+        self.queues.forget(db)
+
+    # -- PREPARE --------------------------------------------------------------------------------
+
+    def prepare(self, req: Any) -> dict[str, Any]:
+        try:
+            db = m.field(req, "db", str)
+            txn = m.field(req, "txn", int)
+            ts = m.ts_in(req.get("ts"))
+            coord = m.field(req, "coord", int)
+            payload = m.field(req, "body", bytes)
+            sv = m.field(req, "sv", int)
+            body = m.decode_body(payload)
+            bv = req.get("bv") or []
+            if type(bv) is not list or (bv and len(bv) != len(body.changes)):
+                raise m.MessageError("bv must list one base version per change")
+            base = [m.version_in(v) for v in bv]
+        except m.MessageError as e:
+            return {"ok": False, "reject": f"malformed PREPARE: {e}"}
+        self.hlc.update(ts)
+        if txn in self.prepared:
+            return {"ok": True, "ts": m.ts_out(self.hlc.now())}
+        if self.leaving():
+            return self._reject("node is leaving the cluster")
+        if body.kind == "dbop":
+            assert body.dbop is not None
+            owner = self.intents.acquire("", txn, [database_key(body.dbop[1])], ddl=False)
+            if owner is not None:
+                return self._conflict(f"database {body.dbop[1]} is being changed by transaction {owner}")
+            return self._keep(db, txn, coord, payload, body)
+        if not self.databases.exists(db):
+            return self._reject(f"unknown database '{db}' on node {self.node_id}")
+        local_sv = self.schema_version(db)
+        if local_sv < sv:
+            return self._reject(f"schema of '{db}' on node {self.node_id} is behind ({local_sv} < {sv})")
+        if local_sv > sv:
+            return self._conflict(f"schema of '{db}' changed (version {local_sv}, statement planned at {sv})")
+        keys = [c.key for c in body.changes]
+        owner = self.intents.acquire(db, txn, keys, ddl=body.kind == "ddl")
+        if owner is not None:
+            return self._conflict(f"row or table locked by transaction {owner}", owner)
+        if keys:
+            stored = rt.row_versions(self.reader(db), keys)
+            if stored:
+                for c, seen in zip(body.changes, base or [None] * len(keys), strict=True):
+                    v = stored.get(c.key)
+                    if v is not None and (seen is None or v > seen):
+                        self.intents.release(db, txn)
+                        return self._conflict(f"row of {c.table} changed since it was read")
+        return self._keep(db, txn, coord, payload, body)
+
+    def _keep(self, db: str, txn: int, coord: int, payload: bytes, body: m.Body) -> dict[str, Any]:
+        timeout = self.ddl_lease if body.kind != "dml" else self.heartbeat_timeout
+        self.prepared[txn] = Prepared(db, txn, coord, payload, body, time.monotonic(), timeout)
+        self.stats["prepared"] += 1
+        return {"ok": True, "ts": m.ts_out(self.hlc.now())}
+
+    def _reject(self, why: str) -> dict[str, Any]:
+        self.stats["rejected"] += 1
+        return {"ok": False, "reject": why}
+
+    def _conflict(self, why: str, owner: int | None = None) -> dict[str, Any]:
+        self.stats["conflicts"] += 1
+        ans: dict[str, Any] = {"ok": False, "conflict": why, "ts": m.ts_out(self.hlc.now())}
+        if owner is not None:
+            ans["owner"] = owner
+        return ans
+
+    async def prepare_waiting(self, req: Any) -> dict[str, Any]:
+        """PREPARE that waits a little (``conflict_wait``) for an intent held by another transaction
+        to be released before calling it a conflict. The holder is usually already decided and only its
+        COMMIT or apply is still on the way (a DDL a moment ago, a row written a moment ago on another
+        node): failing at once would hand clients a 1213 for a transaction that finishes in a few ms.
+        The wait is bounded, so two transactions waiting on each other on different nodes cannot
+        deadlock: one of them gives up."""
+        deadline = time.monotonic() + self.conflict_wait
+        while True:
+            ans = self.prepare(req)
+            owner = ans.pop("owner", None)
+            if ans.get("ok") or owner is None or owner not in self.prepared:
+                return ans
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return ans
+            self.stats["conflicts"] -= 1  # counted once, when it is final
+            event = self._released.get(owner)
+            if event is None:
+                event = self._released[owner] = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
+
+    # -- COMMIT / ABORT -------------------------------------------------------------------------
+
+    async def commit(self, req: Any) -> dict[str, Any]:
+        try:
+            db = m.field(req, "db", str)
+            txn = m.field(req, "txn", int)
+            cts = m.ts_in(req.get("cts"), "commit timestamp")
+        except m.MessageError as e:
+            return {"ok": False, "err": f"malformed COMMIT: {e}"}
+        return await self.commit_local(db, txn, cts)
+
+    async def commit_local(self, db: str, txn: int, cts: Timestamp) -> dict[str, Any]:
+        self.hlc.update(cts)
+        p = self.prepared.get(txn)
+        if p is None:
+            if db and self.databases.exists(db) and rt.is_applied(self.reader(db), txn):
+                return {"ok": True}
+            return {"ok": False, "err": f"transaction {txn} is not prepared on node {self.node_id}"}
+        p.committing = True
+        try:
+            if p.body.kind == "dbop":
+                assert p.body.dbop is not None and self.apply_dbop is not None
+                self.apply_dbop(*p.body.dbop)
+                self.signal_schema_change()
+            else:
+                await self.queues.apply(p.db, ApplyItem(txn, cts, p.coordinator, p.payload, p.body))
+        except Exception as e:
+            log.error("transaction %d: commit on node %d failed: %s", txn, self.node_id, e)
+            p.committing = False
+            return {"ok": False, "err": f"apply failed on node {self.node_id}: {e}"}
+        self._forget(p)
+        self.stats["committed"] += 1
+        return {"ok": True}
+
+    async def replay(self, req: Any) -> dict[str, Any]:
+        """A committed transaction this node did not prepare (it conflicted, was behind, or answered
+        late): apply it last-writer-wins without intents — applying a *decided* transaction is safe in
+        any order. Answers once it is durable here, so it counts like a COMMIT ack."""
+        try:
+            db = m.field(req, "db", str)
+            txn = m.field(req, "txn", int)
+            cts = m.ts_in(req.get("cts"), "commit timestamp")
+            coord = m.field(req, "coord", int)
+            payload = m.field(req, "body", bytes)
+            sv = m.field(req, "sv", int)
+            body = m.decode_body(payload)
+        except m.MessageError as e:
+            return {"ok": False, "err": f"malformed REPLAY: {e}"}
+        self.hlc.update(cts)
+        if txn in self.prepared:
+            return await self.commit_local(db, txn, cts)
+        if body.kind == "dbop":
+            assert body.dbop is not None and self.apply_dbop is not None
+            self.apply_dbop(*body.dbop)
+            return {"ok": True}
+        if not await self.wait_ready(db, sv, self.ready_timeout):
+            return {"ok": False, "err": f"'{db}' on node {self.node_id} is missing or its schema is behind"}
+        try:
+            await self.queues.apply(db, ApplyItem(txn, cts, coord, payload, body))
+        except Exception as e:
+            log.error("transaction %d: replay on node %d failed: %s", txn, self.node_id, e)
+            return {"ok": False, "err": f"apply failed on node {self.node_id}: {e}"}
+        self.stats["replayed"] += 1
+        return {"ok": True}
+
+    def abort(self, req: Any) -> dict[str, Any]:
+        try:
+            txn = m.field(req, "txn", int)
+        except m.MessageError as e:
+            return {"ok": False, "err": f"malformed ABORT: {e}"}
+        self.abort_local(txn)
+        return {"ok": True}
+
+    def abort_local(self, txn: int) -> None:
+        p = self.prepared.get(txn)
+        if p is not None and not p.committing:
+            self._forget(p)
+            self.stats["aborted"] += 1
+        self._aborted[txn] = None
+        if len(self._aborted) > _RECENT_ABORTS:
+            self._aborted.popitem(last=False)
+
+    def _forget(self, p: Prepared) -> None:
+        self.prepared.pop(p.txn_id, None)
+        self.intents.release("" if p.body.kind == "dbop" else p.db, p.txn_id)
+        event = self._released.pop(p.txn_id, None)
+        if event is not None:
+            event.set()
+
+    # -- STATUS and resolution ------------------------------------------------------------------
+
+    def status(self, req: Any) -> dict[str, Any]:
+        try:
+            db = m.field(req, "db", str)
+            txn = m.field(req, "txn", int)
+        except m.MessageError:
+            return {"state": "unknown"}
+        if db and self.databases.exists(db):
+            cts = rt.committed_timestamp(self.reader(db), txn)
+            if cts is not None:
+                return {"state": "committed", "cts": list(cts)}
+        if self.coordinator_state is not None:
+            state, ts = self.coordinator_state(txn)
+            if state == "committed" and ts is not None:
+                return {"state": "committed", "cts": m.ts_out(ts)}
+            if state in ("pending", "aborted"):
+                return {"state": state}
+        if txn in self.prepared:
+            return {"state": "prepared"}
+        if txn in self._aborted:
+            return {"state": "aborted"}
+        return {"state": "unknown"}
+
+    async def resolve_stale(self) -> None:
+        """One resolution round over prepared transactions older than their timeout."""
+        now = time.monotonic()
+        stale = [p for p in self.prepared.values() if not p.committing and now - p.since > p.timeout]
+        for p in stale:
+            answers = await self.ask_peers("txn_status", {"db": p.db, "txn": p.txn_id}) if self.ask_peers else {}
+            if p.txn_id not in self.prepared or p.committing:
+                continue
+            committed = next((a for a in answers.values()
+                              if isinstance(a, dict) and a.get("state") == "committed"), None)
+            if committed is not None:
+                try:
+                    cts = m.ts_in(committed.get("cts"))
+                except m.MessageError:
+                    continue
+                log.info("transaction %d: committed elsewhere, committing here too", p.txn_id)
+                self.stats["resolved_commit"] += 1
+                await self.commit_local(p.db, p.txn_id, cts)
+                continue
+            coord = answers.get(p.coordinator)
+            if isinstance(coord, dict) and coord.get("state") in ("pending", "prepared"):
+                p.since = time.monotonic()  # its coordinator is still working on it
+                continue
+            log.warning("transaction %d: no decision from coordinator %d after %.0f s, aborting it",
+                        p.txn_id, p.coordinator, p.timeout)
+            self.stats["resolved_abort"] += 1
+            self.abort_local(p.txn_id)
+
+    async def run_resolver(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.resolve_stale()
+            except Exception:
+                log.exception("resolving stale transactions failed")

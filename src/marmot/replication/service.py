@@ -1,0 +1,148 @@
+"""The replication layer of one node, as the engine and node.py see it.
+
+It is its own type because two consumers need one handle: the engine hands it every write
+(``commit_changes``, ``commit_ddl``, ``database_op``) and node.py wires it to the cluster (RPC
+methods, membership, gossip metadata) and stops it. Inside: the coordinator (writes starting here),
+the participant (every write, wherever it started), the apply queues and the stale-txn resolver.
+
+Path of a write (``shared/DESIGN.md``, "The data flow of one write"): the engine captured the rows and
+rolled its SQLite transaction back → ``commit_changes`` encodes them with the row versions the dry
+run saw → ``Coordinator.replicate`` (PREPARE, decision, COMMIT) → every node's ``ApplyQueues`` applies
+them last-writer-wins with the applied marker → the engine answers the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from marmot.hlc import HLC
+from marmot.replication import messages as m
+from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.changes import RowChange, encode_transaction
+from marmot.replication.coordinator import CommitResult, Coordinator
+from marmot.replication.participant import Participant
+from marmot.storage import replication_tables as rt
+from marmot.storage.databases import DatabaseManager
+
+log = logging.getLogger("marmot.replication")
+Send = Callable[[str, str, Any, float], Awaitable[Any]]
+
+
+class Replication:
+    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, send: Send, *,
+                 peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
+                 leaving: Callable[[], bool] = lambda: False, default_level: str = "QUORUM",
+                 write_timeout: float = 5.0, ddl_timeout: float = 60.0, heartbeat_timeout: float = 10.0,
+                 ddl_lease: float = 30.0, max_batch: int = 128, status_timeout: float = 2.0) -> None:
+        self.node_id = node_id
+        self.hlc = hlc
+        self.databases = databases
+        self.send = send
+        self.peers = peers
+        self.default_level = default_level
+        self.status_timeout = status_timeout
+        self.queues = ApplyQueues(databases, max_batch=max_batch)
+        self.participant = Participant(
+            node_id, hlc, databases, self.queues, heartbeat_timeout=heartbeat_timeout, ddl_lease=ddl_lease,
+            ask_peers=self._ask_peers, apply_dbop=self._apply_dbop, leaving=leaving)
+        self.queues.on_applied = self.participant.note_applied
+        self.coordinator = Coordinator(node_id, hlc, self.participant, send, peers=peers,
+                                       total_members=total_members, write_timeout=write_timeout,
+                                       ddl_timeout=ddl_timeout)
+        self.participant.coordinator_state = self._coordinator_state
+        self._resolver: asyncio.Task[None] | None = None
+        self.before_drop: Callable[[str], None] | None = None  # node.py: sessions let go of the files
+        for name in databases.names():
+            rt.ensure_tables(self.queues.connection(name))
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def register(self, router: Any) -> None:
+        """RPC methods on the cluster port (``RpcRouter.unary(name, handler(payload, ctx))``)."""
+        p = self.participant
+
+        async def prepare(payload: Any, _ctx: Any) -> Any:
+            return await p.prepare_waiting(payload)
+
+        async def commit(payload: Any, _ctx: Any) -> Any:
+            return await p.commit(payload)
+
+        async def replay(payload: Any, _ctx: Any) -> Any:
+            return await p.replay(payload)
+
+        async def abort(payload: Any, _ctx: Any) -> Any:
+            return p.abort(payload)
+
+        async def status(payload: Any, _ctx: Any) -> Any:
+            return p.status(payload)
+
+        for name, fn in (("txn_prepare", prepare), ("txn_commit", commit), ("txn_abort", abort), ("txn_replay", replay),
+                         ("txn_status", status)):
+            router.unary(name, fn)
+
+    def start(self) -> None:
+        self._resolver = asyncio.get_running_loop().create_task(self.participant.run_resolver())
+
+    async def stop(self) -> None:
+        if self._resolver is not None:
+            self._resolver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resolver
+            self._resolver = None
+        await self.coordinator.close()
+        await self.queues.close()
+
+    def _coordinator_state(self, txn: int) -> tuple[str, Any]:
+        return self.coordinator.state_of(txn)
+
+    async def _ask_peers(self, method: str, payload: dict[str, Any]) -> dict[int, Any]:
+        peers = self.peers()
+
+        async def ask(addr: str) -> Any:
+            try:
+                return await self.send(addr, method, payload, self.status_timeout)
+            except Exception as e:
+                return e
+
+        answers = await asyncio.gather(*(ask(a) for a in peers.values()))
+        return dict(zip(peers, answers, strict=True))
+
+    def _apply_dbop(self, op: str, name: str) -> None:
+        if op == "create":
+            if self.databases.create(name, if_not_exists=True):
+                rt.ensure_tables(self.queues.connection(name))
+            self.participant.signal_schema_change()
+        else:
+            if self.before_drop is not None:
+                self.before_drop(name)
+            self.participant.forget_database(name)
+            self.databases.drop(name, if_exists=True)
+
+    # -- the engine's entry points --------------------------------------------------------------
+
+    def level(self, requested: str | None) -> str:
+        return (requested or self.default_level).upper()
+
+    def schema_version(self, db: str) -> int:
+        return self.participant.schema_version(db)
+
+    async def commit_changes(self, db: str, changes: list[RowChange], base: list[list[int] | None],
+                             schema_version: int, level: str | None = None) -> CommitResult:
+        rows = encode_transaction(db, self.hlc.peek(), changes)
+        body = m.encode_body("dml", rows=rows)
+        return await self.coordinator.replicate(db, body, base=base, schema_version=schema_version,
+                                                level=self.level(level))
+
+    async def commit_ddl(self, db: str, statements: list[str], schema_version: int,
+                         level: str | None = None) -> CommitResult:
+        body = m.encode_body("ddl", ddl=statements)
+        return await self.coordinator.replicate(db, body, schema_version=schema_version,
+                                                level=self.level(level), ddl=True)
+
+    async def database_op(self, op: str, name: str, level: str | None = None) -> CommitResult:
+        body = m.encode_body("dbop", dbop=(op, name))
+        return await self.coordinator.replicate("", body, level=self.level(level), ddl=True)
