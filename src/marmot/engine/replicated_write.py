@@ -30,15 +30,20 @@ Consistency level per statement or transaction: the hint comment ``/*+ MARMOT_CO
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import apsw
 
+from marmot.engine import errors
 from marmot.engine.capture import CaptureError, ChangeCapture
 from marmot.engine.errors import MySQLError
+from marmot.replication.changes import ApplyError, RowChange, apply_changes
 from marmot.replication.errors import ReplicationError
+from marmot.sql.func_values import FunctionError
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import SchemaCache
+from marmot.storage.write_lock import LockTimeout
 
 if TYPE_CHECKING:
     from marmot.replication.service import Replication
@@ -46,7 +51,57 @@ if TYPE_CHECKING:
 _HINT = re.compile(r"MARMOT_CONSISTENCY\s*\(\s*['\"]?(ONE|TWO|THREE|QUORUM|ALL|LOCAL_ONE)['\"]?\s*\)", re.IGNORECASE)
 _TEMP_DDL = re.compile(r"^\s*CREATE\s+TEMP(?:ORARY)?\s", re.IGNORECASE)
 _DROP_TABLE = re.compile(r"^\s*DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(.+)$", re.IGNORECASE | re.DOTALL)
+# What a failing statement raises: SQLite's errors, and MySQL function errors raised inside SQL functions.
+_STATEMENT_ERRORS = (apsw.Error, FunctionError)
 LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_ONE")
+
+
+class PendingTransaction:
+    """The writes of an open transaction: each statement's net row changes, in order, and the version
+    of every touched key as first seen (for the conflict check at PREPARE)."""
+
+    __slots__ = ("db", "statements", "base", "_merged")
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self.statements: list[list[RowChange]] = []
+        self.base: dict[bytes, list[int] | None] = {}
+        self._merged: list[RowChange] | None = None
+
+    def add(self, changes: list[RowChange]) -> None:
+        if changes:
+            self.statements.append(changes)
+            self._merged = None
+
+    def truncate(self, count: int) -> None:
+        """ROLLBACK TO SAVEPOINT: forget the statements after the first ``count``."""
+        if count < len(self.statements):
+            del self.statements[count:]
+            self._merged = None
+
+    def merged(self) -> list[RowChange]:
+        """One change per row key over the whole transaction: the old image of its first change, the new
+        image of its last; a row inserted and deleted again is gone. First-touch order."""
+        if self._merged is None:
+            if len(self.statements) == 1:
+                self._merged = self.statements[0]
+            else:
+                net: dict[bytes, list[Any]] = {}
+                for stmt in self.statements:
+                    for c in stmt:
+                        e = net.get(c.key)
+                        if e is None:
+                            net[c.key] = [c.table, c.old, c.new]
+                        else:
+                            e[2] = c.new
+                out = []
+                for key, (table, old, new) in net.items():
+                    if old is None and new is None:
+                        continue
+                    op = "INSERT" if old is None else "DELETE" if new is None else "UPDATE"
+                    out.append(RowChange(table, op, key, old, new))
+                self._merged = out
+        return self._merged
 
 
 def consistency_hint(sql: str) -> str | None:
@@ -62,15 +117,21 @@ def replication_error(err: ReplicationError) -> MySQLError:
 
 
 class ReplicatedWrites:
-    """Mixin for ``Session``: the capture lifecycle and the hand-over to the replication layer."""
+    """Mixin for ``Session``: statement-scoped capture, the open transaction's changes, and the hand-over
+    to the replication layer."""
 
     ctx: Any
     database: str | None
+    autocommit: bool
+    in_transaction: bool
     variables: dict[str, object]
     _txn_level: str | None
-    _capture: ChangeCapture | None
     _captures: dict[apsw.Connection, ChangeCapture]
     _schemas: dict[str, SchemaCache]
+    _rtxn: PendingTransaction | None
+    _view: apsw.Connection | None  # the connection holding this transaction's view, if open
+    _view_db: str
+    _retry_busy: Callable[[Callable[[], object]], Awaitable[object]]  # Session's
 
     @property
     def replication(self) -> Replication | None:
@@ -82,51 +143,161 @@ class ReplicatedWrites:
         v = self.variables.get("marmot_write_consistency")
         return str(v).upper() if v else None
 
-    def _start_capture(self, conn: apsw.Connection, db: str) -> None:
-        """At the first write of a transaction: the hook goes on the pinned connection."""
-        cap = self._captures.get(conn)
-        if cap is None:
-            schema = self._schemas.get(db)
-            if schema is None:
-                schema = self._schemas[db] = SchemaCache()
-            cap = self._captures[conn] = ChangeCapture(schema)
-        cap.reset()
-        cap.start(conn, self.ctx.databases.generation(db))
-        self._capture = cap
+    def _schema(self, db: str) -> SchemaCache:
+        schema = self._schemas.get(db)
+        if schema is None:
+            schema = self._schemas[db] = SchemaCache()
+        schema.check_generation(self.ctx.databases.generation(db))
+        return schema
 
-    def _stop_capture(self) -> None:
-        cap = self._capture
-        if cap is not None:
-            cap.stop()
-            cap.reset()
-            self._capture = None
-
-    async def _replicate_transaction(self, conn: apsw.Connection, db: str) -> None:
-        """COMMIT of a captured transaction: collect its net row changes and the versions its reads saw,
-        roll the dry run back, and replicate. Raises the MySQL error the client should get."""
-        rep = self.replication
-        cap = self._capture
-        assert rep is not None and cap is not None
-        level = self._write_level()
-        self._txn_level = None
+    async def _lock_for_write(self, conn: apsw.Connection, db: str) -> None:
+        """This node's writer lock of ``db`` (``storage/write_lock.py``: FIFO, idle holders preempted),
+        then SQLite's. ``_unlock`` gives both back."""
+        lock = self.ctx.databases.write_lock(db)
+        try:
+            await lock.acquire(self.ctx.lock_wait_timeout_s)
+        except LockTimeout:
+            raise errors.lock_wait_timeout() from None
         try:
             try:
-                changes = cap.changes()
-            except CaptureError as e:
-                raise MySQLError(1105, "HY000", f"this write cannot be replicated: {e}") from e
-            base: list[list[int] | None] = []
-            if changes:
-                seen = rt.row_versions(conn, [c.key for c in changes])
-                base = [list(v) if (v := seen.get(c.key)) is not None else None for c in changes]
-            schema_version = rep.schema_version(db)
-        finally:
-            self._stop_capture()
+                conn.execute("BEGIN IMMEDIATE")
+            except apsw.BusyError:  # another process writes the file
+                await self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        except BaseException:
+            lock.release()
+            raise
+
+    def _unlock(self, conn: apsw.Connection, db: str) -> None:
+        try:
             if not conn.get_autocommit():
                 conn.execute("ROLLBACK")
+        finally:
+            self.ctx.databases.write_lock(db).release()
+
+    # The open transaction's *view*: its SQLite transaction with its own writes in place, holding the
+    # node's writer lock. It stays open between statements (nothing is re-done per statement) until
+    # COMMIT/ROLLBACK, a failed statement, or another writer preempts it while it waits for its client;
+    # then the next statement puts the writes back (``_enter_view``).
+
+    async def _enter_view(self, conn: apsw.Connection, db: str) -> None:
+        """Make ``conn`` hold the writer lock with this transaction's own earlier writes in place."""
+        if self._view is conn:
+            self.ctx.databases.write_lock(db).set_busy()
+            return
+        self._close_view()
+        await self._lock_for_write(conn, db)
+        rtxn = self._rtxn
+        if rtxn is not None and rtxn.statements:
+            try:
+                apply_changes(conn, rtxn.merged(), self._schema(db))
+            except (apsw.Error, ApplyError) as e:
+                self._unlock(conn, db)
+                raise MySQLError(1105, "HY000", f"this transaction's earlier writes no longer fit the table "
+                                                f"(schema changed?): {e}") from e
+        self._view = conn
+
+    def _park_view(self) -> None:
+        """Between statements of a transaction: keep the view, but let other writers preempt it."""
+        if self._view is not None and self._rtxn is not None:
+            self.ctx.databases.write_lock(self._rtxn.db).set_idle(self._preempt_view)
+
+    def _preempt_view(self) -> None:
+        view, self._view = self._view, None
+        if view is not None and self._rtxn is not None:
+            self._unlock(view, self._rtxn.db)
+
+    def _close_view(self) -> None:
+        """Roll the view back and release the lock (COMMIT, ROLLBACK, a failed statement)."""
+        view, self._view = self._view, None
+        if view is not None:
+            db = self._rtxn.db if self._rtxn is not None else self._view_db
+            self._unlock(view, db)
+
+    def _in_view(self, conn: apsw.Connection, db: str) -> bool:
+        """Reads on ``conn`` must run inside the view (the open transaction wrote to ``db``)."""
+        rtxn = self._rtxn
+        return rtxn is not None and rtxn.db == db and bool(rtxn.statements)
+
+    async def _run_captured(self, conn: apsw.Connection, db: str, body: Callable[[], int],
+                            observer: Callable[[apsw.PreUpdate], None] | None,
+                            errors_of: Callable[[BaseException], MySQLError]) -> int:
+        """Run one write statement in the view with the hook on; keep its net changes and the row
+        versions it saw. In autocommit mode the view is rolled back at once (the 2PC follows)."""
+        rtxn = self._rtxn
+        if rtxn is not None and rtxn.db != db:
+            raise MySQLError(1105, "HY000", "A Marmot transaction can write to one database only "
+                                            f"(this one already wrote to '{rtxn.db}')")
+        if not self.autocommit:
+            self.in_transaction = True
+        await self._enter_view(conn, db)
+        self._view_db = db
+        ok = False
+        try:
+            cap = self._captures.get(conn)
+            if cap is None:
+                cap = self._captures[conn] = ChangeCapture(self._schema(db))
+            cap.schema = self._schema(db)
+            cap.reset()
+            cap.start(conn)
+            try:
+                if observer is not None:
+                    cap.set_observer(observer)
+                try:
+                    affected = body()
+                except _STATEMENT_ERRORS as err:
+                    raise errors_of(err) from err
+                try:
+                    changes = cap.changes()
+                except CaptureError as e:
+                    raise MySQLError(1105, "HY000", f"this write cannot be replicated: {e}") from e
+            finally:
+                cap.stop()
+                cap.reset()
+            if rtxn is None:
+                rtxn = self._rtxn = PendingTransaction(db)
+            new_keys = [c.key for c in changes if c.key not in rtxn.base]
+            if new_keys:
+                seen = rt.row_versions(conn, new_keys)
+                for k in new_keys:
+                    v = seen.get(k)
+                    rtxn.base[k] = list(v) if v is not None else None
+            rtxn.add(changes)
+            ok = True
+        finally:
+            if ok and self.in_transaction:
+                self._park_view()
+            else:
+                # autocommit (2PC next), or a failed statement: SQLite may hold part of its effects,
+                # so the view goes; the next statement rebuilds it from the changes kept so far
+                view, self._view = self._view, None
+                if view is not None:
+                    self._unlock(view, db)
+        return affected
+
+    def _savepoint_mark(self) -> int:
+        return len(self._rtxn.statements) if self._rtxn is not None else 0
+
+    def _rollback_to_mark(self, mark: int) -> None:
+        if self._rtxn is not None and mark < len(self._rtxn.statements):
+            self._close_view()  # it holds the statements being dropped
+            self._rtxn.truncate(mark)
+
+    async def _replicate_transaction(self) -> None:
+        """COMMIT: replicate the open transaction's net changes (nothing to do when it changed nothing)."""
+        self._close_view()
+        rtxn, self._rtxn = self._rtxn, None
+        level = self._write_level()
+        self._txn_level = None
+        if rtxn is None:
+            return
+        changes = rtxn.merged()
         if not changes:
             return
+        rep = self.replication
+        assert rep is not None
+        base = [rtxn.base.get(c.key) for c in changes]
         try:
-            await rep.commit_changes(db, changes, base, schema_version, level)
+            await rep.commit_changes(rtxn.db, changes, base, rep.schema_version(rtxn.db), level)
         except ReplicationError as e:
             raise replication_error(e) from e
 
@@ -145,14 +316,13 @@ class ReplicatedWrites:
         anything is sent), then replicate the SQLite statements; every node runs them idempotently."""
         rep = self.replication
         assert rep is not None
-        level = self._write_level()
-        self._txn_level = None
-        schema_version = rep.schema_version(db)
         try:
+            level = self._write_level()
+            self._txn_level = None
+            schema_version = rep.schema_version(db)
             validate()
         finally:
-            if not conn.get_autocommit():
-                conn.execute("ROLLBACK")
+            self._unlock(conn, db)
         try:
             await rep.commit_ddl(db, sqls, schema_version, level)
         except ReplicationError as e:

@@ -25,7 +25,7 @@ from marmot.engine import errors, extensions, information_schema, metadata
 from marmot.engine.capture import ChangeCapture
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
-from marmot.engine.replicated_write import ReplicatedWrites, consistency_hint
+from marmot.engine.replicated_write import PendingTransaction, ReplicatedWrites, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result, ResultSet
 from marmot.engine.session_commands import SessionCommands
 from marmot.sql import datetime_functions, functions, lexer
@@ -82,7 +82,9 @@ class Session(SessionCommands, ReplicatedWrites):
         self._pending_savepoints: list[str] = []  # SAVEPOINTs taken before the transaction's first write
         # Replication: the capture of the open write transaction, one capture per connection, a schema
         # cache per database, capture positions of savepoints, and a consistency hint for this transaction
-        self._capture: ChangeCapture | None = None
+        self._rtxn: PendingTransaction | None = None
+        self._view: apsw.Connection | None = None
+        self._view_db = ""
         self._captures: dict[apsw.Connection, ChangeCapture] = {}
         self._schemas: dict[str, SchemaCache] = {}
         self._savepoint_marks: dict[str, int] = {}
@@ -311,7 +313,7 @@ class Session(SessionCommands, ReplicatedWrites):
 
     @property
     def status_in_transaction(self) -> bool:
-        return self.in_transaction or self._txn_conn is not None
+        return self.in_transaction or self._txn_conn is not None or self._rtxn is not None
 
     # -- routing --------------------------------------------------------------------------------------
 
@@ -432,6 +434,11 @@ class Session(SessionCommands, ReplicatedWrites):
             cursor = cursors[1] if known is not None else cursors[0]
             self._description = None
             rows: list[tuple] = []
+            view = self._rtxn is not None and self._rtxn.db == self.database and self._in_view(conn, self._rtxn.db)
+            if view:  # this transaction wrote: its reads see its own writes
+                assert self._rtxn is not None
+                await self._enter_view(conn, self._rtxn.db)
+                self._view_db = self._rtxn.db
             try:
                 rows = self._read_steps(conn, plan, literals, params, cursor)
             except apsw.BusyError:
@@ -440,6 +447,9 @@ class Session(SessionCommands, ReplicatedWrites):
                 if self.database is None and isinstance(err, apsw.SQLError) and "no such table" in str(err):
                     raise MySQLError(1046, "3D000", "No database selected") from err
                 raise errors.from_sqlite(err, self.database or "") from err
+            finally:
+                if view:
+                    self._park_view()
             if self.autocommit is False and not self.in_transaction:
                 self.in_transaction = True
             if known is not None:
@@ -476,7 +486,7 @@ class Session(SessionCommands, ReplicatedWrites):
         if plan.rebuild:
             conn.execute("PRAGMA foreign_keys=OFF").fetchall()
         try:
-            await self._lock_for_write(conn)
+            await self._lock_for_write(conn, self.database)
 
             def validate() -> None:
                 try:
@@ -492,11 +502,7 @@ class Session(SessionCommands, ReplicatedWrites):
         self.variables["__row_count"] = 0
         return OkResult()
 
-    async def _lock_for_write(self, conn: apsw.Connection) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except apsw.BusyError:
-            await self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+
 
     def _read_steps(self, conn: apsw.Connection, plan: Plan, literals: list[object],
                     params: list[object], cursor: apsw.Cursor | None = None) -> list[tuple]:
@@ -527,16 +533,10 @@ class Session(SessionCommands, ReplicatedWrites):
 
     async def _write_locked(self, conn: apsw.Connection, plan: Plan, literals: list[object],
                             params: list[object]) -> Result:
-        await self._begin_write(conn)
         self._stmt_first_generated = None
         self._stmt_last_explicit = None
         counter = _AffectedRows(plan.affected, self.client_found_rows) if plan.affected else None
-        cap = self._capture
-        if counter is not None:
-            if cap is not None:
-                cap.set_observer(counter)
-            else:
-                conn.preupdate_hook(counter)
+
         def run_steps() -> int:
             changed = 0
             for step in plan.steps:
@@ -544,13 +544,22 @@ class Session(SessionCommands, ReplicatedWrites):
                 changed = conn.changes() if plan.kind != DDL else 0
             return changed
 
-        try:
-            affected = self._atomic_statement(conn, run_steps)
-        finally:
+        if self._replicated_write(conn, plan):
+            assert self.database is not None
+            affected = await self._run_captured(conn, self.database, run_steps, counter, self._statement_error)
+        else:
+            if self.ctx.replication is None or plan.kind == DDL:
+                await self._begin_write(conn)
+            else:
+                self._close_view()  # TEMPORARY-table writes commit at once, outside the view
+            # else: a write to TEMPORARY tables only, with replication on: it commits at once (a
+            # SAVEPOINT outside a transaction is one), holding no lock across statements
             if counter is not None:
-                if cap is not None:
-                    cap.set_observer(None)
-                else:
+                conn.preupdate_hook(counter)
+            try:
+                affected = self._atomic_statement(conn, run_steps)
+            finally:
+                if counter is not None:
                     conn.preupdate_hook(None)
         if counter is not None:
             affected = counter.count
@@ -568,12 +577,26 @@ class Session(SessionCommands, ReplicatedWrites):
         self.variables["__row_count"] = affected
         return OkResult(affected_rows=affected, last_insert_id=insert_id)
 
+    def _statement_error(self, err: BaseException) -> MySQLError:
+        return errors.from_sqlite(err, self.database or "")  # type: ignore[arg-type]
+
+    def _replicated_write(self, conn: apsw.Connection, plan: Plan) -> bool:
+        """Does this write go through capture and 2PC? Not without a replication layer, not without a
+        database, and not when it only writes this session's TEMPORARY tables (never replicated: they
+        are committed here at once, outside the transaction)."""
+        if self.ctx.replication is None or self.database is None or self._txn_conn is not None:
+            return False
+        if plan.kind == DDL:
+            return _is_truncate(plan)  # other DDL replicates as statements (``_ddl``) or stays local
+        return not (plan.tables and self._temp_tables(conn) >= plan.tables)
+
+    def _temp_tables(self, conn: apsw.Connection) -> set[str]:
+        return {r[0].lower() for r in conn.execute("SELECT name FROM temp.sqlite_schema WHERE type = 'table'")}
+
     def _atomic_statement(self, conn: apsw.Connection, body: Callable[[], int]) -> int:
         """Run ``body`` as one MySQL statement: inside a transaction a failure undoes only the statement
         (a SAVEPOINT around it); in autocommit mode the SQLite transaction is the statement."""
         use_savepoint = self.in_transaction
-        cap = self._capture
-        mark = cap.mark() if cap is not None else 0
         try:
             if use_savepoint:
                 conn.execute("SAVEPOINT __marmot_stmt")
@@ -585,8 +608,6 @@ class Session(SessionCommands, ReplicatedWrites):
             if use_savepoint:
                 conn.execute("ROLLBACK TO __marmot_stmt")
                 conn.execute("RELEASE __marmot_stmt")
-                if cap is not None:
-                    cap.rollback_to(mark)
             else:
                 self._rollback_sqlite()
             raise errors.from_sqlite(err, self.database or "") from err
@@ -605,11 +626,8 @@ class Session(SessionCommands, ReplicatedWrites):
             await self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
         self._txn_conn = conn
         self._txn_db = self.database
-        if self.ctx.replication is not None and self.database is not None:
-            self._start_capture(conn, self.database)
         for name in self._pending_savepoints:
             conn.execute(f'SAVEPOINT "{name}"')
-            self._savepoint_marks[name] = 0
         self._pending_savepoints.clear()
 
     async def _retry_busy(self, attempt: Callable[[], object]) -> object:
@@ -626,18 +644,16 @@ class Session(SessionCommands, ReplicatedWrites):
 
     async def _commit(self) -> None:
         conn = self._txn_conn
-        db = self._txn_db
         self.in_transaction = False
         self._pending_savepoints.clear()
         self._savepoint_marks.clear()
+        if self._rtxn is not None:
+            await self._replicate_transaction()
+        self._txn_level = None
         if conn is None:
-            self._txn_level = None
             return
         self._txn_conn = None
         self._txn_db = None
-        if self._capture is not None and db is not None:
-            await self._replicate_transaction(conn, db)
-            return
         try:
             conn.execute("COMMIT")
         except _STATEMENT_ERRORS as err:
@@ -647,14 +663,15 @@ class Session(SessionCommands, ReplicatedWrites):
 
     async def _implicit_commit(self) -> None:
         """BEGIN and DDL end an open transaction first, as in MySQL."""
-        if self.in_transaction or self._txn_conn is not None:
+        if self.in_transaction or self._txn_conn is not None or self._rtxn is not None:
             await self._commit()
 
     def _rollback_sqlite(self) -> None:
         self._pending_savepoints.clear()
         self._savepoint_marks.clear()
         self._txn_level = None
-        self._stop_capture()
+        self._close_view()
+        self._rtxn = None
         conn = self._txn_conn
         self._txn_conn = None
         self._txn_db = None
@@ -669,15 +686,15 @@ class Session(SessionCommands, ReplicatedWrites):
             if self._txn_conn is None:
                 if name not in self._pending_savepoints:
                     raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist")
-                # nothing was written since: drop the later savepoints, keep this one
+                # nothing was written since (or, replicated, the writes are ours to drop): drop the later
+                # savepoints, keep this one
                 del self._pending_savepoints[self._pending_savepoints.index(name) + 1 :]
+                self._rollback_to_mark(self._savepoint_marks.get(name, 0))
                 return OkResult()
             try:
                 self._txn_conn.execute(f'ROLLBACK TO "{name}"')
             except apsw.SQLError as err:
                 raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist") from err
-            if self._capture is not None and name in self._savepoint_marks:
-                self._capture.rollback_to(self._savepoint_marks[name])
             return OkResult()
         self._rollback_sqlite()
         self.in_transaction = False
@@ -693,10 +710,9 @@ class Session(SessionCommands, ReplicatedWrites):
             if name in self._pending_savepoints:
                 self._pending_savepoints.remove(name)
             self._pending_savepoints.append(name)
+            self._savepoint_marks[name] = self._savepoint_mark()
             return OkResult()
         self._txn_conn.execute(f'SAVEPOINT "{name}"')
-        if self._capture is not None:
-            self._savepoint_marks[name] = self._capture.mark()
         return OkResult()
 
     def _release(self, sql: str) -> Result:

@@ -77,7 +77,6 @@ class SessionCommands:
         if self.ctx.read_only:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         conn = self._prepare_conn(plan)
-        await self._begin_write(conn)
 
         def run_rows() -> int:
             changed = 0
@@ -87,7 +86,11 @@ class SessionCommands:
                     changed += conn.changes()
             return changed
 
-        affected = self._atomic_statement(conn, run_rows)
+        if self._replicated_write(conn, plan):
+            affected = await self._run_captured(conn, self.database, run_rows, None, self._statement_error)
+        else:
+            await self._begin_write(conn)
+            affected = self._atomic_statement(conn, run_rows)
         if not self.in_transaction:
             await self._commit()
         return affected

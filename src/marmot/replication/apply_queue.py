@@ -115,21 +115,26 @@ class ApplyQueues:
         if schema is None:
             schema = self.schemas[db] = SchemaCache()
         schema.check_generation(self.databases.generation(db))
-        delay = _FIRST_SLEEP
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except apsw.BusyError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_SLEEP)
+        lock = self.databases.write_lock(db)
+        await lock.acquire(timeout=float("inf"), priority=True)
         try:
-            outcomes = apply_items(conn, schema, items, lambda: self.databases.bump_generation(db))
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(apsw.Error):
-                conn.execute("ROLLBACK")
-            raise
+            delay = _FIRST_SLEEP
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except apsw.BusyError:  # another process writes this file
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _MAX_SLEEP)
+            try:
+                outcomes = apply_items(conn, schema, items, lambda: self.databases.bump_generation(db))
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            lock.release()
         for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.error("transaction %d could not be applied to %s: %s", item.txn_id, db, outcome)

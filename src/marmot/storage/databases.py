@@ -23,6 +23,8 @@ from pathlib import Path
 
 import apsw
 
+from marmot.storage.write_lock import WriterLock
+
 SYSTEM_DATABASE = "__marmot_system"
 DEFAULT_DATABASE = "marmot"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_$\-]{1,64}$")
@@ -71,6 +73,7 @@ class DatabaseManager:
         self._autoinc: dict[tuple[str, str, int], AutoIncInfo | None] = {}
         self._flags: dict[tuple[str, str, int], dict[str, int]] = {}
         self._meta_conns: dict[str, apsw.Connection] = {}
+        self._write_locks: dict[str, WriterLock] = {}
         self.system = self.open(SYSTEM_DATABASE)
         if not self.exists(DEFAULT_DATABASE):
             self.create(DEFAULT_DATABASE)
@@ -152,6 +155,15 @@ class DatabaseManager:
         self.system.close()
 
     # -- schema knowledge -------------------------------------------------------------------------------
+
+    def write_lock(self, name: str) -> WriterLock:
+        """The in-process writer lock of a database (``storage/write_lock.py``). Every writer of this
+        node (client statements, the replication apply queue) takes it before SQLite's own write lock.
+        SQLite's lock still guards against other processes."""
+        lock = self._write_locks.get(name)
+        if lock is None:
+            lock = self._write_locks[name] = WriterLock()
+        return lock
 
     def generation(self, name: str) -> int:
         return self._generations.get(name, 0)
