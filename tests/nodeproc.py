@@ -31,6 +31,7 @@ class NodeProcess:
     unix_socket: str = ""
     proc: subprocess.Popen | None = None
     log_path: Path = field(default=Path("/dev/null"))
+    env: dict[str, str] = field(default_factory=dict)  # extra environment (e.g. MARMOT_FAILPOINTS)
 
     @property
     def pid(self) -> int:
@@ -40,6 +41,8 @@ class NodeProcess:
     def start(self, timeout: float = 20.0) -> NodeProcess:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.pop("MARMOT_FAILPOINTS", None)
+        env.update(self.env)
         self.log_path = self.data_dir.parent / f"node-{self.mysql_port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(

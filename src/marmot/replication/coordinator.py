@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from marmot import failpoints
 from marmot.hlc import HLC, Timestamp, to_txn_id
 from marmot.replication import messages as m
 from marmot.replication.errors import CommitIncomplete, QuorumNotReached, Rejected, WriteConflict
@@ -150,10 +151,15 @@ class Coordinator:
                         stamps.append(m.ts_in(ans.get("ts")))
                 elif isinstance(ans, dict) and ans.get("conflict"):
                     conflict = str(ans["conflict"])
+        tally = _Tally()  # COMMIT/REPLAY acks, from early and late answers alike
+        tally.outstanding = len(pending)
+        decision["tally"] = tally
         for t in pending:  # late answers get the decision once there is one (decided below, no await)
             t.add_done_callback(lambda t, nid=tasks[t]: self._late_answer(peers[nid], t, decision, req))
         if conflict is not None or prepared < need:
             decision["commit"] = False
+            for addr, t in decision.pop("undecided", []):
+                self._late_answer(addr, t, decision, req)
             self._set_state(txn, "aborted")
             self.participant.abort_local(txn)
             for nid, ans in answers.items():
@@ -168,27 +174,34 @@ class Coordinator:
             detail = f" ({'; '.join(refused)})" if refused else ""
             raise QuorumNotReached(f"quorum not reached: {prepared} of {total} nodes acknowledged "
                                    f"PREPARE, {need} needed for {level}{detail}")
+        await failpoints.hit("coordinator_after_prepare")
         cts = self.hlc.update(max(stamps))
         decision.update(commit=True, cts=cts)
+        for addr, t in decision.pop("undecided", []):
+            self._late_answer(addr, t, decision, req)
         self._set_state(txn, "committed", cts)
         # COMMIT to those that prepared; the committed transaction itself to those that answered but
         # could not prepare (conflict with an older undecided txn, schema behind): both count once
         # durable there.
-        ctasks = [asyncio.ensure_future(self.send(peers[nid], *_decision_call(ans, req, cts), timeout))
-                  for nid, ans in answers.items() if isinstance(ans, dict)]
-        acks = 0
-        cpending = set(ctasks)
+        targets = [(nid, ans) for nid, ans in answers.items() if isinstance(ans, dict)]
+        if failpoints.armed("coordinator_partial_commit") and targets:
+            # fault tests: the decision reaches one node, then this coordinator stops (SIGKILL meanwhile)
+            nid, ans = targets.pop(0)
+            with contextlib.suppress(Exception):
+                await self.send(peers[nid], *_decision_call(ans, req, cts), timeout)
+            await failpoints.hit("coordinator_partial_commit")
+        for nid, ans in targets:
+            self._send_counted(peers[nid], *_decision_call(ans, req, cts), tally)
         deadline = time.monotonic() + timeout
-        while cpending and 1 + acks < need:
-            done, cpending = await asyncio.wait(cpending, timeout=max(0.0, deadline - time.monotonic()),
-                                                return_when=asyncio.FIRST_COMPLETED)
-            if not done:
+        while 1 + tally.count < need and tally.outstanding > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 break
-            acks += sum(1 for t in done if _ok(_answer(t)))
-        for t in cpending:
-            self._background.add(t)
-            t.add_done_callback(self._background.discard)
-            t.add_done_callback(_answer)  # retrieve a late failure (the peer resolves it itself)
+            tally.event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tally.event.wait(), remaining)
+        acks = tally.count
+        await failpoints.hit("coordinator_before_local_commit")
         res = await self.participant.commit_local(db, txn, cts)
         if not res.get("ok"):
             raise CommitIncomplete(f"transaction committed on {acks} other node(s) but could not be applied "
@@ -203,11 +216,27 @@ class Coordinator:
     def _late_answer(self, addr: str, task: asyncio.Future[Any], decision: dict[str, Any],
                      req: dict[str, Any]) -> None:
         ans = _answer(task)
+        if "commit" not in decision:  # not decided yet (only across an await, e.g. a failpoint pause)
+            decision.setdefault("undecided", []).append((addr, task))
+            return
+        tally: _Tally | None = decision.get("tally")
+        if tally is not None:
+            tally.outstanding -= 1
+            tally.event.set()
         if decision.get("commit"):
-            if isinstance(ans, dict):
-                self._spawn(self._send_quiet(addr, *_decision_call(ans, req, decision["cts"])))
+            if isinstance(ans, dict) and tally is not None:
+                self._send_counted(addr, *_decision_call(ans, req, decision["cts"]), tally)
         elif decision.get("commit") is False and _ok(ans):
             self._spawn(self._send_quiet(addr, "txn_abort", {"db": req["db"], "txn": req["txn"]}))
+
+    def _send_counted(self, addr: str, method: str, payload: Any, tally: _Tally) -> None:
+        """Send a COMMIT or REPLAY; its ack counts towards the consistency level."""
+        timeout = self.ddl_timeout if method == "txn_replay" else self.write_timeout
+        task = asyncio.ensure_future(self.send(addr, method, payload, timeout))
+        tally.outstanding += 1
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(tally.finish)
 
     async def _send_quiet(self, addr: str, method: str, payload: Any) -> None:
         if method == "txn_replay":  # a replay may wait for the schema it needs: give it the DDL timeout
@@ -229,6 +258,24 @@ def _answer(task: asyncio.Future[Any]) -> Any:
         return None
     exc = task.exception()
     return exc if exc is not None else task.result()
+
+
+class _Tally:
+    """Acks of one transaction's decision: how many nodes have applied it, and how many answers are
+    still on their way (no point waiting once none are)."""
+
+    __slots__ = ("count", "outstanding", "event")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.outstanding = 0
+        self.event = asyncio.Event()
+
+    def finish(self, task: asyncio.Future[Any]) -> None:
+        self.outstanding -= 1
+        if _ok(_answer(task)):
+            self.count += 1
+        self.event.set()
 
 
 def _ok(ans: Any) -> bool:

@@ -39,6 +39,7 @@ from typing import Any
 
 import apsw
 
+from marmot import failpoints
 from marmot.hlc import HLC, Timestamp
 from marmot.replication import messages as m
 from marmot.replication.applier import ApplyItem
@@ -243,6 +244,7 @@ class Participant:
             cts = m.ts_in(req.get("cts"), "commit timestamp")
         except m.MessageError as e:
             return {"ok": False, "err": f"malformed COMMIT: {e}"}
+        await failpoints.hit("participant_before_commit")
         return await self.commit_local(db, txn, cts)
 
     async def commit_local(self, db: str, txn: int, cts: Timestamp) -> dict[str, Any]:
@@ -352,6 +354,15 @@ class Participant:
         now = time.monotonic()
         stale = [p for p in self.prepared.values() if not p.committing and now - p.since > p.timeout]
         for p in stale:
+            if p.coordinator == self.node_id and self.coordinator_state is not None:
+                # our own coordinator is the authority on its transactions while it runs
+                state, cts = self.coordinator_state(p.txn_id)
+                if state == "pending":
+                    p.since = time.monotonic()
+                    continue
+                if state == "committed" and cts is not None:
+                    await self.commit_local(p.db, p.txn_id, cts)
+                    continue
             answers = await self.ask_peers("txn_status", {"db": p.db, "txn": p.txn_id}) if self.ask_peers else {}
             if p.txn_id not in self.prepared or p.committing:
                 continue
