@@ -119,11 +119,14 @@ class Node:
             default_level=rcfg.default_write_consistency, write_timeout=rcfg.write_timeout_ms / 1000,
             ddl_timeout=rcfg.ddl_validation_timeout_ms / 1000,
             heartbeat_timeout=float(cfg.transaction.heartbeat_timeout_seconds),
-            ddl_lease=float(cfg.ddl.lock_lease_seconds), max_batch=cfg.batch_commit.max_batch_size)
+            ddl_lease=float(cfg.ddl.lock_lease_seconds), max_batch=cfg.batch_commit.max_batch_size,
+            metrics=self.metrics, publish_schema=lambda versions: gossip.set_metadata("schema_versions", versions))
         self.replication.before_drop = self.engine.forget_database
         self.replication.register(self.cluster.router)
         self.replication.start()
         self.engine.replication = self.replication
+        self.engine.ddl_lock_lease_s = float(cfg.ddl.lock_lease_seconds)
+        self.engine.ddl_implicit_commit = cfg.transaction.ddl_implicit_commit
         app = make_app(control, secret=cfg.cluster.cluster_secret,
                        metrics=self.metrics if cfg.prometheus.enabled else None)
         runner = web.AppRunner(app, access_log=None)

@@ -181,10 +181,6 @@ def test_malformed_prepare_is_rejected(tmp_path: Path, case: str) -> None:
     run(tmp_path, t)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "messages.decode_body accepts kind 'dbop' without a 'dbop' pair (Body.dbop is None); "
-    "Participant.prepare then hits `assert body.dbop is not None` and raises AssertionError "
-    "(TypeError under -O) instead of answering a malformed-PREPARE reject"))
 def test_dbop_body_without_pair_is_rejected(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
         req = {**env.req(101), "body": m.encode_body("dbop")}
@@ -481,10 +477,6 @@ def test_malformed_bodies_raise_message_error(data: Any) -> None:
         m.decode_body(data)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "decode_body is lax where the rest of the codec is strict: the version is checked with `!=` so "
-    "v=True and v=1.0 pass as version 1, and `doc.get('ddl') or []` turns ddl=False/0/{} into 'no DDL' "
-    "instead of raising MessageError (decode_transaction and field() reject bool/float for ints)"))
 @pytest.mark.parametrize("doc", [{"v": True, "kind": "dml"}, {"v": 1.0, "kind": "dml"},
                                  {"v": 1, "kind": "ddl", "ddl": False}, {"v": 1, "kind": "ddl", "ddl": {}}],
                          ids=["v_true", "v_float", "ddl_false", "ddl_empty_map"])

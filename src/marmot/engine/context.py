@@ -59,6 +59,8 @@ class EngineContext:
     write_gate: Callable[[], str | None] | None = None
     # The replication layer (None: writes commit locally only, as in unit tests of the engine alone)
     replication: Replication | None = None
+    ddl_lock_lease_s: float = 30.0  # [ddl] lock_lease_seconds: how long a DDL retries a conflicting DDL
+    ddl_implicit_commit: bool = True  # [transaction] ddl_implicit_commit
     transpiler: Transpiler = field(init=False)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 

@@ -371,10 +371,28 @@ class Session(SessionCommands, ReplicatedWrites):
             saved = self.database
             self.database = target
             try:
-                return await self._run_plan(self._plan(norm, sql), norm.literals, params)
+                return await self._run_plan_retrying(self._plan(norm, sql), norm, sql, params)
             finally:
                 self.database = saved
-        return await self._run_plan(plan, norm.literals, params)
+        return await self._run_plan_retrying(plan, norm, sql, params)
+
+    async def _run_plan_retrying(self, plan: Plan, norm: lexer.Normalized, sql: str, params: list[object]) -> Result:
+        """DDL is serialised cluster-wide: a DDL that meets another one in flight (a write conflict on the
+        database's DDL intent) waits and retries, re-planned against the schema the other one left, for up
+        to ``[ddl] lock_lease_seconds`` before the client gets the 1213."""
+        if plan.kind != DDL or self.ctx.replication is None:
+            return await self._run_plan(plan, norm.literals, params)
+        deadline = time.monotonic() + self.ctx.ddl_lock_lease_s
+        delay = 0.02
+        while True:
+            try:
+                return await self._run_plan(plan, norm.literals, params)
+            except MySQLError as err:
+                if err.code != 1213 or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            plan = self._plan(norm, sql)
 
     def _plan(self, norm: lexer.Normalized, sql: str) -> Plan:
         database = self.database or ""
@@ -469,6 +487,9 @@ class Session(SessionCommands, ReplicatedWrites):
         if self.ctx.read_only:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         if plan.kind == DDL:
+            if not self.ctx.ddl_implicit_commit and (self.in_transaction or self._rtxn is not None):
+                raise MySQLError(1105, "HY000", "DDL inside a transaction is refused ([transaction] "
+                                 "ddl_implicit_commit = false): COMMIT or ROLLBACK first")
             await self._implicit_commit()
             if self.ctx.replication is not None and not _is_truncate(plan):
                 return await self._ddl(plan)

@@ -70,7 +70,7 @@ class Coordinator:
 
     def __init__(self, node_id: int, hlc: HLC, participant: Participant, send: Send, *,
                  peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
-                 write_timeout: float, ddl_timeout: float) -> None:
+                 write_timeout: float, ddl_timeout: float, metrics: Any = None) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.participant = participant
@@ -82,6 +82,9 @@ class Coordinator:
         self._states: OrderedDict[int, tuple[str, Timestamp | None]] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = {"committed": 0, "conflicts": 0, "quorum_failures": 0, "incomplete": 0}
+        # Duck-typed metrics sink (admin.metrics.Metrics): observe_prepare/observe_commit(seconds),
+        # txn_finished(kind, result), write_conflict(). None: no metrics.
+        self.metrics = metrics
 
     def state_of(self, txn: int) -> tuple[str, Timestamp | None]:
         return self._states.get(txn, ("unknown", None))
@@ -113,12 +116,22 @@ class Coordinator:
             req["bv"] = base
         self._set_state(txn, "pending")
         timeout = self.ddl_timeout if ddl else self.write_timeout
+        kind = "dml" if not ddl else "ddl" if db else "database"
         try:
-            return await self._run(db, txn, req, peers, total, need, level, timeout)
-        except BaseException:
+            result = await self._run(db, txn, req, peers, total, need, level, timeout)
+        except BaseException as e:
             if self._states.get(txn, ("",))[0] == "pending":
                 self._set_state(txn, "aborted")
+            if self.metrics is not None:
+                outcome = {WriteConflict: "conflict", QuorumNotReached: "quorum_not_reached",
+                           CommitIncomplete: "incomplete", Rejected: "rejected"}.get(type(e), "error")
+                self.metrics.txn_finished(kind, outcome)
+                if outcome == "conflict":
+                    self.metrics.write_conflict()
             raise
+        if self.metrics is not None:
+            self.metrics.txn_finished(kind, "committed")
+        return result
 
     async def _run(self, db: str, txn: int, req: dict[str, Any], peers: dict[int, str], total: int,
                    need: int, level: str, timeout: float) -> CommitResult:
@@ -129,6 +142,7 @@ class Coordinator:
                 self.stats["conflicts"] += 1
                 raise WriteConflict(_conflict_message(local["conflict"]))
             raise Rejected(f"this node cannot take the write: {local.get('reject')}")
+        started = time.monotonic()
         stamps = [m.ts_in(local["ts"])]
         answers: dict[int, Any] = {}  # remote node id -> its PREPARE answer (dict) or the error
         decision: dict[str, Any] = {}  # set once decided: {"commit": bool, "cts": Timestamp}
@@ -175,6 +189,9 @@ class Coordinator:
             raise QuorumNotReached(f"quorum not reached: {prepared} of {total} nodes acknowledged "
                                    f"PREPARE, {need} needed for {level}{detail}")
         await failpoints.hit("coordinator_after_prepare")
+        decided_at = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.observe_prepare(decided_at - started)
         cts = self.hlc.update(max(stamps))
         decision.update(commit=True, cts=cts)
         for addr, t in decision.pop("undecided", []):
@@ -201,6 +218,8 @@ class Coordinator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(tally.event.wait(), remaining)
         acks = tally.count
+        if self.metrics is not None:
+            self.metrics.observe_commit(time.monotonic() - decided_at)
         await failpoints.hit("coordinator_before_local_commit")
         res = await self.participant.commit_local(db, txn, cts)
         if not res.get("ok"):

@@ -69,7 +69,8 @@ def decode_body(data: Any) -> Body:
         doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises many kinds
         raise MessageError(f"body is not msgpack: {type(e).__name__}") from None
-    if type(doc) is not dict or doc.get("v") != BODY_VERSION or doc.get("kind") not in KINDS:
+    if type(doc) is not dict or type(doc.get("v")) is not int or doc["v"] != BODY_VERSION \
+            or doc.get("kind") not in KINDS:
         raise MessageError("body: bad version or kind")
     changes: list[RowChange] = []
     rows = doc.get("rows")
@@ -80,7 +81,7 @@ def decode_body(data: Any) -> Body:
             changes = decode_transaction(rows).changes
         except ChangeFormatError as e:
             raise MessageError(f"body: {e}") from None
-    ddl = doc.get("ddl") or []
+    ddl = doc.get("ddl", [])
     if type(ddl) is not list or not all(type(s) is str and s for s in ddl):
         raise MessageError("body: ddl must be a list of statements")
     dbop = doc.get("dbop")
@@ -89,6 +90,8 @@ def decode_body(data: Any) -> Body:
                 or type(dbop[1]) is not str or not dbop[1]):
             raise MessageError("body: bad dbop")
         dbop = (dbop[0], dbop[1])
+    if (doc["kind"] == "dbop") != (dbop is not None):
+        raise MessageError("body: a dbop body carries exactly one database operation")
     return Body(doc["kind"], changes, ddl, dbop)
 
 

@@ -166,6 +166,8 @@ class Participant:
         self.hlc.update(ts)
         if txn in self.prepared:
             return {"ok": True, "ts": m.ts_out(self.hlc.now())}
+        if txn in self._aborted:  # its ABORT overtook this PREPARE: do not take intents for it
+            return self._reject(f"transaction {txn} was already aborted")
         if self.leaving():
             return self._reject("node is leaving the cluster")
         if body.kind == "dbop":

@@ -37,7 +37,8 @@ class Replication:
                  peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
                  leaving: Callable[[], bool] = lambda: False, default_level: str = "QUORUM",
                  write_timeout: float = 5.0, ddl_timeout: float = 60.0, heartbeat_timeout: float = 10.0,
-                 ddl_lease: float = 30.0, max_batch: int = 128, status_timeout: float = 2.0) -> None:
+                 ddl_lease: float = 30.0, max_batch: int = 128, status_timeout: float = 2.0,
+                 metrics: Any = None, publish_schema: Callable[[dict[str, int]], None] | None = None) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.databases = databases
@@ -49,15 +50,28 @@ class Replication:
         self.participant = Participant(
             node_id, hlc, databases, self.queues, heartbeat_timeout=heartbeat_timeout, ddl_lease=ddl_lease,
             ask_peers=self._ask_peers, apply_dbop=self._apply_dbop, leaving=leaving)
-        self.queues.on_applied = self.participant.note_applied
+        self.publish_schema = publish_schema
+        self.queues.on_applied = self._applied
         self.coordinator = Coordinator(node_id, hlc, self.participant, send, peers=peers,
                                        total_members=total_members, write_timeout=write_timeout,
-                                       ddl_timeout=ddl_timeout)
+                                       ddl_timeout=ddl_timeout, metrics=metrics)
         self.participant.coordinator_state = self._coordinator_state
         self._resolver: asyncio.Task[None] | None = None
         self.before_drop: Callable[[str], None] | None = None  # node.py: sessions let go of the files
         for name in databases.names():
             rt.ensure_tables(self.queues.connection(name))
+        self._publish_schema_versions()
+
+    def _applied(self, db: str, items: list[Any], outcomes: list[Any]) -> None:
+        self.participant.note_applied(db, items, outcomes)
+        if any(i.body.ddl for i in items):
+            self._publish_schema_versions()
+
+    def _publish_schema_versions(self) -> None:
+        """Every database's schema version, gossiped (``extra.schema_versions`` in the member list): who
+        is behind on DDL is visible cluster-wide, and anti-entropy picks sources from it."""
+        if self.publish_schema is not None:
+            self.publish_schema({db: self.participant.schema_version(db) for db in self.databases.names()})
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -116,11 +130,13 @@ class Replication:
             if self.databases.create(name, if_not_exists=True):
                 rt.ensure_tables(self.queues.connection(name))
             self.participant.signal_schema_change()
+            self._publish_schema_versions()
         else:
             if self.before_drop is not None:
                 self.before_drop(name)
             self.participant.forget_database(name)
             self.databases.drop(name, if_exists=True)
+            self._publish_schema_versions()
 
     # -- the engine's entry points --------------------------------------------------------------
 
