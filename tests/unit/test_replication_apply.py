@@ -21,7 +21,7 @@ from marmot.replication.applier import ApplyItem, ApplyOutcome, apply_items
 from marmot.replication.changes import ApplyError, RowChange, encode_transaction
 from marmot.replication.messages import decode_body, encode_body
 from marmot.storage import replication_tables as rt
-from marmot.storage.rowkey import SchemaCache, encode_row_key
+from marmot.storage.rowkey import SchemaCache, encode_row_key, load_table_schema
 
 DB = "marmot"
 W = 1_767_225_600_000_000_000  # 2026-01-01 in ns: a realistic commit wall clock
@@ -31,6 +31,10 @@ CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT, n INT);
 CREATE TABLE names(name TEXT PRIMARY KEY COLLATE NOCASE, n INT) WITHOUT ROWID;
 CREATE TABLE strict_t(id INTEGER PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE slots(id INTEGER PRIMARY KEY, code TEXT UNIQUE);
+CREATE TABLE nc(id INTEGER PRIMARY KEY, code TEXT UNIQUE COLLATE NOCASE);
+CREATE TABLE pair(id INTEGER PRIMARY KEY, a INT, b TEXT, UNIQUE(a, b));
+CREATE TABLE people(name TEXT PRIMARY KEY COLLATE NOCASE, email TEXT UNIQUE) WITHOUT ROWID;
+CREATE TABLE nopk(code TEXT UNIQUE, n INT);
 """
 
 
@@ -311,21 +315,230 @@ def test_captured_nocase_keys_from_two_origins_converge(replicas: tuple[Replica,
     assert r1.versions() == r2.versions()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "applier LWW is per row key only: apply_changes' INSERT OR REPLACE silently deletes a row with a "
-    "*different* key that holds the same UNIQUE value, without consulting or tombstoning that row's version. "
-    "Two concurrent txns inserting id=1 code='X' and id=2 code='X' (different keys: no intent conflict) "
-    "leave {2:'X'} on a node that applied them in order and {1:'X'} on one that applied them reversed "
-    "- the nodes diverge, and the removed row's version still says it is live"))
-def test_unique_collision_between_different_keys_converges(replicas: tuple[Replica, Replica]) -> None:
+# -- UNIQUE collisions between different keys --------------------------------------------------------
+#
+# Two transactions writing the same UNIQUE value under different keys: no intent conflict, no per-key
+# LWW between them, and INSERT OR REPLACE alone keeps whichever arrived last. The applier's rule: the
+# newest version holding the value wins on every node; older rows are deleted and tombstoned at their
+# own versions; a losing change is not written, its key tombstoned at its version.
+
+USER_TABLES = ("kv", "names", "strict_t", "slots", "nc", "pair", "people")
+
+
+def urow(table: str, pk: object, **cols: object) -> RowChange:
+    """An INSERT into a table keyed by ``pk`` (``id`` for rowid tables, ``name`` for people)."""
+    col = "name" if table == "people" else "id"
+    k = key(table, pk.lower() if isinstance(pk, str) else pk)  # people's key is NOCASE-folded
+    return RowChange(table, "INSERT", k, None, {col: pk, **cols})
+
+
+def uupd(table: str, pk: int, old: dict[str, object], **cols: object) -> RowChange:
+    return RowChange(table, "UPDATE", key(table, pk), {"id": pk, **old}, {"id": pk, **old, **cols})
+
+
+def snapshot(r: Replica) -> tuple[dict[str, object], list[tuple[object, ...]]]:
+    """Every user table (nopk with its rowid, which is its key) and every row version."""
+    tables: dict[str, object] = {t: r.rows(t) for t in USER_TABLES}
+    tables["nopk"] = r.conn.execute("SELECT rowid, code, n FROM nopk ORDER BY rowid").fetchall()
+    return tables, r.versions()
+
+
+def converge(replicas: tuple[Replica, Replica], a: ApplyItem, b: ApplyItem,
+             seed: ApplyItem | None = None, local_sql: str | None = None) -> tuple[Replica, list[ApplyOutcome]]:
+    """Apply A, B on one node and B, A on the other (after the same seed); both must end identical —
+    tables and row versions — and every change is counted once (applied or skipped) in both orders.
+    Returns the first replica and the outcomes of the B, A order."""
     r1, r2 = replicas
-    a = item(40, ts(10, node=1), [RowChange("slots", "INSERT", key("slots", 1), None, {"id": 1, "code": "X"})])
-    b = item(41, ts(20, node=2), [RowChange("slots", "INSERT", key("slots", 2), None, {"id": 2, "code": "X"})])
-    r1.apply(a)
-    r1.apply(b)
-    r2.apply(b)
-    r2.apply(a)
-    assert r1.rows("slots") == r2.rows("slots")
+    for r in replicas:
+        if local_sql:
+            r.conn.execute(local_sql)  # rows that never went through replication
+        if seed is not None:
+            r.apply(seed)
+    out1 = [outcome(o) for o in r1.apply(a) + r1.apply(b)]
+    out2 = [outcome(o) for o in r2.apply(b) + r2.apply(a)]
+    assert snapshot(r1) == snapshot(r2)
+    n = len(a.body.changes) + len(b.body.changes)
+    for out in (out1, out2):
+        assert sum(o.rows + o.skipped for o in out) == n
+    return r1, out2
+
+
+def vers(at: Timestamp, deleted: int) -> tuple[int, int, int, int]:
+    return (at.wall_ns, at.logical, at.node_id, deleted)
+
+
+def test_unique_collision_between_different_keys_converges(replicas: tuple[Replica, Replica]) -> None:
+    """INSERT id=1 code='X' vs INSERT id=2 code='X': the newer row stays on both nodes, the older
+    key ends tombstoned at its own version (not the winner's, see the applier docstring)."""
+    a = item(40, ts(10, node=1), [urow("slots", 1, code="X")])
+    b = item(41, ts(20, node=2), [urow("slots", 2, code="X")])
+    r, out_ba = converge(replicas, a, b)
+    assert r.rows("slots") == [(("int", 2), ("str", "X"))]
+    assert r.version(key("slots", 1)) == vers(ts(10, node=1), 1)
+    assert r.version(key("slots", 2)) == vers(ts(20, node=2), 0)
+    # Order B, A: A arrives after the newer row and loses — not written, counted as skipped.
+    assert [(o.rows, o.skipped) for o in out_ba] == [(1, 0), (0, 1)]
+
+
+@pytest.mark.parametrize("update_newer", [False, True])
+def test_update_to_taken_value_vs_insert(replicas: tuple[Replica, Replica], update_newer: bool) -> None:
+    """An UPDATE moving row 1 onto 'X' vs an INSERT of row 2 with 'X'. A losing UPDATE removes its
+    row: that is the state of a node where it arrived first and the newer INSERT replaced it."""
+    seed = item(1, ts(0, node=9), [urow("slots", 1, code="A")])
+    t_upd, t_ins = (ts(20, node=1), ts(10, node=2)) if update_newer else (ts(10, node=1), ts(20, node=2))
+    a = item(10, t_upd, [uupd("slots", 1, {"code": "A"}, code="X")])
+    b = item(11, t_ins, [urow("slots", 2, code="X")])
+    r, _ = converge(replicas, a, b, seed)
+    if update_newer:
+        assert r.rows("slots") == [(("int", 1), ("str", "X"))]
+        assert r.version(key("slots", 1)) == vers(t_upd, 0)
+        assert r.version(key("slots", 2)) == vers(t_ins, 1)
+    else:
+        assert r.rows("slots") == [(("int", 2), ("str", "X"))]
+        assert r.version(key("slots", 1)) == vers(t_upd, 1)
+        assert r.version(key("slots", 2)) == vers(t_ins, 0)
+
+
+def test_unversioned_preexisting_row_loses(replicas: tuple[Replica, Replica]) -> None:
+    """A row written outside replication (no stored version) is older than any commit: it is
+    deleted and its key tombstoned at (0, 0, 0) — any later real write of that key still wins."""
+    a = item(40, ts(10, node=1), [urow("slots", 1, code="X")])
+    b = item(41, ts(20, node=2), [urow("slots", 2, code="X")])
+    r, _ = converge(replicas, a, b, local_sql="INSERT INTO slots VALUES (3, 'X'), (4, 'Y')")
+    assert r.rows("slots") == [(("int", 2), ("str", "X")), (("int", 4), ("str", "Y"))]
+    assert r.version(key("slots", 3)) == (0, 0, 0, 1)
+    assert r.version(key("slots", 4)) is None
+    r.apply(item(42, ts(30), [urow("slots", 3, code="Z")]))
+    assert r.rows("slots")[1] == (("int", 3), ("str", "Z"))
+
+
+def test_nocase_unique_values_collide(replicas: tuple[Replica, Replica]) -> None:
+    """'x' and 'X' are one value of a UNIQUE ... COLLATE NOCASE column, as SQLite's index sees it."""
+    a = item(40, ts(20, node=1), [urow("nc", 1, code="x")])
+    b = item(41, ts(10, node=2), [urow("nc", 2, code="X")])
+    r, _ = converge(replicas, a, b)
+    assert r.rows("nc") == [(("int", 1), ("str", "x"))]
+    assert r.version(key("nc", 2)) == vers(ts(10, node=2), 1)
+
+
+def test_nulls_never_collide(replicas: tuple[Replica, Replica]) -> None:
+    a = item(40, ts(10, node=1), [urow("slots", 1, code=None), urow("pair", 1, a=1, b=None)])
+    b = item(41, ts(20, node=2), [urow("slots", 2, code=None), urow("pair", 2, a=1, b=None)])
+    r, out = converge(replicas, a, b)
+    assert [row[0][1] for row in r.rows("slots")] == [1, 2]
+    assert [row[0][1] for row in r.rows("pair")] == [1, 2]
+    assert all(o.skipped == 0 for o in out)
+    assert {v[5] for v in r.versions()} == {0}
+
+
+def test_composite_unique_index(replicas: tuple[Replica, Replica]) -> None:
+    """(a, b) collides only when both are equal; one transaction may lose on one row and win another."""
+    a = item(40, ts(20, node=1), [urow("pair", 1, a=1, b="p"), urow("pair", 3, a=2, b="p")])
+    b = item(41, ts(10, node=2), [urow("pair", 2, a=1, b="p"), urow("pair", 4, a=1, b="q"),
+                                  urow("pair", 5, a=2, b="p")])
+    r, out = converge(replicas, a, b)
+    assert [tuple(v for _, v in row) for row in r.rows("pair")] == [(1, 1, "p"), (3, 2, "p"), (4, 1, "q")]
+    assert r.version(key("pair", 2)) == vers(ts(10, node=2), 1)
+    assert r.version(key("pair", 5)) == vers(ts(10, node=2), 1)
+    assert [(o.rows, o.skipped) for o in out] == [(3, 0), (2, 0)]  # order B, A: A wins, deletes 2 and 5
+
+
+def test_without_rowid_nocase_key_tombstone_uses_captured_key(replicas: tuple[Replica, Replica]) -> None:
+    """The losing row's key is computed as capture computes it (declared PK, NOCASE-folded): its
+    tombstone lands on the key its version is stored under, not on a second key for the same row."""
+    a = item(40, ts(10, node=1), [urow("people", "Bob", email="e@x")])
+    b = item(41, ts(20, node=2), [urow("people", "Al", email="e@x")])
+    r, _ = converge(replicas, a, b)
+    assert r.rows("people") == [(("str", "Al"), ("str", "e@x"))]
+    assert r.versions() == [(key("people", "al"), "people", W + 20, 0, 2, 0),
+                            (key("people", "bob"), "people", W + 10, 0, 1, 1)]
+
+
+def test_rowid_table_without_primary_key(replicas: tuple[Replica, Replica]) -> None:
+    """A table without a declared PK is keyed by rowid: the loser is found and tombstoned by rowid."""
+    a = item(40, ts(10, node=1), [RowChange("nopk", "INSERT", key("nopk", 7), None, {"code": "X", "n": 1})])
+    b = item(41, ts(20, node=2), [RowChange("nopk", "INSERT", key("nopk", 8), None, {"code": "X", "n": 2})])
+    r, _ = converge(replicas, a, b)
+    assert r.conn.execute("SELECT rowid, code, n FROM nopk").fetchall() == [(8, "X", 2)]
+    assert r.version(key("nopk", 7)) == vers(ts(10, node=1), 1)
+
+
+def test_same_transaction_swap_of_unique_values(replicas: tuple[Replica, Replica]) -> None:
+    """A swap captured on an origin (via a temporary value, as SQLite's immediate UNIQUE check needs)
+    arrives as two UPDATEs whose first image collides with the second row's *current* value. The
+    collision resolution removes that row (older) and its own change restores it right after."""
+    origin = apsw.Connection(":memory:")
+    origin.execute(SCHEMA)
+    origin.execute("INSERT INTO slots VALUES (1, 'A'), (2, 'B')")
+    swap = _capture(origin, "UPDATE slots SET code = 'tmp' WHERE id = 1; UPDATE slots SET code = 'A' WHERE id = 2;"
+                            " UPDATE slots SET code = 'B' WHERE id = 1")
+    assert [(c.key, c.new) for c in swap] == [(key("slots", 1), {"id": 1, "code": "B"}),
+                                              (key("slots", 2), {"id": 2, "code": "A"})]
+    seed = item(1, ts(0, node=9), [urow("slots", 1, code="A"), urow("slots", 2, code="B")])
+    concurrent = item(11, ts(5, node=2), [urow("slots", 3, code="A")])  # older than the swap: loses
+    r, out = converge(replicas, item(10, ts(10, node=1), swap), concurrent, seed)
+    assert r.rows("slots") == [(("int", 1), ("str", "B")), (("int", 2), ("str", "A"))]
+    assert r.version(key("slots", 1)) == r.version(key("slots", 2)) == vers(ts(10, node=1), 0)
+    assert r.version(key("slots", 3)) == vers(ts(5, node=2), 1)
+    assert [(o.rows, o.skipped) for o in out] == [(1, 0), (2, 0)]
+    # A later swap arriving as plain UPDATEs (first image colliding with the second row) applies too.
+    r.apply(item(12, ts(30, node=1), [uupd("slots", 1, {"code": "B"}, code="A"),
+                                      uupd("slots", 2, {"code": "A"}, code="B")]))
+    assert r.rows("slots") == [(("int", 1), ("str", "A")), (("int", 2), ("str", "B"))]
+
+
+def test_table_without_unique_indexes_is_unaffected(replicas: tuple[Replica, Replica]) -> None:
+    """kv has no UNIQUE index: applying runs no collision lookup at all (the hot path stays as it was)."""
+    r, _ = replicas
+    assert r.schema.get(r.conn, "kv").unique == ()
+    statements: list[str] = []
+    r.conn.exec_trace = lambda _cur, sql, _bind: statements.append(sql) or True
+    try:
+        out = outcome(r.apply(item(1, ts(10), [ins(1, "a"), ins(2, "a")]))[0])
+    finally:
+        r.conn.exec_trace = None
+    assert (out.rows, out.skipped) == (2, 0)
+    assert not [q for q in statements if q.startswith("SELECT") and "kv" in q]
+    assert len(r.rows()) == 2
+
+
+def test_unique_index_created_by_ddl_is_seen_in_the_same_batch(replicas: tuple[Replica, Replica]) -> None:
+    """The unique-index list lives in TableSchema, so a replicated CREATE UNIQUE INDEX (which
+    invalidates the schema cache) makes the very next item resolve collisions on it."""
+    r, _ = replicas
+    r.apply(item(1, ts(10), [ins(1, "X")]))
+    assert r.schema.get(r.conn, "kv").unique == ()
+    out = r.apply(item(2, ts(20), ddl=['CREATE UNIQUE INDEX kv_v ON kv(v)']),
+                  item(3, ts(5), [ins(2, "X")]))
+    assert outcome(out[1]).skipped == 1  # older than row 1's version: loses (a stale cache: replaces it)
+    assert [row[0][1] for row in r.rows()] == [1]
+    assert r.version(key("kv", 2)) == vers(ts(5), 1)
+
+
+def test_unique_index_metadata() -> None:
+    """Which indexes the applier checks: UNIQUE, not the PK, not partial, not on expressions or
+    VIRTUAL generated columns, not covering the key; with the collation the index compares by."""
+    conn = apsw.Connection(":memory:")
+    conn.execute("""
+        CREATE TABLE t(id INTEGER PRIMARY KEY UNIQUE, a TEXT UNIQUE COLLATE NOCASE, b INT, c TEXT, d TEXT,
+                       g INT GENERATED ALWAYS AS (b * 2) VIRTUAL, s INT GENERATED ALWAYS AS (b + 1) STORED,
+                       UNIQUE(b, c));
+        CREATE UNIQUE INDEX t_c_nocase ON t(c COLLATE NOCASE);
+        CREATE UNIQUE INDEX t_partial ON t(d) WHERE b > 0;
+        CREATE UNIQUE INDEX t_expr ON t(lower(d));
+        CREATE UNIQUE INDEX t_g ON t(g);
+        CREATE UNIQUE INDEX t_s ON t(s);
+        CREATE UNIQUE INDEX t_id_a ON t(a, id);
+        CREATE INDEX t_plain ON t(d);
+        CREATE TABLE w(k TEXT COLLATE NOCASE, j INT, u INT UNIQUE, PRIMARY KEY (k, j)) WITHOUT ROWID;
+        CREATE UNIQUE INDEX w_covers ON w(j, k);
+        CREATE UNIQUE INDEX w_other_collation ON w(k COLLATE BINARY, j);
+    """)
+    assert set(load_table_schema(conn, "t").unique) == {
+        (("a", "NOCASE"),), (("b", "BINARY"), ("c", "BINARY")), (("c", "NOCASE"),), (("s", "BINARY"),)}
+    assert set(load_table_schema(conn, "w").unique) == {
+        (("u", "BINARY"),), (("k", "BINARY"), ("j", "BINARY"))}
+    assert load_table_schema(conn, "t").pk == ("id",)
 
 
 # -- a failing item fails alone -------------------------------------------------------------------

@@ -12,6 +12,32 @@ Per transaction, inside one SAVEPOINT of the caller's SQLite write transaction:
    HLC; only strictly newer changes are applied. The HLC order is total (wall, logical, node id), so
    every node keeps the same winner whatever order transactions arrive in. Winners' versions are
    upserted (``deleted = 1`` for a DELETE: a tombstone).
+   **UNIQUE collisions between different keys** (``_apply_checked``). Two transactions inserting
+   ``id=1, code='X'`` and ``id=2, code='X'`` touch different keys, so neither intents nor per-key LWW
+   see each other, and ``INSERT OR REPLACE`` would silently delete whichever row is already there —
+   the later *arrival* wins, and nodes diverge. So, for a winning change with a new image on a table
+   with UNIQUE indexes (``TableSchema.unique``: not the primary key, not partial, not on expressions),
+   before writing it: for each such index whose columns are all non-NULL in the image, the rows of
+   *other* keys holding equal values (compared as the index compares them: its collation, the column's
+   affinity) are looked up with their stored versions (none: a row that never went through
+   replication, version (0, 0, 0), older than any real one). Rule — among the rows holding one unique
+   value, the newest version wins, whatever order they arrive in:
+
+   * conflicting row with *this* version: written by this same transaction (ignored; a transaction
+     that swapped unique values relies on the REPLACE-then-restore of ``apply_changes``);
+   * every conflicting row older: each is deleted (by key) and tombstoned at **its own** version —
+     not at the winner's, so a change to that key committed between the two (e.g. moving it off the
+     contested value) still applies on every node whichever arrives first; then the change is applied;
+   * some conflicting row newer: the change loses. Its new image is not written; a row at its key is
+     deleted and the key tombstoned at this version (exactly the state a node reaches when the change
+     arrived first and the newer row deleted it). Counted as skipped.
+
+   Tables without UNIQUE indexes take the old path: one schema lookup per table of the transaction.
+   Limit (no history of deleted images): a deleted loser cannot come back when its winner later
+   leaves the value, so a node that saw the winner leave *before* the collision keeps the loser;
+   likewise chains across two UNIQUE indexes (A collides with B on one index, B with C on another).
+   Partial and expression UNIQUE indexes are not checked (``TableSchema.unique``): REPLACE still keeps
+   the later arrival there. Concurrent collisions on one value — the common case — converge.
 3. **DDL** runs the coordinator's SQLite statements, made idempotent (``ddl_idempotent``), and bumps
    the schema version; the caller bumps the in-process schema generation so plans are rebuilt.
 4. The txn-log row (applied marker + commit-log entry) is inserted.
@@ -22,17 +48,18 @@ the batch still commit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import apsw
 
 from marmot.hlc import Timestamp
-from marmot.replication.changes import ApplyError, apply_changes
+from marmot.replication.changes import ApplyError, RowChange, apply_changes
 from marmot.replication.ddl_idempotent import run_idempotent
 from marmot.replication.messages import Body
 from marmot.storage import replication_tables as rt
-from marmot.storage.rowkey import SchemaCache
+from marmot.storage.rowkey import SchemaCache, TableSchema, UnknownTableError, quote_ident
 
 _UPSERT_VERSION = (
     f"INSERT INTO {rt.ROW_VERSION} (pk, tbl, wall, logical, node, deleted) VALUES (?, ?, ?, ?, ?, ?) "
@@ -54,8 +81,8 @@ class ApplyItem:
 @dataclass(slots=True)
 class ApplyOutcome:
     applied: bool  # False: it was applied before (marker present)
-    rows: int = 0  # row changes that won last-writer-wins
-    skipped: int = 0  # row changes older than the stored version
+    rows: int = 0  # row changes that won last-writer-wins (and were written)
+    skipped: int = 0  # row changes older than the stored version, or losing a UNIQUE collision
     ddl: bool = False
 
 
@@ -97,12 +124,118 @@ def _apply_one(conn: apsw.Connection, schema: SchemaCache, item: ApplyItem) -> A
     if changes:
         stored = rt.row_versions(conn, [c.key for c in changes])
         winners = [c for c in changes if (v := stored.get(c.key)) is None or version > v]
+        lost: set[bytes] = set()
         if winners:
-            apply_changes(conn, winners, schema)
+            if _has_unique(conn, schema, winners):
+                lost = _apply_checked(conn, schema, winners, version)
+            else:
+                apply_changes(conn, winners, schema)
             wall, logical, node = version
             conn.executemany(_UPSERT_VERSION, [
-                (c.key, c.table, wall, logical, node, 1 if c.op == "DELETE" else 0) for c in winners])
-        outcome.rows = len(winners)
-        outcome.skipped = len(changes) - len(winners)
+                (c.key, c.table, wall, logical, node, 1 if c.op == "DELETE" or c.key in lost else 0)
+                for c in winners])
+        outcome.rows = len(winners) - len(lost)
+        outcome.skipped = len(changes) - outcome.rows
     conn.execute(_LOG, (item.txn_id, ts.wall_ns, ts.logical, ts.node_id, item.origin, item.payload))
     return outcome
+
+
+# -- UNIQUE collisions between different keys (module docstring, step 2) ----------------------------
+
+_UNVERSIONED = (0, 0, 0)  # a row that never went through replication: older than any commit
+
+
+def _has_unique(conn: apsw.Connection, schema: SchemaCache, winners: list[RowChange]) -> bool:
+    """Whether any winner writes a new image into a table with UNIQUE indexes (the slow path).
+    Unknown tables answer False: ``apply_changes`` reports them. One schema lookup per run of
+    changes to one table (~0.15 µs for a one-row transaction): this runs for every replicated write."""
+    last = None
+    for c in winners:
+        table = c.table
+        if table != last and c.new is not None:
+            last = table
+            try:
+                if schema.get(conn, table).unique:
+                    return True
+            except UnknownTableError:
+                pass
+    return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _unique_sql(table: str, select: tuple[str, ...], index: tuple[tuple[str, str], ...]) -> str:
+    # ``col = ? COLLATE <the index's collation>``: equality exactly as the UNIQUE index decides it (the
+    # column's affinity still applies to the bound value), and the planner can search that index.
+    cond = " AND ".join(f"{quote_ident(c)} = ? COLLATE {quote_ident(coll)}" for c, coll in index)
+    return f"SELECT {', '.join(map(quote_ident, select))} FROM main.{quote_ident(table)} WHERE {cond}"
+
+
+def _conflicting_keys(conn: apsw.Connection, ts: TableSchema, c: RowChange) -> list[bytes]:
+    """Keys of the rows other than ``c``'s own holding one of ``c.new``'s UNIQUE values, computed as
+    capture computes them (the rowid for rowid tables, ``key_of`` the stored columns otherwise)."""
+    new = c.new
+    assert new is not None
+    if ts.rowid_key:
+        if ts.rowid_name is None:
+            raise ApplyError(f"{ts.name}: rowid is shadowed by columns named rowid, _rowid_ and oid")
+        select: tuple[str, ...] = (ts.rowid_name,)
+    else:
+        select = ts.columns
+    out: list[bytes] = []
+    for index in ts.unique:
+        values = [new.get(col) for col, _ in index]
+        if any(v is None for v in values):
+            continue  # NULLs never collide in a UNIQUE index
+        for row in conn.execute(_unique_sql(ts.name, select, index), values):
+            k = ts.rowid_key_of(row[0]) if ts.rowid_key else ts.key_of(row)
+            if k != c.key and k not in out:
+                out.append(k)
+    return out
+
+
+def _apply_checked(conn: apsw.Connection, schema: SchemaCache, winners: list[RowChange],
+                   version: tuple[int, int, int]) -> set[bytes]:
+    """``apply_changes(winners)`` with UNIQUE collisions resolved by version first; returns the keys
+    of the changes that lost (not written; the caller tombstones them at ``version``).
+
+    Changes are applied in order, in runs: each collision check must see the rows the earlier
+    changes of the transaction wrote. Deletes go through ``apply_changes`` too, so they run with
+    triggers and FK actions off like every replicated write.
+    """
+    lost: set[bytes] = set()
+    tombstones: list[tuple[bytes, str, int, int, int, int]] = []
+    pending: list[RowChange] = []
+    for c in winners:
+        if c.new is None:
+            pending.append(c)
+            continue
+        try:
+            ts = schema.get(conn, c.table)
+        except UnknownTableError:
+            pending.append(c)  # apply_changes raises the ApplyError
+            continue
+        if not ts.unique:
+            pending.append(c)
+            continue
+        if pending:
+            apply_changes(conn, pending, schema)
+            pending = []
+        keys = _conflicting_keys(conn, ts, c)
+        if keys:
+            stored = rt.row_versions(conn, keys)
+            older = [(k, v) for k in keys if (v := stored.get(k, _UNVERSIONED)) != version]
+            if any(v > version for _, v in older):
+                lost.add(c.key)
+                pending.append(RowChange(c.table, "DELETE", c.key, c.old, None))
+                continue
+            for k, v in older:
+                pending.append(RowChange(c.table, "DELETE", k, None, None))
+                tombstones.append((k, c.table, *v, 1))
+        pending.append(c)
+    if pending:
+        apply_changes(conn, pending, schema)
+    if tombstones:
+        # Before the caller upserts the winners' versions: a loser that this transaction also writes
+        # later (a swap) ends with this transaction's version.
+        conn.executemany(_UPSERT_VERSION, tombstones)
+    return lost

@@ -329,6 +329,16 @@ class TableSchema:
     generated columns (the preupdate hook reports exactly these). VIRTUAL generated columns are never
     in an image (SQLite computes them; the hook cannot read them). ``writable`` are the columns an
     applier may write (ordinary columns only).
+
+    ``unique`` lists the UNIQUE indexes other than the primary key that can make two rows with
+    *different* keys collide, each as its key columns with the collation the index compares them by
+    (upper-cased). The LWW applier resolves such collisions by row version (replication/applier.py):
+    ``INSERT OR REPLACE`` alone would silently delete the other row. Left out: indexes covering the
+    whole key (two different keys can never share their values), and — a known limit, where REPLACE
+    still keeps the later arrival — partial indexes (membership is the index's WHERE clause, which
+    the applier does not evaluate), expression indexes and indexes on VIRTUAL generated columns (the
+    indexed value is not in a row image). Empty for most tables, so the applier's check costs nothing
+    there.
     """
 
     name: str
@@ -344,6 +354,7 @@ class TableSchema:
     kind: str  # pragma table_list type: 'table', 'shadow' (a virtual table's storage), ...
     prefix: bytes = field(repr=False)  # key_prefix(name, number of key values)
     folds: tuple[Callable[[SqlValue], SqlValue] | None, ...] | None = field(repr=False, default=None)
+    unique: tuple[tuple[tuple[str, str], ...], ...] = ()  # per UNIQUE index: ((column, collation), ...)
 
     def key_values(self, values: Sequence[SqlValue]) -> list[SqlValue]:
         """The key values of a full row image (``columns`` order), collation-folded."""
@@ -388,9 +399,12 @@ def load_table_schema(conn: apsw.Connection, table: str, schema: str = "main") -
             pk_pos.append((pk, col))
     pk_cols = tuple(c for _, c in sorted(pk_pos))
     pk_index_name = None
-    for _seq, idx_name, _unique, origin, _partial in conn.execute(f"PRAGMA {sch}.index_list({quote_ident(name)})"):
+    unique_names: list[str] = []
+    for _seq, idx_name, is_unique, origin, partial in conn.execute(f"PRAGMA {sch}.index_list({quote_ident(name)})"):
         if origin == "pk":
             pk_index_name = idx_name
+        elif is_unique and not partial:
+            unique_names.append(idx_name)
     without_rowid = bool(wr)
     rowid_alias = pk_cols[0] if len(pk_cols) == 1 and not without_rowid and pk_index_name is None else None
     rowid_key = not without_rowid and (not pk_cols or rowid_alias is not None)
@@ -399,15 +413,23 @@ def load_table_schema(conn: apsw.Connection, table: str, schema: str = "main") -
     if not without_rowid:
         rowid_name = rowid_alias or next((n for n in ("rowid", "_rowid_", "oid") if n not in lower_cols), None)
     folds = None
+    key_cols: frozenset[tuple[str, str]] | None = None  # (column, collation) pairs a unique index must not cover
     if not rowid_key and pk_index_name is not None:
-        colls: dict[str, str] = {}
-        for _seqno, _cid, col, _desc, coll, is_key in conn.execute(
-            f"PRAGMA {sch}.index_xinfo({quote_ident(pk_index_name)})"
-        ):
-            if is_key and col is not None:
-                colls[col] = (coll or "BINARY").upper()
+        colls = dict(_index_key_columns(conn, sch, pk_index_name) or ())
         fl = tuple(_FOLDS.get(colls.get(c, "BINARY")) for c in pk_cols)
         folds = fl if any(f is not None for f in fl) else None
+        key_cols = frozenset((c, colls.get(c, "BINARY")) for c in pk_cols)
+    stored = set(columns)
+    unique: dict[tuple[tuple[str, str], ...], None] = {}  # insertion-ordered set: equal indexes once
+    for idx_name in unique_names:
+        cols = _index_key_columns(conn, sch, idx_name)
+        if not cols or any(c not in stored for c, _ in cols):
+            continue  # expression index, or a VIRTUAL generated column: not in a row image
+        if rowid_alias is not None and any(c == rowid_alias for c, _ in cols):
+            continue  # contains the rowid: two rows never share its values
+        if key_cols is not None and key_cols <= set(cols):
+            continue  # contains the primary key under the same collations: likewise
+        unique[cols] = None
     col_index = {c: i for i, c in enumerate(columns)}
     return TableSchema(
         name=name,
@@ -423,7 +445,19 @@ def load_table_schema(conn: apsw.Connection, table: str, schema: str = "main") -
         kind=kind,
         prefix=key_prefix(name, 1 if rowid_key else len(pk_cols)),
         folds=folds,
+        unique=tuple(unique),
     )
+
+
+def _index_key_columns(conn: apsw.Connection, sch: str, index: str) -> tuple[tuple[str, str], ...] | None:
+    """(column, collation upper-cased) of each key column of ``index``; None if one is an expression."""
+    cols: list[tuple[str, str]] = []
+    for _seqno, _cid, col, _desc, coll, is_key in conn.execute(f"PRAGMA {sch}.index_xinfo({quote_ident(index)})"):
+        if is_key:
+            if col is None:
+                return None
+            cols.append((col, (coll or "BINARY").upper()))
+    return tuple(cols)
 
 
 class SchemaCache:
