@@ -336,8 +336,18 @@ class _Connection(asyncio.BufferedProtocol):
     # -- sending ----------------------------------------------------------------------------------
 
     def send(self, frame: list[Any]) -> None:
-        """Encode and write one frame (raises TypeError/ValueError for a payload msgpack cannot encode)."""
-        self._write(self._encode(frame))
+        """Encode and write one frame (raises TypeError/ValueError for a payload msgpack cannot encode).
+
+        Frames sent during one event-loop iteration leave in one write: the first one corks the
+        connection and schedules the uncork. Under load many transactions talk to the same peer at once
+        (PREPAREs, COMMITs, their answers); a syscall per frame was a sixth of a node's CPU."""
+        data = self._encode(frame)
+        if self._wbuf is None and not self.closed and self._loop is not None:
+            self._wbuf = [data]
+            self._write = self._wbuf.append
+            self._loop.call_soon(self.uncork)
+        else:
+            self._write(data)
 
     def send_credit(self, rid: int, n: int) -> None:
         self._write(self._encode([CREDIT, rid, n]))

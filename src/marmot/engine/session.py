@@ -4,12 +4,13 @@ Path of a statement: ``execute(sql)`` -> ``lexer.normalize`` -> routing by first
 statements (transactions, SET, USE, SHOW, database DDL, accepted no-ops) are answered here or in
 ``metadata.py``; everything else becomes a cached ``Plan`` and runs on this session's SQLite connection.
 
-Transactions and locking: SQLite has one writer per database file. A session takes the write lock
-(``BEGIN IMMEDIATE``) at its first write, not at BEGIN, and keeps it until COMMIT/ROLLBACK. Reads before
-the first write run on the latest committed data, so a session never fails with a stale snapshot and a
-read-only transaction never blocks writers. Waiting for the write lock happens with asyncio sleeps
-(``busy_timeout`` is 0) so one blocked session never stalls the event loop; after
-``lock_wait_timeout_seconds`` the statement fails with 1205.
+Transactions and locking: with replication (the normal case) a write statement is a dry run whose row
+changes go to ``replication/`` (``replicated_write.py`` has the why and the how: statement-scoped writer
+lock, a transaction's view kept open until another writer waits). Without it (the engine alone) a session
+takes SQLite's write lock (``BEGIN IMMEDIATE``) at its first write and keeps it until COMMIT/ROLLBACK. In
+both, reads before the first write run on the latest committed data, so a read-only transaction never
+blocks writers, and waiting for a lock happens on the event loop; after ``lock_wait_timeout_seconds`` the
+statement fails with 1205.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Session(SessionCommands, ReplicatedWrites):
         self._rtxn: PendingTransaction | None = None
         self._view: apsw.Connection | None = None
         self._view_db = ""
+        self._made_temp_tables = False
         self._captures: dict[apsw.Connection, ChangeCapture] = {}
         self._schemas: dict[str, SchemaCache] = {}
         self._savepoint_marks: dict[str, int] = {}
@@ -500,6 +502,7 @@ class Session(SessionCommands, ReplicatedWrites):
         conn = self._prepare_conn(plan)
         sqls = [step.sql for step in plan.steps]
         if self.database is None or plan.attach or self._is_local_ddl(conn, sqls):
+            self._made_temp_tables = True  # from now on, writes check whether they only touch TEMPORARY tables
             if plan.attach and not self._is_local_ddl(conn, sqls):
                 raise MySQLError(1105, "HY000", "DDL on another database than the current one is not "
                                  "replicated: USE that database first")
@@ -609,7 +612,7 @@ class Session(SessionCommands, ReplicatedWrites):
             return False
         if plan.kind == DDL:
             return _is_truncate(plan)  # other DDL replicates as statements (``_ddl``) or stays local
-        return not (plan.tables and self._temp_tables(conn) >= plan.tables)
+        return not (self._made_temp_tables and plan.tables and self._temp_tables(conn) >= plan.tables)
 
     def _temp_tables(self, conn: apsw.Connection) -> set[str]:
         return {r[0].lower() for r in conn.execute("SELECT name FROM temp.sqlite_schema WHERE type = 'table'")}
