@@ -119,7 +119,8 @@ class Node:
             default_level=rcfg.default_write_consistency, write_timeout=rcfg.write_timeout_ms / 1000,
             ddl_timeout=rcfg.ddl_validation_timeout_ms / 1000,
             heartbeat_timeout=float(cfg.transaction.heartbeat_timeout_seconds),
-            ddl_lease=float(cfg.ddl.lock_lease_seconds), max_batch=cfg.batch_commit.max_batch_size,
+            ddl_lease=float(cfg.ddl.lock_lease_seconds),
+            max_batch=cfg.batch_commit.max_batch_size if cfg.batch_commit.enabled else 1,
             metrics=self.metrics, publish_schema=lambda versions: gossip.set_metadata("schema_versions", versions))
         self.replication.before_drop = self.engine.forget_database
         self.replication.register(self.cluster.router)

@@ -66,12 +66,14 @@ class PendingTransaction:
     """The writes of an open transaction: each statement's net row changes, in order, and the version
     of every touched key as first seen (for the conflict check at PREPARE)."""
 
-    __slots__ = ("db", "statements", "base", "_merged")
+    __slots__ = ("db", "statements", "base", "epoch", "_merged")
 
     def __init__(self, db: str) -> None:
         self.db = db
         self.statements: list[list[RowChange]] = []
         self.base: dict[bytes, list[int] | None] = {}
+        # the apply epoch the versions in ``base`` were read at (-1: applies happened in between)
+        self.epoch: int | None = None
         self._merged: list[RowChange] | None = None
 
     def add(self, changes: list[RowChange]) -> None:
@@ -262,6 +264,10 @@ class ReplicatedWrites:
             if rtxn is None:
                 rtxn = self._rtxn = PendingTransaction(db)
             new_keys = [c.key for c in changes if c.key not in rtxn.base]
+            if rtxn.epoch is None:
+                rtxn.epoch = self.replication.apply_epoch(db) if self.replication is not None else None
+            elif self.replication is not None and rtxn.epoch != self.replication.apply_epoch(db):
+                rtxn.epoch = -1  # something was applied between this transaction's statements
             if new_keys:
                 seen = rt.row_versions(conn, new_keys)
                 for k in new_keys:
@@ -303,7 +309,8 @@ class ReplicatedWrites:
         assert rep is not None
         base = [rtxn.base.get(c.key) for c in changes]
         try:
-            await rep.commit_changes(rtxn.db, changes, base, rep.schema_version(rtxn.db), level)
+            await rep.commit_changes(rtxn.db, changes, base, rep.schema_version(rtxn.db), level,
+                                     epoch=rtxn.epoch if rtxn.epoch is not None and rtxn.epoch >= 0 else None)
         except ReplicationError as e:
             raise replication_error(e) from e
 

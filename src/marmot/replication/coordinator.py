@@ -100,7 +100,10 @@ class Coordinator:
         task.add_done_callback(self._background.discard)
 
     async def replicate(self, db: str, body: bytes, *, base: list[list[int] | None] | None = None,
-                        schema_version: int = 0, level: str = "QUORUM", ddl: bool = False) -> CommitResult:
+                        schema_version: int = 0, level: str = "QUORUM", ddl: bool = False,
+                        decoded: m.Body | None = None, epoch: int | None = None) -> CommitResult:
+        """Run one transaction through 2PC. ``decoded`` is ``body`` already decoded, if the caller has it
+        (this node's participant then skips decoding its own coordinator's message)."""
         peers = self.peers()
         total = max(self.total_members(), 1)
         need = required_acks(level, total)
@@ -118,7 +121,7 @@ class Coordinator:
         timeout = self.ddl_timeout if ddl else self.write_timeout
         kind = "dml" if not ddl else "ddl" if db else "database"
         try:
-            result = await self._run(db, txn, req, peers, total, need, level, timeout)
+            result = await self._run(db, txn, req, peers, total, need, level, timeout, decoded, epoch)
         except BaseException as e:
             if self._states.get(txn, ("",))[0] == "pending":
                 self._set_state(txn, "aborted")
@@ -134,8 +137,9 @@ class Coordinator:
         return result
 
     async def _run(self, db: str, txn: int, req: dict[str, Any], peers: dict[int, str], total: int,
-                   need: int, level: str, timeout: float) -> CommitResult:
-        local = await self.participant.prepare_waiting(req)
+                   need: int, level: str, timeout: float, decoded: m.Body | None,
+                   epoch: int | None) -> CommitResult:
+        local = await self.participant.prepare_waiting(req if epoch is None else {**req, "epoch": epoch}, decoded)
         if not local.get("ok"):
             self._set_state(txn, "aborted")
             if local.get("conflict"):

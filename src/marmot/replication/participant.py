@@ -148,7 +148,8 @@ class Participant:
 
     # -- PREPARE --------------------------------------------------------------------------------
 
-    def prepare(self, req: Any) -> dict[str, Any]:
+    def prepare(self, req: Any, decoded: m.Body | None = None) -> dict[str, Any]:
+        """``decoded``: the body already decoded (this node's own coordinator calling; saves the decode)."""
         try:
             db = m.field(req, "db", str)
             txn = m.field(req, "txn", int)
@@ -156,7 +157,7 @@ class Participant:
             coord = m.field(req, "coord", int)
             payload = m.field(req, "body", bytes)
             sv = m.field(req, "sv", int)
-            body = m.decode_body(payload)
+            body = decoded if decoded is not None else m.decode_body(payload)
             bv = req.get("bv") or []
             if type(bv) is not list or (bv and len(bv) != len(body.changes)):
                 raise m.MessageError("bv must list one base version per change")
@@ -187,7 +188,10 @@ class Participant:
         owner = self.intents.acquire(db, txn, keys, ddl=body.kind == "ddl")
         if owner is not None:
             return self._conflict(f"row or table locked by transaction {owner}", owner)
-        if keys:
+        epoch = req.get("epoch")
+        if keys and not (decoded is not None and epoch is not None and epoch == self.queues.epoch(db)):
+            # (this node's own coordinator read the versions in its dry run, and nothing has been applied
+            # to the database since: they cannot have changed)
             stored = rt.row_versions(self.reader(db), keys)
             if stored:
                 for c, seen in zip(body.changes, base or [None] * len(keys), strict=True):
@@ -214,7 +218,7 @@ class Participant:
             ans["owner"] = owner
         return ans
 
-    async def prepare_waiting(self, req: Any) -> dict[str, Any]:
+    async def prepare_waiting(self, req: Any, decoded: m.Body | None = None) -> dict[str, Any]:
         """PREPARE that waits a little (``conflict_wait``) for an intent held by another transaction
         to be released before calling it a conflict. The holder is usually already decided and only its
         COMMIT or apply is still on the way (a DDL a moment ago, a row written a moment ago on another
@@ -223,7 +227,7 @@ class Participant:
         deadlock: one of them gives up."""
         deadline = time.monotonic() + self.conflict_wait
         while True:
-            ans = self.prepare(req)
+            ans = self.prepare(req, decoded)
             owner = ans.pop("owner", None)
             if ans.get("ok") or owner is None or owner not in self.prepared:
                 return ans

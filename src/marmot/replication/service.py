@@ -146,12 +146,18 @@ class Replication:
     def schema_version(self, db: str) -> int:
         return self.participant.schema_version(db)
 
+    def apply_epoch(self, db: str) -> int:
+        """Read with the row versions of a dry run (see ``ApplyQueues.epoch``)."""
+        return self.queues.epoch(db)
+
     async def commit_changes(self, db: str, changes: list[RowChange], base: list[list[int] | None],
-                             schema_version: int, level: str | None = None) -> CommitResult:
+                             schema_version: int, level: str | None = None, epoch: int | None = None
+                             ) -> CommitResult:
         rows = encode_transaction(db, self.hlc.peek(), changes)
         body = m.encode_body("dml", rows=rows)
         return await self.coordinator.replicate(db, body, base=base, schema_version=schema_version,
-                                                level=self.level(level))
+                                                level=self.level(level), decoded=m.Body("dml", changes, [], None),
+                                                epoch=epoch)
 
     async def commit_ddl(self, db: str, statements: list[str], schema_version: int,
                          level: str | None = None) -> CommitResult:

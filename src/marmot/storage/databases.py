@@ -74,6 +74,7 @@ class DatabaseManager:
         self._flags: dict[tuple[str, str, int], dict[str, int]] = {}
         self._meta_conns: dict[str, apsw.Connection] = {}
         self._write_locks: dict[str, WriterLock] = {}
+        self._existing: set[str] = set()
         self.system = self.open(SYSTEM_DATABASE)
         if not self.exists(DEFAULT_DATABASE):
             self.create(DEFAULT_DATABASE)
@@ -84,9 +85,17 @@ class DatabaseManager:
         return self.data_dir / f"{name}.db"
 
     def exists(self, name: str) -> bool:
+        """Whether the database's file exists. Positive answers are remembered (this is asked on every
+        replicated write); ``create``/``drop`` keep the memory true, files removed behind the node's back
+        are noticed at the next restart."""
+        if name in self._existing:
+            return True
         if name == SYSTEM_DATABASE or not _NAME_RE.match(name):
             return False
-        return self.path(name).is_file()
+        if self.path(name).is_file():
+            self._existing.add(name)
+            return True
+        return False
 
     def names(self) -> list[str]:
         """User databases, sorted (the system database is never listed)."""
@@ -117,6 +126,7 @@ class DatabaseManager:
                 if if_exists:
                     return False
                 raise UnknownDatabase(f"Can't drop database '{name}'; database doesn't exist")
+            self._existing.discard(name)
             meta = self._meta_conns.pop(name, None)
             if meta is not None:
                 meta.close()
