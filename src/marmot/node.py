@@ -121,7 +121,8 @@ class Node:
             heartbeat_timeout=float(cfg.transaction.heartbeat_timeout_seconds),
             ddl_lease=float(cfg.ddl.lock_lease_seconds),
             max_batch=cfg.batch_commit.max_batch_size if cfg.batch_commit.enabled else 1,
-            metrics=self.metrics, publish_schema=lambda versions: gossip.set_metadata("schema_versions", versions))
+            metrics=self.metrics, publish_schema=lambda versions: gossip.set_metadata("schema_versions", versions),
+            anti_entropy_interval=float(rcfg.anti_entropy_interval_seconds) if rcfg.enable_anti_entropy else None)
         self.replication.before_drop = self.engine.forget_database
         self.replication.register(self.cluster.router)
         self.replication.start()

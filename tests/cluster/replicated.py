@@ -80,10 +80,11 @@ def _port_in_use(err: RuntimeError) -> int | None:
 
 @contextmanager
 def replicated_cluster(tmp: Path, n: int = 3, consistency: str = "QUORUM", extra_toml: str = "",
-                       mysql_extra: str = "") -> Iterator[list[NodeProcess]]:
+                       mysql_extra: str = "", replication_extra: str = "") -> Iterator[list[NodeProcess]]:
     """Start ``n`` nodes (ids 1..n; node 1 is the seed the others join through), wait until every node
     sees every member ALIVE, yield them in id order, and stop each process by its PID afterwards (also
-    when starting or the test fails). ``extra_toml`` is appended to every node's config (whole sections).
+    when starting or the test fails). ``extra_toml`` is appended to every node's config (whole sections);
+    ``replication_extra`` are more keys of its ``[replication]`` section.
 
     Free ports are picked, released and then bound by the node, so another process (a parallel test run)
     can take one in between: a node that cannot bind is started again on fresh ports (its MySQL port
@@ -91,7 +92,7 @@ def replicated_cluster(tmp: Path, n: int = 3, consistency: str = "QUORUM", extra
     started: dict[int, NodeProcess] = {}
     used: set[int] = set()
     lock = threading.Lock()
-    repl = f'[replication]\ndefault_write_consistency = "{consistency}"\n'
+    repl = f'[replication]\ndefault_write_consistency = "{consistency}"\n{replication_extra}'
 
     def fresh_port() -> int:
         with lock:

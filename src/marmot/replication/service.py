@@ -21,6 +21,7 @@ from typing import Any
 
 from marmot.hlc import HLC
 from marmot.replication import messages as m
+from marmot.replication.anti_entropy import AntiEntropy
 from marmot.replication.apply_queue import ApplyQueues
 from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.coordinator import CommitResult, Coordinator
@@ -38,7 +39,8 @@ class Replication:
                  leaving: Callable[[], bool] = lambda: False, default_level: str = "QUORUM",
                  write_timeout: float = 5.0, ddl_timeout: float = 60.0, heartbeat_timeout: float = 10.0,
                  ddl_lease: float = 30.0, max_batch: int = 128, status_timeout: float = 2.0,
-                 metrics: Any = None, publish_schema: Callable[[dict[str, int]], None] | None = None) -> None:
+                 metrics: Any = None, publish_schema: Callable[[dict[str, int]], None] | None = None,
+                 anti_entropy_interval: float | None = 30.0) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.databases = databases
@@ -57,6 +59,11 @@ class Replication:
                                        ddl_timeout=ddl_timeout, metrics=metrics)
         self.participant.coordinator_state = self._coordinator_state
         self._resolver: asyncio.Task[None] | None = None
+        # None: [replication] enable_anti_entropy = false (this node still serves its log to peers)
+        self.anti_entropy_interval = anti_entropy_interval
+        self.anti_entropy = AntiEntropy(node_id, hlc, databases, self.queues, send, peers=peers,
+                                        interval=anti_entropy_interval or 30.0,
+                                        on_database_created=self._database_created)
         self.before_drop: Callable[[str], None] | None = None  # node.py: sessions let go of the files
         for name in databases.names():
             rt.ensure_tables(self.queues.connection(name))
@@ -94,12 +101,19 @@ class Replication:
         async def status(payload: Any, _ctx: Any) -> Any:
             return p.status(payload)
 
+        self.anti_entropy.register(router)
         for name, fn in (("txn_prepare", prepare), ("txn_commit", commit), ("txn_abort", abort), ("txn_replay", replay),
                          ("txn_status", status)):
             router.unary(name, fn)
 
     def start(self) -> None:
         self._resolver = asyncio.get_running_loop().create_task(self.participant.run_resolver())
+        if self.anti_entropy_interval is not None:
+            self.anti_entropy.start()
+
+    def _database_created(self, name: str) -> None:
+        self.participant.signal_schema_change()
+        self._publish_schema_versions()
 
     async def stop(self) -> None:
         if self._resolver is not None:
@@ -107,6 +121,7 @@ class Replication:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resolver
             self._resolver = None
+        await self.anti_entropy.stop()
         await self.coordinator.close()
         await self.queues.close()
 
@@ -135,6 +150,7 @@ class Replication:
             if self.before_drop is not None:
                 self.before_drop(name)
             self.participant.forget_database(name)
+            self.anti_entropy.forget_database(name)
             self.databases.drop(name, if_exists=True)
             self._publish_schema_versions()
 

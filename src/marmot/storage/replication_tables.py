@@ -18,9 +18,11 @@ SHOW TABLES / INFORMATION_SCHEMA, and the capture hook ignores them):
     at most once per node) *and* the commit log anti-entropy reads (``seq`` is this node's local order,
     ``payload`` the encoded transaction). One table instead of two saves an insert per transaction.
 
-``__marmot_schema_version(id INTEGER PRIMARY KEY CHECK (id = 1), version)``
-    Bumped by every replicated DDL in the same transaction as the DDL itself. A participant whose
-    version is older than the one a write was planned against refuses the PREPARE.
+``__marmot_schema_version(id INTEGER PRIMARY KEY CHECK (id = 1), version, log_id)``
+    ``version`` is bumped by every replicated DDL in the same transaction as the DDL itself; a
+    participant whose version is older than the one a write was planned against refuses the PREPARE.
+    ``log_id`` names this file's commit log (random, made with the file): a peer's pull cursor is only
+    valid for the log it was taken on — a node whose data directory was wiped starts a new log at seq 1.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ _DDL = (
     " wall INTEGER NOT NULL, logical INTEGER NOT NULL, node INTEGER NOT NULL, origin INTEGER NOT NULL,"
     " payload BLOB NOT NULL)",
     f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION} (id INTEGER PRIMARY KEY CHECK (id = 1),"
-    " version INTEGER NOT NULL)",
+    " version INTEGER NOT NULL, log_id TEXT NOT NULL DEFAULT (lower(hex(randomblob(8)))))",
     f"INSERT OR IGNORE INTO {SCHEMA_VERSION} (id, version) VALUES (1, 0)",
 )
 
@@ -46,10 +48,48 @@ _DDL = (
 def ensure_tables(conn: apsw.Connection) -> None:
     """Create the replication tables of ``conn``'s main database if they are missing (idempotent)."""
     if conn.execute(f"SELECT 1 FROM sqlite_schema WHERE name = '{SCHEMA_VERSION}'").fetchone():
+        cols = {r[1] for r in conn.execute(f"PRAGMA table_info({SCHEMA_VERSION})")}
+        if "log_id" not in cols:  # a file made before commit logs had identities
+            with conn:
+                conn.execute(f"ALTER TABLE {SCHEMA_VERSION} ADD COLUMN log_id TEXT")
+                conn.execute(f"UPDATE {SCHEMA_VERSION} SET log_id = lower(hex(randomblob(8)))")
         return
     with conn:
         for sql in _DDL:
             conn.execute(sql)
+
+
+def log_id(conn: apsw.Connection) -> str:
+    row = conn.execute(f"SELECT log_id FROM {SCHEMA_VERSION} WHERE id = 1").fetchone()
+    return str(row[0]) if row else ""
+
+
+def log_after(conn: apsw.Connection, after_seq: int, limit: int) -> list[tuple[int, int]]:
+    """(seq, txn_id) of this node's commit log after ``after_seq``, in order, at most ``limit``."""
+    return [(int(s), int(t)) for s, t in conn.execute(
+        f"SELECT seq, txn_id FROM {TXN_LOG} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))]
+
+
+def log_entries(conn: apsw.Connection, seqs: list[int]) -> list[tuple[int, int, int, int, int, int, bytes]]:
+    """(seq, txn_id, wall, logical, node, origin, payload) of the given log positions, in seq order."""
+    out: list[tuple[int, int, int, int, int, int, bytes]] = []
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        out.extend(conn.execute(f"SELECT seq, txn_id, wall, logical, node, origin, payload FROM {TXN_LOG} "
+                                f"WHERE seq IN ({marks}) ORDER BY seq", chunk))
+    out.sort()
+    return out
+
+
+def applied_of(conn: apsw.Connection, txn_ids: list[int]) -> set[int]:
+    """The ones among ``txn_ids`` this database has applied."""
+    found: set[int] = set()
+    for start in range(0, len(txn_ids), 500):
+        chunk = txn_ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(r[0] for r in conn.execute(f"SELECT txn_id FROM {TXN_LOG} WHERE txn_id IN ({marks})", chunk))
+    return found
 
 
 def schema_version(conn: apsw.Connection) -> int:
