@@ -122,7 +122,11 @@ class Node:
             ddl_lease=float(cfg.ddl.lock_lease_seconds),
             max_batch=cfg.batch_commit.max_batch_size if cfg.batch_commit.enabled else 1,
             metrics=self.metrics, publish_schema=lambda versions: gossip.set_metadata("schema_versions", versions),
-            anti_entropy_interval=float(rcfg.anti_entropy_interval_seconds) if rcfg.enable_anti_entropy else None)
+            anti_entropy_interval=float(rcfg.anti_entropy_interval_seconds) if rcfg.enable_anti_entropy else None,
+            gc_interval=float(rcfg.gc_interval_seconds), gc_min_retention_h=float(rcfg.gc_min_retention_hours),
+            gc_max_retention_h=float(rcfg.gc_max_retention_hours),
+            members=lambda: [mb["node_id"] for mb in gossip.members()
+                             if mb["state"] != "REMOVED" and mb["node_id"] != self.node_id])
         self.replication.before_drop = self.engine.forget_database
         self.replication.register(self.cluster.router)
         self.replication.start()

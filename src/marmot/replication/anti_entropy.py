@@ -36,6 +36,7 @@ from marmot.hlc import HLC, Timestamp
 from marmot.replication import messages as m
 from marmot.replication.applier import ApplyItem
 from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.gc import consumed_key
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager, InvalidDatabaseName
 from marmot.storage.node_state import NodeState
@@ -95,7 +96,9 @@ class AntiEntropy:
         return {"dbs": out}
 
     async def handle_list(self, payload: Any, _ctx: Any) -> Any:
-        """``log_list {db, after, limit}`` → ``{log_id, entries: [[seq, txn_id], ...], last}``."""
+        """``log_list {db, after, limit, node, log_id}`` → ``{log_id, entries: [[seq, txn_id], ...], last,
+        first}``. ``after`` is how far ``node`` has consumed this log (recorded for GC, when the caller's
+        ``log_id`` is this log's); ``first`` is the oldest position still kept (GC)."""
         try:
             db = m.field(payload, "db", str)
             after = m.field(payload, "after", int)
@@ -105,9 +108,14 @@ class AntiEntropy:
         if not self.databases.exists(db):
             return {"error": f"unknown database {db}"}
         conn = self._reader(db)
+        this_log = rt.log_id(conn)
+        node = payload.get("node")
+        if type(node) is int and payload.get("log_id") == this_log:
+            self.state.set(consumed_key(db, node), after)
         entries = rt.log_after(conn, after, limit)
-        last = conn.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()[0] or 0
-        return {"log_id": rt.log_id(conn), "entries": [list(e) for e in entries], "last": int(last)}
+        first, last = conn.execute(f"SELECT MIN(seq), MAX(seq) FROM {rt.TXN_LOG}").fetchone()
+        return {"log_id": this_log, "entries": [list(e) for e in entries], "last": int(last or 0),
+                "first": int(first or 0)}
 
     async def handle_fetch(self, payload: Any, _ctx: Any) -> Any:
         """``log_fetch {db, seqs}`` → ``{entries: [[seq, txn_id, wall, logical, node, origin, body], ...]}``."""
@@ -198,16 +206,18 @@ class AntiEntropy:
     async def _pull_database(self, peer: int, address: str, db: str, log_id: str, last: int) -> int:
         key = self._cursor_key(peer, db, log_id)
         cursor = int(self.state.get(key, 0) or 0)
-        if cursor >= last:
-            self.lag[(peer, db)] = (0, time.time())
-            return 0
         applied = 0
         started = time.monotonic()
         local = self.queues.connection(db)
-        while cursor < last:
-            ans = await self.send(address, "log_list", {"db": db, "after": cursor, "limit": LIST_LIMIT},
-                                  self.timeout)
+        while True:  # at least one list per round: it also tells the peer how far this node consumed
+            ans = await self.send(address, "log_list", {"db": db, "after": cursor, "limit": LIST_LIMIT,
+                                                        "node": self.node_id, "log_id": log_id}, self.timeout)
             entries = ans.get("entries") if isinstance(ans, dict) else None
+            first = int(ans.get("first", 0) or 0) if isinstance(ans, dict) else 0
+            if first > cursor + 1 and entries:
+                log.warning("anti-entropy: node %d already collected %s's log up to seq %d, this node had "
+                            "consumed only %d: the transactions in between need a snapshot", peer, db,
+                            first - 1, cursor)
             if not entries:
                 break
             last = max(last, int(ans.get("last", 0) or 0))
@@ -224,6 +234,8 @@ class AntiEntropy:
                 await self._pace(applied, started)
             cursor = int(entries[-1][0])
             self._save(key, cursor)
+            if cursor >= last:
+                break
         self.lag[(peer, db)] = (0, time.time())
         if applied:
             log.info("anti-entropy: applied %d transaction(s) of %s from node %d", applied, db, peer)

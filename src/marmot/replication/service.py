@@ -25,6 +25,7 @@ from marmot.replication.anti_entropy import AntiEntropy
 from marmot.replication.apply_queue import ApplyQueues
 from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.coordinator import CommitResult, Coordinator
+from marmot.replication.gc import LogGC
 from marmot.replication.participant import Participant
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
@@ -40,7 +41,9 @@ class Replication:
                  write_timeout: float = 5.0, ddl_timeout: float = 60.0, heartbeat_timeout: float = 10.0,
                  ddl_lease: float = 30.0, max_batch: int = 128, status_timeout: float = 2.0,
                  metrics: Any = None, publish_schema: Callable[[dict[str, int]], None] | None = None,
-                 anti_entropy_interval: float | None = 30.0) -> None:
+                 anti_entropy_interval: float | None = 30.0, gc_interval: float = 60.0,
+                 gc_min_retention_h: float = 2.0, gc_max_retention_h: float = 24.0,
+                 members: Callable[[], list[int]] | None = None) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.databases = databases
@@ -64,6 +67,8 @@ class Replication:
         self.anti_entropy = AntiEntropy(node_id, hlc, databases, self.queues, send, peers=peers,
                                         interval=anti_entropy_interval or 30.0,
                                         on_database_created=self._database_created)
+        self.gc = LogGC(databases, self.queues, members=members or (lambda: list(peers())), interval=gc_interval,
+                        min_retention_h=gc_min_retention_h, max_retention_h=gc_max_retention_h)
         self.before_drop: Callable[[str], None] | None = None  # node.py: sessions let go of the files
         for name in databases.names():
             rt.ensure_tables(self.queues.connection(name))
@@ -110,6 +115,7 @@ class Replication:
         self._resolver = asyncio.get_running_loop().create_task(self.participant.run_resolver())
         if self.anti_entropy_interval is not None:
             self.anti_entropy.start()
+        self.gc.start()
 
     def _database_created(self, name: str) -> None:
         self.participant.signal_schema_change()
@@ -122,6 +128,7 @@ class Replication:
                 await self._resolver
             self._resolver = None
         await self.anti_entropy.stop()
+        await self.gc.stop()
         await self.coordinator.close()
         await self.queues.close()
 

@@ -1,0 +1,133 @@
+"""Garbage collection of the commit log and of tombstones (anti-entropy issue, point 4).
+
+The commit log (``__marmot_txn_log``) grows by one row per transaction and tombstones
+(``__marmot_row_version`` rows with ``deleted = 1``) by one per deleted row. Every
+``[replication] gc_interval_seconds``, per database:
+
+* a log entry is deleted when **every** member (REMOVED ones aside, alive or not) has pulled past it
+  *and* it is older than ``gc_min_retention_hours``, or, whatever the members consumed, when it is older
+  than ``gc_max_retention_hours`` (0 = never by age). A member's consumption is the position it last
+  asked this node's log for (``log_list``'s ``after``, recorded per member and database by
+  ``AntiEntropy``): nothing an alive member has not consumed goes before the minimum retention — nor
+  what a dead member has not, since it will ask when it is back;
+* tombstones older than ``gc_max_retention_hours`` are deleted (never, when it is 0).
+
+Deleting a log entry also deletes its applied marker (they are one row). A transaction delivered again
+after that is still harmless: its row changes carry the versions already stored, which do not win
+last-writer-wins a second time, and DDL is applied idempotently. A member that comes back after entries
+it had not consumed were deleted by age finds a gap (``log_list`` reports the first position still
+there); filling it needs a snapshot (a later part of the anti-entropy issue) — the gap is logged.
+
+The configuration rules that keep GC from deleting what anti-entropy still needs (min retention covers
+``delta_sync_threshold_seconds``, max ≥ min, GC interval ≥ anti-entropy interval) are enforced at startup
+by ``config.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import apsw
+
+from marmot.replication.apply_queue import ApplyQueues
+from marmot.storage import replication_tables as rt
+from marmot.storage.databases import DatabaseManager
+from marmot.storage.node_state import NodeState
+
+log = logging.getLogger("marmot.replication.gc")
+NS_PER_HOUR = 3600 * 1_000_000_000
+
+
+def consumed_key(db: str, member: int) -> str:
+    return f"consumed:{db}:{member}"
+
+
+def collect(conn: apsw.Connection, *, safe_seq: int, now_ns: int, min_retention_h: float,
+            max_retention_h: float) -> tuple[int, int]:
+    """Delete what may go, inside the caller's write transaction. Returns (log entries, tombstones) deleted."""
+    min_cut = now_ns - int(min_retention_h * NS_PER_HOUR)
+    conn.execute(f"DELETE FROM {rt.TXN_LOG} WHERE seq <= ? AND wall < ?", (safe_seq, min_cut))
+    deleted_log = conn.changes()
+    deleted_tombstones = 0
+    if max_retention_h > 0:
+        max_cut = now_ns - int(max_retention_h * NS_PER_HOUR)
+        conn.execute(f"DELETE FROM {rt.TXN_LOG} WHERE wall < ?", (max_cut,))
+        deleted_log += conn.changes()
+        conn.execute(f"DELETE FROM {rt.ROW_VERSION} WHERE deleted = 1 AND wall < ?", (max_cut,))
+        deleted_tombstones = conn.changes()
+    return deleted_log, deleted_tombstones
+
+
+class LogGC:
+    """The periodic collector of one node."""
+
+    def __init__(self, databases: DatabaseManager, queues: ApplyQueues, *, members: Callable[[], list[int]],
+                 interval: float, min_retention_h: float, max_retention_h: float,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.databases = databases
+        self.queues = queues
+        self.members = members  # every member but this node, REMOVED ones excluded
+        self.interval = interval
+        self.min_retention_h = min_retention_h
+        self.max_retention_h = max_retention_h
+        self.clock_ns = clock_ns
+        self.state = NodeState(databases.system)
+        self._task: asyncio.Task[None] | None = None
+        self.stats = {"runs": 0, "log_deleted": 0, "tombstones_deleted": 0}
+
+    def safe_seq(self, db: str) -> int:
+        """The highest log position every other member has consumed (0 when one never asked)."""
+        consumed = [int(self.state.get(consumed_key(db, m), 0) or 0) for m in self.members()]
+        return min(consumed) if consumed else 1 << 62
+
+    async def run_once(self) -> tuple[int, int]:
+        self.stats["runs"] += 1
+        total = (0, 0)
+        for db in self.databases.names():
+            conn = self.queues.connection(db)
+            lock = self.databases.write_lock(db)
+            await lock.acquire(timeout=float("inf"))
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    done = collect(conn, safe_seq=self.safe_seq(db), now_ns=self.clock_ns(),
+                                   min_retention_h=self.min_retention_h, max_retention_h=self.max_retention_h)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(apsw.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+            except apsw.BusyError:
+                continue  # another process holds the file: next time
+            finally:
+                lock.release()
+            if done[0] or done[1]:
+                log.info("gc %s: %d log entries, %d tombstones deleted", db, *done)
+            total = (total[0] + done[0], total[1] + done[1])
+        self.stats["log_deleted"] += total[0]
+        self.stats["tombstones_deleted"] += total[1]
+        return total
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("gc round failed")
