@@ -341,6 +341,11 @@ def _validate(cfg: Config, errors: list[str]) -> list[str]:
             f"got {cl.dead_timeout_ms}"
         )
 
+    for pair in cl.dial_overrides:
+        left, sep, right = pair.partition("=")
+        if not sep or ":" not in left or ":" not in right:
+            errors.append(f"cluster.dial_overrides: expected \"advertised host:port=dial host:port\", got {pair!r}")
+
     # GC must not delete what anti-entropy still needs (upstream §6.5 / README "GC Configuration Rules").
     if rp.gc_interval_seconds < rp.anti_entropy_interval_seconds:
         errors.append(

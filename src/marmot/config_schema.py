@@ -103,6 +103,9 @@ class ClusterConfig:
     tls_cert_file: str = _opt("")
     tls_key_file: str = _opt("")
     tls_ca_file: str = _opt("")  # peers' certificates are verified against this CA; "" = not verified
+    # Our addition: "advertised=dial" pairs; a peer advertising the left address is dialled at the right one
+    # (NAT, port forwarding, and the fault-injection proxy of the test harness).
+    dial_overrides: list[str] = _opt([])
     promotion: PromotionConfig = _section(PromotionConfig)
 
 

@@ -76,6 +76,7 @@ class ClusterService:
             ready_check=ready_check, on_change=self._member_changed,
         )
         self._on_change = on_change
+        self._dial = dict(p.split("=", 1) for p in cfg.dial_overrides)  # advertised -> dialled address
         for method, handler in (("gossip", self.gossip.handle_gossip), ("ping", self.gossip.handle_ping),
                                 ("ping_req", self.gossip.handle_ping_req), ("join", self.gossip.handle_join)):
             self.router.unary(method, _ignore_ctx(handler))
@@ -86,11 +87,12 @@ class ClusterService:
         if new == "ALIVE":
             address = self.gossip.alive_peers().get(node_id)
             if address is not None:
-                self.pool.reset_backoff(address)
+                self.pool.reset_backoff(self._dial.get(address, address))
         if self._on_change is not None:
             self._on_change(node_id, old, new)
 
     async def send(self, address: str, method: str, payload: Any, timeout: float) -> Any:
+        address = self._dial.get(address, address)
         try:
             return await self.pool.get(address).call(method, payload, timeout)
         except AuthError as err:

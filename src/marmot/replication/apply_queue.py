@@ -102,8 +102,12 @@ class ApplyQueues:
         self.schemas.pop(db, None)
 
     async def close(self) -> None:
+        tasks = list(self._workers.values())
         for db in list(self._workers):
             self.forget(db)
+        for task in tasks:  # let them finish cancelling before their connections' files are closed
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def _work(self, db: str, q: asyncio.Queue[tuple[ApplyItem, asyncio.Future[ApplyOutcome]]]) -> None:
         while True:

@@ -189,6 +189,7 @@ class Coordinator:
             self.stats["quorum_failures"] += 1
             refused = [f"node {nid}: {a.get('reject') if isinstance(a, dict) else a}"
                        for nid, a in answers.items() if not _ok(a)]
+            refused += [f"node {tasks[t]}: no answer within {timeout:g} s" for t in pending]
             detail = f" ({'; '.join(refused)})" if refused else ""
             raise QuorumNotReached(f"quorum not reached: {prepared} of {total} nodes acknowledged "
                                    f"PREPARE, {need} needed for {level}{detail}")

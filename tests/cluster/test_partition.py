@@ -1,0 +1,97 @@
+"""A partition through the fault proxy (tests/faultproxy.py): 3 nodes, node 3 cut off from both others.
+
+The majority keeps committing QUORUM writes, the minority refuses them (1105); writes at ONE succeed on
+both sides, also to the same rows; after the heal anti-entropy brings every node to the same rows, and
+rows written on both sides hold the last writer's value (issue "Anti-entropy", point 7)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+
+from tests.cluster.replicated import SECRET, TIMERS, connect, member_states, wait_until_equal
+from tests.faultproxy import ProxyPool
+from tests.nodeproc import NodeProcess, free_port, make_node
+
+
+def run(node: NodeProcess, *stmts: str) -> tuple:
+    c = connect(node)
+    try:
+        cur = c.cursor()
+        for s in stmts:
+            cur.execute(s)
+        return tuple(cur.fetchall())
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def proxied(tmp_path) -> Iterator[tuple[list[NodeProcess], ProxyPool]]:
+    """Three nodes that reach each other only through the proxy's directed links."""
+    nodes = [make_node(tmp_path / f"n{i}", node_id=i, unix_socket=False) for i in (1, 2, 3)]
+    pool = ProxyPool()
+    for i in (1, 2, 3):
+        for j, dst in enumerate(nodes, start=1):
+            if i != j:
+                pool.add(i, j, free_port(), dst.grpc_port)
+    for i, n in enumerate(nodes, start=1):
+        overrides = ", ".join(f'"127.0.0.1:{dst.grpc_port}=127.0.0.1:{pool.link(i, j).listen_port}"'
+                              for j, dst in enumerate(nodes, start=1) if j != i)
+        seeds = f'seed_nodes = ["127.0.0.1:{nodes[0].grpc_port}"]\n' if i > 1 else ""
+        text = n.config_path.read_text().replace(
+            "[cluster]\n", f'[cluster]\n{TIMERS}cluster_secret = "{SECRET}"\n{seeds}dial_overrides = [{overrides}]\n', 1)
+        text += "[replication]\nanti_entropy_interval_seconds = 1\nwrite_timeout_ms = 2000\n"
+        n.config_path.write_text(text)
+    try:
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            deadline = time.monotonic() + 30
+            while member_states(n) != {1: "ALIVE", 2: "ALIVE", 3: "ALIVE"}:
+                assert time.monotonic() < deadline, f"cluster did not form: {member_states(n)}"
+                time.sleep(0.1)
+        yield nodes, pool
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        pool.close()
+
+
+def test_minority_refuses_quorum_one_converges_lww(proxied):
+    nodes, pool = proxied
+    n1, n2, n3 = nodes
+    run(n1, "CREATE TABLE p (id INT PRIMARY KEY, v VARCHAR(20))",
+        "INSERT INTO p VALUES (1, 'start'), (2, 'start'), (3, 'start')")
+    wait_until_equal(nodes, "SELECT * FROM p ORDER BY id", expected=((1, "start"), (2, "start"), (3, "start")))
+
+    pool.isolate(3)
+    for i in range(10, 30):  # the majority keeps committing at QUORUM
+        run(n1 if i % 2 else n2, f"INSERT INTO p VALUES ({i}, 'majority')")
+    with pytest.raises(pymysql.err.OperationalError) as ei:  # the minority refuses
+        run(n3, "INSERT INTO p VALUES (99, 'minority')")
+    assert ei.value.args[0] == 1105 and "quorum" in ei.value.args[1]
+
+    # ONE on both sides, to the same rows: the later write must win everywhere after the heal
+    run(n1, "UPDATE /*+ MARMOT_CONSISTENCY(ONE) */ p SET v = 'majority-first' WHERE id = 1")
+    run(n3, "UPDATE /*+ MARMOT_CONSISTENCY(ONE) */ p SET v = 'minority-last' WHERE id = 1")
+    run(n3, "UPDATE /*+ MARMOT_CONSISTENCY(ONE) */ p SET v = 'minority-first' WHERE id = 2")
+    run(n2, "UPDATE /*+ MARMOT_CONSISTENCY(ONE) */ p SET v = 'majority-last' WHERE id = 2")
+    run(n3, "DELETE /*+ MARMOT_CONSISTENCY(ONE) */ FROM p WHERE id = 3")
+
+    pool.heal()
+    expected = ((1, "minority-last"), (2, "majority-last")) + tuple((i, "majority") for i in range(10, 30))
+    wait_until_equal(nodes, "SELECT * FROM p ORDER BY id", timeout=30, expected=expected)
+    # and the healed minority writes at QUORUM again
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            run(n3, "INSERT INTO p VALUES (100, 'healed')")
+            break
+        except pymysql.err.OperationalError:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    wait_until_equal(nodes, "SELECT v FROM p WHERE id = 100", expected=(("healed",),))
