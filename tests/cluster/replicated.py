@@ -168,6 +168,18 @@ def connect(node: NodeProcess, db: str | None = "marmot", **kw: Any) -> pymysql.
                            autocommit=True, local_infile=True, **kw)
 
 
+def run(node: NodeProcess, *stmts: str, db: str | None = "marmot") -> tuple:
+    """Execute statements in order on one connection to ``node``; return the last one's rows."""
+    c = connect(node, db)
+    try:
+        cur = c.cursor()
+        for s in stmts:
+            cur.execute(s)
+        return tuple(cur.fetchall())
+    finally:
+        c.close()
+
+
 def node_name(nodes: Sequence[NodeProcess], node: NodeProcess) -> str:
     return f"node {nodes.index(node) + 1} (127.0.0.1:{node.mysql_port})"
 

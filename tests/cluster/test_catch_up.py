@@ -7,18 +7,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.cluster.replicated import connect, replicated_cluster, wait_until_equal
-
-
-def run(node, *stmts, db="marmot"):
-    c = connect(node, db)
-    try:
-        cur = c.cursor()
-        for s in stmts:
-            cur.execute(s)
-        return tuple(cur.fetchall())
-    finally:
-        c.close()
+from tests.cluster.replicated import replicated_cluster, run, wait_until_equal
 
 
 def test_node_down_catches_up_by_log_pull(tmp_path):

@@ -13,20 +13,9 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from tests.cluster.replicated import SECRET, TIMERS, connect, member_states, wait_until_equal
+from tests.cluster.replicated import SECRET, TIMERS, member_states, run, wait_until_equal
 from tests.faultproxy import ProxyPool
 from tests.nodeproc import NodeProcess, free_port, make_node
-
-
-def run(node: NodeProcess, *stmts: str) -> tuple:
-    c = connect(node)
-    try:
-        cur = c.cursor()
-        for s in stmts:
-            cur.execute(s)
-        return tuple(cur.fetchall())
-    finally:
-        c.close()
 
 
 @pytest.fixture

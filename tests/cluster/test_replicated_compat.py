@@ -27,22 +27,10 @@ from typing import Any
 import pymysql
 import pytest
 
-from tests.cluster.replicated import cluster_fixture, connect, wait_until_equal
+from tests.cluster.replicated import cluster_fixture, connect, run, wait_until_equal
 from tests.nodeproc import NodeProcess
 
 cluster = cluster_fixture(n=3)
-
-
-def run(node: NodeProcess, *stmts: str, db: str | None = "marmot") -> tuple:
-    """Execute statements in order on one connection to ``node``; return the last one's rows."""
-    c = connect(node, db)
-    try:
-        cur = c.cursor()
-        for s in stmts:
-            cur.execute(s)
-        return tuple(cur.fetchall())
-    finally:
-        c.close()
 
 
 @contextmanager

@@ -12,21 +12,10 @@ import urllib.request
 import pymysql
 import pytest
 
-from tests.cluster.replicated import SECRET, cluster_fixture, connect, member_states, wait_until_equal
+from tests.cluster.replicated import SECRET, cluster_fixture, connect, member_states, run, wait_until_equal
 from tests.nodeproc import NodeProcess
 
 cluster = cluster_fixture()
-
-
-def run(node: NodeProcess, *stmts: str) -> tuple:
-    c = connect(node)
-    try:
-        cur = c.cursor()
-        for s in stmts:
-            cur.execute(s)
-        return tuple(cur.fetchall())
-    finally:
-        c.close()
 
 
 def admin_members(node: NodeProcess) -> list[dict]:
