@@ -86,11 +86,19 @@ class Node:
     hlc: HLC
     rep: Replication = field(init=False)
     handlers: dict[str, Handler] = field(default_factory=dict)
+    stream_handlers: dict[str, Handler] = field(default_factory=dict)
     check: apsw.Connection = field(init=False)
 
     def unary(self, name: str, fn: Handler) -> None:
         """The router interface ``Replication.register`` expects."""
         self.handlers[name] = fn
+
+    def client_stream(self, name: str, fn: Handler) -> None:
+        """Streamed PREPARE/REPLAY of large transactions: not used by these small ones."""
+        self.stream_handlers[name] = fn
+
+    def server_stream(self, name: str, fn: Handler) -> None:
+        self.stream_handlers[name] = fn
 
     def rows(self) -> list[tuple[Any, ...]]:
         return self.check.execute("SELECT id, v FROM kv ORDER BY id").fetchall()

@@ -41,6 +41,7 @@ from marmot.replication.participant import Participant
 
 log = logging.getLogger("marmot.replication")
 _RECENT = 100_000
+BYTES_PER_SECOND = 4_000_000  # a conservative transfer + apply rate for the deadline of a large transaction
 Send = Callable[[str, str, Any, float], Awaitable[Any]]
 
 
@@ -70,7 +71,8 @@ class Coordinator:
 
     def __init__(self, node_id: int, hlc: HLC, participant: Participant, send: Send, *,
                  peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
-                 write_timeout: float, ddl_timeout: float, metrics: Any = None) -> None:
+                 write_timeout: float, ddl_timeout: float, metrics: Any = None,
+                 send_stream: Send | None = None, stream_chunk: int = 1 << 20) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.participant = participant
@@ -85,6 +87,8 @@ class Coordinator:
         # Duck-typed metrics sink (admin.metrics.Metrics): observe_prepare/observe_commit(seconds),
         # txn_finished(kind, result), write_conflict(). None: no metrics.
         self.metrics = metrics
+        self.send_stream = send_stream  # (address, method, chunks, timeout): a client-streaming RPC
+        self.stream_chunk = stream_chunk
 
     def state_of(self, txn: int) -> tuple[str, Timestamp | None]:
         return self._states.get(txn, ("unknown", None))
@@ -118,7 +122,8 @@ class Coordinator:
         if base:
             req["bv"] = base
         self._set_state(txn, "pending")
-        timeout = self.ddl_timeout if ddl else self.write_timeout
+        # a large transaction takes longer to ship and to apply: its deadlines grow with its size
+        timeout = (self.ddl_timeout if ddl else self.write_timeout) + len(body) / BYTES_PER_SECOND
         kind = "dml" if not ddl else "ddl" if db else "database"
         try:
             result = await self._run(db, txn, req, peers, total, need, level, timeout, decoded, epoch)
@@ -150,7 +155,7 @@ class Coordinator:
         stamps = [m.ts_in(local["ts"])]
         answers: dict[int, Any] = {}  # remote node id -> its PREPARE answer (dict) or the error
         decision: dict[str, Any] = {}  # set once decided: {"commit": bool, "cts": Timestamp}
-        tasks = {asyncio.ensure_future(self.send(addr, "txn_prepare", req, timeout)): nid
+        tasks = {asyncio.ensure_future(self._call(addr, "txn_prepare", req, timeout)): nid
                  for nid, addr in peers.items()}
         conflict: str | None = None
         pending = set(tasks)
@@ -210,7 +215,7 @@ class Coordinator:
             # fault tests: the decision reaches one node, then this coordinator stops (SIGKILL meanwhile)
             nid, ans = targets.pop(0)
             with contextlib.suppress(Exception):
-                await self.send(peers[nid], *_decision_call(ans, req, cts), timeout)
+                await self._call(peers[nid], *_decision_call(ans, req, cts), timeout)
             await failpoints.hit("coordinator_partial_commit")
         for nid, ans in targets:
             self._send_counted(peers[nid], *_decision_call(ans, req, cts), tally)
@@ -253,10 +258,24 @@ class Coordinator:
         elif decision.get("commit") is False and _ok(ans):
             self._spawn(self._send_quiet(addr, "txn_abort", {"db": req["db"], "txn": req["txn"]}))
 
+    async def _call(self, addr: str, method: str, payload: Any, timeout: float) -> Any:
+        """One RPC; a PREPARE or REPLAY whose body is larger than ``stream_chunk`` goes as a client
+        stream (``<method>_stream``: the request without its body, then the body in chunks), because one
+        frame is capped (64 MiB) and a big frame would hold the connection for everyone else."""
+        body = payload.get("body") if isinstance(payload, dict) else None
+        if (self.send_stream is None or not isinstance(body, bytes | bytearray)
+                or len(body) <= self.stream_chunk):
+            return await self.send(addr, method, payload, timeout)
+        head = {k: v for k, v in payload.items() if k != "body"}
+        head["size"] = len(body)
+        step = self.stream_chunk
+        chunks = [head] + [body[i:i + step] for i in range(0, len(body), step)]
+        return await self.send_stream(addr, method + "_stream", chunks, timeout)
+
     def _send_counted(self, addr: str, method: str, payload: Any, tally: _Tally) -> None:
         """Send a COMMIT or REPLAY; its ack counts towards the consistency level."""
         timeout = self.ddl_timeout if method == "txn_replay" else self.write_timeout
-        task = asyncio.ensure_future(self.send(addr, method, payload, timeout))
+        task = asyncio.ensure_future(self._call(addr, method, payload, timeout))
         tally.outstanding += 1
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -265,10 +284,10 @@ class Coordinator:
     async def _send_quiet(self, addr: str, method: str, payload: Any) -> None:
         if method == "txn_replay":  # a replay may wait for the schema it needs: give it the DDL timeout
             with contextlib.suppress(Exception):
-                await self.send(addr, method, payload, self.ddl_timeout)
+                await self._call(addr, method, payload, self.ddl_timeout)
             return
         try:
-            await self.send(addr, method, payload, self.write_timeout)
+            await self._call(addr, method, payload, self.write_timeout)
         except Exception as e:  # the peer resolves it itself (participant resolution)
             log.debug("%s to %s failed: %s", method, addr, e)
 
