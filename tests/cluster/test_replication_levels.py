@@ -112,6 +112,30 @@ def test_schema_versions_gossiped_and_metrics(cluster):
     assert "marmot_twophase_prepare_seconds_count" in text
 
 
+def test_ddl_between_statements_of_a_transaction_gives_1213(cluster):
+    """A transaction whose table changed schema under it (DDL from another node, applied here between its
+    statements) cannot commit images computed against the old schema: its next statement gets 1213 and
+    nothing of it is applied; a retry works."""
+    n1, n2, n3 = cluster
+    run(n1, "CREATE TABLE mid (id INT PRIMARY KEY)")
+    wait_until_equal(cluster, "SHOW TABLES LIKE 'mid'", expected=(("mid",),))
+    c = connect(n1)
+    cur = c.cursor()
+    cur.execute("BEGIN")
+    cur.execute("INSERT INTO mid VALUES (1)")
+    run(n2, "ALTER TABLE mid ADD COLUMN extra INT DEFAULT 7")
+    wait_until_equal(cluster, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'mid'",
+                     expected=((2,),))
+    with pytest.raises(pymysql.err.OperationalError) as ei:
+        cur.execute("INSERT INTO mid (id) VALUES (2)")
+    assert ei.value.args[0] == 1213
+    cur.execute("BEGIN")
+    cur.execute("INSERT INTO mid (id) VALUES (3)")
+    cur.execute("COMMIT")
+    c.close()
+    wait_until_equal(cluster, "SELECT * FROM mid ORDER BY id", expected=((3, 7),))
+
+
 def test_all_refused_with_a_node_down_quorum_still_works(cluster):
     """Last test of the module: it kills node 3. ALL needs every member; QUORUM needs two of three."""
     n1, n2, n3 = cluster
@@ -126,3 +150,4 @@ def test_all_refused_with_a_node_down_quorum_still_works(cluster):
     assert ei.value.args[0] == 1105 and "ALL" in ei.value.args[1]
     run(n1, "INSERT INTO down VALUES (2)")
     wait_until_equal([n1, n2], "SELECT * FROM down", expected=((2,),))
+

@@ -66,7 +66,7 @@ class PendingTransaction:
     """The writes of an open transaction: each statement's net row changes, in order, and the version
     of every touched key as first seen (for the conflict check at PREPARE)."""
 
-    __slots__ = ("db", "statements", "base", "epoch", "_merged")
+    __slots__ = ("db", "statements", "base", "epoch", "schema_version", "_merged")
 
     def __init__(self, db: str) -> None:
         self.db = db
@@ -74,6 +74,7 @@ class PendingTransaction:
         self.base: dict[bytes, list[int] | None] = {}
         # the apply epoch the versions in ``base`` were read at (-1: applies happened in between)
         self.epoch: int | None = None
+        self.schema_version: int | None = None  # of the database when the first statement ran
         self._merged: list[RowChange] | None = None
 
     def add(self, changes: list[RowChange]) -> None:
@@ -239,6 +240,15 @@ class ReplicatedWrites:
             self.in_transaction = True
         await self._enter_view(conn, db)
         self._view_db = db
+        rep = self.replication
+        if rep is not None and rtxn is not None and rtxn.schema_version not in (None, rep.schema_version(db)):
+            # A DDL landed between this transaction's statements: its earlier images were computed
+            # against the old schema. MySQL would have blocked the DDL; here the transaction loses.
+            self._close_view()
+            self._rtxn = None
+            self.in_transaction = False
+            raise MySQLError(1213, "40001", "Deadlock found when trying to get lock; try restarting "
+                                            f"transaction (the schema of '{db}' changed during it)")
         ok = False
         try:
             cap = self._captures.get(conn)
@@ -263,10 +273,11 @@ class ReplicatedWrites:
                 cap.reset()
             if rtxn is None:
                 rtxn = self._rtxn = PendingTransaction(db)
+                rtxn.schema_version = rep.schema_version(db) if rep is not None else None
             new_keys = [c.key for c in changes if c.key not in rtxn.base]
             if rtxn.epoch is None:
-                rtxn.epoch = self.replication.apply_epoch(db) if self.replication is not None else None
-            elif self.replication is not None and rtxn.epoch != self.replication.apply_epoch(db):
+                rtxn.epoch = rep.apply_epoch(db) if rep is not None else None
+            elif rep is not None and rtxn.epoch != rep.apply_epoch(db):
                 rtxn.epoch = -1  # something was applied between this transaction's statements
             if new_keys:
                 seen = rt.row_versions(conn, new_keys)
@@ -309,7 +320,8 @@ class ReplicatedWrites:
         assert rep is not None
         base = [rtxn.base.get(c.key) for c in changes]
         try:
-            await rep.commit_changes(rtxn.db, changes, base, rep.schema_version(rtxn.db), level,
+            sv = rtxn.schema_version if rtxn.schema_version is not None else rep.schema_version(rtxn.db)
+            await rep.commit_changes(rtxn.db, changes, base, sv, level,
                                      epoch=rtxn.epoch if rtxn.epoch is not None and rtxn.epoch >= 0 else None)
         except ReplicationError as e:
             raise replication_error(e) from e
