@@ -778,6 +778,11 @@ class Session(SessionCommands, ReplicatedWrites):
             raise errors.from_sqlite(err, self.database or "") from err
         if self._description:
             return ResultSet([d[:2] for d in self._description], rows)
+        if self.ctx.replication is not None:
+            # Raw SQLite is this node's escape hatch: not captured, not replicated (SHOW WARNINGS says so)
+            self.warnings.append(("Warning", 1105, "marmot_transpilation = OFF: this statement ran on this "
+                                  "node only and is not replicated"))
+            return OkResult(affected_rows=conn.changes(), warnings=1)
         return OkResult(affected_rows=conn.changes())
 
 class _AffectedRows:
