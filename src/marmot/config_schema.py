@@ -121,8 +121,9 @@ class ReplicationConfig:
     gc_interval_seconds: int = _opt(60, **_POS)
     delta_sync_threshold_transactions: int = _opt(10000, **_POS)
     delta_sync_threshold_seconds: int = _opt(3600, **_NONNEG)
-    gc_min_retention_hours: int = _opt(2, **_NONNEG)
-    gc_max_retention_hours: int = _opt(24, **_NONNEG)  # 0 = unlimited
+    # floats so tests can collect within seconds (0.001 h = 3.6 s); whole hours in practice
+    gc_min_retention_hours: float = _opt(2.0, lo=0.0)
+    gc_max_retention_hours: float = _opt(24.0, lo=0.0)  # 0 = unlimited
     stream_chunk_size_kb: int = _opt(1024, **_POS)
     snapshot_restore_timeout_seconds: int = _opt(1800, **_POS)
 

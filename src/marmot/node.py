@@ -126,7 +126,11 @@ class Node:
             gc_interval=float(rcfg.gc_interval_seconds), gc_min_retention_h=float(rcfg.gc_min_retention_hours),
             gc_max_retention_h=float(rcfg.gc_max_retention_hours),
             members=lambda: [mb["node_id"] for mb in gossip.members()
-                             if mb["state"] != "REMOVED" and mb["node_id"] != self.node_id])
+                             if mb["state"] != "REMOVED" and mb["node_id"] != self.node_id],
+            snapshot_opts={"stream": self.cluster.stream, "snapshot_threshold": rcfg.delta_sync_threshold_transactions,
+                           "chunk_size": rcfg.stream_chunk_size_kb * 1024, "progress_bar": True,
+                           "restore_timeout": float(rcfg.snapshot_restore_timeout_seconds)})
+        self.replication.before_replace = self.engine.release_database
         self.replication.before_drop = self.engine.forget_database
         self.replication.register(self.cluster.router)
         self.replication.start()

@@ -19,7 +19,7 @@ from typing import Any
 
 from marmot.cluster.gossip import Gossip
 from marmot.cluster.listener import serve_shared_port
-from marmot.cluster.rpc import PREAMBLE, AuthError, ClientPool, RpcRouter, RpcServerProtocol
+from marmot.cluster.rpc import PREAMBLE, AuthError, ClientPool, RpcRouter, RpcServerProtocol, ServerStreamCall
 from marmot.config import ClusterConfig
 
 log = logging.getLogger("marmot.cluster")
@@ -82,6 +82,10 @@ class ClusterService:
             self.router.unary(method, _ignore_ctx(handler))
         self._server: asyncio.Server | None = None
         self._auth_logged: dict[str, float] = {}
+
+    def stream(self, address: str, method: str, payload: Any, timeout: float) -> ServerStreamCall:
+        """A server-streaming call (snapshots): ``async for message in cluster.stream(...)``."""
+        return self.pool.get(self._dial.get(address, address)).server_stream(method, payload, timeout)
 
     def _member_changed(self, node_id: int, old: str, new: str) -> None:
         if new == "ALIVE":

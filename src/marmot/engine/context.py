@@ -70,6 +70,17 @@ class EngineContext:
     def next_connection_id(self) -> int:
         return next(self._ids)
 
+    def release_database(self, name: str) -> None:
+        """A database's file is being replaced (snapshot restore): sessions close their handles on it, as
+        for a drop, but one that had it as its current database keeps it (it reopens on the next use)."""
+        for session in list(self.sessions.values()):
+            current = getattr(session, "database", None)
+            forget = getattr(session, "forget_database", None)
+            if forget is not None:
+                forget(name)
+                if current == name:
+                    session.database = current
+
     def forget_database(self, name: str) -> None:
         """A database is being dropped (here or by replication): every session lets go of it."""
         for session in list(self.sessions.values()):

@@ -15,8 +15,20 @@ missing, in batches of ``FETCH_BATCH``. Catch-up is rate-limited to ``max_rate``
 second per database so a recovering node keeps serving live traffic; the apply queue interleaves live
 commits with catch-up batches (live commits take the writer lock's priority lane like any apply).
 
-Databases a peer has and this node lacks (created while it was away) are created first. Not here yet
-(later parts of the anti-entropy issue): snapshots for lags beyond the log, GC of the log, digests.
+Databases a peer has and this node lacks (created while it was away) are created first.
+
+Snapshots (``snapshot.py``) replace replay when replay cannot or should not do: the peer's log no longer
+holds what this node needs (GC went past the cursor: ``first > cursor + 1``), this node is more than
+``delta_sync_threshold_transactions`` behind (and at least half of the first listed batch is really
+missing here), or this node's copy holds no replicated transaction at all (a new node). The snapshot
+is taken from that peer, installed, and the cursor on the peer's log set to the snapshot's last seq, so
+delta sync continues right after it. ``delta_sync_threshold_seconds`` is not used to choose (listing
+gives positions, not ages); it only bounds GC's minimum retention (``config.py``). A file swap cannot be
+merged last-writer-wins, so before a snapshot the newest ``HAVE_SAMPLE`` transactions of this node's log
+are checked against the peer's (``log_have``); if the peer lacks one that is newer than the oldest entry
+its log still holds, the snapshot is refused with a warning naming the database and catch-up falls back
+to replay from the oldest position the peer still has (the gap is logged). Several databases of one peer
+are caught up in parallel (``PARALLEL``).
 
 Cursor validity: a cursor belongs to one peer *log* (``log_id`` of the peer's database file). If the
 peer's file was replaced (data directory wiped, snapshot restore), its log restarts at seq 1 and the
@@ -28,12 +40,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from marmot.hlc import HLC, Timestamp
 from marmot.replication import messages as m
+from marmot.replication import snapshot as snap
 from marmot.replication.applier import ApplyItem
 from marmot.replication.apply_queue import ApplyQueues
 from marmot.replication.gc import consumed_key
@@ -44,7 +58,10 @@ from marmot.storage.node_state import NodeState
 log = logging.getLogger("marmot.replication.anti_entropy")
 LIST_LIMIT = 5000
 FETCH_BATCH = 200
+HAVE_SAMPLE = 1000
+PARALLEL = 4
 Send = Callable[[str, str, Any, float], Awaitable[Any]]
+Stream = Callable[[str, str, Any, float], AsyncIterator[Any]]
 
 
 class AntiEntropy:
@@ -67,7 +84,15 @@ class AntiEntropy:
         self._readers: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
-        self.stats = {"rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0}
+        self.stats = {"rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0,
+                      "snapshots": 0, "snapshots_failed": 0, "snapshots_refused": 0}
+        # snapshots: set by Replication/node.py; without ``stream`` this node never installs one
+        self.stream: Stream | None = None
+        self.release: Callable[[str], None] = self.forget_database  # every holder of a connection lets go
+        self.snapshot_threshold = 10000  # [replication] delta_sync_threshold_transactions
+        self.chunk_size = snap.DEFAULT_CHUNK  # [replication] stream_chunk_size_kb
+        self.restore_timeout = 1800.0  # [replication] snapshot_restore_timeout_seconds
+        self.progress_bar = False  # draw a progress bar for restores in the first rounds (foreground start)
         # (peer, db) -> (behind in transactions at the last round, time of that round) for lag reporting
         self.lag: dict[tuple[int, str], tuple[int, float]] = {}
 
@@ -134,6 +159,34 @@ class AntiEntropy:
         router.unary("log_databases", self.handle_databases)
         router.unary("log_list", self.handle_list)
         router.unary("log_fetch", self.handle_fetch)
+        router.unary("log_have", self.handle_have)
+        router.server_stream("snapshot_stream", self.handle_snapshot)
+
+    async def handle_have(self, payload: Any, _ctx: Any) -> Any:
+        """``log_have {db, txn_ids}`` → ``{have: [txn ids in this node's log], oldest_wall}``; ``oldest_wall``
+        is the commit wall time of the oldest entry still kept (GC may have taken older ones: the caller
+        cannot tell those apart from missing ones)."""
+        try:
+            db = m.field(payload, "db", str)
+            ids = m.field(payload, "txn_ids", list)
+            if len(ids) > HAVE_SAMPLE or not all(type(t) is int for t in ids):
+                raise m.MessageError(f"txn_ids must be at most {HAVE_SAMPLE} integers")
+        except m.MessageError as e:
+            return {"error": str(e)}
+        if not self.databases.exists(db):
+            return {"error": f"unknown database {db}"}
+        conn = self._reader(db)
+        row = conn.execute(f"SELECT wall FROM {rt.TXN_LOG} ORDER BY seq LIMIT 1").fetchone()
+        return {"have": sorted(rt.applied_of(conn, ids)), "oldest_wall": None if row is None else int(row[0])}
+
+    async def handle_snapshot(self, payload: Any, _ctx: Any) -> AsyncIterator[Any]:
+        """``snapshot_stream {db}`` → manifest, then chunks (``snapshot.serve``)."""
+        db = payload.get("db") if isinstance(payload, dict) else None
+        if type(db) is not str:
+            yield {"error": "db must be a string"}
+            return
+        async for msg in snap.serve(self.databases, db, self.chunk_size):
+            yield msg
 
     # -- client side ----------------------------------------------------------------------------
 
@@ -183,7 +236,7 @@ class AntiEntropy:
         dbs = answer.get("dbs") if isinstance(answer, dict) else None
         if not isinstance(dbs, dict):
             return 0
-        applied = 0
+        todo: list[tuple[str, str, int]] = []
         for db, info in sorted(dbs.items()):
             if type(db) is not str or not isinstance(info, list) or len(info) != 2:
                 continue
@@ -197,8 +250,14 @@ class AntiEntropy:
                 except InvalidDatabaseName:
                     continue
             rt.ensure_tables(self.queues.connection(db))
-            applied += await self._pull_database(peer, address, db, str(info[0]), int(info[1]))
-        return applied
+            todo.append((db, str(info[0]), int(info[1])))
+        limit = asyncio.Semaphore(PARALLEL)
+
+        async def one(db: str, log_id: str, last: int) -> int:
+            async with limit:
+                return await self._pull_database(peer, address, db, log_id, last)
+
+        return sum(await asyncio.gather(*(one(*t) for t in todo)))
 
     def _cursor_key(self, peer: int, db: str, log_id: str) -> str:
         return f"pull:{peer}:{db}:{log_id}"
@@ -209,20 +268,31 @@ class AntiEntropy:
         applied = 0
         started = time.monotonic()
         local = self.queues.connection(db)
+        first_batch = True
         while True:  # at least one list per round: it also tells the peer how far this node consumed
             ans = await self.send(address, "log_list", {"db": db, "after": cursor, "limit": LIST_LIMIT,
                                                         "node": self.node_id, "log_id": log_id}, self.timeout)
             entries = ans.get("entries") if isinstance(ans, dict) else None
             first = int(ans.get("first", 0) or 0) if isinstance(ans, dict) else 0
-            if first > cursor + 1 and entries:
-                log.warning("anti-entropy: node %d already collected %s's log up to seq %d, this node had "
-                            "consumed only %d: the transactions in between need a snapshot", peer, db,
-                            first - 1, cursor)
             if not entries:
                 break
             last = max(last, int(ans.get("last", 0) or 0))
             have = rt.applied_of(local, [int(e[1]) for e in entries])
             missing = [int(e[0]) for e in entries if int(e[1]) not in have]
+            if first_batch:
+                first_batch = False
+                reason = self._snapshot_reason(db, local, cursor, first, last, len(entries), len(missing))
+                if reason is not None:
+                    seq = await self._try_snapshot(peer, address, db, reason, first, cursor)
+                    if seq is not None:  # installed: continue after it, on the (possibly new) log id
+                        log_id, cursor = seq
+                        key = self._cursor_key(peer, db, log_id)
+                        local = self.queues.connection(db)
+                        continue
+                    if first > cursor + 1:
+                        log.warning("anti-entropy: node %d already collected %s's log up to seq %d, this node "
+                                    "had consumed only %d: transactions in between may be missing here until "
+                                    "a snapshot can be installed", peer, db, first - 1, cursor)
             self.lag[(peer, db)] = (len(missing), time.time())
             for i in range(0, len(missing), FETCH_BATCH):
                 chunk = missing[i:i + FETCH_BATCH]
@@ -283,3 +353,80 @@ class AntiEntropy:
 
     def _save(self, key: str, seq: int) -> None:
         self.state.set(key, seq)
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def _snapshot_reason(self, db: str, local: Any, cursor: int, first: int, last: int, listed: int,
+                         missing: int) -> str | None:
+        """Why this database should be caught up by snapshot rather than replay (None: replay)."""
+        if self.stream is None or missing == 0:
+            return None  # nothing of the listed batch is missing: whatever lies in a gap came another way
+        if first > cursor + 1:
+            return f"node's log was collected past this node's position (first kept seq {first}, consumed {cursor})"
+        if last - cursor > self.snapshot_threshold and missing * 2 >= listed:
+            return f"{last - cursor} transactions behind (delta_sync_threshold_transactions = {self.snapshot_threshold})"
+        if cursor == 0 and local.execute(f"SELECT 1 FROM {rt.TXN_LOG} LIMIT 1").fetchone() is None:
+            return "this node's copy is empty"
+        return None
+
+    async def _peer_lacks(self, address: str, db: str) -> list[int]:
+        """Transactions among the newest ``HAVE_SAMPLE`` of this node's log that the peer does not have
+        (those older than the peer's oldest kept entry are assumed collected there, not missing)."""
+        rows = self.queues.connection(db).execute(
+            f"SELECT txn_id, wall FROM {rt.TXN_LOG} ORDER BY seq DESC LIMIT {HAVE_SAMPLE}").fetchall()
+        if not rows:
+            return []
+        ans = await self.send(address, "log_have", {"db": db, "txn_ids": [int(r[0]) for r in rows]}, self.timeout)
+        if not isinstance(ans, dict) or "error" in ans:
+            raise RuntimeError(f"log_have: {ans.get('error') if isinstance(ans, dict) else ans!r}")
+        have = set(ans.get("have") or [])
+        oldest = ans.get("oldest_wall")
+        return [int(t) for t, wall in rows if int(t) not in have and oldest is not None and int(wall) >= int(oldest)]
+
+    async def _try_snapshot(self, peer: int, address: str, db: str, reason: str, first: int,
+                            cursor: int) -> tuple[str, int] | None:
+        """Install a snapshot of ``db`` from ``peer``; returns (peer log id, seq to continue after) or None
+        (refused or failed: the caller replays what the log still has)."""
+        assert self.stream is not None
+        try:
+            lacking = await self._peer_lacks(address, db)
+        except (ConnectionError, OSError, TimeoutError, RuntimeError) as e:
+            log.warning("anti-entropy: cannot check %s against node %d before a snapshot (%s): replaying", db, peer, e)
+            return None
+        if lacking:
+            self.stats["snapshots_refused"] += 1
+            log.warning("anti-entropy: database %s needs a snapshot from node %d (%s) but this node has %d "
+                        "transaction(s) node %d lacks (e.g. txn %d): a file swap would lose them, replaying "
+                        "from the oldest position node %d still has instead", db, peer, reason, len(lacking),
+                        peer, lacking[0], peer)
+            return None
+        log.info("anti-entropy: %s catches up from node %d by snapshot: %s", db, peer, reason)
+        started = time.monotonic()
+        bar = self.progress_bar and self.stats["rounds"] <= 2 and sys.stderr.isatty()
+        try:
+            async with asyncio.timeout(self.restore_timeout):
+                stream = self.stream(address, "snapshot_stream", {"db": db}, self.restore_timeout)
+                path, manifest = await snap.receive(
+                    stream, self.databases.data_dir, db,
+                    lambda man: snap.Progress(db, peer, int(man["size"]), bar=bar))
+                await snap.install(self.databases, db, path, self._release, self.restore_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.stats["snapshots_failed"] += 1
+            log.warning("anti-entropy: snapshot of %s from node %d failed: %s", db, peer, e)
+            return None
+        self.stats["snapshots"] += 1
+        peer_log, seq = str(manifest["log_id"]), int(manifest["last_seq"])
+        self._save(self._cursor_key(peer, db, peer_log), seq)
+        rt.ensure_tables(self.queues.connection(db))
+        if self.on_database_created is not None:
+            self.on_database_created(db)  # schema version changed: tell the participant and gossip
+        log.info("anti-entropy: installed a snapshot of %s from node %d (%d bytes, up to its log seq %d) in "
+                 "%.2fs; delta sync continues from there", db, peer, int(manifest["size"]), seq,
+                 time.monotonic() - started)
+        return peer_log, seq
+
+    def _release(self, db: str) -> None:
+        self.forget_database(db)
+        self.release(db)

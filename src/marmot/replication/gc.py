@@ -16,7 +16,8 @@ Deleting a log entry also deletes its applied marker (they are one row). A trans
 after that is still harmless: its row changes carry the versions already stored, which do not win
 last-writer-wins a second time, and DDL is applied idempotently. A member that comes back after entries
 it had not consumed were deleted by age finds a gap (``log_list`` reports the first position still
-there); filling it needs a snapshot (a later part of the anti-entropy issue) — the gap is logged.
+there) and fills it with a snapshot (``snapshot.py``). The newest entry of a log is never deleted (see
+``collect``).
 
 The configuration rules that keep GC from deleting what anti-entropy still needs (min retention covers
 ``delta_sync_threshold_seconds``, max ≥ min, GC interval ≥ anti-entropy interval) are enforced at startup
@@ -50,12 +51,17 @@ def collect(conn: apsw.Connection, *, safe_seq: int, now_ns: int, min_retention_
             max_retention_h: float) -> tuple[int, int]:
     """Delete what may go, inside the caller's write transaction. Returns (log entries, tombstones) deleted."""
     min_cut = now_ns - int(min_retention_h * NS_PER_HOUR)
+    # The newest entry always stays: ``seq`` is an INTEGER PRIMARY KEY (max + 1), so an emptied log would
+    # restart at 1 under the same log id and peers' cursors would skip the new entries; it also lets a
+    # peer see how far this log went (``last``) and that a gap exists (``first``).
+    newest = int(conn.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()[0] or 0)
+    safe_seq = min(safe_seq, newest - 1)
     conn.execute(f"DELETE FROM {rt.TXN_LOG} WHERE seq <= ? AND wall < ?", (safe_seq, min_cut))
     deleted_log = conn.changes()
     deleted_tombstones = 0
     if max_retention_h > 0:
         max_cut = now_ns - int(max_retention_h * NS_PER_HOUR)
-        conn.execute(f"DELETE FROM {rt.TXN_LOG} WHERE wall < ?", (max_cut,))
+        conn.execute(f"DELETE FROM {rt.TXN_LOG} WHERE wall < ? AND seq < ?", (max_cut, newest))
         deleted_log += conn.changes()
         conn.execute(f"DELETE FROM {rt.ROW_VERSION} WHERE deleted = 1 AND wall < ?", (max_cut,))
         deleted_tombstones = conn.changes()

@@ -43,7 +43,8 @@ class Replication:
                  metrics: Any = None, publish_schema: Callable[[dict[str, int]], None] | None = None,
                  anti_entropy_interval: float | None = 30.0, gc_interval: float = 60.0,
                  gc_min_retention_h: float = 2.0, gc_max_retention_h: float = 24.0,
-                 members: Callable[[], list[int]] | None = None) -> None:
+                 members: Callable[[], list[int]] | None = None, snapshot_opts: dict[str, Any] | None = None
+                 ) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.databases = databases
@@ -67,9 +68,13 @@ class Replication:
         self.anti_entropy = AntiEntropy(node_id, hlc, databases, self.queues, send, peers=peers,
                                         interval=anti_entropy_interval or 30.0,
                                         on_database_created=self._database_created)
+        for opt, value in (snapshot_opts or {}).items():  # stream, snapshot_threshold, chunk_size, ... (snapshot.py)
+            setattr(self.anti_entropy, opt, value)
+        self.anti_entropy.release = self._release_database
         self.gc = LogGC(databases, self.queues, members=members or (lambda: list(peers())), interval=gc_interval,
                         min_retention_h=gc_min_retention_h, max_retention_h=gc_max_retention_h)
         self.before_drop: Callable[[str], None] | None = None  # node.py: sessions let go of the files
+        self.before_replace: Callable[[str], None] | None = None  # node.py: same, for a snapshot install
         for name in databases.names():
             rt.ensure_tables(self.queues.connection(name))
         self._publish_schema_versions()
@@ -146,6 +151,14 @@ class Replication:
 
         answers = await asyncio.gather(*(ask(a) for a in peers.values()))
         return dict(zip(peers, answers, strict=True))
+
+    def _release_database(self, name: str) -> None:
+        """A snapshot replaces ``name``'s file: sessions and the participant (its readers, the apply queue)
+        let go of the old one, as for a DROP; sessions keep it as their current database."""
+        hook = self.before_replace or self.before_drop
+        if hook is not None:
+            hook(name)
+        self.participant.forget_database(name)
 
     def _apply_dbop(self, op: str, name: str) -> None:
         if op == "create":

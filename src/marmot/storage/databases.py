@@ -137,6 +137,37 @@ class DatabaseManager:
         self.bump_generation(name)
         return True
 
+    def replace_file(self, name: str, new_path: str | os.PathLike[str]) -> None:
+        """Swap ``new_path`` (a complete database file, e.g. a restored snapshot) in as ``name``'s file.
+
+        The caller holds the database's writer lock and has made every other holder of a connection to
+        the old file close it. The old ``-wal``/``-shm``/``-journal`` files are removed *before* the new
+        file takes the name: SQLite would otherwise replay a stale WAL written for the old file into the
+        new one, which corrupts it. Then rename (atomic on one file system) and fsync of the directory,
+        so a crash leaves either the old or the new file, never a mix."""
+        validate_name(name)
+        with self._lock:
+            meta = self._meta_conns.pop(name, None)
+            if meta is not None:
+                meta.close()
+            target = self.path(name)
+            for suffix in ("-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(str(target) + suffix)
+            fd = os.open(str(new_path), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(new_path, target)
+            dir_fd = os.open(str(self.data_dir), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._existing.add(name)
+        self.bump_generation(name)
+
     # -- connections ----------------------------------------------------------------------------------
 
     def open(self, name: str) -> apsw.Connection:
