@@ -114,7 +114,8 @@ class Node:
         rcfg = cfg.replication
         gossip = self.cluster.gossip
         self.replication = Replication(
-            self.node_id, self.hlc, self.databases, self.cluster.send, peers=gossip.alive_peers,
+            self.node_id, self.hlc, self.databases, self.cluster.send, send_stream=self.cluster.send_stream,
+            stream_chunk=rcfg.stream_chunk_size_kb * 1024, peers=gossip.alive_peers,
             total_members=gossip.total_members, leaving=lambda: gossip.state == "LEAVING",
             default_level=rcfg.default_write_consistency, write_timeout=rcfg.write_timeout_ms / 1000,
             ddl_timeout=rcfg.ddl_validation_timeout_ms / 1000,

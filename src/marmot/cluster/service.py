@@ -83,6 +83,10 @@ class ClusterService:
         self._server: asyncio.Server | None = None
         self._auth_logged: dict[str, float] = {}
 
+    async def send_stream(self, address: str, method: str, chunks: list[Any], timeout: float) -> Any:
+        """A client-streaming call (large transactions): ``chunks`` go as separate frames."""
+        return await self.pool.get(self._dial.get(address, address)).client_stream(method, chunks, timeout)
+
     def stream(self, address: str, method: str, payload: Any, timeout: float) -> ServerStreamCall:
         """A server-streaming call (snapshots): ``async for message in cluster.stream(...)``."""
         return self.pool.get(self._dial.get(address, address)).server_stream(method, payload, timeout)

@@ -36,6 +36,7 @@ Send = Callable[[str, str, Any, float], Awaitable[Any]]
 
 class Replication:
     def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, send: Send, *,
+                 send_stream: Send | None = None, stream_chunk: int = 1 << 20,
                  peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
                  leaving: Callable[[], bool] = lambda: False, default_level: str = "QUORUM",
                  write_timeout: float = 5.0, ddl_timeout: float = 60.0, heartbeat_timeout: float = 10.0,
@@ -60,7 +61,8 @@ class Replication:
         self.queues.on_applied = self._applied
         self.coordinator = Coordinator(node_id, hlc, self.participant, send, peers=peers,
                                        total_members=total_members, write_timeout=write_timeout,
-                                       ddl_timeout=ddl_timeout, metrics=metrics)
+                                       ddl_timeout=ddl_timeout, metrics=metrics, send_stream=send_stream,
+                                       stream_chunk=stream_chunk)
         self.participant.coordinator_state = self._coordinator_state
         self._resolver: asyncio.Task[None] | None = None
         # None: [replication] enable_anti_entropy = false (this node still serves its log to peers)
@@ -111,6 +113,16 @@ class Replication:
         async def status(payload: Any, _ctx: Any) -> Any:
             return p.status(payload)
 
+        async def prepare_stream(chunks: Any, _ctx: Any) -> Any:
+            req = await _reassemble(chunks)
+            return await p.prepare_waiting(req) if req is not None else {"ok": False, "reject": "malformed stream"}
+
+        async def replay_stream(chunks: Any, _ctx: Any) -> Any:
+            req = await _reassemble(chunks)
+            return await p.replay(req) if req is not None else {"ok": False, "err": "malformed stream"}
+
+        router.client_stream("txn_prepare_stream", prepare_stream)
+        router.client_stream("txn_replay_stream", replay_stream)
         self.anti_entropy.register(router)
         for name, fn in (("txn_prepare", prepare), ("txn_commit", commit), ("txn_abort", abort), ("txn_replay", replay),
                          ("txn_status", status)):
@@ -204,3 +216,29 @@ class Replication:
     async def database_op(self, op: str, name: str, level: str | None = None) -> CommitResult:
         body = m.encode_body("dbop", dbop=(op, name))
         return await self.coordinator.replicate("", body, level=self.level(level), ddl=True)
+
+
+async def _reassemble(chunks: Any) -> dict[str, Any] | None:
+    """A streamed PREPARE/REPLAY: the request without its body, then the body in chunks (see
+    ``Coordinator._call``). None when the stream is malformed or not of the announced size."""
+    head: dict[str, Any] | None = None
+    parts: list[bytes] = []
+    got = 0
+    async for c in chunks:
+        if head is None:
+            if type(c) is not dict or type(c.get("size")) is not int:
+                return None
+            head = c
+        elif type(c) is bytes:
+            parts.append(c)
+            got += len(c)
+            if got > head["size"]:
+                return None
+        else:
+            return None
+    if head is None or got != head["size"]:
+        return None
+    req = dict(head)
+    del req["size"]
+    req["body"] = b"".join(parts)
+    return req
