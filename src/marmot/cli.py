@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="marmot",
         description="Marmot: leaderless, distributed SQLite replication server speaking the MySQL protocol.",
         epilog="Admin commands: 'marmot members [--address HOST:PORT] [--secret S]' and 'marmot health ...' "
-               "print a running node's membership table / health (they read its admin HTTP API).",
+               "print a running node's membership table / health; 'marmot verify [--address HOST:PORT,...] "
+               "[--database DB]' compares every node's table digests (they read the admin HTTP API).",
     )
 
     def flag(name: str, **kw: object) -> None:
@@ -70,11 +71,12 @@ def _daemonize() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("members", "health"):
+    if argv and argv[0] in ("members", "health", "verify"):
         # admin sub-commands: read a running node's admin API and print a table
         from marmot.admin import client
 
-        return client.main_members(argv[1:]) if argv[0] == "members" else client.main_health(argv[1:])
+        main_of = {"members": client.main_members, "health": client.main_health, "verify": client.main_verify}
+        return main_of[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, overrides_from(args))

@@ -133,6 +133,7 @@ class Node:
                            "restore_timeout": float(rcfg.snapshot_restore_timeout_seconds)})
         self.replication.before_replace = self.engine.release_database
         self.replication.before_drop = self.engine.forget_database
+        control.replication = self.replication  # digest and lag routes
         self.replication.register(self.cluster.router)
         self.replication.start()
         self.engine.replication = self.replication

@@ -42,6 +42,12 @@ EXPECTED = {
     "marmot_write_conflicts": "counter",
     "marmot_database_size_bytes": "gauge",
     "marmot_databases": "gauge",
+    "marmot_table_rows": "gauge",
+    "marmot_table_digest_info": "gauge",
+    "marmot_replication_lag_transactions": "gauge",
+    "marmot_replication_lag_seconds": "gauge",
+    "marmot_antientropy_rounds": "counter",
+    "marmot_antientropy_applied": "counter",
 }
 
 

@@ -1,4 +1,5 @@
-"""Client side of the admin API for the command line (``marmot members``, ``marmot health``).
+"""Client side of the admin API for the command line (``marmot members``, ``marmot health``,
+``marmot verify``).
 
 Blocking ``urllib`` on purpose: a CLI call is one request, and it must work without an event loop or any
 dependency beyond the standard library. ``fetch_json`` returns what the node said (status + JSON, error
@@ -14,8 +15,11 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_ADDRESS = "127.0.0.1:8080"
@@ -162,10 +166,10 @@ def format_health(obj: dict[str, Any]) -> str:
 # command line
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+def _parser(prog: str, description: str, address_help: str = "") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--address", "-address", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
-                   help=f"a node's cluster port (admin API), or a URL (default {DEFAULT_ADDRESS})")
+                   help=address_help or f"a node's cluster port (admin API), or a URL (default {DEFAULT_ADDRESS})")
     p.add_argument("--secret", "-secret", default=None,
                    help=f"cluster secret (default: the {SECRET_ENV} environment variable)")
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="request timeout (default 5)")
@@ -221,3 +225,255 @@ def main_health(argv: list[str] | None = None) -> int:
         return EXIT_FAIL
     print(json.dumps(obj, indent=2) if args.json else format_health(obj))
     return EXIT_OK if status == 200 and obj.get("ok") else EXIT_FAIL
+
+
+# ----------------------------------------------------------------------------------------------------------
+# marmot verify: compare every node's table digests (replication/digest.py)
+
+KEYS_PAGE = 5000  # keys per request when listing a differing table (the route's maximum)
+
+
+class VerifyFailed(Exception):
+    """A node could not be asked (unreachable, refused, unexpected answer); the message says which."""
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found. ``nodes`` are the labels of the nodes compared, in order; ``tables`` one
+    row per (database, table) present on any node: ``{database, table, per_node: [[rows, digest] or
+    None], match}``; ``keys`` per differing table the first keys that differ (``{key, versions}``),
+    ``keys_total`` how many differ in all; ``problems`` what could not be compared."""
+
+    nodes: list[str]
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    keys: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    keys_total: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(t["match"] for t in self.tables)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "nodes": self.nodes, "tables": self.tables, "differing_keys": self.keys,
+                "differing_keys_total": self.keys_total, "problems": self.problems}
+
+
+def _get_ok(address: str, path: str, secret: str, timeout: float) -> Any:
+    """GET ``path``; the JSON on 200, ``None`` on 404, ``VerifyFailed`` otherwise (``PermissionError``
+    on 401, so the command can exit with the authentication code)."""
+    try:
+        status, obj = fetch_json(address, path, secret, timeout=timeout)
+    except AdminUnreachable as err:
+        raise VerifyFailed(f"node unreachable: {err}") from None
+    if status == 401:
+        raise PermissionError(f"authentication failed at {base_url_of(address)}: {_error_text(obj)}")
+    if status == 404:
+        return None
+    if status != 200 or not isinstance(obj, dict):
+        raise VerifyFailed(f"{base_url_of(address)}{path} answered {status}: {_error_text(obj)}")
+    return obj
+
+
+def verify_nodes(addresses: list[str], secret: str, timeout: float) -> list[tuple[str, str]]:
+    """(label, admin address) of the nodes to compare: with one address, every member that node knows
+    (REMOVED ones aside); with several, exactly those."""
+    if len(addresses) > 1:
+        return [(a, a) for a in addresses]
+    members = _get_ok(addresses[0], "/admin/cluster/members", secret, timeout)
+    if members is None:
+        raise VerifyFailed(f"{base_url_of(addresses[0])} has no member list")
+    out = []
+    for m in sorted(members.get("members") or [], key=lambda m: m.get("node_id", 0)):
+        if str(m.get("state", "")).upper() == "REMOVED" or not m.get("address"):
+            continue
+        out.append((f"node {m.get('node_id')}", str(m["address"])))
+    return out
+
+
+def _quote(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def collect_digests(nodes: list[tuple[str, str]], databases: list[str] | None, secret: str, timeout: float,
+                    report: VerifyReport) -> dict[str, list[dict[str, tuple[int, str]] | None]]:
+    """``{db: [per node: {table: (rows, digest hex)} or None (no such database / unreachable)]}``."""
+    names: set[str] = set(databases or [])
+    reachable = []
+    for label, address in nodes:
+        try:
+            if databases is None:
+                listing = _get_ok(address, "/admin/databases", secret, timeout) or {}
+                names.update(str(d.get("name")) for d in listing.get("databases") or [] if d.get("name"))
+            reachable.append((label, address))
+        except VerifyFailed as err:
+            report.problems.append(f"{label}: {err}")
+    out: dict[str, list[dict[str, tuple[int, str]] | None]] = {}
+    for db in sorted(names):
+        per_node: list[dict[str, tuple[int, str]] | None] = []
+        for label, address in nodes:
+            if (label, address) not in reachable:
+                per_node.append(None)
+                continue
+            try:
+                doc = _get_ok(address, f"/admin/databases/{_quote(db)}/digest", secret, timeout)
+            except VerifyFailed as err:
+                report.problems.append(f"{label}: {err}")
+                per_node.append(None)
+                continue
+            if doc is None:
+                report.problems.append(f"{label}: has no database {db!r}")
+                per_node.append(None)
+                continue
+            per_node.append({str(t): (int(v.get("rows", 0)), str(v.get("digest", "")))
+                             for t, v in (doc.get("tables") or {}).items()})
+        out[db] = per_node
+    return out
+
+
+def _table_keys(address: str, db: str, table: str, secret: str, timeout: float, cap: int) -> dict[str, tuple[int, ...]]:
+    """Every live key of ``table`` on one node (hex -> version), at most ``cap``."""
+    keys: dict[str, tuple[int, ...]] = {}
+    after = ""
+    while len(keys) < cap:
+        query = f"limit={KEYS_PAGE}" + (f"&after={after}" if after else "")
+        doc = _get_ok(address, f"/admin/databases/{_quote(db)}/digest/{_quote(table)}/keys?{query}", secret, timeout)
+        if doc is None:
+            break
+        for k, v in doc.get("keys") or []:
+            keys[str(k)] = tuple(int(x) for x in v)
+        after = doc.get("next") or ""
+        if not after:
+            break
+    return keys
+
+
+def describe_key(hex_key: str) -> str:
+    """A row key for people: ``(1)``, ``('bob', 2)`` when it decodes, else its hex."""
+    try:
+        from marmot.storage.rowkey import decode_row_key
+
+        _table, values = decode_row_key(bytes.fromhex(hex_key))
+    except Exception:  # not decodable here (or the storage layer unavailable): show it raw
+        return hex_key
+    return "(" + ", ".join(repr(v) for v in values) + ")"
+
+
+def format_version(v: tuple[int, ...] | None) -> str:
+    """``(wall_ns, logical, node)`` -> ``2026-01-01T00:00:00.000000010Z/0@1``; ``missing`` for None."""
+    if v is None:
+        return "missing"
+    wall, logical, node = (list(v) + [0, 0, 0])[:3]
+    secs, ns = divmod(int(wall), 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
+    return f"{stamp}/{logical}@{node}"
+
+
+def diff_table_keys(nodes: list[tuple[str, str]], db: str, table: str, secret: str, timeout: float,
+                    cap: int) -> tuple[list[dict[str, Any]], int]:
+    """The keys whose version is not the same on every node (missing counts), sorted; and how many."""
+    per_node = [_table_keys(address, db, table, secret, timeout, cap) for _, address in nodes]
+    differing = []
+    for k in sorted(set().union(*per_node)):
+        versions = [keys.get(k) for keys in per_node]
+        if len(set(versions)) > 1:
+            differing.append({"key": k, "versions": [list(v) if v is not None else None for v in versions]})
+    return differing, len(differing)
+
+
+def verify(addresses: list[str], secret: str, *, databases: list[str] | None = None, timeout: float = 5.0,
+           max_keys: int = 20, key_cap: int = 1_000_000, settle: float = 2.0) -> VerifyReport:
+    """Compare the digests of every table on every node. Tables that differ are fetched again after
+    ``settle`` seconds (writes in flight reach followers a little later: a difference that persists is
+    divergence), then their key lists are compared. Raises ``VerifyFailed`` when there is nothing to
+    compare, ``PermissionError`` on a refused secret."""
+    nodes = verify_nodes(addresses, secret, timeout)
+    if not nodes:
+        raise VerifyFailed("no nodes to compare")
+    report = VerifyReport([label for label, _ in nodes])
+    digests = collect_digests(nodes, databases, secret, timeout, report)
+
+    def rows_of(dbs: dict[str, list[dict[str, tuple[int, str]] | None]]) -> list[dict[str, Any]]:
+        rows = []
+        for db, per_node in dbs.items():
+            tables = sorted(set().union(*(p.keys() for p in per_node if p is not None)))
+            for table in tables:
+                cells = [None if p is None else list(p.get(table, (0, "0" * 16))) for p in per_node]
+                match = all(c is not None for c in cells) and len({tuple(c) for c in cells if c}) == 1
+                rows.append({"database": db, "table": table, "per_node": cells, "match": match})
+        return rows
+
+    report.tables = rows_of(digests)
+    if settle > 0 and not all(t["match"] for t in report.tables):
+        time.sleep(settle)
+        report.problems.clear()
+        report.tables = rows_of(collect_digests(nodes, databases, secret, timeout, report))
+    for t in report.tables:
+        if t["match"] or any(c is None for c in t["per_node"]):
+            continue
+        name = f"{t['database']}.{t['table']}"
+        try:
+            keys, total = diff_table_keys(nodes, t["database"], t["table"], secret, timeout, key_cap)
+        except VerifyFailed as err:
+            report.problems.append(f"listing the keys of {name}: {err}")
+            continue
+        report.keys[name] = keys[:max_keys]
+        report.keys_total[name] = total
+    return report
+
+
+def format_verify(report: VerifyReport) -> str:
+    """The comparison as a table (rows and digest per node, MATCH/DIFFER), then the differing keys."""
+    header = ["DATABASE", "TABLE", *(n.upper() for n in report.nodes), "STATUS"]
+    rows = []
+    for t in report.tables:
+        cells = ["-" if c is None else f"{c[0]} {c[1]}" for c in t["per_node"]]
+        rows.append([t["database"], t["table"], *cells, "MATCH" if t["match"] else "DIFFER"])
+    lines = _table(header, rows) if rows else ["(no replicated rows in any table)"]
+    for name, keys in report.keys.items():
+        total = report.keys_total.get(name, len(keys))
+        more = f", first {len(keys)} shown" if total > len(keys) else ""
+        lines.append("")
+        lines.append(f"{name}: {total} key(s) differ{more}" if total else
+                     f"{name}: digests differ but every key has the same version on every node: a stored "
+                     "digest is stale (recompute it, replication/digest.py)")
+        key_rows = [[describe_key(k["key"]), *(format_version(tuple(v) if v else None) for v in k["versions"])]
+                    for k in keys]
+        lines += ["  " + line for line in _table(["KEY", *(n.upper() for n in report.nodes)], key_rows)]
+    for p in report.problems:
+        lines.append(f"problem: {p}")
+    differ = sum(1 for t in report.tables if not t["match"])
+    lines.append(f"{len(report.tables)} table(s) on {len(report.nodes)} node(s): "
+                 + ("all match" if report.ok else f"{differ} differ" + (", some nodes not compared"
+                                                                        if report.problems else "")))
+    return "\n".join(lines)
+
+
+def main_verify(argv: list[str] | None = None) -> int:
+    """``marmot verify``: exit 0 when every table matches on every node, 1 when not (or a node could not
+    be compared), 2 when authentication failed."""
+    p = _parser("marmot verify", "Compare every node's table digests; list the keys of tables that differ.",
+                "a node's cluster port (admin API); with one, every member it knows is compared, with several "
+                f"(comma-separated) exactly those (default {DEFAULT_ADDRESS})")
+    p.add_argument("--database", "-database", action="append", metavar="DB",
+                   help="compare only this database (repeatable; default: every database on any node)")
+    p.add_argument("--max-keys", type=int, default=20, metavar="N", help="differing keys shown per table (20)")
+    p.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
+                   help="before reporting a difference, look again after this long (writes in flight; 2)")
+    args = p.parse_args(argv)
+    secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV, "")
+    addresses = [a.strip() for a in args.address.split(",") if a.strip()]
+    if not addresses:
+        p.error("--address is empty")
+    try:
+        report = verify(addresses, secret, databases=args.database, timeout=args.timeout,
+                        max_keys=max(0, args.max_keys), settle=max(0.0, args.settle))
+    except PermissionError as err:
+        hint = "pass --secret or set " + SECRET_ENV if not secret else "check --secret / " + SECRET_ENV
+        print(f"marmot: {err} ({hint})", file=sys.stderr)
+        return EXIT_AUTH
+    except VerifyFailed as err:
+        print(f"marmot: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    print(json.dumps(report.as_json(), indent=2) if args.json else format_verify(report))
+    return EXIT_OK if report.ok else EXIT_FAIL

@@ -1,5 +1,6 @@
 """The node's implementation of the admin API's ``ClusterControl``: membership from gossip, databases
-from storage, decommission of this node or (over RPC) of another one.
+from storage, decommission of this node or (over RPC) of another one, table digests and replication
+lag (``replication/digest.py``, ``replication/anti_entropy.py``).
 
 Decommission of this node: it gossips LEAVING (peers stop counting on it), drains for
 ``shutdown_grace_period_ms`` (in-flight client statements finish), then asks the node to stop. A cancel
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from marmot.cluster.service import ClusterService
+from marmot.replication import digest
 from marmot.storage.databases import DatabaseManager
 
 log = logging.getLogger("marmot.admin")
@@ -29,6 +32,10 @@ class NodeControl:
         self._request_stop = request_stop
         self._decommission: asyncio.Task[None] | None = None
         self._phase = "none"
+        # node.py sets it once replication is built (digest routes and lag need it; None: not yet)
+        self.replication: Any = None
+        self._started = time.time()
+        self._caught_up: dict[tuple[int, str], float] = {}  # (peer, db) -> last round that found no gap
 
     # -- membership ---------------------------------------------------------------------------------
 
@@ -132,3 +139,51 @@ class NodeControl:
             tables = self._databases.table_count(name)
             out.append({"name": name, "size_bytes": size, "tables": tables})
         return out
+
+    # -- convergence checks -------------------------------------------------------------------------
+
+    def digest(self, database: str) -> dict[str, Any] | None:
+        """``GET /admin/databases/{db}/digest``: ``digest.digest_document``; None for an unknown database."""
+        return digest.database_digest(self._databases, database)
+
+    def digest_keys(self, database: str, table: str, after: bytes | None, limit: int) -> dict[str, Any] | None:
+        """``GET /admin/databases/{db}/digest/{table}/keys``: one page of ``digest.keys_document``."""
+        return digest.database_keys(self._databases, database, table, after, limit)
+
+    def table_digests(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """``{db: {table: (digest, rows)}}`` of every database, for the ``marmot_table_*`` metrics."""
+        out = {}
+        for name in self._databases.names():
+            doc = digest.database_digest(self._databases, name)
+            if doc is not None:
+                out[name] = digest.parse_document(doc)
+        return out
+
+    def replication_status(self) -> dict[str, Any]:
+        """``GET /admin/cluster/replication``: per peer and database, how far this node is behind.
+
+        ``behind_txns`` is what anti-entropy's last round with that peer found missing here (0 once the
+        round caught up); ``last_round_unix`` when that round ran. ``lag_seconds`` is the time since a
+        round last found this node caught up with that peer (since this node started, if none has): an
+        upper bound on how stale this node's copy of what that peer has can be. With a healthy peer it
+        stays below ``[replication] anti_entropy_interval_seconds``; a dead or unreachable peer's grows.
+        Rounds are observed when this is read (the route, a scrape), so between two reads a round that
+        found a gap and the one that closed it may both be missed — the lag is then over-reported, never
+        under-reported."""
+        repl = self.replication
+        ae = getattr(repl, "anti_entropy", None)
+        now = time.time()
+        entries: list[dict[str, Any]] = []
+        stats: dict[str, Any] = {}
+        if ae is not None:
+            stats = {k: v for k, v in dict(ae.stats).items() if isinstance(v, int | float)}
+            for (peer, db), (behind, at) in sorted(dict(ae.lag).items()):
+                if behind == 0 and at > self._caught_up.get((peer, db), 0.0):
+                    self._caught_up[(peer, db)] = at
+                caught_up = self._caught_up.get((peer, db), self._started)
+                entries.append({"peer": peer, "database": db, "behind_txns": int(behind),
+                                "last_round_unix": round(at, 3), "lag_seconds": round(max(0.0, now - caught_up), 3)})
+        interval = getattr(repl, "anti_entropy_interval", None)
+        return {"node_id": self.node_id, "anti_entropy": {"enabled": interval is not None,
+                                                          "interval_seconds": interval, **stats},
+                "lag": entries}

@@ -43,6 +43,8 @@ Maybe = T | Awaitable[T]  # a value, or an awaitable of it (for methods that may
 SECRET_HEADER = "X-Marmot-Secret"
 HEALTHY_STATES = frozenset({"ALIVE"})
 OPEN_PATHS = frozenset({"/metrics"})  # served without the secret, like upstream
+KEYS_PAGE = 1000  # default ``limit`` of ``…/digest/{table}/keys``
+KEYS_PAGE_MAX = 5000  # replication/digest.py KEYS_LIMIT
 
 
 class ClusterControl(Protocol):
@@ -87,6 +89,20 @@ class ClusterControl(Protocol):
 
     def databases(self) -> Maybe[list[dict[str, Any]]]:
         """``[{name, size_bytes, tables}, ...]``."""
+        ...
+
+    def digest(self, database: str) -> Maybe[dict[str, Any] | None]:
+        """``{database, tables: {table: {digest: 16 hex, rows}}, schema_version}``; None: no such database."""
+        ...
+
+    def digest_keys(self, database: str, table: str, after: bytes | None, limit: int
+                    ) -> Maybe[dict[str, Any] | None]:
+        """``{database, table, keys: [[hex key, [wall, logical, node]], ...], next}``; None: no such database."""
+        ...
+
+    def replication_status(self) -> Maybe[dict[str, Any]]:
+        """``{node_id, anti_entropy: {...}, lag: [{peer, database, behind_txns, last_round_unix,
+        lag_seconds}, ...]}``."""
         ...
 
 
@@ -273,6 +289,33 @@ class _Handlers:
         dbs = await _resolve(self.control.databases())
         return json_response({"node_id": self.control.node_id, "databases": list(dbs)})
 
+    async def digest(self, request: web.Request) -> web.Response:
+        db = request.match_info["db"]
+        doc = await _resolve(self.control.digest(db))
+        if doc is None:
+            raise _Refused(404, f"unknown database {db!r}")
+        return json_response(doc)
+
+    async def digest_keys(self, request: web.Request) -> web.Response:
+        db, table = request.match_info["db"], request.match_info["table"]
+        raw_limit = request.query.get("limit", str(KEYS_PAGE))
+        if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= KEYS_PAGE_MAX:
+            raise _Refused(400, f"invalid limit {raw_limit!r}: expected 1 to {KEYS_PAGE_MAX}")
+        raw_after = request.query.get("after")
+        after = None
+        if raw_after:
+            try:
+                after = bytes.fromhex(raw_after)
+            except ValueError:
+                raise _Refused(400, f"invalid after {raw_after[:40]!r}: expected a row key in hex") from None
+        doc = await _resolve(self.control.digest_keys(db, table, after, int(raw_limit)))
+        if doc is None:
+            raise _Refused(404, f"unknown database {db!r}")
+        return json_response(doc)
+
+    async def replication(self, request: web.Request) -> web.Response:
+        return json_response(await _resolve(self.control.replication_status()))
+
     async def metrics_text(self, request: web.Request) -> web.Response:
         assert self.metrics is not None
         try:
@@ -331,6 +374,9 @@ def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = 
         web.get("/admin/cluster/decommission/{id}/status", h.decommission_status),
         web.post("/admin/cluster/decommission/{id}/cancel", h.cancel_decommission),
         web.get("/admin/databases", h.databases),
+        web.get("/admin/databases/{db}/digest", h.digest),
+        web.get("/admin/databases/{db}/digest/{table}/keys", h.digest_keys),
+        web.get("/admin/cluster/replication", h.replication),
     ])
     if metrics is not None:
         app.router.add_get("/metrics", h.metrics_text)

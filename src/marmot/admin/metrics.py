@@ -13,8 +13,10 @@ Two kinds of metric:
 
 - **events** -- counters and histograms bumped by the layer where the event happens, through the cheap
   methods below (``observe_query``, ``query_error``, ``connection_opened`` ...);
-- **state** -- gauges derived from membership and storage (members per state, quorum, database sizes),
-  set by ``refresh(control)``, which ``admin.http`` calls right before every scrape.
+- **state** -- gauges derived from membership and storage (members per state, quorum, database sizes,
+  table digests, replication lag), set by ``refresh(control)``, which ``admin.http`` calls right before
+  every scrape. Counters owned by another component (gossip, anti-entropy) are advanced to its running
+  totals at the same time.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import inspect
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from marmot.admin.http import ClusterControl
 
 __all__ = ["CONTENT_TYPE_LATEST", "MEMBER_STATES", "QUERY_TYPES", "Metrics", "state_name"]
+
+log = logging.getLogger("marmot.admin")
 
 #: Membership states (SWIM registry); ``cluster_members{state}`` is exported for each, zeros included.
 MEMBER_STATES = ("JOINING", "ALIVE", "SUSPECT", "DEAD", "LEAVING", "REMOVED")
@@ -120,6 +125,22 @@ class Metrics:
                                          ("database",))
         self.databases = gauge("databases", "Number of user databases on this node.")
 
+        # -- convergence / anti-entropy ------------------------------------------------------------------
+        self.table_rows = gauge("table_rows", "Live rows of each table that went through replication (the "
+                                "row count of its digest).", ("database", "table"))
+        self.table_digest_info = gauge("table_digest_info", "Always 1; the digest label is the table's "
+                                       "order-independent digest (16 hex digits): equal on every node when "
+                                       "they hold the same rows.", ("database", "table", "digest"))
+        self.replication_lag_transactions = gauge("replication_lag_transactions", "Transactions the last "
+                                                  "anti-entropy round found missing here, per peer and "
+                                                  "database.", ("peer", "database"))
+        self.replication_lag_seconds = gauge("replication_lag_seconds", "Seconds since an anti-entropy round "
+                                             "last found this node caught up with the peer's database.",
+                                             ("peer", "database"))
+        self.antientropy_rounds = counter("antientropy_rounds_total", "Anti-entropy rounds run by this node.")
+        self.antientropy_applied = counter("antientropy_applied_total", "Transactions anti-entropy pulled "
+                                           "from peers and applied here.")
+
         # -- bound children (the hot path never calls .labels()) -------------------------------------------
         self._query_children: dict[str, tuple[Any, Any]] = {}
         for kind in QUERY_TYPES:
@@ -146,6 +167,12 @@ class Metrics:
         self._conflicts = self.write_conflicts.labels(nid)
         self._databases = self.databases.labels(nid)
         self._db_sizes: set[str] = set()
+        self._table_rows: set[tuple[str, str]] = set()
+        self._digest_info: dict[tuple[str, str], str] = {}  # (db, table) -> digest label exported now
+        self._lag_series: set[tuple[str, str]] = set()
+        self._ae_rounds = self.antientropy_rounds.labels(nid)
+        self._ae_applied = self.antientropy_applied.labels(nid)
+        self._ae_seen: dict[str, int] = {}
 
     # ---------------------------------------------------------------------------------------------------------
     # hot path: each is a dict lookup at most plus one or two locked adds
@@ -259,6 +286,73 @@ class Metrics:
                 child.inc(total - seen)
                 self._gossip_seen[name] = total
 
+    def set_digests(self, digests: dict[str, dict[str, tuple[int, int]]]) -> None:
+        """``{db: {table: (digest, rows)}}`` -> ``table_rows`` and ``table_digest_info``. A changed digest
+        replaces its series (the old label set is removed, not left at 1); dropped tables disappear."""
+        nid = self._nid
+        rows_seen: set[tuple[str, str]] = set()
+        info: dict[tuple[str, str], str] = {}
+        for db, tables in digests.items():
+            for table, (value, rows) in tables.items():
+                rows_seen.add((db, table))
+                self.table_rows.labels(nid, db, table).set(rows)
+                info[(db, table)] = f"{value:016x}"
+        for db, table in self._table_rows - rows_seen:
+            with contextlib.suppress(KeyError):
+                self.table_rows.remove(nid, db, table)
+        for (db, table), old in self._digest_info.items():
+            if info.get((db, table)) != old:
+                with contextlib.suppress(KeyError):
+                    self.table_digest_info.remove(nid, db, table, old)
+        for (db, table), label in info.items():
+            self.table_digest_info.labels(nid, db, table, label).set(1)
+        self._table_rows = rows_seen
+        self._digest_info = info
+
+    def set_replication(self, status: dict[str, Any]) -> None:
+        """A ``replication_status()`` answer -> the lag gauges, and the anti-entropy counters advanced to
+        anti-entropy's own running totals."""
+        nid = self._nid
+        seen: set[tuple[str, str]] = set()
+        for e in status.get("lag") or []:
+            labels = (str(e.get("peer")), str(e.get("database")))
+            seen.add(labels)
+            self.replication_lag_transactions.labels(nid, *labels).set(float(e.get("behind_txns") or 0))
+            self.replication_lag_seconds.labels(nid, *labels).set(float(e.get("lag_seconds") or 0))
+        for labels in self._lag_series - seen:
+            for g in (self.replication_lag_transactions, self.replication_lag_seconds):
+                with contextlib.suppress(KeyError):
+                    g.remove(nid, *labels)
+        self._lag_series = seen
+        stats = status.get("anti_entropy") or {}
+        for name, child in (("rounds", self._ae_rounds), ("applied", self._ae_applied)):
+            total = int(stats.get(name, 0) or 0)
+            seen_total = self._ae_seen.get(name, 0)
+            if total > seen_total:
+                child.inc(total - seen_total)
+                self._ae_seen[name] = total
+
+    def refresh_replication(self, control: ClusterControl) -> None:
+        """Digest and lag gauges, when ``control`` offers ``table_digests()`` / ``replication_status()``
+        (test fakes may not). A failure keeps the last values: a scrape must not fail because a database
+        file is being replaced."""
+        digests = getattr(control, "table_digests", None)
+        if callable(digests):
+            try:
+                self.set_digests(digests())
+            except Exception:
+                log.warning("metrics: reading table digests failed; digest gauges not refreshed", exc_info=True)
+        status = getattr(control, "replication_status", None)
+        if callable(status):
+            try:
+                result = status()
+                if inspect.iscoroutine(result):
+                    result.close()  # the sync path: only a plain answer is used
+                elif isinstance(result, dict):
+                    self.set_replication(result)
+            except Exception:
+                log.warning("metrics: reading replication lag failed; lag gauges not refreshed", exc_info=True)
+
     def refresh_membership(self, control: ClusterControl) -> None:
         """Member gauges, quorum, and the gossip counters (when ``control`` has ``gossip_stats()``)."""
         self.set_members(control.members(), bool(control.has_quorum()))
@@ -281,6 +375,7 @@ class Metrics:
                 return
             databases = result
         self.set_databases(databases)
+        self.refresh_replication(control)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (``CONTENT_TYPE_LATEST``), without the ``*_created``

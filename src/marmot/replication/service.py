@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from marmot.hlc import HLC
+from marmot.replication import digest
 from marmot.replication import messages as m
 from marmot.replication.anti_entropy import AntiEntropy
 from marmot.replication.apply_queue import ApplyQueues
@@ -124,6 +125,7 @@ class Replication:
         router.client_stream("txn_prepare_stream", prepare_stream)
         router.client_stream("txn_replay_stream", replay_stream)
         self.anti_entropy.register(router)
+        router.unary("digest_get", digest.make_rpc_handler(self.databases))  # convergence checks
         for name, fn in (("txn_prepare", prepare), ("txn_commit", commit), ("txn_abort", abort), ("txn_replay", replay),
                          ("txn_status", status)):
             router.unary(name, fn)
