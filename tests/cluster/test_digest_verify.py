@@ -113,3 +113,10 @@ def test_digests_verify_and_lag(tmp_path):
         assert [x["key"] for x in as_json["differing_keys"]["marmot.items"]] == [k.hex()]
         versions = as_json["differing_keys"]["marmot.items"][0]["versions"]
         assert versions[0] == versions[1] and versions[2][0] == versions[0][0] + 1
+
+        # anti-entropy notices it too: once both logs are applied and the digests stay apart for two
+        # rounds, the replication status lists the table as divergent
+        div = wait_for("divergence reported by anti-entropy on node 1",
+                       lambda: [e for e in admin(n1, "/admin/cluster/replication")["lag"]
+                                if e["peer"] == 3 and e["database"] == "marmot" and e["divergent_tables"]])
+        assert div[0]["divergent_tables"] == ["items"]

@@ -182,7 +182,8 @@ class NodeControl:
                     self._caught_up[(peer, db)] = at
                 caught_up = self._caught_up.get((peer, db), self._started)
                 entries.append({"peer": peer, "database": db, "behind_txns": int(behind),
-                                "last_round_unix": round(at, 3), "lag_seconds": round(max(0.0, now - caught_up), 3)})
+                                "last_round_unix": round(at, 3), "lag_seconds": round(max(0.0, now - caught_up), 3),
+                                "divergent_tables": list(getattr(ae, "divergent", {}).get((peer, db), []))})
         interval = getattr(repl, "anti_entropy_interval", None)
         return {"node_id": self.node_id, "anti_entropy": {"enabled": interval is not None,
                                                           "interval_seconds": interval, **stats},

@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from marmot.hlc import HLC, Timestamp
+from marmot.replication import digest
 from marmot.replication import messages as m
 from marmot.replication import snapshot as snap
 from marmot.replication.applier import ApplyItem
@@ -84,7 +85,10 @@ class AntiEntropy:
         self._readers: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
-        self.stats = {"rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0,
+        self._digest_seen: dict[tuple[int, str], dict[str, tuple[Any, Any]]] = {}
+        # (peer, db) -> tables whose digests differ and did not move for two rounds (silent divergence)
+        self.divergent: dict[tuple[int, str], list[str]] = {}
+        self.stats = {"divergent": 0, "rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0,
                       "snapshots": 0, "snapshots_failed": 0, "snapshots_refused": 0}
         # snapshots: set by Replication/node.py; without ``stream`` this node never installs one
         self.stream: Stream | None = None
@@ -255,9 +259,39 @@ class AntiEntropy:
 
         async def one(db: str, log_id: str, last: int) -> int:
             async with limit:
-                return await self._pull_database(peer, address, db, log_id, last)
+                applied = await self._pull_database(peer, address, db, log_id, last)
+                if self.lag.get((peer, db), (1, 0.0))[0] == 0:
+                    await self._compare_digests(peer, address, db)
+                return applied
 
         return sum(await asyncio.gather(*(one(*t) for t in todo)))
+
+    async def _compare_digests(self, peer: int, address: str, db: str) -> None:
+        """Convergence check after a round that left nothing to pull: compare per-table digests with the
+        peer's. A difference while writes flow is normal (transactions on their way); one that stays
+        *unchanged* on both sides for two rounds is silent divergence — logged, counted
+        (``stats["divergent"]``) and listed in ``divergent`` for the admin API. ``marmot verify`` names
+        the keys. (Repairing it row by row is a later part of the anti-entropy issue.)"""
+        try:
+            remote = digest.parse_document(await self.send(address, "digest_get", {"db": db}, self.timeout))
+        except (ValueError, ConnectionError, OSError, TimeoutError):
+            return
+        except Exception:  # an RPC error (e.g. an older peer without the method)
+            return
+        local = digest.table_digests(self._reader(db))
+        now = {t: (local.get(t), remote.get(t)) for t in digest.differing_tables(local, remote)}
+        key = (peer, db)
+        before = self._digest_seen.get(key, {})
+        stuck = sorted(t for t, pair in now.items() if before.get(t) == pair)
+        self._digest_seen[key] = now
+        if stuck:
+            if self.divergent.get(key) != stuck:
+                log.warning("anti-entropy: %s differs from node %d in table(s) %s although both logs are "
+                            "applied (run `marmot verify` for the keys)", db, peer, ", ".join(stuck))
+                self.stats["divergent"] += 1
+            self.divergent[key] = stuck
+        else:
+            self.divergent.pop(key, None)
 
     def _cursor_key(self, peer: int, db: str, log_id: str) -> str:
         return f"pull:{peer}:{db}:{log_id}"
