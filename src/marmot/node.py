@@ -106,7 +106,7 @@ class Node:
         cfg = self.cfg
         assert self.engine is not None and self.databases is not None
         self.cluster = ClusterService(self.node_id, cfg.cluster, cfg.data_dir,
-                                      on_change=self._on_member_change)
+                                      on_change=self._on_member_change, ready_check=self._ready_check)
         control = NodeControl(self.node_id, self.cluster, self.databases,
                               grace_s=cfg.cluster.shutdown_grace_period_ms / 1000,
                               request_stop=self._stop_requested.set)
@@ -150,6 +150,10 @@ class Node:
         # never acts as a cluster of one.
         self.engine.write_gate = lambda: None if gossip.has_quorum() else (
             f"quorum not reached: {len(gossip.alive_members())} of {gossip.total_members()} members reachable")
+
+    async def _ready_check(self) -> bool:
+        """A joining node turns ALIVE once replication says it has caught up with its peers."""
+        return True if self.replication is None else await self.replication.ready()
 
     def _on_member_change(self, node_id: int, old: str, new: str) -> None:
         self.metrics.state_transition(old, new)

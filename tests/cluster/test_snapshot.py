@@ -11,7 +11,15 @@ from pathlib import Path
 
 import apsw
 
-from tests.cluster.replicated import SECRET, TIMERS, connect, replicated_cluster, wait_until_equal
+from tests.cluster.replicated import (
+    SECRET,
+    TIMERS,
+    connect,
+    member_states,
+    replicated_cluster,
+    run,
+    wait_until_equal,
+)
 from tests.nodeproc import NodeProcess, make_node
 
 # GC within seconds: log entries older than 0.001 h (3.6 s) go whatever the members consumed
@@ -99,7 +107,16 @@ def test_empty_node_joins_loaded_cluster(tmp_path):
         thread.start()
         try:
             n3.start()
-            time.sleep(3)
+            # it turns ALIVE only once caught up: from the first moment its own state reads ALIVE, it
+            # holds at least every row written before it started
+            before = run(n1, "SELECT COUNT(*) FROM t")[0][0]
+            deadline = time.monotonic() + 30
+            while member_states(n3).get(3) != "ALIVE":
+                assert time.monotonic() < deadline, f"node 3 never turned ALIVE: {member_states(n3)}"
+                time.sleep(0.02)
+            assert run(n3, "SELECT COUNT(*) FROM t")[0][0] >= before
+            assert run(n3, "SELECT COUNT(*) FROM u", db="other")[0][0] == 2000
+            time.sleep(1)
         finally:
             stop.set()
             thread.join()

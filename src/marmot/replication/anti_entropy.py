@@ -85,6 +85,8 @@ class AntiEntropy:
         self._readers: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
+        # when a round last reached every ALIVE peer and left nothing to pull (None: not yet)
+        self.caught_up_at: float | None = None
         self._digest_seen: dict[tuple[int, str], dict[str, tuple[Any, Any]]] = {}
         # (peer, db) -> tables whose digests differ and did not move for two rounds (silent divergence)
         self.divergent: dict[tuple[int, str], list[str]] = {}
@@ -226,13 +228,21 @@ class AntiEntropy:
         """Pull from every ALIVE peer; returns the number of transactions applied."""
         self.stats["rounds"] += 1
         applied = 0
-        for peer, address in sorted(self.peers().items()):
+        clean = True
+        peers = sorted(self.peers().items())
+        for peer, address in peers:
             try:
                 applied += await self._pull_peer(peer, address)
             except (ConnectionError, OSError, TimeoutError) as e:
+                clean = False
                 log.debug("anti-entropy: peer %d unreachable: %s", peer, e)
             except Exception as e:  # an RPC error from the peer: next round
+                clean = False
                 log.warning("anti-entropy with peer %d failed: %s", peer, e)
+            if any(behind for (p, _db), (behind, _at) in self.lag.items() if p == peer):
+                clean = False
+        if clean:
+            self.caught_up_at = time.time()
         return applied
 
     async def _pull_peer(self, peer: int, address: str) -> int:

@@ -136,6 +136,16 @@ class Replication:
             self.anti_entropy.start()
         self.gc.start()
 
+    async def ready(self) -> bool:
+        """Gossip's promotion check for a joining node: ALIVE (and so counted in quorums and sent
+        PREPAREs) only once anti-entropy has caught up with every peer — snapshot and delta included."""
+        if self.anti_entropy_interval is None:
+            return True
+        if self.anti_entropy.caught_up_at is None:
+            self.anti_entropy.kick()
+            return False
+        return True
+
     def _database_created(self, name: str) -> None:
         self.participant.signal_schema_change()
         self._publish_schema_versions()
