@@ -45,6 +45,13 @@ def member_states(node: NodeProcess, secret: str = SECRET) -> dict[int, str]:
     return {m["node_id"]: m["state"] for m in body.get("members", [])}
 
 
+def admin_json(node: NodeProcess, path: str, secret: str = SECRET) -> Any:
+    """GET an admin route of ``node`` (JSON)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}{path}", headers={"X-Marmot-Secret": secret})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
 def _wait_all_alive(node: NodeProcess, n: int, timeout: float = 30.0) -> None:
     everyone = {i: "ALIVE" for i in range(1, n + 1)}
     deadline = time.monotonic() + timeout

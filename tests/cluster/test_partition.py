@@ -6,6 +6,7 @@ rows written on both sides hold the last writer's value (issue "Anti-entropy", p
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from tests.cluster.replicated import SECRET, TIMERS, member_states, run, wait_until_equal
+from tests.cluster.replicated import SECRET, TIMERS, admin_json, member_states, run, wait_until_equal
 from tests.faultproxy import ProxyPool
 from tests.nodeproc import NodeProcess, free_port, make_node
 
@@ -74,6 +75,12 @@ def test_minority_refuses_quorum_one_converges_lww(proxied):
     pool.heal()
     expected = ((1, "minority-last"), (2, "majority-last")) + tuple((i, "majority") for i in range(10, 30))
     wait_until_equal(nodes, "SELECT * FROM p ORDER BY id", timeout=30, expected=expected)
+    # and identical per-table digests (keys and row versions, tombstones aside) on every node
+    deadline = time.monotonic() + 15
+    while len({json.dumps(admin_json(n, "/admin/databases/marmot/digest")["tables"], sort_keys=True)
+               for n in nodes}) != 1:
+        assert time.monotonic() < deadline, [admin_json(n, "/admin/databases/marmot/digest") for n in nodes]
+        time.sleep(0.2)
     # and the healed minority writes at QUORUM again
     deadline = time.monotonic() + 15
     while True:
