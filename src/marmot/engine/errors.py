@@ -11,6 +11,8 @@ import re
 
 import apsw
 
+from marmot.sql.func_values import FunctionError
+
 
 class MySQLError(Exception):
     """An error the client receives as an ERR packet; the connection stays usable."""
@@ -108,3 +110,7 @@ def from_sqlite(err: Exception, database: str) -> MySQLError:
     if isinstance(err, apsw.FullError):
         return MySQLError(1114, "HY000", "The table is full")
     return MySQLError(1105, "HY000", text)
+
+
+# What a failing statement raises: SQLite's errors, and MySQL function errors raised inside SQL functions.
+STATEMENT_ERRORS = (apsw.Error, FunctionError)

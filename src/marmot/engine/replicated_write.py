@@ -46,7 +46,6 @@ from marmot.engine.capture import CaptureError, ChangeCapture
 from marmot.engine.errors import MySQLError
 from marmot.replication.changes import ApplyError, RowChange, apply_changes
 from marmot.replication.errors import ReplicationError
-from marmot.sql.func_values import FunctionError
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import SchemaCache
 from marmot.storage.write_lock import LockTimeout
@@ -57,8 +56,7 @@ if TYPE_CHECKING:
 _HINT = re.compile(r"MARMOT_CONSISTENCY\s*\(\s*['\"]?(ONE|TWO|THREE|QUORUM|ALL|LOCAL_ONE)['\"]?\s*\)", re.IGNORECASE)
 _TEMP_DDL = re.compile(r"^\s*CREATE\s+TEMP(?:ORARY)?\s", re.IGNORECASE)
 _DROP_TABLE = re.compile(r"^\s*DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(.+)$", re.IGNORECASE | re.DOTALL)
-# What a failing statement raises: SQLite's errors, and MySQL function errors raised inside SQL functions.
-_STATEMENT_ERRORS = (apsw.Error, FunctionError)
+_STATEMENT_ERRORS = errors.STATEMENT_ERRORS
 LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_ONE")
 
 

@@ -29,8 +29,8 @@ from marmot.engine.errors import MySQLError
 from marmot.engine.replicated_write import PendingTransaction, ReplicatedWrites, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result, ResultSet
 from marmot.engine.session_commands import SessionCommands
+from marmot.engine.transaction_control import TransactionControl
 from marmot.sql import datetime_functions, functions, lexer
-from marmot.sql.func_values import FunctionError
 from marmot.sql.transpiler import DDL, READ, NoSuchTable, Plan, SQLSyntaxError, Unsupported
 from marmot.storage.databases import DEFAULT_DATABASE
 from marmot.storage.rowkey import SchemaCache
@@ -46,16 +46,13 @@ _STATEMENT_KEYWORDS = frozenset(
     {"SELECT", "WITH", "(", "INSERT", "REPLACE", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP", "RENAME",
      "TRUNCATE", "SET", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "USE", "BEGIN", "START", "COMMIT", "ROLLBACK",
      "SAVEPOINT", "RELEASE", "LOAD", "DO", "VALUES", "TABLE", "CALL", "KILL"} | _ACCEPTED_NOOPS)
-# What a failing statement raises: SQLite's errors, and MySQL function errors raised inside SQL functions.
-_STATEMENT_ERRORS = (apsw.Error, FunctionError)
+_STATEMENT_ERRORS = errors.STATEMENT_ERRORS
 _KINDS = {"SELECT": "select", "WITH": "select", "SHOW": "select", "DESCRIBE": "select", "DESC": "select",
           "INSERT": "insert", "REPLACE": "insert", "LOAD": "insert", "UPDATE": "update", "DELETE": "delete",
           "CREATE": "ddl", "ALTER": "ddl", "DROP": "ddl", "RENAME": "ddl", "TRUNCATE": "ddl"}
-_BUSY_FIRST_SLEEP = 0.0005
-_BUSY_MAX_SLEEP = 0.02
 
 
-class Session(SessionCommands, ReplicatedWrites):
+class Session(SessionCommands, ReplicatedWrites, TransactionControl):
     """State and statement execution for one MySQL connection."""
 
     def __init__(self, ctx: EngineContext, connection_id: int, user: str, database: str | None,
@@ -617,154 +614,6 @@ class Session(SessionCommands, ReplicatedWrites):
     def _temp_tables(self, conn: apsw.Connection) -> set[str]:
         return {r[0].lower() for r in conn.execute("SELECT name FROM temp.sqlite_schema WHERE type = 'table'")}
 
-    def _atomic_statement(self, conn: apsw.Connection, body: Callable[[], int]) -> int:
-        """Run ``body`` as one MySQL statement: inside a transaction a failure undoes only the statement
-        (a SAVEPOINT around it); in autocommit mode the SQLite transaction is the statement."""
-        use_savepoint = self.in_transaction
-        try:
-            if use_savepoint:
-                conn.execute("SAVEPOINT __marmot_stmt")
-            result = body()
-            if use_savepoint:
-                conn.execute("RELEASE __marmot_stmt")
-            return result
-        except _STATEMENT_ERRORS as err:
-            if use_savepoint:
-                conn.execute("ROLLBACK TO __marmot_stmt")
-                conn.execute("RELEASE __marmot_stmt")
-            else:
-                self._rollback_sqlite()
-            raise errors.from_sqlite(err, self.database or "") from err
-
-    async def _begin_write(self, conn: apsw.Connection) -> None:
-        """Take the database's write lock for this session (once per transaction)."""
-        if self._txn_conn is not None:
-            if self._txn_conn is not conn:
-                raise MySQLError(1105, "HY000", "A Marmot transaction can write to one database only")
-            return
-        if not self.autocommit:
-            self.in_transaction = True
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except apsw.BusyError:
-            await self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
-        self._txn_conn = conn
-        self._txn_db = self.database
-        for name in self._pending_savepoints:
-            conn.execute(f'SAVEPOINT "{name}"')
-        self._pending_savepoints.clear()
-
-    async def _retry_busy(self, attempt: Callable[[], object]) -> object:
-        deadline = time.monotonic() + self.ctx.lock_wait_timeout_s
-        delay = _BUSY_FIRST_SLEEP
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                return attempt()
-            except apsw.BusyError:
-                if time.monotonic() >= deadline:
-                    raise errors.lock_wait_timeout() from None
-                delay = min(delay * 2, _BUSY_MAX_SLEEP)
-
-    async def _commit(self) -> None:
-        conn = self._txn_conn
-        self.in_transaction = False
-        self._pending_savepoints.clear()
-        self._savepoint_marks.clear()
-        if self._rtxn is not None:
-            await self._replicate_transaction()
-        self._txn_level = None
-        if conn is None:
-            return
-        self._txn_conn = None
-        self._txn_db = None
-        try:
-            conn.execute("COMMIT")
-        except _STATEMENT_ERRORS as err:
-            if not conn.get_autocommit():
-                conn.execute("ROLLBACK")
-            raise errors.from_sqlite(err, self.database or "") from err
-
-    async def _implicit_commit(self) -> None:
-        """BEGIN and DDL end an open transaction first, as in MySQL."""
-        if self.in_transaction or self._txn_conn is not None or self._rtxn is not None:
-            await self._commit()
-
-    def _rollback_sqlite(self) -> None:
-        self._pending_savepoints.clear()
-        self._savepoint_marks.clear()
-        self._txn_level = None
-        self._close_view()
-        self._rtxn = None
-        conn = self._txn_conn
-        self._txn_conn = None
-        self._txn_db = None
-        if conn is not None and not conn.get_autocommit():
-            with contextlib.suppress(apsw.Error):
-                conn.execute("ROLLBACK")
-
-    def _rollback_statement(self, sql: str) -> Result:
-        toks = [t.text.upper() for t in lexer.code_tokens(sql)]
-        if "TO" in toks:
-            name = _savepoint_name(sql)
-            if self._txn_conn is None:
-                if name not in self._pending_savepoints:
-                    raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist")
-                # nothing was written since (or, replicated, the writes are ours to drop): drop the later
-                # savepoints, keep this one
-                del self._pending_savepoints[self._pending_savepoints.index(name) + 1 :]
-                self._rollback_to_mark(self._savepoint_marks.get(name, 0))
-                return OkResult()
-            try:
-                self._txn_conn.execute(f'ROLLBACK TO "{name}"')
-            except apsw.SQLError as err:
-                raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist") from err
-            return OkResult()
-        self._rollback_sqlite()
-        self.in_transaction = False
-        return OkResult()
-
-    async def _savepoint(self, sql: str) -> Result:
-        """SAVEPOINT: created in SQLite once the transaction holds the write lock; before its first
-        write the transaction has changed nothing, so the savepoint is only remembered (taking the lock
-        here would block every writer for the whole of, say, a mysqldump --single-transaction)."""
-        name = _savepoint_name(sql)
-        self.in_transaction = True
-        if self._txn_conn is None:
-            if name in self._pending_savepoints:
-                self._pending_savepoints.remove(name)
-            self._pending_savepoints.append(name)
-            self._savepoint_marks[name] = self._savepoint_mark()
-            return OkResult()
-        self._txn_conn.execute(f'SAVEPOINT "{name}"')
-        return OkResult()
-
-    def _release(self, sql: str) -> Result:
-        name = _savepoint_name(sql)
-        if self._txn_conn is None:
-            if name not in self._pending_savepoints:
-                raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist")
-            del self._pending_savepoints[self._pending_savepoints.index(name) :]
-            return OkResult()
-        try:
-            self._txn_conn.execute(f'RELEASE "{name}"')
-        except apsw.SQLError as err:
-            raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist") from err
-        return OkResult()
-
-    def _check_write_gate(self) -> None:
-        """Without a replication layer: refuse writes while the node sees no quorum. With one, the 2PC
-        coordinator decides per consistency level (QUORUM needs a majority of the total membership; ONE
-        is allowed in a minority partition, and last-writer-wins settles it after the heal)."""
-        if self.ctx.replication is not None:
-            return
-        gate = self.ctx.write_gate
-        reason = gate() if gate is not None else None
-        if reason:
-            raise MySQLError(1105, "HY000", reason)
-
-    # -- raw SQLite mode ------------------------------------------------------------------------------
-
     async def _run_raw(self, sql: str) -> Result:
         conn = self._conn()
         cursor = conn.cursor()
@@ -822,10 +671,3 @@ def _is_truncate(plan: Plan) -> bool:
 def _is_keys_toggle(sql: str) -> bool:
     words = [t.text.upper() for t in lexer.code_tokens(sql)]
     return len(words) >= 5 and words[1] == "TABLE" and words[-1] == "KEYS" and words[-2] in ("DISABLE", "ENABLE")
-
-
-def _savepoint_name(sql: str) -> str:
-    toks = lexer.code_tokens(sql)
-    if len(toks) < 2:
-        raise errors.syntax_error("You have an error in your SQL syntax; savepoint name missing")
-    return lexer.unquote_identifier(toks[-1].text).replace('"', "")
