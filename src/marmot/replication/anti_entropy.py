@@ -45,16 +45,21 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import apsw
+
+from marmot import failpoints
 from marmot.hlc import HLC, Timestamp
 from marmot.replication import digest
 from marmot.replication import messages as m
 from marmot.replication import snapshot as snap
-from marmot.replication.applier import ApplyItem
+from marmot.replication.applier import ApplyItem, RepairOutcome, RepairRow, repair_rows
 from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.changes import ChangeFormatError, _check_image
 from marmot.replication.gc import consumed_key
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager, InvalidDatabaseName
 from marmot.storage.node_state import NodeState
+from marmot.storage.rowkey import SchemaCache
 
 log = logging.getLogger("marmot.replication.anti_entropy")
 LIST_LIMIT = 5000
@@ -90,7 +95,7 @@ class AntiEntropy:
         self._digest_seen: dict[tuple[int, str], dict[str, tuple[Any, Any]]] = {}
         # (peer, db) -> tables whose digests differ and did not move for two rounds (silent divergence)
         self.divergent: dict[tuple[int, str], list[str]] = {}
-        self.stats = {"divergent": 0, "rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0,
+        self.stats = {"divergent": 0, "repaired": 0, "rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0,
                       "snapshots": 0, "snapshots_failed": 0, "snapshots_refused": 0}
         # snapshots: set by Replication/node.py; without ``stream`` this node never installs one
         self.stream: Stream | None = None
@@ -166,6 +171,8 @@ class AntiEntropy:
         router.unary("log_list", self.handle_list)
         router.unary("log_fetch", self.handle_fetch)
         router.unary("log_have", self.handle_have)
+        router.unary("repair_keys", self.handle_repair_keys)
+        router.unary("repair_rows", self.handle_repair_rows)
         router.server_stream("snapshot_stream", self.handle_snapshot)
 
     async def handle_have(self, payload: Any, _ctx: Any) -> Any:
@@ -184,6 +191,41 @@ class AntiEntropy:
         conn = self._reader(db)
         row = conn.execute(f"SELECT wall FROM {rt.TXN_LOG} ORDER BY seq LIMIT 1").fetchone()
         return {"have": sorted(rt.applied_of(conn, ids)), "oldest_wall": None if row is None else int(row[0])}
+
+    async def handle_repair_keys(self, payload: Any, _ctx: Any) -> Any:
+        """``repair_keys {db, table, after, limit}`` → ``{keys: [[key, [wall, logical, node], deleted], ...],
+        next}``: this node's row versions of ``table``, tombstones included, in key order after ``after``
+        (bytes, or nil for the start); ``next`` is the ``after`` of the following page (nil: last page)."""
+        try:
+            db = m.field(payload, "db", str)
+            table = m.field(payload, "table", str)
+            limit = max(1, min(m.field(payload, "limit", int), digest.KEYS_LIMIT))
+            after = payload.get("after")
+            if after is not None and type(after) is not bytes:
+                raise m.MessageError("after must be bytes or nil")
+        except m.MessageError as e:
+            return {"error": str(e)}
+        if not self.databases.exists(db):
+            return {"error": f"unknown database {db}"}
+        page = digest.table_versions(self._reader(db), table, after, limit)
+        return {"keys": [[k, list(v), d] for k, v, d in page], "next": page[-1][0] if len(page) == limit else None}
+
+    async def handle_repair_rows(self, payload: Any, _ctx: Any) -> Any:
+        """``repair_rows {db, table, keys}`` → ``{rows: [[key, [wall, logical, node] or nil, deleted,
+        {column: value} or nil], ...]}``: this node's version of each key and, when the row is live,
+        its full image (``digest.read_rows``)."""
+        try:
+            db = m.field(payload, "db", str)
+            table = m.field(payload, "table", str)
+            keys = m.field(payload, "keys", list)
+            if len(keys) > digest.REPAIR_BATCH or not all(type(k) is bytes for k in keys):
+                raise m.MessageError(f"keys must be at most {digest.REPAIR_BATCH} byte strings")
+        except m.MessageError as e:
+            return {"error": str(e)}
+        if not self.databases.exists(db):
+            return {"error": f"unknown database {db}"}
+        rows = digest.read_rows(self._reader(db), table, keys)
+        return {"rows": [[k, None if v is None else list(v), d, img] for k, v, d, img in rows]}
 
     async def handle_snapshot(self, payload: Any, _ctx: Any) -> AsyncIterator[Any]:
         """``snapshot_stream {db}`` → manifest, then chunks (``snapshot.serve``)."""
@@ -281,7 +323,7 @@ class AntiEntropy:
         peer's. A difference while writes flow is normal (transactions on their way); one that stays
         *unchanged* on both sides for two rounds is silent divergence — logged, counted
         (``stats["divergent"]``) and listed in ``divergent`` for the admin API. ``marmot verify`` names
-        the keys. (Repairing it row by row is a later part of the anti-entropy issue.)"""
+        the keys. Each such table is then repaired from the peer, row by row (``_repair``)."""
         try:
             remote = digest.parse_document(await self.send(address, "digest_get", {"db": db}, self.timeout))
         except (ValueError, ConnectionError, OSError, TimeoutError):
@@ -300,8 +342,105 @@ class AntiEntropy:
                             "applied (run `marmot verify` for the keys)", db, peer, ", ".join(stuck))
                 self.stats["divergent"] += 1
             self.divergent[key] = stuck
+            for table in stuck:
+                try:
+                    await self._repair(peer, address, db, table)
+                except (ConnectionError, OSError, TimeoutError) as e:
+                    log.debug("anti-entropy: repair of %s.%s from node %d interrupted: %s", db, table, peer, e)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    log.warning("anti-entropy: repair of %s.%s from node %d failed: %s", db, table, peer, e)
         else:
             self.divergent.pop(key, None)
+
+    async def _repair(self, peer: int, address: str, db: str, table: str) -> int:
+        """Repair ``table`` of ``db`` from ``peer``, last-writer-wins, row by row: pull the peer's key
+        versions (``repair_keys``, tombstones included), keep the keys where the peer's version is newer
+        than this node's (or this node has none), fetch those rows (``repair_rows``) and write them with
+        ``applier.repair_rows`` under the writer lock's priority lane. Keys newer here are left alone:
+        the peer repairs itself from this node in its own round. Returns the keys written.
+
+        The table stays in ``divergent`` until a later comparison finds the digests equal (the next
+        round, once both sides are repaired)."""
+        remote: dict[bytes, tuple[tuple[int, int, int], bool]] = {}
+        after: bytes | None = None
+        while True:
+            ans = await self.send(address, "repair_keys", {"db": db, "table": table, "after": after,
+                                                           "limit": digest.KEYS_LIMIT}, self.timeout)
+            if not isinstance(ans, dict) or not isinstance(ans.get("keys"), list):
+                raise RuntimeError(f"repair_keys: {ans.get('error') if isinstance(ans, dict) else ans!r}")
+            for k, v, d in ans["keys"]:
+                remote[bytes(k)] = ((int(v[0]), int(v[1]), int(v[2])), bool(d))
+            after = ans.get("next")
+            if after is None or not ans["keys"]:
+                break
+        local = digest.all_table_versions(self._reader(db), table)
+        wanted = [k for k, (v, _d) in sorted(remote.items()) if (mine := local.get(k)) is None or v > mine[0]]
+        if not wanted:
+            return 0
+        total = RepairOutcome()
+        for i in range(0, len(wanted), digest.REPAIR_BATCH):
+            chunk = wanted[i:i + digest.REPAIR_BATCH]
+            ans = await self.send(address, "repair_rows", {"db": db, "table": table, "keys": chunk}, self.timeout)
+            if not isinstance(ans, dict) or not isinstance(ans.get("rows"), list):
+                raise RuntimeError(f"repair_rows: {ans.get('error') if isinstance(ans, dict) else ans!r}")
+            rows: list[RepairRow] = []
+            for k, v, d, img in ans["rows"]:
+                if v is None or type(k) is not bytes:
+                    continue  # gone on the peer since it listed it (e.g. tombstone GC)
+                version = (int(v[0]), int(v[1]), int(v[2]))
+                try:
+                    image = None if d or img is None else _check_image(img, "repair image")
+                except ChangeFormatError as e:
+                    log.warning("anti-entropy: bad repair row of %s.%s from node %d: %s", db, table, peer, e)
+                    continue
+                self.hlc.update(Timestamp(*version))
+                rows.append((k, version, bool(d), image))
+            if rows:
+                out = await self._write_repair(db, table, rows)
+                total.repaired += out.repaired
+                total.skipped += out.skipped
+                total.failed += out.failed
+        self.stats["repaired"] += total.repaired
+        if total.repaired or total.failed:
+            log.warning("anti-entropy: repaired %d row(s) of %s.%s from node %d, last-writer-wins (%d already "
+                        "newer here, %d could not be written)", total.repaired, db, table, peer, total.skipped,
+                        total.failed)
+        return total.repaired
+
+    async def _write_repair(self, db: str, table: str, rows: list[RepairRow]) -> RepairOutcome:
+        """``applier.repair_rows`` in a write transaction of its own, under the writer lock's priority
+        lane like the apply queue."""
+        await failpoints.hit("anti_entropy_before_repair")  # tests: keep a divergence visible a while
+        conn = self.queues.connection(db)
+        schema = self.queues.schemas.get(db)
+        if schema is None:
+            schema = self.queues.schemas[db] = SchemaCache()
+        schema.check_generation(self.databases.generation(db))
+        lock = self.databases.write_lock(db)
+        await lock.acquire(timeout=float("inf"), priority=True)
+        try:
+            delay = 0.001
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except apsw.BusyError:  # another process writes this file
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            try:
+                out = repair_rows(conn, schema, table, rows)
+                # row versions changed: readers caching versions per apply epoch must re-read them
+                self.queues._epochs[db] = self.queues._epochs.get(db, 0) + 1
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            lock.release()
+        return out
 
     def _cursor_key(self, peer: int, db: str, log_id: str) -> str:
         return f"pull:{peer}:{db}:{log_id}"

@@ -69,7 +69,14 @@ from marmot.replication.changes import ApplyError, RowChange, apply_changes
 from marmot.replication.ddl_idempotent import run_idempotent
 from marmot.replication.messages import Body
 from marmot.storage import replication_tables as rt
-from marmot.storage.rowkey import SchemaCache, TableSchema, UnknownTableError, quote_ident
+from marmot.storage.rowkey import (
+    SchemaCache,
+    SqlValue,
+    TableSchema,
+    UnknownTableError,
+    decode_row_key,
+    quote_ident,
+)
 
 _UPSERT_VERSION = (
     f"INSERT INTO {rt.ROW_VERSION} (pk, tbl, wall, logical, node, deleted) VALUES (?, ?, ?, ?, ?, ?) "
@@ -325,3 +332,71 @@ def _apply_checked(conn: apsw.Connection, schema: SchemaCache, winners: list[Row
         # later (a swap) ends with this transaction's version.
         conn.executemany(_UPSERT_VERSION, tombstones)
     return lost
+
+
+# -- repair of silent divergence (anti_entropy.py, ``_repair``) -------------------------------------
+
+RepairRow = tuple[bytes, tuple[int, int, int], bool, dict[str, SqlValue] | None]
+
+
+@dataclass(slots=True)
+class RepairOutcome:
+    repaired: int = 0  # keys written (image upserted, or row deleted and tombstoned)
+    skipped: int = 0  # keys whose stored version is as new or newer: left alone
+    failed: int = 0  # keys that could not be written (bad key, image that does not fit the table)
+
+
+def repair_rows(conn: apsw.Connection, schema: SchemaCache, table: str, rows: list[RepairRow]) -> RepairOutcome:
+    """Bring ``table``'s keys to a peer's state, last-writer-wins, inside the caller's open write
+    transaction. ``rows``: ``(key, version, deleted, image)`` as the peer stores them (``image`` the
+    full row when live).
+
+    Per key, exactly what ``_apply_one`` does for one change committed at ``version``: applied only
+    when strictly newer than the stored version (tombstones included) — the image upserted (an INSERT
+    of it: UNIQUE collisions resolved by version like any winner) or the row deleted; the row version
+    upserted; the digest delta added. No ``__marmot_txn_log`` row: a repair is not a transaction, and
+    nothing of it is spread further (every node repairs itself from the newest copy). A key that fails
+    is rolled back to its own savepoint and counted."""
+    out = RepairOutcome()
+    pending: dict[str, list[int]] = {}
+    for key, version, deleted, image in rows:
+        version = (int(version[0]), int(version[1]), int(version[2]))
+        if deleted:
+            c = RowChange(table, "DELETE", key, None, None)
+        elif image:
+            c = RowChange(table, "INSERT", key, None, image)
+        else:
+            out.failed += 1  # a live row without its image: nothing to write
+            continue
+        conn.execute("SAVEPOINT __marmot_repair")
+        try:
+            if decode_row_key(key)[0] != table:
+                raise ApplyError(f"{table}: repair key of another table")
+            stored = rt.row_states(conn, [key])
+            s = stored.get(key)
+            if s is not None and not version > s:
+                conn.execute("RELEASE __marmot_repair")
+                out.skipped += 1
+                continue
+            tombstoned: list[tuple[bytes, str, tuple[int, int, int, int] | None]] = []
+            lost: set[bytes] = set()
+            if _has_unique(conn, schema, [c]):
+                lost = _apply_checked(conn, schema, [c], version, tombstoned)
+            else:
+                apply_changes(conn, [c], schema)
+            conn.execute(_UPSERT_VERSION, (key, table, *version, 1 if deleted or key in lost else 0))
+            deltas = _digest_deltas([c], stored, version, lost, tombstoned)
+            conn.execute("RELEASE __marmot_repair")
+        except (apsw.Error, ApplyError, ValueError):
+            conn.execute("ROLLBACK TO __marmot_repair")
+            conn.execute("RELEASE __marmot_repair")
+            out.failed += 1
+            continue
+        out.repaired += 1
+        for t, (d, n) in deltas.items():
+            acc = pending.setdefault(t, [0, 0])
+            acc[0] += d
+            acc[1] += n
+    if pending:
+        rt.add_digests(conn, pending)
+    return out

@@ -36,8 +36,10 @@ from typing import Any
 import apsw
 
 from marmot.replication import messages as m
+from marmot.replication.changes import ApplyError, _where
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
+from marmot.storage.rowkey import UnknownTableError, decode_row_key, load_table_schema, quote_ident
 
 KEYS_LIMIT = 5000  # most keys one ``table_keys`` page returns
 
@@ -195,3 +197,77 @@ def parse_document(doc: Any) -> dict[str, tuple[int, int]]:
 def differing_tables(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]]) -> list[str]:
     """Tables whose (digest, rows) differ between two ``table_digests`` results (absent = (0, 0))."""
     return sorted(t for t in a.keys() | b.keys() if a.get(t, (0, 0)) != b.get(t, (0, 0)))
+
+
+# -- repair: what a peer serves so a divergent table can be pulled back row by row ------------------
+
+REPAIR_BATCH = 500  # most rows one ``repair_rows`` request asks for
+
+
+def table_versions(conn: apsw.Connection, table: str, after: bytes | None = None,
+                   limit: int = KEYS_LIMIT) -> list[tuple[bytes, Version, bool]]:
+    """Like ``table_keys`` but with tombstones: ``(key, version, deleted)`` of every key of ``table``
+    in ``__marmot_row_version``, in key order, after ``after`` (exclusive), at most ``limit``. What
+    repair compares: a newer tombstone on the peer must win over an older live row here."""
+    low, high = rt.key_range(table)
+    start = low if after is None or after < low else after
+    op = ">=" if after is None or after < low else ">"
+    limit = max(1, min(int(limit), KEYS_LIMIT))
+    try:
+        rows = conn.execute(f"SELECT pk, wall, logical, node, deleted FROM {rt.ROW_VERSION} WHERE pk {op} ? "
+                            "AND pk < ? AND tbl = ? ORDER BY pk LIMIT ?", (start, high, table, limit))
+        return [(bytes(pk), (int(w), int(lg), int(n)), bool(d)) for pk, w, lg, n, d in rows]
+    except apsw.SQLError:
+        return []
+
+
+def all_table_versions(conn: apsw.Connection, table: str) -> dict[bytes, tuple[Version, bool]]:
+    """Every ``table_versions`` page of ``table`` as ``{key: (version, deleted)}`` (this node's side of
+    a repair)."""
+    out: dict[bytes, tuple[Version, bool]] = {}
+    after: bytes | None = None
+    while True:
+        page = table_versions(conn, table, after, KEYS_LIMIT)
+        out.update((k, (v, d)) for k, v, d in page)
+        if len(page) < KEYS_LIMIT:
+            return out
+        after = page[-1][0]
+
+
+def read_rows(conn: apsw.Connection, table: str, keys: list[bytes]
+              ) -> list[tuple[bytes, Version | None, bool, dict[str, Any] | None]]:
+    """For each key: ``(key, stored version or None, deleted, row image or None)``. The image is the
+    row as stored, every column of ``TableSchema.columns``, addressed like the applier addresses it
+    (``changes._where``); a table without a declared primary key needs no rowid column in it, the key
+    carries the rowid and ``changes._upsert`` writes it from there. A live version whose row is missing (or a key of another table) answers no
+    image: nothing to repair from. Reads in one read transaction."""
+    out: list[tuple[bytes, Version | None, bool, dict[str, Any] | None]] = []
+    with conn:
+        try:
+            ts = load_table_schema(conn, table)
+        except UnknownTableError:
+            return [(k, None, False, None) for k in keys]
+        states = rt.row_states(conn, keys)
+        cols = list(ts.columns)
+        select = ", ".join(map(quote_ident, cols))
+        for k in keys:
+            s = states.get(k)
+            if s is None:
+                out.append((k, None, False, None))
+                continue
+            version, deleted = (int(s[0]), int(s[1]), int(s[2])), bool(s[3])
+            image = None
+            if not deleted:
+                try:
+                    if decode_row_key(k)[0] != table:
+                        raise ApplyError("key of another table")
+                    where, values = _where(ts, k)
+                except (ApplyError, ValueError):
+                    out.append((k, version, deleted, None))
+                    continue
+                cond = " AND ".join(f"{quote_ident(c)} IS ?" for c in where)
+                row = conn.execute(f"SELECT {select} FROM main.{quote_ident(table)} WHERE {cond}", values).fetchone()
+                if row is not None:
+                    image = dict(zip(cols, row, strict=True))
+            out.append((k, version, deleted, image))
+    return out
