@@ -9,7 +9,7 @@ process, never through config (production nodes never see one):
 Actions: ``sleep:SECONDS`` (pause this coroutine; the test SIGKILLs the node meanwhile) and ``exit`` (the
 process dies at once with status 137, as after SIGKILL: no cleanup, no flush). Each failpoint fires
 once per process unless suffixed ``*`` (``sleep:3*`` fires every time). Names in use are listed in
-docs/reliability.md; unknown names are ignored.
+docs/replication.md ("Failures"); unknown names are ignored.
 """
 
 from __future__ import annotations

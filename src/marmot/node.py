@@ -129,6 +129,7 @@ class Node:
             members=lambda: [mb["node_id"] for mb in gossip.members()
                              if mb["state"] != "REMOVED" and mb["node_id"] != self.node_id],
             snapshot_opts={"stream": self.cluster.stream, "snapshot_threshold": rcfg.delta_sync_threshold_transactions,
+                           "snapshot_threshold_seconds": float(rcfg.delta_sync_threshold_seconds),
                            "chunk_size": rcfg.stream_chunk_size_kb * 1024, "progress_bar": True,
                            "restore_timeout": float(rcfg.snapshot_restore_timeout_seconds)})
         self.replication.before_replace = self.engine.release_database

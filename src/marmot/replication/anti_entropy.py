@@ -22,8 +22,9 @@ holds what this node needs (GC went past the cursor: ``first > cursor + 1``), th
 ``delta_sync_threshold_transactions`` behind (and at least half of the first listed batch is really
 missing here), or this node's copy holds no replicated transaction at all (a new node). The snapshot
 is taken from that peer, installed, and the cursor on the peer's log set to the snapshot's last seq, so
-delta sync continues right after it. ``delta_sync_threshold_seconds`` is not used to choose (listing
-gives positions, not ages); it only bounds GC's minimum retention (``config.py``). A file swap cannot be
+delta sync continues right after it. A lag older than ``delta_sync_threshold_seconds`` (the age of the
+oldest missing transaction, read from its txn id's millisecond; 0 = not used) chooses a snapshot too
+(same half-missing rule); the setting also bounds GC's minimum retention (``config.py``). A file swap cannot be
 merged last-writer-wins, so before a snapshot the newest ``HAVE_SAMPLE`` transactions of this node's log
 are checked against the peer's (``log_have``); if the peer lacks one that is newer than the oldest entry
 its log still holds, the snapshot is refused with a warning naming the database and catch-up falls back
@@ -101,6 +102,7 @@ class AntiEntropy:
         self.stream: Stream | None = None
         self.release: Callable[[str], None] = self.forget_database  # every holder of a connection lets go
         self.snapshot_threshold = 10000  # [replication] delta_sync_threshold_transactions
+        self.snapshot_threshold_seconds = 3600.0  # [replication] delta_sync_threshold_seconds (0 = not used)
         self.chunk_size = snap.DEFAULT_CHUNK  # [replication] stream_chunk_size_kb
         self.restore_timeout = 1800.0  # [replication] snapshot_restore_timeout_seconds
         self.progress_bar = False  # draw a progress bar for restores in the first rounds (foreground start)
@@ -461,10 +463,13 @@ class AntiEntropy:
                 break
             last = max(last, int(ans.get("last", 0) or 0))
             have = rt.applied_of(local, [int(e[1]) for e in entries])
+            missing_txns = [int(e[1]) for e in entries if int(e[1]) not in have]
             missing = [int(e[0]) for e in entries if int(e[1]) not in have]
             if first_batch:
                 first_batch = False
-                reason = self._snapshot_reason(db, local, cursor, first, last, len(entries), len(missing))
+                # a txn id carries its millisecond (``hlc.to_txn_id``): the age of the oldest missing one
+                age = time.time() - (min(missing_txns) >> 22) / 1000 if missing_txns else 0.0
+                reason = self._snapshot_reason(db, local, cursor, first, last, len(entries), len(missing), age)
                 if reason is not None:
                     seq = await self._try_snapshot(peer, address, db, reason, first, cursor)
                     if seq is not None:  # installed: continue after it, on the (possibly new) log id
@@ -540,7 +545,7 @@ class AntiEntropy:
     # -- snapshots ------------------------------------------------------------------------------
 
     def _snapshot_reason(self, db: str, local: Any, cursor: int, first: int, last: int, listed: int,
-                         missing: int) -> str | None:
+                         missing: int, age: float = 0.0) -> str | None:
         """Why this database should be caught up by snapshot rather than replay (None: replay)."""
         if self.stream is None or missing == 0:
             return None  # nothing of the listed batch is missing: whatever lies in a gap came another way
@@ -548,6 +553,9 @@ class AntiEntropy:
             return f"node's log was collected past this node's position (first kept seq {first}, consumed {cursor})"
         if last - cursor > self.snapshot_threshold and missing * 2 >= listed:
             return f"{last - cursor} transactions behind (delta_sync_threshold_transactions = {self.snapshot_threshold})"
+        if 0 < self.snapshot_threshold_seconds < age and missing * 2 >= listed:
+            return (f"the oldest missing transaction is {age:.0f} s old (delta_sync_threshold_seconds = "
+                    f"{self.snapshot_threshold_seconds:g})")
         if cursor == 0 and local.execute(f"SELECT 1 FROM {rt.TXN_LOG} LIMIT 1").fetchone() is None:
             return "this node's copy is empty"
         return None
