@@ -46,8 +46,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import apsw
-
 from marmot import failpoints
 from marmot.hlc import HLC, Timestamp
 from marmot.replication import digest
@@ -60,7 +58,6 @@ from marmot.replication.gc import consumed_key
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager, InvalidDatabaseName
 from marmot.storage.node_state import NodeState
-from marmot.storage.rowkey import SchemaCache
 
 log = logging.getLogger("marmot.replication.anti_entropy")
 LIST_LIMIT = 5000
@@ -415,34 +412,8 @@ class AntiEntropy:
         """``applier.repair_rows`` in a write transaction of its own, under the writer lock's priority
         lane like the apply queue."""
         await failpoints.hit("anti_entropy_before_repair")  # tests: keep a divergence visible a while
-        conn = self.queues.connection(db)
-        schema = self.queues.schemas.get(db)
-        if schema is None:
-            schema = self.queues.schemas[db] = SchemaCache()
-        schema.check_generation(self.databases.generation(db))
-        lock = self.databases.write_lock(db)
-        await lock.acquire(timeout=float("inf"), priority=True)
-        try:
-            delay = 0.001
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    break
-                except apsw.BusyError:  # another process writes this file
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.05)
-            try:
-                out = repair_rows(conn, schema, table, rows)
-                # row versions changed: readers caching versions per apply epoch must re-read them
-                self.queues._epochs[db] = self.queues._epochs.get(db, 0) + 1
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(apsw.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        finally:
-            lock.release()
-        return out
+        schema = self.queues.schema(db)
+        return await self.queues.write(db, lambda conn: repair_rows(conn, schema, table, rows))
 
     def _cursor_key(self, peer: int, db: str, log_id: str) -> str:
         return f"pull:{peer}:{db}:{log_id}"

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 import apsw
 
@@ -29,6 +30,7 @@ from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import SchemaCache
 
 log = logging.getLogger("marmot.replication.apply")
+T = TypeVar("T")
 _FIRST_SLEEP = 0.0005
 _MAX_SLEEP = 0.01
 
@@ -132,12 +134,19 @@ class ApplyQueues:
                 else:
                     fut.set_result(outcome)
 
-    async def _apply_batch(self, db: str, items: list[ApplyItem]) -> list[ApplyOutcome | Exception]:
-        conn = self.connection(db)
+    def schema(self, db: str) -> SchemaCache:
+        """The apply connection's schema cache of ``db``, current with its schema generation."""
         schema = self.schemas.get(db)
         if schema is None:
             schema = self.schemas[db] = SchemaCache()
         schema.check_generation(self.databases.generation(db))
+        return schema
+
+    async def write(self, db: str, work: Callable[[apsw.Connection], T]) -> T:
+        """Run ``work(conn)`` in one write transaction on ``db``'s apply connection, under the writer
+        lock's priority lane (applies, repairs and GC are all replication's writes); commit, or roll back
+        if it raises. Advances the apply epoch: row versions may have changed."""
+        conn = self.connection(db)
         lock = self.databases.write_lock(db)
         await lock.acquire(timeout=float("inf"), priority=True)
         try:
@@ -150,7 +159,7 @@ class ApplyQueues:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _MAX_SLEEP)
             try:
-                outcomes = apply_items(conn, schema, items, lambda: self.databases.bump_generation(db))
+                result = work(conn)
                 self._epochs[db] = self._epochs.get(db, 0) + 1
                 conn.execute("COMMIT")
             except BaseException:
@@ -159,6 +168,12 @@ class ApplyQueues:
                 raise
         finally:
             lock.release()
+        return result
+
+    async def _apply_batch(self, db: str, items: list[ApplyItem]) -> list[ApplyOutcome | Exception]:
+        schema = self.schema(db)
+        outcomes = await self.write(
+            db, lambda conn: apply_items(conn, schema, items, lambda: self.databases.bump_generation(db)))
         for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.error("transaction %d could not be applied to %s: %s", item.txn_id, db, outcome)

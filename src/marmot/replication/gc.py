@@ -94,23 +94,10 @@ class LogGC:
         self.stats["runs"] += 1
         total = (0, 0)
         for db in self.databases.names():
-            conn = self.queues.connection(db)
-            lock = self.databases.write_lock(db)
-            await lock.acquire(timeout=float("inf"))
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    done = collect(conn, safe_seq=self.safe_seq(db), now_ns=self.clock_ns(),
-                                   min_retention_h=self.min_retention_h, max_retention_h=self.max_retention_h)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(apsw.Error):
-                        conn.execute("ROLLBACK")
-                    raise
-            except apsw.BusyError:
-                continue  # another process holds the file: next time
-            finally:
-                lock.release()
+            safe = self.safe_seq(db)
+            done = await self.queues.write(db, lambda conn, safe=safe: collect(
+                conn, safe_seq=safe, now_ns=self.clock_ns(), min_retention_h=self.min_retention_h,
+                max_retention_h=self.max_retention_h))
             if done[0] or done[1]:
                 log.info("gc %s: %d log entries, %d tombstones deleted", db, *done)
             total = (total[0] + done[0], total[1] + done[1])
