@@ -53,3 +53,18 @@ def test_node_down_catches_up_by_log_pull(tmp_path):
         # and it takes part in writes again
         run(n3, "INSERT INTO kept VALUES (1000, 'from three')")
         wait_until_equal(nodes, "SELECT v FROM kept WHERE id = 1000", expected=(("from three",),))
+
+
+def test_catch_up_of_large_transactions(tmp_path):
+    """Log entries are fetched in answers of at most 16 MiB of bodies: 40 transactions of ~1 MB each missed
+    by a node take several answers, and all of them arrive."""
+    with replicated_cluster(tmp_path, 3, replication_extra="anti_entropy_interval_seconds = 1\n") as nodes:
+        n1, n2, n3 = nodes
+        run(n1, "CREATE TABLE blobs (id INT PRIMARY KEY, b LONGTEXT)")
+        wait_until_equal(nodes, "SHOW TABLES LIKE 'blobs'", expected=(("blobs",),))
+        n3.stop(signal.SIGKILL)
+        for i in range(40):
+            run(n1 if i % 2 else n2, f"INSERT INTO blobs VALUES ({i}, REPEAT('x', 1000000))")
+        n3.start()
+        wait_until_equal(nodes, "SELECT COUNT(*), SUM(LENGTH(b)) FROM blobs", timeout=60,
+                         expected=((40, 40_000_000),))

@@ -62,6 +62,7 @@ from marmot.storage.node_state import NodeState
 log = logging.getLogger("marmot.replication.anti_entropy")
 LIST_LIMIT = 5000
 FETCH_BATCH = 200
+FETCH_BYTES = 16 << 20  # bodies per log_fetch answer, at most (one entry always goes, whatever its size)
 HAVE_SAMPLE = 1000
 PARALLEL = 4
 Send = Callable[[str, str, Any, float], Awaitable[Any]]
@@ -163,7 +164,14 @@ class AntiEntropy:
             return {"error": str(e)}
         if not self.databases.exists(db):
             return {"error": f"unknown database {db}"}
-        return {"entries": [list(e) for e in rt.log_entries(self._reader(db), seqs)]}
+        out: list[list[Any]] = []
+        size = 0
+        for e in rt.log_entries(self._reader(db), seqs):
+            if out and size + len(e[6]) > FETCH_BYTES:
+                break  # the caller asks again for the rest: one answer stays well under a frame
+            out.append(list(e))
+            size += len(e[6])
+        return {"entries": out}
 
     def register(self, router: Any) -> None:
         router.unary("log_databases", self.handle_databases)
@@ -471,11 +479,25 @@ class AntiEntropy:
         return applied
 
     async def _fetch_and_apply(self, address: str, db: str, seqs: list[int]) -> tuple[int | None, int]:
-        """Fetch and apply ``seqs`` in order. Returns (seq of the first entry that failed or None, applied)."""
-        ans = await self.send(address, "log_fetch", {"db": db, "seqs": seqs}, self.timeout)
-        rows = ans.get("entries") if isinstance(ans, dict) else None
-        if not isinstance(rows, list):
-            return (seqs[0], 0)
+        """Fetch and apply ``seqs`` in order (the peer may answer with a prefix when the bodies are large:
+        ask again for the rest). Returns (seq of the first entry that failed or None, applied)."""
+        applied = 0
+        remaining = list(seqs)
+        while remaining:
+            ans = await self.send(address, "log_fetch", {"db": db, "seqs": remaining}, self.timeout)
+            rows = ans.get("entries") if isinstance(ans, dict) else None
+            if not isinstance(rows, list) or not rows:
+                return (remaining[0], applied)  # gone from the peer's log meanwhile, or an error
+            failed, done = await self._apply_rows(address, db, rows, remaining[0])
+            applied += done
+            if failed is not None:
+                return (failed, applied)
+            got = {int(r[0]) for r in rows}
+            remaining = [q for q in remaining if q not in got]
+        return (None, applied)
+
+    async def _apply_rows(self, address: str, db: str, rows: list[Any], first: int) -> tuple[int | None, int]:
+        """Apply fetched log entries (queued together, so the apply queue batches them)."""
         self.stats["pulled"] += len(rows)
         applied = 0
         futures = []
@@ -486,7 +508,7 @@ class AntiEntropy:
                 body = m.decode_body(payload)
             except (ValueError, TypeError, m.MessageError) as e:
                 log.error("anti-entropy: bad log entry from %s: %s", address, e)
-                return (int(row[0]) if row else seqs[0], applied)
+                return (int(row[0]) if row else first, applied)
             self.hlc.update(ts)
             item = ApplyItem(int(txn), ts, int(origin), payload, body)
             futures.append((int(seq), asyncio.ensure_future(self.queues.apply(db, item))))
