@@ -146,11 +146,6 @@ class Node:
         await runner.setup()
         self._http_runner = runner
         await self.cluster.start(http_factory=runner.server)
-        gossip = self.cluster.gossip
-        # A node that cannot see a quorum of the membership it knows refuses writes: after a restart it
-        # never acts as a cluster of one.
-        self.engine.write_gate = lambda: None if gossip.has_quorum() else (
-            f"quorum not reached: {len(gossip.alive_members())} of {gossip.total_members()} members reachable")
 
     async def _ready_check(self) -> bool:
         """A joining node turns ALIVE once replication says it has caught up with its peers."""

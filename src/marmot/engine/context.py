@@ -7,7 +7,6 @@ and the tests, and because it is the seam where later layers (replication) plug 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -55,8 +54,6 @@ class EngineContext:
     extensions_dir: str = ""  # [extensions] directory ("" = LOAD EXTENSION off)
     always_loaded: tuple[str, ...] = ()  # [extensions] always_loaded
     local_infile: bool = True  # [mysql] local_infile_enabled
-    # Returns why writes are refused right now (no quorum), or None; set by the node's cluster layer.
-    write_gate: Callable[[], str | None] | None = None
     # The replication layer (None: writes commit locally only, as in unit tests of the engine alone)
     replication: Replication | None = None
     ddl_lock_lease_s: float = 30.0  # [ddl] lock_lease_seconds: how long a DDL retries a conflicting DDL

@@ -482,7 +482,6 @@ class Session(SessionCommands, ReplicatedWrites, TransactionControl):
             return ResultSet(description, rows)
         if self.database is None and plan.needs_database:
             raise MySQLError(1046, "3D000", "No database selected")
-        self._check_write_gate()
         if self.ctx.read_only:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         if plan.kind == DDL:

@@ -73,7 +73,6 @@ class SessionCommands:
 
     async def _write_batch(self, plan: Plan, param_sets: list[list[object]]) -> int:
         """Run one write plan for many parameter sets in a single transaction (LOAD DATA)."""
-        self._check_write_gate()
         if self.ctx.read_only:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         conn = self._prepare_conn(plan)
@@ -244,14 +243,12 @@ class SessionCommands:
                 if if_clause:
                     return OkResult()
                 raise DatabaseExists(f"Can't create database '{name}'; database exists")
-            self._check_write_gate()
             await self._replicate_database_op("create", name)
             return OkResult(affected_rows=1)
         if not dbs.exists(name):
             if if_clause:
                 return OkResult()
             raise UnknownDatabase(f"Can't drop database '{name}'; database doesn't exist")
-        self._check_write_gate()
         await self._replicate_database_op("drop", name)
         if self.database == name:
             self.database = None

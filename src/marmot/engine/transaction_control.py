@@ -179,17 +179,6 @@ class TransactionControl:
             raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist") from err
         return OkResult()
 
-    def _check_write_gate(self) -> None:
-        """Without a replication layer: refuse writes while the node sees no quorum. With one, the 2PC
-        coordinator decides per consistency level (QUORUM needs a majority of the total membership; ONE
-        is allowed in a minority partition, and last-writer-wins settles it after the heal)."""
-        if self.ctx.replication is not None:
-            return
-        gate = self.ctx.write_gate
-        reason = gate() if gate is not None else None
-        if reason:
-            raise MySQLError(1105, "HY000", reason)
-
     # -- raw SQLite mode ------------------------------------------------------------------------------
 
 

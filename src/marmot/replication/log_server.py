@@ -85,9 +85,7 @@ class LogServer:
         """``log_fetch {db, seqs}`` → ``{entries: [[seq, txn_id, wall, logical, node, origin, body], ...]}``."""
         try:
             db = m.field(payload, "db", str)
-            seqs = m.field(payload, "seqs", list)
-            if len(seqs) > FETCH_BATCH or not all(type(s) is int for s in seqs):
-                raise m.MessageError(f"seqs must be at most {FETCH_BATCH} integers")
+            seqs = _int_list(payload, "seqs", FETCH_BATCH)
         except m.MessageError as e:
             return {"error": str(e)}
         if not self.databases.exists(db):
@@ -116,9 +114,7 @@ class LogServer:
         cannot tell those apart from missing ones)."""
         try:
             db = m.field(payload, "db", str)
-            ids = m.field(payload, "txn_ids", list)
-            if len(ids) > HAVE_SAMPLE or not all(type(t) is int for t in ids):
-                raise m.MessageError(f"txn_ids must be at most {HAVE_SAMPLE} integers")
+            ids = _int_list(payload, "txn_ids", HAVE_SAMPLE)
         except m.MessageError as e:
             return {"error": str(e)}
         if not self.databases.exists(db):
@@ -170,3 +166,11 @@ class LogServer:
             return
         async for msg in snap.serve(self.databases, db, self.chunk_size):
             yield msg
+
+
+def _int_list(payload: Any, name: str, limit: int) -> list[int]:
+    """``payload[name]``: a list of at most ``limit`` integers (``MessageError`` otherwise)."""
+    values = m.field(payload, name, list)
+    if len(values) > limit or not all(type(v) is int for v in values):
+        raise m.MessageError(f"{name} must be at most {limit} integers")
+    return values
