@@ -51,6 +51,12 @@ class Link:
                 for w in pair:
                     _reset(w)
 
+    def reset(self) -> None:
+        """Reset every open connection (RST both ways) and keep the mode: a flaky network, not a partition."""
+        for pair in list(self.conns):
+            for w in pair:
+                _reset(w)
+
     async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "reject":
             _reset(writer)
@@ -126,6 +132,10 @@ class ProxyPool:
     def set(self, src: int, dst: int, mode: str, **kw: float) -> None:
         link = self.links[(src, dst)]
         self.loop.call_soon_threadsafe(lambda: link.set(mode, **kw))
+
+    def reset(self, src: int, dst: int) -> None:
+        link = self.links[(src, dst)]
+        self.loop.call_soon_threadsafe(link.reset)
 
     def isolate(self, node: int, mode: str = "reject") -> None:
         """Cut ``node`` off from every other node, both directions."""

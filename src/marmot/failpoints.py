@@ -10,6 +10,12 @@ Actions: ``sleep:SECONDS`` (pause this coroutine; the test SIGKILLs the node mea
 process dies at once with status 137, as after SIGKILL: no cleanup, no flush). Each failpoint fires
 once per process unless suffixed ``*`` (``sleep:3*`` fires every time). Names in use are listed in
 docs/replication.md ("Failures"); unknown names are ignored.
+
+Clock skew, the other test hook: ``MARMOT_CLOCK_OFFSET_FILE=/path`` makes the node read that file every
+50 ms and use the signed integer of milliseconds in it as its HLC's offset from the wall clock. Fault
+tests move it forwards and backwards while the node runs (libfaketime can only jump forwards safely:
+../shared/reference/fault-injection.md §3). The HLC itself never goes backwards; a node whose clock is
+set back mints smaller timestamps only once the real clock passes its last one.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 log = logging.getLogger("marmot.failpoints")
 
@@ -56,3 +63,31 @@ async def hit(name: str) -> None:
         os._exit(137)
     if action.startswith("sleep:"):
         await asyncio.sleep(float(action[6:]))
+
+
+CLOCK_OFFSET_ENV = "MARMOT_CLOCK_OFFSET_FILE"
+
+
+def clock_offset_file() -> str | None:
+    return os.environ.get(CLOCK_OFFSET_ENV) or None
+
+
+def read_offset_ms(path: str) -> int | None:
+    """The offset in the file, or None when it is missing, empty or not an integer (keep the last one)."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+async def follow_clock_offset(hlc: Any, path: str, interval: float = 0.05) -> None:
+    """Keep ``hlc.offset_ns`` equal to the file's milliseconds until cancelled."""
+    last: int | None = None
+    while True:
+        ms = read_offset_ms(path)
+        if ms is not None and ms != last:
+            hlc.offset_ns = ms * 1_000_000
+            log.warning("clock offset now %+d ms (test hook)", ms)
+            last = ms
+        await asyncio.sleep(interval)

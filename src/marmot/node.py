@@ -13,7 +13,7 @@ import logging
 import signal
 from pathlib import Path
 
-from marmot import __version__
+from marmot import __version__, failpoints
 from marmot.admin.control import NodeControl
 from marmot.admin.http import make_app
 from marmot.admin.metrics import Metrics
@@ -47,6 +47,7 @@ class Node:
         self._stopped = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._lease_task: asyncio.Task[None] | None = None
+        self._clock_task: asyncio.Task[None] | None = None  # test hook: MARMOT_CLOCK_OFFSET_FILE
         self.metrics = Metrics(self.node_id, version=__version__)
         self.cluster: ClusterService | None = None
         self.replication: Replication | None = None
@@ -67,6 +68,9 @@ class Node:
         lease = IdLease(id_generator, NodeState(self.databases.system))
         lease.start()
         self._lease_task = asyncio.get_running_loop().create_task(lease.run())
+        if (offset_file := failpoints.clock_offset_file()) is not None:
+            self._clock_task = asyncio.get_running_loop().create_task(
+                failpoints.follow_clock_offset(self.hlc, offset_file))
         self.engine = EngineContext(
             databases=self.databases,
             id_generator=id_generator,
@@ -159,6 +163,9 @@ class Node:
         if self._lease_task is not None:
             self._lease_task.cancel()
             self._lease_task = None
+        if self._clock_task is not None:
+            self._clock_task.cancel()
+            self._clock_task = None
         if self.mysql is not None:
             await self.mysql.stop()
             self.mysql = None

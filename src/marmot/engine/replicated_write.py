@@ -51,6 +51,7 @@ from marmot.storage.rowkey import SchemaCache
 from marmot.storage.write_lock import LockTimeout
 
 if TYPE_CHECKING:
+    from marmot.hlc import Timestamp
     from marmot.replication.service import Replication
 
 _HINT = re.compile(r"MARMOT_CONSISTENCY\s*\(\s*['\"]?(ONE|TWO|THREE|QUORUM|ALL|LOCAL_ONE)['\"]?\s*\)", re.IGNORECASE)
@@ -139,10 +140,15 @@ class ReplicatedWrites:
     _view: apsw.Connection | None  # the connection holding this transaction's view, if open
     _view_db: str
     _retry_busy: Callable[[Callable[[], object]], Awaitable[object]]  # Session's
+    last_commit_ts: str  # @@marmot_last_commit_ts
 
     @property
     def replication(self) -> Replication | None:
         return self.ctx.replication
+
+    def _note_commit(self, ts: Timestamp) -> None:
+        """Remember the commit timestamp for ``@@marmot_last_commit_ts`` (LWW order, exactly)."""
+        self.last_commit_ts = f"{ts.wall_ns}.{ts.logical}.{ts.node_id}"
 
     def _write_level(self) -> str | None:
         if self._txn_level:
@@ -319,10 +325,12 @@ class ReplicatedWrites:
         base = [rtxn.base.get(c.key) for c in changes]
         try:
             sv = rtxn.schema_version if rtxn.schema_version is not None else rep.schema_version(rtxn.db)
-            await rep.commit_changes(rtxn.db, changes, base, sv, level,
-                                     epoch=rtxn.epoch if rtxn.epoch is not None and rtxn.epoch >= 0 else None)
+            result = await rep.commit_changes(rtxn.db, changes, base, sv, level,
+                                              epoch=rtxn.epoch if rtxn.epoch is not None and rtxn.epoch >= 0
+                                              else None)
         except ReplicationError as e:
             raise replication_error(e) from e
+        self._note_commit(result.commit_ts)
 
     def _is_local_ddl(self, conn: apsw.Connection, sqls: list[str]) -> bool:
         """Temporary tables belong to the session: never replicated."""
@@ -347,9 +355,10 @@ class ReplicatedWrites:
         finally:
             self._unlock(conn, db)
         try:
-            await rep.commit_ddl(db, sqls, schema_version, level)
+            result = await rep.commit_ddl(db, sqls, schema_version, level)
         except ReplicationError as e:
             raise replication_error(e) from e
+        self._note_commit(result.commit_ts)
 
     async def _replicate_database_op(self, op: str, name: str) -> None:
         rep = self.replication
@@ -357,7 +366,8 @@ class ReplicatedWrites:
         level = self._write_level()
         self._txn_level = None
         try:
-            await rep.database_op(op, name, level)
+            result = await rep.database_op(op, name, level)
         except ReplicationError as e:
             raise replication_error(e) from e
+        self._note_commit(result.commit_ts)
 

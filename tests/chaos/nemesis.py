@@ -1,0 +1,186 @@
+"""Nemeses and seeded schedules.
+
+A schedule is a list of steps drawn from a seeded RNG: each step starts one fault, or two of different
+families (a network fault together with a crash, say), holds them for a few seconds, heals them, and
+pauses before the next. The same seed gives the same schedule, so a failing run can be replayed; the
+timing of the clients around it is not deterministic (threads, real processes), which is why a failing
+seed is rerun several times when a bug is chased. Whatever happens, the runner heals everything at the
+end (``ChaosCluster.heal_all``).
+
+Every nemesis, with what it does (docs/reliability.md lists them for users):
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.chaos.cluster import ChaosCluster
+
+NODES = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class Nemesis:
+    """A fault family member: ``start`` applies it and returns what it did; ``heal`` undoes exactly that."""
+
+    name: str
+    family: str
+    doc: str
+    start: Callable[[ChaosCluster, random.Random], dict[str, Any]]
+    heal: Callable[[ChaosCluster, dict[str, Any]], None]
+    needs: str = ""  # a ChaosCluster capability ("tmpfs", "fiu"), or "" when none
+
+
+def _isolate(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    node = rng.choice(NODES)
+    c.partition([[node], [n for n in NODES if n != node]])
+    return {"isolated": node}
+
+
+def _bridge(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    a, bridge, b = rng.sample(NODES, 3)
+    for src, dst in ((a, b), (b, a)):
+        c.pool.set(src, dst, "reject")
+    return {"bridge": bridge, "cut": [a, b]}
+
+
+def _one_way(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    src, dst = rng.sample(NODES, 2)
+    c.one_way(src, dst)
+    return {"from": src, "to": dst}
+
+
+def _delay(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    delay, jitter = rng.choice((20, 50, 150)), rng.choice((5, 20, 50))
+    c.delay(delay, jitter)
+    return {"delay_ms": delay, "jitter_ms": jitter}
+
+
+def _resets(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    c.reset_connections()
+    return {}
+
+
+def _heal_network(c: ChaosCluster, _: dict[str, Any]) -> None:
+    c.heal_network()
+
+
+def _kill(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    node = rng.choice(NODES)
+    c.kill(node)
+    return {"killed": [node]}
+
+
+def _kill_two(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    """Crashes in quick succession (how Galera lost committed transactions in 2026)."""
+    first, second = rng.sample(NODES, 2)
+    c.kill(first)
+    c.kill(second)
+    return {"killed": [first, second]}
+
+
+def _restart(c: ChaosCluster, what: dict[str, Any]) -> None:
+    for node in what["killed"]:
+        c.free_disk(node)  # a node cannot start on a full disk
+        c.restart(node)
+
+
+def _pause(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    node = rng.choice(NODES)
+    c.pause(node)
+    return {"paused": node}
+
+
+def _resume(c: ChaosCluster, what: dict[str, Any]) -> None:
+    c.resume(what["paused"])
+
+
+def _skew(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    """One or two nodes' clocks jump by up to ±5 s, forwards or backwards, while they run."""
+    offsets = {n: rng.choice((-1, 1)) * rng.randint(200, 5000) for n in rng.sample(NODES, rng.randint(1, 2))}
+    for n, ms in offsets.items():
+        c.set_clock(n, ms)
+    return {"offsets_ms": offsets}
+
+
+def _unskew(c: ChaosCluster, what: dict[str, Any]) -> None:
+    for n in what["offsets_ms"]:
+        c.set_clock(int(n), 0)
+
+
+def _disk_full(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    node = rng.choice(NODES)
+    c.fill_disk(node)
+    return {"node": node}
+
+
+def _disk_free(c: ChaosCluster, what: dict[str, Any]) -> None:
+    c.free_disk(what["node"])
+
+
+def _fsync(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    node = rng.choice([n for n in NODES if n not in c.down] or [1])
+    return {"node": node, "applied": c.fail_fsync(node, True)}
+
+
+def _fsync_heal(c: ChaosCluster, what: dict[str, Any]) -> None:
+    c.fail_fsync(what["node"], False)
+
+
+NEMESES: tuple[Nemesis, ...] = (
+    Nemesis("isolate", "network", "one node cut off from both others, both directions (connections reset)",
+            _isolate, _heal_network),
+    Nemesis("bridge", "network", "two nodes cannot reach each other; the third reaches both (non-transitive)",
+            _bridge, _heal_network),
+    Nemesis("one-way", "network", "one directed link holds every byte (the reverse direction works)",
+            _one_way, _heal_network),
+    Nemesis("delay", "network", "every link delays each chunk by 20–150 ms with up to ±50 ms jitter",
+            _delay, _heal_network),
+    Nemesis("resets", "network", "every open node-to-node connection is reset (RST) at once",
+            _resets, _heal_network),
+    Nemesis("kill", "process", "SIGKILL one node; restart it on its data at the heal", _kill, _restart),
+    Nemesis("kill-two", "process", "SIGKILL two nodes in quick succession; restart both at the heal",
+            _kill_two, _restart),
+    Nemesis("pause", "process", "SIGSTOP one node (its sockets stay open); SIGCONT at the heal", _pause, _resume),
+    Nemesis("skew", "clock", "one or two nodes' HLC wall clock jumps 0.2–5 s forwards or backwards",
+            _skew, _unskew),
+    Nemesis("disk-full", "disk", "one node's tmpfs data directory is filled to 16 KiB free", _disk_full,
+            _disk_free, needs="tmpfs"),
+    Nemesis("fsync-eio", "disk", "every fsync of one node fails with EIO (libfiu, at run time)", _fsync,
+            _fsync_heal, needs="fiu"),
+)
+
+BY_NAME = {n.name: n for n in NEMESES}
+__doc__ = (__doc__ or "") + "\n".join(f"* ``{n.name}`` ({n.family}): {n.doc}" for n in NEMESES) + "\n"
+
+
+@dataclass
+class Step:
+    """Faults started together at ``at`` seconds, healed after ``hold`` seconds."""
+
+    at: float
+    hold: float
+    nemeses: list[str]
+    applied: list[dict[str, Any]] = field(default_factory=list)
+
+
+def schedule(seed: int, duration: float, names: list[str] | None = None) -> list[Step]:
+    """The steps of a seeded schedule that fit in ``duration`` seconds. ``names`` limits the nemeses."""
+    rng = random.Random(seed)
+    pool = [BY_NAME[n] for n in names] if names else list(NEMESES)
+    steps: list[Step] = []
+    t = rng.uniform(1.0, 2.0)
+    while True:
+        hold = rng.uniform(2.0, 5.0)
+        if t + hold > duration:
+            return steps
+        first = rng.choice(pool)
+        chosen = [first.name]
+        others = [n for n in pool if n.family != first.family]
+        if others and rng.random() < 0.3:
+            chosen.append(rng.choice(others).name)
+        steps.append(Step(round(t, 3), round(hold, 3), chosen))
+        t += hold + rng.uniform(0.5, 2.0)

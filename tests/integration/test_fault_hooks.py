@@ -1,0 +1,72 @@
+"""The two hooks the fault tests (tests/chaos) rely on: ``@@marmot_last_commit_ts`` (each write's LWW
+timestamp, returned to the client) and the test-only clock offset file (skew changed at run time)."""
+
+from __future__ import annotations
+
+import time
+
+import pymysql
+
+from tests.nodeproc import make_node
+
+
+def _ts(cur) -> tuple[int, int, int]:
+    cur.execute("SELECT @@marmot_last_commit_ts")
+    wall, logical, node = (int(p) for p in cur.fetchone()[0].split("."))
+    return wall, logical, node
+
+
+def test_last_commit_ts_and_runtime_clock_offset(tmp_path):
+    offset_file = tmp_path / "clock.ms"
+    offset_file.write_text("60000")
+    node = make_node(tmp_path / "n", node_id=7)
+    node.env["MARMOT_CLOCK_OFFSET_FILE"] = str(offset_file)
+    node.start()
+    try:
+        c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
+                            autocommit=True)
+        cur = c.cursor()
+        cur.execute("SELECT @@marmot_last_commit_ts")
+        assert cur.fetchone()[0] == ""  # nothing committed on this session yet
+        cur.execute("CREATE TABLE h (id INT PRIMARY KEY, v INT)")
+        ddl = _ts(cur)
+        cur.execute("INSERT INTO h VALUES (1, 1)")
+        first = _ts(cur)
+        assert first > ddl and first[2] == 7
+        # the node's clock runs a minute ahead: its commit timestamps say so
+        assert abs(first[0] / 1e9 - (time.time() + 60)) < 10
+        cur.execute("BEGIN")
+        cur.execute("UPDATE h SET v = 2 WHERE id = 1")
+        assert _ts(cur) == first  # not committed yet
+        cur.execute("COMMIT")
+        second = _ts(cur)
+        assert second > first
+        # moved at run time, forwards...
+        offset_file.write_text("3600000")
+        deadline = time.monotonic() + 5
+        while True:
+            cur.execute("INSERT INTO h VALUES (2, 2) ON DUPLICATE KEY UPDATE v = v + 1")
+            if _ts(cur)[0] / 1e9 > time.time() + 3000:
+                break
+            assert time.monotonic() < deadline, "the new offset was not picked up"
+            time.sleep(0.05)
+        ahead = _ts(cur)
+        # ...and backwards: the HLC never goes back, so timestamps stay above the last one
+        offset_file.write_text("-5000")
+        time.sleep(0.3)
+        cur.execute("UPDATE h SET v = 9 WHERE id = 1")
+        assert _ts(cur) > ahead
+        assert "clock offset now -5000 ms" in node.log_path.read_text()
+        # a rolled-back transaction and a failed statement leave the last value alone
+        cur.execute("BEGIN")
+        cur.execute("UPDATE h SET v = 10 WHERE id = 1")
+        cur.execute("ROLLBACK")
+        last = _ts(cur)
+        try:
+            cur.execute("INSERT INTO h VALUES (1, 1)")
+        except pymysql.err.IntegrityError:
+            pass
+        assert _ts(cur) == last
+        c.close()
+    finally:
+        node.stop()
