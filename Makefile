@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/point_select.py
+
+# ten seeded fault schedules of 60 s each (tests/chaos, docs/reliability.md); CI runs one short one
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.runner --schedules 10 --duration 60 $(ARGS)
 
 clean:
 	rm -rf $(VENV) marmot-data .pytest_cache

@@ -211,15 +211,19 @@ class ChaosCluster:
     # -- disk faults ---------------------------------------------------------------------------------
 
     def fill_disk(self, i: int) -> bool:
-        """Take all but 16 KiB of node i's tmpfs; False when this machine cannot."""
+        """Take all but a few KiB of node i's tmpfs; False when this machine cannot. The node keeps
+        writing meanwhile, so the ballast grows in chunks until the file system says it is full."""
         if not self.capabilities["tmpfs"]:
             return False
-        data = self.nodes[i].data_dir
-        st = os.statvfs(data)
-        free = st.f_bavail * st.f_frsize - 16 * 1024
-        if free > 0:
-            with open(data / "ballast", "wb") as f:
-                os.posix_fallocate(f.fileno(), 0, free)
+        with open(self.nodes[i].data_dir / "ballast", "ab") as f:
+            size = os.fstat(f.fileno()).st_size
+            for chunk in (1 << 20, 64 << 10, 4 << 10):
+                while True:
+                    try:
+                        os.posix_fallocate(f.fileno(), size, chunk)
+                    except OSError:
+                        break
+                    size += chunk
         self.disk_full.add(i)
         return True
 

@@ -168,19 +168,23 @@ class Step:
 
 
 def schedule(seed: int, duration: float, names: list[str] | None = None) -> list[Step]:
-    """The steps of a seeded schedule that fit in ``duration`` seconds. ``names`` limits the nemeses."""
+    """The steps of a seeded schedule that fit in ``duration`` seconds. ``names`` limits the nemeses.
+
+    The first steps visit every nemesis once, in a seeded order, so even a short schedule (CI's) covers
+    them all; later steps draw at random, and about a third add a second fault of another family."""
     rng = random.Random(seed)
     pool = [BY_NAME[n] for n in names] if names else list(NEMESES)
+    first_round = rng.sample(pool, len(pool))
     steps: list[Step] = []
     t = rng.uniform(1.0, 2.0)
     while True:
-        hold = rng.uniform(2.0, 5.0)
+        hold = rng.uniform(2.0, 4.0)
         if t + hold > duration:
             return steps
-        first = rng.choice(pool)
+        first = first_round.pop(0) if first_round else rng.choice(pool)
         chosen = [first.name]
         others = [n for n in pool if n.family != first.family]
         if others and rng.random() < 0.3:
             chosen.append(rng.choice(others).name)
         steps.append(Step(round(t, 3), round(hold, 3), chosen))
-        t += hold + rng.uniform(0.5, 2.0)
+        t += hold + rng.uniform(0.5, 1.5)

@@ -81,7 +81,8 @@ class History:
         record.setdefault("t", self.now())
         line = json.dumps(record, separators=(",", ":"))
         with self._lock:
-            self._file.write(line + "\n")
+            if not self._file.closed:  # a client still finishing its last operation after the run
+                self._file.write(line + "\n")
 
     def close(self) -> None:
         with self._lock:

@@ -381,6 +381,8 @@ class AntiEntropy(LogServer):
                 for _, other in futures:
                     if not other.done():
                         other.cancel()
+                    elif not other.cancelled():
+                        other.exception()  # retrieved: the first failure is the one reported
                 return (seq, applied)
             if outcome.applied:
                 applied += 1
