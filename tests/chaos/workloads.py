@@ -115,7 +115,8 @@ def classify(exc: BaseException, sent: bool = True) -> tuple[str, str]:
         code, msg = exc.args[0], str(exc.args[1]) if len(exc.args) > 1 else ""
         if code in DEFINITE_FAILURES:
             return "fail", text
-        if code == 1105 and ("quorum not reached" in msg or "cannot take the write" in msg):
+        if code == 1105 and ("quorum not reached" in msg or "cannot take the write" in msg
+                             or msg.startswith("transaction aborted")):
             return "fail", text
         if code == 2003:  # could not connect: nothing was sent
             return "fail", text

@@ -26,6 +26,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from tests.faultproxy import ProxyPool
 from tests.nodeproc import NodeProcess, free_port, make_node
 
 SECRET = "replicated-test-secret"
@@ -154,6 +155,40 @@ def replicated_cluster(tmp: Path, n: int = 3, consistency: str = "QUORUM", extra
     finally:
         for _, node in sorted(started.items()):
             node.stop(signal.SIGTERM)
+
+
+@contextmanager
+def proxied_cluster(tmp: Path, env: dict[int, dict[str, str]] | None = None, extra_toml: str = ""
+                    ) -> Iterator[tuple[list[NodeProcess], ProxyPool]]:
+    """Three nodes (ids 1..3) that reach each other only through a fault proxy's directed links
+    (``[cluster] dial_overrides``), so a test can cut, hold or delay any direction on 127.0.0.1.
+    ``env[i]`` is node i's extra environment (failpoints); ``extra_toml`` is appended to every config.
+    Every node is SIGKILLed by its PID afterwards and the proxy closed."""
+    nodes = [make_node(tmp / f"n{i}", node_id=i, unix_socket=False) for i in (1, 2, 3)]
+    pool = ProxyPool()
+    for i in (1, 2, 3):
+        for j, dst in enumerate(nodes, start=1):
+            if i != j:
+                pool.add(i, j, free_port(), dst.grpc_port)
+    for i, n in enumerate(nodes, start=1):
+        overrides = ", ".join(f'"127.0.0.1:{dst.grpc_port}=127.0.0.1:{pool.link(i, j).listen_port}"'
+                              for j, dst in enumerate(nodes, start=1) if j != i)
+        seeds = f'seed_nodes = ["127.0.0.1:{nodes[0].grpc_port}"]\n' if i > 1 else ""
+        text = n.config_path.read_text().replace(
+            "[cluster]\n", f'[cluster]\n{TIMERS}cluster_secret = "{SECRET}"\n{seeds}dial_overrides = [{overrides}]\n', 1)
+        text += "[replication]\nanti_entropy_interval_seconds = 1\nwrite_timeout_ms = 2000\n" + extra_toml
+        n.config_path.write_text(text)
+        n.env.update((env or {}).get(i, {}))
+    try:
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            _wait_all_alive(n, 3)
+        yield nodes, pool
+    finally:
+        for n in nodes:
+            n.stop(signal.SIGKILL)
+        pool.close()
 
 
 def cluster_fixture(n: int = 3, consistency: str = "QUORUM", extra_toml: str = "", scope: str = "module"):

@@ -7,48 +7,22 @@ rows written on both sides hold the last writer's value (issue "Anti-entropy", p
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Iterator
 
 import pymysql
 import pytest
 
-from tests.cluster.replicated import SECRET, TIMERS, admin_json, member_states, run, wait_until_equal
+from tests.cluster.replicated import admin_json, proxied_cluster, run, wait_until_equal
 from tests.faultproxy import ProxyPool
-from tests.nodeproc import NodeProcess, free_port, make_node
+from tests.nodeproc import NodeProcess
 
 
 @pytest.fixture
 def proxied(tmp_path) -> Iterator[tuple[list[NodeProcess], ProxyPool]]:
     """Three nodes that reach each other only through the proxy's directed links."""
-    nodes = [make_node(tmp_path / f"n{i}", node_id=i, unix_socket=False) for i in (1, 2, 3)]
-    pool = ProxyPool()
-    for i in (1, 2, 3):
-        for j, dst in enumerate(nodes, start=1):
-            if i != j:
-                pool.add(i, j, free_port(), dst.grpc_port)
-    for i, n in enumerate(nodes, start=1):
-        overrides = ", ".join(f'"127.0.0.1:{dst.grpc_port}=127.0.0.1:{pool.link(i, j).listen_port}"'
-                              for j, dst in enumerate(nodes, start=1) if j != i)
-        seeds = f'seed_nodes = ["127.0.0.1:{nodes[0].grpc_port}"]\n' if i > 1 else ""
-        text = n.config_path.read_text().replace(
-            "[cluster]\n", f'[cluster]\n{TIMERS}cluster_secret = "{SECRET}"\n{seeds}dial_overrides = [{overrides}]\n', 1)
-        text += "[replication]\nanti_entropy_interval_seconds = 1\nwrite_timeout_ms = 2000\n"
-        n.config_path.write_text(text)
-    try:
-        for n in nodes:
-            n.start()
-        for n in nodes:
-            deadline = time.monotonic() + 30
-            while member_states(n) != {1: "ALIVE", 2: "ALIVE", 3: "ALIVE"}:
-                assert time.monotonic() < deadline, f"cluster did not form: {member_states(n)}"
-                time.sleep(0.1)
-        yield nodes, pool
-    finally:
-        for n in nodes:
-            n.stop(signal.SIGKILL)
-        pool.close()
+    with proxied_cluster(tmp_path) as cluster:
+        yield cluster
 
 
 def test_minority_refuses_quorum_one_converges_lww(proxied):

@@ -18,6 +18,7 @@ sends raise ``ConnectionError``; a *held* call waits on an ``asyncio.Event`` bef
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from marmot.hlc import HLC, Timestamp, to_txn_id
 from marmot.replication import messages as m
 from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.coordinator import CommitResult
-from marmot.replication.errors import QuorumNotReached, WriteConflict
+from marmot.replication.errors import CommitUnknown, QuorumNotReached, WriteConflict
 from marmot.replication.service import Replication
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
@@ -786,5 +787,94 @@ def test_stale_prepared_txn_is_committed_when_a_peer_has_it(tmp_path: Path, coor
         await c[1].rep.participant.resolve_stale()
         assert c[1].idle() and c[1].rows() == [(1, "decided")]
         assert c[1].committed_ts(a) == cts and c[1].version(1) == cts
+
+    run(tmp_path, t)
+
+
+# -- a coordinator cut off between its decision and the COMMIT acks (found by tests/chaos) ------
+
+
+def test_unconfirmed_commit_is_aborted_when_every_participant_gave_up(tmp_path: Path) -> None:
+    """Both participants prepared, the coordinator decided, and its COMMITs were lost; after the
+    heartbeat timeout both participants, unable to reach it, aborted the transaction and released its
+    rows. The coordinator must not apply it alone (its image, with the later commit timestamp, would
+    overwrite whatever they accepted meanwhile): the client hears "outcome unknown", the transaction
+    stays undecided on the coordinator (its intent held), and once the participants answer that they
+    aborted it, it is aborted there too. Nothing is applied anywhere."""
+    async def t(c: Cluster) -> None:
+        await create_kv(c)
+        gate = c.hold(1, None, "txn_commit")  # the COMMITs of the first round hang
+        task = asyncio.create_task(write(c[1], "INSERT INTO kv VALUES (1, 'orphan')"))
+        await until(lambda: len(prepare_txns(c, 1)) == 1, "the PREPAREs")
+        (a,) = prepare_txns(c, 1)
+        await until(lambda: len(c.calls_of("txn_commit", src=1, txn=a)) == 2, "the COMMITs")
+        c.down.add(1)  # cut off: the participants' status questions fail
+        await asyncio.sleep(HEARTBEAT + 0.05)
+        for n in (c[2], c[3]):
+            await n.rep.participant.resolve_stale()
+            assert n.rep.participant.stats["resolved_abort"] == 1 and n.idle()
+        with pytest.raises(CommitUnknown, match="outcome unknown"):
+            await task  # the write timeout passes without an ack
+        assert a in c[1].prepared and not c[1].applied(a)  # undecided, intent held
+        assert c[1].rep.coordinator.state_of(a)[0] == "pending"
+        assert c[1].rep.participant.status({"db": DB, "txn": a}) == {"state": "pending"}
+        c.down.discard(1)
+        gate.set()  # the held COMMITs arrive late: both refuse them as aborted
+        await until(lambda: c[1].rep.coordinator.state_of(a)[0] == "aborted", "the settlement", 6.0)
+        assert c[1].idle() and not c[1].applied(a)
+        for n in c.nodes.values():
+            assert n.rows() == [] and not n.applied(a)
+        refusals = [x.answer for x in c.calls_of("txn_commit", src=1, txn=a) if isinstance(x.answer, dict)]
+        assert refusals and all(r.get("aborted") and not r.get("ok") for r in refusals)
+
+    run(tmp_path, t)
+
+
+def test_unconfirmed_commit_is_committed_when_one_participant_applied_it(tmp_path: Path) -> None:
+    """Same cut, but node 2 had applied the COMMIT (only its ack was lost) while node 3 gave up. The
+    transaction is committed — node 2 has it — so the coordinator, asking again, learns it and applies
+    it; node 3's late refusal does not matter and node 3 gets the rows by anti-entropy."""
+    async def t(c: Cluster) -> None:
+        await create_kv(c)
+        c.hold(1, 2, "txn_commit", answer=True)  # node 2 applies, the ack is held
+        c.drops.add((1, 3, "txn_commit"))
+        task = asyncio.create_task(write(c[1], "INSERT INTO kv VALUES (1, 'kept')"))
+        await until(lambda: len(prepare_txns(c, 1)) == 1, "the PREPAREs")
+        (a,) = prepare_txns(c, 1)
+        await until(lambda: c[2].applied(a), "node 2 to apply")
+        with pytest.raises(CommitUnknown):
+            await task
+        assert not c[1].applied(a)
+        c.hold_after.clear()  # from now on node 2 answers: the retry finds it applied
+        await until(lambda: c[1].applied(a), "the coordinator to settle it as committed", 6.0)
+        assert c[1].rep.coordinator.state_of(a)[0] == "committed"
+        assert c[1].rows() == c[2].rows() == [(1, "kept")]
+        assert c[1].committed_ts(a) == c[2].committed_ts(a)
+
+    run(tmp_path, t)
+
+
+def test_commit_or_replay_after_giving_up_is_refused_as_aborted(tmp_path: Path) -> None:
+    """A participant that aborted a prepared transaction never applies it through 2PC afterwards."""
+    async def t(c: Cluster) -> None:
+        await create_kv(c)
+        c.drops.add((1, 2, "txn_commit"))
+        c.drops.add((1, 3, "txn_commit"))
+        task = asyncio.create_task(write(c[1], "INSERT INTO kv VALUES (1, 'late')"))
+        await until(lambda: len(prepare_txns(c, 1)) == 1, "the PREPAREs")
+        (a,) = prepare_txns(c, 1)
+        c[2].rep.participant.abort_local(a)
+        cts = m.ts_out(c[1].hlc.now())
+        commit_ans = await c[2].handlers["txn_commit"]({"db": DB, "txn": a, "cts": cts}, None)
+        assert commit_ans["aborted"] and not commit_ans["ok"], commit_ans
+        body = m.encode_body("dml", rows=encode_transaction(DB, c[1].hlc.peek(), [
+            RowChange("kv", "INSERT", key(1), None, {"id": 1, "v": "late"})]))
+        replay_ans = await c[2].handlers["txn_replay"](
+            {"db": DB, "txn": a, "cts": cts, "coord": 1, "body": body, "sv": 1}, None)
+        assert replay_ans["aborted"] and not replay_ans["ok"], replay_ans
+        assert c[2].rows() == [] and not c[2].applied(a)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
     run(tmp_path, t)

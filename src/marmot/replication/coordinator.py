@@ -15,9 +15,16 @@
 4. **COMMIT** to the remote participants first; once the level's count minus this node have applied
    it, this node applies it too and the client gets its OK. Remote-first means that whenever this node
    has the transaction, enough others have it as well, and a participant that missed the COMMIT finds
-   it committed on a peer (``Participant.resolve_stale``). A decided commit is never rolled back: if
-   fewer remote acks arrive than needed, this node still applies it and the client gets a 1105 saying
-   on how many nodes it is — not a silent success, not a lie that nothing happened.
+   it committed on a peer (``Participant.resolve_stale``). If fewer remote acks arrive than the level
+   needs but a majority (this node included) has it, this node applies it too and the client gets a
+   1105 saying on how many nodes it is — not a silent success, not a lie that nothing happened.
+5. **Unconfirmed commits** (QUORUM and above): if not even a majority confirmed the COMMIT, the
+   participants may have given up on this node and aborted the transaction; applying it here alone
+   would let it overwrite, after anti-entropy, writes they accepted meanwhile. It stays undecided (this
+   node keeps its intents) and is settled in the background: committed once any participant confirms
+   it applied it, aborted once all of them refuse it as aborted. The client gets 1105 "transaction
+   outcome unknown" (or, when every participant had already refused, "transaction aborted"). At ONE the
+   coordinator applies at once, as the level promises; last-writer-wins settles what follows.
 
 The coordinator remembers the state of its in-flight and recent transactions for STATUS queries.
 """
@@ -31,12 +38,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from marmot import failpoints
 from marmot.hlc import HLC, Timestamp, to_txn_id
 from marmot.replication import messages as m
-from marmot.replication.errors import CommitIncomplete, QuorumNotReached, Rejected, WriteConflict
+from marmot.replication.errors import (
+    CommitIncomplete,
+    CommitUnknown,
+    QuorumNotReached,
+    Rejected,
+    TransactionAborted,
+    WriteConflict,
+)
 from marmot.replication.participant import Participant
 
 log = logging.getLogger("marmot.replication")
@@ -83,7 +97,8 @@ class Coordinator:
         self.ddl_timeout = ddl_timeout
         self._states: OrderedDict[int, tuple[str, Timestamp | None]] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
-        self.stats = {"committed": 0, "conflicts": 0, "quorum_failures": 0, "incomplete": 0}
+        self.stats = {"committed": 0, "conflicts": 0, "quorum_failures": 0, "incomplete": 0, "unconfirmed": 0,
+                      "given_up": 0}
         # Duck-typed metrics sink (admin.metrics.Metrics): observe_prepare/observe_commit(seconds),
         # txn_finished(kind, result), write_conflict(). None: no metrics.
         self.metrics = metrics
@@ -128,11 +143,12 @@ class Coordinator:
         try:
             result = await self._run(db, txn, req, peers, total, need, level, timeout, decoded, epoch)
         except BaseException as e:
-            if self._states.get(txn, ("",))[0] == "pending":
+            if self._states.get(txn, ("",))[0] == "pending" and not isinstance(e, CommitUnknown):
                 self._set_state(txn, "aborted")
             if self.metrics is not None:
                 outcome = {WriteConflict: "conflict", QuorumNotReached: "quorum_not_reached",
-                           CommitIncomplete: "incomplete", Rejected: "rejected"}.get(type(e), "error")
+                           TransactionAborted: "quorum_not_reached", CommitIncomplete: "incomplete",
+                           CommitUnknown: "incomplete", Rejected: "rejected"}.get(type(e), "error")
                 self.metrics.txn_finished(kind, outcome)
                 if outcome == "conflict":
                     self.metrics.write_conflict()
@@ -231,6 +247,8 @@ class Coordinator:
         if self.metrics is not None:
             self.metrics.observe_commit(time.monotonic() - decided_at)
         await failpoints.hit("coordinator_before_local_commit")
+        if level not in ("ONE", "LOCAL_ONE") and 1 + acks < total // 2 + 1:
+            self._unconfirmed(db, txn, cts, peers, answers, req, tally)
         res = await self.participant.commit_local(db, txn, cts)
         if not res.get("ok"):
             raise CommitIncomplete(f"transaction committed on {acks} other node(s) but could not be applied "
@@ -241,6 +259,61 @@ class Coordinator:
             raise CommitIncomplete(f"transaction committed on {1 + acks} of {total} nodes, {need} needed for "
                                    f"{level}; the others will receive it through anti-entropy")
         return CommitResult(txn, cts, prepared, 1 + acks)
+
+    def _unconfirmed(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], answers: dict[int, Any],
+                     req: dict[str, Any], tally: _Tally) -> NoReturn:
+        """No majority confirmed the COMMIT: do not apply it here alone. The participants that could not
+        reach this node for ``heartbeat_timeout_seconds`` abort it (``Participant.resolve_stale``) and
+        release its rows; a write they then let through would be overwritten, row by row, by this one's
+        later commit timestamp once anti-entropy spread it (a QUORUM bank transfer created money that
+        way). So it stays undecided here — this node keeps its intents, STATUS says "pending" — and is
+        settled with the participants in the background (``_settle``): committed as soon as any node
+        confirms it applied it, aborted once every participant answers that it gave up on it."""
+        if tally.outstanding == 0 and tally.refused == len(peers) and peers:
+            self._set_state(txn, "aborted")
+            self.participant.abort_local(txn)
+            self.stats["given_up"] += 1
+            raise TransactionAborted(
+                f"transaction aborted: every participant gave up waiting for its COMMIT ({len(peers)} of "
+                f"{len(peers)}); nothing was applied anywhere")
+        self._set_state(txn, "pending")
+        self.stats["unconfirmed"] += 1
+        self._spawn(self._settle(db, txn, cts, peers, answers, req, tally))
+        raise CommitUnknown(
+            "transaction outcome unknown: no other node confirmed its COMMIT within the write timeout; "
+            "it is being settled with the participants (committed if any applied it, aborted if all gave "
+            "up on it)")
+
+    async def _settle(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], answers: dict[int, Any],
+                      req: dict[str, Any], tally: _Tally) -> None:
+        """Ask every participant again until one has applied the transaction (then apply it here and
+        tell the rest) or every one refuses it as aborted (then abort it here)."""
+        delay = 0.25
+        while True:
+            refused = 0
+            calls = {nid: asyncio.ensure_future(self._call(addr, *_decision_call(answers.get(nid), req, cts),
+                                                           self.write_timeout))
+                     for nid, addr in peers.items()}
+            await asyncio.wait(calls.values())
+            for task in calls.values():
+                ans = _answer(task)
+                if _ok(ans):
+                    tally.count += 1
+                elif isinstance(ans, dict) and ans.get("aborted"):
+                    refused += 1
+            if tally.count > 0:  # some node has it: it is committed; apply it here too
+                res = await self.participant.commit_local(db, txn, cts)
+                self._set_state(txn, "committed", cts)
+                log.warning("transaction %d: settled as committed after the write timeout (%s)", txn,
+                            "applied here" if res.get("ok") else f"not applied here yet: {res.get('err')}")
+                return
+            if refused == len(peers):
+                self._set_state(txn, "aborted")
+                self.participant.abort_local(txn)
+                log.warning("transaction %d: settled as aborted: every participant had given up on it", txn)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def _late_answer(self, addr: str, task: asyncio.Future[Any], decision: dict[str, Any],
                      req: dict[str, Any]) -> None:
@@ -307,17 +380,21 @@ class _Tally:
     """Acks of one transaction's decision: how many nodes have applied it, and how many answers are
     still on their way (no point waiting once none are)."""
 
-    __slots__ = ("count", "outstanding", "event")
+    __slots__ = ("count", "refused", "outstanding", "event")
 
     def __init__(self) -> None:
         self.count = 0
+        self.refused = 0  # definite refusals: the node had given up on the transaction (aborted it)
         self.outstanding = 0
         self.event = asyncio.Event()
 
     def finish(self, task: asyncio.Future[Any]) -> None:
         self.outstanding -= 1
-        if _ok(_answer(task)):
+        ans = _answer(task)
+        if _ok(ans):
             self.count += 1
+        elif isinstance(ans, dict) and ans.get("aborted"):
+            self.refused += 1
         self.event.set()
 
 

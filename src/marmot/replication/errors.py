@@ -36,3 +36,15 @@ class CommitIncomplete(ReplicationError):
 
 class Rejected(ReplicationError):
     """This node's own participant refused the PREPARE (schema behind, unknown database, leaving)."""
+
+
+class CommitUnknown(ReplicationError):
+    """The transaction was decided, but no majority confirmed the COMMIT in time and this node has not
+    applied it: participants that could not reach this node may have given up on it. It is settled in
+    the background — committed everywhere if any node applied it, aborted if every participant had
+    given up — so the client cannot be told which (MySQL has no better code than 1105 for it)."""
+
+
+class TransactionAborted(QuorumNotReached):
+    """Every participant had given up on the transaction before its COMMIT reached them (its
+    coordinator was unreachable for longer than ``heartbeat_timeout_seconds``): aborted everywhere."""

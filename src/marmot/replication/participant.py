@@ -23,7 +23,11 @@ Resolution: a prepared transaction whose decision has not arrived after ``heartb
 (DDL: ``[ddl] lock_lease_seconds``) is resolved by asking the other nodes: if any has it committed, it
 is committed here with the same commit timestamp (never abort a transaction someone committed); if its
 coordinator answers that it is still running, it waits; if the coordinator does not know it, says it
-aborted, or is unreachable, it is aborted and its intents released.
+aborted, or is unreachable, it is aborted and its intents released. A transaction aborted here is
+never applied here through 2PC afterwards: a late COMMIT or REPLAY of it gets a definite refusal
+(``aborted``), which is what lets its coordinator, if it was only cut off, abort it too instead of
+committing it alone (``Coordinator`` "unconfirmed commits"). If another node did apply it, it still
+arrives here by anti-entropy, like any committed transaction.
 """
 
 from __future__ import annotations
@@ -259,6 +263,8 @@ class Participant:
         if p is None:
             if db and self.databases.exists(db) and rt.is_applied(self.reader(db), txn):
                 return {"ok": True}
+            if txn in self._aborted:
+                return self._gave_up(txn)
             return {"ok": False, "err": f"transaction {txn} is not prepared on node {self.node_id}"}
         p.committing = True
         try:
@@ -293,6 +299,8 @@ class Participant:
         self.hlc.update(cts)
         if txn in self.prepared:
             return await self.commit_local(db, txn, cts)
+        if txn in self._aborted:  # prepared here once, then given up on: never apply it through 2PC
+            return self._gave_up(txn)
         if body.kind == "dbop":
             assert body.dbop is not None and self.apply_dbop is not None
             self.apply_dbop(*body.dbop)
@@ -306,6 +314,12 @@ class Participant:
             return {"ok": False, "err": f"apply failed on node {self.node_id}: {e}"}
         self.stats["replayed"] += 1
         return {"ok": True}
+
+    def _gave_up(self, txn: int) -> dict[str, Any]:
+        """The definite refusal of a decision for a transaction this node aborted: the coordinator must
+        not count it, and once every participant says so, it aborts the transaction itself."""
+        return {"ok": False, "aborted": True,
+                "err": f"transaction {txn} was aborted on node {self.node_id} (no decision reached it in time)"}
 
     def abort(self, req: Any) -> dict[str, Any]:
         try:
