@@ -32,6 +32,7 @@ class Nemesis:
     start: Callable[[ChaosCluster, random.Random], dict[str, Any]]
     heal: Callable[[ChaosCluster, dict[str, Any]], None]
     needs: str = ""  # a ChaosCluster capability ("tmpfs", "fiu"), or "" when none
+    hold: tuple[float, float] = (2.0, 4.0)  # seconds the fault lasts, drawn uniformly
 
 
 def _isolate(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
@@ -144,7 +145,9 @@ NEMESES: tuple[Nemesis, ...] = (
     Nemesis("kill", "process", "SIGKILL one node; restart it on its data at the heal", _kill, _restart),
     Nemesis("kill-two", "process", "SIGKILL two nodes in quick succession; restart both at the heal",
             _kill_two, _restart),
-    Nemesis("pause", "process", "SIGSTOP one node (its sockets stay open); SIGCONT at the heal", _pause, _resume),
+    Nemesis("pause", "process", "SIGSTOP one node for 3.5–5.5 s, longer than the participants' heartbeat "
+            "timeout (3 s), so a stalled coordinator's transactions get given up on; SIGCONT at the heal",
+            _pause, _resume, hold=(3.5, 5.5)),
     Nemesis("skew", "clock", "one or two nodes' HLC wall clock jumps 0.2–5 s forwards or backwards",
             _skew, _unskew),
     Nemesis("disk-full", "disk", "one node's tmpfs data directory is filled to 16 KiB free", _disk_full,
@@ -178,10 +181,12 @@ def schedule(seed: int, duration: float, names: list[str] | None = None) -> list
     steps: list[Step] = []
     t = rng.uniform(1.0, 2.0)
     while True:
-        hold = rng.uniform(2.0, 4.0)
+        first = first_round[0] if first_round else rng.choice(pool)
+        hold = rng.uniform(*first.hold)
         if t + hold > duration:
             return steps
-        first = first_round.pop(0) if first_round else rng.choice(pool)
+        if first_round:
+            first_round.pop(0)
         chosen = [first.name]
         others = [n for n in pool if n.family != first.family]
         if others and rng.random() < 0.3:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -41,7 +42,7 @@ class RunResult:
     steps: list[dict[str, Any]]
     ops: int
     converge_seconds: float | None
-    crashes: list[str]
+    crashes: list[str]  # failures the checker cannot see: "node-crash: ...", "unhandled-exception: ..."
     capabilities: dict[str, bool]
 
     @property
@@ -119,13 +120,32 @@ def run_schedule(seed: int, duration: float, workdir: Path, nemeses: list[str] |
         history.close()
         cluster.close()
     report = checker.check_files(workdir / "history.jsonl", workdir / "final.json")
+    crashes += _log_faults(workdir)
     ops = (workdir / "history.jsonl").read_text().count('"type":"invoke"')
     result = RunResult(seed, duration, workdir, report, applied_steps, ops,
                        final["converge_seconds"], crashes, dict(cluster.capabilities))
-    text = report.summary() + "".join(f"\nFAIL node-crash: {c}" for c in crashes)
+    text = _summary(report, crashes)
     (workdir / "report.txt").write_text(text + "\n")
     (workdir / "steps.json").write_text(json.dumps(applied_steps, indent=1))
     return result
+
+
+HARNESS_CHECKS = ("node-crash", "unhandled-exception")
+
+
+def _summary(report: checker.Report, failures: list[str]) -> str:
+    """The checker's report with the harness's own checks added, ending in one ``N passed, N failed``."""
+    lines = report.summary().rstrip("\n").split("\n")[:-1]  # without the checker's count line
+    passed, failed = report.passed, report.failed
+    for name in HARNESS_CHECKS:
+        mine = [f for f in failures if f.startswith(name + ":")]
+        if mine:
+            failed += 1
+            lines += [f"FAIL {f}" for f in mine]
+        else:
+            passed += 1
+            lines.append(f"PASS {name}")
+    return "\n".join(lines + [f"{passed} passed, {failed} failed"])
 
 
 def _step_rng(seed: int, at: float, name: str) -> Any:
@@ -145,12 +165,28 @@ def _unexpected_exits(cluster: ChaosCluster, history: History) -> list[str]:
     for i, n in cluster.nodes.items():
         if i in cluster.down or n.proc is None or n.proc.poll() is None:
             continue
-        msg = f"node {i} exited with status {n.proc.returncode}: {n.log()[-1500:]}"
+        msg = f"node-crash: node {i} exited with status {n.proc.returncode}: {n.log()[-1500:]}"
         history.log({"type": "crash", "node": i, "status": n.proc.returncode})
         out.append(msg)
         cluster.down.add(i)
         cluster.free_disk(i)
         cluster.restart(i)
+    return out
+
+
+# Lines a node logs only when its own code let an exception escape: always a bug, whatever the fault.
+_UNHANDLED = ("Task exception was never retrieved", "Exception in callback", "Unhandled exception")
+
+
+def _log_faults(workdir: Path) -> list[str]:
+    """Unhandled exceptions in the node logs (asyncio's last-resort handler), one line per kind."""
+    out = []
+    for log in sorted(workdir.glob("cluster/n*/node-*.log")):
+        text = log.read_text(errors="replace")
+        for marker in _UNHANDLED:
+            if (count := text.count(marker)) and (at := text.find(marker)) >= 0:
+                out.append(f"unhandled-exception: {log.relative_to(workdir)}: {count} x '{marker}', first: "
+                           f"{text[at:at + 600]!r}")
     return out
 
 
@@ -162,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nemeses", help="comma-separated nemesis names (default: all this machine supports)")
     ap.add_argument("--out", type=Path, help="directory for the runs (default: a new temporary one)")
     args = ap.parse_args(argv)
+    # SIGTERM (a CI timeout, a kill) unwinds like Ctrl-C, so every node is stopped and every tmpfs unmounted
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(range(1, args.schedules + 1))
     out = args.out or Path(tempfile.mkdtemp(prefix="marmot-chaos-"))
     results = []
@@ -174,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.seed} | {r.duration:.0f} | {r.ops} | {r.converge_seconds} | "
-              f"{r.report.passed} passed, {r.report.failed + len(r.crashes)} failed | {'ok' if r.ok else 'FAIL'} |")
+              f"{(r.workdir / 'report.txt').read_text().strip().splitlines()[-1]} | {'ok' if r.ok else 'FAIL'} |")
     print(f"runs in {out}")
     return 0 if all(r.ok for r in results) else 1
 
