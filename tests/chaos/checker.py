@@ -32,7 +32,7 @@ Ts = tuple[int, ...]
 NULL_TS: Ts = ()
 # The column that names a row of each workload kind (what "the same row on another node" means).
 IDENTITY = {"set": "value", "register": "key", "bank": "account"}
-COMPLETIONS = frozenset({"ok", "fail", "info"})
+COMPLETIONS = frozenset({"ok", "fail", "info", "unknown"})  # "unknown" is the harness's name for "info"
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def _merge(ops: dict[Any, Op], rec: dict[str, Any]) -> None:
         if t is not None:
             op.invoke_t = float(t)
         return
-    op.status = rec["type"]
+    op.status = "info" if rec["type"] == "unknown" else rec["type"]
     if t is not None:
         op.complete_t = float(t)
     op.ts = _ts(rec.get("ts"))

@@ -1,8 +1,8 @@
 """Workloads: MySQL clients pinned to nodes, each logging every operation to a shared history.
 
 An operation is logged twice: ``invoke`` before it is sent, then ``ok``, ``fail`` (certainly not
-applied) or ``info`` (outcome unknown: the connection died or timed out mid-way, or the server said the
-transaction committed but too few nodes confirmed it). Writes that succeed carry the commit timestamp the
+applied) or ``unknown`` (Jepsen's "info": the connection died or timed out mid-way, or the server said
+the outcome is unknown or that the transaction committed on fewer nodes than asked for). Writes that succeed carry the commit timestamp the
 server returns in ``@@marmot_last_commit_ts``, so the checker orders them exactly as last-writer-wins
 does. Values written are unique in the whole run, so a value read names the one write that made it.
 
@@ -106,7 +106,7 @@ DEFINITE_FAILURES = {1213, 1205, 1062, 1146, 1049, 1290, 1064, 1045}
 
 
 def classify(exc: BaseException, sent: bool = True) -> tuple[str, str]:
-    """``("fail" | "info", error text)`` for an exception from a write. ``sent`` is False when the failing
+    """``("fail" | "unknown", error text)`` for an exception from a write. ``sent`` is False when the failing
     step came before anything could have been applied (connecting, or a statement before COMMIT)."""
     text = f"{type(exc).__name__}: {exc}"
     if not sent:
@@ -120,7 +120,7 @@ def classify(exc: BaseException, sent: bool = True) -> tuple[str, str]:
             return "fail", text
         if code == 2003:  # could not connect: nothing was sent
             return "fail", text
-    return "info", text
+    return "unknown", text
 
 
 class Client(threading.Thread):
@@ -200,7 +200,7 @@ def set_add(wl: Workload) -> Callable[[Client], None]:
         except pymysql.err.MySQLError as e:
             kind, text = classify(e)
             c.complete(inv, kind, error=text)
-            if kind == "info":
+            if kind == "unknown":
                 c.drop()
             return
         c.complete(inv, "ok", ts=c.commit_ts())
@@ -224,7 +224,7 @@ def register_write(wl: Workload) -> Callable[[Client], None]:
         except pymysql.err.MySQLError as e:
             kind, text = classify(e)
             c.complete(inv, kind, error=text)
-            if kind == "info":
+            if kind == "unknown":
                 c.drop()
             return
         c.complete(inv, "ok", ts=c.commit_ts())

@@ -216,6 +216,19 @@ def test_info_add_may_be_present_or_absent() -> None:
     assert check(h.records, final).ok
 
 
+def test_unknown_is_the_same_as_info() -> None:
+    """The harness logs an indeterminate outcome as ``unknown`` (Jepsen's ``info``)."""
+    h, final = clean()
+    for rec in h.records:
+        if rec["type"] == "info":
+            rec["type"] = "unknown"
+    for n in (1, 2, 3):
+        rows(final, n, "set").append({"value": 4, "ts": [40, 0, 1]})
+    report = check(h.records, final)
+    assert report.ok
+    assert report.find_note("indeterminate") is not None and report.find_note("indeterminate").count >= 1
+
+
 def test_phantom_set_value_in_read() -> None:
     h, final = clean()
     h.set_read([1, 2, 3, 6, 99], node=3)
