@@ -148,7 +148,7 @@ class Coordinator:
             if self.metrics is not None:
                 outcome = {WriteConflict: "conflict", QuorumNotReached: "quorum_not_reached",
                            TransactionAborted: "quorum_not_reached", CommitIncomplete: "incomplete",
-                           CommitUnknown: "incomplete", Rejected: "rejected"}.get(type(e), "error")
+                           CommitUnknown: "unknown", Rejected: "rejected"}.get(type(e), "error")
                 self.metrics.txn_finished(kind, outcome)
                 if outcome == "conflict":
                     self.metrics.write_conflict()
