@@ -783,8 +783,9 @@ def test_stale_prepared_txn_is_committed_when_a_peer_has_it(tmp_path: Path, coor
         if coordinator == "dead":
             return  # its copy catches up through anti-entropy
         c.down.discard(1)
+        # interrupted after its decision, it settles the transaction with the others: node 2 has it
+        await until(lambda: c[1].applied(a), "the coordinator to settle its leftover", 6.0)
         assert c[1].rep.coordinator.state_of(a)[0] == "committed"
-        await c[1].rep.participant.resolve_stale()
         assert c[1].idle() and c[1].rows() == [(1, "decided")]
         assert c[1].committed_ts(a) == cts and c[1].version(1) == cts
 
@@ -824,7 +825,7 @@ def test_unconfirmed_commit_is_aborted_when_every_participant_gave_up(tmp_path: 
         assert c[1].idle() and not c[1].applied(a)
         for n in c.nodes.values():
             assert n.rows() == [] and not n.applied(a)
-        refusals = [x.answer for x in c.calls_of("txn_commit", src=1, txn=a) if isinstance(x.answer, dict)]
+        refusals = [x.answer for x in c.calls_of("txn_settle", src=1, txn=a) if isinstance(x.answer, dict)]
         assert refusals and all(r.get("aborted") and not r.get("ok") for r in refusals)
 
     run(tmp_path, t)
@@ -860,6 +861,7 @@ def test_commit_or_replay_after_giving_up_is_refused_as_aborted(tmp_path: Path) 
         await create_kv(c)
         c.drops.add((1, 2, "txn_commit"))
         c.drops.add((1, 3, "txn_commit"))
+        c.drops.add((1, None, "txn_settle"))
         task = asyncio.create_task(write(c[1], "INSERT INTO kv VALUES (1, 'late')"))
         await until(lambda: len(prepare_txns(c, 1)) == 1, "the PREPAREs")
         (a,) = prepare_txns(c, 1)
@@ -876,5 +878,27 @@ def test_commit_or_replay_after_giving_up_is_refused_as_aborted(tmp_path: Path) 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+    run(tmp_path, t)
+
+
+def test_settle_makes_a_node_that_never_prepared_give_the_transaction_up(tmp_path: Path) -> None:
+    """SETTLE never applies what a node did not prepare: it gives it up for good, so a REPLAY or a
+    PREPARE of that transaction still on its way is refused when it lands."""
+    async def t(c: Cluster) -> None:
+        await create_kv(c)
+        txn = to_txn_id(c[1].hlc.now())
+        cts = m.ts_out(c[1].hlc.now())
+        ans = await c[3].handlers["txn_settle"]({"db": DB, "txn": txn, "cts": cts}, None)
+        assert ans["aborted"] and not ans["ok"], ans
+        body = m.encode_body("dml", rows=encode_transaction(DB, c[1].hlc.peek(), [
+            RowChange("kv", "INSERT", key(1), None, {"id": 1, "v": "late"})]))
+        replay = await c[3].handlers["txn_replay"](
+            {"db": DB, "txn": txn, "cts": cts, "coord": 1, "body": body, "sv": 1}, None)
+        assert replay["aborted"] and not replay["ok"], replay
+        prep = await c[3].handlers["txn_prepare"](
+            {"db": DB, "txn": txn, "ts": cts, "coord": 1, "body": body, "sv": 1}, None)
+        assert not prep.get("ok"), prep
+        assert c[3].rows() == [] and not c[3].applied(txn) and c[3].idle()
 
     run(tmp_path, t)

@@ -21,8 +21,9 @@
 5. **Unconfirmed commits** (QUORUM and above): if not even a majority confirmed the COMMIT, the
    participants may have given up on this node and aborted the transaction; applying it here alone
    would let it overwrite, after anti-entropy, writes they accepted meanwhile. It stays undecided (this
-   node keeps its intents) and is settled in the background: committed once any participant confirms
-   it applied it, aborted once all of them refuse it as aborted. The client gets 1105 "transaction
+   node keeps its intents) and is settled in the background with SETTLE requests (a node that prepared
+   it commits it, one that has it says so, any other gives it up for good): committed once any node has
+   it, aborted once all of them gave it up. The client gets 1105 "transaction
    outcome unknown" (or, when every participant had already refused, "transaction aborted"). At ONE the
    coordinator applies at once, as the level promises; last-writer-wins settles what follows.
 
@@ -143,8 +144,14 @@ class Coordinator:
         try:
             result = await self._run(db, txn, req, peers, total, need, level, timeout, decoded, epoch)
         except BaseException as e:
-            if self._states.get(txn, ("",))[0] == "pending" and not isinstance(e, CommitUnknown):
+            state, cts = self._states.get(txn, ("", None))
+            if state == "pending" and not isinstance(e, CommitUnknown):
                 self._set_state(txn, "aborted")
+            elif state == "committing" and cts is not None:
+                # interrupted after deciding (the node is stopping): some participant may have it, so it
+                # is settled like an unconfirmed commit, never applied here alone
+                self._set_state(txn, "pending")
+                self._spawn(self._settle(db, txn, cts, peers, req, _Tally()))
             if self.metrics is not None:
                 outcome = {WriteConflict: "conflict", QuorumNotReached: "quorum_not_reached",
                            TransactionAborted: "quorum_not_reached", CommitIncomplete: "incomplete",
@@ -222,7 +229,7 @@ class Coordinator:
         decision.update(commit=True, cts=cts)
         for addr, t in decision.pop("undecided", []):
             self._late_answer(addr, t, decision, req)
-        self._set_state(txn, "committed", cts)
+        self._set_state(txn, "committing", cts)  # "committed" to STATUS, not yet to our own resolver
         # COMMIT to those that prepared; the committed transaction itself to those that answered but
         # could not prepare (conflict with an older undecided txn, schema behind): both count once
         # durable there.
@@ -248,8 +255,9 @@ class Coordinator:
             self.metrics.observe_commit(time.monotonic() - decided_at)
         await failpoints.hit("coordinator_before_local_commit")
         if level not in ("ONE", "LOCAL_ONE") and 1 + acks < total // 2 + 1:
-            self._unconfirmed(db, txn, cts, peers, answers, req, tally)
+            self._unconfirmed(db, txn, cts, peers, req, tally)
         res = await self.participant.commit_local(db, txn, cts)
+        self._set_state(txn, "committed", cts)  # if the apply failed here, our resolver retries it
         if not res.get("ok"):
             raise CommitIncomplete(f"transaction committed on {acks} other node(s) but could not be applied "
                                    f"on this one: {res.get('err')}")
@@ -260,8 +268,8 @@ class Coordinator:
                                    f"{level}; the others will receive it through anti-entropy")
         return CommitResult(txn, cts, prepared, 1 + acks)
 
-    def _unconfirmed(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], answers: dict[int, Any],
-                     req: dict[str, Any], tally: _Tally) -> NoReturn:
+    def _unconfirmed(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: dict[str, Any],
+                     tally: _Tally) -> NoReturn:
         """No majority confirmed the COMMIT: do not apply it here alone. The participants that could not
         reach this node for ``heartbeat_timeout_seconds`` abort it (``Participant.resolve_stale``) and
         release its rows; a write they then let through would be overwritten, row by row, by this one's
@@ -278,21 +286,24 @@ class Coordinator:
                 f"{len(peers)}); nothing was applied anywhere")
         self._set_state(txn, "pending")
         self.stats["unconfirmed"] += 1
-        self._spawn(self._settle(db, txn, cts, peers, answers, req, tally))
+        self._spawn(self._settle(db, txn, cts, peers, req, tally))
         raise CommitUnknown(
             "transaction outcome unknown: no other node confirmed its COMMIT within the write timeout; "
             "it is being settled with the participants (committed if any applied it, aborted if all gave "
             "up on it)")
 
-    async def _settle(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], answers: dict[int, Any],
-                      req: dict[str, Any], tally: _Tally) -> None:
-        """Ask every participant again until one has applied the transaction (then apply it here and
-        tell the rest) or every one refuses it as aborted (then abort it here)."""
+    async def _settle(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: dict[str, Any],
+                      tally: _Tally) -> None:
+        """SETTLE with every peer until one has applied the transaction (then apply it here and tell the
+        rest) or every one gave it up (then abort it here). SETTLE, unlike COMMIT and REPLAY, never makes
+        a node apply a transaction it did not prepare: a node that answered PREPARE late or not at all
+        gives it up instead, so a REPLAY of the first round still in flight cannot make it committed
+        behind the back of participants that already gave up."""
         delay = 0.25
+        settle = {"db": req["db"], "txn": txn, "cts": m.ts_out(cts)}
         while True:
             refused = 0
-            calls = {nid: asyncio.ensure_future(self._call(addr, *_decision_call(answers.get(nid), req, cts),
-                                                           self.write_timeout))
+            calls = {nid: asyncio.ensure_future(self._call(addr, "txn_settle", settle, self.write_timeout))
                      for nid, addr in peers.items()}
             await asyncio.wait(calls.values())
             for task in calls.values():

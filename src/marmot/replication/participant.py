@@ -315,6 +315,27 @@ class Participant:
         self.stats["replayed"] += 1
         return {"ok": True}
 
+    async def settle(self, req: Any) -> dict[str, Any]:
+        """SETTLE, from a coordinator whose COMMIT no majority confirmed: commit it if it is prepared
+        here, say so if it is applied here, and otherwise **give it up for good** (remember it as
+        aborted, so a COMMIT or REPLAY still on its way is refused when it lands). Every answer is
+        final, which is what lets the coordinator decide: committed if any node has it, aborted once
+        every node gave it up."""
+        try:
+            db = m.field(req, "db", str)
+            txn = m.field(req, "txn", int)
+            cts = m.ts_in(req.get("cts"), "commit timestamp")
+        except m.MessageError as e:
+            return {"ok": False, "err": f"malformed SETTLE: {e}"}
+        if txn in self.prepared:
+            return await self.commit_local(db, txn, cts)
+        if db and self.databases.exists(db) and rt.is_applied(self.reader(db), txn):
+            return {"ok": True}
+        self._aborted[txn] = None
+        if len(self._aborted) > _RECENT_ABORTS:
+            self._aborted.popitem(last=False)
+        return self._gave_up(txn)
+
     def _gave_up(self, txn: int) -> dict[str, Any]:
         """The definite refusal of a decision for a transaction this node aborted: the coordinator must
         not count it, and once every participant says so, it aborts the transaction itself."""
@@ -359,7 +380,7 @@ class Participant:
                 return {"state": "committed", "cts": list(cts)}
         if self.coordinator_state is not None:
             state, ts = self.coordinator_state(txn)
-            if state == "committed" and ts is not None:
+            if state in ("committed", "committing") and ts is not None:
                 return {"state": "committed", "cts": m.ts_out(ts)}
             if state in ("pending", "aborted"):
                 return {"state": state}
@@ -377,7 +398,7 @@ class Participant:
             if p.coordinator == self.node_id and self.coordinator_state is not None:
                 # our own coordinator is the authority on its transactions while it runs
                 state, cts = self.coordinator_state(p.txn_id)
-                if state == "pending":
+                if state in ("pending", "committing"):  # it decides when to apply its own transaction
                     p.since = time.monotonic()
                     continue
                 if state == "committed" and cts is not None:

@@ -114,6 +114,9 @@ class Replication:
         async def status(payload: Any, _ctx: Any) -> Any:
             return p.status(payload)
 
+        async def settle(payload: Any, _ctx: Any) -> Any:
+            return await p.settle(payload)
+
         async def prepare_stream(chunks: Any, _ctx: Any) -> Any:
             req = await _reassemble(chunks)
             return await p.prepare_waiting(req) if req is not None else {"ok": False, "reject": "malformed stream"}
@@ -127,7 +130,7 @@ class Replication:
         self.anti_entropy.register(router)
         router.unary("digest_get", digest.make_rpc_handler(self.databases))  # convergence checks
         for name, fn in (("txn_prepare", prepare), ("txn_commit", commit), ("txn_abort", abort), ("txn_replay", replay),
-                         ("txn_status", status)):
+                         ("txn_status", status), ("txn_settle", settle)):
             router.unary(name, fn)
 
     def start(self) -> None:
