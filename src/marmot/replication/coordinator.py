@@ -294,8 +294,9 @@ class Coordinator:
 
     async def _settle(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: dict[str, Any],
                       tally: _Tally) -> None:
-        """SETTLE with every peer until one has applied the transaction (then apply it here and tell the
-        rest) or every one gave it up (then abort it here). SETTLE, unlike COMMIT and REPLAY, never makes
+        """SETTLE with every peer until one has applied the transaction (then apply it here; the round
+        committed it wherever it was prepared, anti-entropy brings it to the rest) or every one gave it up
+        (then abort it here). SETTLE, unlike COMMIT and REPLAY, never makes
         a node apply a transaction it did not prepare: a node that answered PREPARE late or not at all
         gives it up instead, so a REPLAY of the first round still in flight cannot make it committed
         behind the back of participants that already gave up."""
@@ -306,6 +307,8 @@ class Coordinator:
             calls = {nid: asyncio.ensure_future(self._call(addr, "txn_settle", settle, self.write_timeout))
                      for nid, addr in peers.items()}
             await asyncio.wait(calls.values())
+            if self.participant.has_applied(db, txn):  # an apply interrupted by a stop may have landed
+                tally.count += 1
             for task in calls.values():
                 ans = _answer(task)
                 if _ok(ans):

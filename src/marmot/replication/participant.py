@@ -315,6 +315,9 @@ class Participant:
         self.stats["replayed"] += 1
         return {"ok": True}
 
+    def has_applied(self, db: str, txn: int) -> bool:
+        return bool(db) and self.databases.exists(db) and rt.is_applied(self.reader(db), txn)
+
     async def settle(self, req: Any) -> dict[str, Any]:
         """SETTLE, from a coordinator whose COMMIT no majority confirmed: commit it if it is prepared
         here, say so if it is applied here, and otherwise **give it up for good** (remember it as
@@ -329,7 +332,7 @@ class Participant:
             return {"ok": False, "err": f"malformed SETTLE: {e}"}
         if txn in self.prepared:
             return await self.commit_local(db, txn, cts)
-        if db and self.databases.exists(db) and rt.is_applied(self.reader(db), txn):
+        if self.has_applied(db, txn):
             return {"ok": True}
         self._aborted[txn] = None
         if len(self._aborted) > _RECENT_ABORTS:
