@@ -87,7 +87,9 @@ class AntiEntropy(LogServer):
         self._kick = asyncio.Event()
         # when a round last reached every ALIVE peer and left nothing to pull (None: not yet)
         self.caught_up_at: float | None = None
-        self._digest_seen: dict[tuple[int, str], dict[str, tuple[Any, Any]]] = {}
+        # (peer, db) -> {table: ((local digest, peer digest), since when that pair is unchanged)}
+        self._digest_seen: dict[tuple[int, str], dict[str, tuple[Any, float]]] = {}
+        self.divergence_grace = max(2.0, 2 * interval)  # how long a difference must stay put to count
         # (peer, db) -> tables whose digests differ and did not move for two rounds (silent divergence)
         self.divergent: dict[tuple[int, str], list[str]] = {}
         self.stats = {"divergent": 0, "repaired": 0, "rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0,
@@ -188,7 +190,8 @@ class AntiEntropy(LogServer):
     async def _compare_digests(self, peer: int, address: str, db: str) -> None:
         """Convergence check after a round that left nothing to pull: compare per-table digests with the
         peer's. A difference while writes flow is normal (transactions on their way); one that stays
-        *unchanged* on both sides for two rounds is silent divergence — logged, counted
+        *unchanged* on both sides for ``divergence_grace`` seconds (two intervals, at least 2 s) is silent
+        divergence — logged, counted
         (``stats["divergent"]``) and listed in ``divergent`` for the admin API. ``marmot verify`` names
         the keys. Each such table is then repaired from the peer, row by row (``_repair``)."""
         try:
@@ -198,10 +201,18 @@ class AntiEntropy(LogServer):
         except Exception:  # an RPC error (e.g. an older peer without the method)
             return
         local = digest.table_digests(self._reader(db))
-        now = {t: (local.get(t), remote.get(t)) for t in digest.differing_tables(local, remote)}
+        clock = time.monotonic()
         key = (peer, db)
         before = self._digest_seen.get(key, {})
-        stuck = sorted(t for t, pair in now.items() if before.get(t) == pair)
+        now: dict[str, tuple[Any, float]] = {}
+        for t in digest.differing_tables(local, remote):
+            pair = (local.get(t), remote.get(t))
+            seen = before.get(t)
+            now[t] = (pair, seen[1] if seen is not None and seen[0] == pair else clock)
+        # Unchanged for a while, not just for two rounds: catch-up runs rounds back to back, and a node
+        # that just caught up from a peer may hold transactions that peer has yet to pull from it
+        # (a chaos run's restarted node raised a false alarm 35 ms after its catch-up).
+        stuck = sorted(t for t, (_, since) in now.items() if clock - since >= self.divergence_grace)
         self._digest_seen[key] = now
         if stuck:
             if self.divergent.get(key) != stuck:
