@@ -132,8 +132,8 @@ def _fsync_heal(c: ChaosCluster, what: dict[str, Any]) -> None:
 
 
 NEMESES: tuple[Nemesis, ...] = (
-    Nemesis("isolate", "network", "one node cut off from both others, both directions (connections reset)",
-            _isolate, _heal_network),
+    Nemesis("isolate", "network", "one node cut off from both others, both directions (connections reset); "
+            "with 3 nodes this is also the split into halves", _isolate, _heal_network),
     Nemesis("bridge", "network", "two nodes cannot reach each other; the third reaches both (non-transitive)",
             _bridge, _heal_network),
     Nemesis("one-way", "network", "one directed link holds every byte (the reverse direction works)",
