@@ -184,26 +184,33 @@ def unique_value() -> int:
         return next(_values)
 
 
+def _autocommit_write(c: Client, inv: dict[str, Any], sql: str, args: tuple[Any, ...]) -> None:
+    """One autocommit write statement, its outcome logged against ``inv``; a connection whose last
+    statement's outcome is unknown is dropped (its state is unknown too)."""
+    try:
+        conn = c.connect()
+    except pymysql.err.MySQLError as e:
+        c.complete(inv, "fail", error=classify(e, sent=False)[1])
+        return
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+    except pymysql.err.MySQLError as e:
+        kind, text = classify(e)
+        c.complete(inv, kind, error=text)
+        if kind == "unknown":
+            c.drop()
+        return
+    c.complete(inv, "ok", ts=c.commit_ts())
+
+
 def set_add(wl: Workload) -> Callable[[Client], None]:
     def op(c: Client) -> None:
         level = c.rng.choice(wl.levels)
         value = unique_value()
         inv = c.record(wl, "add", value=value, level=level)
-        try:
-            conn = c.connect()
-        except pymysql.err.MySQLError as e:
-            c.complete(inv, "fail", error=classify(e, sent=False)[1])
-            return
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"INSERT /*+ MARMOT_CONSISTENCY({level}) */ INTO {wl.table} (v) VALUES (%s)", (value,))
-        except pymysql.err.MySQLError as e:
-            kind, text = classify(e)
-            c.complete(inv, kind, error=text)
-            if kind == "unknown":
-                c.drop()
-            return
-        c.complete(inv, "ok", ts=c.commit_ts())
+        _autocommit_write(c, inv, f"INSERT /*+ MARMOT_CONSISTENCY({level}) */ INTO {wl.table} (v) VALUES (%s)",
+                          (value,))
     return op
 
 
@@ -212,22 +219,8 @@ def register_write(wl: Workload) -> Callable[[Client], None]:
         level = c.rng.choice(wl.levels)
         key, value = c.rng.randrange(REGISTER_KEYS), unique_value()
         inv = c.record(wl, "write", key=key, value=value, level=level)
-        try:
-            conn = c.connect()
-        except pymysql.err.MySQLError as e:
-            c.complete(inv, "fail", error=classify(e, sent=False)[1])
-            return
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"INSERT /*+ MARMOT_CONSISTENCY({level}) */ INTO {wl.table} (k, v) VALUES (%s, %s) "
-                            "ON DUPLICATE KEY UPDATE v = VALUES(v)", (key, value))
-        except pymysql.err.MySQLError as e:
-            kind, text = classify(e)
-            c.complete(inv, kind, error=text)
-            if kind == "unknown":
-                c.drop()
-            return
-        c.complete(inv, "ok", ts=c.commit_ts())
+        _autocommit_write(c, inv, f"INSERT /*+ MARMOT_CONSISTENCY({level}) */ INTO {wl.table} (k, v) "
+                          "VALUES (%s, %s) ON DUPLICATE KEY UPDATE v = VALUES(v)", (key, value))
     return op
 
 

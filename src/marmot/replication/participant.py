@@ -249,9 +249,7 @@ class Participant:
 
     async def commit(self, req: Any) -> dict[str, Any]:
         try:
-            db = m.field(req, "db", str)
-            txn = m.field(req, "txn", int)
-            cts = m.ts_in(req.get("cts"), "commit timestamp")
+            db, txn, cts = _decision(req)
         except m.MessageError as e:
             return {"ok": False, "err": f"malformed COMMIT: {e}"}
         await failpoints.hit("participant_before_commit")
@@ -325,9 +323,7 @@ class Participant:
         final, which is what lets the coordinator decide: committed if any node has it, aborted once
         every node gave it up."""
         try:
-            db = m.field(req, "db", str)
-            txn = m.field(req, "txn", int)
-            cts = m.ts_in(req.get("cts"), "commit timestamp")
+            db, txn, cts = _decision(req)
         except m.MessageError as e:
             return {"ok": False, "err": f"malformed SETTLE: {e}"}
         if txn in self.prepared:
@@ -437,3 +433,8 @@ class Participant:
                 await self.resolve_stale()
             except Exception:
                 log.exception("resolving stale transactions failed")
+
+
+def _decision(req: Any) -> tuple[str, int, Timestamp]:
+    """Database, transaction id and commit timestamp of a COMMIT or SETTLE request."""
+    return m.field(req, "db", str), m.field(req, "txn", int), m.ts_in(req.get("cts"), "commit timestamp")
