@@ -11,6 +11,10 @@ process dies at once with status 137, as after SIGKILL: no cleanup, no flush). E
 once per process unless suffixed ``*`` (``sleep:3*`` fires every time). Names in use are listed in
 docs/replication.md ("Failures"); unknown names are ignored.
 
+Fault schedules also arm failpoints while a node runs: ``MARMOT_FAILPOINTS_FILE=/path`` makes the node
+read that file every 50 ms and, whenever its text changes, replace the armed set with the spec in it
+(same syntax; an empty file disarms everything).
+
 Clock skew, the other test hook: ``MARMOT_CLOCK_OFFSET_FILE=/path`` makes the node read that file every
 50 ms and use the signed integer of milliseconds in it as its HLC's offset from the wall clock. Fault
 tests move it forwards and backwards while the node runs (libfaketime can only jump forwards safely:
@@ -90,4 +94,28 @@ async def follow_clock_offset(hlc: Any, path: str, interval: float = 0.05) -> No
             hlc.offset_ns = ms * 1_000_000
             log.warning("clock offset now %+d ms (test hook)", ms)
             last = ms
+        await asyncio.sleep(interval)
+
+
+FAILPOINTS_FILE_ENV = "MARMOT_FAILPOINTS_FILE"
+
+
+def failpoints_file() -> str | None:
+    return os.environ.get(FAILPOINTS_FILE_ENV) or None
+
+
+async def follow_failpoints(path: str, interval: float = 0.05) -> None:
+    """Re-arm from ``path`` whenever its text changes, until cancelled."""
+    last: str | None = None
+    while True:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            text = None
+        if text is not None and text != last:
+            _ACTIVE.clear()
+            _ACTIVE.update(_parse(text))
+            log.warning("failpoints now %r (test hook)", text)
+            last = text
         await asyncio.sleep(interval)

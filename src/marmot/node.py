@@ -47,7 +47,7 @@ class Node:
         self._stopped = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._lease_task: asyncio.Task[None] | None = None
-        self._clock_task: asyncio.Task[None] | None = None  # test hook: MARMOT_CLOCK_OFFSET_FILE
+        self._test_hooks: list[asyncio.Task[None]] = []  # MARMOT_CLOCK_OFFSET_FILE, MARMOT_FAILPOINTS_FILE
         self.metrics = Metrics(self.node_id, version=__version__)
         self.cluster: ClusterService | None = None
         self.replication: Replication | None = None
@@ -68,9 +68,11 @@ class Node:
         lease = IdLease(id_generator, NodeState(self.databases.system))
         lease.start()
         self._lease_task = asyncio.get_running_loop().create_task(lease.run())
+        loop = asyncio.get_running_loop()
         if (offset_file := failpoints.clock_offset_file()) is not None:
-            self._clock_task = asyncio.get_running_loop().create_task(
-                failpoints.follow_clock_offset(self.hlc, offset_file))
+            self._test_hooks.append(loop.create_task(failpoints.follow_clock_offset(self.hlc, offset_file)))
+        if (fp_file := failpoints.failpoints_file()) is not None:
+            self._test_hooks.append(loop.create_task(failpoints.follow_failpoints(fp_file)))
         self.engine = EngineContext(
             databases=self.databases,
             id_generator=id_generator,
@@ -163,9 +165,9 @@ class Node:
         if self._lease_task is not None:
             self._lease_task.cancel()
             self._lease_task = None
-        if self._clock_task is not None:
-            self._clock_task.cancel()
-            self._clock_task = None
+        for task in self._test_hooks:
+            task.cancel()
+        self._test_hooks = []
         if self.mysql is not None:
             await self.mysql.stop()
             self.mysql = None

@@ -13,6 +13,9 @@ Disk faults need a little more of the machine and are used only where it offers 
   ``fiu-ctrl`` turns ``posix/io/sync/*`` failures on and off in the running process.
 ``ChaosCluster.capabilities`` says which of the two this machine has; the schedule uses only those.
 
+Moments inside two-phase commit are hit with the node's failpoints (``src/marmot/failpoints.py``),
+armed while it runs through a file it follows (``MARMOT_FAILPOINTS_FILE``).
+
 Every process started here is stopped by its PID in ``close()``, every tmpfs unmounted.
 """
 
@@ -87,6 +90,7 @@ class ChaosCluster:
         self.disk_full: set[int] = set()
         self.fsync_failing: set[int] = set()
         self.clock_ms: dict[int, int] = {1: 0, 2: 0, 3: 0}
+        self.armed: set[int] = set()  # nodes with failpoints armed
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -114,6 +118,8 @@ class ChaosCluster:
                     self.capabilities["tmpfs"] = False
             self._clock_file(i).write_text("0")
             n.env["MARMOT_CLOCK_OFFSET_FILE"] = str(self._clock_file(i))
+            self._failpoints_file(i).write_text("")
+            n.env["MARMOT_FAILPOINTS_FILE"] = str(self._failpoints_file(i))
             if self.capabilities["fiu"]:
                 n.env["LD_PRELOAD"] = " ".join(FIU_LIBS)
                 n.env["FIU_CTRL_FIFO"] = str(self._fiu_prefix(i))
@@ -208,6 +214,19 @@ class ChaosCluster:
     def _clock_file(self, i: int) -> Path:
         return self.workdir / f"clock-n{i}.ms"
 
+    # -- failpoints (src/marmot/failpoints.py), armed at run time ------------------------------------
+
+    def arm(self, i: int, spec: str) -> None:
+        """Replace node i's armed failpoints with ``spec`` ("" disarms): it re-reads the file every 50 ms."""
+        path = self._failpoints_file(i)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(spec)
+        tmp.replace(path)
+        (self.armed.add if spec else self.armed.discard)(i)
+
+    def _failpoints_file(self, i: int) -> Path:
+        return self.workdir / f"failpoints-n{i}"
+
     # -- disk faults ---------------------------------------------------------------------------------
 
     def fill_disk(self, i: int) -> bool:
@@ -263,6 +282,8 @@ class ChaosCluster:
                 self.fail_fsync(i, False)
             if self.clock_ms[i]:
                 self.set_clock(i, 0)
+            if i in self.armed:
+                self.arm(i, "")
             self.resume(i)
         for i in sorted(self.down):
             self.restart(i)

@@ -13,6 +13,7 @@ Every nemesis, with what it does (docs/reliability.md lists them for users):
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,25 @@ def _resets(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
 
 
 def _heal_network(c: ChaosCluster, _: dict[str, Any]) -> None:
+    c.heal_network()
+
+
+STALL_S = 5  # longer than the participants' heartbeat timeout (3 s) plus a resolver round
+
+
+def _stall_2pc(c: ChaosCluster, rng: random.Random) -> dict[str, Any]:
+    """Every transaction one node coordinates stalls between PREPARE and its decision, and the node is
+    cut off meanwhile: its participants give up on those transactions and let other writes of the same
+    rows through; the stalled coordinator must then not commit them on its own."""
+    node = rng.choice(NODES)
+    c.arm(node, f"coordinator_after_prepare=sleep:{STALL_S}*")
+    time.sleep(0.4)  # transactions reach the stall with every PREPARE acknowledged
+    c.partition([[node], [n for n in NODES if n != node]])
+    return {"node": node}
+
+
+def _unstall(c: ChaosCluster, what: dict[str, Any]) -> None:
+    c.arm(what["node"], "")
     c.heal_network()
 
 
@@ -142,6 +162,9 @@ NEMESES: tuple[Nemesis, ...] = (
             _delay, _heal_network),
     Nemesis("resets", "network", "every open node-to-node connection is reset (RST) at once",
             _resets, _heal_network),
+    Nemesis("stall-2pc", "network", f"every transaction one node coordinates stalls {STALL_S} s between PREPARE "
+            "and its decision (failpoint armed at run time) while the node is cut off: its participants give "
+            "up on them", _stall_2pc, _unstall, hold=(4.0, 5.5)),
     Nemesis("kill", "process", "SIGKILL one node; restart it on its data at the heal", _kill, _restart),
     Nemesis("kill-two", "process", "SIGKILL two nodes in quick succession; restart both at the heal",
             _kill_two, _restart),

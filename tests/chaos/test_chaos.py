@@ -16,7 +16,7 @@ from tests.chaos.nemesis import NEMESES
 from tests.chaos.runner import run_schedule
 
 CI_SEEDS = [int(s) for s in os.environ.get("MARMOT_CHAOS_SEEDS", "7").split(",")]
-CI_DURATION = float(os.environ.get("MARMOT_CHAOS_DURATION", "50"))
+CI_DURATION = float(os.environ.get("MARMOT_CHAOS_DURATION", "60"))
 
 
 @pytest.mark.timeout(600)

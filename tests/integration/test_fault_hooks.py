@@ -1,5 +1,6 @@
-"""The two hooks the fault tests (tests/chaos) rely on: ``@@marmot_last_commit_ts`` (each write's LWW
-timestamp, returned to the client) and the test-only clock offset file (skew changed at run time)."""
+"""The hooks the fault tests (tests/chaos) rely on: ``@@marmot_last_commit_ts`` (each write's LWW
+timestamp, returned to the client), the test-only clock offset file (skew changed at run time) and the
+failpoints file (failpoints armed and disarmed at run time)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,37 @@ def test_last_commit_ts_and_runtime_clock_offset(tmp_path):
         with pytest.raises(pymysql.err.IntegrityError):
             cur.execute("INSERT INTO h VALUES (1, 1)")
         assert _ts(cur) == last
+        c.close()
+    finally:
+        node.stop()
+
+
+def test_failpoints_armed_and_disarmed_at_run_time(tmp_path):
+    fp_file = tmp_path / "failpoints"
+    fp_file.write_text("")
+    node = make_node(tmp_path / "n", node_id=3)
+    node.env["MARMOT_FAILPOINTS_FILE"] = str(fp_file)
+    node.start()
+    try:
+        c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
+                            autocommit=True)
+        cur = c.cursor()
+        cur.execute("CREATE TABLE f (id INT PRIMARY KEY)")
+
+        def timed_insert(i: int) -> float:
+            t0 = time.monotonic()
+            cur.execute("INSERT INTO f VALUES (%s)", (i,))
+            return time.monotonic() - t0
+
+        assert timed_insert(1) < 0.8
+        fp_file.write_text("coordinator_after_prepare=sleep:1*")
+        time.sleep(0.3)  # read every 50 ms
+        assert timed_insert(2) >= 1.0 and timed_insert(3) >= 1.0  # "*": every time while armed
+        fp_file.write_text("")
+        time.sleep(0.3)
+        assert timed_insert(4) < 0.8
+        log = node.log_path.read_text()
+        assert "failpoints now 'coordinator_after_prepare=sleep:1*'" in log and "failpoints now ''" in log
         c.close()
     finally:
         node.stop()
