@@ -259,7 +259,7 @@ class Participant:
         self.hlc.update(cts)
         p = self.prepared.get(txn)
         if p is None:
-            if db and self.databases.exists(db) and rt.is_applied(self.reader(db), txn):
+            if self.has_applied(db, txn):
                 return {"ok": True}
             if txn in self._aborted:
                 return self._gave_up(txn)
@@ -330,9 +330,7 @@ class Participant:
             return await self.commit_local(db, txn, cts)
         if self.has_applied(db, txn):
             return {"ok": True}
-        self._aborted[txn] = None
-        if len(self._aborted) > _RECENT_ABORTS:
-            self._aborted.popitem(last=False)
+        self._remember_aborted(txn)
         return self._gave_up(txn)
 
     def _gave_up(self, txn: int) -> dict[str, Any]:
@@ -354,6 +352,11 @@ class Participant:
         if p is not None and not p.committing:
             self._forget(p)
             self.stats["aborted"] += 1
+        self._remember_aborted(txn)
+
+    def _remember_aborted(self, txn: int) -> None:
+        """Refuse this transaction's PREPARE, COMMIT, REPLAY and SETTLE from now on (the most recent
+        ``_RECENT_ABORTS`` are remembered)."""
         self._aborted[txn] = None
         if len(self._aborted) > _RECENT_ABORTS:
             self._aborted.popitem(last=False)
