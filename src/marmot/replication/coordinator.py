@@ -23,9 +23,9 @@
    would let it overwrite, after anti-entropy, writes they accepted meanwhile. It stays undecided (this
    node keeps its intents) and is settled in the background with SETTLE requests (a node that prepared
    it commits it, one that has it says so, any other gives it up for good): committed once any node has
-   it, aborted once all of them gave it up. The client gets 1105 "transaction
-   outcome unknown" (or, when every participant had already refused, "transaction aborted"). At ONE the
-   coordinator applies at once, as the level promises; last-writer-wins settles what follows.
+   it, aborted once all of them gave it up. The client gets 1105 "transaction outcome unknown" (or,
+   when every participant had already refused, "transaction aborted"). At ONE the coordinator applies
+   at once, as the level promises; last-writer-wins settles what follows.
 
 The coordinator remembers the state of its in-flight and recent transactions for STATUS queries.
 """
