@@ -33,6 +33,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pymysql
+
 from marmot.storage.rowkey import decode_row_key
 from tests.cluster.replicated import SECRET, TIMERS
 from tests.faultproxy import ProxyPool
@@ -314,8 +316,6 @@ class ChaosCluster:
         return False
 
     def sql(self, i: int, statement: str, args: Any = None, db: str | None = DB) -> list[tuple]:
-        import pymysql
-
         c = pymysql.connect(host="127.0.0.1", port=self.nodes[i].mysql_port, user="root", password="",
                             database=db, autocommit=True, connect_timeout=5, read_timeout=30)
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import sys
 import tempfile
@@ -148,9 +149,8 @@ def _summary(report: checker.Report, failures: list[str]) -> str:
     return "\n".join(lines + [f"{passed} passed, {failed} failed"])
 
 
-def _step_rng(seed: int, at: float, name: str) -> Any:
-    import random
-
+def _step_rng(seed: int, at: float, name: str) -> random.Random:
+    """The randomness of one fault of one step (which node, how much skew): fixed by the seed."""
     return random.Random(f"{seed}/{at}/{name}")
 
 
