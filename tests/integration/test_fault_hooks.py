@@ -5,11 +5,31 @@ failpoints file (failpoints armed and disarmed at run time)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pymysql
 import pytest
 
-from tests.nodeproc import make_node
+from tests.nodeproc import NodeProcess, make_node
+
+
+@contextmanager
+def hooked_node(tmp: Path, node_id: int, env: dict[str, str]) -> Iterator[tuple[NodeProcess, object]]:
+    """A single node started with test-hook environment, and an autocommit cursor on it."""
+    node = make_node(tmp / "n", node_id=node_id)
+    node.env.update(env)
+    node.start()
+    try:
+        c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
+                            autocommit=True)
+        try:
+            yield node, c.cursor()
+        finally:
+            c.close()
+    finally:
+        node.stop()
 
 
 def _ts(cur) -> tuple[int, int, int]:
@@ -21,13 +41,7 @@ def _ts(cur) -> tuple[int, int, int]:
 def test_last_commit_ts_and_runtime_clock_offset(tmp_path):
     offset_file = tmp_path / "clock.ms"
     offset_file.write_text("60000")
-    node = make_node(tmp_path / "n", node_id=7)
-    node.env["MARMOT_CLOCK_OFFSET_FILE"] = str(offset_file)
-    node.start()
-    try:
-        c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                            autocommit=True)
-        cur = c.cursor()
+    with hooked_node(tmp_path, 7, {"MARMOT_CLOCK_OFFSET_FILE": str(offset_file)}) as (node, cur):
         cur.execute("SELECT @@marmot_last_commit_ts")
         assert cur.fetchone()[0] == ""  # nothing committed on this session yet
         cur.execute("CREATE TABLE h (id INT PRIMARY KEY, v INT)")
@@ -67,21 +81,12 @@ def test_last_commit_ts_and_runtime_clock_offset(tmp_path):
         with pytest.raises(pymysql.err.IntegrityError):
             cur.execute("INSERT INTO h VALUES (1, 1)")
         assert _ts(cur) == last
-        c.close()
-    finally:
-        node.stop()
 
 
 def test_failpoints_armed_and_disarmed_at_run_time(tmp_path):
     fp_file = tmp_path / "failpoints"
     fp_file.write_text("")
-    node = make_node(tmp_path / "n", node_id=3)
-    node.env["MARMOT_FAILPOINTS_FILE"] = str(fp_file)
-    node.start()
-    try:
-        c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                            autocommit=True)
-        cur = c.cursor()
+    with hooked_node(tmp_path, 3, {"MARMOT_FAILPOINTS_FILE": str(fp_file)}) as (node, cur):
         cur.execute("CREATE TABLE f (id INT PRIMARY KEY)")
 
         def timed_insert(i: int) -> float:
@@ -98,6 +103,3 @@ def test_failpoints_armed_and_disarmed_at_run_time(tmp_path):
         assert timed_insert(4) < 0.8
         log = node.log_path.read_text()
         assert "failpoints now 'coordinator_after_prepare=sleep:1*'" in log and "failpoints now ''" in log
-        c.close()
-    finally:
-        node.stop()
