@@ -106,10 +106,11 @@ def test_empty_node_joins_loaded_cluster(tmp_path):
         thread = threading.Thread(target=writer)
         thread.start()
         try:
-            n3.start()
             # it turns ALIVE only once caught up: from the first moment its own state reads ALIVE, it
-            # holds at least every row written before it started
+            # holds at least every row written before it started (counted before the start: rows
+            # committed after its last catch-up pull may still be on their way when it turns ALIVE)
             before = run(n1, "SELECT COUNT(*) FROM t")[0][0]
+            n3.start()
             deadline = time.monotonic() + 30
             while member_states(n3).get(3) != "ALIVE":
                 assert time.monotonic() < deadline, f"node 3 never turned ALIVE: {member_states(n3)}"
