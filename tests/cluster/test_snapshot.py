@@ -118,6 +118,9 @@ def test_empty_node_joins_loaded_cluster(tmp_path):
             assert run(n3, "SELECT COUNT(*) FROM t")[0][0] >= before
             assert run(n3, "SELECT COUNT(*) FROM u", db="other")[0][0] == 2000
             time.sleep(1)
+        except BaseException:
+            n3.stop(signal.SIGTERM)  # the second block's finally never runs: stop it here, by its PID
+            raise
         finally:
             stop.set()
             thread.join()
