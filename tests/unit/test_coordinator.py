@@ -902,3 +902,28 @@ def test_settle_makes_a_node_that_never_prepared_give_the_transaction_up(tmp_pat
         assert c[3].rows() == [] and not c[3].applied(txn) and c[3].idle()
 
     run(tmp_path, t)
+
+
+def test_settle_counts_a_removed_member_as_having_given_up(tmp_path: Path) -> None:
+    """An unconfirmed commit whose one reachable participant gave it up and whose other participant was
+    removed from the cluster for good is aborted: the removed node will never commit it, and without
+    this its coordinator would hold the transaction's intents until restart."""
+    async def t(c: Cluster) -> None:
+        await create_kv(c)
+        c.drops.add((1, None, "txn_commit"))
+        c.drops.add((1, None, "txn_settle"))  # nobody hears the settlement yet
+        task = asyncio.create_task(write(c[1], "INSERT INTO kv VALUES (1, 'orphan')"))
+        await until(lambda: len(prepare_txns(c, 1)) == 1, "the PREPAREs")
+        (a,) = prepare_txns(c, 1)
+        with pytest.raises(CommitUnknown):
+            await task
+        c[2].rep.participant.abort_local(a)  # node 2 gave up on it
+        c.down.add(3)  # node 3 is gone...
+        await asyncio.sleep(0.6)
+        assert c[1].rep.coordinator.state_of(a)[0] == "pending"  # ...but still a member: keep asking
+        c[1].rep.coordinator.members = lambda: [2]  # ...and now removed from the cluster
+        c.drops.discard((1, None, "txn_settle"))
+        await until(lambda: c[1].rep.coordinator.state_of(a)[0] == "aborted", "the settlement", 7.0)
+        assert c[1].idle() and not c[1].applied(a) and c[1].rows() == []
+
+    run(tmp_path, t)

@@ -87,13 +87,16 @@ class Coordinator:
     def __init__(self, node_id: int, hlc: HLC, participant: Participant, send: Send, *,
                  peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
                  write_timeout: float, ddl_timeout: float, metrics: Any = None,
-                 send_stream: Send | None = None, stream_chunk: int = 1 << 20) -> None:
+                 send_stream: Send | None = None, stream_chunk: int = 1 << 20,
+                 members: Callable[[], list[int]] | None = None) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.participant = participant
         self.send = send
         self.peers = peers  # alive members other than this node: {node_id: address}
         self.total_members = total_members
+        # every member but REMOVED ones, this node excluded (None: not known, e.g. unit tests' default)
+        self.members = members
         self.write_timeout = write_timeout
         self.ddl_timeout = ddl_timeout
         self._states: OrderedDict[int, tuple[str, Timestamp | None]] = OrderedDict()
@@ -309,12 +312,13 @@ class Coordinator:
             await asyncio.wait(calls.values())
             if self.participant.has_applied(db, txn):  # an apply interrupted by a stop may have landed
                 tally.count += 1
-            for task in calls.values():
+            members = set(self.members()) if self.members is not None else None
+            for nid, task in calls.items():
                 ans = _answer(task)
                 if _ok(ans):
                     tally.count += 1
-                elif isinstance(ans, dict) and ans.get("aborted"):
-                    refused += 1
+                elif (isinstance(ans, dict) and ans.get("aborted")) or (members is not None and nid not in members):
+                    refused += 1  # gave it up, or was removed from the cluster: it will never commit it
             if tally.count > 0:  # some node has it: it is committed; apply it here too
                 res = await self.participant.commit_local(db, txn, cts)
                 self._set_state(txn, "committed", cts)

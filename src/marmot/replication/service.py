@@ -63,7 +63,7 @@ class Replication:
         self.coordinator = Coordinator(node_id, hlc, self.participant, send, peers=peers,
                                        total_members=total_members, write_timeout=write_timeout,
                                        ddl_timeout=ddl_timeout, metrics=metrics, send_stream=send_stream,
-                                       stream_chunk=stream_chunk)
+                                       stream_chunk=stream_chunk, members=members)
         self.participant.coordinator_state = self._coordinator_state
         self._resolver: asyncio.Task[None] | None = None
         # None: [replication] enable_anti_entropy = false (this node still serves its log to peers)
