@@ -41,14 +41,6 @@ def assert_consistent(r: Replica) -> None:
     assert digest.verify_digests(r.conn) == {}
 
 
-@pytest.fixture
-def pair(tmp_path: Path):
-    a, b = Replica(tmp_path / "a.db"), Replica(tmp_path / "b.db")
-    yield a, b
-    a.conn.close()
-    b.conn.close()
-
-
 # -- random histories ---------------------------------------------------------------------------------
 
 

@@ -10,22 +10,10 @@ so that two replicas repairing from each other end with equal rows and equal dig
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from marmot.replication import digest
 from marmot.replication.applier import RepairOutcome, RepairRow, repair_rows
 from marmot.storage import replication_tables as rt
 from tests.unit.test_replication_apply import Replica, dele, ins, item, key, ts, upd
-
-
-@pytest.fixture
-def pair(tmp_path: Path):
-    a, b = Replica(tmp_path / "a.db"), Replica(tmp_path / "b.db")
-    yield a, b
-    a.conn.close()
-    b.conn.close()
 
 
 def repair(r: Replica, table: str, rows: list[RepairRow]) -> RepairOutcome:

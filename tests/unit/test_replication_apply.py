@@ -9,7 +9,6 @@ two separate database files and require identical tables *and* identical row ver
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
@@ -115,14 +114,6 @@ class Replica:
 
     def tables(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-
-
-@pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
-    a, b = Replica(tmp_path / "a.db"), Replica(tmp_path / "b.db")
-    yield a, b
-    a.conn.close()
-    b.conn.close()
 
 
 def outcome(x: ApplyOutcome | Exception) -> ApplyOutcome:

@@ -140,15 +140,16 @@ class ReplicatedWrites:
     _view: apsw.Connection | None  # the connection holding this transaction's view, if open
     _view_db: str
     _retry_busy: Callable[[Callable[[], object]], Awaitable[object]]  # Session's
-    last_commit_ts: str  # @@marmot_last_commit_ts
+    last_commit_ts: Timestamp | None  # @@marmot_last_commit_ts
 
     @property
     def replication(self) -> Replication | None:
         return self.ctx.replication
 
     def _note_commit(self, ts: Timestamp) -> None:
-        """Remember the commit timestamp for ``@@marmot_last_commit_ts`` (LWW order, exactly)."""
-        self.last_commit_ts = f"{ts.wall_ns}.{ts.logical}.{ts.node_id}"
+        """Remember the commit timestamp for ``@@marmot_last_commit_ts`` (LWW order, exactly); it is
+        formatted only when read, not on every commit."""
+        self.last_commit_ts = ts
 
     def _write_level(self) -> str | None:
         if self._txn_level:

@@ -136,7 +136,7 @@ class TransactionControl:
             name = _savepoint_name(sql)
             if self._txn_conn is None:
                 if name not in self._pending_savepoints:
-                    raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist")
+                    raise _no_savepoint(name)
                 # nothing was written since (or, replicated, the writes are ours to drop): drop the later
                 # savepoints, keep this one
                 del self._pending_savepoints[self._pending_savepoints.index(name) + 1 :]
@@ -145,7 +145,7 @@ class TransactionControl:
             try:
                 self._txn_conn.execute(f'ROLLBACK TO "{name}"')
             except apsw.SQLError as err:
-                raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist") from err
+                raise _no_savepoint(name) from err
             return OkResult()
         self._rollback_sqlite()
         self.in_transaction = False
@@ -170,16 +170,20 @@ class TransactionControl:
         name = _savepoint_name(sql)
         if self._txn_conn is None:
             if name not in self._pending_savepoints:
-                raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist")
+                raise _no_savepoint(name)
             del self._pending_savepoints[self._pending_savepoints.index(name) :]
             return OkResult()
         try:
             self._txn_conn.execute(f'RELEASE "{name}"')
         except apsw.SQLError as err:
-            raise MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist") from err
+            raise _no_savepoint(name) from err
         return OkResult()
 
     # -- raw SQLite mode ------------------------------------------------------------------------------
+
+
+def _no_savepoint(name: str) -> MySQLError:
+    return MySQLError(1305, "42000", f"SAVEPOINT {name} does not exist")
 
 
 def _savepoint_name(sql: str) -> str:

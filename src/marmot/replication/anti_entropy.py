@@ -53,6 +53,7 @@ from marmot.replication import messages as m
 from marmot.replication import snapshot as snap
 from marmot.replication.applier import ApplyItem, RepairOutcome, RepairRow, repair_rows
 from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.background import stop_task
 from marmot.replication.changes import ChangeFormatError, _check_image
 from marmot.replication.log_server import FETCH_BATCH, HAVE_SAMPLE, LIST_LIMIT, LogServer
 from marmot.storage import replication_tables as rt
@@ -111,11 +112,8 @@ class AntiEntropy(LogServer):
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         for db in list(self._readers):
             self.forget_database(db)
 

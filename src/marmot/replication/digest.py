@@ -87,16 +87,7 @@ def table_keys(conn: apsw.Connection, table: str, after: bytes | None = None,
     """The live row keys of ``table`` with their versions, in key order, after ``after`` (exclusive),
     at most ``limit``: what ``table``'s digest sums, paginated for ``marmot verify``. A range scan of
     the row-version primary key (keys start with the table name)."""
-    low, high = rt.key_range(table)
-    start = low if after is None or after < low else after
-    op = ">=" if after is None or after < low else ">"
-    limit = max(1, min(int(limit), KEYS_LIMIT))
-    try:
-        rows = conn.execute(f"SELECT pk, wall, logical, node FROM {rt.ROW_VERSION} WHERE pk {op} ? AND pk < ? "
-                            "AND deleted = 0 AND tbl = ? ORDER BY pk LIMIT ?", (start, high, table, limit))
-        return [(bytes(pk), (int(w), int(lg), int(n))) for pk, w, lg, n in rows]
-    except apsw.SQLError:
-        return []
+    return [(k, v) for k, v, _ in _version_page(conn, table, after, limit, live_only=True)]
 
 
 def diff_keys(local_keys: Iterable[tuple[bytes, Version]], remote_keys: Iterable[tuple[bytes, Version]]
@@ -209,13 +200,21 @@ def table_versions(conn: apsw.Connection, table: str, after: bytes | None = None
     """Like ``table_keys`` but with tombstones: ``(key, version, deleted)`` of every key of ``table``
     in ``__marmot_row_version``, in key order, after ``after`` (exclusive), at most ``limit``. What
     repair compares: a newer tombstone on the peer must win over an older live row here."""
+    return _version_page(conn, table, after, limit, live_only=False)
+
+
+def _version_page(conn: apsw.Connection, table: str, after: bytes | None, limit: int, *,
+                  live_only: bool) -> list[tuple[bytes, Version, bool]]:
+    """One page of ``table``'s row versions (a range scan of the row-version primary key, whose keys
+    start with the table name), tombstones left out when ``live_only``; [] while the table is absent."""
     low, high = rt.key_range(table)
     start = low if after is None or after < low else after
     op = ">=" if after is None or after < low else ">"
     limit = max(1, min(int(limit), KEYS_LIMIT))
+    live = "AND deleted = 0 " if live_only else ""
     try:
         rows = conn.execute(f"SELECT pk, wall, logical, node, deleted FROM {rt.ROW_VERSION} WHERE pk {op} ? "
-                            "AND pk < ? AND tbl = ? ORDER BY pk LIMIT ?", (start, high, table, limit))
+                            f"AND pk < ? {live}AND tbl = ? ORDER BY pk LIMIT ?", (start, high, table, limit))
         return [(bytes(pk), (int(w), int(lg), int(n)), bool(d)) for pk, w, lg, n, d in rows]
     except apsw.SQLError:
         return []

@@ -14,7 +14,6 @@ them last-writer-wins with the applied marker → the engine answers the client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +23,7 @@ from marmot.replication import digest
 from marmot.replication import messages as m
 from marmot.replication.anti_entropy import AntiEntropy
 from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.background import stop_task
 from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.coordinator import CommitResult, Coordinator
 from marmot.replication.gc import LogGC
@@ -154,11 +154,8 @@ class Replication:
         self._publish_schema_versions()
 
     async def stop(self) -> None:
-        if self._resolver is not None:
-            self._resolver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._resolver
-            self._resolver = None
+        await stop_task(self._resolver)
+        self._resolver = None
         await self.anti_entropy.stop()
         await self.gc.stop()
         await self.coordinator.close()
