@@ -111,6 +111,44 @@ def test_ddl_after_own_dml() -> None:
     assert it.acquire("db", 11, [K2], ddl=False) is None
 
 
+A1, B1 = encode_row_key("a", [1]), encode_row_key("b", [1])
+A, B = frozenset({"a"}), frozenset({"b"})
+
+
+def test_table_scoped_ddl_leaves_dml_on_other_tables_alone() -> None:
+    """A DDL that changes table a conflicts with DML on a, not with DML on b (sysbench's parallel prepare:
+    CREATE INDEX on one table while rows go into the next)."""
+    it = IntentTable()
+    assert it.acquire("db", 10, [B1], ddl=False, tables=B) is None
+    assert it.acquire("db", 20, [], ddl=True, tables=A) is None  # DML on b does not block DDL on a
+    assert it.acquire("db", 11, [A1], ddl=False, tables=A) == 20  # DML on a waits for the DDL on a
+    assert it.acquire("db", 12, [encode_row_key("b", [2])], ddl=False, tables=B) is None
+    assert it.acquire("db", 13, [A1], ddl=False) == 20  # DML whose tables are unknown: conflicts
+    assert it.acquire("db", 21, [], ddl=True, tables=B) == 20  # DDLs stay serialised per database
+    it.release("db", 20)
+    assert it.acquire("db", 11, [A1], ddl=False, tables=A) is None
+
+
+def test_table_scoped_ddl_conflicts_with_live_dml_on_its_tables() -> None:
+    it = IntentTable()
+    assert it.acquire("db", 10, [A1], ddl=False, tables=A) is None
+    assert it.acquire("db", 20, [], ddl=True, tables=A | B) == 10
+    assert it.acquire("db", 21, [], ddl=True) == 10  # a DDL of unknown tables covers the database
+    assert it.acquire("db", 22, [], ddl=True, tables=B) is None
+    it.release("db", 22)
+    it.release("db", 10)
+    assert it.acquire("db", 20, [], ddl=True, tables=A | B) is None
+    assert it.acquire("db", 11, [B1], ddl=False, tables=B) == 20
+
+
+def test_dml_registered_without_tables_blocks_every_ddl() -> None:
+    it = IntentTable()
+    assert it.acquire("db", 10, [A1], ddl=False) is None
+    assert it.acquire("db", 20, [], ddl=True, tables=B) == 10
+    it.release("db", 10)
+    assert it.acquire("db", 20, [], ddl=True, tables=B) is None
+
+
 class Model:
     """The documented rules, written plainly: the reference the table is compared with."""
 

@@ -48,6 +48,7 @@ from marmot.replication.changes import ApplyError, RowChange, apply_changes
 from marmot.replication.errors import ReplicationError
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import SchemaCache
+from marmot.storage.schema_fingerprint import all_fingerprints, changed_tables
 from marmot.storage.write_lock import LockTimeout
 
 if TYPE_CHECKING:
@@ -61,11 +62,17 @@ _STATEMENT_ERRORS = errors.STATEMENT_ERRORS
 LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_ONE")
 
 
+def _changed_tables(rep: Any, db: str, planned: dict[str, bytes | None]) -> list[str]:
+    """The tables among ``planned`` whose schema is no longer the one recorded."""
+    here = rep.table_fingerprints(db, frozenset(planned))
+    return sorted(t for t, fp in planned.items() if here.get(t) != fp)
+
+
 class PendingTransaction:
     """The writes of an open transaction: each statement's net row changes, in order, and the version
     of every touched key as first seen (for the conflict check at PREPARE)."""
 
-    __slots__ = ("db", "statements", "base", "epoch", "schema_version", "_merged")
+    __slots__ = ("db", "statements", "base", "epoch", "schema_version", "table_schemas", "_merged")
 
     def __init__(self, db: str) -> None:
         self.db = db
@@ -74,6 +81,9 @@ class PendingTransaction:
         # the apply epoch the versions in ``base`` were read at (-1: applies happened in between)
         self.epoch: int | None = None
         self.schema_version: int | None = None  # of the database when the first statement ran
+        # schema fingerprint of every table it changed, when its first statement changing it ran: only
+        # a DDL on one of these tables invalidates the transaction's images
+        self.table_schemas: dict[str, bytes | None] = {}
         self._merged: list[RowChange] | None = None
 
     def add(self, changes: list[RowChange]) -> None:
@@ -246,14 +256,17 @@ class ReplicatedWrites:
         await self._enter_view(conn, db)
         self._view_db = db
         rep = self.replication
-        if rep is not None and rtxn is not None and rtxn.schema_version not in (None, rep.schema_version(db)):
-            # A DDL landed between this transaction's statements: its earlier images were computed
-            # against the old schema. MySQL would have blocked the DDL; here the transaction loses.
+        if rep is not None and rtxn is not None and rtxn.table_schemas and (
+                changed := _changed_tables(rep, db, rtxn.table_schemas)):
+            # A DDL on a table this transaction wrote landed between its statements: its earlier images
+            # were computed against the old schema. MySQL would have blocked the DDL; here the
+            # transaction loses. (DDL on other tables leaves it alone.)
             self._close_view()
             self._rtxn = None
             self.in_transaction = False
             raise MySQLError(1213, "40001", "Deadlock found when trying to get lock; try restarting "
-                                            f"transaction (the schema of '{db}' changed during it)")
+                                            f"transaction (the schema of {', '.join(changed)} in '{db}' "
+                                            "changed during it)")
         ok = False
         try:
             cap = self._captures.get(conn)
@@ -279,6 +292,10 @@ class ReplicatedWrites:
             if rtxn is None:
                 rtxn = self._rtxn = PendingTransaction(db)
                 rtxn.schema_version = rep.schema_version(db) if rep is not None else None
+            if rep is not None and changes:
+                known = rtxn.table_schemas
+                if new_tables := frozenset(t for c in changes if (t := c.table.lower()) not in known):
+                    known.update(rep.table_fingerprints(db, new_tables))
             new_keys = [c.key for c in changes if c.key not in rtxn.base]
             if rtxn.epoch is None:
                 rtxn.epoch = rep.apply_epoch(db) if rep is not None else None
@@ -328,7 +345,7 @@ class ReplicatedWrites:
             sv = rtxn.schema_version if rtxn.schema_version is not None else rep.schema_version(rtxn.db)
             result = await rep.commit_changes(rtxn.db, changes, base, sv, level,
                                               epoch=rtxn.epoch if rtxn.epoch is not None and rtxn.epoch >= 0
-                                              else None)
+                                              else None, table_schemas=rtxn.table_schemas)
         except ReplicationError as e:
             raise replication_error(e) from e
         self._note_commit(result.commit_ts)
@@ -352,11 +369,13 @@ class ReplicatedWrites:
             level = self._write_level()
             self._txn_level = None
             schema_version = rep.schema_version(db)
+            before = all_fingerprints(conn)
             validate()
+            tables = changed_tables(before, all_fingerprints(conn))  # its intents cover only these
         finally:
             self._unlock(conn, db)
         try:
-            result = await rep.commit_ddl(db, sqls, schema_version, level)
+            result = await rep.commit_ddl(db, sqls, schema_version, level, tables=tables)
         except ReplicationError as e:
             raise replication_error(e) from e
         self._note_commit(result.commit_ts)

@@ -124,9 +124,13 @@ class Coordinator:
 
     async def replicate(self, db: str, body: bytes, *, base: list[list[int] | None] | None = None,
                         schema_version: int = 0, level: str = "QUORUM", ddl: bool = False,
-                        decoded: m.Body | None = None, epoch: int | None = None) -> CommitResult:
+                        decoded: m.Body | None = None, epoch: int | None = None,
+                        table_schemas: dict[str, bytes | None] | None = None,
+                        ddl_tables: list[str] | None = None) -> CommitResult:
         """Run one transaction through 2PC. ``decoded`` is ``body`` already decoded, if the caller has it
-        (this node's participant then skips decoding its own coordinator's message)."""
+        (this node's participant then skips decoding its own coordinator's message). ``table_schemas``:
+        DML's schema fingerprint of every table it changes, as planned; ``ddl_tables``: the tables a DDL
+        changes (participants scope its intents to them)."""
         peers = self.peers()
         total = max(self.total_members(), 1)
         need = required_acks(level, total)
@@ -140,6 +144,10 @@ class Coordinator:
                "sv": schema_version}
         if base:
             req["bv"] = base
+        if table_schemas is not None:
+            req["tv"] = table_schemas
+        if ddl_tables is not None:
+            req["dt"] = ddl_tables
         self._set_state(txn, "pending")
         # a large transaction takes longer to ship and to apply: its deadlines grow with its size
         timeout = (self.ddl_timeout if ddl else self.write_timeout) + len(body) / BYTES_PER_SECOND

@@ -9,11 +9,13 @@ version); database operations as an (op, name) pair.
 
 RPC payloads (msgpack maps, short keys; the RPC layer adds deadlines and authentication):
 
-* ``txn_prepare {db, txn, ts, coord, body, bv, sv}`` → ``{ok, ts, conflict?, reject?}``.
+* ``txn_prepare {db, txn, ts, coord, body, bv, sv, tv?, dt?}`` → ``{ok, ts, conflict?, reject?}``.
   ``ts`` is the coordinator's HLC at the start, ``bv`` the row version the coordinator's dry run saw
   for each change (None: no version) — a participant holding a newer version for a key rejects with
   a conflict, because the coordinator computed its images from data that has been overwritten since.
-  ``sv`` is the schema version the statement was planned against.
+  ``sv`` is the database's schema version the statement was planned against; ``tv`` (DML) maps every
+  table the transaction changes (lower-cased) to its schema fingerprint as planned
+  (``storage.schema_fingerprint``; None: no such table); ``dt`` (DDL) lists the tables the DDL changes.
 * ``txn_commit {db, txn, cts}`` → ``{ok, err?}`` after the participant applied it durably.
 * ``txn_abort {db, txn}`` → ``{ok}``.
 * ``txn_status {db, txn}`` → ``{state: committed|prepared|pending|aborted|unknown, cts?}``.

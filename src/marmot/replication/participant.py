@@ -6,9 +6,13 @@ PREPARE (synchronous on purpose: no ``await`` between the checks and taking the 
 else on this node interleaves):
   1. merge the coordinator's HLC; refuse while this node is LEAVING;
   2. the database must exist here (else *reject*: this node does not count towards the quorum);
-  3. schema version: older here than the coordinator's → *reject* (this node must catch up first);
-     newer here → *conflict* (the coordinator planned against an old schema: retry);
-  4. intents on every row key (DDL: database-wide) → another undecided txn owns one → *conflict*;
+  3. schema: DML compares, per table it changes, the coordinator's schema fingerprint with this node's
+     (``storage.schema_fingerprint``; DDL on *other* tables does not matter); DDL, serialised per
+     database, compares the database's schema version. Different and this node older than the
+     coordinator → *reject* (this node must catch up first); different otherwise → *conflict* (the
+     coordinator planned against an old schema: retry);
+  4. intents on every row key (DDL: on the tables it changes, and database-wide against other DDL) →
+     another undecided txn owns one → *conflict*;
   5. row versions: a key whose version here is newer than the one the coordinator's dry run saw →
      *conflict* (the coordinator read data that has been overwritten since; applying its images would
      lose that write). Together with intents this makes a quorum write on a row impossible while
@@ -52,6 +56,7 @@ from marmot.replication.intents import IntentTable
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import database_key
+from marmot.storage.schema_fingerprint import Fingerprint, table_fingerprints
 
 log = logging.getLogger("marmot.replication")
 _RECENT_ABORTS = 100_000
@@ -94,6 +99,7 @@ class Participant:
         self.prepared: dict[int, Prepared] = {}
         self._aborted: OrderedDict[int, None] = OrderedDict()
         self._schema_versions: dict[str, int] = {}
+        self._fingerprints: dict[str, dict[str, Fingerprint | None]] = {}  # db -> table -> fingerprint
         self._readers: dict[str, apsw.Connection] = {}
         self._schema_changed = asyncio.Event()  # set (and replaced) whenever a DDL or database op lands
         self._released: dict[int, asyncio.Event] = {}  # txn id -> set when its intents are released
@@ -117,6 +123,16 @@ class Participant:
             v = self._schema_versions[db] = rt.schema_version(self.reader(db))
         return v
 
+    def table_fingerprints(self, db: str, tables: frozenset[str]) -> dict[str, Fingerprint | None]:
+        """Schema fingerprints of ``tables`` (lower-cased) here, cached until the next DDL lands."""
+        cache = self._fingerprints.get(db)
+        if cache is None:
+            cache = self._fingerprints[db] = {}
+        missing = [t for t in tables if t not in cache]
+        if missing:
+            cache.update(table_fingerprints(self.reader(db), missing))
+        return {t: cache[t] for t in tables}
+
     def schema_versions(self) -> dict[str, int]:
         return dict(self._schema_versions)
 
@@ -124,6 +140,7 @@ class Participant:
         """Apply-queue callback: a DDL changed the schema version."""
         if any(i.body.ddl for i in items):
             self._schema_versions.pop(db, None)
+            self._fingerprints.pop(db, None)
             self.signal_schema_change()
 
     def signal_schema_change(self) -> None:
@@ -148,6 +165,7 @@ class Participant:
             with contextlib.suppress(apsw.Error):
                 conn.close()
         self._schema_versions.pop(db, None)
+        self._fingerprints.pop(db, None)
         self.queues.forget(db)
 
     # -- PREPARE --------------------------------------------------------------------------------
@@ -183,13 +201,31 @@ class Participant:
             return self._keep(db, txn, coord, payload, body)
         if not self.databases.exists(db):
             return self._reject(f"unknown database '{db}' on node {self.node_id}")
-        local_sv = self.schema_version(db)
-        if local_sv < sv:
-            return self._reject(f"schema of '{db}' on node {self.node_id} is behind ({local_sv} < {sv})")
-        if local_sv > sv:
-            return self._conflict(f"schema of '{db}' changed (version {local_sv}, statement planned at {sv})")
+        ddl = body.kind == "ddl"
+        if ddl:
+            tables = planned = None
+        else:
+            tables = frozenset(c.table.lower() for c in body.changes)
+            planned = _planned_fingerprints(req.get("tv"), tables)
+        if planned is None:  # DDL (serialised per database), or a coordinator that sent no fingerprints
+            local_sv = self.schema_version(db)
+            if local_sv < sv:
+                return self._reject(f"schema of '{db}' on node {self.node_id} is behind ({local_sv} < {sv})")
+            if local_sv > sv:
+                return self._conflict(f"schema of '{db}' changed (version {local_sv}, statement planned at {sv})")
+        else:
+            here = self.table_fingerprints(db, tables)
+            changed = sorted(t for t in tables if here[t] != planned[t])
+            if changed:
+                if self.schema_version(db) < sv:
+                    return self._reject(f"schema of {', '.join(changed)} in '{db}' on node {self.node_id} "
+                                        "is behind")
+                return self._conflict(f"schema of {', '.join(changed)} in '{db}' changed since the statement "
+                                      "was planned")
+        if ddl:
+            tables = _ddl_tables(req.get("dt"))
         keys = [c.key for c in body.changes]
-        owner = self.intents.acquire(db, txn, keys, ddl=body.kind == "ddl")
+        owner = self.intents.acquire(db, txn, keys, ddl=ddl, tables=tables)
         if owner is not None:
             return self._conflict(f"row or table locked by transaction {owner}", owner)
         epoch = req.get("epoch")
@@ -436,6 +472,29 @@ class Participant:
                 await self.resolve_stale()
             except Exception:
                 log.exception("resolving stale transactions failed")
+
+
+def _planned_fingerprints(tv: Any, tables: frozenset[str]) -> dict[str, Fingerprint | None] | None:
+    """The coordinator's ``tv`` (``{table: fingerprint or None}``) if it covers every table the
+    transaction changes; None (compare the database's schema version instead) otherwise."""
+    if type(tv) is not dict:
+        return None
+    out: dict[str, Fingerprint | None] = {}
+    for t in tables:
+        if t not in tv:
+            return None
+        v = tv[t]
+        if v is not None and type(v) is not bytes:
+            return None
+        out[t] = v
+    return out
+
+
+def _ddl_tables(dt: Any) -> frozenset[str] | None:
+    """The tables a DDL changes, as its coordinator learnt them (None: unknown, the whole database)."""
+    if type(dt) is not list or not all(type(t) is str for t in dt):
+        return None
+    return frozenset(t.lower() for t in dt)
 
 
 def _decision(req: Any) -> tuple[str, int, Timestamp]:

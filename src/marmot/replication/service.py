@@ -210,20 +210,24 @@ class Replication:
         """Read with the row versions of a dry run (see ``ApplyQueues.epoch``)."""
         return self.queues.epoch(db)
 
+    def table_fingerprints(self, db: str, tables: frozenset[str]) -> dict[str, bytes | None]:
+        """This node's schema fingerprint of each of ``tables`` (lower-cased) of ``db``."""
+        return self.participant.table_fingerprints(db, tables)
+
     async def commit_changes(self, db: str, changes: list[RowChange], base: list[list[int] | None],
-                             schema_version: int, level: str | None = None, epoch: int | None = None
-                             ) -> CommitResult:
+                             schema_version: int, level: str | None = None, epoch: int | None = None,
+                             table_schemas: dict[str, bytes | None] | None = None) -> CommitResult:
         rows = encode_transaction(db, self.hlc.peek(), changes)
         body = m.encode_body("dml", rows=rows)
         return await self.coordinator.replicate(db, body, base=base, schema_version=schema_version,
                                                 level=self.level(level), decoded=m.Body("dml", changes, [], None),
-                                                epoch=epoch)
+                                                epoch=epoch, table_schemas=table_schemas)
 
     async def commit_ddl(self, db: str, statements: list[str], schema_version: int,
-                         level: str | None = None) -> CommitResult:
+                         level: str | None = None, tables: list[str] | None = None) -> CommitResult:
         body = m.encode_body("ddl", ddl=statements)
         return await self.coordinator.replicate(db, body, schema_version=schema_version,
-                                                level=self.level(level), ddl=True)
+                                                level=self.level(level), ddl=True, ddl_tables=tables)
 
     async def database_op(self, op: str, name: str, level: str | None = None) -> CommitResult:
         body = m.encode_body("dbop", dbop=(op, name))
