@@ -1,14 +1,11 @@
 """Operations that finish, with real node processes on 127.0.0.1: a decommission drains only as long as a
 transaction is in flight (not the whole grace period), and its status keeps answering ``done`` after the
-node has left (it used to be a 500 with an RpcError traceback: nobody was left to forward the request to).
-Also: the startup refusals and the single "no effect" warning of config.py, on a real ``marmot`` process."""
+node has left (it used to be a 500 with an RpcError traceback: nobody was left to forward the request to)."""
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -16,10 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.cluster.replicated import SECRET, connect, member_states, replicated_cluster, run, wait_until_equal
-from tests.nodeproc import REPO, NodeProcess, free_port, make_node
+from tests.nodeproc import NodeProcess
 
 GRACE_MS = 30000  # long on purpose: a drain that waited for it would be unmistakable
 GRACE = f"shutdown_grace_period_ms = {GRACE_MS}\n"
