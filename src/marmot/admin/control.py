@@ -141,7 +141,7 @@ class NodeControl:
             if self._left(node_id):
                 raise ValueError("its decommission has already completed")
             return await self._forward(node_id, "admin.decommission_cancel")
-        if self._phase == "done":
+        if self._phase in ("leaving", "done"):  # "done" is already gossiped (or being gossiped)
             raise ValueError("its decommission has already completed")
         if self._decommission is None or self._decommission.done():
             raise ValueError("no decommission to cancel")
