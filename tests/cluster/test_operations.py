@@ -136,3 +136,37 @@ def test_drain_waits_for_the_transaction_in_flight(tmp_path: Path) -> None:
         wait_until_equal(nodes[:2], "SELECT * FROM t", expected=[(1, "in flight")])
         status, body = admin(n1, "GET", "/admin/cluster/decommission/3/status")
         assert status == 200 and body["phase"] == "done", body
+
+
+def test_cancel_while_draining_keeps_the_node(tmp_path: Path) -> None:
+    env = {3: {"MARMOT_FAILPOINTS": "coordinator_after_prepare=sleep:6"}}
+    with replicated_cluster(tmp_path, 3, cluster_extra=GRACE, env=env) as nodes:
+        n1, n2, n3 = nodes
+        run(n1, "CREATE TABLE t (id INT PRIMARY KEY)")
+        wait_until_equal(nodes, "SELECT COUNT(*) FROM t", expected=[(0,)])
+        writer = threading.Thread(target=run, args=(n3, "INSERT INTO t VALUES (1)"))
+        writer.start()
+        try:
+            deadline = time.monotonic() + 20
+            while "failpoint coordinator_after_prepare" not in n3.log():
+                assert time.monotonic() < deadline, n3.log()
+                time.sleep(0.05)
+            status, body = admin(n1, "POST", "/admin/cluster/decommission/3")
+            assert status == 200 and body["phase"] == "draining", body
+            status, body = admin(n2, "POST", "/admin/cluster/decommission/3/cancel")
+            assert status == 200 and body["phase"] == "none" and body["state"] == "ALIVE", body
+        finally:
+            writer.join(60)
+        # the node stayed: back to ALIVE everywhere, and it takes writes again
+        deadline = time.monotonic() + 15
+        while member_states(n1).get(3) != "ALIVE":
+            assert time.monotonic() < deadline, member_states(n1)
+            time.sleep(0.1)
+        run(n3, "INSERT INTO t VALUES (2)")
+        wait_until_equal(nodes, "SELECT id FROM t ORDER BY id", expected=[(1,), (2,)])
+        assert n3.proc is not None and n3.proc.poll() is None
+        status, body = admin(n1, "GET", "/admin/cluster/decommission/3/status")
+        assert status == 200 and body["phase"] == "none" and body["decommissioning"] is False, body
+        # nothing to cancel now: 409 with the reason (forwarded from node 3)
+        status, body = admin(n1, "POST", "/admin/cluster/decommission/3/cancel")
+        assert status == 409 and "no decommission to cancel" in body["error"], body
