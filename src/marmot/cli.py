@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag("data-dir", metavar="DIR", help="directory of the SQLite files (overrides data_dir)")
     flag("mysql-port", type=int, metavar="PORT", help="MySQL protocol port (overrides [mysql] port)")
     flag("grpc-port", type=int, metavar="PORT", help="cluster port (overrides [cluster] grpc_port)")
-    flag("follow-addresses", metavar="ADDRS", help="comma-separated cluster addresses a replica follows")
+    flag("follow-addresses", metavar="ADDRS",
+         help="comma-separated cluster addresses a replica follows (replica mode is not built yet: refused)")
     flag("daemon", action="store_true", help="run in the background (detach from the terminal)")
     flag("pid-file", metavar="PATH", help="write the process id to PATH")
     p.add_argument("--version", action="version", version=f"marmot {__version__}")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return main_of[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        cfg = load_config(args.config, overrides_from(args))
+        cfg = load_config(args.config, overrides_from(args), refuse_unbuilt=True)
     except ConfigError as err:
         print(f"marmot: invalid configuration: {err}", file=sys.stderr)
         return 2

@@ -37,8 +37,10 @@ from marmot.config_schema import (
     AUTH_PLUGINS,
     AUTO_ID_MODES,
     CONSISTENCY_LEVELS,
+    INERT_KEYS,
     LOG_FORMATS,
     MAX_NODE_ID,
+    NOT_BUILT,
     REDACTED,
     SINK_FORMATS,
     SINK_TYPES,
@@ -71,6 +73,8 @@ from marmot.config_schema import (
     _lookup,
     _Rule,
     _rule,
+    inert_keys,
+    value_at,
 )
 from marmot.hlc import NODE_BITS_MASK
 
@@ -80,8 +84,10 @@ __all__ = [
     "CONSISTENCY_LEVELS",
     "ENV_CLUSTER_SECRET",
     "ENV_REPLICA_SECRET",
+    "INERT_KEYS",
     "LOG_FORMATS",
     "MAX_NODE_ID",
+    "NOT_BUILT",
     "REDACTED",
     "SINK_FORMATS",
     "SINK_TYPES",
@@ -110,8 +116,12 @@ __all__ = [
     "VectorIndexConfig",
     "fnv1a_64",
     "id_node_bits",
+    "inert_keys",
+    "inert_keys_set",
     "load_config",
     "resolve_node_id",
+    "unbuilt_modes",
+    "value_at",
 ]
 
 SYSTEM_DATABASE = "__marmot_system"
@@ -449,6 +459,41 @@ def _validate(cfg: Config, errors: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Keys that do not act (the lists are config_schema.NOT_BUILT and config_schema.INERT_KEYS)
+
+
+INERT_WARNING = "accepted for compatibility, no effect on this node"
+
+
+def unbuilt_modes(cfg: Config) -> list[str]:
+    """One message per ``NOT_BUILT`` key that ``cfg`` sets (to anything but its default): the modes this
+    config asks for that this node cannot run. ``load_config(..., refuse_unbuilt=True)`` raises them."""
+    default = Config()
+    out = []
+    for key, why in NOT_BUILT.items():
+        if value_at(cfg, key) != value_at(default, key):
+            out.append(f"{key}: {why}; this node cannot start with it set (remove it from the config"
+                       f"{' and the command line' if key == 'replica.follow_addresses' else ''})")
+    return out
+
+
+def inert_keys_set(cfg: Config) -> list[str]:
+    """The keys accepted for compatibility with no effect that ``cfg`` sets to anything but their
+    default, in schema order. Keys left at their default (a copy of config.toml) are not listed."""
+    default = Config()
+    return [key for key in inert_keys() if value_at(cfg, key) != value_at(default, key)]
+
+
+def inert_warning(cfg: Config) -> str | None:
+    """The one startup warning naming every inert key ``cfg`` sets, or None when it sets none."""
+    keys = inert_keys_set(cfg)
+    if not keys:
+        return None
+    return (f"{', '.join(keys)}: {INERT_WARNING} (README.md, \"Accepted for compatibility, no effect\", "
+            f"says why for each)")
+
+
+# ---------------------------------------------------------------------------------------------
 # Public API
 
 
@@ -456,6 +501,8 @@ def load_config(
     path: str | os.PathLike[str] | None,
     overrides: Mapping[str, object] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    refuse_unbuilt: bool = False,
 ) -> Config:
     """Load and validate a configuration.
 
@@ -464,7 +511,9 @@ def load_config(
     wins over the file and the environment; a value of None is skipped (a CLI flag not given), and
     for a list-of-strings key a string is split on commas (``"a:1,b:2"``). ``env`` (default
     ``os.environ``) supplies ``MARMOT_CLUSTER_SECRET`` / ``MARMOT_REPLICA_SECRET`` when non-empty.
-    Raises :class:`ConfigError`.
+    ``refuse_unbuilt`` (what starting a node passes) raises for a mode this node does not build
+    (:func:`unbuilt_modes`) before any other cross-key rule, so that is the first thing said about it.
+    Raises :class:`ConfigError`. The returned ``warnings`` end with :func:`inert_warning`, if any.
     """
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
@@ -508,9 +557,13 @@ def load_config(
     cfg = _build(Config, raw, "", errors)
     if errors:
         raise ConfigError(errors)
+    if refuse_unbuilt and (unbuilt := unbuilt_modes(cfg)):
+        raise ConfigError(unbuilt)
     warnings = _validate(cfg, errors)
     if errors:
         raise ConfigError(errors)
+    if (inert := inert_warning(cfg)) is not None:
+        warnings.append(inert)
     return dataclasses.replace(cfg, warnings=warnings)
 
 

@@ -14,6 +14,10 @@ Why it looks like this:
   (The dataclasses are frozen, but list values are ordinary lists: "frozen-ish". Treat them as
   read-only; derive changed configs with ``dataclasses.replace`` or ``load_config`` overrides.)
 
+* **What does not act is listed, not hidden.** ``NOT_BUILT`` names the modes a config may ask for that
+  this node cannot run (startup stops); ``INERT_KEYS`` names the keys accepted for compatibility with no
+  effect, each with its reason (one startup warning names those a config sets).
+
 Loading a file into this schema, the per-key checks (the walker ``_build``) and the cross-key rules live
 in ``marmot.config``, which re-exports every name defined here: import from ``marmot.config``. This module only declares the schema
 and walks it (``_all_keys``, ``_lookup``, ``_to_dict``); it imports nothing of ours.
@@ -332,6 +336,61 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
+# Keys that do not act, in one place
+
+
+# Modes upstream has that this node does not build yet. A config that asks for one stops startup
+# (``marmot.config.refuse_unbuilt_modes``, called by cli.py) instead of starting a node that silently does
+# something else. Delete an entry when its layer lands (and move its sibling keys out of INERT_KEYS).
+NOT_BUILT: dict[str, str] = {
+    "replica.enabled": "replica mode (a read-only follower of a cluster) is not built yet",
+    "replica.follow_addresses": "replica mode (--follow-addresses: a read-only follower of a cluster) is not "
+                                "built yet",
+    "publisher.enabled": "the CDC publisher (row changes to Kafka / NATS) is not built yet",
+}
+
+# Keys accepted so that an upstream config file loads unchanged, but with no effect here: dotted key (or
+# a whole section: every key in it, NOT_BUILT ones excepted) -> why. A config that sets one to anything
+# but its default gets one startup warning naming them (``marmot.config.inert_keys_set``). The same list,
+# with the same reasons, is in README.md ("Accepted for compatibility, no effect"), and config.toml says
+# "No effect" on each of these keys; tests/unit/test_config.py keeps the three in step.
+INERT_KEYS: dict[str, str] = {
+    "cluster.standalone": "a node without seed_nodes already runs as a cluster of one (other nodes may still "
+                          "join it); the key is only checked against seed_nodes and replica mode",
+    "cluster.autoinc_merge_interval_ms": "AUTO_INCREMENT ids are minted from the clock and the node id, so "
+                                         "there are no range bases to merge",
+    "cluster.autoinc_base_sync_interval_ms": "as autoinc_merge_interval_ms: no range bases to synchronise",
+    "cluster.promotion": "a joining node turns ALIVE as soon as anti-entropy reports it caught up, checked "
+                         "every gossip round",
+    "replication.default_read_consistency": "reads are always served from this node's copy (LOCAL_ONE)",
+    "replication.read_timeout_ms": "reads never leave this node",
+    "transaction.conflict_window_seconds": "conflicts are found by write intents and row versions, not by a "
+                                           "time window",
+    "metastore": "there is no Pebble meta store: transaction metadata lives in each database's SQLite file",
+    "connection_pool": "each MySQL session opens its own SQLite connection per database; there is no pool",
+    "grpc_client": "node-to-node calls use fixed settings (keepalive every 10 s, 3 s timeout; no retries "
+                   "or compression at this layer)",
+    "coordinator": "every two-phase-commit phase is bounded by replication.write_timeout_ms "
+                   "(ddl_validation_timeout_ms for DDL)",
+    "ddl.enable_idempotent": "replicated DDL is always applied idempotently",
+    "query_pipeline.validator_pool_size": "statements are checked on the session's own connection",
+    "replica": "replica mode is not built yet (replica.enabled and follow_addresses stop startup instead)",
+    "publisher.sinks": "the CDC publisher is not built yet (publisher.enabled stops startup instead)",
+    "batch_commit.max_wait_ms": "a batch is whatever queued while the previous one was applied; no waiting",
+    "batch_commit.checkpoint_enabled": "SQLite's own automatic WAL checkpoints run; a full checkpoint at "
+                                       "shutdown",
+    "batch_commit.checkpoint_passive_thresh_mb": "see checkpoint_enabled",
+    "batch_commit.checkpoint_restart_thresh_mb": "see checkpoint_enabled",
+    "batch_commit.allow_dynamic_batch_size": "a batch always grows with the queue, up to max_batch_size; "
+                                             "this cannot be turned off",
+    "batch_commit.incremental_vacuum_enabled": "no incremental vacuum runs",
+    "batch_commit.incremental_vacuum_pages": "see incremental_vacuum_enabled",
+    "batch_commit.incremental_vacuum_time_limit_ms": "see incremental_vacuum_enabled",
+    "vector_index": "there is no vector index support",
+}
+
+
+# ---------------------------------------------------------------------------------------------
 # Walking the schema
 
 
@@ -374,6 +433,35 @@ def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:
         elif item is not None and dataclasses.is_dataclass(item):
             out.extend(_all_keys(item, key + "[]"))
     return out
+
+
+def _leaf_keys(prefix: str) -> list[str]:
+    """``prefix`` itself if it is a key, else every key in that section (list-of-table keys such as
+    ``publisher.sinks`` count as one key, their items are not walked)."""
+    found = _lookup(prefix)
+    if found is None:
+        raise KeyError(prefix)
+    if not dataclasses.is_dataclass(found[0]):
+        return [prefix]
+    out: list[str] = []
+    for key in _all_keys(found[0], prefix):
+        tp = _lookup(key)
+        if "[]" not in key and tp is not None and not dataclasses.is_dataclass(tp[0]):
+            out.append(key)
+    return out
+
+
+def inert_keys() -> list[str]:
+    """Every dotted key under an ``INERT_KEYS`` entry, ``NOT_BUILT`` ones left out, in schema order."""
+    chosen = {k for entry in INERT_KEYS for k in _leaf_keys(entry)} - set(NOT_BUILT)
+    return [k for k in _all_keys() if k in chosen]
+
+
+def value_at(cfg: Any, dotted: str) -> Any:
+    """The value of a dotted key in a ``Config``."""
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def _to_dict(obj: Any, redact: bool) -> dict[str, Any]:

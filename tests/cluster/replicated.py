@@ -88,11 +88,13 @@ def _port_in_use(err: RuntimeError) -> int | None:
 
 @contextmanager
 def replicated_cluster(tmp: Path, n: int = 3, consistency: str = "QUORUM", extra_toml: str = "",
-                       mysql_extra: str = "", replication_extra: str = "") -> Iterator[list[NodeProcess]]:
+                       mysql_extra: str = "", replication_extra: str = "", cluster_extra: str = "",
+                       env: dict[int, dict[str, str]] | None = None) -> Iterator[list[NodeProcess]]:
     """Start ``n`` nodes (ids 1..n; node 1 is the seed the others join through), wait until every node
     sees every member ALIVE, yield them in id order, and stop each process by its PID afterwards (also
     when starting or the test fails). ``extra_toml`` is appended to every node's config (whole sections);
-    ``replication_extra`` are more keys of its ``[replication]`` section.
+    ``replication_extra`` and ``cluster_extra`` are more keys of its ``[replication]`` / ``[cluster]`` sections;
+    ``env[i]`` is node i's extra environment (failpoints).
 
     Free ports are picked, released and then bound by the node, so another process (a parallel test run)
     can take one in between: a node that cannot bind is started again on fresh ports (its MySQL port
@@ -112,13 +114,14 @@ def replicated_cluster(tmp: Path, n: int = 3, consistency: str = "QUORUM", extra
     def configure(node_id: int, seed: NodeProcess | None) -> NodeProcess:
         seeds = f'seed_nodes = ["127.0.0.1:{seed.grpc_port}"]\n' if seed else ""
         node = make_node(tmp / f"n{node_id}", node_id=node_id, unix_socket=False, mysql_extra=mysql_extra,
-                         cluster_extra=f'{TIMERS}cluster_secret = "{SECRET}"\n{seeds}',
+                         cluster_extra=f'{TIMERS}cluster_secret = "{SECRET}"\n{seeds}{cluster_extra}',
                          extra_toml=repl + extra_toml)
         with lock:
             clash = {node.mysql_port, node.grpc_port} & used or node.mysql_port == node.grpc_port
             used.update((node.mysql_port, node.grpc_port))
         if clash:
             return configure(node_id, seed)
+        node.env.update((env or {}).get(node_id, {}))
         return node
 
     def start(node_id: int, seed: NodeProcess | None) -> NodeProcess:

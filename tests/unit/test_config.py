@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from marmot.config import (
+    INERT_KEYS,
     MAX_NODE_ID,
+    NOT_BUILT,
     REDACTED,
     Config,
     ConfigError,
@@ -20,8 +22,12 @@ from marmot.config import (
     _all_keys,
     fnv1a_64,
     id_node_bits,
+    inert_keys,
+    inert_keys_set,
     load_config,
     resolve_node_id,
+    unbuilt_modes,
+    value_at,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -638,3 +644,190 @@ def test_id_node_bits() -> None:
     assert id_node_bits(63) == 63
     assert id_node_bits(64) == 0
     assert id_node_bits(65) == id_node_bits(1)  # these two nodes would mint colliding ids
+
+
+# -- keys that do not act: modes not built (startup stops) and keys with no effect (one warning) ---------
+
+README = REPO / "README.md"
+SRC = REPO / "src" / "marmot"
+
+
+def _reference_keys_and_comments() -> dict[str, str]:
+    """config.toml's dotted keys -> the comment block right above each."""
+    out: dict[str, str] = {}
+    section = ""
+    comment: list[str] = []
+    for line in REFERENCE.read_text().splitlines():
+        if line.startswith("#"):
+            comment.append(line)
+        elif m := re.match(r"^\[\[?([a-z_.]+)\]\]?$", line):
+            section = m.group(1)
+            comment = []
+        elif m := re.match(r"^([a-z_0-9]+) = ", line):
+            out[f"{section}.{m.group(1)}" if section else m.group(1)] = "\n".join(comment)
+            comment = []
+        elif not line.strip():
+            comment = []
+    return out
+
+
+def _readme_table(heading: str) -> dict[str, str]:
+    """First backticked token of each row of the table under ``heading`` -> its second cell."""
+    text = README.read_text()
+    body = text[text.index(heading):]
+    rows: dict[str, str] = {}
+    started = False
+    for line in body.splitlines()[1:]:
+        if line.startswith("|"):
+            started = True
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            m = re.match(r"`([^`]+)`", cells[0])
+            if m and not set(cells[0]) <= set("-|"):
+                rows[m.group(1)] = cells[1]
+        elif started:
+            break
+    return rows
+
+
+def _acting_readme_keys() -> set[str]:
+    """Dotted keys named in the README's table of keys that act."""
+    text = README.read_text()
+    table = text[text.index("The keys that act:"):text.index("**Not built yet")]
+    keys: set[str] = set()
+    for line in table.splitlines():
+        if not line.startswith("| `"):
+            continue
+        first = line.split("|")[1]
+        section = ""
+        for token in re.findall(r"`([^`]+)`", first):
+            if m := re.match(r"^\[\[([a-z_.]+)\]\]$", token):
+                keys.add(m.group(1))
+                continue
+            if m := re.match(r"^\[([a-z_.]+)\] (\S+)$", token):
+                section, token = m.group(1), m.group(2)
+            keys.add(f"{section}.{token}" if section else token)
+    return keys
+
+
+def test_inert_and_unbuilt_entries_are_schema_keys() -> None:
+    from marmot.config_schema import _lookup
+
+    for entry in [*INERT_KEYS, *NOT_BUILT]:
+        assert _lookup(entry) is not None, entry
+    assert not set(inert_keys()) & set(NOT_BUILT)
+    assert {"metastore.cache_size_mb", "replica.secret", "publisher.sinks", "vector_index.enabled"} <= set(
+        inert_keys())
+    assert "replica.enabled" not in inert_keys() and "publisher.enabled" not in inert_keys()
+
+
+def test_readme_lists_exactly_the_inert_keys_with_their_reasons() -> None:
+    assert _readme_table("### Accepted for compatibility, no effect") == INERT_KEYS
+
+
+def test_every_key_acts_or_is_listed_as_inert_or_not_built() -> None:
+    schema = {k for k in _all_keys() if "[]" not in k and not dataclasses.is_dataclass(value_at(Config(), k))}
+    acting = _acting_readme_keys()
+    listed = set(inert_keys()) | set(NOT_BUILT)
+    assert acting <= schema, acting - schema
+    assert not acting & listed, acting & listed
+    assert schema == acting | listed, schema - acting - listed
+
+
+def _attribute_reads() -> str:
+    return "\n".join(p.read_text() for p in SRC.rglob("*.py") if not p.name.startswith("config"))
+
+
+def test_inert_keys_are_not_read_and_acting_keys_are() -> None:
+    """A key wired into the node must leave INERT_KEYS, and a key nobody reads must join it: looks for
+    reads through a config object (``cfg.x``, ``rcfg.x``, ``mysql_cfg.x``, ``cfg.section.x``) outside
+    config*.py, for keys whose last name is unique in the schema (``enabled`` is everywhere)."""
+    code = _attribute_reads()
+    names = [k.rsplit(".", 1)[-1] for k in _all_keys()]
+    for key in _all_keys():
+        if "[]" in key or dataclasses.is_dataclass(value_at(Config(), key)):
+            continue
+        name = key.rsplit(".", 1)[-1]
+        if names.count(name) != 1 or key == "node_id":  # node_id: read by config.resolve_node_id
+            continue
+        read = re.search(rf"\b\w*cfg\.(?:\w+\.)?{name}\b", code) is not None
+        if key in inert_keys():
+            assert not read, f"{key} is listed as having no effect, but the node reads .{name}"
+        elif key not in NOT_BUILT:
+            assert read, f"{key} acts according to README.md, but nothing outside config*.py reads .{name}"
+
+
+def test_reference_config_says_which_keys_do_nothing() -> None:
+    comments = _reference_keys_and_comments()
+    for key in inert_keys():
+        if key == "publisher.sinks":  # a commented example, introduced by its own comment
+            assert "have no effect" in REFERENCE.read_text().split("\n[publisher]\n")[1].split("# [[publisher")[0]
+            continue
+        assert "No effect" in comments[key], f"config.toml: {key}'s comment must say it has no effect"
+    for key in NOT_BUILT:
+        assert "Not built yet" in comments[key], key
+    for key, comment in comments.items():
+        if "No effect" in comment:
+            assert key in inert_keys(), f"config.toml says {key} has no effect, but it is not in INERT_KEYS"
+
+
+def test_no_warning_for_inert_keys_left_at_their_defaults(tmp_path: Path) -> None:
+    assert load_config(REFERENCE, env=NO_ENV).warnings == []
+    cfg = load_text(tmp_path, "[metastore]\ncache_size_mb = 128\n[replication]\nread_timeout_ms = 2000\n")
+    assert cfg.warnings == [] and inert_keys_set(cfg) == []
+
+
+def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
+    text = (
+        "[cluster]\nstandalone = true\n[replication]\nread_timeout_ms = 5\n[metastore]\ncache_size_mb = 256\n"
+        '[[publisher.sinks]]\nname = "n"\ntype = "nats"\nnats_url = "nats://h:4222"\n'
+        "[vector_index]\nenabled = true\n"
+    )
+    cfg = load_text(tmp_path, text, env={"MARMOT_REPLICA_SECRET": "r"})
+    keys = ["cluster.standalone", "replication.read_timeout_ms", "metastore.cache_size_mb", "replica.secret",
+            "publisher.sinks", "vector_index.enabled"]
+    assert inert_keys_set(cfg) == keys
+    assert cfg.warnings == [", ".join(keys) + ": accepted for compatibility, no effect on this node "
+                            '(README.md, "Accepted for compatibility, no effect", says why for each)']
+    # a flag (override) counts as setting the key, too; other warnings stay separate
+    cfg = load_config(None, overrides={"coordinator.prepare_timeout_ms": 10,
+                                       "replication.gc_min_retention_hours": 1,
+                                       "replication.gc_max_retention_hours": 1}, env=NO_ENV)
+    assert len(cfg.warnings) == 2
+    assert cfg.warnings[0].startswith("replication.gc_max_retention_hours: ")
+    assert cfg.warnings[1].startswith("coordinator.prepare_timeout_ms: accepted for compatibility, no effect")
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("[publisher]\nenabled = true\n", {},
+         "publisher.enabled: the CDC publisher (row changes to Kafka / NATS) is not built yet; this node "
+         "cannot start with it set (remove it from the config)"),
+        # refused before the replica section is checked for completeness (follow_addresses, secret)
+        ("[replica]\nenabled = true\n", {}, "replica.enabled: replica mode (a read-only follower of a cluster) "
+         "is not built yet; this node cannot start with it set (remove it from the config)"),
+        ("", {"replica.follow_addresses": "a:1,b:2"}, "replica.follow_addresses: replica mode "
+         "(--follow-addresses: a read-only follower of a cluster) is not built yet; this node cannot start "
+         "with it set (remove it from the config and the command line)"),
+    ],
+)
+def test_unbuilt_modes_stop_startup(tmp_path: Path, text: str, overrides: dict, message: str) -> None:
+    err = error_of(tmp_path, text, overrides=overrides, refuse_unbuilt=True)
+    assert err.errors == [message]
+
+
+def test_unbuilt_modes_without_refusal() -> None:
+    """Tools that only read a config (no refuse_unbuilt) load these keys; the section rules still apply."""
+    assert unbuilt_modes(Config()) == []
+    cfg = load_config(None, overrides={"publisher.enabled": True}, env=NO_ENV)
+    assert cfg.publisher.enabled is True and [e.split(":")[0] for e in unbuilt_modes(cfg)] == ["publisher.enabled"]
+    with pytest.raises(ConfigError, match="replica.follow_addresses: required"):
+        load_config(None, overrides={"replica.enabled": True}, env=NO_ENV)
+
+
+def test_unbuilt_modes_name_every_key_set(tmp_path: Path) -> None:
+    text = '[replica]\nenabled = true\nfollow_addresses = ["a:1"]\nsecret = "s"\n[publisher]\nenabled = true\n'
+    err = error_of(tmp_path, text, refuse_unbuilt=True)
+    assert [e.split(":", 1)[0] for e in err.errors] == ["replica.enabled", "replica.follow_addresses",
+                                                        "publisher.enabled"]
+    assert load_text(tmp_path, "[replica]\nenabled = false\n", refuse_unbuilt=True).replica.enabled is False

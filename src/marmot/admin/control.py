@@ -2,9 +2,16 @@
 from storage, decommission of this node or (over RPC) of another one, table digests and replication
 lag (``replication/digest.py``, ``replication/anti_entropy.py``).
 
-Decommission of this node: it gossips LEAVING (peers stop counting on it), drains for
-``shutdown_grace_period_ms`` (in-flight client statements finish), then asks the node to stop. A cancel
-before the drain ends returns it to ALIVE.
+Decommission of this node: it gossips LEAVING (peers stop counting on it; its participant refuses new
+PREPAREs), drains until no transaction is in flight here (``Replication.in_flight``) or
+``shutdown_grace_period_ms`` has passed, whichever comes first, then gossips ``decommission = "done"`` in
+its membership metadata to every peer and asks the node to stop. A cancel before the drain ends returns
+it to ALIVE.
+
+Why the metadata: once the node is gone nobody can forward a status request to it, and its membership
+state alone (LEAVING, then SUSPECT/DEAD) cannot tell a finished decommission from a crash. Every member
+keeps the last metadata the node gossiped, so any of them can answer ``done`` for it. A restart of that
+node gossips fresh metadata (a higher incarnation), which clears the mark.
 """
 
 from __future__ import annotations
@@ -15,11 +22,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from marmot.cluster.rpc_common import RpcError
 from marmot.cluster.service import ClusterService
 from marmot.replication import digest
 from marmot.storage.databases import DatabaseManager
 
 log = logging.getLogger("marmot.admin")
+
+DECOMMISSION_KEY = "decommission"  # membership metadata: "done" once the node finished its drain
+DRAIN_POLL_S = 0.05  # how often a draining node looks at its in-flight transactions
+FORWARD_TIMEOUT_S = 5.0
+REFUSED = "refused"  # RPC error code of a forwarded command the target node refused (-> ValueError)
 
 
 class NodeControl:
@@ -74,6 +87,8 @@ class NodeControl:
     async def decommission(self, node_id: int) -> dict[str, Any]:
         self._known(node_id)
         if node_id != self.node_id:
+            if self._left(node_id):
+                raise ValueError("it has already been decommissioned (it left the cluster)")
             return await self._forward(node_id, "admin.decommission")
         if self._decommission is not None and not self._decommission.done():
             raise ValueError("decommission already running")
@@ -82,28 +97,52 @@ class NodeControl:
         self._decommission = asyncio.get_running_loop().create_task(self._drain_and_stop())
         return self._status()
 
+    def _pending(self) -> int:
+        return 0 if self.replication is None else int(self.replication.in_flight())
+
     async def _drain_and_stop(self) -> None:
-        await asyncio.sleep(self._grace_s)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._grace_s
+        while self._pending() > 0 and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL_S)
+        pending = self._pending()
+        if pending:
+            log.warning("decommission: %d transaction(s) still in flight after the %.0f s grace period; "
+                        "stopping anyway (their participants resolve them)", pending, self._grace_s)
         self._phase = "leaving"
-        log.info("decommissioned: stopping")
+        self.cluster.gossip.set_metadata(DECOMMISSION_KEY, "done")
+        await self.cluster.gossip.announce()
+        log.info("decommissioned: drained in %.2f s, stopping", loop.time() - started)
         self._phase = "done"
         self._request_stop()
 
     def _status(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "state": self.cluster.gossip.state,
                 "decommissioning": self._phase in ("draining", "leaving"), "phase": self._phase,
-                "pending_transactions": 0}
+                "pending_transactions": self._pending()}
+
+    def _left(self, node_id: int) -> bool:
+        """Node ``node_id`` finished a decommission (its last gossiped metadata says so)."""
+        return self.cluster.gossip.extra.get(node_id, {}).get(DECOMMISSION_KEY) == "done"
 
     async def decommission_status(self, node_id: int) -> dict[str, Any]:
         self._known(node_id)
-        if node_id != self.node_id:
-            return await self._forward(node_id, "admin.decommission_status")
-        return self._status()
+        if node_id == self.node_id:
+            return self._status()
+        if self._left(node_id):
+            return {"node_id": node_id, "state": self.cluster.gossip.state_of(node_id), "decommissioning": False,
+                    "phase": "done", "pending_transactions": 0}
+        return await self._forward(node_id, "admin.decommission_status")
 
     async def cancel_decommission(self, node_id: int) -> dict[str, Any]:
         self._known(node_id)
         if node_id != self.node_id:
+            if self._left(node_id):
+                raise ValueError("its decommission has already completed")
             return await self._forward(node_id, "admin.decommission_cancel")
+        if self._phase in ("leaving", "done"):  # "done" is already gossiped (or being gossiped)
+            raise ValueError("its decommission has already completed")
         if self._decommission is None or self._decommission.done():
             raise ValueError("no decommission to cancel")
         self._decommission.cancel()
@@ -112,8 +151,18 @@ class NodeControl:
         return self._status()
 
     async def _forward(self, node_id: int, method: str) -> dict[str, Any]:
+        """Run a decommission command on node ``node_id``. Its refusal comes back as ``ValueError`` (409);
+        not reaching it as ``ConnectionError`` (502), never as a bare ``RpcError`` (500)."""
         member = next(m for m in self.members() if m["node_id"] == node_id)
-        return await self.cluster.send(member["address"], method, {"node_id": node_id}, 5.0)
+        address = member.get("address") or ""
+        if not address:
+            raise ConnectionError(f"no known address for node {node_id}")
+        try:
+            return await self.cluster.send(address, method, {"node_id": node_id}, FORWARD_TIMEOUT_S)
+        except RpcError as err:
+            if err.code == REFUSED:
+                raise ValueError(err.message) from None
+            raise ConnectionError(f"node {node_id} at {address} did not answer ({err})") from None
 
     def register_rpc(self) -> None:
         """Serve the forwarded decommission commands for this node."""
@@ -121,7 +170,10 @@ class NodeControl:
 
         def handler(fn: Callable[[int], Any]) -> Callable[[Any, Any], Any]:
             async def call(payload: Any, _ctx: Any) -> Any:
-                return await fn(self.node_id)
+                try:
+                    return await fn(self.node_id)
+                except ValueError as err:  # the forwarding node answers 409 with this reason
+                    raise RpcError(REFUSED, str(err)) from None
 
             return call
 

@@ -142,8 +142,7 @@ class Gossip:
         self._stopped = True
         if leaving and self._started and self.m.state in (ALIVE, JOINING):
             self.m.set_leaving()
-            targets = [m for m in self.m.peers() if m.address and m.state not in (DEAD, REMOVED)]
-            await asyncio.gather(*(self._gossip_with(m) for m in targets), return_exceptions=True)
+            await self.announce()
         tasks = self._tasks + list(self._inflight.values())
         for t in tasks:
             t.cancel()
@@ -151,6 +150,12 @@ class Gossip:
         self._tasks.clear()
         self._inflight.clear()
         await self._persist(force=True)
+
+    async def announce(self) -> None:
+        """Gossip this node's view to every reachable peer now, not at the next round: a node about to
+        stop uses it so that its last state (LEAVING) and metadata reach everyone before it goes."""
+        targets = [m for m in self.m.peers() if m.address and m.state not in (DEAD, REMOVED)]
+        await asyncio.gather(*(self._gossip_with(m) for m in targets), return_exceptions=True)
 
     # ---- queries and commands --------------------------------------------------------------------
 

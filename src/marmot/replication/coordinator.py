@@ -112,6 +112,11 @@ class Coordinator:
     def state_of(self, txn: int) -> tuple[str, Timestamp | None]:
         return self._states.get(txn, ("unknown", None))
 
+    def sending(self) -> int:
+        """Decisions (COMMIT, REPLAY, ABORT) and settlements still on their way to peers: a draining node
+        waits for them before it stops (admin/control.py)."""
+        return len(self._background)
+
     def _set_state(self, txn: int, state: str, ts: Timestamp | None = None) -> None:
         self._states[txn] = (state, ts)
         if len(self._states) > _RECENT:

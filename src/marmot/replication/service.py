@@ -149,6 +149,12 @@ class Replication:
             return False
         return True
 
+    def in_flight(self) -> int:
+        """Transactions this node still has a part in: prepared here and not yet committed or aborted
+        (its own coordinator's included, from its local PREPARE to its local apply), plus decisions still
+        being sent to peers. A decommissioned node drains until this is 0 (admin/control.py)."""
+        return len(self.participant.prepared) + self.coordinator.sending()
+
     def _database_created(self, name: str) -> None:
         self.participant.signal_schema_change()
         self._publish_schema_versions()
