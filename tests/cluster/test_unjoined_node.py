@@ -88,15 +88,25 @@ def health_cli(node: NodeProcess, secret: str = SECRET) -> subprocess.CompletedP
                            "--secret", secret], capture_output=True, text=True, timeout=60, cwd=str(REPO))
 
 
-def health_json(node: NodeProcess) -> tuple[int, dict]:
+def health_json(node: NodeProcess, secret: str = SECRET) -> tuple[int, dict]:
     """``GET /admin/cluster/health``: (status, body), the 503 of an unhealthy node included."""
     req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}/admin/cluster/health",
-                                 headers={"X-Marmot-Secret": SECRET})
+                                 headers={"X-Marmot-Secret": secret})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+def wait_join_failure(node: NodeProcess, seed: str, reason: str, secret: str = SECRET) -> None:
+    """Until ``node``'s last join round found ``reason`` at ``seed`` (a round that merely timed out on a
+    loaded machine is retried within a second)."""
+    def seen() -> bool:
+        status, body = health_json(node, secret)
+        return status == 503 and body["join"]["failures"][seed].startswith(reason)
+
+    wait_for(seen, what=f"join failure {reason!r} at {seed}")
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
@@ -118,7 +128,7 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
     seed_port = free_port()  # nothing listens here until the test starts the seed node
     seed_addr = f"127.0.0.1:{seed_port}"
     n2 = start(nodes, configure(tmp_path / "n2", 2, seeds=[seed_addr]))
-
+    wait_join_failure(n2, seed_addr, "connection refused")
     for sql in ("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)", "CREATE DATABASE other",
                 "CREATE TABLE t1 (id INT PRIMARY KEY) /*+ MARMOT_CONSISTENCY(ONE) */"):
         msg = refused(n2, sql)
@@ -148,7 +158,7 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
         c.close()
     wait_for(lambda: query(n1, "SELECT id, v FROM t") == ((1, "after the join"),), what="row on the seed")
     assert "joined the cluster" in n2.log()
-    assert health_cli(n2).returncode == 0
+    wait_for(lambda: health_cli(n2).returncode == 0, what="n2 healthy (ALIVE once caught up, with quorum)")
 
     # n2 has joined: restarted alone it knows the 2-node membership, is no longer "not joined", and
     # refuses QUORUM writes by the ordinary quorum rule while ONE writes go on
@@ -164,6 +174,7 @@ def test_wrong_cluster_secret_refuses_writes_naming_the_seed(tmp_path: Path, nod
     n1 = start(nodes, configure(tmp_path / "n1", 1, seeds=[]))
     seed_addr = f"127.0.0.1:{n1.grpc_port}"
     n2 = start(nodes, configure(tmp_path / "n2", 2, seeds=[seed_addr], secret="a-typo-in-the-secret"))
+    wait_join_failure(n2, seed_addr, "authentication failed", secret="a-typo-in-the-secret")
     msg = refused(n2, "CREATE TABLE t (id INT PRIMARY KEY)")
     assert f"seed {seed_addr}: authentication failed" in msg and "cluster secret" in msg, msg
     got = health_cli(n2, secret="a-typo-in-the-secret")
@@ -189,6 +200,7 @@ def test_former_single_node_with_unreachable_seed_refuses_dml_and_reads(tmp_path
     dead = f"127.0.0.1:{free_port()}"
     n.config_path.write_text(n.config_path.read_text().replace("seed_nodes = []", f'seed_nodes = ["{dead}"]'))
     n.start()
+    wait_join_failure(n, dead, "connection refused")
     for sql in ("INSERT INTO t VALUES (2, 'x')", "UPDATE t SET v = 'y' WHERE id = 1", "DELETE FROM t",
                 "INSERT /*+ MARMOT_CONSISTENCY(ONE) */ INTO t VALUES (3, 'one')",
                 "INSERT /*+ MARMOT_CONSISTENCY(ALL) */ INTO t VALUES (4, 'all')"):
