@@ -137,7 +137,8 @@ class Node:
             snapshot_opts={"stream": self.cluster.stream, "snapshot_threshold": rcfg.delta_sync_threshold_transactions,
                            "snapshot_threshold_seconds": float(rcfg.delta_sync_threshold_seconds),
                            "chunk_size": rcfg.stream_chunk_size_kb * 1024, "progress_bar": True,
-                           "restore_timeout": float(rcfg.snapshot_restore_timeout_seconds)})
+                           "restore_timeout": float(rcfg.snapshot_restore_timeout_seconds)},
+            not_joined=gossip.join_status.refusal)
         self.replication.before_replace = self.engine.release_database
         self.replication.before_drop = self.engine.forget_database
         control.replication = self.replication  # digest and lag routes

@@ -43,6 +43,7 @@ class FakeControl:
         self.calls: list[tuple[str, int]] = []
         self.dbs = [{"name": "marmot", "size_bytes": 8192, "tables": 3},
                     {"name": "app", "size_bytes": 65536, "tables": 12}]
+        self.join: dict[str, Any] = {"joined": True, "seeds": ["127.0.0.1:8080"]}
 
     def members(self) -> list[dict[str, Any]]:
         return [{"node_id": n, "address": f"127.0.0.1:{8080 + n - 1}", "state": s, "incarnation": n,
@@ -58,6 +59,9 @@ class FakeControl:
 
     def has_quorum(self) -> bool:
         return len(self.alive_members()) >= quorum_size(self.total_members())
+
+    def join_status(self) -> dict[str, Any]:
+        return dict(self.join)
 
     def _maybe_async(self, value: Any) -> Any:
         if not self.async_io:
@@ -279,7 +283,8 @@ def test_health_200_when_alive_with_quorum() -> None:
     r = call(FakeControl(), "GET", "/admin/cluster/health", headers=auth())
     assert r.status == 200
     assert r.json == {"node_id": 1, "state": "ALIVE", "ok": True, "total": 3, "alive": 2, "alive_nodes": [1, 2],
-                      "quorum_size": 2, "has_quorum": True, "reasons": []}
+                      "quorum_size": 2, "has_quorum": True, "join": {"joined": True, "seeds": ["127.0.0.1:8080"]},
+                      "reasons": []}
 
 
 def test_health_503_without_quorum() -> None:
@@ -300,6 +305,20 @@ def test_health_503_while_joining_or_leaving_even_with_quorum() -> None:
         assert r.json["state"] == state.name
         assert r.json["has_quorum"] is True
         assert r.json["reasons"] == [f"node state is {state.name}"]
+
+
+def test_health_503_first_reason_not_joined_and_cli_lists_the_seeds() -> None:
+    control = FakeControl(node_id=3)
+    control.state = {3: NodeState.JOINING}
+    why = "node 3 has not joined a cluster: no seed admitted it (seed 127.0.0.1:9: connection refused); ..."
+    control.join = {"joined": False, "seeds": ["127.0.0.1:9"], "failures": {"127.0.0.1:9": "connection refused"},
+                    "attempts": 4, "last_attempt_ms_ago": 120, "not_joined_for_s": 3.5, "reason": why}
+    r = call(control, "GET", "/admin/cluster/health", headers=auth())
+    assert r.status == 503
+    assert r.json["join"] == control.join
+    assert r.json["reasons"][0] == why
+    text = client.format_health(r.json)
+    assert "NOT JOINED after 4 attempts" in text and "seed 127.0.0.1:9: connection refused" in text
 
 
 def test_health_503_when_self_is_not_listed() -> None:

@@ -193,6 +193,57 @@ def test_all_seeds_down_joins_later_in_the_background(tmp_path: Path) -> None:
     run(t, tmp_path)
 
 
+def test_unjoined_node_is_no_member_until_a_seed_admits_it(tmp_path: Path) -> None:
+    async def t(c: Cluster) -> None:
+        g2 = await c.start(2, [1, 9])  # neither seed is up
+        status = g2.join_status
+        assert not status.member and status.attempts >= 1
+        why = status.refusal()
+        assert why is not None and "node 2 has not joined a cluster" in why
+        assert f"seed {addr(1)}: connection refused" in why and f"seed {addr(9)}: connection refused" in why
+        assert g2.join_status.as_json()["failures"] == {addr(1): "connection refused", addr(9): "connection refused"}
+        await wait_until(lambda: status.attempts >= 3, 5, "the join to be retried")
+        g1 = await c.start(1)
+        await wait_until(lambda: status.member, 5, "a seed to admit node 2")
+        assert status.refusal() is None and status.as_json() == {"joined": True, "seeds": [addr(1), addr(9)]}
+        await wait_until(lambda: converged([g1, g2], 2), 5, "late join")
+
+    run(t, tmp_path)
+
+
+def test_mutual_seeds_bootstrap_into_one_cluster(tmp_path: Path) -> None:
+    async def t(c: Cluster) -> None:
+        g1 = await c.start(1, [2])  # every node lists the other: nobody is a deliberate cluster of one
+        assert not g1.join_status.member
+        g2 = await c.start(2, [1])  # admitted by node 1, which then retries node 2 and is admitted too
+        assert g2.join_status.member
+        await wait_until(lambda: g1.join_status.member, 5, "node 1 to join through node 2")
+        await wait_until(lambda: converged([g1, g2], 2), 5, "convergence")
+
+    run(t, tmp_path)
+
+
+def test_no_seeds_and_former_members_are_members(tmp_path: Path) -> None:
+    async def t(c: Cluster) -> None:
+        g1 = await c.start(1)
+        assert g1.join_status.member and g1.join_status.refusal() is None
+        await c.start(2, [1])
+        await wait_until(lambda: converged([g1, c.nodes[2]], 2), 5, "join")
+        await c.crash(1)
+        await c.crash(2)
+        g2 = await c.start(2, [1])  # the seed is down, but node 2 remembers its cluster
+        assert g2.join_status.member and g2.join_status.refusal() is None
+        assert g2.state == JOINING and g2.total_members() == 2 and not g2.has_quorum()
+        await c.crash(2)
+        g3 = await c.start(3, [1])  # never admitted anywhere ...
+        assert not g3.join_status.member
+        await c.crash(3)
+        g3 = await c.start(3, [1])  # ... and not after a restart either (its view holds only itself)
+        assert not g3.join_status.member
+
+    run(t, tmp_path)
+
+
 # ---- failure detection and restart ---------------------------------------------------------------
 
 

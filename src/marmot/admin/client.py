@@ -158,6 +158,10 @@ def format_health(obj: dict[str, Any]) -> str:
              f"  state:  {obj.get('state', '?')}",
              f"  quorum: {obj.get('alive', '?')} of {obj.get('total', '?')} members alive, "
              f"{obj.get('quorum_size', '?')} needed: {'OK' if obj.get('has_quorum') else 'NO QUORUM'}"]
+    join = obj.get("join") or {}
+    if join.get("joined") is False:
+        lines.append(f"  join:   NOT JOINED after {join.get('attempts', '?')} attempts; still retrying")
+        lines += [f"    seed {seed}: {why}" for seed, why in (join.get("failures") or {}).items()]
     lines += [f"  reason: {r}" for r in obj.get("reasons") or []]
     return "\n".join(lines)
 

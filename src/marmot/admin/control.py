@@ -64,6 +64,10 @@ class NodeControl:
     def has_quorum(self) -> bool:
         return self.cluster.gossip.has_quorum()
 
+    def join_status(self) -> dict[str, Any]:
+        """Member of a cluster yet, and if not, what each seed said (``cluster/join.py``)."""
+        return self.cluster.gossip.join_status.as_json()
+
     def gossip_stats(self) -> dict[str, int]:
         """The membership driver's running totals (rounds, failures, probes), for /metrics."""
         return dict(self.cluster.gossip.stats)

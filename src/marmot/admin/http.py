@@ -72,6 +72,11 @@ class ClusterControl(Protocol):
 
     def has_quorum(self) -> bool: ...
 
+    def join_status(self) -> dict[str, Any]:
+        """``{joined: bool, seeds: [...]}``; while not joined also ``failures: {seed: reason}``,
+        ``attempts``, ``last_attempt_ms_ago``, ``not_joined_for_s`` and ``reason`` (the writes' 1105)."""
+        ...
+
     def remove(self, node_id: int) -> Maybe[None]: ...
 
     def allow(self, node_id: int) -> Maybe[None]: ...
@@ -276,8 +281,12 @@ class _Handlers:
         if not info["has_quorum"]:
             reasons.append(f"no quorum: {info['alive']} of {info['total']} members alive, "
                            f"{info['quorum_size']} needed")
+        join = self.control.join_status()
+        if not join.get("joined", True):
+            reasons.insert(0, str(join.get("reason") or "not joined to a cluster"))
         ok = not reasons
-        body = {"node_id": self.control.node_id, "state": state, "ok": ok, **info, "reasons": reasons}
+        body = {"node_id": self.control.node_id, "state": state, "ok": ok, **info, "join": join,
+                "reasons": reasons}
         return json_response(body, status=200 if ok else 503)
 
     async def decommission_status(self, request: web.Request) -> web.Response:

@@ -18,7 +18,10 @@ Tasks while running (each survives any exception in one iteration; bad payloads 
   without any ack the member becomes SUSPECT once it has been silent for ``suspect_timeout_ms``.
 * **promotion loop**: while this node is JOINING and has joined, polls ``ready_check()`` every
   interval; True -> ALIVE.
-* **join loop** (only when no seed answered at start): retries the seeds with backoff.
+* **join loop** (only when no seed answered at start): retries the seeds with backoff; a join request
+  from another node cuts the wait short (a peer that reached us may be one of our seeds coming up).
+  Every round's per-seed failures go to ``join_status`` (``join.py``), which decides whether this node
+  is a member of a cluster at all and so whether it may write.
 
 ``on_change(node_id, old_state, new_state)`` is called for every state change, own state included
 (``old_state`` is ``""`` for a member seen for the first time). It runs synchronously on the event
@@ -36,6 +39,7 @@ Message payloads (all maps; ``nodes`` are membership entries as described in ``m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -43,6 +47,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from marmot.cluster import membership_store as store
+from marmot.cluster.join import JoinStatus, describe_failure
 from marmot.cluster.membership import (
     ALIVE,
     DEAD,
@@ -96,6 +101,8 @@ class Gossip:
         self._joined = not self._seeds
         self._was_member = False
         self.join_error: str | None = None
+        self.join_status = JoinStatus(node_id, self._seeds, clock=clock)
+        self._join_now: asyncio.Event | None = None  # set: retry the seeds now (created on the loop)
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._started = False
@@ -123,12 +130,13 @@ class Gossip:
         if snap is not None:
             restored = self.m.restore(snap, self.clock())
             self._was_member = restored > 0
+            if self.m.peers():  # REMOVED peers included: it was admitted once, whatever became of them
+                self.join_status.restored_member()
             log.info("node %d: restored membership view with %d peers, incarnation %d", self.node_id,
                      restored, self.m.incarnation)
         await self._persist(force=True)
+        self._join_now = asyncio.Event()
         if self._seeds and not await self._join_round():
-            log.warning("node %d: no seed answered (%s); retrying in the background, JOINING meanwhile",
-                        self.node_id, ", ".join(self._seeds))
             self._spawn(self._join_loop())
         self._started = True
         self._spawn(self._loop(self._gossip_round))
@@ -266,6 +274,8 @@ class Gossip:
             return {"ok": False, "error": msg, "fatal": fatal}
         self.m.accept_join(nid, addr, inc, self.clock())
         self.stats["join_accepted"] += 1
+        if not self._joined and self._join_now is not None:
+            self._join_now.set()
         log.info("node %d: node %d at %s joins (incarnation %d)", self.node_id, nid, addr,
                  self.m.get(nid).incarnation)  # type: ignore[union-attr]
         return {"ok": True, "node_id": self.node_id, "nodes": self.m.view()}
@@ -279,12 +289,15 @@ class Gossip:
                                        return_exceptions=True)
         admitted = False
         fatal: list[str] = []
+        status = self.join_status
         for seed, reply in zip(self._seeds, replies, strict=True):
             if isinstance(reply, BaseException):
                 log.debug("node %d: seed %s: join failed: %r", self.node_id, seed, reply)
+                status.failed(seed, describe_failure(reply))
                 continue
             if not isinstance(reply, dict):
                 self._warn(f"join-reply-{seed}", "node %d: seed %s sent a malformed join reply", self.node_id, seed)
+                status.failed(seed, f"malformed join reply: {reply!r:.100}")
                 continue
             if reply.get("ok") is True and isinstance(reply.get("nodes"), list):
                 src = reply.get("node_id")
@@ -292,24 +305,35 @@ class Gossip:
                 admitted = True
                 continue
             err = str(reply.get("error", "no reason given"))
+            status.failed(seed, f"refused by the cluster: {err}")
             if reply.get("fatal"):
                 fatal.append(f"seed {seed}: {err}")
             else:
                 log.info("node %d: seed %s did not admit us: %s", self.node_id, seed, err)
         if fatal:
+            status.round_failed()  # the error below says it, every time
             self.join_error = f"node {self.node_id} at {self.address} was refused by the cluster: " + "; ".join(fatal)
             log.error("%s", self.join_error)
             raise MembershipError(self.join_error)
         if admitted:
             self._joined = True
             self.join_error = None
+            status.admitted()
             log.info("node %d: joined the cluster (%d members known)", self.node_id, self.m.total_members())
-        return admitted
+            return True
+        if status.round_failed():
+            what = "writes and DDL are refused meanwhile" if not status.member else "JOINING meanwhile"
+            log.warning("node %d: no seed admitted this node (%s); retrying in the background, %s",
+                        self.node_id, status.summary(), what)
+        return False
 
     async def _join_loop(self) -> None:
         delay = self.interval
         while not self._joined and not self._stopped:
-            await asyncio.sleep(delay)
+            assert self._join_now is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._join_now.wait(), delay)
+            self._join_now.clear()
             if self._joined or self._stopped:
                 return
             try:

@@ -552,6 +552,8 @@ class RpcClient:
             elif isinstance(exc, TimeoutError):
                 err = RpcError("unavailable", f"cannot connect to {self.address}: "
                                f"no handshake within {self.connect_timeout}s")
+            elif isinstance(exc, ConnectionRefusedError):  # asyncio says "Connect call failed (host, port)"
+                err = RpcError("unavailable", f"cannot connect to {self.address}: connection refused")
             else:
                 err = RpcError("unavailable", f"cannot connect to {self.address}: {exc}")
             self._backoff = min(self.max_backoff, self._backoff * 2 if self._backoff else self.initial_backoff)

@@ -2,6 +2,9 @@
 
 ``replicate(...)``:
 
+0. **Joined?** A node with seeds that no seed has admitted yet (``cluster/join.py``) refuses every
+   write, at every level, with 1105 naming the seeds and why each failed: its membership of one is
+   not a cluster.
 1. **Quorum check first.** Alive members (this node included) and the total membership (every member
    not REMOVED, persisted across restarts) give the acks needed: ONE/LOCAL_ONE 1, TWO 2, THREE 3,
    QUORUM ⌊total/2⌋+1, ALL total. Too few alive → 1105 before anything is sent.
@@ -47,6 +50,7 @@ from marmot.replication import messages as m
 from marmot.replication.errors import (
     CommitIncomplete,
     CommitUnknown,
+    NotJoined,
     QuorumNotReached,
     Rejected,
     TransactionAborted,
@@ -88,7 +92,8 @@ class Coordinator:
                  peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
                  write_timeout: float, ddl_timeout: float, metrics: Any = None,
                  send_stream: Send | None = None, stream_chunk: int = 1 << 20,
-                 members: Callable[[], list[int]] | None = None) -> None:
+                 members: Callable[[], list[int]] | None = None,
+                 not_joined: Callable[[], str | None] | None = None) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.participant = participant
@@ -97,6 +102,7 @@ class Coordinator:
         self.total_members = total_members
         # every member but REMOVED ones, this node excluded (None: not known, e.g. unit tests' default)
         self.members = members
+        self.not_joined = not_joined  # why this node is in no cluster yet (None: it is, or unknown)
         self.write_timeout = write_timeout
         self.ddl_timeout = ddl_timeout
         self._states: OrderedDict[int, tuple[str, Timestamp | None]] = OrderedDict()
@@ -136,6 +142,8 @@ class Coordinator:
         (this node's participant then skips decoding its own coordinator's message). ``table_schemas``:
         DML's schema fingerprint of every table it changes, as planned; ``ddl_tables``: the tables a DDL
         changes (participants scope its intents to them)."""
+        if self.not_joined is not None and (why := self.not_joined()) is not None:
+            raise NotJoined(why)
         peers = self.peers()
         total = max(self.total_members(), 1)
         need = required_acks(level, total)

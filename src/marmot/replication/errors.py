@@ -29,6 +29,11 @@ class QuorumNotReached(ReplicationError):
     """Too few nodes acknowledged the PREPARE: the transaction was aborted everywhere."""
 
 
+class NotJoined(ReplicationError):
+    """This node has seeds but none has admitted it into a cluster yet (``cluster/join.py``): it refuses
+    every write at every level rather than make data no cluster knows about."""
+
+
 class CommitIncomplete(ReplicationError):
     """The transaction was decided and applied here, but fewer nodes than the consistency level requires
     confirmed the COMMIT in time; the rest get it from anti-entropy."""

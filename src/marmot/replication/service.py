@@ -45,8 +45,8 @@ class Replication:
                  metrics: Any = None, publish_schema: Callable[[dict[str, int]], None] | None = None,
                  anti_entropy_interval: float | None = 30.0, gc_interval: float = 60.0,
                  gc_min_retention_h: float = 2.0, gc_max_retention_h: float = 24.0,
-                 members: Callable[[], list[int]] | None = None, snapshot_opts: dict[str, Any] | None = None
-                 ) -> None:
+                 members: Callable[[], list[int]] | None = None, snapshot_opts: dict[str, Any] | None = None,
+                 not_joined: Callable[[], str | None] | None = None) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.databases = databases
@@ -63,7 +63,7 @@ class Replication:
         self.coordinator = Coordinator(node_id, hlc, self.participant, send, peers=peers,
                                        total_members=total_members, write_timeout=write_timeout,
                                        ddl_timeout=ddl_timeout, metrics=metrics, send_stream=send_stream,
-                                       stream_chunk=stream_chunk, members=members)
+                                       stream_chunk=stream_chunk, members=members, not_joined=not_joined)
         self.participant.coordinator_state = self._coordinator_state
         self._resolver: asyncio.Task[None] | None = None
         # None: [replication] enable_anti_entropy = false (this node still serves its log to peers)
