@@ -49,7 +49,7 @@ def listen_error(what: str, host: str, port: int, err: OSError) -> StartupError:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this PID exists (one we may not signal counts as alive)."""
+    """Whether a process with this PID runs (one we may not signal counts; a zombie, exited, does not)."""
     if pid <= 0:
         return False
     try:
@@ -57,8 +57,12 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True  # no /proc: trust kill()
+    return not any(line.startswith("State:") and "Z" in line.split()[1:2] for line in status.splitlines())
 
 
 def _read_pid(path: Path) -> int | None:

@@ -51,6 +51,7 @@ class MySQLServer:
         self.unix_socket = unix_socket
         self.unix_socket_perm = unix_socket_perm
         self._servers: list[asyncio.AbstractServer] = []
+        self._unix_bound = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -71,6 +72,7 @@ class MySQLServer:
                                                      str(path))
             except OSError as err:
                 raise StartupError(f"cannot listen on unix socket {path}: {err.strerror or err}") from None
+            self._unix_bound = True
             os.chmod(path, self.unix_socket_perm)
             self._servers.append(unix)
             log.info("MySQL protocol listening on unix socket %s", path)
@@ -85,5 +87,6 @@ class MySQLServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(srv.wait_closed(), timeout=5)
         self._servers.clear()
-        if self.unix_socket and Path(self.unix_socket).exists():
+        if self._unix_bound and Path(self.unix_socket).exists():  # never the socket of another server
             Path(self.unix_socket).unlink()
+        self._unix_bound = False
