@@ -1,8 +1,8 @@
 """One Marmot node built from a Config: the only module that knows every part.
 
-Start order: the data directory lock (``marmot.startup``: one process per data directory), storage (databases open, default database created) -> engine context (ids, variables,
-plan cache) -> cluster (shared RPC + HTTP port with the admin API and /metrics, gossip membership) ->
-MySQL listeners. Stop order is the reverse: stop accepting and close client connections (their open
+Start order: the data directory lock (``marmot.startup``: one process per data directory) -> storage
+(databases open, default database created) -> engine context (ids, variables, plan cache) -> cluster
+(shared RPC + HTTP port with the admin API and /metrics, gossip membership) -> MySQL listeners. Stop order is the reverse: stop accepting and close client connections (their open
 transactions roll back), leave the cluster, then checkpoint every WAL into its database file.
 """
 
