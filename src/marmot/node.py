@@ -2,8 +2,9 @@
 
 Start order: the data directory lock (``marmot.startup``: one process per data directory) -> storage
 (databases open, default database created) -> engine context (ids, variables, plan cache) -> cluster
-(shared RPC + HTTP port with the admin API and /metrics, gossip membership) -> MySQL listeners. Stop order is the reverse: stop accepting and close client connections (their open
-transactions roll back), leave the cluster, then checkpoint every WAL into its database file.
+(shared RPC + HTTP port with the admin API and /metrics, gossip membership) -> MySQL listeners. Stop
+order is the reverse: stop accepting and close client connections (their open transactions roll back),
+leave the cluster, then checkpoint every WAL into its database file, then release the lock.
 """
 
 from __future__ import annotations
