@@ -1,4 +1,7 @@
 # Shared helpers for the example scripts (sourced, not run).
+# Every node N lives in $RUN_DIR/node-N: its config.toml, data/, marmot.log and marmot.pid. The PID file is
+# written by marmot itself once the node serves and removed by it on exit, so "running" below means: the
+# PID file names a live process.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MARMOT="${MARMOT:-$REPO/.venv/bin/marmot}"
@@ -10,8 +13,43 @@ if [ ! -x "$MARMOT" ]; then
   exit 1
 fi
 
-# start_node ID MYSQL_PORT CLUSTER_PORT [SEED_ADDR...]: write its config, start it in the background
-start_node() {
+# node_pid ID: print the PID of node ID if it runs (its PID file names a live process), else nothing
+node_pid() {
+  local pidfile="$RUN_DIR/node-$1/marmot.pid" pid
+  [ -f "$pidfile" ] || return 0
+  pid="$(cat "$pidfile" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 0
+  grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null || echo "$pid"  # a zombie has exited
+}
+
+# node_ids: the ids of every node these scripts have set up under $RUN_DIR, in order
+node_ids() {
+  local dir
+  for dir in "$RUN_DIR"/node-*/; do
+    [ -f "$dir/config.toml" ] || continue
+    dir="${dir%/}"; echo "${dir##*-}"
+  done | sort -n
+}
+
+# config_value ID KEY: the first `KEY = value` of node ID's config (ports), without quotes
+config_value() {
+  sed -n "s/^$2 = \"\{0,1\}\([^\"]*\)\"\{0,1\}$/\1/p" "$RUN_DIR/node-$1/config.toml" | head -n 1
+}
+
+# describe_node ID: one line saying where node ID listens and whether it runs
+describe_node() {
+  local id="$1" pid dir="$RUN_DIR/node-$1"
+  pid="$(node_pid "$id")"
+  local where="MySQL 127.0.0.1:$(config_value "$id" port), cluster 127.0.0.1:$(config_value "$id" grpc_port)"
+  if [ -n "$pid" ]; then
+    echo "node $id: running, pid $pid, $where, log $dir/marmot.log"
+  else
+    echo "node $id: not running ($where, log $dir/marmot.log)"
+  fi
+}
+
+# write_config ID MYSQL_PORT CLUSTER_PORT [SEED_ADDR...]: the node's config file
+write_config() {
   local id="$1" mysql_port="$2" cluster_port="$3"; shift 3
   local dir="$RUN_DIR/node-$id" seeds=""
   mkdir -p "$dir"
@@ -32,23 +70,92 @@ port = $mysql_port
 format = "console"
 file = "$dir/marmot.log"
 TOML
-  "$MARMOT" --config "$dir/config.toml" -daemon -pid-file "$dir/marmot.pid"
-  for _ in $(seq 1 100); do [ -s "$dir/marmot.pid" ] && break; sleep 0.1; done
-  echo "node $id: MySQL 127.0.0.1:$mysql_port, cluster 127.0.0.1:$cluster_port, pid $(cat "$dir/marmot.pid"), log $dir/marmot.log"
 }
 
-# stop_nodes: SIGTERM exactly the processes whose PID files this script family wrote, then wait
+# launch_node ID: start node ID from its config in the background; marmot -daemon returns once the node
+# serves (0) or has failed (non-zero, its error on stderr)
+launch_node() {
+  local id="$1" dir="$RUN_DIR/node-$1"
+  if ! "$MARMOT" --config "$dir/config.toml" -daemon -pid-file "$dir/marmot.pid"; then
+    echo "node $id did not start (log: $dir/marmot.log)" >&2
+    return 1
+  fi
+  describe_node "$id"
+}
+
+# start_node ID MYSQL_PORT CLUSTER_PORT [SEED_ADDR...]: write its config and start it, unless it runs
+start_node() {
+  local id="$1" pid
+  pid="$(node_pid "$id")"
+  if [ -n "$pid" ]; then
+    echo "node $id already runs (pid $pid): left as it is"
+    return 0
+  fi
+  write_config "$@"
+  launch_node "$id"
+}
+
+# stop_node ID: SIGTERM the process node ID's PID file names, and wait for it to exit
+stop_node() {
+  local id="$1" pidfile="$RUN_DIR/node-$1/marmot.pid" pid
+  pid="$(node_pid "$id")"
+  if [ -z "$pid" ]; then
+    rm -f "$pidfile"  # stale: its process is gone
+    return 1
+  fi
+  kill -TERM "$pid"
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "pid $pid ($pidfile) has not exited after 30 s; left running" >&2
+    return 2
+  fi
+  echo "stopped pid $pid ($pidfile)"
+}
+
+# stop_nodes: stop exactly the processes whose PID files these scripts' nodes wrote
 stop_nodes() {
-  local found=0
-  for pidfile in "$RUN_DIR"/node-*/marmot.pid; do
-    [ -f "$pidfile" ] || continue
-    local pid; pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" && found=1
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      echo "stopped pid $pid ($pidfile)"
-    fi
-    rm -f "$pidfile"
+  local found=0 id rc
+  for id in $(node_ids); do
+    rc=0; stop_node "$id" || rc=$?
+    if [ "$rc" = 0 ]; then found=1; elif [ "$rc" = 2 ]; then return 1; fi
   done
   [ "$found" = 1 ] || echo "no running nodes under $RUN_DIR"
+}
+
+# status_nodes: one line per node; exit 0 when every node runs, 3 when some (or all) do not
+status_nodes() {
+  local ids id all=0
+  ids="$(node_ids)"
+  if [ -z "$ids" ]; then echo "no nodes under $RUN_DIR"; return 3; fi
+  for id in $ids; do
+    describe_node "$id"
+    [ -n "$(node_pid "$id")" ] || all=3
+  done
+  return "$all"
+}
+
+# restart_node ID: stop node ID if it runs, then start it again on its existing config
+restart_node() {
+  local id="$1" rc=0
+  if [ ! -f "$RUN_DIR/node-$id/config.toml" ]; then
+    echo "node $id was never started under $RUN_DIR" >&2
+    return 1
+  fi
+  stop_node "$id" || rc=$?
+  [ "$rc" != 2 ] || return 1
+  launch_node "$id"
+}
+
+# common_command ARGS...: handle `stop`, `status` and `restart N` (shared by every script); returns 1 when
+# ARGS is none of them, else exits with the command's status
+common_command() {
+  local rc=0
+  case "${1:-}" in
+    stop) stop_nodes || rc=$?; exit "$rc" ;;
+    status) status_nodes || rc=$?; exit "$rc" ;;
+    restart)
+      if [ $# -ne 2 ] || ! [[ "$2" =~ ^[0-9]+$ ]]; then echo "usage: $0 restart N" >&2; exit 2; fi
+      restart_node "$2" || rc=$?; exit "$rc" ;;
+  esac
+  return 1
 }

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
-from pathlib import Path
 
 from marmot import __version__
-from marmot.config import ConfigError, load_config
+from marmot.config import Config, ConfigError, load_config
+from marmot.daemon import Readiness, daemonize
 from marmot.logsetup import configure_logging
+from marmot.startup import PidFile, StartupError, exposure_warnings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,10 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     flag("data-dir", metavar="DIR", help="directory of the SQLite files (overrides data_dir)")
     flag("mysql-port", type=int, metavar="PORT", help="MySQL protocol port (overrides [mysql] port)")
     flag("grpc-port", type=int, metavar="PORT", help="cluster port (overrides [cluster] grpc_port)")
+    flag("bind-address", metavar="ADDR",
+         help="address both listeners bind to (overrides [mysql] bind_address and [cluster] grpc_bind_address; "
+              "default 127.0.0.1)")
     flag("follow-addresses", metavar="ADDRS",
          help="comma-separated cluster addresses a replica follows (replica mode is not built yet: refused)")
-    flag("daemon", action="store_true", help="run in the background (detach from the terminal)")
-    flag("pid-file", metavar="PATH", help="write the process id to PATH")
+    flag("daemon", action="store_true",
+         help="run in the background; the command waits until the node serves (exit 0) or fails (exit 1)")
+    flag("pid-file", metavar="PATH",
+         help="write the process id to PATH once the node serves; refuse to start if PATH names a running process")
     p.add_argument("--version", action="version", version=f"marmot {__version__}")
     return p
 
@@ -53,21 +58,12 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
         out["mysql.port"] = args.mysql_port
     if args.grpc_port is not None:
         out["cluster.grpc_port"] = args.grpc_port
+    if args.bind_address is not None:
+        out["mysql.bind_address"] = args.bind_address
+        out["cluster.grpc_bind_address"] = args.bind_address
     if args.follow_addresses:
         out["replica.follow_addresses"] = [a.strip() for a in args.follow_addresses.split(",") if a.strip()]
     return out
-
-
-def _daemonize() -> None:
-    """Classic double fork: the node keeps running after the shell that started it exits."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,12 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"marmot: cannot read configuration: {err}", file=sys.stderr)
         return 2
-    if args.daemon:
-        _daemonize()
-    pid_file = Path(args.pid_file) if args.pid_file else None
+    pid_file = PidFile(args.pid_file) if args.pid_file else None
     if pid_file is not None:
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        pid_file.write_text(f"{os.getpid()}\n")
+        try:
+            pid_file.check()  # before daemonizing, so the refusal reaches the terminal
+        except StartupError as err:
+            print(f"marmot: {err}", file=sys.stderr)
+            return 1
+    readiness = daemonize() if args.daemon else None
+    return _serve(cfg, pid_file, readiness)
+
+
+def _serve(cfg: Config, pid_file: PidFile | None, readiness: Readiness | None) -> int:
+    """Run the node until a signal; 0 after a clean stop, 1 with a one-line message when it cannot start."""
     from marmot.cluster.membership import MembershipError
     from marmot.config import resolve_node_id
     from marmot.node import Node
@@ -100,6 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(cfg.logging, resolve_node_id(cfg))
     for warning in cfg.warnings:
         logging.getLogger("marmot.config").warning(warning)
+    for warning in exposure_warnings(cfg):
+        logging.getLogger("marmot.node").warning(warning)
+
+    def serving() -> None:
+        """The listeners are bound: only now does the PID file claim the process serves."""
+        if pid_file is not None:
+            pid_file.write()
+        if readiness is not None:
+            readiness.ready()
+
+    error: str | None = None
     try:
         try:
             import uvloop  # type: ignore[import-not-found]
@@ -107,18 +121,27 @@ def main(argv: list[str] | None = None) -> int:
             runner = uvloop.run
         except ImportError:
             runner = asyncio.run
-        runner(Node(cfg).run_until_signalled())
-    except OSError as err:
-        print(f"marmot: {err}", file=sys.stderr)
-        return 1
+        runner(Node(cfg).run_until_signalled(on_serving=serving))
+    except StartupError as err:
+        error = str(err)
     except MembershipError as err:  # refused by the cluster (removed, duplicate node id, ...)
-        logging.getLogger("marmot.node").error("cannot join the cluster: %s", err)
-        print(f"marmot: cannot join the cluster: {err}", file=sys.stderr)
-        return 1
+        error = f"cannot join the cluster: {err}"
+    except OSError as err:
+        error = str(err)
+    except BaseException as err:
+        if readiness is not None:
+            readiness.failed(f"{type(err).__name__}: {err}")
+        raise
     finally:
-        if pid_file is not None and pid_file.exists():
-            pid_file.unlink()
-    return 0
+        if pid_file is not None:
+            pid_file.remove()
+    if error is None:
+        return 0
+    logging.getLogger("marmot.node").error("%s", error)
+    print(f"marmot: {error}", file=sys.stderr)
+    if readiness is not None:
+        readiness.failed(error)
+    return 1
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ class PromotionConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    grpc_bind_address: str = _opt("0.0.0.0", nonempty=True)
+    grpc_bind_address: str = _opt("127.0.0.1", nonempty=True)  # upstream: 0.0.0.0; see config.toml
     grpc_advertise_address: str = _opt("")  # "" = hostname:grpc_port
     grpc_port: int = _opt(8080, **_PORT)
     seed_nodes: list[str] = _opt([], address=True)
@@ -201,7 +201,7 @@ class MySQLUser:
 @dataclass(frozen=True)
 class MySQLConfig:
     enabled: bool = _opt(True)
-    bind_address: str = _opt("0.0.0.0", nonempty=True)
+    bind_address: str = _opt("127.0.0.1", nonempty=True)  # upstream: 0.0.0.0; see config.toml
     port: int = _opt(3306, **_PORT)
     max_connections: int = _opt(1000, **_POS)
     local_infile_enabled: bool = _opt(True)

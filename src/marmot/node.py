@@ -1,9 +1,10 @@
 """One Marmot node built from a Config: the only module that knows every part.
 
-Start order: storage (databases open, default database created) -> engine context (ids, variables,
-plan cache) -> cluster (shared RPC + HTTP port with the admin API and /metrics, gossip membership) ->
-MySQL listeners. Stop order is the reverse: stop accepting and close client connections (their open
-transactions roll back), leave the cluster, then checkpoint every WAL into its database file.
+Start order: the data directory lock (``marmot.startup``: one process per data directory) -> storage
+(databases open, default database created) -> engine context (ids, variables, plan cache) -> cluster
+(shared RPC + HTTP port with the admin API and /metrics, gossip membership) -> MySQL listeners. Stop
+order is the reverse: stop accepting and close client connections (their open transactions roll back),
+leave the cluster, then checkpoint every WAL into its database file, then release the lock.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from marmot import __version__, failpoints
@@ -28,6 +30,7 @@ from marmot.ids import make_id_generator
 from marmot.mysql.connection import ServerSettings
 from marmot.mysql.server import MySQLServer, make_ssl_context
 from marmot.replication.service import Replication
+from marmot.startup import DataDirLock
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.node_state import NodeState
 
@@ -52,9 +55,11 @@ class Node:
         self.cluster: ClusterService | None = None
         self.replication: Replication | None = None
         self._http_runner: object | None = None
+        self._dir_lock: DataDirLock | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
+        self._dir_lock = DataDirLock.acquire(cfg.data_dir)  # before any SQLite file is opened
         self.databases = DatabaseManager(cfg.data_dir)
         mysql_cfg = cfg.mysql
         globals_ = default_globals(mysql_cfg.server_version, mysql_cfg.max_allowed_packet, mysql_cfg.max_connections)
@@ -159,8 +164,7 @@ class Node:
         return True if self.replication is None else await self.replication.ready()
 
     def _on_member_change(self, node_id: int, old: str, new: str) -> None:
-        self.metrics.state_transition(old, new)
-        log.info("member %d: %s -> %s", node_id, old, new)
+        self.metrics.state_transition(old, new)  # the membership table logs the change itself
 
     async def stop(self) -> None:
         if self._lease_task is not None:
@@ -184,16 +188,35 @@ class Node:
         if self.databases is not None:
             self.databases.close()
             self.databases = None
+        if self._dir_lock is not None:
+            self._dir_lock.release()
+            self._dir_lock = None
         self._stopped.set()
         log.info("node %d stopped", self.node_id)
 
-    async def run_until_signalled(self) -> None:
-        """Serve until SIGTERM/SIGINT, then shut down gracefully (a second signal exits at once)."""
+    async def run_until_signalled(self, on_serving: Callable[[], None] | None = None) -> None:
+        """Serve until SIGTERM/SIGINT, then shut down gracefully (a second signal exits at once).
+
+        ``on_serving`` runs once every listener is bound (the CLI writes the PID file and tells a
+        ``-daemon`` launcher there). When starting fails, or ``on_serving`` raises, what did start is
+        stopped (the cluster is told we leave, files are closed) before the error propagates.
+        """
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
+        try:
+            await self.start()
+            if on_serving is not None:
+                on_serving()
+        except BaseException:
+            if self._dir_lock is None:
+                raise  # nothing started (the data directory is unusable or held by another process)
+            try:
+                await self.stop()
+            except Exception:
+                log.exception("cleaning up after a failed start")
+            raise
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._stop_requested.wait())]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for w in waiters:

@@ -1,20 +1,25 @@
-"""The example scripts: a 3-node cluster on the documented ports, PID files, and a stop that ends
-exactly the processes they started."""
+"""The example scripts: a 3-node cluster on the documented ports, PID files, a second run that finds the
+cluster running and leaves it alone, ``status``, ``restart N``, and a stop that ends exactly the processes
+they started."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from tests.cluster.test_membership_cluster import wait_for
 from tests.nodeproc import REPO
 
 PORTS = (3307, 3308, 3309, 8081, 8082, 8083)
+MARMOT = str(Path(sys.executable).parent / "marmot")
 
 
 def _port_free(port: int) -> bool:
@@ -26,36 +31,91 @@ def _port_free(port: int) -> bool:
             return False
 
 
-@pytest.mark.skipif(not all(_port_free(p) for p in PORTS), reason="the example ports 3307-3309/8081-8083 are busy")
-def test_run_cluster_and_stop(tmp_path):
-    env = dict(os.environ, MARMOT_RUN_DIR=str(tmp_path), MARMOT=str(Path(sys.executable).parent / "marmot"))
-    script = REPO / "examples" / "run-cluster.sh"
-    started = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
-    pids = []
+def _alive(pid: int) -> bool:
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def _pids(run_dir: Path) -> dict[int, int]:
+    return {n: int((run_dir / f"node-{n}" / "marmot.pid").read_text()) for n in (1, 2, 3)
+            if (run_dir / f"node-{n}" / "marmot.pid").exists()}
+
+
+def _members_alive(count: int) -> bool:
+    out = subprocess.run([MARMOT, "members", "--address", "127.0.0.1:8081", "--secret", "marmot-example-secret"],
+                         capture_output=True, text=True, timeout=30)
+    return f"{count} members, {count} alive" in out.stdout
+
+
+@pytest.mark.skipif(not all(_port_free(p) for p in PORTS), reason="the example ports 3307-3309/8081-8083 are busy")
+def test_run_cluster_status_restart_and_stop(tmp_path):
+    env = dict(os.environ, MARMOT_RUN_DIR=str(tmp_path), MARMOT=MARMOT)
+    script = REPO / "examples" / "run-cluster.sh"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=180)
+
+    seen: set[int] = set()  # every node PID the scripts reported, stopped by PID at the end whatever happens
+    try:
+        started = run()
+        seen.update(_pids(tmp_path).values())
         assert started.returncode == 0, started.stderr
+        pids = _pids(tmp_path)
         for n, port in ((1, 3307), (2, 3308), (3, 3309)):
-            assert f"node {n}: MySQL 127.0.0.1:{port}" in started.stdout
-            pids.append(int((tmp_path / f"node-{n}" / "marmot.pid").read_text()))
-        for pid in pids:
-            os.kill(pid, 0)  # running
-        members = subprocess.run([str(Path(sys.executable).parent / "marmot"), "members", "--address",
-                                  "127.0.0.1:8081", "--secret", "marmot-example-secret"],
-                                 capture_output=True, text=True, timeout=30)
-        assert "3 members, 3 alive" in members.stdout
+            assert f"node {n}: running, pid {pids[n]}, MySQL 127.0.0.1:{port}, cluster 127.0.0.1:{8080 + n}" \
+                in started.stdout
+        assert all(_alive(pid) for pid in pids.values())
+        assert _members_alive(3)
+
+        # a second run finds the cluster running and leaves it as it is
+        again = run()
+        assert again.returncode == 0, again.stderr
+        assert "the cluster already runs" in again.stdout
+        assert _pids(tmp_path) == pids and all(_alive(pid) for pid in pids.values())
+        for n in (1, 2, 3):
+            assert "in use by another marmot process" not in (tmp_path / f"node-{n}" / "marmot.log").read_text()
+
+        status = run("status")
+        assert status.returncode == 0, status.stderr
+        for n, pid in pids.items():
+            assert re.search(rf"^node {n}: running, pid {pid}, MySQL 127\.0\.0\.1:{3306 + n}, "
+                             rf"cluster 127\.0\.0\.1:{8080 + n}", status.stdout, re.M), status.stdout
+
+        restarted = run("restart", "2")
+        seen.update(_pids(tmp_path).values())
+        assert restarted.returncode == 0, restarted.stderr
+        assert f"stopped pid {pids[2]}" in restarted.stdout
+        new_pid = _pids(tmp_path)[2]
+        assert new_pid != pids[2] and not _alive(pids[2]) and _alive(new_pid)
+        assert f"node 2: running, pid {new_pid}" in restarted.stdout
+        pymysql.connect(host="127.0.0.1", port=3308, user="root", password="").close()
+        wait_for(lambda: _members_alive(3), timeout=60, interval=0.5)
+        pids[2] = new_pid
+
+        # a node that died without a word: status says so, a run starts only it again
+        os.kill(pids[3], signal.SIGKILL)
+        wait_for(lambda: not _alive(pids[3]), timeout=30)
+        status = run("status")
+        assert status.returncode == 3 and "node 3: not running" in status.stdout, status.stdout
+        resumed = run()
+        seen.update(_pids(tmp_path).values())
+        assert resumed.returncode == 0, resumed.stderr
+        assert "node 1 already runs" in resumed.stdout and "node 2 already runs" in resumed.stdout
+        pids[3] = _pids(tmp_path)[3]
+        assert _alive(pids[3]) and _pids(tmp_path) == pids
+
+        assert run("restart", "9").returncode == 1  # never set up
     finally:
-        stopped = subprocess.run(["bash", str(script), "stop"], env=env, capture_output=True, text=True,
-                                 timeout=60)
-    assert stopped.returncode == 0 and stopped.stdout.count("stopped pid") == 3
-
-    def gone() -> bool:
-        for pid in pids:
-            try:
-                os.kill(pid, 0)
-                return False
-            except ProcessLookupError:
-                continue
-        return True
-
-    wait_for(gone, timeout=10)
+        stopped = run("stop")
+        for pid in seen:  # anything the stop missed
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert stopped.returncode == 0 and stopped.stdout.count("stopped pid") == 3, stopped.stdout
+    wait_for(lambda: not any(_alive(pid) for pid in pids.values()), timeout=30)
     assert not list(tmp_path.glob("node-*/marmot.pid"))
+    status = run("status")
+    assert status.returncode == 3 and status.stdout.count("not running") == 3

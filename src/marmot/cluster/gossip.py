@@ -415,7 +415,8 @@ class Gossip:
             self.stats["probe_indirect_ok"] += 1
             return
         if self.m.probe_failed(target.node_id, self.clock()):
-            log.info("node %d: node %d suspected: no ack directly or through %d helpers", self.node_id,
+            # the transition itself is logged once by the membership table; this is only the reason
+            log.debug("node %d: node %d suspected: no ack directly or through %d helpers", self.node_id,
                      target.node_id, len(helpers))
 
     async def _indirect_probe(self, target: Member, helpers: list[Member], nodes: list[dict]) -> bool:
@@ -450,7 +451,7 @@ class Gossip:
             if not ready or self.m.state != JOINING:
                 return
         if self.m.promote():
-            log.info("node %d: caught up: JOINING -> ALIVE (incarnation %d)", self.node_id, self.m.incarnation)
+            log.debug("node %d: caught up (incarnation %d)", self.node_id, self.m.incarnation)
 
     # ---- helpers -----------------------------------------------------------------------------------
 

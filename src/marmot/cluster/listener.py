@@ -13,6 +13,8 @@ import logging
 import ssl as ssl_module
 from collections.abc import Callable
 
+from marmot.startup import listen_error
+
 log = logging.getLogger("marmot.cluster")
 
 SNIFF_LIMIT = 64  # bytes; an HTTP request line always differs from the preamble well before this
@@ -60,7 +62,10 @@ async def serve_shared_port(host: str, port: int, *, preamble: bytes,
     """Listen on host:port; route each connection to RPC or HTTP by its first bytes (inside TLS when
     ``ssl`` is given: the whole port is then TLS, RPC and HTTPS alike)."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Sniffer(preamble, rpc_factory, http_factory), host, port,
-                                      reuse_address=True, backlog=1024, ssl=ssl)
+    try:
+        server = await loop.create_server(lambda: _Sniffer(preamble, rpc_factory, http_factory), host, port,
+                                          reuse_address=True, backlog=1024, ssl=ssl)
+    except OSError as err:
+        raise listen_error("cluster port", host, port, err) from None
     log.info("cluster port listening on %s:%d (RPC and HTTP)", host, port)
     return server
