@@ -18,20 +18,22 @@ What each kind becomes (``raw_sql.py`` runs them):
 * ``TEMP_WRITE`` / ``TEMP_DDL`` — only the session's TEMPORARY objects: local, as with transpilation ON.
 * ``DDL`` — CREATE/DROP/ALTER of the database's schema: replicated as DDL is (validated here, run on
   every node).
-* ``MAINTENANCE`` — VACUUM, REINDEX, ``PRAGMA optimize`` / ``wal_checkpoint`` / ``incremental_vacuum``: they
-  rewrite pages, not rows; local, like OPTIMIZE TABLE.
+* ``MAINTENANCE`` — REINDEX, ``VACUUM INTO 'file'``, ``PRAGMA optimize`` / ``wal_checkpoint`` /
+  ``incremental_vacuum``: they rewrite pages or copy the file, never a row; local, like OPTIMIZE TABLE.
 
 Refused, with the reason in the message (nothing runs): writes to internal ``__marmot*`` tables (1146,
 as with transpilation ON), to SQLite's own tables (``sqlite_*``), to virtual tables or their storage
 (a module's writes cannot be captured row by row), to another ATTACHed database, DDL there, PRAGMAs that
 change the file or what later writes may store (``user_version = n``, ``writable_schema``,
-``ignore_check_constraints`` ...), raw transaction control (``END``; use COMMIT), and any other
+``ignore_check_constraints`` ...), VACUUM (it may renumber rowids, which are the row keys of tables
+without an INTEGER PRIMARY KEY), raw transaction control (``END``; use COMMIT), and any other
 statement that could write without being one of the kinds above.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 
 import apsw
@@ -64,6 +66,8 @@ _UNSAFE_SETTINGS = frozenset({"writable_schema", "ignore_check_constraints"})
 _MAINTENANCE_PRAGMAS = frozenset({"optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory",
                                   "journal_mode"})
 _TEMP_SCHEMAS = frozenset({"temp"})
+_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
+_VACUUM_INTO = re.compile(r"^\s*VACUUM\b(?:\s+\S+)?\s+INTO\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,10 @@ def _kind(conn: apsw.Connection, sql: str, seen: _Seen, readonly: bool) -> tuple
         return DDL, frozenset()
     if seen.temp_schema_changes:
         return TEMP_DDL, frozenset()
+    if any(schema == "main" and table.lower() in _SCHEMA_TABLES for schema, table in seen.writes):
+        # what ``CREATE VIRTUAL TABLE IF NOT EXISTS`` of an existing table reports (a no-op), or a
+        # direct write to the schema table (SQLite refuses it when the DDL is validated)
+        return DDL, frozenset()
     main_writes: set[str] = set()
     for schema, table in seen.writes:
         if schema in _TEMP_SCHEMAS:
@@ -200,8 +208,11 @@ def _kind(conn: apsw.Connection, sql: str, seen: _Seen, readonly: bool) -> tuple
             return MAINTENANCE, frozenset()
         shown = f"PRAGMA {name}" + (f" = {value}" if value is not None else "")
         raise _refuse(f"{shown} changes this node's database file only (it is not replicated)")
-    if sql.lstrip()[:7].upper().startswith(("VACUUM", "REINDEX")):
+    if _VACUUM_INTO.match(sql) or sql.lstrip()[:7].upper() == "REINDEX":
         return MAINTENANCE, frozenset()
+    if sql.lstrip()[:6].upper() == "VACUUM":
+        raise _refuse("VACUUM is refused: it may renumber the rowids of tables without an INTEGER PRIMARY "
+                      "KEY, and those rowids are the rows' keys on every node (VACUUM INTO 'file' is fine)")
     raise _refuse(f"this statement may change the database without being a replicable write or DDL: "
                   f"{sql.strip()[:80]}")
 
