@@ -171,3 +171,25 @@ def test_temporary_tables_stay_local_and_work(cluster):
     cur.execute("SELECT SUM(a) FROM scratch")
     assert cur.fetchall() == ((3,),)
     c.close()
+
+
+def test_server_side_prepared_raw_write_replicates(cluster):
+    """COM_STMT_PREPARE / COM_STMT_EXECUTE (mysql-connector's binary protocol): the parameters are bound
+    to the SQLite statement, and the write replicates."""
+    connector = pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
+    n1, n2, n3 = cluster
+    cnx = connector.connect(host="127.0.0.1", port=n3.mysql_port, user="root", password="", database="marmot",
+                            use_pure=True, autocommit=True, connection_timeout=5)
+    try:
+        cur = cnx.cursor()
+        cur.execute("SET marmot_transpilation = OFF")
+        cur.execute("CREATE TABLE raw_prepared (k TEXT PRIMARY KEY, n INTEGER, b BLOB)")
+        cur.close()
+        cur = cnx.cursor(prepared=True)
+        cur.execute("INSERT INTO raw_prepared (k, n, b) VALUES (?, ?, ?)", ("x'y", 2**62, b"\x00\xff"))
+        cur.execute("UPDATE raw_prepared SET n = n + ? WHERE k = ?", (1, "x'y"))
+        assert cur.rowcount == 1
+        cur.close()
+    finally:
+        cnx.close()
+    wait_until_equal(cluster, "SELECT k, n, HEX(b) FROM raw_prepared", expected=(("x'y", 2**62 + 1, "00FF"),))
