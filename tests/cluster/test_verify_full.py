@@ -69,3 +69,9 @@ def test_verify_full_finds_a_row_changed_in_a_stopped_nodes_file(tmp_path):
         [entry] = as_json["differing_keys"]["marmot.accounts"]
         assert entry["versions"][0] == entry["versions"][1] == entry["versions"][2] is not None
         assert entry["contents"][0] == entry["contents"][1] != entry["contents"][2]
+
+        # the documented fix: rewrite the row through Marmot; it gets a new version on every node
+        run(n1, "UPDATE accounts SET balance = 1700 WHERE id = 17")
+        wait_until_equal(nodes, "SELECT balance FROM accounts WHERE id = 17", expected=((1700,),), timeout=20)
+        fixed = verify(n1, "--full")
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
