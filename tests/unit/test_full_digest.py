@@ -6,6 +6,7 @@ admin app on 127.0.0.1, the real ``marmot verify`` client."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,43 @@ def test_verify_full_names_the_table_and_key(three: Any, capsys: pytest.CaptureF
     assert doc["full"] is True and doc["differing_keys_total"] == {"marmot.kv": 2}
     k3 = next(k for k in doc["differing_keys"]["marmot.kv"] if k["key"] == key("kv", 3).hex())
     assert k3["contents"][2] is None and k3["versions"][2] is None and k3["contents"][0] == k3["contents"][1]
+
+
+def test_a_scan_nobody_waits_for_stops(node: Any) -> None:
+    """A cancelled request (client gone, node stopping) sets the scan's stop event, and a scan stops at
+    its next page; scans run one at a time in their own thread, not in the shared pool."""
+    import asyncio
+    import threading
+
+    dbs, _control = node
+    apply(dbs, "marmot", item(1, ts(10), [urow("kv", i, v="a") for i in range(1, 6)]))
+    conn = dbs.open("marmot")
+    ts_kv = load_table_schema(conn, "kv")
+    stop = threading.Event()
+    pages = fd.content_pages(conn, ts_kv, page=2, stop=stop)
+    assert len(next(pages)) == 2
+    stop.set()
+    with pytest.raises(fd.ScanStopped):
+        next(pages)
+    conn.close()
+
+    seen: dict[str, Any] = {}
+    started = threading.Event()
+
+    def scan(*, stop: threading.Event) -> None:
+        seen["thread"] = threading.current_thread().name
+        started.set()
+        seen["stopped"] = stop.wait(10)
+
+    async def cancel_it() -> None:
+        task = asyncio.ensure_future(fd.off_loop(scan))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_it())
+    deadline = time.monotonic() + 10
+    while "stopped" not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen["stopped"] is True and seen["thread"].startswith("marmot-full-digest")

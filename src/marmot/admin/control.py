@@ -144,17 +144,18 @@ class NodeControl:
 
     def digest(self, database: str, full: bool = False) -> Any:
         """``GET /admin/databases/{db}/digest``: ``digest.digest_document``; None for an unknown database.
-        ``full`` (``?full=1``): ``full_digest.full_digest_document``, a scan of every table, computed in a
-        worker thread (an awaitable) so the event loop goes on serving."""
+        ``full`` (``?full=1``): ``full_digest.full_digest_document``, a scan of every table, computed in the
+        full-scan thread (an awaitable) so the event loop goes on serving."""
         if full:
-            return asyncio.to_thread(full_digest.database_full_digest, self._databases, database)
+            return full_digest.off_loop(full_digest.database_full_digest, self._databases, database)
         return digest.database_digest(self._databases, database)
 
     def digest_keys(self, database: str, table: str, after: bytes | None, limit: int, full: bool = False) -> Any:
         """``GET /admin/databases/{db}/digest/{table}/keys``: one page of ``digest.keys_document``, or with
-        ``full`` of ``full_digest.full_keys_document`` (in a worker thread)."""
+        ``full`` of ``full_digest.full_keys_document`` (in the full-scan thread)."""
         if full:
-            return asyncio.to_thread(full_digest.database_full_keys, self._databases, database, table, after, limit)
+            return full_digest.off_loop(full_digest.database_full_keys, self._databases, database, table, after,
+                                        limit)
         return digest.database_keys(self._databases, database, table, after, limit)
 
     def table_digests(self) -> dict[str, dict[str, tuple[int, int]]]:

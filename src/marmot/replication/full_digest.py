@@ -16,12 +16,13 @@ tables and SQLite's ``sqlite_*`` are left out; virtual tables and their storage 
 ``skipped`` (a module's storage may legitimately differ between nodes, and it is not replicated row by
 row), as is a rowid table whose rowid is hidden behind columns named ``rowid``, ``_rowid_`` and ``oid``.
 
-Cost and where it runs: a full scan of every table, on a connection of its own in a worker thread
-(``asyncio.to_thread`` in ``admin/control.py``), so the event loop keeps serving clients and
-replication; one read transaction per document, so the tables are read at one point in time and
-writers are not blocked (WAL). Rows are read a page at a time (``PAGE`` rows, in key order), never all
-at once. Because of that cost it is run on demand only: anti-entropy keeps comparing the incremental
-digests, which cost nothing to read.
+Cost and where it runs: a full scan of every table, on a connection of its own in a worker thread of
+its own (``off_loop``: one scan at a time per node, others queue; the event loop keeps serving clients
+and replication, and the pool other code shares is not taken); one read transaction per document, so
+the tables are read at one point in time and writers are not blocked (WAL). Rows are read a page at a
+time (``PAGE`` rows, in key order), never all at once, and a scan whose request went away (the node
+stopping, the handler cancelled) ends at the next page. Because of that cost it is run on demand
+only: anti-entropy keeps comparing the incremental digests, which cost nothing to read.
 
 Who uses it: ``GET /admin/databases/{db}/digest?full=1`` and ``…/digest/{table}/keys?full=1``
 (``admin/http.py``), and ``marmot verify --full`` (``admin/client.py``), which compares the documents of
@@ -30,10 +31,14 @@ every node and lists the keys whose ``[version, content hash]`` differ.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import hashlib
 import struct
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import apsw
@@ -56,6 +61,21 @@ State = tuple[int, int, int, int]  # (wall, logical, node, deleted) of a key's r
 _STATE = struct.Struct(">QHQB")
 _NO_STATE = b"-"
 _blake2b = hashlib.blake2b
+_SCANS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="marmot-full-digest")
+
+
+class ScanStopped(Exception):
+    """The request behind a scan went away; the scan stopped between two pages."""
+
+
+async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args, stop=event)`` in the full-scan thread; ``event`` is set once this coroutine ends in any
+    way (also cancelled), so a scan nobody waits for stops at its next page."""
+    stop = threading.Event()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_SCANS, functools.partial(fn, *args, stop=stop))
+    finally:
+        stop.set()
 
 
 def content_hash(key: bytes, state: State | None, row: tuple[Any, ...]) -> int:
@@ -97,11 +117,12 @@ def _order(ts: TableSchema) -> tuple[list[str], str] | None:
     return list(ts.pk), ""
 
 
-def content_pages(conn: apsw.Connection, ts: TableSchema, after: bytes | None = None,
-                  page: int = PAGE) -> Iterator[list[tuple[bytes, State | None, int]]]:
+def content_pages(conn: apsw.Connection, ts: TableSchema, after: bytes | None = None, page: int = PAGE,
+                  stop: threading.Event | None = None) -> Iterator[list[tuple[bytes, State | None, int]]]:
     """``[(key, state, content hash), ...]`` of ``ts``'s rows in key order, page by page, starting after
     the row whose key is ``after`` (exclusive). Raises ``ValueError`` when ``after`` is not a key of
-    this table, ``LookupError`` when the table's rows cannot be addressed."""
+    this table, ``LookupError`` when the table's rows cannot be addressed, ``ScanStopped`` when
+    ``stop`` is set before a page."""
     order = _order(ts)
     if order is None:
         raise LookupError(f"{ts.name}: its rowid is hidden by columns named rowid, _rowid_ and oid")
@@ -119,6 +140,8 @@ def content_pages(conn: apsw.Connection, ts: TableSchema, after: bytes | None = 
             raise ValueError(f"'after' is not a row key of table {ts.name}")
         position = values
     while True:
+        if stop is not None and stop.is_set():
+            raise ScanStopped(f"scan of {ts.name} stopped: nobody waits for it")
         if position is None:
             rows = conn.execute(f"{base} ORDER BY {ordered} LIMIT ?", (page,)).fetchall()
         else:
@@ -142,18 +165,19 @@ def content_pages(conn: apsw.Connection, ts: TableSchema, after: bytes | None = 
             return
 
 
-def table_full_digest(conn: apsw.Connection, ts: TableSchema) -> tuple[int, int]:
+def table_full_digest(conn: apsw.Connection, ts: TableSchema, stop: threading.Event | None = None
+                      ) -> tuple[int, int]:
     """``(digest, rows)`` of one table from its contents (inside the caller's read transaction)."""
     total = 0
     count = 0
-    for chunk in content_pages(conn, ts):
+    for chunk in content_pages(conn, ts, stop=stop):
         for _key, _state, h in chunk:
             total += h
         count += len(chunk)
     return total & rt.MASK64, count
 
 
-def full_digest_document(conn: apsw.Connection, db: str) -> dict[str, Any]:
+def full_digest_document(conn: apsw.Connection, db: str, stop: threading.Event | None = None) -> dict[str, Any]:
     """``{"database", "schema_version", "full": true, "tables": {table: {"digest", "rows"}}, "skipped":
     {table: reason}}`` — the shape of ``digest.digest_document`` (empty tables left out the same way),
     computed from the tables' contents in one read transaction."""
@@ -167,7 +191,7 @@ def full_digest_document(conn: apsw.Connection, db: str) -> dict[str, Any]:
         for name in names:
             try:
                 ts = load_table_schema(conn, name)
-                digest, rows = table_full_digest(conn, ts)
+                digest, rows = table_full_digest(conn, ts, stop)
             except (LookupError, UnknownTableError) as e:
                 skipped[name] = str(e)
                 continue
@@ -178,7 +202,7 @@ def full_digest_document(conn: apsw.Connection, db: str) -> dict[str, Any]:
 
 
 def full_keys_document(conn: apsw.Connection, db: str, table: str, after: bytes | None,
-                       limit: int) -> dict[str, Any]:
+                       limit: int, stop: threading.Event | None = None) -> dict[str, Any]:
     """``{"database", "table", "full": true, "keys": [[hex key, [wall, logical, node] or null, content
     hash hex], ...], "next"}``: one page of the rows ``table`` holds, in key order (``next`` as in
     ``digest.keys_document``). A table absent here has no keys. Raises ``ValueError`` for a bad
@@ -192,7 +216,7 @@ def full_keys_document(conn: apsw.Connection, db: str, table: str, after: bytes 
             ts = None
         if ts is not None and ts.kind == "table":
             try:
-                for chunk in content_pages(conn, ts, after, page=min(PAGE, limit)):
+                for chunk in content_pages(conn, ts, after, page=min(PAGE, limit), stop=stop):
                     for k, s, h in chunk:
                         keys.append([k.hex(), None if s is None else [s[0], s[1], s[2]], f"{h:016x}"])
                         if len(keys) == limit:
@@ -216,13 +240,14 @@ def _on_own_connection(databases: DatabaseManager, db: str, fn: Any) -> Any:
             conn.close()
 
 
-def database_full_digest(databases: DatabaseManager, db: str) -> dict[str, Any] | None:
+def database_full_digest(databases: DatabaseManager, db: str, stop: threading.Event | None = None
+                         ) -> dict[str, Any] | None:
     """``full_digest_document`` on a connection of its own; None when there is no such database. Blocks
-    for a full scan: call it off the event loop."""
-    return _on_own_connection(databases, db, lambda conn: full_digest_document(conn, db))
+    for a full scan: run it with ``off_loop``."""
+    return _on_own_connection(databases, db, lambda conn: full_digest_document(conn, db, stop))
 
 
 def database_full_keys(databases: DatabaseManager, db: str, table: str, after: bytes | None,
-                       limit: int) -> dict[str, Any] | None:
+                       limit: int, stop: threading.Event | None = None) -> dict[str, Any] | None:
     """``full_keys_document`` on a connection of its own; None when there is no such database."""
-    return _on_own_connection(databases, db, lambda conn: full_keys_document(conn, db, table, after, limit))
+    return _on_own_connection(databases, db, lambda conn: full_keys_document(conn, db, table, after, limit, stop))
