@@ -59,6 +59,8 @@ _TEMP_SCHEMA_CHANGES = frozenset({
     apsw.SQLITE_CREATE_TEMP_VIEW, apsw.SQLITE_DROP_TEMP_INDEX, apsw.SQLITE_DROP_TEMP_TABLE,
     apsw.SQLITE_DROP_TEMP_TRIGGER, apsw.SQLITE_DROP_TEMP_VIEW,
 })
+_ON_TABLE = frozenset({apsw.SQLITE_CREATE_INDEX, apsw.SQLITE_DROP_INDEX, apsw.SQLITE_CREATE_TRIGGER,
+                       apsw.SQLITE_DROP_TRIGGER})
 _TRANSACTION_CONTROL = frozenset({apsw.SQLITE_TRANSACTION, apsw.SQLITE_SAVEPOINT})
 # Pragmas SQLite counts as read-only that still change what later writes store or how the schema is read
 _UNSAFE_SETTINGS = frozenset({"writable_schema", "ignore_check_constraints"})
@@ -77,7 +79,9 @@ class RawStatement:
     sql: str
     rest: str | None
     kind: str
-    tables: frozenset[str] = field(default_factory=frozenset)  # main tables written (lower case)
+    # lower case: WRITE, the main tables written; DDL, the tables (views) created, dropped or altered, or
+    # whose indexes or triggers are
+    tables: frozenset[str] = field(default_factory=frozenset)
     inserts: bool = False  # the statement itself (not a trigger) inserts rows: report the new rowid
 
 
@@ -108,10 +112,14 @@ def classify(conn: apsw.Connection, sql: str, database: str, bindings: list[obje
             if code == apsw.SQLITE_INSERT and trigger is None:
                 seen.direct_insert = True
         elif code in _SCHEMA_CHANGES:
+            if code == apsw.SQLITE_ALTER_TABLE:  # (schema, table) in the arguments, no database name
+                schema, table = a, b
+            else:  # index and trigger changes name their table second
+                table = b if code in _ON_TABLE else a
             if (schema or "main") in _TEMP_SCHEMAS:
                 seen.temp_schema_changes += 1
             else:
-                seen.schema_changes.append((code, schema or "main", a or b or ""))
+                seen.schema_changes.append((code, schema or "main", table or ""))
             if code == apsw.SQLITE_CREATE_VTABLE:
                 seen.modules.append(b or "")
         elif code in _TEMP_SCHEMA_CHANGES:
@@ -170,7 +178,7 @@ def _kind(conn: apsw.Connection, sql: str, seen: _Seen, readonly: bool) -> tuple
                 raise _refuse(f"virtual table module '{module}' is not built into SQLite: the nodes apply "
                               "replicated DDL without session extensions, so the table cannot be replicated "
                               "(a TEMPORARY virtual table can use it: CREATE VIRTUAL TABLE temp.name ...)")
-        return DDL, frozenset()
+        return DDL, frozenset(obj.lower() for _code, _schema, obj in seen.schema_changes if obj)
     if seen.temp_schema_changes:
         return TEMP_DDL, frozenset()
     if any(schema == "main" and table.lower() in _SCHEMA_TABLES for schema, table in seen.writes):
