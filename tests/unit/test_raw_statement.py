@@ -21,6 +21,7 @@ def conn() -> apsw.Connection:
         CREATE TRIGGER v_ins INSTEAD OF INSERT ON v BEGIN INSERT INTO t VALUES (new.a, new.b); END;
         CREATE VIRTUAL TABLE f USING fts5(x);
         CREATE TABLE __marmot_x (a);
+        CREATE TABLE ai (id INTEGER PRIMARY KEY AUTOINCREMENT);
         CREATE TEMP TABLE tt (x);
         ATTACH ':memory:' AS side;
         CREATE TABLE side.o (a);
@@ -64,6 +65,7 @@ def test_kinds(conn, sql, kind, tables):
 
 @pytest.mark.parametrize(("sql", "code", "words"), [
     ("INSERT INTO __marmot_x VALUES (1)", 1146, "__marmot_x"),
+    ("DELETE FROM sqlite_sequence", 1105, "SQLite's own table sqlite_sequence"),
     ("INSERT INTO f VALUES ('a')", 1105, "virtual table"),
     ("INSERT INTO f_data VALUES (99, x'00')", 1105, "storage table of a virtual table"),
     ("INSERT INTO side.o VALUES (1)", 1105, "attached database 'side'"),
