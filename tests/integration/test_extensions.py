@@ -41,8 +41,13 @@ def test_load_extension_and_use_it(ext_node):
     assert cur.fetchone()[0].startswith("v0.")
     cur.execute("CREATE TABLE docs (id INT PRIMARY KEY, title TEXT)")  # a new connection keeps it too
     cur.execute("SET marmot_transpilation = OFF")
-    cur.execute("CREATE VIRTUAL TABLE vecs USING vec0(embedding float[2])")
-    cur.execute("INSERT INTO vecs(rowid, embedding) VALUES (1, '[0.0, 1.0]'), (2, '[1.0, 0.0]')")
+    # The nodes apply replicated DDL without session extensions: a vec0 table in the database is refused
+    # (it could be created on no other node), a TEMPORARY one belongs to the session and works
+    with pytest.raises(pymysql.err.MySQLError) as ei:
+        cur.execute("CREATE VIRTUAL TABLE vecs USING vec0(embedding float[2])")
+    assert ei.value.args[0] == 1105 and "vec0" in ei.value.args[1]
+    cur.execute("CREATE VIRTUAL TABLE temp.vecs USING vec0(embedding float[2])")
+    cur.execute("INSERT INTO temp.vecs(rowid, embedding) VALUES (1, '[0.0, 1.0]'), (2, '[1.0, 0.0]')")
     cur.execute("SELECT rowid FROM vecs WHERE embedding MATCH '[0.9, 0.1]' AND k = 1")
     assert cur.fetchone() == (2,)
     c.close()

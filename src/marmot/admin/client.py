@@ -235,6 +235,7 @@ def main_health(argv: list[str] | None = None) -> int:
 # marmot verify: compare every node's table digests (replication/digest.py)
 
 KEYS_PAGE = 5000  # keys per request when listing a differing table (the route's maximum)
+FULL_TIMEOUT = 600.0  # default request timeout of ``verify --full``: a node reads a whole database to answer
 
 
 class VerifyFailed(Exception):
@@ -245,22 +246,27 @@ class VerifyFailed(Exception):
 class VerifyReport:
     """What ``verify`` found. ``nodes`` are the labels of the nodes compared, in order; ``tables`` one
     row per (database, table) present on any node: ``{database, table, per_node: [[rows, digest] or
-    None], match}``; ``keys`` per differing table the first keys that differ (``{key, versions}``),
-    ``keys_total`` how many differ in all; ``problems`` what could not be compared."""
+    None], match}``; ``keys`` per differing table the first keys that differ (``{key, versions}``, with
+    ``full`` also ``contents``: each node's content hash of the row, None where it has none),
+    ``keys_total`` how many differ in all; ``problems`` what could not be compared; ``not_compared``
+    (``full``) the tables a node left out of its full digest, and why (virtual tables ...)."""
 
     nodes: list[str]
+    full: bool = False
     tables: list[dict[str, Any]] = field(default_factory=list)
     keys: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     keys_total: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    not_compared: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems and all(t["match"] for t in self.tables)
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "nodes": self.nodes, "tables": self.tables, "differing_keys": self.keys,
-                "differing_keys_total": self.keys_total, "problems": self.problems}
+        return {"ok": self.ok, "full": self.full, "nodes": self.nodes, "tables": self.tables,
+                "differing_keys": self.keys, "differing_keys_total": self.keys_total, "problems": self.problems,
+                "not_compared": self.not_compared}
 
 
 def _get_ok(address: str, path: str, secret: str, timeout: float) -> Any:
@@ -301,7 +307,9 @@ def _quote(part: str) -> str:
 
 def collect_digests(nodes: list[tuple[str, str]], databases: list[str] | None, secret: str, timeout: float,
                     report: VerifyReport) -> dict[str, list[dict[str, tuple[int, str]] | None]]:
-    """``{db: [per node: {table: (rows, digest hex)} or None (no such database / unreachable)]}``."""
+    """``{db: [per node: {table: (rows, digest hex)} or None (no such database / unreachable)]}``; with
+    ``report.full`` the digests recomputed from the tables' contents (``?full=1``)."""
+    suffix = "?full=1" if report.full else ""
     names: set[str] = set(databases or [])
     reachable = []
     for label, address in nodes:
@@ -320,7 +328,7 @@ def collect_digests(nodes: list[tuple[str, str]], databases: list[str] | None, s
                 per_node.append(None)
                 continue
             try:
-                doc = _get_ok(address, f"/admin/databases/{_quote(db)}/digest", secret, timeout)
+                doc = _get_ok(address, f"/admin/databases/{_quote(db)}/digest{suffix}", secret, timeout)
             except VerifyFailed as err:
                 report.problems.append(f"{label}: {err}")
                 per_node.append(None)
@@ -331,21 +339,30 @@ def collect_digests(nodes: list[tuple[str, str]], databases: list[str] | None, s
                 continue
             per_node.append({str(t): (int(v.get("rows", 0)), str(v.get("digest", "")))
                              for t, v in (doc.get("tables") or {}).items()})
+            for t, why in (doc.get("skipped") or {}).items():
+                report.not_compared.setdefault(f"{db}.{t}", str(why))
         out[db] = per_node
     return out
 
 
-def _table_keys(address: str, db: str, table: str, secret: str, timeout: float, cap: int) -> dict[str, tuple[int, ...]]:
-    """Every live key of ``table`` on one node (hex -> version), at most ``cap``."""
-    keys: dict[str, tuple[int, ...]] = {}
+def _table_keys(address: str, db: str, table: str, secret: str, timeout: float, cap: int, full: bool = False
+                ) -> dict[str, Any]:
+    """Every live key of ``table`` on one node (hex -> version), at most ``cap``. With ``full``, every row
+    the table holds (hex -> (version or None, content hash))."""
+    keys: dict[str, Any] = {}
     after = ""
     while len(keys) < cap:
-        query = f"limit={KEYS_PAGE}" + (f"&after={after}" if after else "")
+        query = f"limit={KEYS_PAGE}" + (f"&after={after}" if after else "") + ("&full=1" if full else "")
         doc = _get_ok(address, f"/admin/databases/{_quote(db)}/digest/{_quote(table)}/keys?{query}", secret, timeout)
         if doc is None:
             break
-        for k, v in doc.get("keys") or []:
-            keys[str(k)] = tuple(int(x) for x in v)
+        for entry in doc.get("keys") or []:
+            if full:
+                k, v, h = entry
+                keys[str(k)] = (tuple(int(x) for x in v) if v is not None else None, str(h))
+            else:
+                k, v = entry
+                keys[str(k)] = tuple(int(x) for x in v)
         after = doc.get("next") or ""
         if not after:
             break
@@ -374,27 +391,36 @@ def format_version(v: tuple[int, ...] | None) -> str:
 
 
 def diff_table_keys(nodes: list[tuple[str, str]], db: str, table: str, secret: str, timeout: float,
-                    cap: int) -> tuple[list[dict[str, Any]], int]:
-    """The keys whose version is not the same on every node (missing counts), sorted; and how many."""
-    per_node = [_table_keys(address, db, table, secret, timeout, cap) for _, address in nodes]
+                    cap: int, full: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """The keys whose version is not the same on every node (missing counts), sorted; and how many.
+    With ``full``, the keys whose row (version and content hash) is not the same on every node."""
+    per_node = [_table_keys(address, db, table, secret, timeout, cap, full) for _, address in nodes]
     differing = []
     for k in sorted(set().union(*per_node)):
-        versions = [keys.get(k) for keys in per_node]
-        if len(set(versions)) > 1:
-            differing.append({"key": k, "versions": [list(v) if v is not None else None for v in versions]})
+        values = [keys.get(k) for keys in per_node]
+        if len(set(values)) <= 1:
+            continue
+        if full:
+            differing.append({"key": k,
+                              "versions": [list(v[0]) if v is not None and v[0] is not None else None for v in values],
+                              "contents": [v[1] if v is not None else None for v in values]})
+        else:
+            differing.append({"key": k, "versions": [list(v) if v is not None else None for v in values]})
     return differing, len(differing)
 
 
 def verify(addresses: list[str], secret: str, *, databases: list[str] | None = None, timeout: float = 5.0,
-           max_keys: int = 20, key_cap: int = 1_000_000, settle: float = 2.0) -> VerifyReport:
+           max_keys: int = 20, key_cap: int = 1_000_000, settle: float = 2.0, full: bool = False) -> VerifyReport:
     """Compare the digests of every table on every node. Tables that differ are fetched again after
     ``settle`` seconds (writes in flight reach followers a little later: a difference that persists is
-    divergence), then their key lists are compared. Raises ``VerifyFailed`` when there is nothing to
-    compare, ``PermissionError`` on a refused secret."""
+    divergence), then their key lists are compared. ``full``: digests and keys recomputed by each node
+    from its tables' contents (``replication/full_digest.py``: finds rows changed behind replication's
+    back, at the cost of reading every row). Raises ``VerifyFailed`` when there is nothing to compare,
+    ``PermissionError`` on a refused secret."""
     nodes = verify_nodes(addresses, secret, timeout)
     if not nodes:
         raise VerifyFailed("no nodes to compare")
-    report = VerifyReport([label for label, _ in nodes])
+    report = VerifyReport([label for label, _ in nodes], full=full)
     digests = collect_digests(nodes, databases, secret, timeout, report)
 
     def rows_of(dbs: dict[str, list[dict[str, tuple[int, str]] | None]]) -> list[dict[str, Any]]:
@@ -417,7 +443,7 @@ def verify(addresses: list[str], secret: str, *, databases: list[str] | None = N
             continue
         name = f"{t['database']}.{t['table']}"
         try:
-            keys, total = diff_table_keys(nodes, t["database"], t["table"], secret, timeout, key_cap)
+            keys, total = diff_table_keys(nodes, t["database"], t["table"], secret, timeout, key_cap, full)
         except VerifyFailed as err:
             report.problems.append(f"listing the keys of {name}: {err}")
             continue
@@ -438,12 +464,18 @@ def format_verify(report: VerifyReport) -> str:
         total = report.keys_total.get(name, len(keys))
         more = f", first {len(keys)} shown" if total > len(keys) else ""
         lines.append("")
-        lines.append(f"{name}: {total} key(s) differ{more}" if total else
-                     f"{name}: digests differ but every key has the same version on every node: a stored "
-                     "digest is stale (recompute it, replication/digest.py)")
-        key_rows = [[describe_key(k["key"]), *(format_version(tuple(v) if v else None) for v in k["versions"])]
-                    for k in keys]
+        if total:
+            lines.append(f"{name}: {total} key(s) differ{more}")
+        elif report.full:
+            lines.append(f"{name}: full digests differ but no row differs now (rows changed while they were "
+                         "read? run it again)")
+        else:
+            lines.append(f"{name}: digests differ but every key has the same version on every node: a stored "
+                         "digest is stale (recompute it, replication/digest.py)")
+        key_rows = [[describe_key(k["key"]), *_key_cells(k)] for k in keys]
         lines += ["  " + line for line in _table(["KEY", *(n.upper() for n in report.nodes)], key_rows)]
+    for table, why in sorted(report.not_compared.items()):
+        lines.append(f"not compared: {table}: {why}")
     for p in report.problems:
         lines.append(f"problem: {p}")
     differ = sum(1 for t in report.tables if not t["match"])
@@ -451,6 +483,17 @@ def format_verify(report: VerifyReport) -> str:
                  + ("all match" if report.ok else f"{differ} differ" + (", some nodes not compared"
                                                                         if report.problems else "")))
     return "\n".join(lines)
+
+
+def _key_cells(entry: dict[str, Any]) -> list[str]:
+    """One node per cell: the key's version, and with ``--full`` the row's content hash (``missing``: the
+    node holds no such row)."""
+    versions = entry["versions"]
+    contents = entry.get("contents")
+    if contents is None:
+        return [format_version(tuple(v) if v else None) for v in versions]
+    return ["missing" if h is None else f"{format_version(tuple(v)) if v else 'no version'} row {h[:8]}"
+            for v, h in zip(versions, contents, strict=True)]
 
 
 def main_verify(argv: list[str] | None = None) -> int:
@@ -464,14 +507,21 @@ def main_verify(argv: list[str] | None = None) -> int:
     p.add_argument("--max-keys", type=int, default=20, metavar="N", help="differing keys shown per table (20)")
     p.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
                    help="before reporting a difference, look again after this long (writes in flight; 2)")
+    p.add_argument("--full", action="store_true",
+                   help="recompute every digest from the tables' contents on each node (reads every row): "
+                        "also finds rows changed outside Marmot, which the kept digests cannot see; the "
+                        f"request timeout defaults to {FULL_TIMEOUT:g} s then")
+    p.set_defaults(timeout=None)
     args = p.parse_args(argv)
+    if args.timeout is None:
+        args.timeout = FULL_TIMEOUT if args.full else 5.0
     secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV, "")
     addresses = [a.strip() for a in args.address.split(",") if a.strip()]
     if not addresses:
         p.error("--address is empty")
     try:
         report = verify(addresses, secret, databases=args.database, timeout=args.timeout,
-                        max_keys=max(0, args.max_keys), settle=max(0.0, args.settle))
+                        max_keys=max(0, args.max_keys), settle=max(0.0, args.settle), full=args.full)
     except PermissionError as err:
         hint = "pass --secret or set " + SECRET_ENV if not secret else "check --secret / " + SECRET_ENV
         print(f"marmot: {err} ({hint})", file=sys.stderr)

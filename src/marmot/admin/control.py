@@ -24,7 +24,7 @@ from typing import Any
 
 from marmot.cluster.rpc_common import RpcError
 from marmot.cluster.service import ClusterService
-from marmot.replication import digest
+from marmot.replication import digest, full_digest
 from marmot.storage.databases import DatabaseManager
 
 log = logging.getLogger("marmot.admin")
@@ -198,12 +198,20 @@ class NodeControl:
 
     # -- convergence checks -------------------------------------------------------------------------
 
-    def digest(self, database: str) -> dict[str, Any] | None:
-        """``GET /admin/databases/{db}/digest``: ``digest.digest_document``; None for an unknown database."""
+    def digest(self, database: str, full: bool = False) -> Any:
+        """``GET /admin/databases/{db}/digest``: ``digest.digest_document``; None for an unknown database.
+        ``full`` (``?full=1``): ``full_digest.full_digest_document``, a scan of every table, computed in the
+        full-scan thread (an awaitable) so the event loop goes on serving."""
+        if full:
+            return full_digest.off_loop(full_digest.database_full_digest, self._databases, database)
         return digest.database_digest(self._databases, database)
 
-    def digest_keys(self, database: str, table: str, after: bytes | None, limit: int) -> dict[str, Any] | None:
-        """``GET /admin/databases/{db}/digest/{table}/keys``: one page of ``digest.keys_document``."""
+    def digest_keys(self, database: str, table: str, after: bytes | None, limit: int, full: bool = False) -> Any:
+        """``GET /admin/databases/{db}/digest/{table}/keys``: one page of ``digest.keys_document``, or with
+        ``full`` of ``full_digest.full_keys_document`` (in the full-scan thread)."""
+        if full:
+            return full_digest.off_loop(full_digest.database_full_keys, self._databases, database, table, after,
+                                        limit)
         return digest.database_keys(self._databases, database, table, after, limit)
 
     def table_digests(self) -> dict[str, dict[str, tuple[int, int]]]:

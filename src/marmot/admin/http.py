@@ -96,13 +96,16 @@ class ClusterControl(Protocol):
         """``[{name, size_bytes, tables}, ...]``."""
         ...
 
-    def digest(self, database: str) -> Maybe[dict[str, Any] | None]:
-        """``{database, tables: {table: {digest: 16 hex, rows}}, schema_version}``; None: no such database."""
+    def digest(self, database: str, full: bool = False) -> Maybe[dict[str, Any] | None]:
+        """``{database, tables: {table: {digest: 16 hex, rows}}, schema_version}``; None: no such database.
+        ``full``: recomputed from the tables' contents (also ``full: true`` and ``skipped: {table: why}``)."""
         ...
 
-    def digest_keys(self, database: str, table: str, after: bytes | None, limit: int
+    def digest_keys(self, database: str, table: str, after: bytes | None, limit: int, full: bool = False
                     ) -> Maybe[dict[str, Any] | None]:
-        """``{database, table, keys: [[hex key, [wall, logical, node]], ...], next}``; None: no such database."""
+        """``{database, table, keys: [[hex key, [wall, logical, node]], ...], next}``; None: no such database.
+        ``full``: the rows the table holds, ``[hex key, [wall, logical, node] or null, content hash]``; a
+        bad ``after`` raises ``ValueError``."""
         ...
 
     def replication_status(self) -> Maybe[dict[str, Any]]:
@@ -222,6 +225,16 @@ def _node_id_arg(request: web.Request) -> int:
     return int(raw)
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter: ``1``/``true``/``yes`` on, absent/``0``/``false``/``no`` off, else 400."""
+    raw = request.query.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise _Refused(400, f"invalid {name} {raw[:20]!r}: expected 1 or 0")
+
+
 def _member_json(m: dict[str, Any]) -> dict[str, Any]:
     out = dict(m)
     if "state" in out:
@@ -300,7 +313,7 @@ class _Handlers:
 
     async def digest(self, request: web.Request) -> web.Response:
         db = request.match_info["db"]
-        doc = await _resolve(self.control.digest(db))
+        doc = await _resolve(self.control.digest(db, full=_flag(request, "full")))
         if doc is None:
             raise _Refused(404, f"unknown database {db!r}")
         return json_response(doc)
@@ -317,7 +330,11 @@ class _Handlers:
                 after = bytes.fromhex(raw_after)
             except ValueError:
                 raise _Refused(400, f"invalid after {raw_after[:40]!r}: expected a row key in hex") from None
-        doc = await _resolve(self.control.digest_keys(db, table, after, int(raw_limit)))
+        try:
+            doc = await _resolve(self.control.digest_keys(db, table, after, int(raw_limit),
+                                                          full=_flag(request, "full")))
+        except ValueError as err:  # a full page's ``after`` that is not a key of the table
+            raise _Refused(400, str(err)) from None
         if doc is None:
             raise _Refused(404, f"unknown database {db!r}")
         return json_response(doc)

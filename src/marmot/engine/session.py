@@ -26,6 +26,7 @@ from marmot.engine import errors, extensions, information_schema, metadata
 from marmot.engine.capture import ChangeCapture
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
+from marmot.engine.raw_sql import RawSQL
 from marmot.engine.replicated_write import PendingTransaction, ReplicatedWrites, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result, ResultSet
 from marmot.engine.session_commands import SessionCommands
@@ -53,7 +54,7 @@ _KINDS = {"SELECT": "select", "WITH": "select", "SHOW": "select", "DESCRIBE": "s
           "CREATE": "ddl", "ALTER": "ddl", "DROP": "ddl", "RENAME": "ddl", "TRUNCATE": "ddl"}
 
 
-class Session(SessionCommands, ReplicatedWrites, TransactionControl):
+class Session(SessionCommands, ReplicatedWrites, TransactionControl, RawSQL):
     """State and statement execution for one MySQL connection."""
 
     def __init__(self, ctx: EngineContext, connection_id: int, user: str, database: str | None,
@@ -367,7 +368,7 @@ class Session(SessionCommands, ReplicatedWrites, TransactionControl):
             await self._run_plan(self._plan(lexer.normalize("SELECT " + sql.strip()[2:]), sql), [], [])
             return OkResult()
         if not self.transpilation:
-            return await self._run_raw(sql)
+            return await self._run_raw(sql, params)
         plan = self._plan(norm, sql)
         if plan.kind != READ and plan.attach and not plan.needs_database and len(plan.attach) == 1 \
                 and self.ctx.replication is not None:
@@ -620,25 +621,6 @@ class Session(SessionCommands, ReplicatedWrites, TransactionControl):
     def _temp_tables(self, conn: apsw.Connection) -> set[str]:
         return {r[0].lower() for r in conn.execute("SELECT name FROM temp.sqlite_schema WHERE type = 'table'")}
 
-    async def _run_raw(self, sql: str) -> Result:
-        conn = self._conn()
-        cursor = conn.cursor()
-        cursor.exec_trace = self._trace
-        self._description = None
-        try:
-            rows = cursor.execute(sql).fetchall()
-        except apsw.BusyError:
-            rows = await self._retry_busy(lambda: conn.cursor().execute(sql).fetchall())  # type: ignore[assignment]
-        except _STATEMENT_ERRORS as err:
-            raise errors.from_sqlite(err, self.database or "") from err
-        if self._description:
-            return ResultSet([d[:2] for d in self._description], rows)
-        if self.ctx.replication is not None:
-            # Raw SQLite is this node's escape hatch: not captured, not replicated (SHOW WARNINGS says so)
-            self.warnings.append(("Warning", 1105, "marmot_transpilation = OFF: this statement ran on this "
-                                  "node only and is not replicated"))
-            return OkResult(affected_rows=conn.changes(), warnings=1)
-        return OkResult(affected_rows=conn.changes())
 
 class _AffectedRows:
     """preupdate hook that counts affected rows the way MySQL does (SQLite's changes() counts matches).

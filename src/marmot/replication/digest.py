@@ -12,7 +12,8 @@ the live rows of ``__marmot_row_version`` (rows that went through replication; t
 plus the count of those rows. A sum is order-independent, so nodes that applied the same transactions
 in any order hold the same digest; a row missing, extra, or at another version on one node changes it.
 It covers keys and versions, not row contents: a row edited outside replication keeps its version and
-is not seen (its version is what last-writer-wins trusts anyway).
+is not seen (its version is what last-writer-wins trusts anyway); ``full_digest.py`` recomputes digests
+from the contents, on demand (``marmot verify --full``).
 
 Who uses it:
 
