@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -27,7 +29,7 @@ import pymysql
 import pytest
 
 from tests.faultproxy import ProxyPool
-from tests.nodeproc import NodeProcess, free_port, make_node
+from tests.nodeproc import REPO, NodeProcess, free_port, make_node
 
 SECRET = "replicated-test-secret"
 # the fast membership timers of tests/cluster/test_membership_cluster.py
@@ -51,6 +53,26 @@ def admin_json(node: NodeProcess, path: str, secret: str = SECRET) -> Any:
     req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}{path}", headers={"X-Marmot-Secret": secret})
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
+
+
+def admin_call(node: NodeProcess, path: str, method: str = "GET", secret: str = SECRET,
+               timeout: float = 15.0) -> tuple[int, dict[str, Any]]:
+    """Call an admin route of ``node``: (HTTP status, JSON body); an error status is returned, not raised."""
+    req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}{path}", method=method,
+                                 headers={"X-Marmot-Secret": secret})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def marmot_verify(node: NodeProcess, *extra: str, settle: float = 1, timeout: float = 120
+                  ) -> subprocess.CompletedProcess[str]:
+    """Run ``marmot verify`` (a real CLI process) against ``node``'s cluster; ``extra``: more flags."""
+    return subprocess.run([sys.executable, "-m", "marmot.cli", "verify", "--address", f"127.0.0.1:{node.grpc_port}",
+                           "--secret", SECRET, "--settle", str(settle), *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
 
 
 def _wait_all_alive(node: NodeProcess, n: int, timeout: float = 30.0) -> None:

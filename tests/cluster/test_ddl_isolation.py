@@ -15,14 +15,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import threading
 
 import pymysql
 import pytest
 
-from tests.cluster.replicated import SECRET, cluster_fixture, connect, run, wait_until_equal
-from tests.nodeproc import REPO, NodeProcess
+from tests.cluster.replicated import cluster_fixture, connect, marmot_verify, run, wait_until_equal
+from tests.nodeproc import NodeProcess
 
 cluster = cluster_fixture(3)
 
@@ -129,7 +128,5 @@ def test_sysbench_parallel_prepare_and_read_write(cluster: list[NodeProcess]) ->
     assert rw.returncode == 0 and "FATAL" not in out, out
     done = re.search(r"transactions:\s+(\d+)", out)
     assert done is not None and int(done.group(1)) > 0, out
-    verify = subprocess.run([sys.executable, "-m", "marmot.cli", "verify", "--address", f"127.0.0.1:{n1.grpc_port}",
-                             "--secret", SECRET, "--settle", "5", "--database", "sbtest"],
-                            capture_output=True, text=True, timeout=120, cwd=str(REPO))
+    verify = marmot_verify(n1, "--database", "sbtest", settle=5)
     assert verify.returncode == 0, verify.stdout + verify.stderr

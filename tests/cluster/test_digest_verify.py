@@ -9,8 +9,6 @@ anti-entropy's lag per peer and database, and ``/metrics`` the digests and lag."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from typing import Any
@@ -20,7 +18,8 @@ import apsw
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import encode_row_key
 from tests.cluster.replicated import SECRET, replicated_cluster, run, wait_until_equal
-from tests.nodeproc import REPO, NodeProcess
+from tests.cluster.replicated import marmot_verify as verify
+from tests.nodeproc import NodeProcess
 
 
 def admin(node: NodeProcess, path: str) -> Any:
@@ -40,11 +39,6 @@ def wait_for(what: str, fn: Any, timeout: float = 15.0) -> Any:
         time.sleep(0.1)
     raise AssertionError(f"{what} within {timeout}s; last: {last!r}")
 
-
-def verify(node: NodeProcess, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "marmot.cli", "verify", "--address", f"127.0.0.1:{node.grpc_port}",
-                           "--secret", SECRET, "--settle", "1", *extra],
-                          capture_output=True, text=True, timeout=60, cwd=str(REPO))
 
 
 def test_digests_verify_and_lag(tmp_path):

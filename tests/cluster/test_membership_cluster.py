@@ -13,24 +13,12 @@ import urllib.request
 import pymysql
 import pytest
 
+from tests.cluster.replicated import SECRET, TIMERS, admin_call
 from tests.nodeproc import NodeProcess, make_node
-
-SECRET = "cluster-test-secret"
-TIMERS = "gossip_interval_ms = 100\nsuspect_timeout_ms = 600\ndead_timeout_ms = 1200\n"
-
-
-def admin(node: NodeProcess, path: str, method: str = "GET", secret: str = SECRET) -> tuple[int, dict]:
-    req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}{path}", method=method,
-                                 headers={"X-Marmot-Secret": secret})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 def states(node: NodeProcess, secret: str = SECRET) -> dict[int, str]:
-    _, body = admin(node, "/admin/cluster/members", secret=secret)
+    _, body = admin_call(node, "/admin/cluster/members", secret=secret)
     return {m["node_id"]: m["state"] for m in body.get("members", [])}
 
 
@@ -73,7 +61,7 @@ def test_join_failure_detection_restart_remove_allow(cluster):
     everyone_alive = {1: "ALIVE", 2: "ALIVE", 3: "ALIVE"}
     for n in (n1, n2, n3):
         wait_for(lambda n=n: states(n) == everyone_alive)
-    status, health = admin(n2, "/admin/cluster/health")
+    status, health = admin_call(n2, "/admin/cluster/health")
     assert status == 200 and health["has_quorum"] and health["total"] == 3
 
     # SIGKILL node 3: every survivor sees it SUSPECT, then DEAD, within the configured timeouts
@@ -91,7 +79,7 @@ def test_join_failure_detection_restart_remove_allow(cluster):
         wait_for(lambda n=n: states(n) == everyone_alive)
 
     # remove: excluded everywhere and cannot rejoin by itself; allow: it may rejoin after a restart
-    status, _ = admin(n1, "/admin/cluster/remove/3", "POST")
+    status, _ = admin_call(n1, "/admin/cluster/remove/3", "POST")
     assert status == 200
     for n in (n1, n2):
         wait_for(lambda n=n: states(n).get(3) == "REMOVED")
@@ -100,7 +88,7 @@ def test_join_failure_detection_restart_remove_allow(cluster):
         n3.start()
     assert "removed" in str(ei.value).lower()
     assert states(n1).get(3) == "REMOVED"
-    status, _ = admin(n1, "/admin/cluster/allow/3", "POST")
+    status, _ = admin_call(n1, "/admin/cluster/allow/3", "POST")
     assert status == 200
     n3.start()
     for n in (n1, n2):
@@ -115,9 +103,9 @@ def test_wrong_secret_refused_and_admin_auth(cluster):
     assert 4 not in states(n1)
     assert set(states(intruder, secret="not-the-secret")) == {4}
     wait_for(lambda: "invalid cluster secret" in n1.log() and "invalid cluster secret" in intruder.log())
-    status, body = admin(n1, "/admin/cluster/members", secret="wrong")
+    status, body = admin_call(n1, "/admin/cluster/members", secret="wrong")
     assert status == 401 and "error" in body
-    status, _ = admin(n1, "/admin/cluster/remove/4", "POST", secret="")
+    status, _ = admin_call(n1, "/admin/cluster/remove/4", "POST", secret="")
     assert status == 401
 
 
@@ -143,7 +131,7 @@ def test_lone_restarted_node_refuses_writes(cluster):
     assert ei.value.args[0] == 1105 and "quorum" in ei.value.args[1]
     cur.execute("SELECT COUNT(*) FROM lone")  # reads still work
     assert cur.fetchone() == (0,)
-    status, health = admin(n1, "/admin/cluster/health")
+    status, health = admin_call(n1, "/admin/cluster/health")
     assert status == 503 and not health["has_quorum"]
     n2.start()  # a majority again: writes are accepted
     wait_for(lambda: states(n1).get(2) == "ALIVE")
@@ -156,15 +144,15 @@ def test_decommission_status_cancel_and_databases(cluster):
     n1 = start(1, None)
     n2 = start(2, n1)
     wait_for(lambda: states(n1) == {1: "ALIVE", 2: "ALIVE"})
-    status, body = admin(n1, "/admin/cluster/decommission/2", "POST")  # forwarded to node 2 over RPC
+    status, body = admin_call(n1, "/admin/cluster/decommission/2", "POST")  # forwarded to node 2 over RPC
     assert status == 200 and body["phase"] == "draining"
     wait_for(lambda: states(n1).get(2) == "LEAVING")
     # nothing in flight: the drain ends at once (cancelling one that waits: tests/cluster/test_operations.py)
-    wait_for(lambda: admin(n1, "/admin/cluster/decommission/2/status")[1].get("phase") == "done")
+    wait_for(lambda: admin_call(n1, "/admin/cluster/decommission/2/status")[1].get("phase") == "done")
     assert n2.proc is not None and n2.proc.wait(10) == 0
-    status, body = admin(n1, "/admin/cluster/decommission/2/cancel", "POST")
+    status, body = admin_call(n1, "/admin/cluster/decommission/2/cancel", "POST")
     assert status == 409 and "already completed" in body["error"]
-    status, body = admin(n1, "/admin/databases")
+    status, body = admin_call(n1, "/admin/databases")
     assert status == 200 and "marmot" in [d["name"] for d in body["databases"]]
 
 

@@ -4,30 +4,25 @@ node has left (it used to be a 500 with an RpcError traceback: nobody was left t
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.replicated import SECRET, connect, member_states, replicated_cluster, run, wait_until_equal
+from tests.cluster.replicated import (
+    admin_call,
+    connect,
+    member_states,
+    replicated_cluster,
+    run,
+    wait_until_equal,
+)
 from tests.nodeproc import NodeProcess
 
 GRACE_MS = 30000  # long on purpose: a drain that waited for it would be unmistakable
 GRACE = f"shutdown_grace_period_ms = {GRACE_MS}\n"
 
-
-def admin(node: NodeProcess, method: str, path: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}{path}", method=method,
-                                 headers={"X-Marmot-Secret": SECRET})
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 def wait_exit(node: NodeProcess, timeout: float) -> float:
@@ -44,7 +39,7 @@ def test_idle_decommission_ends_at_once_and_status_says_done(tmp_path: Path) -> 
         wait_until_equal(nodes, "SELECT * FROM t", expected=[(1, "a")])
 
         started = time.monotonic()
-        status, body = admin(n1, "POST", "/admin/cluster/decommission/3")
+        status, body = admin_call(n1, "/admin/cluster/decommission/3", "POST")
         assert status == 200 and body["node_id"] == 3, body
         ended = wait_exit(n3, GRACE_MS / 1000 + 20)
         assert n3.proc is not None and n3.proc.returncode == 0, n3.log()
@@ -54,7 +49,7 @@ def test_idle_decommission_ends_at_once_and_status_says_done(tmp_path: Path) -> 
 
         # after the node left, every remaining member answers "done" for it (not a 500)
         for asked in (n1, n2):
-            status, body = admin(asked, "GET", "/admin/cluster/decommission/3/status")
+            status, body = admin_call(asked, "/admin/cluster/decommission/3/status")
             assert status == 200, body
             assert body["node_id"] == 3 and body["phase"] == "done" and body["decommissioning"] is False, body
             assert body["pending_transactions"] == 0, body
@@ -63,22 +58,22 @@ def test_idle_decommission_ends_at_once_and_status_says_done(tmp_path: Path) -> 
         deadline = time.monotonic() + 20
         while member_states(n1).get(3) == "LEAVING" and time.monotonic() < deadline:
             time.sleep(0.1)
-        status, body = admin(n1, "GET", "/admin/cluster/decommission/3/status")
+        status, body = admin_call(n1, "/admin/cluster/decommission/3/status")
         assert status == 200 and body["phase"] == "done", body
 
         # commands for a node that already left are refused with the reason, not forwarded into the void
-        status, body = admin(n2, "POST", "/admin/cluster/decommission/3")
+        status, body = admin_call(n2, "/admin/cluster/decommission/3", "POST")
         assert status == 409 and "already been decommissioned" in body["error"], body
-        status, body = admin(n2, "POST", "/admin/cluster/decommission/3/cancel")
+        status, body = admin_call(n2, "/admin/cluster/decommission/3/cancel", "POST")
         assert status == 409 and "already completed" in body["error"], body
         # unknown node ids stay 404; a live node that is not leaving answers phase "none" (forwarded)
-        assert admin(n1, "GET", "/admin/cluster/decommission/42/status")[0] == 404
-        status, body = admin(n1, "GET", "/admin/cluster/decommission/2/status")
+        assert admin_call(n1, "/admin/cluster/decommission/42/status")[0] == 404
+        status, body = admin_call(n1, "/admin/cluster/decommission/2/status")
         assert status == 200 and body["phase"] == "none" and body["state"] == "ALIVE", body
 
         # a node that crashed (not decommissioned) cannot be asked: 502 naming it, and no traceback logged
         n2.stop(signal.SIGKILL)
-        status, body = admin(n1, "GET", "/admin/cluster/decommission/2/status")
+        status, body = admin_call(n1, "/admin/cluster/decommission/2/status")
         assert status == 502 and "node 2" in body["error"], body
         log = n1.log_path.read_text(errors="replace")
         assert "admin API: GET /admin/cluster/decommission" not in log and "RpcError" not in log, log[-4000:]
@@ -116,13 +111,13 @@ def test_drain_waits_for_the_transaction_in_flight(tmp_path: Path) -> None:
                 time.sleep(0.05)
 
             started = time.monotonic()
-            status, body = admin(n1, "POST", "/admin/cluster/decommission/3")
+            status, body = admin_call(n1, "/admin/cluster/decommission/3", "POST")
             assert status == 200 and body["phase"] == "draining", body
             assert body["pending_transactions"] >= 1, body
             time.sleep(2)
             # the transaction is still paused: the node is still draining
             assert n3.proc is not None and n3.proc.poll() is None, n3.log()
-            status, body = admin(n1, "GET", "/admin/cluster/decommission/3/status")
+            status, body = admin_call(n1, "/admin/cluster/decommission/3/status")
             assert status == 200 and body["phase"] == "draining" and body["decommissioning"] is True, body
             assert body["pending_transactions"] >= 1, body
 
@@ -134,7 +129,7 @@ def test_drain_waits_for_the_transaction_in_flight(tmp_path: Path) -> None:
         assert outcome["ok"] <= ended
         assert ended - started < grace_ms / 1000 / 2, f"drain took {ended - started:.1f} s\n{n3.log()}"
         wait_until_equal(nodes[:2], "SELECT * FROM t", expected=[(1, "in flight")])
-        status, body = admin(n1, "GET", "/admin/cluster/decommission/3/status")
+        status, body = admin_call(n1, "/admin/cluster/decommission/3/status")
         assert status == 200 and body["phase"] == "done", body
 
 
@@ -151,9 +146,9 @@ def test_cancel_while_draining_keeps_the_node(tmp_path: Path) -> None:
             while "failpoint coordinator_after_prepare" not in n3.log():
                 assert time.monotonic() < deadline, n3.log()
                 time.sleep(0.05)
-            status, body = admin(n1, "POST", "/admin/cluster/decommission/3")
+            status, body = admin_call(n1, "/admin/cluster/decommission/3", "POST")
             assert status == 200 and body["phase"] == "draining", body
-            status, body = admin(n2, "POST", "/admin/cluster/decommission/3/cancel")
+            status, body = admin_call(n2, "/admin/cluster/decommission/3/cancel", "POST")
             assert status == 200 and body["phase"] == "none" and body["state"] == "ALIVE", body
         finally:
             writer.join(60)
@@ -165,8 +160,8 @@ def test_cancel_while_draining_keeps_the_node(tmp_path: Path) -> None:
         run(n3, "INSERT INTO t VALUES (2)")
         wait_until_equal(nodes, "SELECT id FROM t ORDER BY id", expected=[(1,), (2,)])
         assert n3.proc is not None and n3.proc.poll() is None
-        status, body = admin(n1, "GET", "/admin/cluster/decommission/3/status")
+        status, body = admin_call(n1, "/admin/cluster/decommission/3/status")
         assert status == 200 and body["phase"] == "none" and body["decommissioning"] is False, body
         # nothing to cancel now: 409 with the reason (forwarded from node 3)
-        status, body = admin(n1, "POST", "/admin/cluster/decommission/3/cancel")
+        status, body = admin_call(n1, "/admin/cluster/decommission/3/cancel", "POST")
         assert status == 409 and "no decommission to cancel" in body["error"], body

@@ -16,7 +16,7 @@ import pymysql
 import pytest
 
 from tests.cluster.test_membership_cluster import wait_for
-from tests.nodeproc import REPO
+from tests.nodeproc import REPO, pid_alive
 
 PORTS = (3307, 3308, 3309, 8081, 8082, 8083)
 MARMOT = str(Path(sys.executable).parent / "marmot")
@@ -30,14 +30,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
 
 
 def _pids(run_dir: Path) -> dict[int, int]:
@@ -68,14 +60,14 @@ def test_run_cluster_status_restart_and_stop(tmp_path):
         for n, port in ((1, 3307), (2, 3308), (3, 3309)):
             assert f"node {n}: running, pid {pids[n]}, MySQL 127.0.0.1:{port}, cluster 127.0.0.1:{8080 + n}" \
                 in started.stdout
-        assert all(_alive(pid) for pid in pids.values())
+        assert all(pid_alive(pid) for pid in pids.values())
         assert _members_alive(3)
 
         # a second run finds the cluster running and leaves it as it is
         again = run()
         assert again.returncode == 0, again.stderr
         assert "the cluster already runs" in again.stdout
-        assert _pids(tmp_path) == pids and all(_alive(pid) for pid in pids.values())
+        assert _pids(tmp_path) == pids and all(pid_alive(pid) for pid in pids.values())
         for n in (1, 2, 3):
             assert "in use by another marmot process" not in (tmp_path / f"node-{n}" / "marmot.log").read_text()
 
@@ -90,7 +82,7 @@ def test_run_cluster_status_restart_and_stop(tmp_path):
         assert restarted.returncode == 0, restarted.stderr
         assert f"stopped pid {pids[2]}" in restarted.stdout
         new_pid = _pids(tmp_path)[2]
-        assert new_pid != pids[2] and not _alive(pids[2]) and _alive(new_pid)
+        assert new_pid != pids[2] and not pid_alive(pids[2]) and pid_alive(new_pid)
         assert f"node 2: running, pid {new_pid}" in restarted.stdout
         pymysql.connect(host="127.0.0.1", port=3308, user="root", password="").close()
         wait_for(lambda: _members_alive(3), timeout=60, interval=0.5)
@@ -98,7 +90,7 @@ def test_run_cluster_status_restart_and_stop(tmp_path):
 
         # a node that died without a word: status says so, a run starts only it again
         os.kill(pids[3], signal.SIGKILL)
-        wait_for(lambda: not _alive(pids[3]), timeout=30)
+        wait_for(lambda: not pid_alive(pids[3]), timeout=30)
         status = run("status")
         assert status.returncode == 3 and "node 3: not running" in status.stdout, status.stdout
         resumed = run()
@@ -106,16 +98,16 @@ def test_run_cluster_status_restart_and_stop(tmp_path):
         assert resumed.returncode == 0, resumed.stderr
         assert "node 1 already runs" in resumed.stdout and "node 2 already runs" in resumed.stdout
         pids[3] = _pids(tmp_path)[3]
-        assert _alive(pids[3]) and _pids(tmp_path) == pids
+        assert pid_alive(pids[3]) and _pids(tmp_path) == pids
 
         assert run("restart", "9").returncode == 1  # never set up
     finally:
         stopped = run("stop")
         for pid in seen:  # anything the stop missed
-            if _alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert stopped.returncode == 0 and stopped.stdout.count("stopped pid") == 3, stopped.stdout
-    wait_for(lambda: not any(_alive(pid) for pid in pids.values()), timeout=30)
+    wait_for(lambda: not any(pid_alive(pid) for pid in pids.values()), timeout=30)
     assert not list(tmp_path.glob("node-*/marmot.pid"))
     status = run("status")
     assert status.returncode == 3 and status.stdout.count("not running") == 3

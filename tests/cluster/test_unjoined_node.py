@@ -27,7 +27,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.cluster.replicated import admin_json, connect
+from tests.cluster.replicated import admin_json, connect, run
 from tests.nodeproc import REPO, NodeProcess, free_port, make_node
 
 SECRET = "unjoined-test-secret"
@@ -188,13 +188,7 @@ def test_wrong_cluster_secret_refuses_writes_naming_the_seed(tmp_path: Path, nod
 def test_former_single_node_with_unreachable_seed_refuses_dml_and_reads(tmp_path: Path,
                                                                         nodes: list[NodeProcess]) -> None:
     n = start(nodes, configure(tmp_path / "n1", 1, seeds=[]))
-    c = connect(n)
-    try:
-        cur = c.cursor()
-        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
-        cur.execute("INSERT INTO t VALUES (1, 'alone')")
-    finally:
-        c.close()
+    run(n, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'alone')")
     n.stop()
     # the same data directory, now told to join a cluster whose seed does not answer
     dead = f"127.0.0.1:{free_port()}"
@@ -211,13 +205,7 @@ def test_former_single_node_with_unreachable_seed_refuses_dml_and_reads(tmp_path
 
 def test_no_seeds_is_a_deliberate_single_node_cluster(tmp_path: Path, nodes: list[NodeProcess]) -> None:
     n = start(nodes, configure(tmp_path / "n1", 1, seeds=[]))
-    c = connect(n)
-    try:
-        cur = c.cursor()
-        cur.execute("CREATE TABLE t (id INT PRIMARY KEY)")
-        cur.execute("INSERT INTO t VALUES (1)")
-    finally:
-        c.close()
+    run(n, "CREATE TABLE t (id INT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
     assert query(n, "SELECT id FROM t") == ((1,),)
     status, health = health_json(n)
     assert status == 200 and health["ok"] and health["join"] == {"joined": True, "seeds": []}

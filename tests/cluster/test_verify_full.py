@@ -6,20 +6,12 @@ nothing), and ``marmot verify --full`` exits 1 naming the table and the key."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import apsw
 
-from tests.cluster.replicated import SECRET, member_states, replicated_cluster, run, wait_until_equal
-from tests.nodeproc import REPO, NodeProcess
-
-
-def verify(node: NodeProcess, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "marmot.cli", "verify", "--address", f"127.0.0.1:{node.grpc_port}",
-                           "--secret", SECRET, "--settle", "1", *extra],
-                          capture_output=True, text=True, timeout=120, cwd=str(REPO))
+from tests.cluster.replicated import marmot_verify as verify
+from tests.cluster.replicated import member_states, replicated_cluster, run, wait_until_equal
 
 
 def test_verify_full_finds_a_row_changed_in_a_stopped_nodes_file(tmp_path):

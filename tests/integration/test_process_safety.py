@@ -27,7 +27,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.nodeproc import REPO, NodeProcess, free_port, make_node
+from tests.nodeproc import REPO, NodeProcess, free_port, make_node, pid_alive
 
 CLI = [sys.executable, "-m", "marmot.cli"]
 
@@ -62,25 +62,17 @@ def serves(port: int) -> bool:
         c.close()
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
-
 
 def wait_gone(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while alive(pid):
+    while pid_alive(pid):
         assert time.monotonic() < deadline, f"PID {pid} still runs"
         time.sleep(0.05)
 
 
 def stop_pid(pid: int) -> None:
     """SIGTERM a process we started (a daemon is not our child), SIGKILL if it does not exit."""
-    if not alive(pid):
+    if not pid_alive(pid):
         return
     os.kill(pid, signal.SIGTERM)
     try:
@@ -262,7 +254,7 @@ def test_daemon_returns_once_the_node_serves(tmp_path: Path):
     try:
         assert out.returncode == 0, out.stderr
         pid = int(pid_file.read_text())  # no waiting: it is there when the launcher returns
-        assert pid != os.getpid() and alive(pid)
+        assert pid != os.getpid() and pid_alive(pid)
         assert serves(n.mysql_port)
         socket.create_connection(("127.0.0.1", n.grpc_port), timeout=5).close()
         assert (n.data_dir / "marmot.lock").read_text().strip() == str(pid)  # held by the daemon itself
