@@ -1,4 +1,4 @@
-"""Byte-level tests and fuzzing of the sans-I/O RPC frame codec (marmot.cluster.frames)."""
+"""Byte-level tests and fuzzing of the sans-I/O RPC frame codec (marmot.cluster.rpc.frames)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import struct
 import msgpack
 import pytest
 
-from marmot.cluster import frames as F
-from marmot.cluster.frames import FrameDecoder, FrameEncoder, ProtocolError, encode_frame
+from marmot.cluster.rpc import frames as F
+from marmot.cluster.rpc.frames import FrameDecoder, FrameEncoder, ProtocolError, encode_frame
 
 
 def raw(body: bytes) -> bytes:

@@ -20,8 +20,6 @@ from typing import Any
 
 import pytest
 
-from marmot.cluster import frames as F
-from marmot.cluster.frames import FrameDecoder, encode_frame
 from marmot.cluster.rpc import (
     PREAMBLE,
     STREAM_WINDOW,
@@ -34,7 +32,9 @@ from marmot.cluster.rpc import (
     RpcServerProtocol,
     serve_rpc,
 )
-from marmot.cluster.rpc_common import client_mac, server_mac
+from marmot.cluster.rpc import frames as F
+from marmot.cluster.rpc.frames import FrameDecoder, encode_frame
+from marmot.cluster.rpc.handshake import client_mac, server_mac
 
 SECRET = "s3cret"
 

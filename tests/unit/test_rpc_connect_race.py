@@ -14,8 +14,8 @@ import gc
 
 import pytest
 
-from marmot.cluster import rpc_client
-from marmot.cluster.rpc_common import RpcError
+from marmot.cluster.rpc import RpcError
+from marmot.cluster.rpc import client as rpc_client
 from tests.nodeproc import free_port
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from marmot.cluster.rpc_common import RpcError
+from marmot.cluster.rpc import RpcError
 from marmot.cluster.service import ClusterService
 from marmot.replication import digest, full_digest
 from marmot.storage.databases import DatabaseManager

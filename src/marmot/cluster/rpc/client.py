@@ -31,6 +31,7 @@ import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
+from .call import AuthError, RpcError
 from .frames import (
     AUTH,
     CANCEL,
@@ -48,19 +49,9 @@ from .frames import (
     SSTREAM,
     WELCOME,
 )
-from .rpc_common import (
-    NONCE_SIZE,
-    PREAMBLE,
-    STREAM_WINDOW,
-    AuthError,
-    RecvStream,
-    RpcError,
-    SendWindow,
-    _Connection,
-    check_node_id,
-    client_mac,
-    server_mac,
-)
+from .handshake import NONCE_SIZE, PREAMBLE, check_node_id, client_mac, server_mac
+from .protocol import Connection
+from .streams import STREAM_WINDOW, RecvStream, SendWindow
 
 _HELLO_WAIT, _WELCOME_WAIT, _READY = range(3)
 DEADLINE_GRANULARITY = 0.01
@@ -82,7 +73,7 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _ClientConnection(_Connection):
+class _ClientConnection(Connection):
     def __init__(self, client: RpcClient) -> None:
         super().__init__(keepalive_interval=client.keepalive_interval,
                          keepalive_timeout=client.keepalive_timeout, max_frame_size=client.max_frame_size)

@@ -27,6 +27,7 @@ import types
 from asyncio.tasks import _enter_task, _leave_task  # see _on_request
 from typing import Any
 
+from .call import INF, CallContext, RpcError
 from .frames import (
     AUTH,
     CANCEL,
@@ -44,31 +45,16 @@ from .frames import (
     SSTREAM,
     WELCOME,
 )
-from .rpc_common import (
-    CLIENT_STREAM,
-    INF,
-    NONCE_SIZE,
-    PREAMBLE,
-    SERVER_STREAM,
-    STREAM_WINDOW,
-    UNARY,
-    CallContext,
-    RecvStream,
-    RpcError,
-    RpcRouter,
-    SendWindow,
-    _Connection,
-    check_node_id,
-    client_mac,
-    log,
-    server_mac,
-)
+from .handshake import NONCE_SIZE, PREAMBLE, check_node_id, client_mac, server_mac
+from .protocol import Connection, log
+from .router import CLIENT_STREAM, SERVER_STREAM, UNARY, RpcRouter
+from .streams import STREAM_WINDOW, RecvStream, SendWindow
 
 _PREAMBLE_WAIT, _AUTH_WAIT, _READY, _REFUSED = range(4)
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError)
 
 
-class RpcServerProtocol(_Connection):
+class RpcServerProtocol(Connection):
     """One server connection. Created per connection by ``serve_rpc``, or by the shared cluster port.
 
     Shared-port use: the listener reads the first bytes of a connection, sees ``PREAMBLE``, creates

@@ -5,13 +5,17 @@ the same job (multiplexed calls, deadlines, streaming with flow control, keepali
 authentication, optional TLS) at a fraction of the cost (``bench/rpc.py``; DESIGN.md, decision table).
 Users never see this protocol; only Marmot nodes speak it.
 
-Layout (each part is its own module only to keep files short):
+Layout (import the public names from this package, not from its modules):
 
-* ``frames.py``      sans-I/O wire format: ``FrameDecoder`` / ``FrameEncoder`` (documents every frame).
-* ``rpc_common.py``  ``RpcError``, ``AuthError``, ``CallContext``, ``RpcRouter``, handshake MACs, stream
-  flow-control windows, and the asyncio protocol base (frame I/O, back-pressure, keepalive).
-* ``rpc_server.py``  ``RpcServerProtocol`` (one server connection) and ``serve_rpc`` (standalone listener).
-* ``rpc_client.py``  ``RpcClient`` (one peer, reconnecting) and ``ClientPool`` (all peers).
+* ``frames.py``     sans-I/O wire format: ``FrameDecoder`` / ``FrameEncoder`` (documents every frame).
+* ``call.py``       one call as both sides see it: ``RpcError``, ``AuthError``, ``CallContext``.
+* ``router.py``     ``RpcRouter``, the server's method table, and the handler shapes.
+* ``handshake.py``  ``PREAMBLE`` and the MACs of the mutual authentication.
+* ``streams.py``    flow control of streams: ``SendWindow``, ``RecvStream``, ``STREAM_WINDOW``.
+* ``protocol.py``   ``Connection``, the asyncio protocol base of both sides (frame I/O, back-pressure,
+  keepalive).
+* ``server.py``     ``RpcServerProtocol`` (one server connection) and ``serve_rpc`` (standalone listener).
+* ``client.py``     ``RpcClient`` (one peer, reconnecting) and ``ClientPool`` (all peers).
 
 A connection, start to end::
 
@@ -41,17 +45,13 @@ Usage::
 
 from __future__ import annotations
 
+from .call import AuthError, CallContext, RpcError
+from .client import ClientPool, RpcClient, ServerStreamCall, split_address
 from .frames import DEFAULT_MAX_FRAME, ProtocolError
-from .rpc_client import ClientPool, RpcClient, ServerStreamCall, split_address
-from .rpc_common import (
-    PREAMBLE,
-    STREAM_WINDOW,
-    AuthError,
-    CallContext,
-    RpcError,
-    RpcRouter,
-)
-from .rpc_server import RpcServerProtocol, serve_rpc
+from .handshake import PREAMBLE
+from .router import RpcRouter
+from .server import RpcServerProtocol, serve_rpc
+from .streams import STREAM_WINDOW
 
 __all__ = [
     "DEFAULT_MAX_FRAME",

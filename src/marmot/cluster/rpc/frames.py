@@ -4,7 +4,7 @@ Nothing here touches a socket or an event loop: the RPC connection feeds receive
 ``FrameDecoder`` and gets whole, validated frames out; it turns frames into wire bytes with
 ``encode_frame`` (or its own ``FrameEncoder``). Tests, fuzzers and benchmark tools use the same code.
 
-Wire format (after the connection preamble ``MARMOT-RPC/1\\n``, see ``rpc_common.PREAMBLE``)::
+Wire format (after the connection preamble ``MARMOT-RPC/1\\n``, see ``handshake.PREAMBLE``)::
 
     +----------------------+-----------------------------------------------+
     | length: u32 big end. | body: one msgpack array [type, request_id, ...] |
