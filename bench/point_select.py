@@ -186,7 +186,7 @@ def profile_marmot(tmp: Path, args) -> str:
                 return
         rows, total, idle = profile_summary.summarise(raw, args.profile_top)
         incl = profile_summary.inclusive(raw, [
-            "mysql/connection.py:", "mysql/packets.py:", "mysql/values.py:", "mysql/stmt_params.py:", "mysql/results.py:", "engine/session.py:",
+            "mysql/connection.py:", "mysql/packets.py:", "mysql/values.py:", "mysql/stmt_params.py:", "mysql/result_packets.py:", "engine/session.py:",
             "sql/lexer.py:", "sql/transpiler.py:", "mysql/types.py:", "lexer.py:normalize",
             "Session._run_plan", "_SelectorSocketTransport.write",
             *([":APSWCursor_execute", ":sqlite3_step"] if args.profile_native else [])])

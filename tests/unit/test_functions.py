@@ -8,12 +8,13 @@ import apsw
 import pytest
 import sqlglot
 
-from marmot.sql import datetime_functions as dtf
-from marmot.sql import function_rewrites, functions, lexer, temporal
-from marmot.sql import json_functions as jf
-from marmot.sql import numeric_functions as nf
-from marmot.sql import string_functions as sf
-from marmot.sql.func_values import FunctionError, float_text, to_int, to_number
+from marmot.sql import function_rewrites, functions, lexer
+from marmot.sql.functions import datetime as dtf
+from marmot.sql.functions import json as jf
+from marmot.sql.functions import numeric as nf
+from marmot.sql.functions import strings as sf
+from marmot.sql.functions import temporal
+from marmot.sql.functions.conversions import FunctionError, float_text, to_int, to_number
 from marmot.sql.transpiler import Transpiler
 
 # ------------------------------------------------------------------------------------ conversions

@@ -11,7 +11,7 @@ import re
 
 import apsw
 
-from marmot.sql.func_values import FunctionError
+from marmot.sql.functions.conversions import FunctionError
 
 
 class MySQLError(Exception):

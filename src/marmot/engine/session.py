@@ -32,7 +32,8 @@ from marmot.engine.results import OkResult, PreparedInfo, Result, ResultSet
 from marmot.engine.session_commands import SessionCommands
 from marmot.engine.transaction_control import TransactionControl
 from marmot.hlc import Timestamp
-from marmot.sql import datetime_functions, functions, lexer
+from marmot.sql import functions, lexer
+from marmot.sql.functions import datetime as datetime_functions
 from marmot.sql.transpiler import DDL, READ, NoSuchTable, Plan, SQLSyntaxError, Unsupported
 from marmot.storage.databases import DEFAULT_DATABASE
 from marmot.storage.rowkey import SchemaCache

@@ -25,7 +25,7 @@ from marmot.engine.errors import MySQLError
 from marmot.engine.results import OkResult, ResultSet
 from marmot.engine.session import Session
 from marmot.mysql import auth, packets
-from marmot.mysql import results as encode
+from marmot.mysql import result_packets as encode
 from marmot.mysql.constants import Capability, Command, ServerStatus, SetOption
 from marmot.mysql.tls import TlsSession
 from marmot.mysql.types import ColumnType, mysql_type_for_decl

@@ -6,7 +6,7 @@ nodes and renders them for SQLite with SQLite's built-ins, which differ from MyS
 characters, ``SUBSTR('abc', 0)`` is 'abc', ``ROUND`` rounds binary doubles, ``x % y`` truncates to
 integers, ``HEX(255)`` is the hex of the text '255', ``DATE_ADD`` becomes ``DATE(d, '+1 MONTH')`` ...).
 Each such node becomes a call of a user function with MySQL semantics (``functions``,
-``datetime_functions``), or of the SQLite built-in when that one is exact (``octet_length``,
+``functions.datetime``), or of the SQLite built-in when that one is exact (``octet_length``,
 ``CURRENT_TIMESTAMP``, native ``TRIM`` without a remove-string).
 
 Order: a replaced node's arguments must already be rewritten, so the tree is processed children first.
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from sqlglot import exp
 from sqlglot.dialects.mysql import MySQL
 
-from marmot.sql.datetime_format import str_to_date_type
+from marmot.sql.functions.date_format import str_to_date_type
 
 _MYSQL = MySQL()
 _MYSQL_GENERATOR = _MYSQL.generator()

@@ -1,4 +1,4 @@
-"""MySQL string functions as SQLite user functions (registered by ``functions.register``).
+"""MySQL string functions as SQLite user functions (registered by ``marmot.sql.functions.register``).
 
 MySQL's string functions differ from SQLite's built-ins in ways applications notice: CONCAT is NULL if any
 argument is NULL and binary if any argument is binary; SUBSTRING counts a negative position from the end
@@ -7,7 +7,7 @@ and gives '' for position 0; LOCATE/INSTR/FIELD/FIND_IN_SET compare case-insensi
 set of characters; UPPER/LOWER work on all of Unicode and leave binary strings alone. Bytes (binary
 strings: BLOB/VARBINARY values, ``_binary'..'``) are handled byte-wise and give bytes back, as in MySQL.
 
-Each function takes SQLite values and converts them with ``func_values``; results longer than
+Each function takes SQLite values and converts them with ``conversions``; results longer than
 ``max_allowed_packet`` are NULL, as MySQL returns them.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from marmot.sql.func_values import MAX_STRING, fold, text, to_bytes, to_int, to_number
+from marmot.sql.functions.conversions import MAX_STRING, fold, text, to_bytes, to_int, to_number
 
 # ----------------------------------------------------------------------------------------- helpers
 

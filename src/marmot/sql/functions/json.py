@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from functools import lru_cache
 
-from marmot.sql.func_values import FunctionError, float_text, text
+from marmot.sql.functions.conversions import FunctionError, float_text, text
 
 # ------------------------------------------------------------------------------------------ output
 

@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
-from marmot.sql.func_values import (
+from marmot.sql.functions.conversions import (
     INT64_MAX,
     INT64_MIN,
     UINT64_MASK,

@@ -1,9 +1,11 @@
 """MySQL functions SQLite lacks, registered on every connection as SQLite functions with MySQL semantics.
 
-This module is the registry: ``FUNCTIONS`` gathers the string (``string_functions``), numeric/hash/network
-(``numeric_functions``) and JSON (``json_functions``) functions; ``register(conn)`` installs them. The
-date/time functions live in ``datetime_functions`` and are registered by the session from that module's
-own ``FUNCTIONS``.
+This package holds the runtime side (the transpiler's side is ``marmot.sql.function_rewrites``); this
+module is its registry: ``FUNCTIONS`` gathers the string (``strings``), numeric/hash/network
+(``numeric``) and JSON (``json``) functions; ``register(conn)`` installs them. The date/time functions
+live in ``datetime`` (helpers: ``date_format``, ``temporal``) and are registered by the session from that
+module's own ``FUNCTIONS``. ``conversions`` holds the MySQL value conversions every function uses and
+``FunctionError``.
 
 Naming: a function SQLite does not have is registered under its MySQL name (``FIND_IN_SET``, ``LPAD``),
 so the transpiler can leave such calls as they are. Where SQLite has a built-in of the same name with
@@ -23,8 +25,8 @@ from functools import lru_cache
 
 import apsw
 
-from marmot.sql import json_functions, numeric_functions, string_functions
-from marmot.sql.func_values import FunctionError, text
+from marmot.sql.functions import json, numeric, strings
+from marmot.sql.functions.conversions import FunctionError, text
 
 __all__ = ["FUNCTIONS", "FunctionError", "register"]
 
@@ -43,9 +45,9 @@ def _regexp(pattern: object, value: object) -> int | None:
 
 # name -> (callable, number of args (-1 = any), deterministic)
 FUNCTIONS: dict[str, tuple[Callable[..., object], int, bool]] = {
-    **string_functions.FUNCTIONS,
-    **numeric_functions.FUNCTIONS,
-    **json_functions.FUNCTIONS,
+    **strings.FUNCTIONS,
+    **numeric.FUNCTIONS,
+    **json.FUNCTIONS,
     "REGEXP": (_regexp, 2, True),
 }
 

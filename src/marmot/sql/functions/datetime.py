@@ -24,9 +24,9 @@ import zoneinfo
 from collections.abc import Callable
 from functools import lru_cache
 
-from marmot.sql.datetime_format import date_format, str_to_date, time_format
-from marmot.sql.func_values import FunctionError, round_half_away, text, to_int, to_number
-from marmot.sql.temporal import (
+from marmot.sql.functions.conversions import FunctionError, round_half_away, text, to_int, to_number
+from marmot.sql.functions.date_format import date_format, str_to_date, time_format
+from marmot.sql.functions.temporal import (
     DAY_NAMES,
     DT,
     MAX_TIME_US,

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from marmot.sql.func_values import text
-from marmot.sql.temporal import (
+from marmot.sql.functions.conversions import text
+from marmot.sql.functions.temporal import (
     DAY_NAMES,
     DT,
     MONTH_NAMES,
