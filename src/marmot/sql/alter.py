@@ -173,10 +173,10 @@ class AlterBuilder:
                 key = (target.this.name if isinstance(target, exp.Schema) and target.this else "") or name or "uniq"
                 self.after.append(index_statement(self.table, key, cols, True))
             elif isinstance(inner, exp.PrimaryKey):
-                cols = ", ".join(_quote(c.name) for c in inner.expressions)
+                key_cols = ", ".join(_quote(c.name) for c in inner.expressions)
                 self.items = [(n, t.replace(" PRIMARY KEY", "") if n else t) for n, t in self.items
                               if not (n is None and t.upper().startswith("PRIMARY KEY"))]
-                self.items.append((None, f"PRIMARY KEY ({cols})"))
+                self.items.append((None, f"PRIMARY KEY ({key_cols})"))
                 self.rebuild = True
             elif isinstance(inner, exp.ForeignKey) or inner is not None:
                 self.items.append((None, inner.sql("sqlite")))

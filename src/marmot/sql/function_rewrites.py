@@ -35,13 +35,13 @@ _MYSQL_GENERATOR = _MYSQL.generator()
 Rule = Callable[[exp.Expression], exp.Expression]
 
 
-def rewrite(node: exp.Expression) -> exp.Expression:
+def rewrite(node: exp.Expr) -> exp.Expr:
     if node.parent is None:
         return rewrite_tree(node)
     return _rewrite_one(node)
 
 
-def rewrite_tree(root: exp.Expression) -> exp.Expression:
+def rewrite_tree(root: exp.Expr) -> exp.Expr:
     """Rewrite every node of ``root``, children before parents; returns the (possibly new) root."""
     for node in reversed(list(root.dfs())):
         new = _rewrite_one(node)
@@ -53,14 +53,14 @@ def rewrite_tree(root: exp.Expression) -> exp.Expression:
     return root
 
 
-def rewrite_node(node: exp.Expression) -> exp.Expression:
+def rewrite_node(node: exp.Expr) -> exp.Expr:
     """One node's rewrite (the transpiler walks the tree itself, children first)."""
     return _rewrite_one(node)
 
 
-def _rewrite_one(node: exp.Expression) -> exp.Expression:
+def _rewrite_one(node: exp.Expr) -> exp.Expr:
     rule = _RULES.get(type(node))
-    if rule is None:
+    if rule is None or not isinstance(node, exp.Expression):  # (every node type with a rule is one)
         return node
     return rule(node)
 
@@ -82,7 +82,8 @@ _CASTS = (exp.TsOrDsToDate, exp.TsOrDsToTimestamp, exp.TsOrDsToDatetime)
 def _unwrap(node: exp.Expression | None) -> exp.Expression | None:
     """Drop one DATE()/TIMESTAMP() cast sqlglot wrapped around a date function's argument."""
     if isinstance(node, _CASTS):
-        return node.this
+        inner: exp.Expression = node.this  # sqlglot types a node's children as Any
+        return inner
     return node
 
 

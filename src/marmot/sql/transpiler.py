@@ -100,17 +100,21 @@ class SchemaInfo:
         return None
 
 
+PlanKey = tuple[str, str, int]
+"""(statement shape, database, schema generation): what a plan depends on."""
+
+
 class PlanCache:
     """A thread-safe LRU of plans (``[query_pipeline] transpiler_cache_size`` entries)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._data: OrderedDict[tuple, Plan] = OrderedDict()
+        self._data: OrderedDict[PlanKey, Plan] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple) -> Plan | None:
+    def get(self, key: PlanKey) -> Plan | None:
         plan = self._data.get(key)
         if plan is None:
             self.misses += 1
@@ -121,7 +125,7 @@ class PlanCache:
                 self._data.move_to_end(key)
         return plan
 
-    def put(self, key: tuple, plan: Plan) -> None:
+    def put(self, key: PlanKey, plan: Plan) -> None:
         if self.capacity <= 0:
             return
         with self._lock:
@@ -180,7 +184,7 @@ def select_item_texts(shape: str) -> list[str] | None:
 
 def _column_name_for(text: str, node: exp.Expression) -> str:
     if isinstance(node, exp.Literal) and node.is_string:
-        return node.this
+        return node.name  # a string literal's text (its ``this``)
     return _CLIENT_PARAM_RE.sub("?", text)  # placeholders of client prepared statements show as '?'
 
 
@@ -317,7 +321,7 @@ class Transpiler:
         self,
         kind: str,
         sqls: list[str],
-        tree: exp.Expression,
+        tree: exp.Expr,
         attach: set[str],
         autoinc: bool = False,
         affected: str = "",
@@ -353,7 +357,7 @@ class Transpiler:
             raise _syntax_error(original)
         return Plan(DDL, tuple(Step(s) for s in sqls), frozenset(names))
 
-    def _resolve_tables(self, tree: exp.Expression, database: str) -> set[str]:
+    def _resolve_tables(self, tree: exp.Expr, database: str) -> set[str]:
         attach: set[str] = set()
         self._unqualified = any(not t.db and t.name.upper() != "DUAL" for t in tree.find_all(exp.Table))
         for table in tree.find_all(exp.Table):
@@ -463,10 +467,10 @@ _SESSION_FUNCS: dict[type, str] = {
 }
 
 
-def _rewrite_functions(tree: exp.Expression) -> exp.Expression:
+def _rewrite_functions(tree: exp.Expr) -> exp.Expr:
     """Every node, children before parents: MySQL function rewrites, then the session-bound ones."""
 
-    def fix(node: exp.Expression) -> exp.Expression:
+    def fix(node: exp.Expr) -> exp.Expr:
         replaced = function_rewrites.rewrite_node(node)
         if replaced is not node:
             return replaced
@@ -531,7 +535,8 @@ def _collate(node: exp.Collate) -> exp.Expression:
         return exp.Collate(this=node.this.copy(), expression=exp.var("BINARY"))
     if name.endswith("_ci"):
         return exp.Collate(this=node.this.copy(), expression=exp.var("NOCASE"))
-    return node.this.copy()
+    collated: exp.Expression = node.this  # sqlglot types a node's children as Any
+    return collated.copy()
 
 
 def _drop_dual(select: exp.Select) -> None:

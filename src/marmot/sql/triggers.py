@@ -26,7 +26,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def translate(sql: str, rewrite: Callable[[exp.Expression], exp.Expression]) -> tuple[str, str]:
+def translate(sql: str, rewrite: Callable[[exp.Expr], exp.Expr]) -> tuple[str, str]:
     """(SQLite CREATE TRIGGER, table name) for a MySQL CREATE TRIGGER; ``rewrite`` fixes functions."""
     toks = lexer.code_tokens(sql)
     words = [t.text.upper() for t in toks]
@@ -85,7 +85,7 @@ def translate(sql: str, rewrite: Callable[[exp.Expression], exp.Expression]) -> 
             table)
 
 
-def _statement(stmt: str, rewrite: Callable[[exp.Expression], exp.Expression]) -> str:
+def _statement(stmt: str, rewrite: Callable[[exp.Expr], exp.Expr]) -> str:
     try:
         tree = sqlglot.parse_one(stmt, read="mysql")
     except (ParseError, TokenError) as err:
@@ -95,7 +95,7 @@ def _statement(stmt: str, rewrite: Callable[[exp.Expression], exp.Expression]) -
     return rewrite(tree).sql("sqlite")
 
 
-def _set_new(stmt: str, table: str, rewrite: Callable[[exp.Expression], exp.Expression]) -> str:
+def _set_new(stmt: str, table: str, rewrite: Callable[[exp.Expr], exp.Expr]) -> str:
     """``SET NEW.a = x, NEW.b = y`` -> ``UPDATE t SET a = x, b = y WHERE rowid = NEW.rowid``."""
     toks = lexer.code_tokens(stmt)[1:]
     assignments: list[str] = []

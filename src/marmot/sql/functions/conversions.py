@@ -63,31 +63,28 @@ def float_text(v: float) -> str:
 
 def text(v: object) -> str:
     """A non-NULL value as a MySQL string (bytes decoded as UTF-8)."""
-    t = type(v)
-    if t is str:
-        return v  # type: ignore[return-value]
-    if t is int:
-        return str(v)
-    if t is float:
-        return float_text(v)  # type: ignore[arg-type]
-    if t is bytes:
-        return v.decode("utf-8", "replace")  # type: ignore[union-attr]
+    # exact type tests, not isinstance: a bool or a str subclass is printed by str(), as before
+    if type(v) is str:
+        return v
+    if type(v) is float:
+        return float_text(v)
+    if type(v) is bytes:
+        return v.decode("utf-8", "replace")
     return str(v)
 
 
 def to_bytes(v: object) -> bytes:
     """A non-NULL value as the bytes MySQL stores for it (UTF-8 for text)."""
     if type(v) is bytes:
-        return v  # type: ignore[return-value]
+        return v
     return text(v).encode("utf-8", "surrogateescape")
 
 
 def to_number(v: object) -> int | float:
     """A non-NULL value in numeric context: ints stay ints, strings are read up to their first non-digit."""
-    t = type(v)
-    if t is int or t is float:
-        return v  # type: ignore[return-value]
-    s = v.decode("utf-8", "replace") if t is bytes else str(v)  # type: ignore[union-attr]
+    if type(v) is int or type(v) is float:
+        return v
+    s = v.decode("utf-8", "replace") if type(v) is bytes else str(v)
     m = _NUM_PREFIX_RE.match(s)
     if m is None:
         return 0
@@ -117,18 +114,17 @@ def round_half_away(f: float) -> int:
 
 def to_int(v: object) -> int:
     """A non-NULL value in integer context: floats rounded, strings read up to the first non-digit."""
-    t = type(v)
-    if t is int:
-        return v  # type: ignore[return-value]
-    if t is float:
+    if type(v) is int:
+        return v
+    if type(v) is float:
         if v != v:  # noqa: PLR0124 - NaN
             return 0
-        if v >= 9.2233720368547758e18:  # type: ignore[operator]
+        if v >= 9.2233720368547758e18:
             return INT64_MAX
-        if v <= -9.2233720368547758e18:  # type: ignore[operator]
+        if v <= -9.2233720368547758e18:
             return INT64_MIN
-        return round_half_away(v)  # type: ignore[arg-type]
-    s = v.decode("utf-8", "replace") if t is bytes else str(v)  # type: ignore[union-attr]
+        return round_half_away(v)
+    s = v.decode("utf-8", "replace") if type(v) is bytes else str(v)
     m = _INT_PREFIX_RE.match(s)
     if m is None:
         return 0
@@ -143,7 +139,7 @@ def clamp_int(n: int) -> int | float:
     return float(n)
 
 
-class _FoldTable(dict):
+class _FoldTable(dict[int, str]):
     """str.translate table: a character -> its lower-case base letter (accents dropped), filled on demand."""
 
     def __missing__(self, code: int) -> str:

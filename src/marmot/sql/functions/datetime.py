@@ -93,14 +93,14 @@ def unix_timestamp(*args: object) -> int | float | None:
         return None
     d = parse_datetime(v)
     p = to_python(d) if d is not None else None
-    if p is None:
+    if d is None or p is None:
         return 0
     delta = p - _EPOCH
     secs = delta.days * 86400 + delta.seconds
     if secs < 0 or secs > _MAX_UNIX:
         return 0
-    if d.micro:  # type: ignore[union-attr]
-        return secs + d.micro / 1_000_000  # type: ignore[union-attr]
+    if d.micro:
+        return secs + d.micro / 1_000_000
     return secs
 
 
@@ -279,16 +279,16 @@ def _interval(amount: object, unit: str) -> tuple[int, int] | None:
     if fields is None:
         if unit in ("MONTH", "QUARTER", "YEAR"):
             n = to_number(amount)
-            k = round_half_away(n) if type(n) is float else n
-            return k * {"MONTH": 1, "QUARTER": 3, "YEAR": 12}[unit], 0  # type: ignore[operator]
+            k = n if type(n) is int else round_half_away(n)
+            return k * {"MONTH": 1, "QUARTER": 3, "YEAR": 12}[unit], 0
         scale = _US.get(unit)
         if scale is None:
             return None
         n = to_number(amount)
         if unit == "SECOND" and type(n) is float:
             return 0, round_half_away(n * 1_000_000)
-        k = round_half_away(n) if type(n) is float else n
-        return 0, k * scale  # type: ignore[operator]
+        k = n if type(n) is int else round_half_away(n)
+        return 0, k * scale
     s = text(amount).strip()
     neg = s.startswith("-")
     groups = _DIGITS_RE.findall(s)
@@ -387,15 +387,15 @@ def _addtime(a: object, b: object, sign: int) -> str | None:
     if t is None:
         return None
     us = t[0] * sign
-    if _is_datetime_text(a) or (type(a) is int and a >= 10_000_000_000):  # type: ignore[operator]
+    if _is_datetime_text(a) or (type(a) is int and a >= 10_000_000_000):
         d = parse_date(a)
         p = to_python(d) if d is not None else None
-        if p is None:
+        if d is None or p is None:
             return None
         out = _shift(p, us, True)
         if out is None:
             return None
-        return render_datetime(out, max(d.fsp, t[1]))  # type: ignore[union-attr]
+        return render_datetime(out, max(d.fsp, t[1]))
     ta = parse_time(a)
     if ta is None:
         return None

@@ -15,8 +15,16 @@ import json
 import math
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from marmot.sql.functions.conversions import FunctionError, float_text, text
+
+# json's own (C-accelerated) JSON string scanner; undocumented, so typeshed does not declare it.
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+
+Leg = tuple[Any, ...]
+"""One step of a parsed JSON path: ``("key", name)``, ``("key*",)``, ``("idx", n, from_end)``, ``("idx*",)``,
+``("range", a, a_from_end, b, b_from_end)`` or ``("**",)``."""
 
 # ------------------------------------------------------------------------------------------ output
 
@@ -38,20 +46,18 @@ def dumps(v: object) -> str:
         return "true"
     if v is False:
         return "false"
-    t = type(v)
-    if t is str:
-        return _quote(v)  # type: ignore[arg-type]
-    if t is int:
+    if type(v) is str:
+        return _quote(v)
+    if type(v) is int:
         return str(v)
-    if t is float:
-        f: float = v  # type: ignore[assignment]
-        if f.is_integer() and abs(f) < 1e15:
-            return f"{int(f)}.0"
-        return float_text(f)
-    if t is list:
-        return "[" + ", ".join(dumps(x) for x in v) + "]"  # type: ignore[attr-defined]
-    if t is dict:
-        items = sorted(v.items(), key=lambda kv: _key_order(kv[0]))  # type: ignore[attr-defined]
+    if type(v) is float:
+        if v.is_integer() and abs(v) < 1e15:
+            return f"{int(v)}.0"
+        return float_text(v)
+    if type(v) is list:
+        return "[" + ", ".join(dumps(x) for x in v) + "]"
+    if type(v) is dict:
+        items = sorted(v.items(), key=lambda kv: _key_order(kv[0]))
         return "{" + ", ".join(f"{_quote(k)}: {dumps(x)}" for k, x in items) + "}"
     return _quote(str(v))
 
@@ -66,12 +72,12 @@ def _parse_constant(name: str) -> object:
 
 def loads(doc: object, fn: str, arg: int = 1) -> object:
     if type(doc) is bytes:
-        doc = doc.decode("utf-8", "replace")  # type: ignore[union-attr]
+        doc = doc.decode("utf-8", "replace")
     elif type(doc) is not str:
         raise FunctionError(3146, "22032", f"Invalid data type for JSON data in argument {arg} to function {fn}; "
                                            "a JSON string or JSON type is required.")
     try:
-        return json.loads(doc, parse_constant=_parse_constant)  # type: ignore[arg-type]
+        return json.loads(doc, parse_constant=_parse_constant)
     except json.JSONDecodeError as err:
         msg = "The document is empty." if not str(doc).strip() else "Invalid value."
         raise _invalid_json(fn, arg, msg, err.pos) from None
@@ -118,14 +124,14 @@ def _array_pos(s: str, i: int) -> tuple[tuple[int, bool], int]:
 
 
 @lru_cache(maxsize=1024)
-def parse_path(path: str) -> tuple[tuple, bool]:
+def parse_path(path: str) -> tuple[tuple[Leg, ...], bool]:
     """(legs, may_match_many) of a MySQL JSON path; raises FunctionError 3143 when it is invalid."""
     s = path
     i = _skip_ws(s, 0)
     if i >= len(s) or s[i] != "$":
         raise _path_error(i)
     i += 1
-    legs: list[tuple] = []
+    legs: list[Leg] = []
     many = False
     while True:
         i = _skip_ws(s, i)
@@ -140,7 +146,7 @@ def parse_path(path: str) -> tuple[tuple, bool]:
                 i += 1
             elif i < len(s) and s[i] == '"':
                 try:
-                    name, end = json.decoder.scanstring(s, i + 1)
+                    name, end = _scanstring(s, i + 1)
                 except json.JSONDecodeError:
                     raise _path_error(i) from None
                 legs.append(("key", name))
@@ -183,13 +189,13 @@ def parse_path(path: str) -> tuple[tuple, bool]:
     return tuple(legs), many
 
 
-def _descendants(v: object, out: list) -> None:
+def _descendants(v: object, out: list[object]) -> None:
     out.append(v)
     if type(v) is dict:
-        for x in v.values():  # type: ignore[attr-defined]
+        for x in v.values():
             _descendants(x, out)
     elif type(v) is list:
-        for x in v:  # type: ignore[attr-defined]
+        for x in v:
             _descendants(x, out)
 
 
@@ -197,53 +203,52 @@ def _index(n: int, from_end: bool, size: int) -> int:
     return size - 1 - n if from_end else n
 
 
-def evaluate(doc: object, legs: tuple) -> list:
+def evaluate(doc: object, legs: tuple[Leg, ...]) -> list[object]:
     """Every value of ``doc`` the path selects, in document order."""
     current = [doc]
     for leg in legs:
         kind = leg[0]
-        nxt: list = []
+        nxt: list[object] = []
         if kind == "**":
             for v in current:
                 _descendants(v, nxt)
             current = nxt
             continue
         for v in current:
-            t = type(v)
             if kind == "key":
-                if t is dict and leg[1] in v:  # type: ignore[operator]
-                    nxt.append(v[leg[1]])  # type: ignore[index]
+                if type(v) is dict and leg[1] in v:
+                    nxt.append(v[leg[1]])
             elif kind == "key*":
-                if t is dict:
-                    nxt.extend(x for _, x in sorted(v.items(), key=lambda kv: _key_order(kv[0])))  # type: ignore[attr-defined]
+                if type(v) is dict:
+                    nxt.extend(x for _, x in sorted(v.items(), key=lambda kv: _key_order(kv[0])))
             elif kind == "idx*":
-                if t is list:
-                    nxt.extend(v)  # type: ignore[arg-type]
+                if type(v) is list:
+                    nxt.extend(v)
             else:
-                arr = v if t is list else [v]  # a non-array is a one-element array for [0]/[last]
-                size = len(arr)  # type: ignore[arg-type]
+                arr: list[object] = v if type(v) is list else [v]  # a non-array is a one-element array for [0]/[last]
+                size = len(arr)
                 if kind == "idx":
                     k = _index(leg[1], leg[2], size)
                     if 0 <= k < size:
-                        nxt.append(arr[k])  # type: ignore[index]
+                        nxt.append(arr[k])
                 else:
                     a, b = _index(leg[1], leg[2], size), _index(leg[3], leg[4], size)
                     a = max(a, 0)
                     b = min(b, size - 1)
                     if a <= b:
-                        nxt.extend(arr[a : b + 1])  # type: ignore[index]
+                        nxt.extend(arr[a : b + 1])
         current = nxt
     return current
 
 
 def _path_text(p: object) -> str:
-    return p.decode("utf-8", "replace") if type(p) is bytes else text(p)  # type: ignore[union-attr]
+    return p.decode("utf-8", "replace") if type(p) is bytes else text(p)
 
 
 def _extract(doc: object, paths: tuple[object, ...], fn: str) -> tuple[bool, object]:
     """(found, value) for JSON_EXTRACT(doc, paths...)."""
     value = loads(doc, fn)
-    results: list = []
+    results: list[object] = []
     many = len(paths) > 1
     for p in paths:
         legs, wild = parse_path(_path_text(p))
@@ -274,17 +279,17 @@ def json_value_unquoted(doc: object, path: object) -> str | None:
     if not found:
         return None
     if type(value) is str:
-        return value  # type: ignore[return-value]
+        return value
     return dumps(value)
 
 
 def json_unquote(v: object) -> str | None:
     if v is None:
         return None
-    s = v.decode("utf-8", "replace") if type(v) is bytes else text(v)  # type: ignore[union-attr]
+    s = v.decode("utf-8", "replace") if type(v) is bytes else text(v)
     if len(s) >= 2 and s[0] == '"' and s[-1] == '"':
         try:
-            out, end = json.decoder.scanstring(s, 1)
+            out, end = _scanstring(s, 1)
         except json.JSONDecodeError as err:
             raise _invalid_json("json_unquote", 1, "Missing a closing quotation mark in string.", err.pos) from None
         if end != len(s):
@@ -337,8 +342,8 @@ def json_length(doc: object, *path: object) -> int | None:
         if not found:
             return None
         value = found[0]
-    if type(value) in (dict, list):
-        return len(value)  # type: ignore[arg-type]
+    if type(value) is dict or type(value) is list:
+        return len(value)
     return 1
 
 
@@ -354,13 +359,13 @@ def json_keys(doc: object, *path: object) -> str | None:
         value = found[0]
     if type(value) is not dict:
         return None
-    return dumps(sorted(value, key=_key_order))  # type: ignore[arg-type]
+    return dumps(sorted(value, key=_key_order))
 
 
 def _sql_to_json(v: object) -> object:
     if type(v) is bytes:
-        return v.decode("utf-8", "replace")  # type: ignore[union-attr]
-    if type(v) is float and not math.isfinite(v):  # type: ignore[arg-type]
+        return v.decode("utf-8", "replace")
+    if type(v) is float and not math.isfinite(v):
         return None
     return v
 

@@ -257,10 +257,9 @@ def hex_(v: object) -> str | None:
     """HEX: numbers as 64-bit two's complement in base 16, strings as the hex of their bytes."""
     if v is None:
         return None
-    t = type(v)
-    if t is int:
-        return format(v & UINT64_MASK, "X")  # type: ignore[operator]
-    if t is float:
+    if type(v) is int:
+        return format(v & UINT64_MASK, "X")
+    if type(v) is float:
         if v != v or v >= 1.8446744073709552e19 or v <= -9.2233720368547758e18:  # noqa: PLR0124
             return "FFFFFFFFFFFFFFFF"
         return format(to_int(v) & UINT64_MASK, "X")
@@ -283,7 +282,7 @@ def bit_count(v: object) -> int | None:
     if v is None:
         return None
     if type(v) is bytes:
-        return sum(bin(b).count("1") for b in v)  # type: ignore[union-attr]
+        return sum(bin(b).count("1") for b in v)
     return bin(to_int(v) & UINT64_MASK).count("1")
 
 

@@ -14,6 +14,7 @@ Each function takes SQLite values and converts them with ``conversions``; result
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import AnyStr
 
 from marmot.sql.functions.conversions import MAX_STRING, fold, text, to_bytes, to_int, to_number
 
@@ -28,20 +29,14 @@ def _binary(*values: object) -> bool:
 
 
 def concat(*args: object) -> str | bytes | None:
-    parts = []
-    binary = False
+    parts: list[str] = []
     for a in args:
         if a is None:
             return None
-        t = type(a)
-        if t is bytes:
-            binary = True
-        elif t is not str:
-            a = text(a)
-        parts.append(a)
-    if binary:
-        return b"".join(to_bytes(p) for p in parts)
-    return "".join(parts)  # type: ignore[arg-type]
+        if type(a) is bytes:  # binary result: every argument as its bytes
+            return None if any(b is None for b in args) else b"".join(to_bytes(b) for b in args)
+        parts.append(a if type(a) is str else text(a))
+    return "".join(parts)
 
 
 def concat_ws(sep: object, *args: object) -> str | bytes | None:
@@ -60,29 +55,28 @@ def upper(v: object) -> object:
     if v is None or type(v) is bytes:
         return v
     s = v if type(v) is str else text(v)
-    u = s.upper()  # type: ignore[union-attr]
-    if len(u) == len(s) or s.isascii():  # type: ignore[arg-type, union-attr]
+    u = s.upper()
+    if len(u) == len(s) or s.isascii():
         return u
-    return "".join(c if len(c.upper()) != 1 else c.upper() for c in s)  # type: ignore[union-attr]
+    return "".join(c if len(c.upper()) != 1 else c.upper() for c in s)
 
 
 def lower(v: object) -> object:
     if v is None or type(v) is bytes:
         return v
     s = v if type(v) is str else text(v)
-    lo = s.lower()  # type: ignore[union-attr]
-    if len(lo) == len(s) or s.isascii():  # type: ignore[arg-type, union-attr]
+    lo = s.lower()
+    if len(lo) == len(s) or s.isascii():
         return lo
-    return "".join(c if len(c.lower()) != 1 else c.lower() for c in s)  # type: ignore[union-attr]
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in s)
 
 
 # ------------------------------------------------------------------------------------------ pieces
 
 
 def _str_or_bytes(v: object) -> str | bytes:
-    t = type(v)
-    if t is str or t is bytes:
-        return v  # type: ignore[return-value]
+    if type(v) is str or type(v) is bytes:
+        return v
     return text(v)
 
 
@@ -136,16 +130,17 @@ def substring_index(s: object, delim: object, count: object) -> str | bytes | No
     if s is None or delim is None or count is None:
         return None
     if _binary(s, delim):
-        value, d = to_bytes(s), to_bytes(delim)
-    else:
-        value, d = _str_or_bytes(s), text(delim)  # type: ignore[assignment]
-    n = to_int(count)
+        return _substring_index(to_bytes(s), to_bytes(delim), to_int(count))
+    return _substring_index(text(s), text(delim), to_int(count))
+
+
+def _substring_index(value: AnyStr, d: AnyStr, n: int) -> AnyStr:
     if not d or n == 0:
         return value[:0]
-    parts = value.split(d)  # type: ignore[arg-type]
+    parts = value.split(d)
     if n > 0:
-        return d.join(parts[:n])  # type: ignore[arg-type]
-    return d.join(parts[n:])  # type: ignore[arg-type]
+        return d.join(parts[:n])
+    return d.join(parts[n:])
 
 
 def insert(s: object, pos: object, length: object, new: object) -> str | bytes | None:
@@ -153,17 +148,17 @@ def insert(s: object, pos: object, length: object, new: object) -> str | bytes |
     if s is None or pos is None or length is None or new is None:
         return None
     if _binary(s, new):
-        value, repl = to_bytes(s), to_bytes(new)
-    else:
-        value, repl = _str_or_bytes(s), text(new)  # type: ignore[assignment]
-    p = to_int(pos)
-    k = to_int(length)
+        return _insert(to_bytes(s), to_int(pos), to_int(length), to_bytes(new))
+    return _insert(text(s), to_int(pos), to_int(length), text(new))
+
+
+def _insert(value: AnyStr, p: int, k: int, repl: AnyStr) -> AnyStr:
     n = len(value)
     if p < 1 or p > n:
         return value
     if k < 0 or k > n - p + 1:
         k = n - p + 1
-    return value[: p - 1] + repl + value[p - 1 + k :]  # type: ignore[operator]
+    return value[: p - 1] + repl + value[p - 1 + k :]
 
 
 def reverse(s: object) -> str | bytes | None:
@@ -199,10 +194,11 @@ def _pad(s: object, length: object, pad: object, left_side: bool) -> str | bytes
     if s is None or length is None or pad is None:
         return None
     if _binary(s, pad):
-        value, fill = to_bytes(s), to_bytes(pad)
-    else:
-        value, fill = _str_or_bytes(s), text(pad)  # type: ignore[assignment]
-    n = to_int(length)
+        return _pad_to(to_bytes(s), to_int(length), to_bytes(pad), left_side)
+    return _pad_to(text(s), to_int(length), text(pad), left_side)
+
+
+def _pad_to(value: AnyStr, n: int, fill: AnyStr, left_side: bool) -> AnyStr | None:
     if n < 0:
         return None
     if n <= len(value):
@@ -213,7 +209,7 @@ def _pad(s: object, length: object, pad: object, left_side: bool) -> str | bytes
         return None
     need = n - len(value)
     padding = (fill * (need // len(fill) + 1))[:need]
-    return padding + value if left_side else value + padding  # type: ignore[operator]
+    return padding + value if left_side else value + padding
 
 
 def lpad(s: object, length: object, pad: object = " ") -> str | bytes | None:
@@ -229,17 +225,19 @@ def trim(s: object, remstr: object, where: str) -> str | bytes | None:
     if s is None or remstr is None:
         return None
     if _binary(s, remstr):
-        value, r = to_bytes(s), to_bytes(remstr)
-    else:
-        value, r = _str_or_bytes(s), text(remstr)  # type: ignore[assignment]
+        return _trim(to_bytes(s), to_bytes(remstr), where)
+    return _trim(text(s), text(remstr), where)
+
+
+def _trim(value: AnyStr, r: AnyStr, where: str) -> AnyStr:
     if not r:
         return value
     k = len(r)
     if where != "TRAILING":
-        while value.startswith(r):  # type: ignore[arg-type]
+        while value.startswith(r):
             value = value[k:]
     if where != "LEADING":
-        while value.endswith(r):  # type: ignore[arg-type]
+        while value.endswith(r):
             value = value[:-k]
     return value
 
@@ -251,18 +249,18 @@ def locate(sub: object, s: object, *pos: object) -> int | None:
     """LOCATE(substr, str[, pos]); INSTR and POSITION are this with other argument orders."""
     if sub is None or s is None:
         return None
+    if pos and pos[0] is None:
+        return None
+    start = to_int(pos[0]) if pos else 1
     if _binary(sub, s):
-        hay, needle = to_bytes(s), to_bytes(sub)
-    else:
-        hay, needle = fold(_str_or_bytes(s)), fold(text(sub))  # type: ignore[arg-type, assignment]
-    start = 1
-    if pos:
-        if pos[0] is None:
-            return None
-        start = to_int(pos[0])
-        if start < 1 or start > len(hay):
-            return 0
-    return hay.find(needle, start - 1) + 1  # type: ignore[arg-type]
+        return _locate(to_bytes(s), to_bytes(sub), start, bool(pos))
+    return _locate(fold(text(s)), fold(text(sub)), start, bool(pos))
+
+
+def _locate(hay: AnyStr, needle: AnyStr, start: int, explicit_start: bool) -> int:
+    if explicit_start and (start < 1 or start > len(hay)):
+        return 0
+    return hay.find(needle, start - 1) + 1
 
 
 def instr(s: object, sub: object) -> int | None:
@@ -300,9 +298,9 @@ def field(value: object, *items: object) -> int:
         return 0
     everything = (value, *items)
     if all(type(v) is str or v is None for v in everything):
-        key = fold(value)  # type: ignore[arg-type]
+        key = fold(text(value))  # text() of a str is the str itself
         for i, item in enumerate(items, 1):
-            if item is not None and fold(item) == key:  # type: ignore[arg-type]
+            if item is not None and fold(text(item)) == key:
                 return i
         return 0
     if all(type(v) is bytes or type(v) is str or v is None for v in everything):
@@ -343,7 +341,7 @@ def ord_(s: object) -> int | None:
     if s is None:
         return None
     if type(s) is bytes:
-        return s[0] if s else 0  # type: ignore[index]
+        return s[0] if s else 0
     value = text(s)
     if not value:
         return 0
@@ -356,7 +354,7 @@ def _char_bytes(args: tuple[object, ...]) -> bytes:
         if a is None:
             continue
         # a hex literal (0x41 / X'41') reaches us as bytes: in CHAR() it is the number it spells
-        n = (int.from_bytes(a, "big") if type(a) is bytes else to_int(a)) & 0xFFFFFFFF  # type: ignore[arg-type]
+        n = (int.from_bytes(a, "big") if type(a) is bytes else to_int(a)) & 0xFFFFFFFF
         out += n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
     return bytes(out)
 
@@ -390,7 +388,7 @@ def convert_using(v: object, charset: object) -> str | bytes | None:
     if not codec:
         return to_bytes(v)
     if type(v) is bytes:
-        return v.decode(codec, "replace").replace("\ufffd", "?")  # type: ignore[union-attr]
+        return v.decode(codec, "replace").replace("\ufffd", "?")
     value = text(v)
     if codec == "utf-8":
         return value

@@ -104,9 +104,8 @@ def _from_digits(digits: str, frac: str | None) -> DT | None:
 
 def parse_datetime(value: object) -> DT | None:
     """A MySQL DATE/DATETIME value, or None when ``value`` is not one (MySQL gives NULL then)."""
-    t = type(value)
-    if t is str:
-        s: str = value  # type: ignore[assignment]
+    if type(value) is str:
+        s = value
         n = len(s)
         # Fast path for what DATE/DATETIME columns hold: 'YYYY-MM-DD' and 'YYYY-MM-DD hh:mm:ss[.ffffff]'
         # (datetime.fromisoformat is C code and validates the calendar; zero dates take the slow path).
@@ -120,10 +119,10 @@ def parse_datetime(value: object) -> DT | None:
                     return _new(DT, (p.year, p.month, p.day, 0, 0, 0, 0, False, 0))
                 return _new(DT, (p.year, p.month, p.day, p.hour, p.minute, p.second, p.microsecond, True,
                                  6 if n == 26 else 0))
-    elif t is int:
-        return _from_number(value)  # type: ignore[arg-type]
-    elif t is float:
-        f: float = value  # type: ignore[assignment]
+    elif type(value) is int:
+        return _from_number(value)
+    elif type(value) is float:
+        f = value
         if f != f or f < 0 or f >= 1e14:
             return None
         whole = int(f)
@@ -133,8 +132,8 @@ def parse_datetime(value: object) -> DT | None:
             return got
         micro, fsp = _fraction(frac)
         return got._replace(micro=micro, fsp=fsp)
-    elif t is bytes:
-        s = value.decode("utf-8", "replace")  # type: ignore[union-attr]
+    elif type(value) is bytes:
+        s = value.decode("utf-8", "replace")
     elif value is None:
         return None
     else:
@@ -190,21 +189,19 @@ def parse_date(value: object) -> DT | None:
 
 def parse_time(value: object) -> tuple[int, int] | None:
     """(signed microseconds, fsp) of a MySQL TIME value; a DATETIME gives its time of day."""
-    t = type(value)
-    if t is int or t is float:
-        num: float = value  # type: ignore[assignment]
-        if abs(num) >= 10_000_000_000:
+    if type(value) is int or type(value) is float:
+        if abs(value) >= 10_000_000_000:
             d = parse_datetime(value)
             return None if d is None else (time_of_day_us(d), d.fsp)
-        s = repr(num) if t is float else str(num)
+        s = repr(value) if type(value) is float else str(value)
         if "e" in s:
             return None
-    elif t is bytes:
-        s = value.decode("utf-8", "replace")  # type: ignore[union-attr]
+    elif type(value) is bytes:
+        s = value.decode("utf-8", "replace")
     elif value is None:
         return None
     else:
-        s = value if t is str else str(value)  # type: ignore[assignment]
+        s = value if type(value) is str else str(value)
     if len(s) >= 12 or "-" in s.lstrip()[1:] or "T" in s:
         d = parse_datetime(s)
         if d is not None:
