@@ -16,9 +16,10 @@ import asyncio
 import logging
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
@@ -75,8 +76,8 @@ class ServerSettings:
 class PreparedStatement:
     sql: str
     param_count: int
-    columns: list
-    param_types: list | None = None
+    columns: list[tuple[str, str | None]]
+    param_types: list[tuple[int, bool]] | None = None  # (type code, unsigned) sent by the first execute
     long_data: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -103,7 +104,7 @@ class MySQLConnection(asyncio.Protocol):
         self.salt = auth.new_salt()
         self.statements: dict[int, PreparedStatement] = {}
         # result-set column metadata by the identity of the session's cached column list
-        self._column_meta: dict[int, tuple] = {}
+        self._column_meta: dict[int, tuple[Sequence[encode.Column], tuple[ColumnType, ...], tuple[bytes, ...]]] = {}
         self._next_stmt_id = 1
         self.seq = 0
         self._tls: TlsSession | None = None
@@ -114,7 +115,8 @@ class MySQLConnection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a stream transport; cast, not isinstance: uvloop's transports are no asyncio.Transport subclass
+        self.transport = cast(asyncio.Transport, transport)
         self.s.connections.add(self)
         if self.s.metrics is not None:
             self.s.metrics.connection_opened()
@@ -460,7 +462,7 @@ class MySQLConnection(asyncio.Protocol):
     async def _request_local_file(self, filename: str) -> bytes:
         """LOAD DATA LOCAL: ask the client for the file and read it (packets until an empty one)."""
         self._send(packets.local_infile_request(filename))
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = await self._read()
             if not chunk:

@@ -500,7 +500,8 @@ def execute_statement_id(payload: bytes) -> int:
 def _stmt_id(payload: bytes, command: int) -> int:
     if len(payload) < 5 or payload[0] != command:
         raise ProtocolError(f"malformed {Command(command).name} packet")
-    return _U32.unpack_from(payload, 1)[0]
+    stmt_id: int = _U32.unpack_from(payload, 1)[0]
+    return stmt_id
 
 
 def parse_send_long_data(payload: bytes) -> tuple[int, int, bytes]:
@@ -531,7 +532,8 @@ def parse_set_option(payload: bytes) -> int:
     """COM_SET_OPTION -> option (see ``constants.SetOption``)."""
     if len(payload) < 3 or payload[0] != Command.COM_SET_OPTION:
         raise ProtocolError("malformed COM_SET_OPTION packet")
-    return _U16.unpack_from(payload, 1)[0]
+    option: int = _U16.unpack_from(payload, 1)[0]
+    return option
 
 
 def parse_field_list(payload: bytes) -> tuple[str, str]:

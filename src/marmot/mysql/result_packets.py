@@ -10,13 +10,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from functools import lru_cache
+from typing import Any
 
 from marmot.mysql import packets
 from marmot.mysql.constants import FieldType
 from marmot.mysql.types import ColumnType, mysql_type_for_decl, mysql_type_for_values
 
+Row = tuple[Any, ...]
+"""One result row: SQLite values (None, int, float, str, bytes)."""
+Column = tuple[Any, ...]
+"""A result column: ``(name, decltype)`` or ``(name, decltype, database, table, origin column, flags)``."""
+Origin = tuple[str | None, str, str, int]
+"""Where a column was read from: (database, table, origin column, column flags)."""
 
-def column_types(columns: Sequence[tuple], rows: list[tuple]) -> tuple[ColumnType, ...]:
+
+def column_types(columns: Sequence[Column], rows: list[Row]) -> tuple[ColumnType, ...]:
     """MySQL types: from the declared type when SQLite has one, else from the values themselves.
 
     A column is ``(name, decltype)`` or ``(name, decltype, database, table, origin column, flags)``.
@@ -34,9 +42,7 @@ def column_types(columns: Sequence[tuple], rows: list[tuple]) -> tuple[ColumnTyp
 _DECIMAL_CONTEXT = Context(prec=100, rounding=ROUND_HALF_UP)
 
 
-def fixed_decimals(
-    rows: list[tuple], columns: Sequence[tuple[str, str | None]], types: tuple[ColumnType, ...]
-) -> list[tuple]:
+def fixed_decimals(rows: list[Row], columns: Sequence[Column], types: tuple[ColumnType, ...]) -> list[Row]:
     """Values of declared ``DECIMAL(p,s)`` columns as text with exactly ``s`` digits after the point.
 
     SQLite keeps a DECIMAL as an INTEGER or REAL (NUMERIC affinity), so ``1.10`` comes back as the float
@@ -84,7 +90,7 @@ def decimal_text(v: object, scale: int) -> object:
 
 @lru_cache(maxsize=4096)
 def column_definitions(names: tuple[str, ...], types: tuple[ColumnType, ...], schema: str,
-                       origins: tuple[tuple, ...] | None = None) -> tuple[bytes, ...]:
+                       origins: tuple[Origin | None, ...] | None = None) -> tuple[bytes, ...]:
     """Column-definition packets; ``origins`` gives per column (database, table, origin column, flags)
     for columns read from a table (None entries for expressions)."""
     if origins is None:
@@ -106,20 +112,20 @@ def column_definitions(names: tuple[str, ...], types: tuple[ColumnType, ...], sc
     )
 
 
-def origins_of(columns: Sequence[tuple]) -> tuple[tuple, ...] | None:
+def origins_of(columns: Sequence[Column]) -> tuple[Origin | None, ...] | None:
     """The (database, table, origin, flags) part of described columns, or None when there is none."""
     if not columns or len(columns[0]) < 6:
         return None
     return tuple((c[2], c[3], c[4], c[5]) if c[3] else None for c in columns)
 
 
-def text_rows(rows: list[tuple]) -> list[bytes]:
+def text_rows(rows: list[Row]) -> list[bytes]:
     enc = packets.encode_text_value
     text_row = packets.text_row
     return [text_row([enc(v) for v in row]) for row in rows]
 
 
-def binary_rows(rows: list[tuple], types: tuple[ColumnType, ...]) -> list[bytes]:
+def binary_rows(rows: list[Row], types: tuple[ColumnType, ...]) -> list[bytes]:
     codes = [t.type for t in types]
     unsigned = [bool(t.flags & 32) for t in types]
     binary_row = packets.binary_row

@@ -172,7 +172,7 @@ _INT_WIDTHS = {  # display width of the type (signed, unsigned)
 }
 
 
-def _integer(type_code: int) -> Callable[[_Decl], ColumnType]:
+def _integer(type_code: FieldType) -> Callable[[_Decl], ColumnType]:
     def build(d: _Decl) -> ColumnType:
         width = _INT_WIDTHS[type_code][1 if d.unsigned else 0]
         flags = ColumnFlag.UNSIGNED if d.unsigned else 0

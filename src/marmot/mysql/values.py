@@ -93,17 +93,17 @@ def _encode_str(v: str) -> bytes:
 
 def encode_text_value(v: object) -> bytes | None:
     """Text-protocol form of a SQLite (or Python) value; None means SQL NULL."""
-    t = type(v)
-    if t is str:
-        return _encode_str(v)  # type: ignore[arg-type]
-    if t is int:
-        return b"%d" % v  # type: ignore[str-format]
+    # exact type tests (a bool or a subclass takes the slow path); type() twice costs no more than a local
+    if type(v) is str:
+        return _encode_str(v)
+    if type(v) is int:
+        return b"%d" % v
     if v is None:
         return None
-    if t is bytes:
-        return v  # type: ignore[return-value]
-    if t is float:
-        return _float_text(v)  # type: ignore[arg-type]
+    if type(v) is bytes:
+        return v
+    if type(v) is float:
+        return _float_text(v)
     return _encode_text_other(v)
 
 
@@ -240,7 +240,7 @@ def _encode_float(v: object) -> bytes:
     try:
         return _F32.pack(f)
     except OverflowError:  # beyond the float32 range: MySQL would have stored +-inf-ish
-        return _F32.pack(math.copysign(_INF, f))  # type: ignore[arg-type]
+        return _F32.pack(math.copysign(_INF, f))
 
 
 _DATETIME_RE = re.compile(

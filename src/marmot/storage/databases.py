@@ -20,6 +20,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import apsw
 
@@ -227,6 +228,7 @@ class DatabaseManager:
             "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
             "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\'"
         ).fetchone()
+        assert row is not None  # COUNT(*) always gives one row
         return int(row[0])
 
     def table_definition(self, database: str, table: str) -> tuple[str, str, list[str], list[str]] | None:
@@ -294,7 +296,9 @@ class DatabaseManager:
                 "SELECT sql FROM sqlite_schema WHERE type='table' AND name = ? COLLATE NOCASE", (table,)
             ).fetchone()
             if row and row[0]:
-                cols = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+                # (cid, name, type, notnull, dflt_value, pk), as SQLite documents PRAGMA table_info
+                cols = cast(list[tuple[int, str, str, int, Any, int]],
+                            conn.execute(f'PRAGMA table_info("{table}")').fetchall())
                 pks = [c for c in cols if c[5]]
                 if len(pks) == 1 and str(pks[0][2]).upper() == "INTEGER":
                     pk = pks[0]

@@ -49,7 +49,7 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import apsw
 
@@ -372,16 +372,21 @@ class TableSchema:
         return encode_rowid_key(self.prefix, rowid)
 
 
+# Rows of the PRAGMAs read below, as SQLite documents them (apsw types each value as any SQLite value).
+_TableListRow = tuple[str, str, str, int, int, int]  # schema, name, type, ncol, wr (WITHOUT ROWID), strict
+_TableXInfoRow = tuple[int, str, str, int, Any, int, int]  # cid, name, type, notnull, dflt_value, pk, hidden
+
+
 def load_table_schema(conn: apsw.Connection, table: str, schema: str = "main") -> TableSchema:
     """Read ``table``'s schema from ``conn`` (PRAGMA table_list / table_xinfo / index_list / index_xinfo)."""
     sch = quote_ident(schema)
-    listing = conn.execute(f"PRAGMA {sch}.table_list({quote_ident(table)})").fetchall()
+    listing = cast(list[_TableListRow], conn.execute(f"PRAGMA {sch}.table_list({quote_ident(table)})").fetchall())
     if not listing:
         raise UnknownTableError(f"no such table: {schema}.{table}")
     _schema, name, kind, _ncol, wr, _strict = listing[0]
     if kind not in ("table", "shadow"):
         raise UnknownTableError(f"{schema}.{table} is a {kind}, not a table")
-    xinfo = conn.execute(f"PRAGMA {sch}.table_xinfo({quote_ident(name)})").fetchall()
+    xinfo = cast(list[_TableXInfoRow], conn.execute(f"PRAGMA {sch}.table_xinfo({quote_ident(name)})").fetchall())
     columns: list[str] = []
     writable: set[str] = set()
     pk_pos: list[tuple[int, str]] = []
