@@ -276,8 +276,9 @@ class Gossip:
         self.stats["join_accepted"] += 1
         if not self._joined and self._join_now is not None:
             self._join_now.set()
-        log.info("node %d: node %d at %s joins (incarnation %d)", self.node_id, nid, addr,
-                 self.m.get(nid).incarnation)  # type: ignore[union-attr]
+        joined = self.m.get(nid)
+        assert joined is not None  # accept_join added it
+        log.info("node %d: node %d at %s joins (incarnation %d)", self.node_id, nid, addr, joined.incarnation)
         return {"ok": True, "node_id": self.node_id, "nodes": self.m.view()}
 
     # ---- join (joiner side) ----------------------------------------------------------------------
@@ -374,7 +375,11 @@ class Gossip:
             if t.node_id not in self._inflight:
                 task = asyncio.ensure_future(self._gossip_with(t))
                 self._inflight[t.node_id] = task
-                task.add_done_callback(lambda _t, nid=t.node_id: self._inflight.pop(nid, None))
+
+                def forget(_task: asyncio.Future[None], nid: int = t.node_id) -> None:
+                    self._inflight.pop(nid, None)
+
+                task.add_done_callback(forget)
         await self._persist()
 
     async def _gossip_with(self, target: Member) -> None:
@@ -400,8 +405,8 @@ class Gossip:
         if target is None:
             return
         self.stats["probes"] += 1
-        ping = {"from": self.node_id, "addr": self.address, "to": target.node_id,
-                "nodes": self.m.piggyback_for(target.node_id)}
+        ping: dict[str, Any] = {"from": self.node_id, "addr": self.address, "to": target.node_id,
+                                "nodes": self.m.piggyback_for(target.node_id)}
         try:
             ack = await self._send(target.address, "ping", ping, self.ping_timeout)
             if _valid_ack(ack, target.node_id):
@@ -419,7 +424,7 @@ class Gossip:
             log.debug("node %d: node %d suspected: no ack directly or through %d helpers", self.node_id,
                      target.node_id, len(helpers))
 
-    async def _indirect_probe(self, target: Member, helpers: list[Member], nodes: list[dict]) -> bool:
+    async def _indirect_probe(self, target: Member, helpers: list[Member], nodes: list[dict[str, Any]]) -> bool:
         req = {"from": self.node_id, "addr": self.address, "target": target.node_id,
                "target_addr": target.address, "timeout": self.ping_timeout, "nodes": nodes}
         tasks = [asyncio.ensure_future(self._send(h.address, "ping_req", req, self.ping_req_timeout))

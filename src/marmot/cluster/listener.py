@@ -12,6 +12,7 @@ import asyncio
 import logging
 import ssl as ssl_module
 from collections.abc import Callable
+from typing import cast
 
 from marmot.startup import listen_error
 
@@ -21,7 +22,7 @@ SNIFF_LIMIT = 64  # bytes; an HTTP request line always differs from the preamble
 
 
 class _Sniffer(asyncio.Protocol):
-    def __init__(self, preamble: bytes, rpc_factory: Callable[[bytes], asyncio.Protocol],
+    def __init__(self, preamble: bytes, rpc_factory: Callable[[bytes], asyncio.BaseProtocol],
                  http_factory: Callable[[], asyncio.Protocol] | None) -> None:
         self.preamble = preamble
         self.rpc_factory = rpc_factory
@@ -30,7 +31,8 @@ class _Sniffer(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a stream transport; cast, not isinstance: uvloop's transports are no asyncio.Transport subclass
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -39,24 +41,24 @@ class _Sniffer(asyncio.Protocol):
             return  # could still be RPC: wait for more
         assert self.transport is not None
         if self.buf.startswith(self.preamble):
-            proto = self.rpc_factory(self.buf)
-            self.transport.set_protocol(proto)
-            proto.connection_made(self.transport)
+            rpc = self.rpc_factory(self.buf)
+            self.transport.set_protocol(rpc)
+            rpc.connection_made(self.transport)
             return
         if self.http_factory is None:
             self.transport.close()
             return
-        proto = self.http_factory()
-        self.transport.set_protocol(proto)
-        proto.connection_made(self.transport)
-        proto.data_received(self.buf)
+        http = self.http_factory()
+        self.transport.set_protocol(http)
+        http.connection_made(self.transport)
+        http.data_received(self.buf)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
 
 
 async def serve_shared_port(host: str, port: int, *, preamble: bytes,
-                            rpc_factory: Callable[[bytes], asyncio.Protocol],
+                            rpc_factory: Callable[[bytes], asyncio.BaseProtocol],
                             http_factory: Callable[[], asyncio.Protocol] | None,
                             ssl: ssl_module.SSLContext | None = None) -> asyncio.Server:
     """Listen on host:port; route each connection to RPC or HTTP by its first bytes (inside TLS when

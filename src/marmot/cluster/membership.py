@@ -44,7 +44,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from marmot.hlc import NODE_BITS_MASK
 
@@ -107,7 +107,8 @@ def decode_entry(raw: Any) -> Member | None:
     return Member(nid, addr, state, inc, gen, dict(extra))
 
 
-def is_int(v: Any) -> bool:
+def is_int(v: object) -> TypeGuard[int]:
+    """An int that is no bool (what msgpack gives for an integer on the wire)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 

@@ -128,7 +128,8 @@ class _ClientConnection(Connection):
     # -- receiving --------------------------------------------------------------------------------
 
     def data_received(self, data: bytes | memoryview) -> None:
-        self._last_rx = self._loop.time()  # type: ignore[union-attr]
+        assert self._loop is not None  # data arrives only after connection_made
+        self._last_rx = self._loop.time()
         frames = self.feed_frames(data)
         if not frames:
             return
@@ -240,7 +241,8 @@ class _ClientConnection(Connection):
             self._write(self._encode([CANCEL, rid]))
 
     def start_sweeper(self) -> None:
-        self._sweeper = self._loop.call_later(DEADLINE_GRANULARITY, self._sweep)  # type: ignore[union-attr]
+        assert self._loop is not None  # calls are made on connected connections only
+        self._sweeper = self._loop.call_later(DEADLINE_GRANULARITY, self._sweep)
 
     def _sweep(self) -> None:
         """Fail the unary calls whose deadline passed. One timer per connection, not one per call: a
@@ -249,7 +251,8 @@ class _ClientConnection(Connection):
         deadlines = self._deadlines
         if not deadlines or self.closed:
             return
-        now = self._loop.time()  # type: ignore[union-attr]
+        assert self._loop is not None  # the sweeper was scheduled on it
+        now = self._loop.time()
         expired = [(rid, d) for rid, d in deadlines.items() if d[0] <= now]
         for rid, (_, method, timeout) in expired:
             self._expire(rid, method, timeout)
@@ -268,7 +271,8 @@ class _ClientConnection(Connection):
                             timeout: float | None) -> Any:
         rid = self._next_rid
         self._next_rid = rid + 1
-        fut = self._loop.create_future()  # type: ignore[union-attr]
+        assert self._loop is not None  # calls are made on connected connections only
+        fut = self._loop.create_future()
         fut.add_done_callback(_retrieve)
         sw = SendWindow(STREAM_WINDOW)
         self._pending[rid] = fut
@@ -298,8 +302,8 @@ class _ClientConnection(Connection):
             for x in it:
                 yield x
 
-        source = chunks if hasattr(chunks, "__aiter__") else from_sync(chunks)  # type: ignore[arg-type]
-        async for chunk in source:  # type: ignore[union-attr]
+        source = chunks if hasattr(chunks, "__aiter__") else from_sync(chunks)
+        async for chunk in source:
             if sw.credits <= 0:
                 await sw.wait()
             if sw.aborted or fut.done() or self.closed:
@@ -445,20 +449,22 @@ class RpcClient:
         with a granularity of ``DEADLINE_GRANULARITY`` (10 ms) and exactly by the server."""
         conn = self._conn
         if conn is None or conn.closed:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
+            running = asyncio.get_running_loop()
+            start = running.time()
             conn = await self._connection(timeout)
             if timeout is not None:
-                timeout = max(0.0, timeout - (loop.time() - start))
+                timeout = max(0.0, timeout - (running.time() - start))
         # The body of a unary call, kept in this one coroutine: it is the hot path of 2PC.
         rid = conn._next_rid
         conn._next_rid = rid + 1
         data = conn._encode([REQUEST, rid, method, payload, timeout])
-        fut = conn._loop.create_future()  # type: ignore[union-attr]
+        loop = conn._loop
+        assert loop is not None  # _connection() hands out connected connections only
+        fut = loop.create_future()
         pending = conn._pending
         pending[rid] = fut
         if timeout is not None:
-            conn._deadlines[rid] = (conn._loop.time() + timeout, method, timeout)  # type: ignore[union-attr]
+            conn._deadlines[rid] = (loop.time() + timeout, method, timeout)
             if conn._sweeper is None:
                 conn.start_sweeper()
         conn._write(data)

@@ -246,7 +246,7 @@ class FrameEncoder:
     def encode(self, frame: list[Any]) -> bytes:
         """Raises ``TypeError`` for a value msgpack cannot encode and ``ValueError`` for a frame above
         ``max_frame_size`` (the peer would drop the connection on it; send big data as a stream)."""
-        body = self._pack(frame)
+        body: bytes = self._pack(frame)
         if len(body) > self.max_frame_size:
             raise ValueError(f"frame of {len(body)} bytes exceeds the limit of {self.max_frame_size}")
         return _pack_header(len(body)) + body
@@ -254,7 +254,7 @@ class FrameEncoder:
 
 def encode_frame(frame: list[Any]) -> bytes:
     """Wire bytes of one frame (thread-safe, a little slower than ``FrameEncoder.encode``)."""
-    body = msgpack.packb(frame, use_bin_type=True)
+    body: bytes = msgpack.packb(frame, use_bin_type=True)
     if len(body) > MAX_LENGTH:
         raise ValueError("frame too large for the 4-byte length header")
     return _pack_header(len(body)) + body

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .call import RpcError
 from .frames import (
@@ -68,8 +68,10 @@ class Connection(asyncio.BufferedProtocol):
     # -- asyncio.Protocol -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are no asyncio.Transport
-        self._write = transport.write
+        # a stream transport; cast, not isinstance: uvloop's transports are no asyncio.Transport subclass
+        stream = cast(asyncio.Transport, transport)
+        self.transport = stream
+        self._write = stream.write
         self._loop = asyncio.get_running_loop()
         self._last_rx = self._loop.time()
         peer = transport.get_extra_info("peername")
@@ -127,7 +129,8 @@ class Connection(asyncio.BufferedProtocol):
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
         if self._paused and not self.closed:
-            fut = self._loop.create_future()  # type: ignore[union-attr]
+            assert self._loop is not None  # pause_writing comes after connection_made
+            fut = self._loop.create_future()
             self._drain_waiters.append(fut)
             await fut
 
@@ -168,7 +171,7 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- receiving --------------------------------------------------------------------------------
 
-    def feed_frames(self, data: bytes) -> list[list[Any]] | None:
+    def feed_frames(self, data: bytes | memoryview) -> list[list[Any]] | None:
         """Decode ``data``; on a protocol error abort the connection and return None."""
         try:
             return self.decoder.feed(data)

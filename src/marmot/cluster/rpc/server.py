@@ -116,7 +116,8 @@ class RpcServerProtocol(Connection):
     # -- receiving --------------------------------------------------------------------------------
 
     def data_received(self, data: bytes | memoryview) -> None:
-        self._last_rx = self._loop.time()  # type: ignore[union-attr]
+        assert self._loop is not None  # data arrives only after connection_made
+        self._last_rx = self._loop.time()
         if self._state != _READY:
             self._handshake_data(data)
             return
@@ -244,8 +245,10 @@ class RpcServerProtocol(Connection):
         return entry[1]
 
     def _context(self, timeout: float | None) -> CallContext:
-        deadline = INF if timeout is None else self._loop.time() + timeout  # type: ignore[union-attr]
-        return CallContext(self.peer_node_id, self.peer_address, deadline)  # type: ignore[arg-type]
+        # requests are read only once the handshake is done: the loop and the peer's id are known
+        assert self._loop is not None and self.peer_node_id is not None
+        deadline = INF if timeout is None else self._loop.time() + timeout
+        return CallContext(self.peer_node_id, self.peer_address, deadline)
 
     def _on_request(self, rid: int, method: str, payload: Any, timeout: float | None) -> None:
         fn = self._lookup(rid, method, UNARY)
@@ -253,6 +256,7 @@ class RpcServerProtocol(Connection):
             return
         ctx = self._context(timeout)
         loop = self._loop
+        assert loop is not None  # (_context checked it)
         try:
             coro = fn(payload, ctx)
         except Exception as exc:
@@ -264,13 +268,13 @@ class RpcServerProtocol(Connection):
                 return
             coro = _await(coro)
         if asyncio.current_task(loop) is not None:  # fed from inside a task (tests): no eager start
-            self._tasks[rid] = loop.create_task(self._run_unary(rid, coro, ctx))  # type: ignore[union-attr]
+            self._tasks[rid] = loop.create_task(self._run_unary(rid, coro, ctx))
             return
         # Eager start: take the handler's first step right here, with the connection's spare task marked as
         # the current task. Most handlers finish in that step: no task was created and no loop iteration
         # passed. A handler that suspends is handed to the spare, which drives it from then on.
         sp = self._spare
-        if sp is None or sp.wake.done() or sp.task.cancelling():  # type: ignore[union-attr]
+        if sp is None or sp.wake.done() or sp.task.cancelling():
             sp = self._new_spare()
         task = sp.task
         cvars = contextvars.copy_context()
@@ -285,7 +289,7 @@ class RpcServerProtocol(Connection):
         if outcome is not None:
             self._finish_unary(rid, outcome, False)
             return
-        if sp.wake.done() or task.cancelling():  # type: ignore[union-attr]
+        if sp.wake.done() or task.cancelling():
             # The handler cancelled its own (spare) task in its first step: a fresh spare delivers
             # that cancellation at the handler's first await, as a task would have.
             sp = self._new_spare()
@@ -293,13 +297,14 @@ class RpcServerProtocol(Connection):
         sp.job = (rid, coro, yielded, cvars)
         self._spare = None
         sp.wake.set_result(None)
-        self._tasks[rid] = task  # type: ignore[assignment]
+        self._tasks[rid] = task
         if timeout is not None:
-            sp.timer = loop.call_at(ctx.deadline, _expire_spare, sp)  # type: ignore[union-attr]
+            sp.timer = loop.call_at(ctx.deadline, _expire_spare, sp)
 
     def _new_spare(self) -> _Spare:
-        sp = _Spare(self._loop)  # type: ignore[arg-type]
-        sp.task = self._loop.create_task(self._spare_main(sp))  # type: ignore[union-attr]
+        assert self._loop is not None  # made for a request, after connection_made
+        sp = _Spare(self._loop)
+        sp.task = self._loop.create_task(self._spare_main(sp))
         sp.task.add_done_callback(lambda _t: self._spare_done(sp))
         self._spare = sp
         return sp
@@ -318,7 +323,8 @@ class RpcServerProtocol(Connection):
             if sp.job is None:
                 return  # idle spare of a closed connection
             exc = asyncio.CancelledError()  # cancelled between hand-over and its first step
-        rid, coro, yielded, cvars = sp.job  # type: ignore[misc]
+        assert sp.job is not None  # the job is handed over before wake is set
+        rid, coro, yielded, cvars = sp.job
         outcome = await _drive(coro, yielded, cvars, exc)
         sp.job = None
         self._end_spare_call(sp, rid)
@@ -351,7 +357,8 @@ class RpcServerProtocol(Connection):
         sw = SendWindow(window)
         self._windows[rid] = sw
         ctx = self._context(timeout)
-        self._tasks[rid] = self._loop.create_task(self._run_server_stream(rid, fn, payload, ctx, sw))  # type: ignore[union-attr]
+        assert self._loop is not None  # (_context checked it)
+        self._tasks[rid] = self._loop.create_task(self._run_server_stream(rid, fn, payload, ctx, sw))
 
     def _on_client_stream(self, rid: int, method: str, timeout: float | None) -> None:
         fn = self._lookup(rid, method, CLIENT_STREAM)
@@ -360,7 +367,8 @@ class RpcServerProtocol(Connection):
         rs = RecvStream(self, rid, STREAM_WINDOW)
         self._recv[rid] = rs
         ctx = self._context(timeout)
-        self._tasks[rid] = self._loop.create_task(self._run_client_stream(rid, fn, rs, ctx))  # type: ignore[union-attr]
+        assert self._loop is not None  # (_context checked it)
+        self._tasks[rid] = self._loop.create_task(self._run_client_stream(rid, fn, rs, ctx))
 
     def _fail_call(self, rid: int, code: str, message: str) -> None:
         task = self._tasks.get(rid)
@@ -490,7 +498,7 @@ async def _await(awaitable: Any) -> Any:
 
 def _expire_spare(sp: _Spare) -> None:
     sp.timer = None
-    if sp.job is not None and sp.task is not None:
+    if sp.job is not None:
         sp.deadline_hit = True
         sp.task.cancel()
 
@@ -503,7 +511,7 @@ class _Spare:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.wake: asyncio.Future[None] = loop.create_future()
         self.job: tuple[int, Any, Any, contextvars.Context] | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None]  # set by RpcServerProtocol._new_spare right after construction
         self.timer: asyncio.TimerHandle | None = None
         self.deadline_hit = False
         self.exc: BaseException | None = None  # to throw into the handler first
