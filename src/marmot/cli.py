@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from marmot import __version__
 from marmot.config import Config, ConfigError, load_config
@@ -27,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                "[--database DB]' compares every node's table digests (they read the admin HTTP API).",
     )
 
-    def flag(name: str, **kw: object) -> None:
-        p.add_argument(f"--{name}", f"-{name}", **kw)  # type: ignore[arg-type]
+    def flag(name: str, **kw: Any) -> None:
+        p.add_argument(f"--{name}", f"-{name}", **kw)
 
     flag("config", metavar="PATH", help="TOML config file (default: built-in defaults, see config.toml)")
     flag("node-id", type=int, metavar="N", help="node id (overrides node_id; 0 = derive from the machine)")
@@ -114,9 +116,10 @@ def _serve(cfg: Config, pid_file: PidFile | None, readiness: Readiness | None) -
             readiness.ready()
 
     error: str | None = None
+    runner: Callable[[Coroutine[Any, Any, None]], None]  # uvloop.run or asyncio.run
     try:
         try:
-            import uvloop  # type: ignore[import-not-found]
+            import uvloop
 
             runner = uvloop.run
         except ImportError:

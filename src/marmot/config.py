@@ -206,10 +206,10 @@ def _convert(key: str, tp: Any, rule: _Rule, value: Any, errors: list[str]) -> A
         errors.append(f"{key}: expected {_describe(tp, rule)}, got {value!r}")
         return _INVALID
 
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             return bad()
-        return _build(tp, value, key, errors)  # type: ignore[arg-type]
+        return _build(tp, value, key, errors)
     item = _list_item(tp)
     if item is not None:
         if not isinstance(value, list):
@@ -217,11 +217,11 @@ def _convert(key: str, tp: Any, rule: _Rule, value: Any, errors: list[str]) -> A
         out: list[Any] = []
         for i, v in enumerate(value):
             ikey = f"{key}[{i}]"
-            if dataclasses.is_dataclass(item):
+            if isinstance(item, type) and dataclasses.is_dataclass(item):
                 if not isinstance(v, dict):
                     errors.append(f"{ikey}: expected a table, got {v!r}")
                     continue
-                out.append(_build(item, v, ikey, errors))  # type: ignore[arg-type]
+                out.append(_build(item, v, ikey, errors))
             elif not isinstance(v, str) or not v.strip():
                 errors.append(f"{ikey}: expected a non-empty string, got {v!r}")
             elif rule.address and not _check_address(v):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_ONE")
 AUTH_PLUGINS = ("mysql_native_password", "caching_sha2_password")
@@ -420,6 +420,11 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+def _is_section(tp: object) -> TypeGuard[type[Any]]:
+    """Whether a type hint is a section of the schema (a dataclass)."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
 def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """Every dotted key of the schema (list-of-table items as ``publisher.sinks[].name``)."""
     out: list[str] = []
@@ -428,9 +433,9 @@ def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:
         tp = _hints(cls)[name]
         item = _list_item(tp)
         out.append(key)
-        if dataclasses.is_dataclass(tp):
+        if _is_section(tp):
             out.extend(_all_keys(tp, key))
-        elif item is not None and dataclasses.is_dataclass(item):
+        elif _is_section(item):
             out.extend(_all_keys(item, key + "[]"))
     return out
 
@@ -441,10 +446,11 @@ def _leaf_keys(prefix: str) -> list[str]:
     found = _lookup(prefix)
     if found is None:
         raise KeyError(prefix)
-    if not dataclasses.is_dataclass(found[0]):
+    section = found[0]
+    if not _is_section(section):
         return [prefix]
     out: list[str] = []
-    for key in _all_keys(found[0], prefix):
+    for key in _all_keys(section, prefix):
         tp = _lookup(key)
         if "[]" not in key and tp is not None and not dataclasses.is_dataclass(tp[0]):
             out.append(key)
@@ -484,7 +490,7 @@ def _lookup(dotted: str) -> tuple[Any, _Rule] | None:
     cls: Any = Config
     parts = dotted.split(".")
     for i, part in enumerate(parts):
-        if not dataclasses.is_dataclass(cls):
+        if not _is_section(cls):
             return None
         f = _fields(cls).get(part)
         if f is None:

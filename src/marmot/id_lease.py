@@ -30,7 +30,8 @@ class IdLease:
 
     def start(self) -> None:
         """Raise the generator above the previous run's lease, then take a new one."""
-        floor = int(self.state.get(LEASE_KEY, 0) or 0)
+        stored = self.state.get(LEASE_KEY)  # an INTEGER, or None before the first lease
+        floor = int(stored) if isinstance(stored, int | float | str | bytes) and stored else 0
         if floor:
             self.generator.raise_floor(floor)
         self.renew()

@@ -26,7 +26,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from aiohttp import web
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("marmot.admin")
 
 T = TypeVar("T")
-Maybe = T | Awaitable[T]  # a value, or an awaitable of it (for methods that may need RPC)
+Maybe: TypeAlias = T | Awaitable[T]  # a value, or an awaitable of it (for methods that may need RPC)
 
 SECRET_HEADER = "X-Marmot-Secret"
 HEALTHY_STATES = frozenset({"ALIVE"})

@@ -380,7 +380,7 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in Prometheus text format (``CONTENT_TYPE_LATEST``), without the ``*_created``
         samples prometheus_client adds to counters and histograms (turning them off is process-global)."""
-        return generate_latest(_WithoutCreated(self.registry))  # type: ignore[arg-type]
+        return generate_latest(_WithoutCreated(self.registry))
 
 
 class _WithoutCreated:
