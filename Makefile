@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench chaos clean
+.PHONY: run test lint typecheck format-check bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,22 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/marmot $(ARGS)
 
+# CI (.ci/run) runs this: lint, types, then the tests
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+
+# mypy over src/marmot with [tool.mypy] in pyproject.toml (strict on mysql, storage, cluster and sql)
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# not yet part of `make test`: the code base is to be formatted once (`ruff format src tests bench`) first
+format-check: $(STAMP)
+	$(BIN)/ruff format --check src tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/point_select.py
@@ -30,4 +40,4 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.runner --schedules 10 --duration 60 $(ARGS)
 
 clean:
-	rm -rf $(VENV) marmot-data .pytest_cache
+	rm -rf $(VENV) marmot-data .pytest_cache .mypy_cache
