@@ -1,9 +1,11 @@
 """The replication layer of one node, as the engine and node.py see it.
 
 It is its own type because two consumers need one handle: the engine hands it every write
-(``commit_changes``, ``commit_ddl``, ``database_op``) and node.py wires it to the cluster (RPC
-methods, membership, gossip metadata) and stops it. Inside: the coordinator (writes starting here),
-the participant (every write, wherever it started), the apply queues and the stale-txn resolver.
+(``commit_changes``, ``commit_ddl``, ``database_op``) and node.py builds it (``from_config``: the
+config, the cluster as a ``marmot.transport.Transport``, gossip as a ``wiring.Membership``, the engine's
+hooks), registers its RPC methods and stops it. Inside: the coordinator (writes starting here), the
+participant (every write, wherever it started), anti-entropy, GC, the apply queues and the stale-txn
+resolver.
 
 Path of a write (``shared/DESIGN.md``, "The data flow of one write"): the engine captured the rows and
 rolled its SQLite transaction back → ``commit_changes`` encodes them with the row versions the dry
