@@ -408,7 +408,7 @@ def _answer(task: asyncio.Future[Any]) -> Answer:
     if task.cancelled():
         return None
     exc = task.exception()
-    return exc if exc is not None else task.result()  # type: ignore[no-any-return]
+    return exc if exc is not None else task.result()
 
 
 class _Tally:

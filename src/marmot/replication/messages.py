@@ -157,10 +157,10 @@ def answer(payload: Any) -> dict[str, Any]:
 
 def int_list(payload: dict[str, Any], name: str, limit: int) -> list[int]:
     """``payload[name]``: a list of at most ``limit`` integers."""
-    values = field(payload, name, list)
+    values: list[Any] = field(payload, name, list)
     if len(values) > limit or not all(type(v) is int for v in values):
         raise MessageError(f"{name} must be at most {limit} integers")
-    return values
+    return [int(v) for v in values]
 
 
 def version_out(v: Version | None) -> list[int] | None:

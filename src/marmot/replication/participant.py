@@ -222,6 +222,7 @@ class Participant:
             if local_sv > sv:
                 return self._conflict(f"schema of '{db}' changed (version {local_sv}, statement planned at {sv})")
         else:
+            assert tables is not None  # DML: the tables it changes
             here = self.table_fingerprints(db, tables)
             changed = sorted(t for t in tables if here[t] != planned[t])
             if changed:
