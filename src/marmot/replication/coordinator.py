@@ -202,7 +202,8 @@ class Coordinator:
         stamps = [local.ts]
         answers: dict[int, Answer] = {}  # remote node id -> its PREPARE answer or the error
         decision: dict[str, Any] = {}  # set once decided: {"commit": bool, "cts": Timestamp}
-        tasks = {asyncio.ensure_future(self._call(addr, req, timeout)): nid for nid, addr in peers.items()}
+        payload = req.encode()  # once for every peer (a large transaction's bv is long)
+        tasks = {asyncio.ensure_future(self._call(addr, req, timeout, payload)): nid for nid, addr in peers.items()}
         conflict: str | None = None
         pending = set(tasks)
         deadline = time.monotonic() + timeout
@@ -368,11 +369,12 @@ class Coordinator:
         elif decision.get("commit") is False and _ok(ans):
             self._spawn(self._send_quiet(addr, Abort(req.db, req.txn)))
 
-    async def _call(self, addr: str, msg: Prepare | Commit | Replay | Settle | Abort, timeout: float) -> Any:
-        """One RPC, its answer decoded (a malformed answer raises ``MessageError``, like no answer). A
-        PREPARE or REPLAY whose body is larger than ``stream_chunk`` goes as a client stream
-        (``txn_messages.split_body``)."""
-        payload = msg.encode()
+    async def _call(self, addr: str, msg: Prepare | Commit | Replay | Settle | Abort, timeout: float,
+                    payload: dict[str, Any] | None = None) -> Any:
+        """One RPC (``payload``: ``msg`` already encoded), its answer decoded (a malformed answer raises
+        ``MessageError``, like no answer). A PREPARE or REPLAY whose body is larger than ``stream_chunk``
+        goes as a client stream (``txn_messages.split_body``)."""
+        payload = payload if payload is not None else msg.encode()
         if isinstance(msg, Prepare | Replay) and len(msg.body) > self.stream_chunk:
             raw = await self.transport.send_stream(addr, msg.method + "_stream",
                                                    split_body(payload, self.stream_chunk), timeout)
