@@ -508,6 +508,6 @@ class AntiEntropy(LogServer):
         if self.release is not None:
             self.release(db)
 
-    async def _send(self, address: str, req: Any) -> Any:
+    async def _send(self, address: str, req: m.Request) -> Any:
         """One request to a peer (``sync_messages``), within ``timeout``; the raw answer."""
         return await self.transport.send(address, req.method, req.encode(), self.timeout)

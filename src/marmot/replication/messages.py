@@ -20,7 +20,7 @@ Everything decoded here comes off the network: malformed input raises ``MessageE
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import msgpack
 
@@ -35,6 +35,14 @@ Version = tuple[int, int, int]
 
 class MessageError(ValueError):
     """A malformed replication message."""
+
+
+class Request(Protocol):
+    """What every request message offers: the RPC method it is sent as, and its request map."""
+
+    method: ClassVar[str]
+
+    def encode(self) -> dict[str, Any]: ...
 
 
 @dataclass(slots=True)
