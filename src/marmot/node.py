@@ -19,6 +19,7 @@ from marmot import __version__, failpoints
 from marmot.admin.control import NodeControl
 from marmot.admin.http import make_app
 from marmot.admin.metrics import Metrics
+from marmot.cluster.gossip import Gossip
 from marmot.cluster.service import ClusterService
 from marmot.config import Config, resolve_node_id
 from marmot.engine.context import EngineContext
@@ -35,6 +36,32 @@ from marmot.storage.databases import DatabaseManager
 from marmot.storage.node_state import NodeState
 
 log = logging.getLogger("marmot.node")
+
+
+class GossipMembership:
+    """Gossip membership as the replication layer sees it (``replication.wiring.Membership``)."""
+
+    def __init__(self, gossip: Gossip) -> None:
+        self.gossip = gossip
+
+    def alive_peers(self) -> dict[int, str]:
+        return self.gossip.alive_peers()
+
+    def total_members(self) -> int:
+        return self.gossip.total_members()
+
+    def members(self) -> list[int]:
+        return [mb["node_id"] for mb in self.gossip.members()
+                if mb["state"] != "REMOVED" and mb["node_id"] != self.gossip.node_id]
+
+    def leaving(self) -> bool:
+        return self.gossip.state == "LEAVING"
+
+    def not_joined(self) -> str | None:
+        return self.gossip.join_status.refusal()
+
+    def publish_schema(self, versions: dict[str, int]) -> None:
+        self.gossip.set_metadata("schema_versions", versions)
 
 
 class Node:
@@ -88,6 +115,8 @@ class Node:
             extensions_dir=cfg.extensions.directory,
             always_loaded=tuple(cfg.extensions.always_loaded),
             local_infile=mysql_cfg.local_infile_enabled,
+            ddl_lock_lease_s=float(cfg.ddl.lock_lease_seconds),
+            ddl_implicit_commit=cfg.transaction.ddl_implicit_commit,
         )
         await self._start_cluster()
         if mysql_cfg.enabled:
@@ -118,40 +147,19 @@ class Node:
         assert self.engine is not None and self.databases is not None
         self.cluster = ClusterService(self.node_id, cfg.cluster, cfg.data_dir,
                                       on_change=self._on_member_change, ready_check=self._ready_check)
+        self.replication = Replication.from_config(
+            cfg, node_id=self.node_id, hlc=self.hlc, databases=self.databases, transport=self.cluster,
+            membership=GossipMembership(self.cluster.gossip), metrics=self.metrics,
+            before_drop=self.engine.forget_database, before_replace=self.engine.release_database)
         control = NodeControl(self.node_id, self.cluster, self.databases,
                               grace_s=cfg.cluster.shutdown_grace_period_ms / 1000,
-                              request_stop=self._stop_requested.set)
+                              request_stop=self._stop_requested.set, replication=self.replication)
         control.register_rpc()
-        rcfg = cfg.replication
-        gossip = self.cluster.gossip
-        self.replication = Replication(
-            self.node_id, self.hlc, self.databases, self.cluster.send, send_stream=self.cluster.send_stream,
-            stream_chunk=rcfg.stream_chunk_size_kb * 1024, peers=gossip.alive_peers,
-            total_members=gossip.total_members, leaving=lambda: gossip.state == "LEAVING",
-            default_level=rcfg.default_write_consistency, write_timeout=rcfg.write_timeout_ms / 1000,
-            ddl_timeout=rcfg.ddl_validation_timeout_ms / 1000,
-            heartbeat_timeout=float(cfg.transaction.heartbeat_timeout_seconds),
-            ddl_lease=float(cfg.ddl.lock_lease_seconds),
-            max_batch=cfg.batch_commit.max_batch_size if cfg.batch_commit.enabled else 1,
-            metrics=self.metrics, publish_schema=lambda versions: gossip.set_metadata("schema_versions", versions),
-            anti_entropy_interval=float(rcfg.anti_entropy_interval_seconds) if rcfg.enable_anti_entropy else None,
-            gc_interval=float(rcfg.gc_interval_seconds), gc_min_retention_h=float(rcfg.gc_min_retention_hours),
-            gc_max_retention_h=float(rcfg.gc_max_retention_hours),
-            members=lambda: [mb["node_id"] for mb in gossip.members()
-                             if mb["state"] != "REMOVED" and mb["node_id"] != self.node_id],
-            snapshot_opts={"stream": self.cluster.stream, "snapshot_threshold": rcfg.delta_sync_threshold_transactions,
-                           "snapshot_threshold_seconds": float(rcfg.delta_sync_threshold_seconds),
-                           "chunk_size": rcfg.stream_chunk_size_kb * 1024, "progress_bar": True,
-                           "restore_timeout": float(rcfg.snapshot_restore_timeout_seconds)},
-            not_joined=gossip.join_status.refusal)
-        self.replication.before_replace = self.engine.release_database
-        self.replication.before_drop = self.engine.forget_database
-        control.replication = self.replication  # digest and lag routes
         self.replication.register(self.cluster.router)
         self.replication.start()
+        # The engine hands replication its writes and replication asks the engine's sessions to let go of
+        # a database file: the engine is built first, without one, and plugs into it here.
         self.engine.replication = self.replication
-        self.engine.ddl_lock_lease_s = float(cfg.ddl.lock_lease_seconds)
-        self.engine.ddl_implicit_commit = cfg.transaction.ddl_implicit_commit
         app = make_app(control, secret=cfg.cluster.cluster_secret,
                        metrics=self.metrics if cfg.prometheus.enabled else None)
         runner = web.AppRunner(app, access_log=None)

@@ -14,11 +14,33 @@ import logging
 
 import apsw
 
-from marmot.hlc import HLC
+from marmot.hlc import HLC, Timestamp
 from marmot.replication import anti_entropy as ae_module
 from marmot.replication import messages as m
 from marmot.replication.anti_entropy import AntiEntropy
+from marmot.replication.sync_messages import LogEntry
+from marmot.replication.wiring import ReplicationSettings
 from marmot.storage.databases import DatabaseManager
+
+SETTINGS = ReplicationSettings(anti_entropy_interval=1.0)
+
+
+class Transport:
+    """``marmot.transport.Transport`` answering unary calls with ``send`` (None: no network at all)."""
+
+    def __init__(self, send=None) -> None:
+        self._send = send
+
+    async def send(self, address, method, payload, timeout):
+        if self._send is None:
+            raise ConnectionError("no network in this test")
+        return await self._send(address, method, payload, timeout)
+
+    async def send_stream(self, address, method, chunks, timeout):
+        raise ConnectionError("no streams in this test")
+
+    def stream(self, address, method, payload, timeout):
+        raise ConnectionError("no streams in this test")
 
 
 class FullDisk:
@@ -44,14 +66,15 @@ def test_failed_batch_retrieves_every_failure(tmp_path):
     """Finding 1."""
     dbs = DatabaseManager(str(tmp_path))
     queues = FullDisk(5)
-    ae = AntiEntropy(1, HLC(1), dbs, queues, send=None, peers=dict, interval=1.0)
+    ae = AntiEntropy(1, HLC(1), dbs, queues, Transport(), peers=dict, settings=SETTINGS)
     body = m.encode_body("dml", rows=b"")
-    rows = [[seq, 1000 + seq, 1_700_000_000_000_000_000 + seq, 0, 2, 2, body] for seq in range(1, 6)]
+    entries = [LogEntry(seq, 1000 + seq, Timestamp(1_700_000_000_000_000_000 + seq, 0, 2), 2, body)
+               for seq in range(1, 6)]
     unretrieved: list[dict] = []
 
     async def main() -> tuple[int | None, int]:
         asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: unretrieved.append(ctx))
-        result = await ae._apply_rows("127.0.0.1:1", "marmot", rows, 1)
+        result = await ae._apply_entries("127.0.0.1:1", "marmot", entries)
         await asyncio.sleep(0.01)  # let every queued apply finish failing
         gc.collect()
         return result
@@ -85,7 +108,7 @@ def test_digest_difference_counts_as_divergence_only_once_it_stays_put(tmp_path,
                                                                                   "rows": 1}}}
         raise ConnectionError("repairs are not what this test is about")
 
-    ae = AntiEntropy(1, HLC(1), dbs, FullDisk(1), send=send, peers=dict, interval=1.0)
+    ae = AntiEntropy(1, HLC(1), dbs, FullDisk(1), Transport(send), peers=dict, settings=SETTINGS)
     clock = [1000.0]
     monkeypatch.setattr(ae_module.time, "monotonic", lambda: clock[0])
 

@@ -7,10 +7,10 @@ part, a lagging node still ends up with the write, a COMMIT delivered twice land
 transaction whose coordinator died is settled the same way on every survivor.
 
 Every node here is real: its own DatabaseManager (its own directory of SQLite files), HLC and
-``Replication`` (coordinator, participant, apply queues). Only the transport is in-process: ``send``
-routes ``(address, method, payload, timeout)`` to the handlers the target registered through
-``Replication.register`` — the same functions the RPC router would call — with the payload and the
-answer round-tripped through msgpack like a real frame. Faults are transport rules: a *down* node's
+``Replication`` (coordinator, participant, apply queues). Only the transport and the membership are
+in-process: the transport's ``send`` routes ``(address, method, payload, timeout)`` to the handlers the
+target registered through ``Replication.register`` — the same functions the RPC router would call —
+with the payload and the answer round-tripped through msgpack like a real frame. Faults are transport rules: a *down* node's
 sends raise ``ConnectionError``; a *held* call waits on an ``asyncio.Event`` before the handler runs
 (a slow request) or after it (a slow answer), so "late" is decided by the test, never by timing.
 """
@@ -36,6 +36,8 @@ from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.coordinator import CommitResult
 from marmot.replication.errors import CommitUnknown, QuorumNotReached, WriteConflict
 from marmot.replication.service import Replication
+from marmot.replication.txn_messages import Commit, Prepare, Replay, Settle, StatusAnswer, StatusRequest
+from marmot.replication.wiring import ReplicationSettings
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import encode_row_key
@@ -139,6 +141,7 @@ class Cluster:
         self.members = {i: f"node{i}" for i in range(1, size + 1)}  # total membership
         self.by_address = {a: i for i, a in self.members.items()}
         self.alive = set(self.members)  # what the membership layer reports (peers = alive others)
+        self.removed: set[int] = set()  # members removed from the cluster for good
         self.down: set[int] = set()  # counted alive or not, every send to or from it fails
         self.drops: set[Rule] = set()
         self.hold_before: dict[Rule, asyncio.Event] = {}
@@ -148,9 +151,7 @@ class Cluster:
         self.nodes: dict[int, Node] = {}
         for i, addr in self.members.items():
             n = Node(i, addr, DatabaseManager(tmp_path / addr), HLC(i))
-            n.rep = Replication(i, n.hlc, n.dbm, self.sender(i), peers=lambda i=i: self.peers_of(i),
-                                total_members=lambda: len(self.members), write_timeout=2.0, ddl_timeout=3.0,
-                                heartbeat_timeout=HEARTBEAT, ddl_lease=3.0, anti_entropy_interval=None)
+            n.rep = Replication(i, n.hlc, n.dbm, Transport(self, i), MemberView(self, i), settings=SETTINGS)
             n.rep.participant.conflict_wait = 0.05
             n.rep.register(n)
             n.check = n.dbm.open(DB)
@@ -178,13 +179,10 @@ class Cluster:
         (self.hold_after if answer else self.hold_before)[(src, dst, method)] = gate
         return gate
 
-    def sender(self, src: int) -> Callable[[str, str, Any, float], Awaitable[Any]]:
-        async def send(address: str, method: str, payload: Any, timeout: float) -> Any:
-            call = Call(src, self.by_address[address], method, wire(payload))
-            self.calls.append(call)
-            return await asyncio.wait_for(self._deliver(call), timeout)
-
-        return send
+    async def send(self, src: int, address: str, method: str, payload: Any, timeout: float) -> Any:
+        call = Call(src, self.by_address[address], method, wire(payload))
+        self.calls.append(call)
+        return await asyncio.wait_for(self._deliver(call), timeout)
 
     async def _deliver(self, call: Call) -> Any:
         try:
@@ -224,6 +222,53 @@ class Cluster:
                 conn.close()
             n.check.close()
             n.dbm.close()
+
+
+SETTINGS = ReplicationSettings(write_timeout=2.0, ddl_timeout=3.0, heartbeat_timeout=HEARTBEAT, ddl_lease=3.0,
+                               anti_entropy_interval=None)
+
+
+class Transport:
+    """Node ``src``'s side of the in-process transport (``marmot.transport.Transport``); these small
+    transactions never stream."""
+
+    def __init__(self, cluster: Cluster, src: int) -> None:
+        self.cluster, self.src = cluster, src
+
+    async def send(self, address: str, method: str, payload: Any, timeout: float) -> Any:
+        return await self.cluster.send(self.src, address, method, payload, timeout)
+
+    async def send_stream(self, address: str, method: str, chunks: list[Any], timeout: float) -> Any:
+        raise AssertionError(f"{method}: no transaction here is large enough to stream")
+
+    def stream(self, address: str, method: str, payload: Any, timeout: float) -> Any:
+        raise AssertionError(f"{method}: anti-entropy is off in these tests")
+
+
+class MemberView:
+    """Node ``me``'s view of the membership (``replication.wiring.Membership``), from the cluster's
+    ``members`` (total), ``alive`` and ``removed``."""
+
+    def __init__(self, cluster: Cluster, me: int) -> None:
+        self.cluster, self.me = cluster, me
+
+    def alive_peers(self) -> dict[int, str]:
+        return self.cluster.peers_of(self.me)
+
+    def total_members(self) -> int:
+        return len(self.cluster.members)
+
+    def members(self) -> list[int]:
+        return [i for i in self.cluster.members if i != self.me and i not in self.cluster.removed]
+
+    def leaving(self) -> bool:
+        return False
+
+    def not_joined(self) -> str | None:
+        return None
+
+    def publish_schema(self, versions: dict[str, int]) -> None:
+        pass
 
 
 def run(tmp_path: Path, fn: Callable[[Cluster], Awaitable[None]]) -> None:
@@ -541,7 +586,7 @@ def test_all_with_one_peer_down_is_quorum_not_reached(tmp_path: Path, how: str) 
             (a,) = prepare_txns(c, 1)
             # node 2 prepared: it is sent the ABORT and lets go of its intents
             await until(lambda: bool(c.calls_of("txn_abort", dst=2, txn=a)) and c[2].idle(), "node 2's ABORT")
-            assert c[2].rep.participant.status({"db": DB, "txn": a}) == {"state": "aborted"}
+            assert c[2].rep.participant.status(StatusRequest(DB, a)) == StatusAnswer("aborted")
         else:
             assert err.value.message == "quorum not reached: 2 of 3 nodes alive, 3 needed for ALL"
             assert not prepare_txns(c, 1)
@@ -562,8 +607,7 @@ def test_late_prepare_after_an_abort_decision_gets_the_abort(tmp_path: Path) -> 
         start = HLC(9).now()
         b = to_txn_id(start)
         body = m.encode_body("dml", rows=encode_transaction(DB, start, other.changes))
-        req = {"db": DB, "txn": b, "ts": m.ts_out(start), "coord": 9, "body": body, "sv": 1}
-        assert c[2].rep.participant.prepare(req)["ok"] is True
+        assert c[2].rep.participant.prepare(Prepare(DB, b, start, 9, body, 1)).ok is True
 
         slow = c.hold(dst=3)
         with pytest.raises(WriteConflict) as err:
@@ -574,7 +618,7 @@ def test_late_prepare_after_an_abort_decision_gets_the_abort(tmp_path: Path) -> 
         slow.set()
         await until(lambda: bool(c.calls_of("txn_abort", dst=3, txn=a)) and c[3].idle(), "node 3's ABORT")
         assert c.calls_of("txn_prepare", dst=3, txn=a)[0].answer["ok"] is True  # it did prepare, late
-        assert c[3].rep.participant.status({"db": DB, "txn": a}) == {"state": "aborted"}
+        assert c[3].rep.participant.status(StatusRequest(DB, a)) == StatusAnswer("aborted")
         assert not c.calls_of("txn_abort", dst=2, txn=a)  # node 2 never prepared it
         c[2].rep.participant.abort_local(b)
         for n in c.nodes.values():
@@ -641,9 +685,8 @@ def test_schema_behind_refuses_prepare_then_gets_replay_once_caught_up(tmp_path:
         wall, logical, node, origin, body = c[1].check.execute(
             f"SELECT wall, logical, node, origin, payload FROM {rt.TXN_LOG} WHERE txn_id = ?",
             (ddl.txn_id,)).fetchone()
-        missed = {"db": DB, "txn": ddl.txn_id, "cts": [wall, logical, node], "coord": origin, "body": body,
-                  "sv": 1}
-        assert await c[3].handlers["txn_replay"](wire(missed), None) == {"ok": True}
+        missed = Replay(DB, ddl.txn_id, Timestamp(wall, logical, node), origin, body, 1)
+        assert await c[3].handlers["txn_replay"](wire(missed.encode()), None) == {"ok": True}
         await until(lambda: replay.answer is not NOT_ANSWERED, "the REPLAY's answer")
         assert replay.answer == {"ok": True}
         assert c[3].has_table("other") and c[3].schema_version() == 2
@@ -689,8 +732,9 @@ def test_commit_delivered_twice_applies_once(tmp_path: Path) -> None:
         await until(lambda: all(n.applied(later.txn_id) for n in c.nodes.values()), "the later write")
         assert await handler(commit.payload, None) == {"ok": True}  # after the fact: acknowledged, not applied
         body = c[1].check.execute(f"SELECT payload FROM {rt.TXN_LOG} WHERE txn_id = ?", (res.txn_id,)).fetchone()[0]
-        replay = {**commit.payload, "coord": 1, "body": body, "sv": 1}
-        assert await c[3].handlers["txn_replay"](wire(replay), None) == {"ok": True}
+        sent = Commit.decode(commit.payload)
+        replay = Replay(sent.db, sent.txn, sent.cts, 1, body, 1)
+        assert await c[3].handlers["txn_replay"](wire(replay.encode()), None) == {"ok": True}
         for i, n in c.nodes.items():
             assert n.log_count() == logs[i] + 1  # the later write only
             assert n.check.execute(f"SELECT COUNT(*) FROM {rt.TXN_LOG} WHERE txn_id = ?",
@@ -735,7 +779,7 @@ def test_stale_prepared_txn_is_aborted_when_its_coordinator_never_decided(tmp_pa
         for n in survivors:
             await n.rep.participant.resolve_stale()
             assert n.rep.participant.stats["resolved_abort"] == 1
-            assert n.rep.participant.status({"db": DB, "txn": a}) == {"state": "aborted"}
+            assert n.rep.participant.status(StatusRequest(DB, a)) == StatusAnswer("aborted")
         assert c.calls_of("txn_status", dst=2, txn=a)
         for n in survivors:
             assert n.idle() and n.rows() == [] and not n.applied(a)
@@ -818,7 +862,7 @@ def test_unconfirmed_commit_is_aborted_when_every_participant_gave_up(tmp_path: 
             await task  # the write timeout passes without an ack
         assert a in c[1].prepared and not c[1].applied(a)  # undecided, intent held
         assert c[1].rep.coordinator.state_of(a)[0] == "pending"
-        assert c[1].rep.participant.status({"db": DB, "txn": a}) == {"state": "pending"}
+        assert c[1].rep.participant.status(StatusRequest(DB, a)) == StatusAnswer("pending")
         c.down.discard(1)
         gate.set()  # the held COMMITs arrive late: both refuse them as aborted
         await until(lambda: c[1].rep.coordinator.state_of(a)[0] == "aborted", "the settlement", 6.0)
@@ -866,13 +910,12 @@ def test_commit_or_replay_after_giving_up_is_refused_as_aborted(tmp_path: Path) 
         await until(lambda: len(prepare_txns(c, 1)) == 1, "the PREPAREs")
         (a,) = prepare_txns(c, 1)
         c[2].rep.participant.abort_local(a)
-        cts = m.ts_out(c[1].hlc.now())
-        commit_ans = await c[2].handlers["txn_commit"]({"db": DB, "txn": a, "cts": cts}, None)
+        cts = c[1].hlc.now()
+        commit_ans = await c[2].handlers["txn_commit"](Commit(DB, a, cts).encode(), None)
         assert commit_ans["aborted"] and not commit_ans["ok"], commit_ans
         body = m.encode_body("dml", rows=encode_transaction(DB, c[1].hlc.peek(), [
             RowChange("kv", "INSERT", key(1), None, {"id": 1, "v": "late"})]))
-        replay_ans = await c[2].handlers["txn_replay"](
-            {"db": DB, "txn": a, "cts": cts, "coord": 1, "body": body, "sv": 1}, None)
+        replay_ans = await c[2].handlers["txn_replay"](Replay(DB, a, cts, 1, body, 1).encode(), None)
         assert replay_ans["aborted"] and not replay_ans["ok"], replay_ans
         assert c[2].rows() == [] and not c[2].applied(a)
         task.cancel()
@@ -888,16 +931,14 @@ def test_settle_makes_a_node_that_never_prepared_give_the_transaction_up(tmp_pat
     async def t(c: Cluster) -> None:
         await create_kv(c)
         txn = to_txn_id(c[1].hlc.now())
-        cts = m.ts_out(c[1].hlc.now())
-        ans = await c[3].handlers["txn_settle"]({"db": DB, "txn": txn, "cts": cts}, None)
+        cts = c[1].hlc.now()
+        ans = await c[3].handlers["txn_settle"](Settle(DB, txn, cts).encode(), None)
         assert ans["aborted"] and not ans["ok"], ans
         body = m.encode_body("dml", rows=encode_transaction(DB, c[1].hlc.peek(), [
             RowChange("kv", "INSERT", key(1), None, {"id": 1, "v": "late"})]))
-        replay = await c[3].handlers["txn_replay"](
-            {"db": DB, "txn": txn, "cts": cts, "coord": 1, "body": body, "sv": 1}, None)
+        replay = await c[3].handlers["txn_replay"](Replay(DB, txn, cts, 1, body, 1).encode(), None)
         assert replay["aborted"] and not replay["ok"], replay
-        prep = await c[3].handlers["txn_prepare"](
-            {"db": DB, "txn": txn, "ts": cts, "coord": 1, "body": body, "sv": 1}, None)
+        prep = await c[3].handlers["txn_prepare"](Prepare(DB, txn, cts, 1, body, 1).encode(), None)
         assert not prep.get("ok"), prep
         assert c[3].rows() == [] and not c[3].applied(txn) and c[3].idle()
 
@@ -921,7 +962,7 @@ def test_settle_counts_a_removed_member_as_having_given_up(tmp_path: Path) -> No
         c.down.add(3)  # node 3 is gone...
         await asyncio.sleep(0.6)
         assert c[1].rep.coordinator.state_of(a)[0] == "pending"  # ...but still a member: keep asking
-        c[1].rep.coordinator.members = lambda: [2]  # ...and now removed from the cluster
+        c.removed.add(3)  # ...and now removed from the cluster
         c.drops.discard((1, None, "txn_settle"))
         await until(lambda: c[1].rep.coordinator.state_of(a)[0] == "aborted", "the settlement", 7.0)
         assert c[1].idle() and not c[1].applied(a) and c[1].rows() == []

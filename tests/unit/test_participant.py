@@ -1,5 +1,6 @@
-"""The 2PC participant's decisions (replication/participant.py) and the message codec it trusts
-(replication/messages.py), with a real DatabaseManager, HLC and ApplyQueues in a temporary directory.
+"""The 2PC participant's decisions (replication/participant.py), its RPC handlers (txn_handlers.py) and
+the body codec it trusts (replication/messages.py), with a real DatabaseManager, HLC and ApplyQueues in
+a temporary directory. The typed messages themselves: test_replication_messages.py.
 
 Why: PREPARE is where a node decides whether a write may go ahead — a wrong "ok" loses a concurrent
 write, a wrong "conflict"/"reject" blocks clients — and resolution is where an undecided transaction
@@ -10,6 +11,7 @@ messages must be answered, not crash the handler.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +26,17 @@ from marmot.replication import messages as m
 from marmot.replication.apply_queue import ApplyQueues
 from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.participant import Participant
+from marmot.replication.txn_handlers import handlers
+from marmot.replication.txn_messages import (
+    Abort,
+    Ack,
+    Commit,
+    Prepare,
+    PrepareAnswer,
+    Replay,
+    StatusAnswer,
+    StatusRequest,
+)
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import encode_row_key
@@ -49,16 +62,18 @@ class Env:
         self.check.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
 
     def req(self, txn: int, changes: list[RowChange] | None = None, *, sv: int = 0, bv: list[Any] | None = None,
-            ddl: list[str] | None = None, db: str = DB) -> dict[str, Any]:
+            ddl: list[str] | None = None, db: str = DB) -> Prepare:
+        """A PREPARE from coordinator ``COORD``; ``bv`` as on the wire (``[wall, logical, node]`` or None)."""
         start = self.coord.now()
         if ddl is not None:
             body = m.encode_body("ddl", ddl=ddl)
         else:
             body = m.encode_body("dml", rows=encode_transaction(db, start, changes or [], txn))
-        r: dict[str, Any] = {"db": db, "txn": txn, "ts": m.ts_out(start), "coord": COORD, "body": body, "sv": sv}
-        if bv is not None:
-            r["bv"] = bv
-        return r
+        return Prepare(db, txn, start, COORD, body, sv, tuple(m.version_in(v) for v in bv or ()))
+
+    async def rpc(self, method: str, payload: Any) -> Any:
+        """``method`` as a peer calls it: the payload off the network, the answer as sent back."""
+        return await handlers(self.p)[method](payload, None)
 
     def rows(self) -> list[tuple[Any, ...]]:
         return self.check.execute("SELECT id, v FROM kv ORDER BY id").fetchall()
@@ -86,12 +101,19 @@ def run(tmp_path: Path, fn: Callable[[Env], Awaitable[None]], **kw: Any) -> None
     asyncio.run(main())
 
 
-def is_conflict(ans: dict[str, Any]) -> bool:
-    return ans.get("ok") is False and "conflict" in ans and "reject" not in ans
+def is_conflict(ans: PrepareAnswer) -> bool:
+    return ans.ok is False and ans.conflict is not None and ans.reject is None
 
 
-def is_reject(ans: dict[str, Any]) -> bool:
-    return ans.get("ok") is False and "reject" in ans and "conflict" not in ans
+def is_reject(ans: PrepareAnswer | dict[str, Any]) -> bool:
+    if isinstance(ans, dict):  # an answer as sent back
+        ans = PrepareAnswer.decode(ans)
+    return ans.ok is False and ans.reject is not None and ans.conflict is None
+
+
+def replay_of(req: Prepare, cts: Timestamp) -> Replay:
+    """The committed transaction ``req`` prepared, as a REPLAY with commit timestamp ``cts``."""
+    return Replay(req.db, req.txn, cts, req.coord, req.body, req.sv)
 
 
 # -- PREPARE --------------------------------------------------------------------------------------
@@ -101,11 +123,11 @@ def test_prepare_takes_intents_and_answers_a_later_ts(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
         req = env.req(101, [ins(1), ins(2)])
         ans = env.p.prepare(req)
-        assert ans["ok"] is True
-        assert m.ts_in(ans["ts"]) > m.ts_in(req["ts"])  # the commit ts will be above both clocks
+        assert ans.ok is True
+        assert ans.ts is not None and ans.ts > req.ts  # the commit ts will be above both clocks
         assert env.p.intents.owner(DB, encode_row_key("kv", [1])) == 101
         assert 101 in env.p.prepared and env.p.prepared[101].timeout == 10.0
-        assert env.p.prepare(req)["ok"] is True  # a retried PREPARE is answered the same
+        assert env.p.prepare(req).ok is True  # a retried PREPARE is answered the same
         assert env.p.stats["prepared"] == 1
         assert env.rows() == []  # nothing applied before COMMIT
 
@@ -114,13 +136,13 @@ def test_prepare_takes_intents_and_answers_a_later_ts(tmp_path: Path) -> None:
 
 def test_conflict_on_live_intent_of_another_txn(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1)]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1)])).ok
         ans = env.p.prepare(env.req(102, [ins(2), ins(1)]))
-        assert is_conflict(ans) and ans["owner"] == 101
+        assert is_conflict(ans) and ans.owner == 101
         assert 102 not in env.p.prepared
         assert env.p.intents.owner(DB, encode_row_key("kv", [2])) is None  # took nothing
         assert env.p.stats["conflicts"] == 1
-        assert env.p.prepare(env.req(103, [ins(2)]))["ok"]  # other rows are fine
+        assert env.p.prepare(env.req(103, [ins(2)])).ok  # other rows are fine
 
     run(tmp_path, t)
 
@@ -128,16 +150,16 @@ def test_conflict_on_live_intent_of_another_txn(tmp_path: Path) -> None:
 def test_reject_when_schema_behind_conflict_when_ahead(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
         ans = env.p.prepare(env.req(101, [ins(1)], sv=1))
-        assert is_reject(ans) and "behind" in ans["reject"]
+        assert is_reject(ans) and "behind" in str(ans.reject)
         assert env.p.intents.count() == 0 and not env.p.prepared
         assert env.p.stats["rejected"] == 1
         # land a DDL: local version 1; a statement planned at 0 is now a retryable conflict
-        assert env.p.prepare(env.req(200, ddl=["CREATE TABLE extra(id INTEGER PRIMARY KEY)"]))["ok"]
-        assert (await env.p.commit_local(DB, 200, env.coord.now()))["ok"]
+        assert env.p.prepare(env.req(200, ddl=["CREATE TABLE extra(id INTEGER PRIMARY KEY)"])).ok
+        assert (await env.p.commit_local(DB, 200, env.coord.now())).ok
         assert env.p.schema_version(DB) == 1
         ans = env.p.prepare(env.req(102, [ins(1)], sv=0))
-        assert is_conflict(ans) and "schema" in ans["conflict"]
-        assert env.p.prepare(env.req(103, [ins(1)], sv=1))["ok"]
+        assert is_conflict(ans) and "schema" in str(ans.conflict)
+        assert env.p.prepare(env.req(103, [ins(1)], sv=1)).ok
 
     run(tmp_path, t)
 
@@ -149,13 +171,13 @@ def test_unknown_database_and_leaving_are_rejected(tmp_path: Path) -> None:
         assert is_reject(env.p.prepare(env.req(101, [ins(1)], db="nosuchdb")))
         leaving[0] = True
         ans = env.p.prepare(env.req(102, [ins(1)]))
-        assert is_reject(ans) and "leaving" in ans["reject"]
+        assert is_reject(ans) and "leaving" in str(ans.reject)
         assert env.p.intents.count() == 0 and not env.p.prepared
 
     run(tmp_path, t, leaving=lambda: leaving[0])
 
 
-MALFORMED: dict[str, Callable[[dict[str, Any]], Any]] = {
+MALFORMED: dict[str, Callable[[dict[str, Any]], Any]] = {  # from a valid PREPARE's map
     "not_a_map": lambda r: [r],
     "no_db": lambda r: {k: v for k, v in r.items() if k != "db"},
     "txn_str": lambda r: {**r, "txn": "101"},
@@ -174,7 +196,7 @@ MALFORMED: dict[str, Callable[[dict[str, Any]], Any]] = {
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_malformed_prepare_is_rejected(tmp_path: Path, case: str) -> None:
     async def t(env: Env) -> None:
-        ans = env.p.prepare(MALFORMED[case](env.req(101, [ins(1)])))
+        ans = await env.rpc("txn_prepare", MALFORMED[case](env.req(101, [ins(1)]).encode()))
         assert is_reject(ans) and ans["reject"].startswith("malformed PREPARE")
         assert env.p.intents.count() == 0 and not env.p.prepared
 
@@ -183,25 +205,26 @@ def test_malformed_prepare_is_rejected(tmp_path: Path, case: str) -> None:
 
 def test_dbop_body_without_pair_is_rejected(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
-        req = {**env.req(101), "body": m.encode_body("dbop")}
+        req = dataclasses.replace(env.req(101), body=m.encode_body("dbop"))
         assert is_reject(env.p.prepare(req))
+        assert is_reject(await env.rpc("txn_prepare", req.encode()))
 
     run(tmp_path, t)
 
 
 def test_stored_row_version_newer_than_base_conflicts(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1, "first")]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1, "first")])).ok
         cts = env.coord.now()
-        assert (await env.p.commit_local(DB, 101, cts))["ok"]
+        assert (await env.p.commit_local(DB, 101, cts)).ok
         k = encode_row_key("kv", [1])
         older = [cts.wall_ns - 1, 0, COORD]
         for txn, bv in ((102, None), (103, [None]), (104, [older])):
             ans = env.p.prepare(env.req(txn, [ins(1, "lost update")], bv=bv))
-            assert is_conflict(ans) and "changed since" in ans["conflict"], bv
+            assert is_conflict(ans) and "changed since" in str(ans.conflict), bv
             assert env.p.intents.owner(DB, k) is None  # the intent taken for the check is released
             assert txn not in env.p.prepared
-        assert env.p.prepare(env.req(105, [ins(1, "based on it")], bv=[m.ts_out(cts)]))["ok"]
+        assert env.p.prepare(env.req(105, [ins(1, "based on it")], bv=[m.ts_out(cts)])).ok
         assert env.p.intents.owner(DB, k) == 105
 
     run(tmp_path, t)
@@ -209,15 +232,15 @@ def test_stored_row_version_newer_than_base_conflicts(tmp_path: Path) -> None:
 
 def test_ddl_intent_is_database_wide(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1)]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1)])).ok
         ddl = ["CREATE TABLE extra(id INTEGER PRIMARY KEY)"]
         ans = env.p.prepare(env.req(200, ddl=ddl))
-        assert is_conflict(ans) and ans["owner"] == 101
+        assert is_conflict(ans) and ans.owner == 101
         env.p.abort_local(101)
-        assert env.p.prepare(env.req(200, ddl=ddl))["ok"]
+        assert env.p.prepare(env.req(200, ddl=ddl)).ok
         assert env.p.prepared[200].timeout == 30.0  # DDL uses the lease, not the heartbeat timeout
         ans = env.p.prepare(env.req(102, [ins(5)]))
-        assert is_conflict(ans) and ans["owner"] == 200
+        assert is_conflict(ans) and ans.owner == 200
 
     run(tmp_path, t)
 
@@ -226,21 +249,21 @@ def test_dbop_intent_conflicts_per_database_name(tmp_path: Path) -> None:
     applied: list[tuple[str, str]] = []
 
     async def t(env: Env) -> None:
-        def dbop(txn: int, op: str, name: str) -> dict[str, Any]:
-            return {**env.req(txn), "db": "", "body": m.encode_body("dbop", dbop=(op, name))}
+        def dbop(txn: int, op: str, name: str) -> Prepare:
+            return dataclasses.replace(env.req(txn), db="", body=m.encode_body("dbop", dbop=(op, name)))
 
-        assert env.p.prepare(dbop(301, "create", "newdb"))["ok"]
+        assert env.p.prepare(dbop(301, "create", "newdb")).ok
         assert is_conflict(env.p.prepare(dbop(302, "drop", "newdb")))
-        assert env.p.prepare(dbop(303, "create", "otherdb"))["ok"]
-        assert (await env.p.commit_local("", 301, env.coord.now()))["ok"]
+        assert env.p.prepare(dbop(303, "create", "otherdb")).ok
+        assert (await env.p.commit_local("", 301, env.coord.now())).ok
         assert applied == [("create", "newdb")]
-        assert env.p.prepare(dbop(302, "drop", "newdb"))["ok"]
+        assert env.p.prepare(dbop(302, "drop", "newdb")).ok
 
     run(tmp_path, t, apply_dbop=lambda op, name: applied.append((op, name)))
 
 
-async def _conflict_wait_case(env: Env, release: bool) -> tuple[dict[str, Any], float]:
-    assert env.p.prepare(env.req(101, [ins(1)]))["ok"]
+async def _conflict_wait_case(env: Env, release: bool) -> tuple[PrepareAnswer, float]:
+    assert env.p.prepare(env.req(101, [ins(1)])).ok
     waiting = asyncio.create_task(env.p.prepare_waiting(env.req(102, [ins(1)])))
     await asyncio.sleep(0.005)
     assert not waiting.done()
@@ -254,7 +277,7 @@ async def _conflict_wait_case(env: Env, release: bool) -> tuple[dict[str, Any], 
 def test_prepare_waiting_succeeds_when_owner_releases(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
         ans, waited = await _conflict_wait_case(env, release=True)
-        assert ans["ok"] is True and "owner" not in ans
+        assert ans.ok is True and ans.owner is None
         assert waited < 0.5  # woken by the release, not by the 2 s bound
         assert env.p.stats["conflicts"] == 0
 
@@ -264,7 +287,7 @@ def test_prepare_waiting_succeeds_when_owner_releases(tmp_path: Path) -> None:
 def test_prepare_waiting_gives_up_after_conflict_wait(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
         ans, _ = await _conflict_wait_case(env, release=False)
-        assert is_conflict(ans) and "owner" not in ans  # owner is internal to the waiting loop
+        assert is_conflict(ans) and ans.owner is None  # owner is internal to the waiting loop
         assert env.p.stats["conflicts"] == 1  # counted once, not once per retry
 
     run(tmp_path, t, conflict_wait=0.03)
@@ -275,18 +298,18 @@ def test_prepare_waiting_gives_up_after_conflict_wait(tmp_path: Path) -> None:
 
 def test_commit_local_applies_and_releases(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1, "a"), ins(2, "b")]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1, "a"), ins(2, "b")])).ok
         cts = env.coord.now()
-        assert await env.p.commit({"db": DB, "txn": 101, "cts": m.ts_out(cts)}) == {"ok": True}
+        assert await env.p.commit(Commit(DB, 101, cts)) == Ack(True)
         assert env.rows() == [(1, "a"), (2, "b")]
         assert env.p.intents.count() == 0 and 101 not in env.p.prepared
         assert rt.committed_timestamp(env.check, 101) == (cts.wall_ns, cts.logical, cts.node_id)
         assert env.p.hlc.peek() > cts  # the commit timestamp was merged into this node's clock
-        assert env.p.status({"db": DB, "txn": 101}) == {"state": "committed", "cts": m.ts_out(cts)}
+        assert env.p.status(StatusRequest(DB, 101)) == StatusAnswer("committed", cts)
         # a COMMIT retried after it was applied is acknowledged again; an unknown txn is not
-        assert (await env.p.commit_local(DB, 101, cts))["ok"] is True
+        assert (await env.p.commit_local(DB, 101, cts)).ok is True
         ans = await env.p.commit_local(DB, 999, cts)
-        assert ans["ok"] is False and "not prepared" in ans["err"]
+        assert ans.ok is False and "not prepared" in str(ans.err)
         assert env.p.stats["committed"] == 1
 
     run(tmp_path, t)
@@ -296,27 +319,31 @@ def test_replay_applies_a_decided_txn_once_without_intents(tmp_path: Path) -> No
     """A node that did not prepare a committed txn gets it by REPLAY: applied LWW, exactly once."""
     async def t(env: Env) -> None:
         cts = env.coord.now()
-        req = {**env.req(101, [ins(1, "replayed")]), "cts": m.ts_out(cts)}
-        assert await env.p.replay(req) == {"ok": True}
-        assert await env.p.replay(req) == {"ok": True}
+        req = replay_of(env.req(101, [ins(1, "replayed")]), cts)
+        assert await env.p.replay(req) == Ack(True)
+        assert await env.rpc("txn_replay", req.encode()) == {"ok": True}
         assert env.rows() == [(1, "replayed")]
         assert env.check.execute(f"SELECT COUNT(*) FROM {rt.TXN_LOG}").fetchone() == (1,)
         assert env.p.intents.count() == 0
         env.p.ready_timeout = 0.01  # schema never catches up here: answered with an error, not applied
-        ans = await env.p.replay({**env.req(102, [ins(2)], sv=5), "cts": m.ts_out(env.coord.now())})
-        assert ans["ok"] is False and "behind" in ans["err"]
+        ans = await env.p.replay(replay_of(env.req(102, [ins(2)], sv=5), env.coord.now()))
+        assert ans.ok is False and ans.err is not None and "behind" in ans.err
         assert env.rows() == [(1, "replayed")]
-        ans = await env.p.replay({**req, "cts": "now"})
+        ans = await env.rpc("txn_replay", {**req.encode(), "cts": "now"})
         assert ans["ok"] is False and ans["err"].startswith("malformed REPLAY")
+        ans = await env.p.replay(dataclasses.replace(req, body=b"\xc1"))
+        assert ans.ok is False and ans.err is not None and ans.err.startswith("malformed REPLAY")
 
     run(tmp_path, t)
 
 
 def test_malformed_commit_and_abort(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
-        ans = await env.p.commit({"db": DB, "txn": 1, "cts": [1, 2]})
+        ans = await env.rpc("txn_commit", {"db": DB, "txn": 1, "cts": [1, 2]})
         assert ans["ok"] is False and ans["err"].startswith("malformed COMMIT")
-        ans = env.p.abort({"txn": "1"})
+        ans = await env.rpc("txn_settle", {"db": DB, "txn": 1, "cts": [1, 2, 3], "pv": 2})
+        assert ans["ok"] is False and ans["err"].startswith("malformed SETTLE: unsupported protocol version 2")
+        ans = await env.rpc("txn_abort", {"txn": "1"})
         assert ans["ok"] is False and ans["err"].startswith("malformed ABORT")
 
     run(tmp_path, t)
@@ -324,16 +351,16 @@ def test_malformed_commit_and_abort(tmp_path: Path) -> None:
 
 def test_abort_releases_and_forbids_a_late_commit(tmp_path: Path) -> None:
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1, "aborted")]))["ok"]
-        assert env.p.abort({"db": DB, "txn": 101}) == {"ok": True}
+        assert env.p.prepare(env.req(101, [ins(1, "aborted")])).ok
+        assert await env.rpc("txn_abort", Abort(DB, 101).encode()) == {"ok": True}
         assert env.p.intents.count() == 0 and not env.p.prepared
-        assert env.p.status({"db": DB, "txn": 101}) == {"state": "aborted"}
+        assert env.p.status(StatusRequest(DB, 101)) == StatusAnswer("aborted")
         assert env.p.stats["aborted"] == 1
         ans = await env.p.commit_local(DB, 101, env.coord.now())
-        assert ans["ok"] is False
+        assert ans.ok is False
         assert env.rows() == []
-        assert env.p.prepare(env.req(102, [ins(1, "next")]))["ok"]  # the row is free again
-        assert env.p.abort({"db": DB, "txn": 555}) == {"ok": True}  # unknown txn: harmless
+        assert env.p.prepare(env.req(102, [ins(1, "next")])).ok  # the row is free again
+        assert env.p.abort(Abort(DB, 555)) == Ack(True)  # unknown txn: harmless
 
     run(tmp_path, t)
 
@@ -343,14 +370,14 @@ def test_status_answers(tmp_path: Path) -> None:
         7: ("pending", None), 8: ("aborted", None), 9: ("committed", Timestamp(5, 6, 2))}
 
     async def t(env: Env) -> None:
-        assert env.p.status({"db": DB, "txn": 1}) == {"state": "unknown"}
-        assert env.p.status({"txn": 1}) == {"state": "unknown"}  # malformed: no db
-        assert env.p.status("nonsense") == {"state": "unknown"}
-        assert env.p.prepare(env.req(101, [ins(1)]))["ok"]
-        assert env.p.status({"db": DB, "txn": 101}) == {"state": "prepared"}
-        assert env.p.status({"db": DB, "txn": 7}) == {"state": "pending"}
-        assert env.p.status({"db": DB, "txn": 8}) == {"state": "aborted"}
-        assert env.p.status({"db": DB, "txn": 9}) == {"state": "committed", "cts": [5, 6, 2]}
+        assert env.p.status(StatusRequest(DB, 1)) == StatusAnswer("unknown")
+        assert await env.rpc("txn_status", {"txn": 1}) == {"state": "unknown"}  # malformed: no db
+        assert await env.rpc("txn_status", "nonsense") == {"state": "unknown"}
+        assert env.p.prepare(env.req(101, [ins(1)])).ok
+        assert await env.rpc("txn_status", {"db": DB, "txn": 101}) == {"state": "prepared"}
+        assert env.p.status(StatusRequest(DB, 7)) == StatusAnswer("pending")
+        assert env.p.status(StatusRequest(DB, 8)) == StatusAnswer("aborted")
+        assert await env.rpc("txn_status", {"db": DB, "txn": 9}) == {"state": "committed", "cts": [5, 6, 2]}
 
     run(tmp_path, t, coordinator_state=lambda txn: states.get(txn, ("unknown", None)))
 
@@ -359,14 +386,14 @@ def test_status_answers(tmp_path: Path) -> None:
 
 
 class Peers:
-    """Canned answers to txn_status, recording what was asked."""
+    """Canned answers to txn_status, as they come off the network, recording what was asked."""
 
     def __init__(self, answers: dict[int, Any]) -> None:
         self.answers = answers
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[StatusRequest] = []
 
-    async def __call__(self, method: str, payload: dict[str, Any]) -> dict[int, Any]:
-        self.calls.append((method, dict(payload)))
+    async def __call__(self, req: StatusRequest) -> dict[int, Any]:
+        self.calls.append(req)
         return dict(self.answers)
 
 
@@ -375,10 +402,10 @@ def test_resolve_commits_what_a_peer_committed(tmp_path: Path) -> None:
     peers = Peers({COORD: None, 3: {"state": "prepared"}, 4: {"state": "committed", "cts": m.ts_out(cts)}})
 
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1, "decided elsewhere")]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1, "decided elsewhere")])).ok
         env.stale(101)
         await env.p.resolve_stale()
-        assert peers.calls == [("txn_status", {"db": DB, "txn": 101})]
+        assert peers.calls == [StatusRequest(DB, 101)]
         assert env.rows() == [(1, "decided elsewhere")]
         assert rt.committed_timestamp(env.check, 101) == (cts.wall_ns, 3, COORD)  # the same commit ts
         assert not env.p.prepared and env.p.intents.count() == 0
@@ -392,12 +419,12 @@ def test_resolve_aborts_when_coordinator_does_not_have_it(tmp_path: Path, coord_
     peers = Peers({COORD: coord_answer, 3: {"state": "prepared"}})
 
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1)]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1)])).ok
         env.stale(101)
         await env.p.resolve_stale()
         assert not env.p.prepared and env.p.intents.count() == 0
         assert env.rows() == []
-        assert env.p.status({"db": DB, "txn": 101}) == {"state": "aborted"}
+        assert env.p.status(StatusRequest(DB, 101)) == StatusAnswer("aborted")
         assert env.p.stats["resolved_abort"] == 1
 
     run(tmp_path, t, ask_peers=peers)
@@ -407,7 +434,7 @@ def test_resolve_waits_while_coordinator_is_working(tmp_path: Path) -> None:
     peers = Peers({COORD: {"state": "pending"}})
 
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1)]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1)])).ok
         env.stale(101)
         before = env.p.prepared[101].since
         await env.p.resolve_stale()
@@ -423,7 +450,7 @@ def test_resolve_leaves_fresh_transactions_alone(tmp_path: Path) -> None:
     peers = Peers({COORD: {"state": "unknown"}})
 
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1)]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1)])).ok
         await env.p.resolve_stale()
         assert peers.calls == [] and 101 in env.p.prepared
 
@@ -435,7 +462,7 @@ def test_resolve_never_aborts_on_a_committed_answer_it_cannot_read(tmp_path: Pat
     peers = Peers({COORD: {"state": "unknown"}, 3: {"state": "committed", "cts": "soon"}})
 
     async def t(env: Env) -> None:
-        assert env.p.prepare(env.req(101, [ins(1)]))["ok"]
+        assert env.p.prepare(env.req(101, [ins(1)])).ok
         env.stale(101)
         await env.p.resolve_stale()
         assert 101 in env.p.prepared and env.p.stats["resolved_abort"] == 0

@@ -4,6 +4,7 @@ is detected and swaps nothing, and installing over a live database removes the o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,12 @@ async def _collect(gen: AsyncIterator[Any]) -> list[Any]:
 async def _aiter(items: list[Any]) -> AsyncIterator[Any]:
     for m in items:
         yield m
+
+
+async def _wire(gen: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The messages of ``snap.serve`` as the receiver gets them off the network."""
+    async for m in gen:
+        yield m.encode()
 
 
 def test_export_under_concurrent_writes_is_consistent(tmp_path: Path) -> None:
@@ -89,17 +96,17 @@ def test_corrupted_transfer_is_detected_and_nothing_is_swapped(tmp_path: Path, d
     dst = DatabaseManager(tmp_path / "dst")
     _fill(dst, "marmot", 3, "dst")
     msgs = asyncio.run(_collect(snap.serve(src, "marmot", chunk_size=16 * 1024)))
-    assert msgs[0]["chunks"] == len(msgs) - 1 > 3
+    assert msgs[0].chunks == len(msgs) - 1 > 3
     if damage == "chunk":
-        msgs[2] = {**msgs[2], "data": b"\0" + msgs[2]["data"][1:]}
+        msgs[2] = dataclasses.replace(msgs[2], data=b"\0" + msgs[2].data[1:])
     elif damage == "chunk_hash":
-        msgs[2] = {**msgs[2], "sha256": "0" * 64}
+        msgs[2] = dataclasses.replace(msgs[2], sha256="0" * 64)
     elif damage == "file_hash":
-        msgs[0] = {**msgs[0], "sha256": "0" * 64}
+        msgs[0] = dataclasses.replace(msgs[0], sha256="0" * 64)
     else:
         del msgs[-1]
     with pytest.raises(snap.SnapshotError):
-        asyncio.run(snap.receive(_aiter(msgs), dst.data_dir, "marmot"))
+        asyncio.run(snap.receive(_aiter([m.encode() for m in msgs]), dst.data_dir, "marmot"))
     assert [p.name for p in dst.data_dir.iterdir() if ".snapshot-" in p.name] == []
     conn = dst.open("marmot")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 3
@@ -129,8 +136,9 @@ def test_install_over_a_live_database_with_a_stale_wal(tmp_path: Path) -> None:
         wal.write_bytes(stale)
 
     async def main() -> None:
-        path, manifest = await snap.receive(snap.serve(src, "marmot", chunk_size=64 * 1024), dst.data_dir, "marmot")
-        assert manifest["last_seq"] == 0 and manifest["log_id"] == old_log_id
+        path, manifest = await snap.receive(_wire(snap.serve(src, "marmot", chunk_size=64 * 1024)), dst.data_dir,
+                                            "marmot")
+        assert manifest.last_seq == 0 and manifest.log_id == old_log_id
         await snap.install(dst, "marmot", path, release, lock_timeout=5)
 
     asyncio.run(main())

@@ -37,7 +37,7 @@ REFUSED = "refused"  # RPC error code of a forwarded command the target node ref
 
 class NodeControl:
     def __init__(self, node_id: int, cluster: ClusterService, databases: DatabaseManager, *,
-                 grace_s: float, request_stop: Callable[[], None]) -> None:
+                 grace_s: float, request_stop: Callable[[], None], replication: Any = None) -> None:
         self.node_id = node_id
         self.cluster = cluster
         self._databases = databases
@@ -45,8 +45,8 @@ class NodeControl:
         self._request_stop = request_stop
         self._decommission: asyncio.Task[None] | None = None
         self._phase = "none"
-        # node.py sets it once replication is built (digest routes and lag need it; None: not yet)
-        self.replication: Any = None
+        # the node's replication layer (digest routes, lag and in-flight transactions; None: none)
+        self.replication: Any = replication
         self._started = time.time()
         self._caught_up: dict[tuple[int, str], float] = {}  # (peer, db) -> last round that found no gap
 

@@ -1,6 +1,6 @@
 """The membership driver: asyncio loops around :class:`~marmot.cluster.membership.Membership`.
 
-Transport-agnostic: everything it sends goes through one injected callable,
+Transport-agnostic: everything it sends goes through one injected callable (``marmot.transport.Send``),
 ``send(address, method, payload, timeout_s) -> reply`` (payloads and replies are msgpack-able dicts;
 any exception means "no answer"), and everything it receives arrives through the ``handle_*``
 coroutines, which the node registers as RPC methods ``gossip``, ``ping``, ``ping_req`` and ``join``.
@@ -60,10 +60,9 @@ from marmot.cluster.membership import (
     MembershipError,
     is_int,
 )
+from marmot.transport import Send  # re-exported: what gossip needs of the transport
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[str, str, Any, float], Awaitable[Any]]
 
 PERSIST_MIN_INTERVAL_S = 1.0
 WARN_EVERY_S = 10.0

@@ -43,7 +43,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from marmot import failpoints
@@ -54,31 +54,57 @@ from marmot.replication import snapshot as snap
 from marmot.replication.applier import ApplyItem, RepairOutcome, RepairRow, repair_rows
 from marmot.replication.apply_queue import ApplyQueues
 from marmot.replication.background import stop_task
-from marmot.replication.changes import ChangeFormatError, _check_image
-from marmot.replication.log_server import FETCH_BATCH, HAVE_SAMPLE, LIST_LIMIT, LogServer
+from marmot.replication.log_server import LogServer
+from marmot.replication.sync_messages import (
+    FETCH_BATCH,
+    HAVE_SAMPLE,
+    LIST_LIMIT,
+    REPAIR_BATCH,
+    DigestRequest,
+    LogDatabases,
+    LogDatabasesRequest,
+    LogEntries,
+    LogEntry,
+    LogFetchRequest,
+    LogHave,
+    LogHaveRequest,
+    LogList,
+    LogListRequest,
+    RepairKeys,
+    RepairKeysRequest,
+    RepairRows,
+    RepairRowsRequest,
+    SnapshotRequest,
+)
+from marmot.replication.wiring import ReplicationSettings
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager, InvalidDatabaseName
 from marmot.storage.node_state import NodeState
+from marmot.transport import Transport
 
 log = logging.getLogger("marmot.replication.anti_entropy")
 PARALLEL = 4
-Send = Callable[[str, str, Any, float], Awaitable[Any]]
-Stream = Callable[[str, str, Any, float], AsyncIterator[Any]]
 
 
 class AntiEntropy(LogServer):
     """Pulls missing transactions from peers (client side) and serves this node's log (server side)."""
 
-    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, queues: ApplyQueues, send: Send,
-                 *, peers: Callable[[], dict[int, str]], interval: float, timeout: float = 10.0,
-                 max_rate: float = 5000.0, on_database_created: Callable[[str], None] | None = None) -> None:
+    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, queues: ApplyQueues,
+                 transport: Transport, *, peers: Callable[[], dict[int, str]],
+                 settings: ReplicationSettings | None = None, timeout: float = 10.0,
+                 max_rate: float = 5000.0, on_database_created: Callable[[str], None] | None = None,
+                 release: Callable[[str], None] | None = None) -> None:
+        """``peers``: ALIVE members other than this node ({node_id: address}); ``release(db)``: every
+        holder of a connection to ``db`` lets go of it before a snapshot replaces its file (this object's
+        own readers are always released). ``settings``: the interval and the snapshot knobs."""
+        settings = settings or ReplicationSettings()
         self.node_id = node_id
         self.hlc = hlc
         self.databases = databases
         self.queues = queues
-        self.send = send
+        self.transport = transport
         self.peers = peers
-        self.interval = interval
+        self.interval = settings.anti_entropy_interval or 30.0
         self.timeout = timeout
         self.max_rate = max_rate
         self.on_database_created = on_database_created
@@ -90,19 +116,18 @@ class AntiEntropy(LogServer):
         self.caught_up_at: float | None = None
         # (peer, db) -> {table: ((local digest, peer digest), since when that pair is unchanged)}
         self._digest_seen: dict[tuple[int, str], dict[str, tuple[Any, float]]] = {}
-        self.divergence_grace = max(2.0, 2 * interval)  # how long a difference must stay put to count
+        self.divergence_grace = max(2.0, 2 * self.interval)  # how long a difference must stay put to count
         # (peer, db) -> tables whose digests differ and did not move for two rounds (silent divergence)
         self.divergent: dict[tuple[int, str], list[str]] = {}
         self.stats = {"divergent": 0, "repaired": 0, "rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0,
                       "snapshots": 0, "snapshots_failed": 0, "snapshots_refused": 0}
-        # snapshots: set by Replication/node.py; without ``stream`` this node never installs one
-        self.stream: Stream | None = None
-        self.release: Callable[[str], None] = self.forget_database  # every holder of a connection lets go
-        self.snapshot_threshold = 10000  # [replication] delta_sync_threshold_transactions
-        self.snapshot_threshold_seconds = 3600.0  # [replication] delta_sync_threshold_seconds (0 = not used)
-        self.chunk_size = snap.DEFAULT_CHUNK  # [replication] stream_chunk_size_kb
-        self.restore_timeout = 1800.0  # [replication] snapshot_restore_timeout_seconds
-        self.progress_bar = False  # draw a progress bar for restores in the first rounds (foreground start)
+        self.release = release
+        self.snapshot_threshold = settings.snapshot_threshold  # [replication] delta_sync_threshold_transactions
+        # [replication] delta_sync_threshold_seconds (0 = not used)
+        self.snapshot_threshold_seconds = settings.snapshot_threshold_seconds
+        self.chunk_size = settings.stream_chunk  # [replication] stream_chunk_size_kb
+        self.restore_timeout = settings.restore_timeout  # [replication] snapshot_restore_timeout_seconds
+        self.progress_bar = settings.progress_bar  # draw a progress bar for restores in the first rounds
         # (peer, db) -> (behind in transactions at the last round, time of that round) for lag reporting
         self.lag: dict[tuple[int, str], tuple[int, float]] = {}
 
@@ -155,14 +180,12 @@ class AntiEntropy(LogServer):
         return applied
 
     async def _pull_peer(self, peer: int, address: str) -> int:
-        answer = await self.send(address, "log_databases", {}, self.timeout)
-        dbs = answer.get("dbs") if isinstance(answer, dict) else None
-        if not isinstance(dbs, dict):
+        try:
+            dbs = LogDatabases.decode(await self._send(address, LogDatabasesRequest())).dbs
+        except m.MessageError:
             return 0
         todo: list[tuple[str, str, int]] = []
-        for db, info in sorted(dbs.items()):
-            if type(db) is not str or not isinstance(info, list) or len(info) != 2:
-                continue
+        for db, (log_id, last) in sorted(dbs.items()):
             if not self.databases.exists(db):
                 try:
                     if self.databases.create(db, if_not_exists=True):
@@ -173,7 +196,7 @@ class AntiEntropy(LogServer):
                 except InvalidDatabaseName:
                     continue
             rt.ensure_tables(self.queues.connection(db))
-            todo.append((db, str(info[0]), int(info[1])))
+            todo.append((db, log_id, last))
         limit = asyncio.Semaphore(PARALLEL)
 
         async def one(db: str, log_id: str, last: int) -> int:
@@ -193,7 +216,7 @@ class AntiEntropy(LogServer):
         (``stats["divergent"]``) and listed in ``divergent`` for the admin API. ``marmot verify`` names
         the keys. Each such table is then repaired from the peer, row by row (``_repair``)."""
         try:
-            remote = digest.parse_document(await self.send(address, "digest_get", {"db": db}, self.timeout))
+            remote = digest.parse_document(await self._send(address, DigestRequest(db)))
         except (ValueError, ConnectionError, OSError, TimeoutError):
             return
         except Exception:  # an RPC error (e.g. an older peer without the method)
@@ -242,37 +265,33 @@ class AntiEntropy(LogServer):
         remote: dict[bytes, tuple[tuple[int, int, int], bool]] = {}
         after: bytes | None = None
         while True:
-            ans = await self.send(address, "repair_keys", {"db": db, "table": table, "after": after,
-                                                           "limit": digest.KEYS_LIMIT}, self.timeout)
-            if not isinstance(ans, dict) or not isinstance(ans.get("keys"), list):
-                raise RuntimeError(f"repair_keys: {ans.get('error') if isinstance(ans, dict) else ans!r}")
-            for k, v, d in ans["keys"]:
-                remote[bytes(k)] = ((int(v[0]), int(v[1]), int(v[2])), bool(d))
-            after = ans.get("next")
-            if after is None or not ans["keys"]:
+            try:
+                page = RepairKeys.decode(await self._send(address, RepairKeysRequest(db, table, after,
+                                                                                    digest.KEYS_LIMIT)))
+            except m.MessageError as e:
+                raise RuntimeError(f"repair_keys: {e}") from None
+            for kv in page.keys:
+                remote[kv.key] = (kv.version, kv.deleted)
+            after = page.next
+            if after is None or not page.keys:
                 break
         local = digest.all_table_versions(self._reader(db), table)
         wanted = [k for k, (v, _d) in sorted(remote.items()) if (mine := local.get(k)) is None or v > mine[0]]
         if not wanted:
             return 0
         total = RepairOutcome()
-        for i in range(0, len(wanted), digest.REPAIR_BATCH):
-            chunk = wanted[i:i + digest.REPAIR_BATCH]
-            ans = await self.send(address, "repair_rows", {"db": db, "table": table, "keys": chunk}, self.timeout)
-            if not isinstance(ans, dict) or not isinstance(ans.get("rows"), list):
-                raise RuntimeError(f"repair_rows: {ans.get('error') if isinstance(ans, dict) else ans!r}")
+        for i in range(0, len(wanted), REPAIR_BATCH):
+            chunk = wanted[i:i + REPAIR_BATCH]
+            try:
+                answer = RepairRows.decode(await self._send(address, RepairRowsRequest(db, table, chunk)))
+            except m.MessageError as e:
+                raise RuntimeError(f"repair_rows: {e}") from None
             rows: list[RepairRow] = []
-            for k, v, d, img in ans["rows"]:
-                if v is None or type(k) is not bytes:
+            for r in answer.rows:
+                if r.version is None:
                     continue  # gone on the peer since it listed it (e.g. tombstone GC)
-                version = (int(v[0]), int(v[1]), int(v[2]))
-                try:
-                    image = None if d or img is None else _check_image(img, "repair image")
-                except ChangeFormatError as e:
-                    log.warning("anti-entropy: bad repair row of %s.%s from node %d: %s", db, table, peer, e)
-                    continue
-                self.hlc.update(Timestamp(*version))
-                rows.append((k, version, bool(d), image))
+                self.hlc.update(Timestamp(*r.version))
+                rows.append((r.key, r.version, r.deleted, r.image))
             if rows:
                 out = await self._write_repair(db, table, rows)
                 total.repaired += out.repaired
@@ -303,16 +322,18 @@ class AntiEntropy(LogServer):
         local = self.queues.connection(db)
         first_batch = True
         while True:  # at least one list per round: it also tells the peer how far this node consumed
-            ans = await self.send(address, "log_list", {"db": db, "after": cursor, "limit": LIST_LIMIT,
-                                                        "node": self.node_id, "log_id": log_id}, self.timeout)
-            entries = ans.get("entries") if isinstance(ans, dict) else None
-            first = int(ans.get("first", 0) or 0) if isinstance(ans, dict) else 0
+            try:
+                listed = LogList.decode(await self._send(address, LogListRequest(db, cursor, LIST_LIMIT,
+                                                                                 self.node_id, log_id)))
+            except m.MessageError:
+                break  # the peer refused (e.g. the database is gone there): next round
+            entries, first = listed.entries, listed.first
             if not entries:
                 break
-            last = max(last, int(ans.get("last", 0) or 0))
-            have = rt.applied_of(local, [int(e[1]) for e in entries])
-            missing_txns = [int(e[1]) for e in entries if int(e[1]) not in have]
-            missing = [int(e[0]) for e in entries if int(e[1]) not in have]
+            last = max(last, listed.last)
+            have = rt.applied_of(local, [txn for _seq, txn in entries])
+            missing_txns = [txn for _seq, txn in entries if txn not in have]
+            missing = [seq for seq, txn in entries if txn not in have]
             if first_batch:
                 first_batch = False
                 # a txn id carries its millisecond (``hlc.to_txn_id``): the age of the oldest missing one
@@ -338,7 +359,7 @@ class AntiEntropy(LogServer):
                     self._save(key, max(cursor, ok_upto[0] - 1))
                     return applied
                 await self._pace(applied, started)
-            cursor = int(entries[-1][0])
+            cursor = entries[-1][0]
             self._save(key, cursor)
             if cursor >= last:
                 break
@@ -353,34 +374,35 @@ class AntiEntropy(LogServer):
         applied = 0
         remaining = list(seqs)
         while remaining:
-            ans = await self.send(address, "log_fetch", {"db": db, "seqs": remaining}, self.timeout)
-            rows = ans.get("entries") if isinstance(ans, dict) else None
-            if not isinstance(rows, list) or not rows:
+            try:
+                entries = LogEntries.decode(await self._send(address, LogFetchRequest(db, remaining))).entries
+            except m.MessageError as e:
+                log.warning("anti-entropy: log_fetch from %s: %s", address, e)
+                entries = []
+            if not entries:
                 return (remaining[0], applied)  # gone from the peer's log meanwhile, or an error
-            failed, done = await self._apply_rows(address, db, rows, remaining[0])
+            failed, done = await self._apply_entries(address, db, entries)
             applied += done
             if failed is not None:
                 return (failed, applied)
-            got = {int(r[0]) for r in rows}
+            got = {e.seq for e in entries}
             remaining = [q for q in remaining if q not in got]
         return (None, applied)
 
-    async def _apply_rows(self, address: str, db: str, rows: list[Any], first: int) -> tuple[int | None, int]:
+    async def _apply_entries(self, address: str, db: str, entries: list[LogEntry]) -> tuple[int | None, int]:
         """Apply fetched log entries (queued together, so the apply queue batches them)."""
-        self.stats["pulled"] += len(rows)
+        self.stats["pulled"] += len(entries)
         applied = 0
         futures = []
-        for row in rows:
+        for e in entries:
             try:
-                seq, txn, wall, logical, node, origin, payload = row
-                ts = Timestamp(int(wall), int(logical), int(node))
-                body = m.decode_body(payload)
-            except (ValueError, TypeError, m.MessageError) as e:
-                log.error("anti-entropy: bad log entry from %s: %s", address, e)
-                return (int(row[0]) if row else first, applied)
-            self.hlc.update(ts)
-            item = ApplyItem(int(txn), ts, int(origin), payload, body)
-            futures.append((int(seq), asyncio.ensure_future(self.queues.apply(db, item))))
+                body = m.decode_body(e.body)
+            except m.MessageError as err:
+                log.error("anti-entropy: bad log entry from %s: %s", address, err)
+                return (e.seq, applied)
+            self.hlc.update(e.cts)
+            item = ApplyItem(e.txn_id, e.cts, e.origin, e.body, body)
+            futures.append((e.seq, asyncio.ensure_future(self.queues.apply(db, item))))
         for seq, fut in futures:  # queued together: the apply queue batches them
             try:
                 outcome = await fut
@@ -411,7 +433,7 @@ class AntiEntropy(LogServer):
     def _snapshot_reason(self, db: str, local: Any, cursor: int, first: int, last: int, listed: int,
                          missing: int, age: float = 0.0) -> str | None:
         """Why this database should be caught up by snapshot rather than replay (None: replay)."""
-        if self.stream is None or missing == 0:
+        if missing == 0:
             return None  # nothing of the listed batch is missing: whatever lies in a gap came another way
         if first > cursor + 1:
             return f"node's log was collected past this node's position (first kept seq {first}, consumed {cursor})"
@@ -431,18 +453,17 @@ class AntiEntropy(LogServer):
             f"SELECT txn_id, wall FROM {rt.TXN_LOG} ORDER BY seq DESC LIMIT {HAVE_SAMPLE}").fetchall()
         if not rows:
             return []
-        ans = await self.send(address, "log_have", {"db": db, "txn_ids": [int(r[0]) for r in rows]}, self.timeout)
-        if not isinstance(ans, dict) or "error" in ans:
-            raise RuntimeError(f"log_have: {ans.get('error') if isinstance(ans, dict) else ans!r}")
-        have = set(ans.get("have") or [])
-        oldest = ans.get("oldest_wall")
-        return [int(t) for t, wall in rows if int(t) not in have and oldest is not None and int(wall) >= int(oldest)]
+        try:
+            answer = LogHave.decode(await self._send(address, LogHaveRequest(db, [int(r[0]) for r in rows])))
+        except m.MessageError as e:
+            raise RuntimeError(f"log_have: {e}") from None
+        have, oldest = set(answer.have), answer.oldest_wall
+        return [int(t) for t, wall in rows if int(t) not in have and oldest is not None and int(wall) >= oldest]
 
     async def _try_snapshot(self, peer: int, address: str, db: str, reason: str, first: int,
                             cursor: int) -> tuple[str, int] | None:
         """Install a snapshot of ``db`` from ``peer``; returns (peer log id, seq to continue after) or None
         (refused or failed: the caller replays what the log still has)."""
-        assert self.stream is not None
         try:
             lacking = await self._peer_lacks(address, db)
         except (ConnectionError, OSError, TimeoutError, RuntimeError) as e:
@@ -460,10 +481,10 @@ class AntiEntropy(LogServer):
         bar = self.progress_bar and self.stats["rounds"] <= 2 and sys.stderr.isatty()
         try:
             async with asyncio.timeout(self.restore_timeout):
-                stream = self.stream(address, "snapshot_stream", {"db": db}, self.restore_timeout)
+                req = SnapshotRequest(db)
+                stream = self.transport.stream(address, req.method, req.encode(), self.restore_timeout)
                 path, manifest = await snap.receive(
-                    stream, self.databases.data_dir, db,
-                    lambda man: snap.Progress(db, peer, int(man["size"]), bar=bar))
+                    stream, self.databases.data_dir, db, lambda man: snap.Progress(db, peer, man.size, bar=bar))
                 await snap.install(self.databases, db, path, self._release, self.restore_timeout)
         except asyncio.CancelledError:
             raise
@@ -472,16 +493,21 @@ class AntiEntropy(LogServer):
             log.warning("anti-entropy: snapshot of %s from node %d failed: %s", db, peer, e)
             return None
         self.stats["snapshots"] += 1
-        peer_log, seq = str(manifest["log_id"]), int(manifest["last_seq"])
+        peer_log, seq = manifest.log_id, manifest.last_seq
         self._save(self._cursor_key(peer, db, peer_log), seq)
         rt.ensure_tables(self.queues.connection(db))
         if self.on_database_created is not None:
             self.on_database_created(db)  # schema version changed: tell the participant and gossip
         log.info("anti-entropy: installed a snapshot of %s from node %d (%d bytes, up to its log seq %d) in "
-                 "%.2fs; delta sync continues from there", db, peer, int(manifest["size"]), seq,
+                 "%.2fs; delta sync continues from there", db, peer, manifest.size, seq,
                  time.monotonic() - started)
         return peer_log, seq
 
     def _release(self, db: str) -> None:
         self.forget_database(db)
-        self.release(db)
+        if self.release is not None:
+            self.release(db)
+
+    async def _send(self, address: str, req: m.Request) -> Any:
+        """One request to a peer (``sync_messages``), within ``timeout``; the raw answer."""
+        return await self.transport.send(address, req.method, req.encode(), self.timeout)

@@ -40,7 +40,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -57,11 +57,23 @@ from marmot.replication.errors import (
     WriteConflict,
 )
 from marmot.replication.participant import Participant
+from marmot.replication.txn_messages import (
+    Abort,
+    Ack,
+    Commit,
+    Prepare,
+    PrepareAnswer,
+    Replay,
+    Settle,
+    split_body,
+)
+from marmot.replication.wiring import Membership
+from marmot.transport import Transport
 
 log = logging.getLogger("marmot.replication")
 _RECENT = 100_000
 BYTES_PER_SECOND = 4_000_000  # a conservative transfer + apply rate for the deadline of a large transaction
-Send = Callable[[str, str, Any, float], Awaitable[Any]]
+Answer = PrepareAnswer | Ack | BaseException | None  # a peer's decoded answer, or why there is none
 
 
 def required_acks(level: str, total: int) -> int:
@@ -88,21 +100,14 @@ class CommitResult:
 class Coordinator:
     """Runs 2PC for writes that start on this node."""
 
-    def __init__(self, node_id: int, hlc: HLC, participant: Participant, send: Send, *,
-                 peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
-                 write_timeout: float, ddl_timeout: float, metrics: Any = None,
-                 send_stream: Send | None = None, stream_chunk: int = 1 << 20,
-                 members: Callable[[], list[int]] | None = None,
-                 not_joined: Callable[[], str | None] | None = None) -> None:
+    def __init__(self, node_id: int, hlc: HLC, participant: Participant, transport: Transport,
+                 membership: Membership, *, write_timeout: float, ddl_timeout: float, metrics: Any = None,
+                 stream_chunk: int = 1 << 20) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.participant = participant
-        self.send = send
-        self.peers = peers  # alive members other than this node: {node_id: address}
-        self.total_members = total_members
-        # every member but REMOVED ones, this node excluded (None: not known, e.g. unit tests' default)
-        self.members = members
-        self.not_joined = not_joined  # why this node is in no cluster yet (None: it is, or unknown)
+        self.transport = transport
+        self.membership = membership  # alive peers, total membership, joined or not
         self.write_timeout = write_timeout
         self.ddl_timeout = ddl_timeout
         self._states: OrderedDict[int, tuple[str, Timestamp | None]] = OrderedDict()
@@ -112,8 +117,7 @@ class Coordinator:
         # Duck-typed metrics sink (admin.metrics.Metrics): observe_prepare/observe_commit(seconds),
         # txn_finished(kind, result), write_conflict(). None: no metrics.
         self.metrics = metrics
-        self.send_stream = send_stream  # (address, method, chunks, timeout): a client-streaming RPC
-        self.stream_chunk = stream_chunk
+        self.stream_chunk = stream_chunk  # a PREPARE/REPLAY body larger than this goes as a client stream
 
     def state_of(self, txn: int) -> tuple[str, Timestamp | None]:
         return self._states.get(txn, ("unknown", None))
@@ -142,10 +146,10 @@ class Coordinator:
         (this node's participant then skips decoding its own coordinator's message). ``table_schemas``:
         DML's schema fingerprint of every table it changes, as planned; ``ddl_tables``: the tables a DDL
         changes (participants scope its intents to them)."""
-        if self.not_joined is not None and (why := self.not_joined()) is not None:
+        if (why := self.membership.not_joined()) is not None:
             raise NotJoined(why)
-        peers = self.peers()
-        total = max(self.total_members(), 1)
+        peers = self.membership.alive_peers()
+        total = max(self.membership.total_members(), 1)
         need = required_acks(level, total)
         if len(peers) + 1 < need:
             self.stats["quorum_failures"] += 1
@@ -153,14 +157,9 @@ class Coordinator:
                                    f"{need} needed for {level}")
         start = self.hlc.now()
         txn = to_txn_id(start)
-        req = {"db": db, "txn": txn, "ts": m.ts_out(start), "coord": self.node_id, "body": body,
-               "sv": schema_version}
-        if base:
-            req["bv"] = base
-        if table_schemas is not None:
-            req["tv"] = table_schemas
-        if ddl_tables is not None:
-            req["dt"] = ddl_tables
+        req = Prepare(db, txn, start, self.node_id, body, schema_version,
+                      tuple(None if v is None else (v[0], v[1], v[2]) for v in base or ()), table_schemas,
+                      None if ddl_tables is None else tuple(ddl_tables))
         self._set_state(txn, "pending")
         # a large transaction takes longer to ship and to apply: its deadlines grow with its size
         timeout = (self.ddl_timeout if ddl else self.write_timeout) + len(body) / BYTES_PER_SECOND
@@ -188,22 +187,23 @@ class Coordinator:
             self.metrics.txn_finished(kind, "committed")
         return result
 
-    async def _run(self, db: str, txn: int, req: dict[str, Any], peers: dict[int, str], total: int,
+    async def _run(self, db: str, txn: int, req: Prepare, peers: dict[int, str], total: int,
                    need: int, level: str, timeout: float, decoded: m.Body | None,
                    epoch: int | None) -> CommitResult:
-        local = await self.participant.prepare_waiting(req if epoch is None else {**req, "epoch": epoch}, decoded)
-        if not local.get("ok"):
+        local = await self.participant.prepare_waiting(req, decoded, epoch)
+        if not local.ok:
             self._set_state(txn, "aborted")
-            if local.get("conflict"):
+            if local.conflict:
                 self.stats["conflicts"] += 1
-                raise WriteConflict(_conflict_message(local["conflict"]))
-            raise Rejected(f"this node cannot take the write: {local.get('reject')}")
+                raise WriteConflict(_conflict_message(local.conflict))
+            raise Rejected(f"this node cannot take the write: {local.reject}")
         started = time.monotonic()
-        stamps = [m.ts_in(local["ts"])]
-        answers: dict[int, Any] = {}  # remote node id -> its PREPARE answer (dict) or the error
+        assert local.ts is not None
+        stamps = [local.ts]
+        answers: dict[int, Answer] = {}  # remote node id -> its PREPARE answer or the error
         decision: dict[str, Any] = {}  # set once decided: {"commit": bool, "cts": Timestamp}
-        tasks = {asyncio.ensure_future(self._call(addr, "txn_prepare", req, timeout)): nid
-                 for nid, addr in peers.items()}
+        payload = req.encode()  # once for every peer (a large transaction's bv is long)
+        tasks = {asyncio.ensure_future(self._call(addr, req, timeout, payload)): nid for nid, addr in peers.items()}
         conflict: str | None = None
         pending = set(tasks)
         deadline = time.monotonic() + timeout
@@ -215,12 +215,12 @@ class Coordinator:
                 break
             for t in done:
                 ans = answers[tasks[t]] = _answer(t)
-                if _ok(ans):
+                if isinstance(ans, PrepareAnswer) and ans.ok:
                     prepared += 1
-                    with contextlib.suppress(m.MessageError):
-                        stamps.append(m.ts_in(ans.get("ts")))
-                elif isinstance(ans, dict) and ans.get("conflict"):
-                    conflict = str(ans["conflict"])
+                    if ans.ts is not None:
+                        stamps.append(ans.ts)
+                elif isinstance(ans, PrepareAnswer) and ans.conflict:
+                    conflict = ans.conflict
         tally = _Tally()  # COMMIT/REPLAY acks, from early and late answers alike
         tally.outstanding = len(pending)
         decision["tally"] = tally
@@ -234,12 +234,12 @@ class Coordinator:
             self.participant.abort_local(txn)
             for nid, ans in answers.items():
                 if _ok(ans):
-                    self._spawn(self._send_quiet(peers[nid], "txn_abort", {"db": db, "txn": txn}))
+                    self._spawn(self._send_quiet(peers[nid], Abort(db, txn)))
             if conflict is not None:
                 self.stats["conflicts"] += 1
                 raise WriteConflict(_conflict_message(conflict))
             self.stats["quorum_failures"] += 1
-            refused = [f"node {nid}: {a.get('reject') if isinstance(a, dict) else a}"
+            refused = [f"node {nid}: {a.reject if isinstance(a, PrepareAnswer) else a}"
                        for nid, a in answers.items() if not _ok(a)]
             refused += [f"node {tasks[t]}: no answer within {timeout:g} s" for t in pending]
             detail = f" ({'; '.join(refused)})" if refused else ""
@@ -257,15 +257,15 @@ class Coordinator:
         # COMMIT to those that prepared; the committed transaction itself to those that answered but
         # could not prepare (conflict with an older undecided txn, schema behind): both count once
         # durable there.
-        targets = [(nid, ans) for nid, ans in answers.items() if isinstance(ans, dict)]
+        targets = [(nid, ans) for nid, ans in answers.items() if isinstance(ans, PrepareAnswer)]
         if failpoints.armed("coordinator_partial_commit") and targets:
             # fault tests: the decision reaches one node, then this coordinator stops (SIGKILL meanwhile)
             nid, ans = targets.pop(0)
             with contextlib.suppress(Exception):
-                await self._call(peers[nid], *_decision_call(ans, req, cts), timeout)
+                await self._call(peers[nid], _decision_call(ans, req, cts), timeout)
             await failpoints.hit("coordinator_partial_commit")
         for nid, ans in targets:
-            self._send_counted(peers[nid], *_decision_call(ans, req, cts), tally)
+            self._send_counted(peers[nid], _decision_call(ans, req, cts), tally)
         deadline = time.monotonic() + timeout
         while 1 + tally.count < need and tally.outstanding > 0:
             remaining = deadline - time.monotonic()
@@ -282,9 +282,9 @@ class Coordinator:
             self._unconfirmed(db, txn, cts, peers, req, tally)
         res = await self.participant.commit_local(db, txn, cts)
         self._set_state(txn, "committed", cts)  # if the apply failed here, our resolver retries it
-        if not res.get("ok"):
+        if not res.ok:
             raise CommitIncomplete(f"transaction committed on {acks} other node(s) but could not be applied "
-                                   f"on this one: {res.get('err')}")
+                                   f"on this one: {res.err}")
         self.stats["committed"] += 1
         if 1 + acks < need:
             self.stats["incomplete"] += 1
@@ -292,7 +292,7 @@ class Coordinator:
                                    f"{level}; the others will receive it through anti-entropy")
         return CommitResult(txn, cts, prepared, 1 + acks)
 
-    def _unconfirmed(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: dict[str, Any],
+    def _unconfirmed(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: Prepare,
                      tally: _Tally) -> NoReturn:
         """No majority confirmed the COMMIT: do not apply it here alone. The participants that could not
         reach this node for ``heartbeat_timeout_seconds`` abort it (``Participant.resolve_stale``) and
@@ -316,7 +316,7 @@ class Coordinator:
             "it is being settled with the participants (committed if any applied it, aborted if all gave "
             "up on it)")
 
-    async def _settle(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: dict[str, Any],
+    async def _settle(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: Prepare,
                       tally: _Tally) -> None:
         """SETTLE with every peer until one has applied the transaction (then apply it here; the round
         committed it wherever it was prepared, anti-entropy brings it to the rest) or every one gave it up
@@ -325,26 +325,26 @@ class Coordinator:
         gives it up instead, so a REPLAY of the first round still in flight cannot make it committed
         behind the back of participants that already gave up."""
         delay = 0.25
-        settle = {"db": req["db"], "txn": txn, "cts": m.ts_out(cts)}
+        settle = Settle(req.db, txn, cts)
         while True:
             refused = 0
-            calls = {nid: asyncio.ensure_future(self._call(addr, "txn_settle", settle, self.write_timeout))
+            calls = {nid: asyncio.ensure_future(self._call(addr, settle, self.write_timeout))
                      for nid, addr in peers.items()}
             await asyncio.wait(calls.values())
             if self.participant.has_applied(db, txn):  # an apply interrupted by a stop may have landed
                 tally.count += 1
-            members = set(self.members()) if self.members is not None else None
+            members = set(self.membership.members())
             for nid, task in calls.items():
                 ans = _answer(task)
                 if _ok(ans):
                     tally.count += 1
-                elif (isinstance(ans, dict) and ans.get("aborted")) or (members is not None and nid not in members):
+                elif (isinstance(ans, Ack) and ans.aborted) or nid not in members:
                     refused += 1  # gave it up, or was removed from the cluster: it will never commit it
             if tally.count > 0:  # some node has it: it is committed; apply it here too
                 res = await self.participant.commit_local(db, txn, cts)
                 self._set_state(txn, "committed", cts)
                 log.warning("transaction %d: settled as committed after the write timeout (%s)", txn,
-                            "applied here" if res.get("ok") else f"not applied here yet: {res.get('err')}")
+                            "applied here" if res.ok else f"not applied here yet: {res.err}")
                 return
             if refused == len(peers):
                 self._set_state(txn, "aborted")
@@ -354,8 +354,7 @@ class Coordinator:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _late_answer(self, addr: str, task: asyncio.Future[Any], decision: dict[str, Any],
-                     req: dict[str, Any]) -> None:
+    def _late_answer(self, addr: str, task: asyncio.Future[Any], decision: dict[str, Any], req: Prepare) -> None:
         ans = _answer(task)
         if "commit" not in decision:  # not decided yet (only across an await, e.g. a failpoint pause)
             decision.setdefault("undecided", []).append((addr, task))
@@ -365,50 +364,49 @@ class Coordinator:
             tally.outstanding -= 1
             tally.event.set()
         if decision.get("commit"):
-            if isinstance(ans, dict) and tally is not None:
-                self._send_counted(addr, *_decision_call(ans, req, decision["cts"]), tally)
+            if isinstance(ans, PrepareAnswer) and tally is not None:
+                self._send_counted(addr, _decision_call(ans, req, decision["cts"]), tally)
         elif decision.get("commit") is False and _ok(ans):
-            self._spawn(self._send_quiet(addr, "txn_abort", {"db": req["db"], "txn": req["txn"]}))
+            self._spawn(self._send_quiet(addr, Abort(req.db, req.txn)))
 
-    async def _call(self, addr: str, method: str, payload: Any, timeout: float) -> Any:
-        """One RPC; a PREPARE or REPLAY whose body is larger than ``stream_chunk`` goes as a client
-        stream (``<method>_stream``: the request without its body, then the body in chunks), because one
-        frame is capped (64 MiB) and a big frame would hold the connection for everyone else."""
-        body = payload.get("body") if isinstance(payload, dict) else None
-        if (self.send_stream is None or not isinstance(body, bytes | bytearray)
-                or len(body) <= self.stream_chunk):
-            return await self.send(addr, method, payload, timeout)
-        head = {k: v for k, v in payload.items() if k != "body"}
-        head["size"] = len(body)
-        step = self.stream_chunk
-        chunks = [head] + [body[i:i + step] for i in range(0, len(body), step)]
-        return await self.send_stream(addr, method + "_stream", chunks, timeout)
+    async def _call(self, addr: str, msg: Prepare | Commit | Replay | Settle | Abort, timeout: float,
+                    payload: dict[str, Any] | None = None) -> Any:
+        """One RPC (``payload``: ``msg`` already encoded), its answer decoded (a malformed answer raises
+        ``MessageError``, like no answer). A PREPARE or REPLAY whose body is larger than ``stream_chunk``
+        goes as a client stream (``txn_messages.split_body``)."""
+        payload = payload if payload is not None else msg.encode()
+        if isinstance(msg, Prepare | Replay) and len(msg.body) > self.stream_chunk:
+            raw = await self.transport.send_stream(addr, msg.method + "_stream",
+                                                   split_body(payload, self.stream_chunk), timeout)
+        else:
+            raw = await self.transport.send(addr, msg.method, payload, timeout)
+        return PrepareAnswer.decode(raw) if isinstance(msg, Prepare) else Ack.decode(raw)
 
-    def _send_counted(self, addr: str, method: str, payload: Any, tally: _Tally) -> None:
+    def _send_counted(self, addr: str, msg: Commit | Replay, tally: _Tally) -> None:
         """Send a COMMIT or REPLAY; its ack counts towards the consistency level."""
-        timeout = self.ddl_timeout if method == "txn_replay" else self.write_timeout
-        task = asyncio.ensure_future(self._call(addr, method, payload, timeout))
+        timeout = self.ddl_timeout if isinstance(msg, Replay) else self.write_timeout
+        task = asyncio.ensure_future(self._call(addr, msg, timeout))
         tally.outstanding += 1
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(tally.finish)
 
-    async def _send_quiet(self, addr: str, method: str, payload: Any) -> None:
-        if method == "txn_replay":  # a replay may wait for the schema it needs: give it the DDL timeout
+    async def _send_quiet(self, addr: str, msg: Abort | Replay) -> None:
+        if isinstance(msg, Replay):  # a replay may wait for the schema it needs: give it the DDL timeout
             with contextlib.suppress(Exception):
-                await self._call(addr, method, payload, self.ddl_timeout)
+                await self._call(addr, msg, self.ddl_timeout)
             return
         try:
-            await self._call(addr, method, payload, self.write_timeout)
+            await self._call(addr, msg, self.write_timeout)
         except Exception as e:  # the peer resolves it itself (participant resolution)
-            log.debug("%s to %s failed: %s", method, addr, e)
+            log.debug("%s to %s failed: %s", msg.method, addr, e)
 
     async def close(self) -> None:
         for t in list(self._background):
             t.cancel()
 
 
-def _answer(task: asyncio.Future[Any]) -> Any:
+def _answer(task: asyncio.Future[Any]) -> Answer:
     if task.cancelled():
         return None
     exc = task.exception()
@@ -432,21 +430,20 @@ class _Tally:
         ans = _answer(task)
         if _ok(ans):
             self.count += 1
-        elif isinstance(ans, dict) and ans.get("aborted"):
+        elif isinstance(ans, Ack) and ans.aborted:
             self.refused += 1
         self.event.set()
 
 
-def _ok(ans: Any) -> bool:
-    return isinstance(ans, dict) and bool(ans.get("ok"))
+def _ok(ans: Answer) -> bool:
+    return isinstance(ans, PrepareAnswer | Ack) and ans.ok
 
 
-def _decision_call(ans: Any, req: dict[str, Any], cts: Timestamp) -> tuple[str, dict[str, Any]]:
+def _decision_call(ans: PrepareAnswer, req: Prepare, cts: Timestamp) -> Commit | Replay:
     """COMMIT for a node that prepared, the whole committed transaction (REPLAY) for one that refused."""
-    if _ok(ans):
-        return "txn_commit", {"db": req["db"], "txn": req["txn"], "cts": m.ts_out(cts)}
-    return "txn_replay", {"db": req["db"], "txn": req["txn"], "cts": m.ts_out(cts), "coord": req["coord"],
-                          "body": req["body"], "sv": req["sv"]}
+    if ans.ok:
+        return Commit(req.db, req.txn, cts)
+    return Replay(req.db, req.txn, cts, req.coord, req.body, req.sv)
 
 
 def _conflict_message(detail: str) -> str:

@@ -19,8 +19,8 @@ Who uses it:
 
 * the admin API: ``GET /admin/databases/{db}/digest`` and ``…/digest/{table}/keys`` (``admin/http.py``,
   through ``NodeControl``), and the ``marmot_table_rows`` / ``marmot_table_digest_info`` metrics;
-* the ``digest_get {db}`` RPC (registered by ``Replication``) — anti-entropy compares its peers'
-  answers with ``table_digests`` of its own copy;
+* the ``digest_get {db}`` RPC (``sync_messages.DigestRequest``, registered by ``LogServer``) —
+  anti-entropy compares its peers' answers with ``table_digests`` of its own copy;
 * ``marmot verify`` (``admin/client.py``): every node's digests side by side, then ``diff_keys`` over
   the key lists of the tables that differ.
 
@@ -36,8 +36,9 @@ from typing import Any
 
 import apsw
 
-from marmot.replication import messages as m
 from marmot.replication.changes import ApplyError, _where
+from marmot.replication.messages import MessageError
+from marmot.replication.sync_messages import DigestRequest, error
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import UnknownTableError, decode_row_key, load_table_schema, quote_ident
@@ -161,11 +162,11 @@ def make_rpc_handler(databases: DatabaseManager) -> Any:
 
     async def digest_get(payload: Any, _ctx: Any) -> Any:
         try:
-            db = m.field(payload, "db", str)
-        except m.MessageError as e:
-            return {"error": str(e)}
+            db = DigestRequest.decode(payload).db
+        except MessageError as e:
+            return error(str(e))
         doc = database_digest(databases, db)
-        return {"error": f"unknown database {db}"} if doc is None else doc
+        return error(f"unknown database {db}") if doc is None else doc
 
     return digest_get
 
@@ -192,8 +193,6 @@ def differing_tables(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]
 
 
 # -- repair: what a peer serves so a divergent table can be pulled back row by row ------------------
-
-REPAIR_BATCH = 500  # most rows one ``repair_rows`` request asks for
 
 
 def table_versions(conn: apsw.Connection, table: str, after: bytes | None = None,

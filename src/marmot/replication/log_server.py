@@ -14,28 +14,48 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from marmot.replication import digest
-from marmot.replication import messages as m
 from marmot.replication import snapshot as snap
 from marmot.replication.apply_queue import ApplyQueues
 from marmot.replication.gc import consumed_key
+from marmot.replication.messages import MessageError
+from marmot.replication.sync_messages import (
+    LIST_LIMIT,
+    DigestRequest,
+    KeyVersion,
+    LogDatabases,
+    LogDatabasesRequest,
+    LogEntries,
+    LogEntry,
+    LogFetchRequest,
+    LogHave,
+    LogHaveRequest,
+    LogList,
+    LogListRequest,
+    PeerRow,
+    RepairKeys,
+    RepairKeysRequest,
+    RepairRows,
+    RepairRowsRequest,
+    SnapshotRequest,
+    error,
+)
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
+from marmot.transport import Router
 
-LIST_LIMIT = 5000
-FETCH_BATCH = 200
 FETCH_BYTES = 16 << 20  # bodies per log_fetch answer, at most (one entry always goes, whatever its size)
-HAVE_SAMPLE = 1000
 
 
 class LogServer:
-    """RPC handlers peers call while catching up (see the module docstring)."""
+    """RPC handlers peers call while catching up (see the module docstring; the messages are
+    ``sync_messages``). A malformed request, or one for a database this node lacks, is answered with
+    ``{"error": why}``."""
 
     databases: DatabaseManager
     queues: ApplyQueues
     state: Any
     chunk_size: int
     _readers: dict[str, Any]
-
 
     def _reader(self, db: str) -> Any:
         conn = self._readers.get(db)
@@ -50,127 +70,108 @@ class LogServer:
                 conn.close()
 
     async def handle_databases(self, payload: Any, _ctx: Any) -> Any:
-        """``log_databases {}`` → ``{dbs: {name: [log_id, last_seq]}}``."""
-        out: dict[str, list[Any]] = {}
+        try:
+            LogDatabasesRequest.decode(payload)
+        except MessageError as e:
+            return error(str(e))
+        out: dict[str, tuple[str, int]] = {}
         for db in self.databases.names():
             conn = self._reader(db)
             self.queues.connection(db)  # makes sure the replication tables exist
             row = conn.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()
-            out[db] = [rt.log_id(conn), int(row[0] or 0)]
-        return {"dbs": out}
+            out[db] = (rt.log_id(conn), int(row[0] or 0))
+        return LogDatabases(out).encode()
 
     async def handle_list(self, payload: Any, _ctx: Any) -> Any:
-        """``log_list {db, after, limit, node, log_id}`` → ``{log_id, entries: [[seq, txn_id], ...], last,
-        first}``. ``after`` is how far ``node`` has consumed this log (recorded for GC, when the caller's
-        ``log_id`` is this log's); ``first`` is the oldest position still kept (GC)."""
+        """``after`` is how far the asking ``node`` has consumed this log: recorded for GC when its
+        ``log_id`` is this log's."""
         try:
-            db = m.field(payload, "db", str)
-            after = m.field(payload, "after", int)
-            limit = max(1, min(m.field(payload, "limit", int), LIST_LIMIT))
-        except m.MessageError as e:
-            return {"error": str(e)}
-        if not self.databases.exists(db):
-            return {"error": f"unknown database {db}"}
-        conn = self._reader(db)
+            req = LogListRequest.decode(payload)
+        except MessageError as e:
+            return error(str(e))
+        if not self.databases.exists(req.db):
+            return error(f"unknown database {req.db}")
+        conn = self._reader(req.db)
         this_log = rt.log_id(conn)
-        node = payload.get("node")
-        if type(node) is int and payload.get("log_id") == this_log:
-            self.state.set(consumed_key(db, node), after)
-        entries = rt.log_after(conn, after, limit)
+        if req.node is not None and req.log_id == this_log:
+            self.state.set(consumed_key(req.db, req.node), req.after)
+        entries = rt.log_after(conn, req.after, max(1, min(req.limit, LIST_LIMIT)))
         first, last = conn.execute(f"SELECT MIN(seq), MAX(seq) FROM {rt.TXN_LOG}").fetchone()
-        return {"log_id": this_log, "entries": [list(e) for e in entries], "last": int(last or 0),
-                "first": int(first or 0)}
+        return LogList(this_log, entries, int(last or 0), int(first or 0)).encode()
 
     async def handle_fetch(self, payload: Any, _ctx: Any) -> Any:
-        """``log_fetch {db, seqs}`` → ``{entries: [[seq, txn_id, wall, logical, node, origin, body], ...]}``."""
         try:
-            db = m.field(payload, "db", str)
-            seqs = _int_list(payload, "seqs", FETCH_BATCH)
-        except m.MessageError as e:
-            return {"error": str(e)}
-        if not self.databases.exists(db):
-            return {"error": f"unknown database {db}"}
-        out: list[list[Any]] = []
+            req = LogFetchRequest.decode(payload)
+        except MessageError as e:
+            return error(str(e))
+        if not self.databases.exists(req.db):
+            return error(f"unknown database {req.db}")
+        out: list[LogEntry] = []
         size = 0
-        for e in rt.log_entries(self._reader(db), seqs):
-            if out and size + len(e[6]) > FETCH_BYTES:
+        for row in rt.log_entries(self._reader(req.db), req.seqs):
+            entry = LogEntry.from_row(row)
+            if out and size + len(entry.body) > FETCH_BYTES:
                 break  # the caller asks again for the rest: one answer stays well under a frame
-            out.append(list(e))
-            size += len(e[6])
-        return {"entries": out}
+            out.append(entry)
+            size += len(entry.body)
+        return LogEntries(out).encode()
 
-    def register(self, router: Any) -> None:
-        router.unary("log_databases", self.handle_databases)
-        router.unary("log_list", self.handle_list)
-        router.unary("log_fetch", self.handle_fetch)
-        router.unary("log_have", self.handle_have)
-        router.unary("repair_keys", self.handle_repair_keys)
-        router.unary("repair_rows", self.handle_repair_rows)
-        router.server_stream("snapshot_stream", self.handle_snapshot)
+    def register(self, router: Router) -> None:
+        router.unary(LogDatabasesRequest.method, self.handle_databases)
+        router.unary(LogListRequest.method, self.handle_list)
+        router.unary(LogFetchRequest.method, self.handle_fetch)
+        router.unary(LogHaveRequest.method, self.handle_have)
+        router.unary(RepairKeysRequest.method, self.handle_repair_keys)
+        router.unary(RepairRowsRequest.method, self.handle_repair_rows)
+        router.unary(DigestRequest.method, digest.make_rpc_handler(self.databases))  # convergence checks
+        router.server_stream(SnapshotRequest.method, self.handle_snapshot)
 
     async def handle_have(self, payload: Any, _ctx: Any) -> Any:
-        """``log_have {db, txn_ids}`` → ``{have: [txn ids in this node's log], oldest_wall}``; ``oldest_wall``
-        is the commit wall time of the oldest entry still kept (GC may have taken older ones: the caller
-        cannot tell those apart from missing ones)."""
+        """``oldest_wall`` is the commit wall time of the oldest entry still kept (GC may have taken older
+        ones: the caller cannot tell those apart from missing ones)."""
         try:
-            db = m.field(payload, "db", str)
-            ids = _int_list(payload, "txn_ids", HAVE_SAMPLE)
-        except m.MessageError as e:
-            return {"error": str(e)}
-        if not self.databases.exists(db):
-            return {"error": f"unknown database {db}"}
-        conn = self._reader(db)
+            req = LogHaveRequest.decode(payload)
+        except MessageError as e:
+            return error(str(e))
+        if not self.databases.exists(req.db):
+            return error(f"unknown database {req.db}")
+        conn = self._reader(req.db)
         row = conn.execute(f"SELECT wall FROM {rt.TXN_LOG} ORDER BY seq LIMIT 1").fetchone()
-        return {"have": sorted(rt.applied_of(conn, ids)), "oldest_wall": None if row is None else int(row[0])}
+        return LogHave(sorted(rt.applied_of(conn, req.txn_ids)), None if row is None else int(row[0])).encode()
 
     async def handle_repair_keys(self, payload: Any, _ctx: Any) -> Any:
-        """``repair_keys {db, table, after, limit}`` → ``{keys: [[key, [wall, logical, node], deleted], ...],
-        next}``: this node's row versions of ``table``, tombstones included, in key order after ``after``
-        (bytes, or nil for the start); ``next`` is the ``after`` of the following page (nil: last page)."""
+        """This node's row versions of a table, tombstones included, one page in key order."""
         try:
-            db = m.field(payload, "db", str)
-            table = m.field(payload, "table", str)
-            limit = max(1, min(m.field(payload, "limit", int), digest.KEYS_LIMIT))
-            after = payload.get("after")
-            if after is not None and type(after) is not bytes:
-                raise m.MessageError("after must be bytes or nil")
-        except m.MessageError as e:
-            return {"error": str(e)}
-        if not self.databases.exists(db):
-            return {"error": f"unknown database {db}"}
-        page = digest.table_versions(self._reader(db), table, after, limit)
-        return {"keys": [[k, list(v), d] for k, v, d in page], "next": page[-1][0] if len(page) == limit else None}
+            req = RepairKeysRequest.decode(payload)
+        except MessageError as e:
+            return error(str(e))
+        if not self.databases.exists(req.db):
+            return error(f"unknown database {req.db}")
+        limit = max(1, min(req.limit, digest.KEYS_LIMIT))
+        page = digest.table_versions(self._reader(req.db), req.table, req.after, limit)
+        return RepairKeys([KeyVersion(k, v, d) for k, v, d in page],
+                          page[-1][0] if len(page) == limit else None).encode()
 
     async def handle_repair_rows(self, payload: Any, _ctx: Any) -> Any:
-        """``repair_rows {db, table, keys}`` → ``{rows: [[key, [wall, logical, node] or nil, deleted,
-        {column: value} or nil], ...]}``: this node's version of each key and, when the row is live,
-        its full image (``digest.read_rows``)."""
+        """This node's version of each key and, when the row is live, its full image (``digest.read_rows``)."""
         try:
-            db = m.field(payload, "db", str)
-            table = m.field(payload, "table", str)
-            keys = m.field(payload, "keys", list)
-            if len(keys) > digest.REPAIR_BATCH or not all(type(k) is bytes for k in keys):
-                raise m.MessageError(f"keys must be at most {digest.REPAIR_BATCH} byte strings")
-        except m.MessageError as e:
-            return {"error": str(e)}
-        if not self.databases.exists(db):
-            return {"error": f"unknown database {db}"}
-        rows = digest.read_rows(self._reader(db), table, keys)
-        return {"rows": [[k, None if v is None else list(v), d, img] for k, v, d, img in rows]}
+            req = RepairRowsRequest.decode(payload)
+        except MessageError as e:
+            return error(str(e))
+        if not self.databases.exists(req.db):
+            return error(f"unknown database {req.db}")
+        rows = digest.read_rows(self._reader(req.db), req.table, req.keys)
+        return RepairRows([PeerRow(k, v, d, img) for k, v, d, img in rows]).encode()
 
     async def handle_snapshot(self, payload: Any, _ctx: Any) -> AsyncIterator[Any]:
-        """``snapshot_stream {db}`` → manifest, then chunks (``snapshot.serve``)."""
-        db = payload.get("db") if isinstance(payload, dict) else None
-        if type(db) is not str:
-            yield {"error": "db must be a string"}
+        """A manifest, then chunks (``snapshot.serve``)."""
+        try:
+            req = SnapshotRequest.decode(payload)
+        except MessageError as e:
+            yield error(str(e))
             return
-        async for msg in snap.serve(self.databases, db, self.chunk_size):
-            yield msg
-
-
-def _int_list(payload: Any, name: str, limit: int) -> list[int]:
-    """``payload[name]``: a list of at most ``limit`` integers (``MessageError`` otherwise)."""
-    values = m.field(payload, name, list)
-    if len(values) > limit or not all(type(v) is int for v in values):
-        raise m.MessageError(f"{name} must be at most {limit} integers")
-    return values
+        if not self.databases.exists(req.db):
+            yield error(f"unknown database {req.db}")
+            return
+        async for msg in snap.serve(self.databases, req.db, self.chunk_size):
+            yield msg.encode()

@@ -1,4 +1,4 @@
-"""What a replicated transaction carries between nodes, and the 2PC messages around it.
+"""What a replicated transaction carries between nodes, and what every typed message shares.
 
 A transaction's **body** is the part every node keeps (the participants until COMMIT, the commit log
 for good): msgpack ``{"v": 1, "kind": "dml"|"ddl"|"dbop", "rows": <encode_transaction bytes>,
@@ -7,18 +7,12 @@ for good): msgpack ``{"v": 1, "kind": "dml"|"ddl"|"dbop", "rows": <encode_transa
 validated (transpiled once, so every node runs exactly the same text against the same schema
 version); database operations as an (op, name) pair.
 
-RPC payloads (msgpack maps, short keys; the RPC layer adds deadlines and authentication):
-
-* ``txn_prepare {db, txn, ts, coord, body, bv, sv, tv?, dt?}`` → ``{ok, ts, conflict?, reject?}``.
-  ``ts`` is the coordinator's HLC at the start, ``bv`` the row version the coordinator's dry run saw
-  for each change (None: no version) — a participant holding a newer version for a key rejects with
-  a conflict, because the coordinator computed its images from data that has been overwritten since.
-  ``sv`` is the database's schema version the statement was planned against; ``tv`` (DML) maps every
-  table the transaction changes (lower-cased) to its schema fingerprint as planned
-  (``storage.schema_fingerprint``; None: no such table); ``dt`` (DDL) lists the tables the DDL changes.
-* ``txn_commit {db, txn, cts}`` → ``{ok, err?}`` after the participant applied it durably.
-* ``txn_abort {db, txn}`` → ``{ok}``.
-* ``txn_status {db, txn}`` → ``{state: committed|prepared|pending|aborted|unknown, cts?}``.
+The messages between nodes are typed: one frozen dataclass per request and answer, each with one
+``encode()`` and one ``decode(payload)`` — ``txn_messages.py`` (two-phase commit) and ``sync_messages.py``
+(anti-entropy: log pull, repair, snapshots). This module holds what they share: ``MessageError``, the
+protocol version, timestamps and the field checks. Every request map carries ``"pv": PROTOCOL_VERSION``;
+a request of another version is refused with a ``MessageError`` naming both (a map without ``pv`` is read
+as version 1). Answers carry no version: they answer a request of this node's own.
 
 Everything decoded here comes off the network: malformed input raises ``MessageError`` only.
 """
@@ -26,7 +20,7 @@ Everything decoded here comes off the network: malformed input raises ``MessageE
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import msgpack
 
@@ -34,12 +28,21 @@ from marmot.hlc import LOGICAL_MAX, Timestamp
 from marmot.replication.changes import ChangeFormatError, RowChange, decode_transaction
 
 BODY_VERSION = 1
+PROTOCOL_VERSION = 1  # "pv" of every request map (see the module docstring)
 KINDS = ("dml", "ddl", "dbop")
 Version = tuple[int, int, int]
 
 
 class MessageError(ValueError):
     """A malformed replication message."""
+
+
+class Request(Protocol):
+    """What every request message offers: the RPC method it is sent as, and its request map."""
+
+    method: ClassVar[str]
+
+    def encode(self) -> dict[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -123,3 +126,50 @@ def field(payload: Any, name: str, typ: type) -> Any:
     if type(v) is not typ:
         raise MessageError(f"{name} must be {typ.__name__}")
     return v
+
+
+def optional(payload: dict[str, Any], name: str, typ: type) -> Any:
+    """``payload[name]`` if present and not nil, checked like ``field``; None otherwise."""
+    v = payload.get(name)
+    if v is not None and type(v) is not typ:
+        raise MessageError(f"{name} must be {typ.__name__} or nil")
+    return v
+
+
+def request(payload: Any) -> dict[str, Any]:
+    """``payload`` as a request map of the protocol version this node speaks."""
+    if type(payload) is not dict:
+        raise MessageError("payload must be a map")
+    pv = payload.get("pv", PROTOCOL_VERSION)
+    if type(pv) is not int:
+        raise MessageError("pv (protocol version) must be int")
+    if pv != PROTOCOL_VERSION:
+        raise MessageError(f"unsupported protocol version {pv} (this node speaks {PROTOCOL_VERSION})")
+    return payload
+
+
+def versioned(fields: dict[str, Any]) -> dict[str, Any]:
+    """A request map: ``fields`` with the protocol version."""
+    return {"pv": PROTOCOL_VERSION, **fields}
+
+
+def answer(payload: Any) -> dict[str, Any]:
+    """``payload`` as an answer map; an ``{"error": why}`` answer (the peer refused the request) raises
+    ``MessageError`` with the peer's reason."""
+    if type(payload) is not dict:
+        raise MessageError("answer must be a map")
+    if "error" in payload:
+        raise MessageError(f"peer refused: {payload['error']}")
+    return payload
+
+
+def int_list(payload: dict[str, Any], name: str, limit: int) -> list[int]:
+    """``payload[name]``: a list of at most ``limit`` integers."""
+    values: list[Any] = field(payload, name, list)
+    if len(values) > limit or not all(type(v) is int for v in values):
+        raise MessageError(f"{name} must be at most {limit} integers")
+    return [int(v) for v in values]
+
+
+def version_out(v: Version | None) -> list[int] | None:
+    return None if v is None else [v[0], v[1], v[2]]

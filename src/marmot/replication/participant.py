@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -53,6 +54,18 @@ from marmot.replication import messages as m
 from marmot.replication.applier import ApplyItem
 from marmot.replication.apply_queue import ApplyQueues
 from marmot.replication.intents import IntentTable
+from marmot.replication.txn_messages import (
+    Abort,
+    Ack,
+    Commit,
+    Prepare,
+    PrepareAnswer,
+    Replay,
+    Settle,
+    StatusAnswer,
+    StatusRequest,
+    read_status,
+)
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import database_key
@@ -75,13 +88,14 @@ class Prepared:
 
 
 class Participant:
-    """This node's 2PC participant. ``ask_peers(method, payload)`` queries every other alive node and
-    returns {node_id: answer or None}; ``coordinator_state(txn)`` is this node's own coordinator's
-    view (for STATUS); ``apply_dbop(op, name)`` creates or drops a database file."""
+    """This node's 2PC participant: typed requests in, typed answers out (``txn_handlers.py`` decodes
+    what comes off the network). ``ask_peers(request)`` sends a request to every other alive node and
+    returns {node_id: its answer as received, or the error}; ``coordinator_state(txn)`` is this node's own
+    coordinator's view (for STATUS); ``apply_dbop(op, name)`` creates or drops a database file."""
 
     def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, queues: ApplyQueues, *,
                  heartbeat_timeout: float, ddl_lease: float,
-                 ask_peers: Callable[[str, dict[str, Any]], Awaitable[dict[int, Any]]] | None = None,
+                 ask_peers: Callable[[StatusRequest], Awaitable[dict[int, Any]]] | None = None,
                  coordinator_state: Callable[[int], tuple[str, Timestamp | None]] | None = None,
                  apply_dbop: Callable[[str, str], None] | None = None,
                  leaving: Callable[[], bool] | None = None, conflict_wait: float = 0.25) -> None:
@@ -170,25 +184,19 @@ class Participant:
 
     # -- PREPARE --------------------------------------------------------------------------------
 
-    def prepare(self, req: Any, decoded: m.Body | None = None) -> dict[str, Any]:
-        """``decoded``: the body already decoded (this node's own coordinator calling; saves the decode)."""
+    def prepare(self, req: Prepare, decoded: m.Body | None = None, epoch: int | None = None) -> PrepareAnswer:
+        """``decoded``: the body already decoded, and ``epoch`` the apply epoch its dry run read the row
+        versions at (this node's own coordinator calling: saves the decode, maybe the version check)."""
         try:
-            db = m.field(req, "db", str)
-            txn = m.field(req, "txn", int)
-            ts = m.ts_in(req.get("ts"))
-            coord = m.field(req, "coord", int)
-            payload = m.field(req, "body", bytes)
-            sv = m.field(req, "sv", int)
-            body = decoded if decoded is not None else m.decode_body(payload)
-            bv = req.get("bv") or []
-            if type(bv) is not list or (bv and len(bv) != len(body.changes)):
+            body = decoded if decoded is not None else m.decode_body(req.body)
+            if req.bv and len(req.bv) != len(body.changes):
                 raise m.MessageError("bv must list one base version per change")
-            base = [m.version_in(v) for v in bv]
         except m.MessageError as e:
-            return {"ok": False, "reject": f"malformed PREPARE: {e}"}
-        self.hlc.update(ts)
+            return PrepareAnswer(False, reject=f"malformed PREPARE: {e}")
+        db, txn, sv, coord, payload, base = req.db, req.txn, req.sv, req.coord, req.body, req.bv
+        self.hlc.update(req.ts)
         if txn in self.prepared:
-            return {"ok": True, "ts": m.ts_out(self.hlc.now())}
+            return PrepareAnswer(True, self.hlc.now())
         if txn in self._aborted:  # its ABORT overtook this PREPARE: do not take intents for it
             return self._reject(f"transaction {txn} was already aborted")
         if self.leaving():
@@ -206,7 +214,7 @@ class Participant:
             tables = planned = None
         else:
             tables = frozenset(c.table.lower() for c in body.changes)
-            planned = _planned_fingerprints(req.get("tv"), tables)
+            planned = _planned_fingerprints(req.tv, tables)
         if planned is None:  # DDL (serialised per database), or a coordinator that sent no fingerprints
             local_sv = self.schema_version(db)
             if local_sv < sv:
@@ -214,6 +222,7 @@ class Participant:
             if local_sv > sv:
                 return self._conflict(f"schema of '{db}' changed (version {local_sv}, statement planned at {sv})")
         else:
+            assert tables is not None  # DML: the tables it changes
             here = self.table_fingerprints(db, tables)
             changed = sorted(t for t in tables if here[t] != planned[t])
             if changed:
@@ -223,12 +232,11 @@ class Participant:
                 return self._conflict(f"schema of {', '.join(changed)} in '{db}' changed since the statement "
                                       "was planned")
         if ddl:
-            tables = _ddl_tables(req.get("dt"))
+            tables = None if req.dt is None else frozenset(t.lower() for t in req.dt)
         keys = [c.key for c in body.changes]
         owner = self.intents.acquire(db, txn, keys, ddl=ddl, tables=tables)
         if owner is not None:
             return self._conflict(f"row or table locked by transaction {owner}", owner)
-        epoch = req.get("epoch")
         if keys and not (decoded is not None and epoch is not None and epoch == self.queues.epoch(db)):
             # (this node's own coordinator read the versions in its dry run, and nothing has been applied
             # to the database since: they cannot have changed)
@@ -241,24 +249,22 @@ class Participant:
                         return self._conflict(f"row of {c.table} changed since it was read")
         return self._keep(db, txn, coord, payload, body)
 
-    def _keep(self, db: str, txn: int, coord: int, payload: bytes, body: m.Body) -> dict[str, Any]:
+    def _keep(self, db: str, txn: int, coord: int, payload: bytes, body: m.Body) -> PrepareAnswer:
         timeout = self.ddl_lease if body.kind != "dml" else self.heartbeat_timeout
         self.prepared[txn] = Prepared(db, txn, coord, payload, body, time.monotonic(), timeout)
         self.stats["prepared"] += 1
-        return {"ok": True, "ts": m.ts_out(self.hlc.now())}
+        return PrepareAnswer(True, self.hlc.now())
 
-    def _reject(self, why: str) -> dict[str, Any]:
+    def _reject(self, why: str) -> PrepareAnswer:
         self.stats["rejected"] += 1
-        return {"ok": False, "reject": why}
+        return PrepareAnswer(False, reject=why)
 
-    def _conflict(self, why: str, owner: int | None = None) -> dict[str, Any]:
+    def _conflict(self, why: str, owner: int | None = None) -> PrepareAnswer:
         self.stats["conflicts"] += 1
-        ans: dict[str, Any] = {"ok": False, "conflict": why, "ts": m.ts_out(self.hlc.now())}
-        if owner is not None:
-            ans["owner"] = owner
-        return ans
+        return PrepareAnswer(False, self.hlc.now(), conflict=why, owner=owner)
 
-    async def prepare_waiting(self, req: Any, decoded: m.Body | None = None) -> dict[str, Any]:
+    async def prepare_waiting(self, req: Prepare, decoded: m.Body | None = None,
+                              epoch: int | None = None) -> PrepareAnswer:
         """PREPARE that waits a little (``conflict_wait``) for an intent held by another transaction
         to be released before calling it a conflict. The holder is usually already decided and only its
         COMMIT or apply is still on the way (a DDL a moment ago, a row written a moment ago on another
@@ -267,13 +273,13 @@ class Participant:
         deadlock: one of them gives up."""
         deadline = time.monotonic() + self.conflict_wait
         while True:
-            ans = self.prepare(req, decoded)
-            owner = ans.pop("owner", None)
-            if ans.get("ok") or owner is None or owner not in self.prepared:
-                return ans
+            ans = self.prepare(req, decoded, epoch)
+            owner = ans.owner
+            if ans.ok or owner is None or owner not in self.prepared:
+                return dataclasses.replace(ans, owner=None)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return ans
+                return dataclasses.replace(ans, owner=None)
             self.stats["conflicts"] -= 1  # counted once, when it is final
             event = self._released.get(owner)
             if event is None:
@@ -283,23 +289,19 @@ class Participant:
 
     # -- COMMIT / ABORT -------------------------------------------------------------------------
 
-    async def commit(self, req: Any) -> dict[str, Any]:
-        try:
-            db, txn, cts = _decision(req)
-        except m.MessageError as e:
-            return {"ok": False, "err": f"malformed COMMIT: {e}"}
+    async def commit(self, req: Commit) -> Ack:
         await failpoints.hit("participant_before_commit")
-        return await self.commit_local(db, txn, cts)
+        return await self.commit_local(req.db, req.txn, req.cts)
 
-    async def commit_local(self, db: str, txn: int, cts: Timestamp) -> dict[str, Any]:
+    async def commit_local(self, db: str, txn: int, cts: Timestamp) -> Ack:
         self.hlc.update(cts)
         p = self.prepared.get(txn)
         if p is None:
             if self.has_applied(db, txn):
-                return {"ok": True}
+                return Ack(True)
             if txn in self._aborted:
                 return self._gave_up(txn)
-            return {"ok": False, "err": f"transaction {txn} is not prepared on node {self.node_id}"}
+            return Ack(False, f"transaction {txn} is not prepared on node {self.node_id}")
         p.committing = True
         try:
             if p.body.kind == "dbop":
@@ -311,25 +313,20 @@ class Participant:
         except Exception as e:
             log.error("transaction %d: commit on node %d failed: %s", txn, self.node_id, e)
             p.committing = False
-            return {"ok": False, "err": f"apply failed on node {self.node_id}: {e}"}
+            return Ack(False, f"apply failed on node {self.node_id}: {e}")
         self._forget(p)
         self.stats["committed"] += 1
-        return {"ok": True}
+        return Ack(True)
 
-    async def replay(self, req: Any) -> dict[str, Any]:
+    async def replay(self, req: Replay) -> Ack:
         """A committed transaction this node did not prepare (it conflicted, was behind, or answered
         late): apply it last-writer-wins without intents — applying a *decided* transaction is safe in
         any order. Answers once it is durable here, so it counts like a COMMIT ack."""
         try:
-            db = m.field(req, "db", str)
-            txn = m.field(req, "txn", int)
-            cts = m.ts_in(req.get("cts"), "commit timestamp")
-            coord = m.field(req, "coord", int)
-            payload = m.field(req, "body", bytes)
-            sv = m.field(req, "sv", int)
-            body = m.decode_body(payload)
+            body = m.decode_body(req.body)
         except m.MessageError as e:
-            return {"ok": False, "err": f"malformed REPLAY: {e}"}
+            return Ack(False, f"malformed REPLAY: {e}")
+        db, txn, cts, coord, payload, sv = req.db, req.txn, req.cts, req.coord, req.body, req.sv
         self.hlc.update(cts)
         if txn in self.prepared:
             return await self.commit_local(db, txn, cts)
@@ -338,50 +335,43 @@ class Participant:
         if body.kind == "dbop":
             assert body.dbop is not None and self.apply_dbop is not None
             self.apply_dbop(*body.dbop)
-            return {"ok": True}
+            return Ack(True)
         if not await self.wait_ready(db, sv, self.ready_timeout):
-            return {"ok": False, "err": f"'{db}' on node {self.node_id} is missing or its schema is behind"}
+            return Ack(False, f"'{db}' on node {self.node_id} is missing or its schema is behind")
         try:
             await self.queues.apply(db, ApplyItem(txn, cts, coord, payload, body))
         except Exception as e:
             log.error("transaction %d: replay on node %d failed: %s", txn, self.node_id, e)
-            return {"ok": False, "err": f"apply failed on node {self.node_id}: {e}"}
+            return Ack(False, f"apply failed on node {self.node_id}: {e}")
         self.stats["replayed"] += 1
-        return {"ok": True}
+        return Ack(True)
 
     def has_applied(self, db: str, txn: int) -> bool:
         return bool(db) and self.databases.exists(db) and rt.is_applied(self.reader(db), txn)
 
-    async def settle(self, req: Any) -> dict[str, Any]:
+    async def settle(self, req: Settle) -> Ack:
         """SETTLE, from a coordinator whose COMMIT no majority confirmed: commit it if it is prepared
         here, say so if it is applied here, and otherwise **give it up for good** (remember it as
         aborted, so a COMMIT or REPLAY still on its way is refused when it lands). Every answer is
         final, which is what lets the coordinator decide: committed if any node has it, aborted once
         every node gave it up."""
-        try:
-            db, txn, cts = _decision(req)
-        except m.MessageError as e:
-            return {"ok": False, "err": f"malformed SETTLE: {e}"}
+        db, txn, cts = req.db, req.txn, req.cts
         if txn in self.prepared:
             return await self.commit_local(db, txn, cts)
         if self.has_applied(db, txn):
-            return {"ok": True}
+            return Ack(True)
         self._remember_aborted(txn)
         return self._gave_up(txn)
 
-    def _gave_up(self, txn: int) -> dict[str, Any]:
+    def _gave_up(self, txn: int) -> Ack:
         """The definite refusal of a decision for a transaction this node aborted: the coordinator must
         not count it, and once every participant says so, it aborts the transaction itself."""
-        return {"ok": False, "aborted": True,
-                "err": f"transaction {txn} was aborted on node {self.node_id} (no decision reached it in time)"}
+        return Ack(False, f"transaction {txn} was aborted on node {self.node_id} (no decision reached it in time)",
+                   aborted=True)
 
-    def abort(self, req: Any) -> dict[str, Any]:
-        try:
-            txn = m.field(req, "txn", int)
-        except m.MessageError as e:
-            return {"ok": False, "err": f"malformed ABORT: {e}"}
-        self.abort_local(txn)
-        return {"ok": True}
+    def abort(self, req: Abort) -> Ack:
+        self.abort_local(req.txn)
+        return Ack(True)
 
     def abort_local(self, txn: int) -> None:
         p = self.prepared.get(txn)
@@ -406,27 +396,23 @@ class Participant:
 
     # -- STATUS and resolution ------------------------------------------------------------------
 
-    def status(self, req: Any) -> dict[str, Any]:
-        try:
-            db = m.field(req, "db", str)
-            txn = m.field(req, "txn", int)
-        except m.MessageError:
-            return {"state": "unknown"}
+    def status(self, req: StatusRequest) -> StatusAnswer:
+        db, txn = req.db, req.txn
         if db and self.databases.exists(db):
             cts = rt.committed_timestamp(self.reader(db), txn)
             if cts is not None:
-                return {"state": "committed", "cts": list(cts)}
+                return StatusAnswer("committed", Timestamp(*cts))
         if self.coordinator_state is not None:
             state, ts = self.coordinator_state(txn)
             if state in ("committed", "committing") and ts is not None:
-                return {"state": "committed", "cts": m.ts_out(ts)}
+                return StatusAnswer("committed", ts)
             if state in ("pending", "aborted"):
-                return {"state": state}
+                return StatusAnswer(state)
         if txn in self.prepared:
-            return {"state": "prepared"}
+            return StatusAnswer("prepared")
         if txn in self._aborted:
-            return {"state": "aborted"}
-        return {"state": "unknown"}
+            return StatusAnswer("aborted")
+        return StatusAnswer("unknown")
 
     async def resolve_stale(self) -> None:
         """One resolution round over prepared transactions older than their timeout."""
@@ -442,22 +428,21 @@ class Participant:
                 if state == "committed" and cts is not None:
                     await self.commit_local(p.db, p.txn_id, cts)
                     continue
-            answers = await self.ask_peers("txn_status", {"db": p.db, "txn": p.txn_id}) if self.ask_peers else {}
+            answers = await self.ask_peers(StatusRequest(p.db, p.txn_id)) if self.ask_peers else {}
             if p.txn_id not in self.prepared or p.committing:
                 continue
-            committed = next((a for a in answers.values()
-                              if isinstance(a, dict) and a.get("state") == "committed"), None)
-            if committed is not None:
-                try:
-                    cts = m.ts_in(committed.get("cts"))
-                except m.MessageError:
-                    continue
+            try:
+                states = {nid: read_status(a) for nid, a in answers.items()}
+            except m.MessageError:
+                continue  # "committed" with a timestamp it cannot read: never abort it, ask again
+            committed = next((a for a in states.values() if a is not None and a.state == "committed"), None)
+            if committed is not None and committed.cts is not None:
                 log.info("transaction %d: committed elsewhere, committing here too", p.txn_id)
                 self.stats["resolved_commit"] += 1
-                await self.commit_local(p.db, p.txn_id, cts)
+                await self.commit_local(p.db, p.txn_id, committed.cts)
                 continue
-            coord = answers.get(p.coordinator)
-            if isinstance(coord, dict) and coord.get("state") in ("pending", "prepared"):
+            coord = states.get(p.coordinator)
+            if coord is not None and coord.state in ("pending", "prepared"):
                 p.since = time.monotonic()  # its coordinator is still working on it
                 continue
             log.warning("transaction %d: no decision from coordinator %d after %.0f s, aborting it",
@@ -474,29 +459,10 @@ class Participant:
                 log.exception("resolving stale transactions failed")
 
 
-def _planned_fingerprints(tv: Any, tables: frozenset[str]) -> dict[str, Fingerprint | None] | None:
+def _planned_fingerprints(tv: dict[str, Fingerprint | None] | None,
+                          tables: frozenset[str]) -> dict[str, Fingerprint | None] | None:
     """The coordinator's ``tv`` (``{table: fingerprint or None}``) if it covers every table the
     transaction changes; None (compare the database's schema version instead) otherwise."""
-    if type(tv) is not dict:
+    if tv is None or not all(t in tv for t in tables):
         return None
-    out: dict[str, Fingerprint | None] = {}
-    for t in tables:
-        if t not in tv:
-            return None
-        v = tv[t]
-        if v is not None and type(v) is not bytes:
-            return None
-        out[t] = v
-    return out
-
-
-def _ddl_tables(dt: Any) -> frozenset[str] | None:
-    """The tables a DDL changes, as its coordinator learnt them (None: unknown, the whole database)."""
-    if type(dt) is not list or not all(type(t) is str for t in dt):
-        return None
-    return frozenset(t.lower() for t in dt)
-
-
-def _decision(req: Any) -> tuple[str, int, Timestamp]:
-    """Database, transaction id and commit timestamp of a COMMIT or SETTLE request."""
-    return m.field(req, "db", str), m.field(req, "txn", int), m.ts_in(req.get("cts"), "commit timestamp")
+    return {t: tv[t] for t in tables}

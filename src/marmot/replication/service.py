@@ -1,9 +1,11 @@
 """The replication layer of one node, as the engine and node.py see it.
 
 It is its own type because two consumers need one handle: the engine hands it every write
-(``commit_changes``, ``commit_ddl``, ``database_op``) and node.py wires it to the cluster (RPC
-methods, membership, gossip metadata) and stops it. Inside: the coordinator (writes starting here),
-the participant (every write, wherever it started), the apply queues and the stale-txn resolver.
+(``commit_changes``, ``commit_ddl``, ``database_op``) and node.py builds it (``from_config``: the
+config, the cluster as a ``marmot.transport.Transport``, gossip as a ``wiring.Membership``, the engine's
+hooks), registers its RPC methods and stops it. Inside: the coordinator (writes starting here), the
+participant (every write, wherever it started), anti-entropy, GC, the apply queues and the stale-txn
+resolver.
 
 Path of a write (``shared/DESIGN.md``, "The data flow of one write"): the engine captured the rows and
 rolled its SQLite transaction back → ``commit_changes`` encodes them with the row versions the dry
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
+from marmot.config import Config
 from marmot.hlc import HLC
-from marmot.replication import digest
 from marmot.replication import messages as m
+from marmot.replication import txn_handlers
 from marmot.replication.anti_entropy import AntiEntropy
 from marmot.replication.apply_queue import ApplyQueues
 from marmot.replication.background import stop_task
@@ -28,59 +31,69 @@ from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.coordinator import CommitResult, Coordinator
 from marmot.replication.gc import LogGC
 from marmot.replication.participant import Participant
+from marmot.replication.txn_messages import StatusRequest
+from marmot.replication.wiring import Membership, ReplicationSettings
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
+from marmot.transport import Router, Transport
 
 log = logging.getLogger("marmot.replication")
-Send = Callable[[str, str, Any, float], Awaitable[Any]]
 
 
 class Replication:
-    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, send: Send, *,
-                 send_stream: Send | None = None, stream_chunk: int = 1 << 20,
-                 peers: Callable[[], dict[int, str]], total_members: Callable[[], int],
-                 leaving: Callable[[], bool] = lambda: False, default_level: str = "QUORUM",
-                 write_timeout: float = 5.0, ddl_timeout: float = 60.0, heartbeat_timeout: float = 10.0,
-                 ddl_lease: float = 30.0, max_batch: int = 128, status_timeout: float = 2.0,
-                 metrics: Any = None, publish_schema: Callable[[dict[str, int]], None] | None = None,
-                 anti_entropy_interval: float | None = 30.0, gc_interval: float = 60.0,
-                 gc_min_retention_h: float = 2.0, gc_max_retention_h: float = 24.0,
-                 members: Callable[[], list[int]] | None = None, snapshot_opts: dict[str, Any] | None = None,
-                 not_joined: Callable[[], str | None] | None = None) -> None:
+    """Built once per node, from config (``from_config``); tests build it from ``ReplicationSettings``.
+
+    ``before_drop(name)`` / ``before_replace(name)``: every holder of a connection to database ``name``
+    outside this layer (the engine's sessions) lets go of it — before a DROP DATABASE removes the file,
+    and before a snapshot replaces it (sessions keep it as their current database then)."""
+
+    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, transport: Transport,
+                 membership: Membership, *, settings: ReplicationSettings | None = None, metrics: Any = None,
+                 before_drop: Callable[[str], None] | None = None,
+                 before_replace: Callable[[str], None] | None = None) -> None:
+        settings = settings or ReplicationSettings()
         self.node_id = node_id
         self.hlc = hlc
         self.databases = databases
-        self.send = send
-        self.peers = peers
-        self.default_level = default_level
-        self.status_timeout = status_timeout
-        self.queues = ApplyQueues(databases, max_batch=max_batch)
+        self.transport = transport
+        self.membership = membership
+        self.settings = settings
+        self.default_level = settings.default_level
+        self.before_drop = before_drop
+        self.before_replace = before_replace
+        self.queues = ApplyQueues(databases, max_batch=settings.max_batch)
         self.participant = Participant(
-            node_id, hlc, databases, self.queues, heartbeat_timeout=heartbeat_timeout, ddl_lease=ddl_lease,
-            ask_peers=self._ask_peers, apply_dbop=self._apply_dbop, leaving=leaving)
-        self.publish_schema = publish_schema
+            node_id, hlc, databases, self.queues, heartbeat_timeout=settings.heartbeat_timeout,
+            ddl_lease=settings.ddl_lease, ask_peers=self._ask_peers, coordinator_state=self._coordinator_state,
+            apply_dbop=self._apply_dbop, leaving=membership.leaving)
         self.queues.on_applied = self._applied
-        self.coordinator = Coordinator(node_id, hlc, self.participant, send, peers=peers,
-                                       total_members=total_members, write_timeout=write_timeout,
-                                       ddl_timeout=ddl_timeout, metrics=metrics, send_stream=send_stream,
-                                       stream_chunk=stream_chunk, members=members, not_joined=not_joined)
-        self.participant.coordinator_state = self._coordinator_state
+        self.coordinator = Coordinator(node_id, hlc, self.participant, transport, membership,
+                                       write_timeout=settings.write_timeout, ddl_timeout=settings.ddl_timeout,
+                                       metrics=metrics, stream_chunk=settings.stream_chunk)
         self._resolver: asyncio.Task[None] | None = None
-        # None: [replication] enable_anti_entropy = false (this node still serves its log to peers)
-        self.anti_entropy_interval = anti_entropy_interval
-        self.anti_entropy = AntiEntropy(node_id, hlc, databases, self.queues, send, peers=peers,
-                                        interval=anti_entropy_interval or 30.0,
-                                        on_database_created=self._database_created)
-        for opt, value in (snapshot_opts or {}).items():  # stream, snapshot_threshold, chunk_size, ... (snapshot.py)
-            setattr(self.anti_entropy, opt, value)
-        self.anti_entropy.release = self._release_database
-        self.gc = LogGC(databases, self.queues, members=members or (lambda: list(peers())), interval=gc_interval,
-                        min_retention_h=gc_min_retention_h, max_retention_h=gc_max_retention_h)
-        self.before_drop: Callable[[str], None] | None = None  # node.py: sessions let go of the files
-        self.before_replace: Callable[[str], None] | None = None  # node.py: same, for a snapshot install
+        self.anti_entropy = AntiEntropy(node_id, hlc, databases, self.queues, transport,
+                                        peers=membership.alive_peers, settings=settings,
+                                        on_database_created=self._database_created,
+                                        release=self._release_database)
+        self.gc = LogGC(databases, self.queues, members=membership.members, interval=settings.gc_interval,
+                        min_retention_h=settings.gc_min_retention_h, max_retention_h=settings.gc_max_retention_h)
         for name in databases.names():
             rt.ensure_tables(self.queues.connection(name))
         self._publish_schema_versions()
+
+    @classmethod
+    def from_config(cls, cfg: Config, *, node_id: int, hlc: HLC, databases: DatabaseManager,
+                    transport: Transport, membership: Membership, metrics: Any = None,
+                    before_drop: Callable[[str], None] | None = None,
+                    before_replace: Callable[[str], None] | None = None) -> Replication:
+        """The node's replication layer as ``cfg`` configures it (``ReplicationSettings.from_config``)."""
+        return cls(node_id, hlc, databases, transport, membership, settings=ReplicationSettings.from_config(cfg),
+                   metrics=metrics, before_drop=before_drop, before_replace=before_replace)
+
+    @property
+    def anti_entropy_interval(self) -> float | None:
+        """None: ``[replication] enable_anti_entropy = false`` (this node still serves its log to peers)."""
+        return self.settings.anti_entropy_interval
 
     def _applied(self, db: str, items: list[Any], outcomes: list[Any]) -> None:
         self.participant.note_applied(db, items, outcomes)
@@ -90,48 +103,15 @@ class Replication:
     def _publish_schema_versions(self) -> None:
         """Every database's schema version, gossiped (``extra.schema_versions`` in the member list): who
         is behind on DDL is visible cluster-wide, and anti-entropy picks sources from it."""
-        if self.publish_schema is not None:
-            self.publish_schema({db: self.participant.schema_version(db) for db in self.databases.names()})
+        self.membership.publish_schema({db: self.participant.schema_version(db) for db in self.databases.names()})
 
     # -- wiring ---------------------------------------------------------------------------------
 
-    def register(self, router: Any) -> None:
-        """RPC methods on the cluster port (``RpcRouter.unary(name, handler(payload, ctx))``)."""
-        p = self.participant
-
-        async def prepare(payload: Any, _ctx: Any) -> Any:
-            return await p.prepare_waiting(payload)
-
-        async def commit(payload: Any, _ctx: Any) -> Any:
-            return await p.commit(payload)
-
-        async def replay(payload: Any, _ctx: Any) -> Any:
-            return await p.replay(payload)
-
-        async def abort(payload: Any, _ctx: Any) -> Any:
-            return p.abort(payload)
-
-        async def status(payload: Any, _ctx: Any) -> Any:
-            return p.status(payload)
-
-        async def settle(payload: Any, _ctx: Any) -> Any:
-            return await p.settle(payload)
-
-        async def prepare_stream(chunks: Any, _ctx: Any) -> Any:
-            req = await _reassemble(chunks)
-            return await p.prepare_waiting(req) if req is not None else {"ok": False, "reject": "malformed stream"}
-
-        async def replay_stream(chunks: Any, _ctx: Any) -> Any:
-            req = await _reassemble(chunks)
-            return await p.replay(req) if req is not None else {"ok": False, "err": "malformed stream"}
-
-        router.client_stream("txn_prepare_stream", prepare_stream)
-        router.client_stream("txn_replay_stream", replay_stream)
+    def register(self, router: Router) -> None:
+        """RPC methods on the cluster port: 2PC (``txn_handlers``), the commit log, repair, digests and
+        snapshots peers pull (``log_server``)."""
+        txn_handlers.register(router, self.participant)
         self.anti_entropy.register(router)
-        router.unary("digest_get", digest.make_rpc_handler(self.databases))  # convergence checks
-        for name, fn in (("txn_prepare", prepare), ("txn_commit", commit), ("txn_abort", abort), ("txn_replay", replay),
-                         ("txn_status", status), ("txn_settle", settle)):
-            router.unary(name, fn)
 
     def start(self) -> None:
         self._resolver = asyncio.get_running_loop().create_task(self.participant.run_resolver())
@@ -170,12 +150,15 @@ class Replication:
     def _coordinator_state(self, txn: int) -> tuple[str, Any]:
         return self.coordinator.state_of(txn)
 
-    async def _ask_peers(self, method: str, payload: dict[str, Any]) -> dict[int, Any]:
-        peers = self.peers()
+    async def _ask_peers(self, req: StatusRequest) -> dict[int, Any]:
+        """STATUS of a transaction from every alive peer: its answer as received (``read_status``
+        decodes it), or why there is none."""
+        peers = self.membership.alive_peers()
+        payload = req.encode()
 
         async def ask(addr: str) -> Any:
             try:
-                return await self.send(addr, method, payload, self.status_timeout)
+                return await self.transport.send(addr, req.method, payload, self.settings.status_timeout)
             except Exception as e:
                 return e
 
@@ -238,29 +221,3 @@ class Replication:
     async def database_op(self, op: str, name: str, level: str | None = None) -> CommitResult:
         body = m.encode_body("dbop", dbop=(op, name))
         return await self.coordinator.replicate("", body, level=self.level(level), ddl=True)
-
-
-async def _reassemble(chunks: Any) -> dict[str, Any] | None:
-    """A streamed PREPARE/REPLAY: the request without its body, then the body in chunks (see
-    ``Coordinator._call``). None when the stream is malformed or not of the announced size."""
-    head: dict[str, Any] | None = None
-    parts: list[bytes] = []
-    got = 0
-    async for c in chunks:
-        if head is None:
-            if type(c) is not dict or type(c.get("size")) is not int:
-                return None
-            head = c
-        elif type(c) is bytes:
-            parts.append(c)
-            got += len(c)
-            if got > head["size"]:
-                return None
-        else:
-            return None
-    if head is None or got != head["size"]:
-        return None
-    req = dict(head)
-    del req["size"]
-    req["body"] = b"".join(parts)
-    return req

@@ -9,9 +9,9 @@ after the position the copy contains.
 connection. It runs in one read transaction, so the copy is consistent while writes go on (WAL readers
 do not block writers), and the result is a self-contained file with no WAL. The copy's own
 ``__marmot_txn_log`` says which transactions it contains, and its highest ``seq`` is where the receiver's
-pull cursor continues. Streamed as ``snapshot_stream {db}``: a manifest ``{db, size, sha256, log_id,
-last_seq, schema_version, chunks}``, then ``{i, data, sha256}`` chunks; the temporary file is removed at
-the end, also when the receiver goes away.
+pull cursor continues. Streamed as ``snapshot_stream {db}``: a ``SnapshotManifest {db, size, sha256,
+log_id, last_seq, schema_version, chunks}``, then ``SnapshotChunk {i, data, sha256}`` messages
+(``sync_messages.py``); the temporary file is removed at the end, also when the receiver goes away.
 
 **Install** (receiving node, ``receive`` + ``install``): chunks go to ``<db>.db.snapshot-<random>`` (not
 a ``*.db`` name, so never listed as a database), each chunk's sha256 and the whole file's are checked and
@@ -38,6 +38,8 @@ from typing import Any
 
 import apsw
 
+from marmot.replication.messages import MessageError
+from marmot.replication.sync_messages import SnapshotChunk, SnapshotManifest
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 
@@ -85,12 +87,12 @@ def _read_chunk(f: Any, size: int) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-async def serve(databases: DatabaseManager, db: str, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[dict[str, Any]]:
-    """The ``snapshot_stream`` handler's body: manifest, then chunks (an ``error`` manifest when ``db``
-    does not exist)."""
+async def serve(databases: DatabaseManager, db: str,
+                chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[SnapshotManifest | SnapshotChunk]:
+    """The ``snapshot_stream`` handler's body: manifest, then chunks (``SnapshotError`` when ``db`` does
+    not exist)."""
     if not databases.exists(db):
-        yield {"error": f"unknown database {db}"}
-        return
+        raise SnapshotError(f"unknown database {db}")
     tmp = databases.data_dir / f"{db}.db.export-{secrets.token_hex(6)}"
     try:
         started = time.monotonic()
@@ -98,11 +100,11 @@ async def serve(databases: DatabaseManager, db: str, chunk_size: int = DEFAULT_C
         chunks = (manifest["size"] + chunk_size - 1) // chunk_size
         log.info("snapshot of %s taken for a peer: %d bytes, up to log seq %d, in %.2fs", db, manifest["size"],
                  manifest["last_seq"], time.monotonic() - started)
-        yield {"db": db, **manifest, "chunks": chunks}
+        yield SnapshotManifest(db=db, **manifest, chunks=chunks)
         with open(tmp, "rb") as f:
             for i in range(chunks):
                 data, digest = await asyncio.to_thread(_read_chunk, f, chunk_size)
-                yield {"i": i, "data": data, "sha256": digest}
+                yield SnapshotChunk(i, data, digest)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -132,36 +134,38 @@ class Progress:
 
 
 async def receive(messages: AsyncIterator[Any], data_dir: Path, db: str,
-                  progress: Callable[[dict[str, Any]], Callable[[int], None]] | None = None
-                  ) -> tuple[Path, dict[str, Any]]:
-    """Write a ``snapshot_stream`` to a temporary file next to the database, verifying every chunk and
-    the whole file. Returns (file, manifest); raises ``SnapshotError`` (file removed) on any mismatch."""
+                  progress: Callable[[SnapshotManifest], Callable[[int], None]] | None = None
+                  ) -> tuple[Path, SnapshotManifest]:
+    """Write a ``snapshot_stream`` (the messages as they came off the network) to a temporary file next
+    to the database, verifying every chunk and the whole file. Returns (file, manifest); raises
+    ``SnapshotError`` (file removed) on any mismatch or malformed message."""
     path = data_dir / f"{db}.db.snapshot-{secrets.token_hex(6)}"
     ok = False
     try:
         it = messages.__aiter__()
         try:
-            manifest = await it.__anext__()
+            first = await it.__anext__()
         except StopAsyncIteration:
             raise SnapshotError("empty snapshot stream") from None
-        if not isinstance(manifest, dict) or "error" in manifest:
-            raise SnapshotError(f"peer refused the snapshot: {manifest.get('error') if isinstance(manifest, dict) else manifest!r}")
         try:
-            size, want, chunks = int(manifest["size"]), str(manifest["sha256"]), int(manifest["chunks"])
-            int(manifest["last_seq"])
-            str(manifest["log_id"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise SnapshotError(f"malformed snapshot manifest: {e}") from None
+            manifest = SnapshotManifest.decode(first)
+        except MessageError as e:
+            raise SnapshotError(f"snapshot of {db}: manifest: {e}") from None
+        size, want, chunks = manifest.size, manifest.sha256, manifest.chunks
         report = progress(manifest) if progress is not None else None
         whole = hashlib.sha256()
         written = 0
         expect = 0
         with open(path, "wb") as f:
-            async for msg in it:
-                if not isinstance(msg, dict) or msg.get("i") != expect or type(msg.get("data")) is not bytes:
+            async for raw in it:
+                try:
+                    msg = SnapshotChunk.decode(raw)
+                except MessageError:
+                    msg = None
+                if msg is None or msg.i != expect:
                     raise SnapshotError(f"snapshot of {db}: chunk {expect} malformed or out of order")
-                data = msg["data"]
-                if hashlib.sha256(data).hexdigest() != msg.get("sha256"):
+                data = msg.data
+                if hashlib.sha256(data).hexdigest() != msg.sha256:
                     raise SnapshotError(f"snapshot of {db}: checksum mismatch in chunk {expect}")
                 f.write(data)
                 whole.update(data)
