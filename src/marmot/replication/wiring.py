@@ -69,21 +69,21 @@ class ReplicationSettings:
 
     @classmethod
     def from_config(cls, cfg: Config) -> ReplicationSettings:
-        r = cfg.replication
+        rcfg = cfg.replication
         return cls(
-            default_level=r.default_write_consistency,
-            write_timeout=r.write_timeout_ms / 1000,
-            ddl_timeout=r.ddl_validation_timeout_ms / 1000,
+            default_level=rcfg.default_write_consistency,
+            write_timeout=rcfg.write_timeout_ms / 1000,
+            ddl_timeout=rcfg.ddl_validation_timeout_ms / 1000,
             heartbeat_timeout=float(cfg.transaction.heartbeat_timeout_seconds),
             ddl_lease=float(cfg.ddl.lock_lease_seconds),
             max_batch=cfg.batch_commit.max_batch_size if cfg.batch_commit.enabled else 1,
-            stream_chunk=r.stream_chunk_size_kb * 1024,
-            anti_entropy_interval=float(r.anti_entropy_interval_seconds) if r.enable_anti_entropy else None,
-            gc_interval=float(r.gc_interval_seconds),
-            gc_min_retention_h=float(r.gc_min_retention_hours),
-            gc_max_retention_h=float(r.gc_max_retention_hours),
-            snapshot_threshold=r.delta_sync_threshold_transactions,
-            snapshot_threshold_seconds=float(r.delta_sync_threshold_seconds),
-            restore_timeout=float(r.snapshot_restore_timeout_seconds),
+            stream_chunk=rcfg.stream_chunk_size_kb * 1024,
+            anti_entropy_interval=float(rcfg.anti_entropy_interval_seconds) if rcfg.enable_anti_entropy else None,
+            gc_interval=float(rcfg.gc_interval_seconds),
+            gc_min_retention_h=float(rcfg.gc_min_retention_hours),
+            gc_max_retention_h=float(rcfg.gc_max_retention_hours),
+            snapshot_threshold=rcfg.delta_sync_threshold_transactions,
+            snapshot_threshold_seconds=float(rcfg.delta_sync_threshold_seconds),
+            restore_timeout=float(rcfg.snapshot_restore_timeout_seconds),
             progress_bar=True,
         )
