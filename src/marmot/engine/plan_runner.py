@@ -55,14 +55,17 @@ class PlanRunner:
         """The connection a plan runs on (the one holding the session's SQLite transaction, if any),
         with the databases it names ATTACHed."""
         s = self.session
-        conn = s.txn.local_conn if s.txn.local_conn is not None else s.connections.get(s.database)
-        return s.connections.attach_all(conn, plan.attach)
+        local = s.txn.local_conn
+        conn = local if local is not None else s.connections.get(s.database)
+        return s.connections.attach_all(conn, plan.attach) if plan.attach else conn
 
     async def run_statement(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
         """``Command.PLAN``: plan the statement and run it."""
         s = self.session
         plan = self.plan(norm, sql)
-        if plan.kind != READ and plan.attach and not plan.needs_database and len(plan.attach) == 1 \
+        if plan.kind == READ:  # the common case, straight to the read
+            return await self._read(plan, norm.literals, params)
+        if plan.attach and not plan.needs_database and len(plan.attach) == 1 \
                 and s.ctx.replication is not None:
             # Every table is qualified with one other database: run it as a statement of that database,
             # so its rows are captured and replicated in that database's stream.
@@ -124,7 +127,10 @@ class PlanRunner:
         cursor = plain if known is not None else traced
         self.columns.description = None
         rows: list[Row] = []
-        view = await s.writer.enter_view_to_read(conn, s.database)  # its reads see its own writes
+        view = s.writer.reads_in_view(s.database)
+        if view:  # this transaction wrote: its reads see its own writes
+            assert s.database is not None
+            await s.writer.enter_view_to_read(conn, s.database)
         try:
             rows = self._read_steps(conn, plan, literals, params, cursor)
         except apsw.BusyError:

@@ -100,7 +100,10 @@ class RawSQL:
         """A statement that changes no row: in the transaction's view when it has written (its reads
         see its own writes), else on the latest committed data."""
         writer = self.session.writer
-        view = await writer.enter_view_to_read(conn, self.session.database or "")
+        db = self.session.database or ""
+        view = writer.reads_in_view(db)
+        if view:
+            await writer.enter_view_to_read(conn, db)
         try:
             return await self._here(conn, sql, bindings)
         finally:

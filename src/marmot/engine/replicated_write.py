@@ -164,15 +164,15 @@ class ReplicatedWriter:
                                                 f"(schema changed?): {e}") from e
         self._view = conn
 
-    async def enter_view_to_read(self, conn: apsw.Connection, db: str | None) -> bool:
-        """Before a read of ``db`` on ``conn``: enter the view if this transaction wrote to ``db`` (its
-        reads see its own writes). True when it did; ``park_view`` after the read."""
+    def reads_in_view(self, db: str | None) -> bool:
+        """Must a read of ``db`` run in the view (this transaction wrote to ``db``: its reads see its own
+        writes)? Then ``enter_view_to_read`` before the read and ``park_view`` after it."""
         pending = self.state.replicated
-        if pending is None or pending.db != db or not pending.statements:
-            return False
-        await self.enter_view(conn, pending.db)
-        self.view_db = pending.db
-        return True
+        return pending is not None and pending.db == db and bool(pending.statements)
+
+    async def enter_view_to_read(self, conn: apsw.Connection, db: str) -> None:
+        await self.enter_view(conn, db)
+        self.view_db = db
 
     def park_view(self) -> None:
         """Between statements of a transaction: keep the view, but let other writers preempt it."""

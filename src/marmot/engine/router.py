@@ -44,6 +44,8 @@ ACCEPTED_NOOPS = frozenset(
 _USER_DDL = frozenset({"USER", "ROLE"})
 _SIMPLE = {"BEGIN": Command.BEGIN, "START": Command.BEGIN, "COMMIT": Command.COMMIT, "ROLLBACK": Command.ROLLBACK,
            "SAVEPOINT": Command.SAVEPOINT, "RELEASE": Command.RELEASE, "SET": Command.SET, "USE": Command.USE}
+# First words of statements that are never one of the session's own (the hot path: no further test)
+_ALWAYS_SQL = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH"})
 # EXPLAIN followed by one of these is a query plan (transpiled); otherwise EXPLAIN t is DESCRIBE t
 _EXPLAIN_QUERY = frozenset({"SELECT", "UPDATE", "DELETE", "INSERT", "REPLACE", "WITH", "FORMAT", "ANALYZE",
                             "EXTENDED"})
@@ -66,6 +68,8 @@ def metric_kind(keyword: str) -> str:
 def command_of(sql: str, norm: lexer.Normalized, transpilation: bool) -> Command:
     """The command of one statement (``norm`` is its ``lexer.normalize``; its keyword is not empty)."""
     kw = norm.keyword
+    if kw in _ALWAYS_SQL:
+        return Command.PLAN if transpilation else Command.RAW
     words = norm.words
     simple = _SIMPLE.get(kw)
     if simple is not None:
