@@ -264,8 +264,8 @@ class ChangeCapture:
                     v = get(key)
                     net[key] = (i << 34 | i << 2 | 1) if v is None else (v & _KEEP_FIRST) | (i << 2) | 1
                     continue
-                old_key = rowid_prefix + _pack_q(rid_old)
-                new_key = None if new is None else old_key if rid_new == rid_old else rowid_prefix + _pack_q(rid_new)
+                old_key: bytes | None = rowid_prefix + _pack_q(rid_old)
+                new_key: bytes | None = None if new is None else old_key if rid_new == rid_old else rowid_prefix + _pack_q(rid_new)
             else:
                 old_key = ts.key_of(old) if old is not None else None
                 new_key = ts.key_of(new) if new is not None else None
@@ -295,7 +295,7 @@ class ChangeCapture:
                                    "(stale schema generation, or DDL inside the capture)")
             # lengths checked just above, so zip needs no strict=True (which costs ~30% of the dict)
             if old is None:
-                append(new_tuple(RowChange, (t.name, "INSERT", key, None, dict(zip(cols, new, strict=False)))))  # type: ignore[arg-type]
+                append(new_tuple(RowChange, (t.name, "INSERT", key, None, dict(zip(cols, new, strict=False)))))
             elif new is not None:
                 append(new_tuple(RowChange, (t.name, "UPDATE", key, dict(zip(cols, old, strict=False)),
                                              dict(zip(cols, new, strict=False)))))

@@ -16,6 +16,7 @@ from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.storage.databases import DatabaseManager
 
 if TYPE_CHECKING:
+    from marmot.engine.session import Session
     from marmot.replication.service import Replication
 
 
@@ -49,7 +50,7 @@ class EngineContext:
     transpiler_cache_size: int = 10000
     lock_wait_timeout_s: float = 50.0
     read_only: bool = False
-    sessions: dict[int, object] = field(default_factory=dict)  # connection id -> Session
+    sessions: dict[int, Session] = field(default_factory=dict)  # connection id -> Session
     general_log: GeneralLog | None = None
     extensions_dir: str = ""  # [extensions] directory ("" = LOAD EXTENSION off)
     always_loaded: tuple[str, ...] = ()  # [extensions] always_loaded
@@ -59,7 +60,7 @@ class EngineContext:
     ddl_lock_lease_s: float = 30.0  # [ddl] lock_lease_seconds: how long a DDL retries a conflicting DDL
     ddl_implicit_commit: bool = True  # [transaction] ddl_implicit_commit
     transpiler: Transpiler = field(init=False)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
         self.transpiler = Transpiler(self.transpiler_cache_size, _StorageSchema(self.databases))
@@ -71,16 +72,12 @@ class EngineContext:
         """A database's file is being replaced (snapshot restore): sessions close their handles on it, as
         for a drop, but one that had it as its current database keeps it (it reopens on the next use)."""
         for session in list(self.sessions.values()):
-            current = getattr(session, "database", None)
-            forget = getattr(session, "forget_database", None)
-            if forget is not None:
-                forget(name)
-                if current == name:
-                    session.database = current
+            current = session.database
+            session.forget_database(name)
+            if current == name:
+                session.database = current
 
     def forget_database(self, name: str) -> None:
         """A database is being dropped (here or by replication): every session lets go of it."""
         for session in list(self.sessions.values()):
-            forget = getattr(session, "forget_database", None)
-            if forget is not None:
-                forget(name)
+            session.forget_database(name)

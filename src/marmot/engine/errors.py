@@ -66,7 +66,7 @@ def from_sqlite(err: Exception, database: str) -> MySQLError:
     """
     code = getattr(err, "code", None)
     if isinstance(code, int) and hasattr(err, "sqlstate"):
-        return MySQLError(code, err.sqlstate, getattr(err, "message", str(err)))  # type: ignore[attr-defined]
+        return MySQLError(code, err.sqlstate, getattr(err, "message", str(err)))
     msg = str(err)
     text = msg.split(": ", 1)[1] if msg.startswith(("SQLError", "ConstraintError")) and ": " in msg else msg
     if isinstance(err, apsw.ConstraintError):

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import apsw
 
 from marmot.engine import table_schema
+from marmot.engine.results import Row
 
 if TYPE_CHECKING:
-    from marmot.engine.session import Session
+    from marmot.engine.connections import SessionConnections
 
 SCHEMA_NAME = "information_schema"
 
@@ -135,12 +136,12 @@ def _lengths(column_type: str) -> tuple[int | None, int | None, int | None, int 
     return None, None, None, None
 
 
-def _rows_for_database(session: Session, db: str) -> dict[str, list[tuple]]:
-    out: dict[str, list[tuple]] = {t: [] for t in _TABLES}
-    conn = session._conn(db)
+def _rows_for_database(connections: SessionConnections, db: str) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {t: [] for t in _TABLES}
+    conn = connections.get(db)
     for order, t in enumerate(table_schema.user_triggers(conn), 1):
         out["TRIGGERS"].append(("def", db, t.name, t.event, "def", db, t.table, order, None, t.body, "ROW", t.timing,
-                                None, None, "OLD", "NEW", None, session.ctx.global_variables.get("sql_mode", ""),
+                                None, None, "OLD", "NEW", None, connections.ctx.global_variables.get("sql_mode", ""),
                                 "root@%", "utf8mb4", "utf8mb4_general_ci", "utf8mb4_general_ci"))
     for name, _kind in table_schema.user_objects(conn):
         described = table_schema.describe(conn, name)
@@ -201,7 +202,7 @@ def _datetime_precision(column_type: str) -> int | None:
     return int(arg) if arg.isdigit() else 0
 
 
-def refresh(session: Session, conn: apsw.Connection) -> None:
+def refresh(connections: SessionConnections, conn: apsw.Connection) -> None:
     """(Re)build the information_schema tables on ``conn`` if any schema changed since the last build.
 
     The stamp of the last build (every database's schema generation) is kept in the attached database
@@ -209,7 +210,7 @@ def refresh(session: Session, conn: apsw.Connection) -> None:
     connection's transactions, so a ``ROLLBACK [TO SAVEPOINT]`` that undoes a rebuild undoes its stamp too
     and the next query rebuilds (mysqldump --single-transaction does SAVEPOINT / ROLLBACK TO per table).
     """
-    databases = session.ctx.databases
+    databases = connections.ctx.databases
     names = databases.names()
     stamp = repr(tuple((n, databases.generation(n)) for n in names))
     try:
@@ -226,7 +227,7 @@ def refresh(session: Session, conn: apsw.Connection) -> None:
         for name in names:
             conn.execute("INSERT INTO information_schema.SCHEMATA VALUES ('def', ?, 'utf8mb4', 'utf8mb4_general_ci', "
                          "NULL, 'NO')", (name,))
-            for table, rows in _rows_for_database(session, name).items():
+            for table, rows in _rows_for_database(connections, name).items():
                 if rows:
                     marks = ",".join("?" * len(rows[0]))
                     conn.executemany(f"INSERT INTO information_schema.{table} VALUES ({marks})", rows)

@@ -45,7 +45,10 @@ def _string(tok: lexer.Token) -> str:
 def parse(sql: str) -> LoadSpec:
     toks = lexer.code_tokens(sql)
     i = 2  # LOAD DATA
-    words = lambda j: toks[j].text.upper() if j < len(toks) else ""  # noqa: E731
+
+    def words(j: int) -> str:
+        return toks[j].text.upper() if j < len(toks) else ""
+
     while words(i) in ("LOW_PRIORITY", "CONCURRENT"):
         i += 1
     local = words(i) == "LOCAL"

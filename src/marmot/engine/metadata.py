@@ -13,7 +13,7 @@ import apsw
 
 from marmot.engine import errors, table_schema
 from marmot.engine.errors import MySQLError
-from marmot.engine.results import ResultSet
+from marmot.engine.results import ResultSet, Row
 from marmot.engine.table_schema import TableSchema
 from marmot.engine.variables import BOOLEAN_VARIABLES, like_to_regex
 from marmot.sql import lexer
@@ -56,7 +56,7 @@ def answer(session: Session, sql: str) -> ResultSet:
         merged = dict(session.ctx.global_variables)
         merged.update({k: v for k, v in session.variables.items() if not k.startswith("__")})
         merged["autocommit"] = 1 if session.autocommit else 0
-        rows = [(k, _show_value(k, v)) for k, v in sorted(merged.items())]
+        rows: list[Row] = [(k, _show_value(k, v)) for k, v in sorted(merged.items())]
         return _filtered(ResultSet(_cols("Variable_name", "Value"), rows), rest[1:])
     if head == "STATUS":
         rows = [("Threads_connected", str(len(session.ctx.sessions))), ("Uptime", "1"),
@@ -171,7 +171,7 @@ def _db_from(session: Session, rest: list[lexer.Token]) -> tuple[str, list[lexer
 
 def _tables(session: Session, rest: list[lexer.Token], full: bool) -> ResultSet:
     db, rest = _db_from(session, rest)
-    conn = session._conn(db)
+    conn = session.connections.get(db)
     tables = table_schema.user_objects(conn)
     col = f"Tables_in_{db}"
     if full:
@@ -205,7 +205,7 @@ def _table_name(session: Session, toks: list[lexer.Token]) -> tuple[str, str, li
 
 
 def _describe(session: Session, db: str, table: str) -> tuple[apsw.Connection, TableSchema]:
-    conn = session._conn(db)
+    conn = session.connections.get(db)
     described = table_schema.describe(conn, table)
     if described is None:
         raise errors.no_such_table(f"Table '{db}.{table}' doesn't exist")
@@ -217,7 +217,7 @@ def _columns(session: Session, toks: list[lexer.Token], full: bool) -> ResultSet
         toks = toks[1:]
     db, table, rest = _table_name(session, toks)
     _conn, described = _describe(session, db, table)
-    rows = []
+    rows: list[Row] = []
     for c in described.columns:
         null = "YES" if c.nullable else "NO"
         if full:
@@ -272,11 +272,11 @@ _TRIGGER_COLUMNS = ("Trigger", "Event", "Table", "Statement", "Timing", "Created
                     "character_set_client", "collation_connection", "Database Collation")
 
 
-def _trigger_rows(session: Session, db: str) -> list[tuple]:
+def _trigger_rows(session: Session, db: str) -> list[Row]:
     """SHOW TRIGGERS rows, each followed by the trigger's CREATE statement."""
     sql_mode = session.ctx.global_variables.get("sql_mode", "")
     return [(t.name, t.event, t.table, t.body, t.timing, None, sql_mode, "root@%", "utf8mb4", "utf8mb4_general_ci",
-             "utf8mb4_general_ci", t.create_statement) for t in table_schema.user_triggers(session._conn(db))]
+             "utf8mb4_general_ci", t.create_statement) for t in table_schema.user_triggers(session.connections.get(db))]
 
 
 def _triggers(session: Session, rest: list[lexer.Token]) -> ResultSet:
@@ -321,10 +321,11 @@ def _indexes(session: Session, toks: list[lexer.Token]) -> ResultSet:
 
 def _table_status(session: Session, rest: list[lexer.Token]) -> ResultSet:
     db, rest = _db_from(session, rest)
-    conn = session._conn(db)
+    conn = session.connections.get(db)
     rows = []
     for name, kind in table_schema.user_objects(conn):
-        count = conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] if kind == "table" else None
+        counted = conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone() if kind == "table" else None
+        count = counted[0] if counted is not None else None
         rows.append((name, "InnoDB" if kind == "table" else None, 10, "Dynamic", count, 0, 0, 0, 0, 0, None,
                      None, None, None, "utf8mb4_general_ci", None, "", "VIEW" if kind == "view" else ""))
     cols = _cols("Name", "Engine", "Version", "Row_format", "Rows", "Avg_row_length", "Data_length",

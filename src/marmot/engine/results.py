@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+# One result column: (name, SQLite declared type or None for expressions), or, for the reads of a plan,
+# (name, decltype, database, table, origin column, MySQL column flags) — ``result_columns.py``.
+ColumnInfo = tuple[Any, ...]
+Row = tuple[Any, ...]  # one row of values, as SQLite returned them
 
 
 @dataclass(slots=True)
 class ResultSet:
-    """Rows of a query. ``columns`` are (name, SQLite declared type or None for expressions)."""
+    """Rows of a query, and their columns (``ColumnInfo``)."""
 
-    columns: Sequence[tuple[str, str | None]]
-    rows: list[tuple]
+    columns: Sequence[ColumnInfo]
+    rows: list[Row]
     warnings: int = 0
 
 

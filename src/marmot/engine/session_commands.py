@@ -1,22 +1,20 @@
 """Session statements that are not plain SQL: SET, database DDL, LOAD DATA, LOAD EXTENSION.
 
-A mixin of ``Session`` (engine/session.py), split out to keep each file one job: these statements are
-answered by the engine itself instead of becoming transpiled SQLite plans (or, for LOAD DATA, become many
-executions of one plan).
+These are answered by the engine itself instead of becoming transpiled SQLite plans (or, for LOAD DATA,
+become many executions of one plan); each handler takes the statement's text and parses it with
+``statements.py`` (LOAD DATA: ``load_data.py``). A separate object from ``Session`` so the session file
+keeps to composing its parts and routing; it holds the session, whose variables and state SET changes.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
-import apsw
-
-from marmot.engine import errors, extensions, load_data
+from marmot.engine import errors, extensions, load_data, statements
 from marmot.engine.errors import MySQLError
 from marmot.engine.replicated_write import LEVELS
 from marmot.engine.results import OkResult, Result, ResultSet
-from marmot.engine.variables import normalize_system_value, parse_set, simple_value
+from marmot.engine.variables import normalize_system_value, simple_value
 from marmot.sql import lexer
 from marmot.storage.databases import (
     DatabaseError,
@@ -27,26 +25,32 @@ from marmot.storage.databases import (
 )
 
 if TYPE_CHECKING:
-    from marmot.sql.transpiler import Plan
+    from marmot.engine.session import Session
 
 
 class SessionCommands:
-    """SET / CREATE|DROP|ALTER DATABASE / LOAD DATA / LOAD EXTENSION for ``Session``."""
+    """SET / CREATE|DROP|ALTER DATABASE / LOAD DATA / LOAD EXTENSION for one session."""
 
-    async def _load_data(self, sql: str) -> Result:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- LOAD DATA, LOAD EXTENSION --------------------------------------------------------------------
+
+    async def load_data(self, sql: str) -> Result:
+        s = self.session
         spec = load_data.parse(sql)
         if not spec.local:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --secure-file-priv option so it "
                                             "cannot execute this statement")
-        if not self.ctx.local_infile or self.request_local_file is None:
+        if not s.ctx.local_infile or s.request_local_file is None:
             raise MySQLError(3948, "42000", "Loading local data is disabled; this must be enabled on both the "
                                             "client and server sides")
-        data = (await self.request_local_file(spec.filename)).decode("utf-8", "surrogateescape")
+        data = (await s.request_local_file(spec.filename)).decode("utf-8", "surrogateescape")
         rows = load_data.split_rows(data, spec)
-        database = spec.database or self.database
+        database = spec.database or s.database
         if database is None:
             raise MySQLError(1046, "3D000", "No database selected")
-        conn = self._conn(database)
+        conn = s.connections.get(database)
         columns = spec.columns or [r[1] for r in conn.execute(f'PRAGMA table_info("{spec.table}")')]
         if not columns:
             raise errors.no_such_table(f"Table '{database}.{spec.table}' doesn't exist")
@@ -56,7 +60,7 @@ class SessionCommands:
         skipped = 0
         for row in rows:
             keep = [i for i, c in enumerate(columns[: len(row)]) if not c.startswith("@")]
-            values = [row[i] for i in keep]
+            values: list[object] = [row[i] for i in keep]
             if not values:
                 skipped += 1
                 continue
@@ -65,53 +69,23 @@ class SessionCommands:
         for width, batch in by_width.items():
             cols = [c for c in columns[:width] if not c.startswith("@")]
             stmt = f"{verb} INTO {target} ({', '.join(f'`{c}`' for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
-            norm = lexer.normalize(stmt)
-            plan = self._plan(norm, stmt)
-            affected += await self._write_batch(plan, batch)
+            plan = s.plans.plan(lexer.normalize(stmt), stmt)
+            affected += await s.plans.write_batch(plan, batch)
         info = f"Records: {len(rows)}  Deleted: 0  Skipped: {skipped + len(rows) - affected if spec.mode == 'IGNORE' else skipped}  Warnings: 0"
         return OkResult(affected_rows=affected, info=info)
 
-    async def _write_batch(self, plan: Plan, param_sets: list[list[object]]) -> int:
-        """Run one write plan for many parameter sets in a single transaction (LOAD DATA)."""
-        if self.ctx.read_only:
-            raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
-        conn = self._prepare_conn(plan)
-
-        def run_rows() -> int:
-            changed = 0
-            for params in param_sets:
-                for step in plan.steps:
-                    conn.execute(step.sql, self._bind(step.binds, [], params))
-                    changed += conn.changes()
-            return changed
-
-        if self._replicated_write(conn, plan):
-            affected = await self._run_captured(conn, self.database, run_rows, None, self._statement_error)
-        else:
-            await self._begin_write(conn)
-            affected = self._atomic_statement(conn, run_rows)
-        if not self.in_transaction:
-            await self._commit()
-        return affected
-
-    def _load_extension(self, sql: str) -> Result:
-        toks = lexer.code_tokens(sql)[2:]
-        name = "".join(lexer.unquote_string(t.text) if t.kind in ("sq", "dq") else t.text for t in toks)
-        path = extensions.resolve(self.ctx.extensions_dir, name.strip())
-        for conn in self._conns.values():
-            extensions.load(conn, path)
-        if not self._conns:
-            extensions.load(self._conn(), path)
-        if path not in self._extensions:
-            self._extensions.append(path)
+    def load_extension(self, sql: str) -> Result:
+        s = self.session
+        path = extensions.resolve(s.ctx.extensions_dir, statements.extension_name(sql))
+        s.connections.load_extension(path, s.database)
         return OkResult()
-
 
     # -- SET ------------------------------------------------------------------------------------------
 
-    async def _set(self, sql: str) -> Result:
+    async def set(self, sql: str) -> Result:
+        s = self.session
         try:
-            assignments = parse_set(sql)
+            assignments = statements.parse_set(sql)
         except ValueError as err:
             raise errors.syntax_error(
                 f"You have an error in your SQL syntax; check the manual that corresponds to your MySQL "
@@ -119,111 +93,100 @@ class SessionCommands:
             ) from err
         for a in assignments:
             if a.kind == "names":
-                self.variables["character_set_client"] = a.name
-                self.variables["character_set_connection"] = a.name
-                self.variables["character_set_results"] = a.name
+                s.variables["character_set_client"] = a.name
+                s.variables["character_set_connection"] = a.name
+                s.variables["character_set_results"] = a.name
                 if a.extra:
-                    self.variables["collation_connection"] = a.extra
+                    s.variables["collation_connection"] = a.extra
                 continue
             if a.kind in ("charset", "transaction"):
                 if a.kind == "charset":
-                    self.variables["character_set_client"] = a.name
-                    self.variables["character_set_results"] = a.name
+                    s.variables["character_set_client"] = a.name
+                    s.variables["character_set_results"] = a.name
                 continue
             ok, value = simple_value(a.value_sql)
             if not ok:
                 value = await self._evaluate(a.value_sql)
             if a.kind == "user":
-                self.user_variables[a.name] = value
+                s.user_variables[a.name] = value
                 continue
-            if a.name == "autocommit" and a.scope != "global" and not self.autocommit \
+            if a.name == "autocommit" and a.scope != "global" and not s.autocommit \
                     and str(value).upper() in ("1", "ON", "TRUE"):
-                await self._commit()  # MySQL commits an open transaction when autocommit is switched on
+                await s.transactions.commit()  # MySQL commits an open transaction when autocommit is switched on
             self._set_system(a.name, a.scope, value)
         return OkResult()
 
     async def _evaluate(self, expr_sql: str) -> object:
-        result = await self.execute("SELECT " + expr_sql)
+        result = await self.session.execute("SELECT " + expr_sql)
         if isinstance(result, ResultSet) and result.rows:
             return result.rows[0][0]
         return None
 
     def _set_system(self, name: str, scope: str, value: object) -> None:
+        s = self.session
+        ctx = s.ctx
         if name == "marmot_transpilation":
-            self.transpilation = str(value).upper() not in ("OFF", "0", "FALSE")
+            s.transpilation = str(value).upper() not in ("OFF", "0", "FALSE")
             return
         if name == "marmot_write_consistency":
             level = str(value or "").upper()
             if level not in LEVELS and level not in ("", "DEFAULT"):
                 raise MySQLError(1231, "42000", f"Variable 'marmot_write_consistency' can't be set to the value "
                                                 f"of '{value}' (use one of {', '.join(LEVELS)})")
-            self.variables[name] = "" if level in ("", "DEFAULT") else level
+            s.variables[name] = "" if level in ("", "DEFAULT") else level
             return
-        if name in ("general_log", "general_log_file") and self.ctx.general_log is not None:
+        if name in ("general_log", "general_log_file") and ctx.general_log is not None:
             if scope != "global":
                 raise MySQLError(1229, "HY000", f"Variable '{name}' is a GLOBAL variable and should be set "
                                                 "with SET GLOBAL")
             if name == "general_log":
                 on = str(value).upper() in ("1", "ON", "TRUE")
-                self.ctx.general_log.set_enabled(on)
-                self.ctx.global_variables[name] = 1 if on else 0
+                ctx.general_log.set_enabled(on)
+                ctx.global_variables[name] = 1 if on else 0
             else:
-                self.ctx.general_log.set_path(str(value))
-                self.ctx.global_variables[name] = str(value)
+                ctx.general_log.set_path(str(value))
+                ctx.global_variables[name] = str(value)
             return
-        if name not in self.ctx.global_variables:
+        if name not in ctx.global_variables:
             raise MySQLError(1193, "HY000", f"Unknown system variable '{name}'")
         if name == "foreign_key_checks" and scope != "global":
             on = str(value).upper() not in ("0", "OFF", "FALSE")
-            self.variables[name] = 1 if on else 0
-            self._foreign_keys = on
-            for conn in self._conns.values():
-                if conn.get_autocommit():  # SQLite changes it only outside a transaction
-                    conn.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}").fetchall()
+            s.variables[name] = 1 if on else 0
+            s.connections.set_foreign_keys(on)
             return
         if value is None:  # DEFAULT
-            value = self.ctx.global_variables[name]
+            value = ctx.global_variables[name]
         try:
             value = normalize_system_value(name, value)
         except ValueError as err:
             raise MySQLError(1231, "42000", str(err)) from err
         if name == "autocommit" and scope != "global":
-            self.autocommit = bool(value)  # an open transaction was committed by _set when turning it on
+            s.autocommit = bool(value)  # an open transaction was committed by ``set`` when turning it on
             return
         if scope == "global":
-            self.ctx.global_variables[name] = value
+            ctx.global_variables[name] = value
         else:
-            self.variables[name] = value
+            s.variables[name] = value
 
     # -- databases ------------------------------------------------------------------------------------
 
-    async def _database_ddl(self, sql: str, kw: str) -> Result:
-        toks = lexer.code_tokens(sql)
-        rest = [t for t in toks[2:]]
-        words = [t.text.upper() for t in rest]
-        if kw == "ALTER":
+    async def database_ddl(self, sql: str, verb: str) -> Result:
+        s = self.session
+        if verb == "ALTER":
             return OkResult()  # character set / collation options: SQLite has one encoding
-        if_clause = False
-        if kw == "CREATE" and words[:3] == ["IF", "NOT", "EXISTS"]:
-            if_clause, rest = True, rest[3:]
-        elif kw == "DROP" and words[:2] == ["IF", "EXISTS"]:
-            if_clause, rest = True, rest[2:]
-        if not rest:
-            raise errors.syntax_error("You have an error in your SQL syntax; a database name is missing")
-        name = lexer.unquote_identifier(rest[0].text)
-        await self._implicit_commit()
+        ddl = statements.database_ddl(sql, verb)
+        await s.transactions.implicit_commit()
         try:
-            if self.ctx.replication is not None:
-                return await self._replicated_database_ddl(kw, name, if_clause)
-            if kw == "CREATE":
-                created = self.ctx.databases.create(name, if_not_exists=if_clause)
+            if s.ctx.replication is not None:
+                return await self._replicated_database_ddl(ddl)
+            if ddl.verb == "CREATE":
+                created = s.ctx.databases.create(ddl.name, if_not_exists=ddl.if_clause)
                 return OkResult(affected_rows=1 if created else 0)
-            for other in self.ctx.sessions.values():
-                if isinstance(other, SessionCommands):
-                    other.forget_database(name)
-            dropped = self.ctx.databases.drop(name, if_exists=if_clause)
-            if self.database == name:
-                self.database = None
+            for other in list(s.ctx.sessions.values()):
+                other.forget_database(ddl.name)
+            dropped = s.ctx.databases.drop(ddl.name, if_exists=ddl.if_clause)
+            if s.database == ddl.name:
+                s.database = None
             return OkResult(affected_rows=0 if not dropped else 1)
         except DatabaseExists as err:
             raise MySQLError(1007, "HY000", str(err)) from err
@@ -234,39 +197,24 @@ class SessionCommands:
         except DatabaseError as err:
             raise MySQLError(1105, "HY000", str(err)) from err
 
-    async def _replicated_database_ddl(self, kw: str, name: str, if_clause: bool) -> Result:
+    async def _replicated_database_ddl(self, ddl: statements.DatabaseDDL) -> Result:
         """CREATE/DROP DATABASE through 2PC: checked here first (1007/1008/1102), applied on every node."""
-        dbs = self.ctx.databases
-        if kw == "CREATE":
+        s = self.session
+        dbs = s.ctx.databases
+        name = ddl.name
+        if ddl.verb == "CREATE":
             validate_name(name)
             if dbs.exists(name):
-                if if_clause:
+                if ddl.if_clause:
                     return OkResult()
                 raise DatabaseExists(f"Can't create database '{name}'; database exists")
-            await self._replicate_database_op("create", name)
+            await s.writer.replicate_database_op("create", name)
             return OkResult(affected_rows=1)
         if not dbs.exists(name):
-            if if_clause:
+            if ddl.if_clause:
                 return OkResult()
             raise UnknownDatabase(f"Can't drop database '{name}'; database doesn't exist")
-        await self._replicate_database_op("drop", name)
-        if self.database == name:
-            self.database = None
+        await s.writer.replicate_database_op("drop", name)
+        if s.database == name:
+            s.database = None
         return OkResult(affected_rows=1)
-
-    def forget_database(self, name: str) -> None:
-        """``name`` is being dropped: close our handles on it so the files can go."""
-        for conn, dbs in self._attached.items():
-            if name in dbs:
-                dbs.discard(name)
-                with contextlib.suppress(apsw.Error):
-                    conn.execute("DETACH DATABASE ?", (name,))
-        conn = self._conns.pop(name, None)
-        if conn is not None:
-            if conn is self._txn_conn:
-                self._rollback_sqlite()
-            self._attached.pop(conn, None)
-            self._read_cursors.pop(conn, None)
-            conn.close()
-        if self.database == name:
-            self.database = None

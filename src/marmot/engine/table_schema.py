@@ -27,6 +27,7 @@ import decimal
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import apsw
 import sqlglot
@@ -118,14 +119,21 @@ class TableSchema:
         return self.kind == "view"
 
 
+def _rows(conn: apsw.Connection, sql: str, bindings: apsw.Bindings | None = None) -> list[tuple[Any, ...]]:
+    """The rows of a query of SQLite's schema (``sqlite_schema``, PRAGMAs): each column holds the type
+    SQLite documents for it (names are text, flags integers), which apsw's union of values cannot say."""
+    return conn.execute(sql, bindings).fetchall()
+
+
 def user_objects(conn: apsw.Connection, schema: str = "main") -> list[tuple[str, str]]:
     """(name, "table"|"view") of the tables and views a client may see, by name."""
     return [
         (n, t)
-        for n, t in conn.execute(
+        for n, t in _rows(
+            conn,
             f"SELECT name, type FROM \"{schema}\".sqlite_schema WHERE type IN ('table','view') "
-            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\' ORDER BY name"
-        ).fetchall()
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\' ORDER BY name",
+        )
     ]
 
 
@@ -154,11 +162,12 @@ _TRIGGER_RE = re.compile(
 def user_triggers(conn: apsw.Connection) -> list[Trigger]:
     """Triggers a client created (not Marmot's ON UPDATE triggers), by name, rendered in MySQL dialect."""
     out = []
-    for name, table, sql in conn.execute(
+    for name, table, sql in _rows(
+        conn,
         "SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' "
         "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\' AND name NOT LIKE '%\\_\\_on\\_update' ESCAPE '\\' "
-        "ORDER BY name"
-    ).fetchall():
+        "ORDER BY name",
+    ):
         m = _TRIGGER_RE.match(sql or "")
         if m is None:
             continue
@@ -222,7 +231,7 @@ def quote_string(value: str) -> str:
 
 def describe(conn: apsw.Connection, name: str) -> TableSchema | None:
     """The table or view ``name`` (case-insensitive) of ``conn``'s main database, or None."""
-    row = conn.execute(
+    row: tuple[Any, ...] | None = conn.execute(
         "SELECT name, type, sql FROM sqlite_schema WHERE type IN ('table','view') AND name = ? COLLATE NOCASE "
         "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\'", (name,)
     ).fetchone()
@@ -230,7 +239,7 @@ def describe(conn: apsw.Connection, name: str) -> TableSchema | None:
         return None
     name, kind, sql = row[0], row[1], row[2] or ""
     table = TableSchema(name, kind)
-    info = conn.execute(f'PRAGMA table_xinfo("{name}")').fetchall()
+    info = _rows(conn, f'PRAGMA table_xinfo("{name}")')
     parsed, checks = _parsed_table(sql) if kind == "table" else ({}, [])
     unnamed = 0
     for check_name, clause in checks:
@@ -245,10 +254,11 @@ def describe(conn: apsw.Connection, name: str) -> TableSchema | None:
         table.foreign_keys = _foreign_keys(conn, name, sql)
     on_update = {
         r[0][len(name) + 2 : -len("__on_update")]
-        for r in conn.execute(
+        for r in _rows(
+            conn,
             "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ? AND name LIKE ? ESCAPE '\\'",
             (name, name.replace("_", "\\_") + "\\_\\_%\\_\\_on\\_update"),
-        ).fetchall()
+        )
     }
     auto = "AUTOINCREMENT" in sql.upper()
     unique_single = {ix.columns[0] for ix in table.indexes if ix.unique and not ix.primary and len(ix.columns) == 1}
@@ -298,19 +308,19 @@ def _default(stored: str | None, ctype: str, nullable: bool, computed: bool) -> 
     return text, f"({text})"
 
 
-def _indexes(conn: apsw.Connection, table: str, info: list[tuple]) -> list[Index]:
+def _indexes(conn: apsw.Connection, table: str, info: list[tuple[Any, ...]]) -> list[Index]:
     out: list[Index] = []
     pk_cols = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5]]
     if pk_cols:
         out.append(Index("PRIMARY", pk_cols, True, True))
-    order = {n: i for i, (n,) in enumerate(conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? ORDER BY rowid", (table,)).fetchall())}
-    listed = sorted(conn.execute(f'PRAGMA index_list("{table}")').fetchall(),
+    order = {n: i for i, (n,) in enumerate(_rows(
+        conn, "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? ORDER BY rowid", (table,)))}
+    listed = sorted(_rows(conn, f'PRAGMA index_list("{table}")'),
                     key=lambda r: (not r[2], order.get(r[1], len(order)), r[1]))
     for _seq, sqlite_name, unique, origin, _partial in listed:
         if origin == "pk":
             continue
-        cols = [c[2] for c in conn.execute(f'PRAGMA index_info("{sqlite_name}")').fetchall()]
+        cols = [c[2] for c in _rows(conn, f'PRAGMA index_info("{sqlite_name}")')]
         if not cols or any(c is None for c in cols):
             continue  # an expression index has no MySQL column list
         if sqlite_name.startswith(table + "__"):
@@ -324,13 +334,13 @@ def _indexes(conn: apsw.Connection, table: str, info: list[tuple]) -> list[Index
 
 
 def _foreign_keys(conn: apsw.Connection, table: str, create_sql: str) -> list[ForeignKey]:
-    groups: dict[int, list[tuple]] = {}
-    for row in conn.execute(f'PRAGMA foreign_key_list("{table}")').fetchall():
+    groups: dict[int, list[tuple[Any, ...]]] = {}
+    for row in _rows(conn, f'PRAGMA foreign_key_list("{table}")'):
         groups.setdefault(row[0], []).append(row)
     names: dict[tuple[str, ...], str] = {}
     for m in _FK_NAME_RE.finditer(create_sql):
-        cols = tuple(c.strip().strip('`"').lower() for c in m.group(2).split(","))
-        names[cols] = m.group(1).strip('`"')
+        key_cols = tuple(c.strip().strip('`"').lower() for c in m.group(2).split(","))
+        names[key_cols] = m.group(1).strip('`"')
     out = []
     unnamed = 0
     # SQLite numbers foreign keys last-declared first; MySQL numbers unnamed ones in declaration order.
@@ -340,7 +350,7 @@ def _foreign_keys(conn: apsw.Connection, table: str, create_sql: str) -> list[Fo
         cols = [r[3] for r in rows]
         parent_cols = [r[4] for r in rows]
         if any(c is None for c in parent_cols):  # REFERENCES parent without columns: its primary key
-            pk = [c[1] for c in sorted(conn.execute(f'PRAGMA table_info("{parent}")').fetchall(), key=lambda c: c[5])
+            pk = [c[1] for c in sorted(_rows(conn, f'PRAGMA table_info("{parent}")'), key=lambda c: c[5])
                   if c[5]]
             parent_cols = pk if len(pk) == len(cols) else [c or "id" for c in parent_cols]
         name = names.get(tuple(c.lower() for c in cols))
@@ -399,10 +409,12 @@ def _parsed_table(create_sql: str) -> tuple[dict[str, dict[str, str]], list[tupl
                     checks.append((name, _mysql(kind.this)))
         if entry:
             columns[item.name.lower()] = entry
-    for name, text in split_create_table("", create_sql):
-        marker = _SET_MARKER.search(text) if name else None
+    for column, text in split_create_table("", create_sql):
+        if not column:
+            continue
+        marker = _SET_MARKER.search(text)
         if marker:
-            columns.setdefault(name.lower(), {})["enum"] = marker.group(1)
+            columns.setdefault(column.lower(), {})["enum"] = marker.group(1)
     return columns, checks
 
 
@@ -440,7 +452,8 @@ def view_select_mysql(create_view_sql: str) -> str:
         tree = sqlglot.parse_one(create_view_sql, read="sqlite")
         query = tree.expression if isinstance(tree, exp.Create) else None
         if query is not None:
-            return query.sql("mysql", identify=True)
+            rendered: str = query.sql("mysql", identify=True)
+            return rendered
     except (ParseError, TokenError, ValueError):
         pass
     m = re.search(r"\bAS\b", create_view_sql, re.IGNORECASE)

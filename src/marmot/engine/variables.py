@@ -1,4 +1,4 @@
-"""MySQL system variables (``@@x``, SHOW VARIABLES, SET) and the parsing of SET statements.
+"""MySQL system variables (``@@x``, SHOW VARIABLES, SET): defaults and values (SET is parsed in ``statements.py``).
 
 Drivers probe a fixed set of variables on connect (PyMySQL: none; mysql-connector: ``@@session.autocommit``;
 SQLAlchemy: ``sql_mode``, ``lower_case_table_names``, ``transaction_isolation``; JDBC: a dozen), so the
@@ -9,8 +9,6 @@ and SET SESSION changes only the session's copy; SET GLOBAL changes the node's g
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from marmot.sql import lexer
 
@@ -139,97 +137,6 @@ BOOLEAN_VARIABLES = frozenset(
      "explicit_defaults_for_timestamp", "old_alter_table", "local_infile", "session_track_schema",
      "session_track_state_change"}
 )
-
-
-@dataclass(slots=True)
-class Assignment:
-    """One ``target = value`` of a SET statement."""
-
-    kind: str  # "system" | "user" | "names" | "charset" | "transaction"
-    name: str
-    scope: str  # "session" | "global" | ""
-    value_sql: str  # the value expression as MySQL text ("" for NAMES/CHARSET/TRANSACTION)
-    extra: str = ""  # NAMES collation / TRANSACTION characteristics
-
-
-_SCOPE_WORDS = {"SESSION": "session", "LOCAL": "session", "GLOBAL": "global", "PERSIST": "global",
-                "PERSIST_ONLY": "global"}
-
-
-def _split_top_level(tokens: list[lexer.Token]) -> Iterator[list[lexer.Token]]:
-    depth = 0
-    part: list[lexer.Token] = []
-    for tok in tokens:
-        if tok.kind == "punct" and tok.text == "(":
-            depth += 1
-        elif tok.kind == "punct" and tok.text == ")":
-            depth -= 1
-        if depth == 0 and tok.kind == "punct" and tok.text == ",":
-            yield part
-            part = []
-            continue
-        part.append(tok)
-    if part:
-        yield part
-
-
-def parse_set(sql: str) -> list[Assignment]:
-    """Parse ``SET ...`` into assignments; raises ValueError on malformed input."""
-    toks = lexer.code_tokens(sql)  # mysqldump writes ``/*!40101 SET @OLD_X=@@X */``: MySQL runs the body
-    if not toks or toks[0].text.upper() != "SET":
-        raise ValueError("not a SET statement")
-    body = toks[1:]
-    if body and body[0].kind == "word" and body[0].text.upper() == "NAMES":
-        rest = [t for t in body[1:]]
-        if not rest:
-            raise ValueError("SET NAMES needs a character set")
-        charset = lexer.unquote_string(rest[0].text) if rest[0].kind in ("sq", "dq") else rest[0].text
-        collation = ""
-        if len(rest) >= 3 and rest[1].text.upper() == "COLLATE":
-            collation = lexer.unquote_string(rest[2].text) if rest[2].kind in ("sq", "dq") else rest[2].text
-        return [Assignment("names", charset, "session", "", collation)]
-    words = [t.text.upper() for t in body[:3]]
-    if words[:2] == ["CHARACTER", "SET"] or words[:1] == ["CHARSET"]:
-        rest = body[2:] if words[0] == "CHARACTER" else body[1:]
-        if not rest:
-            raise ValueError("SET CHARACTER SET needs a character set")
-        cs = lexer.unquote_string(rest[0].text) if rest[0].kind in ("sq", "dq") else rest[0].text
-        return [Assignment("charset", cs, "session", "")]
-    if "TRANSACTION" in words[:2]:
-        scope = _SCOPE_WORDS.get(words[0], "next")
-        rest = " ".join(t.text for t in body[(2 if scope != "next" else 1) :])
-        return [Assignment("transaction", "", scope, "", rest)]
-    out: list[Assignment] = []
-    for part in _split_top_level(body):
-        eq = next((i for i, t in enumerate(part) if t.text in ("=", ":=")), None)
-        if eq is None or eq == 0 or eq == len(part) - 1:
-            raise ValueError("malformed assignment")
-        target = part[:eq]
-        value_sql = sql[part[eq + 1].start : part[-1].start + len(part[-1].text)]
-        scope = "session"
-        first = target[0]
-        if first.kind == "var" and first.text.startswith("@@"):
-            name = first.text[2:]
-            low = name.lower()
-            for pfx in ("session.", "local.", "global.", "persist.", "persist_only."):
-                if low.startswith(pfx):
-                    scope = "global" if pfx[0] in "gp" else "session"
-                    name = name[len(pfx) :]
-                    break
-            out.append(Assignment("system", name.strip("`").lower(), scope, value_sql))
-            continue
-        if first.kind == "var":
-            name = first.text[1:]
-            if name[:1] in "`'\"":
-                name = name[1:-1]
-            out.append(Assignment("user", name.lower(), "", value_sql))
-            continue
-        if first.kind == "word" and first.text.upper() in _SCOPE_WORDS and len(target) > 1:
-            scope = _SCOPE_WORDS[first.text.upper()]
-            target = target[1:]
-        name = "".join(t.text for t in target)
-        out.append(Assignment("system", lexer.unquote_identifier(name).lower(), scope, value_sql))
-    return out
 
 
 def simple_value(value_sql: str) -> tuple[bool, object]:
