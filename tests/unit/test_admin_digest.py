@@ -20,7 +20,7 @@ from marmot.admin import client
 from marmot.admin.control import NodeControl
 from marmot.admin.http import make_app
 from marmot.admin.metrics import Metrics
-from marmot.replication.applier import ApplyItem, apply_items
+from marmot.replication.apply.applier import ApplyItem, apply_items
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import SchemaCache
@@ -49,7 +49,7 @@ def make_node(tmp: Path, name: str = "n") -> tuple[DatabaseManager, NodeControl]
     return dbs, control
 
 
-class FakeAntiEntropy:
+class FakeLogPull:
     def __init__(self) -> None:
         self.lag: dict[tuple[int, str], tuple[int, float]] = {}
         self.stats = {"rounds": 3, "pulled": 10, "applied": 7, "failed": 0, "databases_created": 0}
@@ -57,7 +57,7 @@ class FakeAntiEntropy:
 
 class FakeReplication:
     def __init__(self) -> None:
-        self.anti_entropy = FakeAntiEntropy()
+        self.log_pull = FakeLogPull()
         self.anti_entropy_interval = 30.0
 
 
@@ -109,7 +109,7 @@ def test_replication_route_and_lag_seconds(node: Any, monkeypatch: pytest.Monkey
     repl = FakeReplication()
     control.replication = repl
     now = time.time()
-    repl.anti_entropy.lag = {(2, "marmot"): (0, now - 5), (3, "marmot"): (4, now - 1)}
+    repl.log_pull.lag = {(2, "marmot"): (0, now - 5), (3, "marmot"): (4, now - 1)}
     body = call(control, "GET", "/admin/cluster/replication", headers=auth()).json
     assert body["anti_entropy"] == {"enabled": True, "interval_seconds": 30.0, "rounds": 3, "pulled": 10,
                                     "applied": 7, "failed": 0, "databases_created": 0}
@@ -119,7 +119,7 @@ def test_replication_route_and_lag_seconds(node: Any, monkeypatch: pytest.Monkey
     assert lag[3]["behind_txns"] == 4 and lag[3]["lag_seconds"] >= lag[3]["last_round_unix"] - now
     control._started = now - 100
     # a later round found node 2 behind: the lag still counts from the round that found it caught up
-    repl.anti_entropy.lag[(2, "marmot")] = (9, now)
+    repl.log_pull.lag[(2, "marmot")] = (9, now)
     status = control.replication_status()
     lag = {e["peer"]: e for e in status["lag"]}
     assert lag[2]["behind_txns"] == 9 and lag[2]["lag_seconds"] >= 5
@@ -140,7 +140,7 @@ def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_follow_digests_and_lag(node: Any) -> None:
     dbs, control = node
     control.replication = repl = FakeReplication()
-    repl.anti_entropy.lag = {(2, "marmot"): (3, time.time())}
+    repl.log_pull.lag = {(2, "marmot"): (3, time.time())}
     m = Metrics(1)
     apply(dbs, "marmot", item(1, ts(10), [urow("kv", 1, v="a")]))
     m.refresh_replication(control)
@@ -153,8 +153,8 @@ def test_metrics_follow_digests_and_lag(node: Any) -> None:
     assert s[("marmot_antientropy_rounds_total", ())] == 3 and s[("marmot_antientropy_applied_total", ())] == 7
     # a write changes the digest: the old series goes, the new one is there; counters advance
     apply(dbs, "marmot", item(2, ts(20), [urow("kv", 2, v="b")]))
-    repl.anti_entropy.stats["rounds"] = 5
-    repl.anti_entropy.lag = {}
+    repl.log_pull.stats["rounds"] = 5
+    repl.log_pull.lag = {}
     m.refresh_replication(control)
     s = samples(m)
     infos = [k for k in s if k[0] == "marmot_table_digest_info"]
@@ -266,7 +266,7 @@ def test_digest_get_rpc(node: Any) -> None:
     """The RPC peers call (anti-entropy): the same document as the HTTP route, errors as ``{"error"}``."""
     import asyncio
 
-    from marmot.replication import digest
+    from marmot.replication.catchup import digest
 
     dbs, control = node
     apply(dbs, "marmot", item(1, ts(10), [urow("kv", 1, v="a")]))

@@ -15,10 +15,10 @@ import logging
 import apsw
 
 from marmot.hlc import HLC, Timestamp
-from marmot.replication import anti_entropy as ae_module
 from marmot.replication import messages as m
-from marmot.replication.anti_entropy import AntiEntropy
-from marmot.replication.sync_messages import LogEntry
+from marmot.replication.catchup import log_pull as ae_module
+from marmot.replication.catchup.log_pull import LogPull
+from marmot.replication.catchup.sync_messages import LogEntry
 from marmot.replication.wiring import ReplicationSettings
 from marmot.storage.databases import DatabaseManager
 
@@ -66,7 +66,7 @@ def test_failed_batch_retrieves_every_failure(tmp_path):
     """Finding 1."""
     dbs = DatabaseManager(str(tmp_path))
     queues = FullDisk(5)
-    ae = AntiEntropy(1, HLC(1), dbs, queues, Transport(), peers=dict, settings=SETTINGS)
+    ae = LogPull(1, HLC(1), dbs, queues, Transport(), peers=dict, settings=SETTINGS)
     body = m.encode_body("dml", rows=b"")
     entries = [LogEntry(seq, 1000 + seq, Timestamp(1_700_000_000_000_000_000 + seq, 0, 2), 2, body)
                for seq in range(1, 6)]
@@ -108,7 +108,7 @@ def test_digest_difference_counts_as_divergence_only_once_it_stays_put(tmp_path,
                                                                                   "rows": 1}}}
         raise ConnectionError("repairs are not what this test is about")
 
-    ae = AntiEntropy(1, HLC(1), dbs, FullDisk(1), Transport(send), peers=dict, settings=SETTINGS)
+    ae = LogPull(1, HLC(1), dbs, FullDisk(1), Transport(send), peers=dict, settings=SETTINGS)
     clock = [1000.0]
     monkeypatch.setattr(ae_module.time, "monotonic", lambda: clock[0])
 
@@ -125,6 +125,5 @@ def test_digest_difference_counts_as_divergence_only_once_it_stays_put(tmp_path,
         assert ae.divergent == {(2, "marmot"): ["t"]} and ae.stats["divergent"] == 1
         assert "repair_keys" in asked
     finally:
-        for conn in ae._readers.values():
-            conn.close()
+        ae.readers.close()
         dbs.close()

@@ -18,12 +18,11 @@ import pytest
 
 from marmot.engine.capture import ChangeCapture
 from marmot.hlc import Timestamp, to_txn_id
+from marmot.replication.apply.rows import ApplyError, apply_changes
 from marmot.replication.changes import (
-    ApplyError,
     ChangeFormatError,
     RowChange,
     TransactionChanges,
-    apply_changes,
     decode_transaction,
     encode_transaction,
 )

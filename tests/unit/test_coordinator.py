@@ -1,4 +1,4 @@
-"""Two-phase commit end to end (replication/coordinator.py) across three real nodes in one process.
+"""Two-phase commit end to end (replication/commit/coordinator.py) across three real nodes in one process.
 
 Why: the participant tests check one node's decisions in isolation; what a client relies on is the
 *cluster* outcome — a QUORUM write is on a majority before the OK, a conflict anywhere leaves nothing
@@ -33,10 +33,17 @@ from marmot.engine.capture import ChangeCapture
 from marmot.hlc import HLC, Timestamp, to_txn_id
 from marmot.replication import messages as m
 from marmot.replication.changes import RowChange, encode_transaction
-from marmot.replication.coordinator import CommitResult
+from marmot.replication.commit.coordinator import CommitResult
+from marmot.replication.commit.txn_messages import (
+    Commit,
+    Prepare,
+    Replay,
+    Settle,
+    StatusAnswer,
+    StatusRequest,
+)
 from marmot.replication.errors import CommitUnknown, QuorumNotReached, WriteConflict
 from marmot.replication.service import Replication
-from marmot.replication.txn_messages import Commit, Prepare, Replay, Settle, StatusAnswer, StatusRequest
 from marmot.replication.wiring import ReplicationSettings
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager

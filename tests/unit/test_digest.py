@@ -1,4 +1,4 @@
-"""Per-table digests (replication/digest.py, kept by replication/applier.py).
+"""Per-table digests (replication/catchup/digest.py, kept by replication/apply/applier.py).
 
 Why these tests: a digest is only useful if two nodes holding the same rows hold the same digest,
 whatever order they applied transactions in, and if the number kept incrementally by the applier —
@@ -16,8 +16,8 @@ from pathlib import Path
 import apsw
 import pytest
 
-from marmot.replication import digest
-from marmot.replication.applier import ApplyItem
+from marmot.replication.apply.applier import ApplyItem
+from marmot.replication.catchup import digest
 from marmot.replication.changes import RowChange
 from marmot.storage import replication_tables as rt
 from tests.unit.test_replication_apply import Replica, W, item, key, ts, urow

@@ -1,4 +1,4 @@
-"""Full digests (``replication/full_digest.py``, ``marmot verify --full``): recomputed from what the tables
+"""Full digests (``replication/catchup/full_digest.py``, ``marmot verify --full``): recomputed from what the tables
 hold, so a row changed behind replication's back — same key, same version, other content — is found, by
 table and key, where the kept digests see nothing. Real database files, the real ``NodeControl`` and
 admin app on 127.0.0.1, the real ``marmot verify`` client."""
@@ -14,7 +14,7 @@ import apsw
 import pytest
 
 from marmot.admin import client
-from marmot.replication import full_digest as fd
+from marmot.replication.catchup import full_digest as fd
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import encode_row_key, load_table_schema
 from tests.unit.test_admin_digest import apply, make_node, three  # noqa: F401 - ``three`` is a fixture

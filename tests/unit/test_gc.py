@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from marmot.replication.apply_queue import ApplyQueues
-from marmot.replication.gc import NS_PER_HOUR, LogGC, collect, consumed_key
+from marmot.replication.apply.queue import ApplyQueues
+from marmot.replication.catchup.gc import NS_PER_HOUR, LogGC, collect, consumed_key
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 

@@ -1,4 +1,4 @@
-"""Write intents (replication/intents.py): row intents and the database-wide DDL intent.
+"""Write intents (replication/commit/intents.py): row intents and the database-wide DDL intent.
 
 Why: intents are what turns two concurrent writes of one row into a 1213 instead of a lost update,
 and what serialises DDL against everything else in a database. A conflict must take nothing, release
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from marmot.replication.intents import IntentTable
+from marmot.replication.commit.intents import IntentTable
 from marmot.storage.rowkey import encode_row_key
 
 K1, K2, K3 = (encode_row_key("t", [i]) for i in (1, 2, 3))

@@ -1,4 +1,4 @@
-"""The 2PC participant's decisions (replication/participant.py), its RPC handlers (txn_handlers.py) and
+"""The 2PC participant's decisions (replication/commit/participant.py), its RPC handlers (commit/txn_handlers.py) and
 the body codec it trusts (replication/messages.py), with a real DatabaseManager, HLC and ApplyQueues in
 a temporary directory. The typed messages themselves: test_replication_messages.py.
 
@@ -23,11 +23,11 @@ import pytest
 
 from marmot.hlc import HLC, Timestamp
 from marmot.replication import messages as m
-from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.changes import RowChange, encode_transaction
-from marmot.replication.participant import Participant
-from marmot.replication.txn_handlers import handlers
-from marmot.replication.txn_messages import (
+from marmot.replication.commit.participant import Participant
+from marmot.replication.commit.txn_handlers import handlers
+from marmot.replication.commit.txn_messages import (
     Abort,
     Ack,
     Commit,

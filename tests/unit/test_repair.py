@@ -10,8 +10,8 @@ so that two replicas repairing from each other end with equal rows and equal dig
 
 from __future__ import annotations
 
-from marmot.replication import digest
-from marmot.replication.applier import RepairOutcome, RepairRow, repair_rows
+from marmot.replication.apply.applier import RepairOutcome, RepairRow, repair_rows
+from marmot.replication.catchup import digest
 from marmot.storage import replication_tables as rt
 from tests.unit.test_replication_apply import Replica, dele, ins, item, key, ts, upd
 

@@ -1,4 +1,4 @@
-"""The LWW applier (replication/applier.py) and the replication tables it keeps in each database file.
+"""The LWW applier (replication/apply/applier.py) and the replication tables it keeps in each database file.
 
 Why these tests: every node applies every committed transaction through ``apply_items``, in whatever
 order and however often the transactions reach it (COMMIT retries, replays, anti-entropy). The nodes
@@ -16,8 +16,9 @@ import pytest
 
 from marmot.engine.capture import ChangeCapture
 from marmot.hlc import Timestamp
-from marmot.replication.applier import ApplyItem, ApplyOutcome, apply_items
-from marmot.replication.changes import ApplyError, RowChange, encode_transaction
+from marmot.replication.apply.applier import ApplyItem, ApplyOutcome, apply_items
+from marmot.replication.apply.rows import ApplyError
+from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.messages import decode_body, encode_body
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import SchemaCache, encode_row_key, load_table_schema

@@ -1,4 +1,4 @@
-"""The typed replication messages (replication/txn_messages.py, replication/sync_messages.py).
+"""The typed replication messages (replication/commit/txn_messages.py, replication/catchup/sync_messages.py).
 
 Why: every one of them comes off the network. Each must survive the trip (encode, msgpack, decode gives
 the same message back), and anything malformed — a key missing, a value of another type (bool is not an
@@ -19,9 +19,9 @@ import pytest
 
 from marmot.config import load_config
 from marmot.hlc import Timestamp
-from marmot.replication import snapshot as snap
-from marmot.replication import sync_messages as s
-from marmot.replication import txn_messages as t
+from marmot.replication.catchup import snapshot as snap
+from marmot.replication.catchup import sync_messages as s
+from marmot.replication.commit import txn_messages as t
 from marmot.replication.messages import PROTOCOL_VERSION, MessageError
 from marmot.replication.wiring import ReplicationSettings
 

@@ -1,4 +1,4 @@
-"""Snapshots (replication/snapshot.py): a copy taken under write load is consistent, a corrupted transfer
+"""Snapshots (replication/catchup/snapshot.py): a copy taken under write load is consistent, a corrupted transfer
 is detected and swaps nothing, and installing over a live database removes the old WAL first."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 import pytest
 
-from marmot.replication import snapshot as snap
+from marmot.replication.catchup import snapshot as snap
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 

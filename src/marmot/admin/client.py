@@ -232,7 +232,7 @@ def main_health(argv: list[str] | None = None) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# marmot verify: compare every node's table digests (replication/digest.py)
+# marmot verify: compare every node's table digests (replication/catchup/digest.py)
 
 KEYS_PAGE = 5000  # keys per request when listing a differing table (the route's maximum)
 FULL_TIMEOUT = 600.0  # default request timeout of ``verify --full``: a node reads a whole database to answer
@@ -414,7 +414,7 @@ def verify(addresses: list[str], secret: str, *, databases: list[str] | None = N
     """Compare the digests of every table on every node. Tables that differ are fetched again after
     ``settle`` seconds (writes in flight reach followers a little later: a difference that persists is
     divergence), then their key lists are compared. ``full``: digests and keys recomputed by each node
-    from its tables' contents (``replication/full_digest.py``: finds rows changed behind replication's
+    from its tables' contents (``replication/catchup/full_digest.py``: finds rows changed behind replication's
     back, at the cost of reading every row). Raises ``VerifyFailed`` when there is nothing to compare,
     ``PermissionError`` on a refused secret."""
     nodes = verify_nodes(addresses, secret, timeout)
@@ -471,7 +471,7 @@ def format_verify(report: VerifyReport) -> str:
                          "read? run it again)")
         else:
             lines.append(f"{name}: digests differ but every key has the same version on every node: a stored "
-                         "digest is stale (recompute it, replication/digest.py)")
+                         "digest is stale (recompute it, replication/catchup/digest.py)")
         key_rows = [[describe_key(k["key"]), *_key_cells(k)] for k in keys]
         lines += ["  " + line for line in _table(["KEY", *(n.upper() for n in report.nodes)], key_rows)]
     for table, why in sorted(report.not_compared.items()):

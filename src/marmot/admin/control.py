@@ -1,6 +1,6 @@
 """The node's implementation of the admin API's ``ClusterControl``: membership from gossip, databases
 from storage, decommission of this node or (over RPC) of another one, table digests and replication
-lag (``replication/digest.py``, ``replication/anti_entropy.py``).
+lag (``replication/catchup/digest.py``, ``replication/catchup/log_pull.py``).
 
 Decommission of this node: it gossips LEAVING (peers stop counting on it; its participant refuses new
 PREPAREs), drains until no transaction is in flight here (``Replication.in_flight``) or
@@ -24,7 +24,7 @@ from typing import Any
 
 from marmot.cluster.rpc import RpcError
 from marmot.cluster.service import ClusterService
-from marmot.replication import digest, full_digest
+from marmot.replication.catchup import digest, full_digest
 from marmot.storage.databases import DatabaseManager
 
 log = logging.getLogger("marmot.admin")
@@ -235,7 +235,7 @@ class NodeControl:
         found a gap and the one that closed it may both be missed — the lag is then over-reported, never
         under-reported."""
         repl = self.replication
-        ae = getattr(repl, "anti_entropy", None)
+        ae = getattr(repl, "log_pull", None)
         now = time.time()
         entries: list[dict[str, Any]] = []
         stats: dict[str, Any] = {}

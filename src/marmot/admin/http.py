@@ -44,7 +44,7 @@ SECRET_HEADER = "X-Marmot-Secret"
 HEALTHY_STATES = frozenset({"ALIVE"})
 OPEN_PATHS = frozenset({"/metrics"})  # served without the secret, like upstream
 KEYS_PAGE = 1000  # default ``limit`` of ``…/digest/{table}/keys``
-KEYS_PAGE_MAX = 5000  # replication/digest.py KEYS_LIMIT
+KEYS_PAGE_MAX = 5000  # replication/catchup/digest.py KEYS_LIMIT
 
 
 class ClusterControl(Protocol):

@@ -46,7 +46,7 @@ from marmot.engine.capture import CaptureError, ChangeCapture
 from marmot.engine.errors import MySQLError
 from marmot.engine.locking import retry_busy
 from marmot.engine.transaction_state import PendingTransaction, TransactionState
-from marmot.replication.changes import ApplyError, apply_changes
+from marmot.replication.apply.rows import ApplyError, apply_changes
 from marmot.replication.errors import ReplicationError
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import SchemaCache

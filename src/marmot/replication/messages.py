@@ -8,7 +8,7 @@ validated (transpiled once, so every node runs exactly the same text against the
 version); database operations as an (op, name) pair.
 
 The messages between nodes are typed: one frozen dataclass per request and answer, each with one
-``encode()`` and one ``decode(payload)`` — ``txn_messages.py`` (two-phase commit) and ``sync_messages.py``
+``encode()`` and one ``decode(payload)`` — ``commit/txn_messages.py`` (two-phase commit) and ``catchup/sync_messages.py``
 (anti-entropy: log pull, repair, snapshots). This module holds what they share: ``MessageError``, the
 protocol version, timestamps and the field checks. Every request map carries ``"pv": PROTOCOL_VERSION``;
 a request of another version is refused with a ``MessageError`` naming both (a map without ``pv`` is read

@@ -23,18 +23,20 @@ from typing import Any
 from marmot.config import Config
 from marmot.hlc import HLC
 from marmot.replication import messages as m
-from marmot.replication import txn_handlers
-from marmot.replication.anti_entropy import AntiEntropy
-from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.background import stop_task
+from marmot.replication.catchup.gc import LogGC
+from marmot.replication.catchup.log_pull import LogPull
+from marmot.replication.catchup.log_server import LogServer, ReadConnections
 from marmot.replication.changes import RowChange, encode_transaction
-from marmot.replication.coordinator import CommitResult, Coordinator
-from marmot.replication.gc import LogGC
-from marmot.replication.participant import Participant
-from marmot.replication.txn_messages import StatusRequest
+from marmot.replication.commit import txn_handlers
+from marmot.replication.commit.coordinator import CommitResult, Coordinator
+from marmot.replication.commit.participant import Participant
+from marmot.replication.commit.txn_messages import StatusRequest
 from marmot.replication.wiring import Membership, ReplicationSettings
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
+from marmot.storage.node_state import NodeState
 from marmot.transport import Router, Transport
 
 log = logging.getLogger("marmot.replication")
@@ -71,10 +73,13 @@ class Replication:
                                        write_timeout=settings.write_timeout, ddl_timeout=settings.ddl_timeout,
                                        metrics=metrics, stream_chunk=settings.stream_chunk)
         self._resolver: asyncio.Task[None] | None = None
-        self.anti_entropy = AntiEntropy(node_id, hlc, databases, self.queues, transport,
-                                        peers=membership.alive_peers, settings=settings,
-                                        on_database_created=self._database_created,
-                                        release=self._release_database)
+        # the two ends of the log exchange (catch-up): this node pulls from its peers and serves them
+        self.readers = ReadConnections(databases)
+        state = NodeState(databases.system)
+        self.log_server = LogServer(databases, self.queues, state, settings.stream_chunk, self.readers)
+        self.log_pull = LogPull(node_id, hlc, databases, self.queues, transport, peers=membership.alive_peers,
+                                readers=self.readers, state=state, settings=settings,
+                                on_database_created=self._database_created, release=self._release_database)
         self.gc = LogGC(databases, self.queues, members=membership.members, interval=settings.gc_interval,
                         min_retention_h=settings.gc_min_retention_h, max_retention_h=settings.gc_max_retention_h)
         for name in databases.names():
@@ -111,12 +116,12 @@ class Replication:
         """RPC methods on the cluster port: 2PC (``txn_handlers``), the commit log, repair, digests and
         snapshots peers pull (``log_server``)."""
         txn_handlers.register(router, self.participant)
-        self.anti_entropy.register(router)
+        self.log_server.register(router)
 
     def start(self) -> None:
         self._resolver = asyncio.get_running_loop().create_task(self.participant.run_resolver())
         if self.anti_entropy_interval is not None:
-            self.anti_entropy.start()
+            self.log_pull.start()
         self.gc.start()
 
     async def ready(self) -> bool:
@@ -124,8 +129,8 @@ class Replication:
         PREPAREs) only once anti-entropy has caught up with every peer — snapshot and delta included."""
         if self.anti_entropy_interval is None:
             return True
-        if self.anti_entropy.caught_up_at is None:
-            self.anti_entropy.kick()
+        if self.log_pull.caught_up_at is None:
+            self.log_pull.kick()
             return False
         return True
 
@@ -142,7 +147,8 @@ class Replication:
     async def stop(self) -> None:
         await stop_task(self._resolver)
         self._resolver = None
-        await self.anti_entropy.stop()
+        await self.log_pull.stop()
+        self.readers.close()
         await self.gc.stop()
         await self.coordinator.close()
         await self.queues.close()
@@ -183,7 +189,7 @@ class Replication:
             if self.before_drop is not None:
                 self.before_drop(name)
             self.participant.forget_database(name)
-            self.anti_entropy.forget_database(name)
+            self.readers.forget(name)
             self.databases.drop(name, if_exists=True)
             self._publish_schema_versions()
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from marmot.config import Config
-from marmot.replication.snapshot import DEFAULT_CHUNK
+from marmot.replication.catchup.snapshot import DEFAULT_CHUNK
 
 
 class Membership(Protocol):

@@ -30,7 +30,7 @@ SHOW TABLES / INFORMATION_SCHEMA, and the capture hook ignores them):
     rows of ``__marmot_row_version`` of that table (tombstones left out), ``rows`` how many there are.
     Kept incrementally by the applier in the same SQLite transaction as the versions it describes, so
     two nodes holding the same row versions hold the same digests whatever order they applied the
-    transactions in (``replication/digest.py`` compares them). ``recompute_digests`` rebuilds it from
+    transactions in (``replication/catchup/digest.py`` compares them). ``recompute_digests`` rebuilds it from
     ``__marmot_row_version`` (files made before the table existed, repairs, tests). A table may keep a
     row with ``rows = 0`` (only tombstones left); readers treat it as absent.
 """

@@ -332,7 +332,7 @@ class TableSchema:
 
     ``unique`` lists the UNIQUE indexes other than the primary key that can make two rows with
     *different* keys collide, each as its key columns with the collation the index compares them by
-    (upper-cased). The LWW applier resolves such collisions by row version (replication/applier.py):
+    (upper-cased). The LWW applier resolves such collisions by row version (replication/apply/applier.py):
     ``INSERT OR REPLACE`` alone would silently delete the other row. Left out: indexes covering the
     whole key (two different keys can never share their values), and — a known limit, where REPLACE
     still keeps the later arrival — partial indexes (membership is the index's WHERE clause, which

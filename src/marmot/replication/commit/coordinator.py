@@ -47,17 +47,8 @@ from typing import Any, NoReturn
 from marmot import failpoints
 from marmot.hlc import HLC, Timestamp, to_txn_id
 from marmot.replication import messages as m
-from marmot.replication.errors import (
-    CommitIncomplete,
-    CommitUnknown,
-    NotJoined,
-    QuorumNotReached,
-    Rejected,
-    TransactionAborted,
-    WriteConflict,
-)
-from marmot.replication.participant import Participant
-from marmot.replication.txn_messages import (
+from marmot.replication.commit.participant import Participant
+from marmot.replication.commit.txn_messages import (
     Abort,
     Ack,
     Commit,
@@ -66,6 +57,15 @@ from marmot.replication.txn_messages import (
     Replay,
     Settle,
     split_body,
+)
+from marmot.replication.errors import (
+    CommitIncomplete,
+    CommitUnknown,
+    NotJoined,
+    QuorumNotReached,
+    Rejected,
+    TransactionAborted,
+    WriteConflict,
 )
 from marmot.replication.wiring import Membership
 from marmot.transport import Transport

@@ -51,10 +51,10 @@ import apsw
 from marmot import failpoints
 from marmot.hlc import HLC, Timestamp
 from marmot.replication import messages as m
-from marmot.replication.applier import ApplyItem
-from marmot.replication.apply_queue import ApplyQueues
-from marmot.replication.intents import IntentTable
-from marmot.replication.txn_messages import (
+from marmot.replication.apply.applier import ApplyItem
+from marmot.replication.apply.queue import ApplyQueues
+from marmot.replication.commit.intents import IntentTable
+from marmot.replication.commit.txn_messages import (
     Abort,
     Ack,
     Commit,
@@ -88,7 +88,7 @@ class Prepared:
 
 
 class Participant:
-    """This node's 2PC participant: typed requests in, typed answers out (``txn_handlers.py`` decodes
+    """This node's 2PC participant: typed requests in, typed answers out (``commit/txn_handlers.py`` decodes
     what comes off the network). ``ask_peers(request)`` sends a request to every other alive node and
     returns {node_id: its answer as received, or the error}; ``coordinator_state(txn)`` is this node's own
     coordinator's view (for STATUS); ``apply_dbop(op, name)`` creates or drops a database file."""

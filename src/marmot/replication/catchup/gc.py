@@ -8,7 +8,7 @@ The commit log (``__marmot_txn_log``) grows by one row per transaction and tombs
   *and* it is older than ``gc_min_retention_hours``, or, whatever the members consumed, when it is older
   than ``gc_max_retention_hours`` (0 = never by age). A member's consumption is the position it last
   asked this node's log for (``log_list``'s ``after``, recorded per member and database by
-  ``AntiEntropy``): nothing an alive member has not consumed goes before the minimum retention — nor
+  ``LogPull``): nothing an alive member has not consumed goes before the minimum retention — nor
   what a dead member has not, since it will ask when it is back;
 * tombstones older than ``gc_max_retention_hours`` are deleted (never, when it is 0).
 
@@ -16,7 +16,7 @@ Deleting a log entry also deletes its applied marker (they are one row). A trans
 after that is still harmless: its row changes carry the versions already stored, which do not win
 last-writer-wins a second time, and DDL is applied idempotently. A member that comes back after entries
 it had not consumed were deleted by age finds a gap (``log_list`` reports the first position still
-there) and fills it with a snapshot (``snapshot.py``). The newest entry of a log is never deleted (see
+there) and fills it with a snapshot (``catchup/snapshot.py``). The newest entry of a log is never deleted (see
 ``collect``).
 
 The configuration rules that keep GC from deleting what anti-entropy still needs (min retention covers
@@ -33,13 +33,13 @@ from collections.abc import Callable
 
 import apsw
 
-from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.background import stop_task
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.node_state import NodeState
 
-log = logging.getLogger("marmot.replication.gc")
+log = logging.getLogger("marmot.replication.catchup.gc")
 NS_PER_HOUR = 3600 * 1_000_000_000
 
 

@@ -1,4 +1,4 @@
-"""The two-phase-commit messages (coordinator.py sends them, participant.py answers them).
+"""The two-phase-commit messages (commit/coordinator.py sends them, commit/participant.py answers them).
 
 One frozen dataclass per request and answer; ``encode()`` gives the msgpack map that travels (requests
 carry ``"pv"``, ``messages.PROTOCOL_VERSION``), ``decode(payload)`` checks every field of a map that came

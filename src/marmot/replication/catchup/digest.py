@@ -12,7 +12,7 @@ the live rows of ``__marmot_row_version`` (rows that went through replication; t
 plus the count of those rows. A sum is order-independent, so nodes that applied the same transactions
 in any order hold the same digest; a row missing, extra, or at another version on one node changes it.
 It covers keys and versions, not row contents: a row edited outside replication keeps its version and
-is not seen (its version is what last-writer-wins trusts anyway); ``full_digest.py`` recomputes digests
+is not seen (its version is what last-writer-wins trusts anyway); ``catchup/full_digest.py`` recomputes digests
 from the contents, on demand (``marmot verify --full``).
 
 Who uses it:
@@ -36,9 +36,9 @@ from typing import Any
 
 import apsw
 
-from marmot.replication.changes import ApplyError, _where
+from marmot.replication.apply.rows import ApplyError, where_clause
+from marmot.replication.catchup.sync_messages import DigestRequest, error
 from marmot.replication.messages import MessageError
-from marmot.replication.sync_messages import DigestRequest, error
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import UnknownTableError, decode_row_key, load_table_schema, quote_ident
@@ -237,7 +237,7 @@ def read_rows(conn: apsw.Connection, table: str, keys: list[bytes]
               ) -> list[tuple[bytes, Version | None, bool, dict[str, Any] | None]]:
     """For each key: ``(key, stored version or None, deleted, row image or None)``. The image is the
     row as stored, every column of ``TableSchema.columns``, addressed like the applier addresses it
-    (``changes._where``); a table without a declared primary key needs no rowid column in it, the key
+    (``apply.rows.where_clause``); a table without a declared primary key needs no rowid column in it, the key
     carries the rowid and ``changes._upsert`` writes it from there. A live version whose row is missing (or a key of another table) answers no
     image: nothing to repair from. Reads in one read transaction."""
     out: list[tuple[bytes, Version | None, bool, dict[str, Any] | None]] = []
@@ -260,7 +260,7 @@ def read_rows(conn: apsw.Connection, table: str, keys: list[bytes]
                 try:
                     if decode_row_key(k)[0] != table:
                         raise ApplyError("key of another table")
-                    where, values = _where(ts, k)
+                    where, values = where_clause(ts, k)
                 except (ApplyError, ValueError):
                     out.append((k, version, deleted, None))
                     continue

@@ -1,6 +1,6 @@
 """The two-phase-commit RPC methods of one node: network payload → typed request → participant → answer.
 
-Why apart from ``participant.py``: the participant decides on typed requests (its own coordinator calls
+Why apart from ``commit/participant.py``: the participant decides on typed requests (its own coordinator calls
 it directly, with no encoding at all); this module is the one place where what comes off the network is
 decoded and a malformed request is answered instead of raising — ``{ok: false, reject: "malformed
 PREPARE: ..."}``, ``{ok: false, err: "malformed COMMIT: ..."}``, STATUS ``unknown``.
@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from marmot.replication.messages import MessageError
-from marmot.replication.participant import Participant
-from marmot.replication.txn_messages import (
+from marmot.replication.commit.participant import Participant
+from marmot.replication.commit.txn_messages import (
     Abort,
     Ack,
     Commit,
@@ -25,6 +24,7 @@ from marmot.replication.txn_messages import (
     StatusRequest,
     join_body,
 )
+from marmot.replication.messages import MessageError
 from marmot.transport import Router, UnaryHandler
 
 

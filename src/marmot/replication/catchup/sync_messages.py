@@ -1,7 +1,7 @@
-"""The anti-entropy messages: what a node pulling from a peer asks (anti_entropy.py) and the peer answers
-(log_server.py, snapshot.py).
+"""The anti-entropy messages: what a node pulling from a peer asks (catchup/log_pull.py) and the peer answers
+(catchup/log_server.py, catchup/snapshot.py).
 
-One frozen dataclass per request and answer, as in ``txn_messages.py``: ``encode()`` gives the msgpack
+One frozen dataclass per request and answer, as in ``commit/txn_messages.py``: ``encode()`` gives the msgpack
 value that travels (request maps carry ``"pv"``), ``decode(payload)`` checks every field and raises
 ``MessageError`` on anything malformed — including an ``{"error": why}`` answer, a peer's refusal, whose
 reason the error carries.

@@ -1,6 +1,6 @@
 """Digests recomputed from what the tables hold: ``marmot verify --full``.
 
-Why a second kind of digest: the incremental digests (``digest.py``) are kept by the applier and sum
+Why a second kind of digest: the incremental digests (``catchup/digest.py``) are kept by the applier and sum
 ``(row key, version)`` of the rows that went through replication. They cannot see a row whose *content*
 changed without a new version — a file edited by hand or by another program, a restored backup, a
 bug that writes past the applier. Such a node answers reads with its own copy forever: anti-entropy

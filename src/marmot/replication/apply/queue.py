@@ -7,7 +7,7 @@ transaction is not held back waiting for company.
 
 Why its own connection: the worker never shares a connection with client sessions (their open
 transactions and capture hooks are theirs). Triggers and foreign-key actions are off on it for good:
-their effects are part of the captured changes (see ``changes.apply_changes``).
+their effects are part of the captured changes (see ``rows.apply_changes``).
 
 The write lock is taken with asyncio sleeps between attempts (``busy_timeout`` is 0 on every
 connection), so an interactive client transaction holding the lock delays applies on this node without
@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import apsw
 
-from marmot.replication.applier import ApplyItem, ApplyOutcome, apply_items
+from marmot.replication.apply.applier import ApplyItem, ApplyOutcome, apply_items
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import SchemaCache

@@ -1,10 +1,11 @@
 """The serving side of anti-entropy: this node's commit logs, log positions, digests' repair rows and
 snapshots, answered to peers that pull from it.
 
-A mixin of ``AntiEntropy`` (anti_entropy.py, the pulling side), split out so each file keeps one job.
-Everything here only reads this node's databases — through one read connection per database — except
-``log_list``, which records how far the asking member has consumed this node's log (GC keeps what a
-member has not consumed, ``gc.py``).
+The other end of ``LogPull`` (log_pull.py, the pulling side): the two ends of one exchange, whose
+messages are ``sync_messages``. Everything here only reads this node's databases — through the read
+connections it shares with the pulling side (``ReadConnections``) — except ``log_list``, which records
+how far the asking member has consumed this node's log (GC keeps what a member has not consumed,
+``catchup/gc.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from marmot.replication import digest
-from marmot.replication import snapshot as snap
-from marmot.replication.apply_queue import ApplyQueues
-from marmot.replication.gc import consumed_key
-from marmot.replication.messages import MessageError
-from marmot.replication.sync_messages import (
+from marmot.replication.apply.queue import ApplyQueues
+from marmot.replication.catchup import digest
+from marmot.replication.catchup import snapshot as snap
+from marmot.replication.catchup.gc import consumed_key
+from marmot.replication.catchup.sync_messages import (
     LIST_LIMIT,
     DigestRequest,
     KeyVersion,
@@ -39,35 +39,52 @@ from marmot.replication.sync_messages import (
     SnapshotRequest,
     error,
 )
+from marmot.replication.messages import MessageError
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
+from marmot.storage.node_state import NodeState
 from marmot.transport import Router
 
 FETCH_BYTES = 16 << 20  # bodies per log_fetch answer, at most (one entry always goes, whatever its size)
 
 
-class LogServer:
-    """RPC handlers peers call while catching up (see the module docstring; the messages are
-    ``sync_messages``). A malformed request, or one for a database this node lacks, is answered with
-    ``{"error": why}``."""
+class ReadConnections:
+    """One read connection per database, shared by both ends of the log exchange (the pulling side reads
+    its own digests and row versions with them). ``forget`` before a snapshot replaces a file."""
 
-    databases: DatabaseManager
-    queues: ApplyQueues
-    state: Any
-    chunk_size: int
-    _readers: dict[str, Any]
+    def __init__(self, databases: DatabaseManager) -> None:
+        self.databases = databases
+        self._conns: dict[str, Any] = {}
 
-    def _reader(self, db: str) -> Any:
-        conn = self._readers.get(db)
+    def get(self, db: str) -> Any:
+        conn = self._conns.get(db)
         if conn is None:
-            conn = self._readers[db] = self.databases.open(db)
+            conn = self._conns[db] = self.databases.open(db)
         return conn
 
-    def forget_database(self, db: str) -> None:
-        conn = self._readers.pop(db, None)
+    def forget(self, db: str) -> None:
+        conn = self._conns.pop(db, None)
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+    def close(self) -> None:
+        for db in list(self._conns):
+            self.forget(db)
+
+
+class LogServer:
+    """RPC handlers peers call while catching up (see the module docstring; the messages are
+    ``sync_messages``). A malformed request, or one for a database this node lacks, is answered with
+    ``{"error": why}``. ``state`` (the node's durable key/value state) records what each member consumed."""
+
+    def __init__(self, databases: DatabaseManager, queues: ApplyQueues, state: NodeState, chunk_size: int,
+                 readers: ReadConnections) -> None:
+        self.databases = databases
+        self.queues = queues
+        self.state = state
+        self.chunk_size = chunk_size  # [replication] stream_chunk_size_kb: snapshot chunks
+        self.readers = readers
 
     async def handle_databases(self, payload: Any, _ctx: Any) -> Any:
         try:
@@ -76,7 +93,7 @@ class LogServer:
             return error(str(e))
         out: dict[str, tuple[str, int]] = {}
         for db in self.databases.names():
-            conn = self._reader(db)
+            conn = self.readers.get(db)
             self.queues.connection(db)  # makes sure the replication tables exist
             row = conn.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()
             out[db] = (rt.log_id(conn), int(row[0] or 0))
@@ -91,7 +108,7 @@ class LogServer:
             return error(str(e))
         if not self.databases.exists(req.db):
             return error(f"unknown database {req.db}")
-        conn = self._reader(req.db)
+        conn = self.readers.get(req.db)
         this_log = rt.log_id(conn)
         if req.node is not None and req.log_id == this_log:
             self.state.set(consumed_key(req.db, req.node), req.after)
@@ -108,7 +125,7 @@ class LogServer:
             return error(f"unknown database {req.db}")
         out: list[LogEntry] = []
         size = 0
-        for row in rt.log_entries(self._reader(req.db), req.seqs):
+        for row in rt.log_entries(self.readers.get(req.db), req.seqs):
             entry = LogEntry.from_row(row)
             if out and size + len(entry.body) > FETCH_BYTES:
                 break  # the caller asks again for the rest: one answer stays well under a frame
@@ -135,7 +152,7 @@ class LogServer:
             return error(str(e))
         if not self.databases.exists(req.db):
             return error(f"unknown database {req.db}")
-        conn = self._reader(req.db)
+        conn = self.readers.get(req.db)
         row = conn.execute(f"SELECT wall FROM {rt.TXN_LOG} ORDER BY seq LIMIT 1").fetchone()
         return LogHave(sorted(rt.applied_of(conn, req.txn_ids)), None if row is None else int(row[0])).encode()
 
@@ -148,7 +165,7 @@ class LogServer:
         if not self.databases.exists(req.db):
             return error(f"unknown database {req.db}")
         limit = max(1, min(req.limit, digest.KEYS_LIMIT))
-        page = digest.table_versions(self._reader(req.db), req.table, req.after, limit)
+        page = digest.table_versions(self.readers.get(req.db), req.table, req.after, limit)
         return RepairKeys([KeyVersion(k, v, d) for k, v, d in page],
                           page[-1][0] if len(page) == limit else None).encode()
 
@@ -160,7 +177,7 @@ class LogServer:
             return error(str(e))
         if not self.databases.exists(req.db):
             return error(f"unknown database {req.db}")
-        rows = digest.read_rows(self._reader(req.db), req.table, req.keys)
+        rows = digest.read_rows(self.readers.get(req.db), req.table, req.keys)
         return RepairRows([PeerRow(k, v, d, img) for k, v, d, img in rows]).encode()
 
     async def handle_snapshot(self, payload: Any, _ctx: Any) -> AsyncIterator[Any]:

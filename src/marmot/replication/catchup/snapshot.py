@@ -1,6 +1,6 @@
 """Snapshots: a whole database copied from a peer, for lags the commit log cannot fill.
 
-Why: delta sync (``anti_entropy.py``) replays a peer's commit log, which GC trims; a node that was away
+Why: delta sync (``catchup/log_pull.py``) replays a peer's commit log, which GC trims; a node that was away
 longer than the log reaches, one that is very far behind, or a brand-new node would replay too much or
 find a gap. Then it installs a copy of the peer's database file and continues with delta sync right
 after the position the copy contains.
@@ -11,7 +11,7 @@ do not block writers), and the result is a self-contained file with no WAL. The 
 ``__marmot_txn_log`` says which transactions it contains, and its highest ``seq`` is where the receiver's
 pull cursor continues. Streamed as ``snapshot_stream {db}``: a ``SnapshotManifest {db, size, sha256,
 log_id, last_seq, schema_version, chunks}``, then ``SnapshotChunk {i, data, sha256}`` messages
-(``sync_messages.py``); the temporary file is removed at the end, also when the receiver goes away.
+(``catchup/sync_messages.py``); the temporary file is removed at the end, also when the receiver goes away.
 
 **Install** (receiving node, ``receive`` + ``install``): chunks go to ``<db>.db.snapshot-<random>`` (not
 a ``*.db`` name, so never listed as a database), each chunk's sha256 and the whole file's are checked and
@@ -38,12 +38,12 @@ from typing import Any
 
 import apsw
 
+from marmot.replication.catchup.sync_messages import SnapshotChunk, SnapshotManifest
 from marmot.replication.messages import MessageError
-from marmot.replication.sync_messages import SnapshotChunk, SnapshotManifest
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 
-log = logging.getLogger("marmot.replication.snapshot")
+log = logging.getLogger("marmot.replication.catchup.snapshot")
 DEFAULT_CHUNK = 1 << 20
 
 

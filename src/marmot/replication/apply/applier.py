@@ -39,7 +39,7 @@ Per transaction, inside one SAVEPOINT of the caller's SQLite write transaction:
    Partial and expression UNIQUE indexes are not checked (``TableSchema.unique``): REPLACE still keeps
    the later arrival there. Concurrent collisions on one value — the common case — converge.
 3. **Table digests** (``__marmot_table_digest``, see ``storage/replication_tables.py`` and
-   ``replication/digest.py``) follow the row versions in the same savepoint: for every key whose
+   ``replication/catchup/digest.py``) follow the row versions in the same savepoint: for every key whose
    version row this transaction changed (winners, and rows tombstoned by a UNIQUE collision), the
    contribution of its state before (if it was live) is subtracted and that of its state after (if
    live) added — one ``row_hash`` per side; ``apply_items`` sums the deltas of the batch and writes one
@@ -65,8 +65,9 @@ from dataclasses import dataclass
 import apsw
 
 from marmot.hlc import Timestamp
-from marmot.replication.changes import ApplyError, RowChange, apply_changes
-from marmot.replication.ddl_idempotent import run_idempotent
+from marmot.replication.apply.ddl import run_idempotent
+from marmot.replication.apply.rows import ApplyError, apply_changes
+from marmot.replication.changes import RowChange
 from marmot.replication.messages import Body
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import (
@@ -334,7 +335,7 @@ def _apply_checked(conn: apsw.Connection, schema: SchemaCache, winners: list[Row
     return lost
 
 
-# -- repair of silent divergence (anti_entropy.py, ``_repair``) -------------------------------------
+# -- repair of silent divergence (catchup/log_pull.py, ``_repair``) -------------------------------------
 
 RepairRow = tuple[bytes, tuple[int, int, int], bool, dict[str, SqlValue] | None]
 

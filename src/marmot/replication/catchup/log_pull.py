@@ -17,7 +17,7 @@ commits with catch-up batches (live commits take the writer lock's priority lane
 
 Databases a peer has and this node lacks (created while it was away) are created first.
 
-Snapshots (``snapshot.py``) replace replay when replay cannot or should not do: the peer's log no longer
+Snapshots (``catchup/snapshot.py``) replace replay when replay cannot or should not do: the peer's log no longer
 holds what this node needs (GC went past the cursor: ``first > cursor + 1``), this node is more than
 ``delta_sync_threshold_transactions`` behind (and at least half of the first listed batch is really
 missing here), or this node's copy holds no replicated transaction at all (a new node). The snapshot
@@ -48,14 +48,14 @@ from typing import Any
 
 from marmot import failpoints
 from marmot.hlc import HLC, Timestamp
-from marmot.replication import digest
 from marmot.replication import messages as m
-from marmot.replication import snapshot as snap
-from marmot.replication.applier import ApplyItem, RepairOutcome, RepairRow, repair_rows
-from marmot.replication.apply_queue import ApplyQueues
+from marmot.replication.apply.applier import ApplyItem, RepairOutcome, RepairRow, repair_rows
+from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.background import stop_task
-from marmot.replication.log_server import LogServer
-from marmot.replication.sync_messages import (
+from marmot.replication.catchup import digest
+from marmot.replication.catchup import snapshot as snap
+from marmot.replication.catchup.log_server import ReadConnections
+from marmot.replication.catchup.sync_messages import (
     FETCH_BATCH,
     HAVE_SAMPLE,
     LIST_LIMIT,
@@ -82,15 +82,16 @@ from marmot.storage.databases import DatabaseManager, InvalidDatabaseName
 from marmot.storage.node_state import NodeState
 from marmot.transport import Transport
 
-log = logging.getLogger("marmot.replication.anti_entropy")
+log = logging.getLogger("marmot.replication.catchup.log_pull")
 PARALLEL = 4
 
 
-class AntiEntropy(LogServer):
-    """Pulls missing transactions from peers (client side) and serves this node's log (server side)."""
+class LogPull:
+    """Pulls missing transactions from peers: this end of the exchange whose other end is ``LogServer``."""
 
     def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, queues: ApplyQueues,
-                 transport: Transport, *, peers: Callable[[], dict[int, str]],
+                 transport: Transport, *, peers: Callable[[], dict[int, str]], readers: ReadConnections | None = None,
+                 state: NodeState | None = None,
                  settings: ReplicationSettings | None = None, timeout: float = 10.0,
                  max_rate: float = 5000.0, on_database_created: Callable[[str], None] | None = None,
                  release: Callable[[str], None] | None = None) -> None:
@@ -108,8 +109,8 @@ class AntiEntropy(LogServer):
         self.timeout = timeout
         self.max_rate = max_rate
         self.on_database_created = on_database_created
-        self.state = NodeState(databases.system)
-        self._readers: dict[str, Any] = {}
+        self.state = state if state is not None else NodeState(databases.system)  # pull cursors
+        self.readers = readers if readers is not None else ReadConnections(databases)
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
         # when a round last reached every ALIVE peer and left nothing to pull (None: not yet)
@@ -139,8 +140,6 @@ class AntiEntropy(LogServer):
     async def stop(self) -> None:
         await stop_task(self._task)
         self._task = None
-        for db in list(self._readers):
-            self.forget_database(db)
 
     def kick(self) -> None:
         """Run a round now (a peer came back, tests)."""
@@ -221,7 +220,7 @@ class AntiEntropy(LogServer):
             return
         except Exception:  # an RPC error (e.g. an older peer without the method)
             return
-        local = digest.table_digests(self._reader(db))
+        local = digest.table_digests(self.readers.get(db))
         clock = time.monotonic()
         key = (peer, db)
         before = self._digest_seen.get(key, {})
@@ -275,7 +274,7 @@ class AntiEntropy(LogServer):
             after = page.next
             if after is None or not page.keys:
                 break
-        local = digest.all_table_versions(self._reader(db), table)
+        local = digest.all_table_versions(self.readers.get(db), table)
         wanted = [k for k, (v, _d) in sorted(remote.items()) if (mine := local.get(k)) is None or v > mine[0]]
         if not wanted:
             return 0
@@ -504,7 +503,7 @@ class AntiEntropy(LogServer):
         return peer_log, seq
 
     def _release(self, db: str) -> None:
-        self.forget_database(db)
+        self.readers.forget(db)
         if self.release is not None:
             self.release(db)
 
