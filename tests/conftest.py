@@ -1,23 +1,29 @@
-"""Shared fixtures: a real node process per test module, and client connections to it."""
+"""Shared fixtures (``tests/support/fixtures.py``) and the markers every test gets from its directory.
+
+tests/unit → ``unit``, tests/cluster → ``cluster``, tests/integration → ``integration``, tests/chaos →
+``chaos``; the tests in ``SLOW`` (a minute or more on a loaded 2-core machine) also get ``slow``. So
+``pytest -m unit`` (``make test-unit``) or ``pytest -m "not slow"`` need no list to remember.
+"""
 
 from __future__ import annotations
 
-import pymysql
+from pathlib import Path
+
 import pytest
 
-from tests.nodeproc import NodeProcess, make_node
+pytest_plugins = ["tests.support.fixtures"]
+
+TESTS = Path(__file__).resolve().parent
+BY_DIRECTORY = {"unit": "unit", "cluster": "cluster", "integration": "integration", "chaos": "chaos"}
+# test files (relative to tests/) whose tests are the long ones
+SLOW: set[str] = set()
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> NodeProcess:
-    n = make_node(tmp_path_factory.mktemp("node")).start()
-    yield n
-    n.stop()
-
-
-@pytest.fixture
-def conn(node: NodeProcess):
-    c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                        autocommit=True)
-    yield c
-    c.close()
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        rel = Path(item.path).resolve().relative_to(TESTS)
+        marker = BY_DIRECTORY.get(rel.parts[0])
+        if marker:
+            item.add_marker(marker)
+        if rel.as_posix() in SLOW or item.nodeid in SLOW:
+            item.add_marker(pytest.mark.slow)

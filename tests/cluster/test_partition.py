@@ -13,9 +13,8 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from tests.cluster.replicated import admin_json, proxied_cluster, run, wait_until_equal
-from tests.faultproxy import ProxyPool
-from tests.nodeproc import NodeProcess
+from marmot.testing import NodeProcess, ProxyPool, admin_json
+from tests.support import proxied_cluster, run, wait_until_equal
 
 
 @pytest.fixture

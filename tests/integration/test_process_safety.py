@@ -27,7 +27,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.nodeproc import REPO, NodeProcess, free_port, make_node, pid_alive
+from marmot.testing import NodeProcess, free_port, make_node, pid_alive
+from tests.support import REPO
 
 CLI = [sys.executable, "-m", "marmot.cli"]
 

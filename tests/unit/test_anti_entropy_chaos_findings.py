@@ -19,6 +19,7 @@ from marmot.replication import anti_entropy as ae_module
 from marmot.replication import messages as m
 from marmot.replication.anti_entropy import AntiEntropy
 from marmot.storage.databases import DatabaseManager
+from tests.support import run_async
 
 
 class FullDisk:
@@ -60,7 +61,7 @@ def test_failed_batch_retrieves_every_failure(tmp_path):
     ae_log = logging.getLogger(ae_module.__name__)
     ae_log.disabled = True
     try:
-        seq, applied = asyncio.run(main())
+        seq, applied = run_async(main())
     finally:
         ae_log.disabled = False
         dbs.close()
@@ -93,12 +94,12 @@ def test_digest_difference_counts_as_divergence_only_once_it_stays_put(tmp_path,
         await ae._compare_digests(2, "127.0.0.1:1", "marmot")
 
     try:
-        asyncio.run(compare())
+        run_async(compare())
         clock[0] += 0.035
-        asyncio.run(compare())
+        run_async(compare())
         assert ae.divergent == {} and ae.stats["divergent"] == 0 and "repair_keys" not in asked
         clock[0] += ae.divergence_grace
-        asyncio.run(compare())
+        run_async(compare())
         assert ae.divergent == {(2, "marmot"): ["t"]} and ae.stats["divergent"] == 1
         assert "repair_keys" in asked
     finally:

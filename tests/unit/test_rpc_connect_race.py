@@ -16,7 +16,7 @@ import pytest
 
 from marmot.cluster import rpc_client
 from marmot.cluster.rpc_common import RpcError
-from tests.nodeproc import free_port
+from marmot.testing import free_port
 
 
 async def _deadline_after_failure(fut: asyncio.Future, timeout: float | None) -> None:
