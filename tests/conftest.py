@@ -1,7 +1,7 @@
 """Shared fixtures (``tests/support/fixtures.py``) and the markers every test gets from its directory.
 
 tests/unit → ``unit``, tests/cluster → ``cluster``, tests/integration → ``integration``, tests/chaos →
-``chaos``; the tests in ``SLOW`` (a minute or more on a loaded 2-core machine) also get ``slow``. So
+``chaos``; the tests in ``SLOW`` (15 s or more on the loaded 2-core machine) also get ``slow``. So
 ``pytest -m unit`` (``make test-unit``) or ``pytest -m "not slow"`` need no list to remember.
 """
 
@@ -15,15 +15,24 @@ pytest_plugins = ["tests.support.fixtures"]
 
 TESTS = Path(__file__).resolve().parent
 BY_DIRECTORY = {"unit": "unit", "cluster": "cluster", "integration": "integration", "chaos": "chaos"}
-# test files (relative to tests/) whose tests are the long ones
-SLOW: set[str] = set()
+# the long ones, by file (relative to tests/) or node id: 15 s or more each on the shared 2-core machine
+SLOW = {
+    "chaos/test_chaos.py",
+    "cluster/test_catch_up.py::test_node_down_catches_up_by_log_pull",
+    "cluster/test_ddl_isolation.py::test_sysbench_parallel_prepare_and_read_write",
+    "cluster/test_digest_verify.py::test_digests_verify_and_lag",
+    "cluster/test_scripts.py::test_run_cluster_status_restart_and_stop",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        rel = Path(item.path).resolve().relative_to(TESTS)
-        marker = BY_DIRECTORY.get(rel.parts[0])
+        path = Path(item.path).resolve()
+        if not path.is_relative_to(TESTS):
+            continue
+        rel = path.relative_to(TESTS).as_posix()
+        marker = BY_DIRECTORY.get(rel.split("/")[0])
         if marker:
             item.add_marker(marker)
-        if rel.as_posix() in SLOW or item.nodeid in SLOW:
+        if rel in SLOW or f"{rel}::{getattr(item, 'originalname', item.name)}" in SLOW:
             item.add_marker(pytest.mark.slow)

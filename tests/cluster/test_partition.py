@@ -1,4 +1,4 @@
-"""A partition through the fault proxy (tests/faultproxy.py): 3 nodes, node 3 cut off from both others.
+"""A partition through the fault proxy (marmot.testing.faultproxy): 3 nodes, node 3 cut off from both others.
 
 The majority keeps committing QUORUM writes, the minority refuses them (1105); writes at ONE succeed on
 both sides, also to the same rows; after the heal anti-entropy brings every node to the same rows, and
