@@ -58,10 +58,17 @@ def join_keys(seed: NodeProcess | None, secret: str = SECRET, timers: str = TIME
     return f'{timers}cluster_secret = "{secret}"\n{seeds}'
 
 
+# the node's own startup error (marmot.startup.listen_error), and asyncio's wording of the same failure
+_IN_USE = (re.compile(r"cannot listen on 127\.0\.0\.1:(\d+) \([^)]*\): address already in use", re.I),
+           re.compile(r"bind on address \('127\.0\.0\.1', (\d+)\)\S*: address already in use", re.I))
+
+
 def _port_in_use(err: RuntimeError) -> int | None:
     """The port a node failed to bind ("address already in use"), from its start error."""
-    m = re.search(r"bind on address \('127\.0\.0\.1', (\d+)\)\S*: address already in use", str(err))
-    return int(m.group(1)) if m else None
+    for pattern in _IN_USE:
+        if m := pattern.search(str(err)):
+            return int(m.group(1))
+    return None
 
 
 def _confirm_started(node: NodeProcess, grace: float = 5.0) -> None:
