@@ -21,6 +21,14 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# subsets by marker (tests/README.md): in-process unit tests only (about a minute), or the multi-node ones
+.PHONY: test-unit test-cluster
+test-unit: $(STAMP)
+	$(BIN)/pytest -q -m unit $(PYTEST_ARGS)
+
+test-cluster: $(STAMP)
+	$(BIN)/pytest -q -m cluster $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 

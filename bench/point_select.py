@@ -57,9 +57,7 @@ def _on_signal(signum, _frame) -> None:
 
 
 def _marmot_node(tmp: Path):
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from tests.nodeproc import make_node
+    from marmot.testing import make_node
 
     return make_node(tmp, unix_socket=False)
 

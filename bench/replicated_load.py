@@ -18,8 +18,8 @@ as conflict (1213), constraint (1062), timeout (1205), connection, other; a ``ve
 COM_QUERY text with client-side parameter interpolation, like go-sql-driver/mysql with
 ``interpolateParams=true``.
 
-By default it starts its own cluster (``bench/cluster.py``: real node processes on 127.0.0.1, free
-ports, a temporary data directory, every process stopped by PID at the end); ``--hosts`` drives an
+By default it starts its own cluster (``marmot.testing.LocalCluster``: real node processes on 127.0.0.1,
+free ports, a temporary data directory, every process stopped by PID at the end); ``--hosts`` drives an
 existing one. It prints figures; it never asserts a speed.
 
     .venv/bin/python bench/replicated_load.py --nodes 1 --records 2000 --duration 10
@@ -51,6 +51,10 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+# the cluster this tool starts: its own secret, and gossip timers looser than the tests' (a node busy
+# with the load must not be suspected); no debug logging
+CLUSTER_SECRET = "marmot-bench-secret"
+CLUSTER_TIMERS = "gossip_interval_ms = 100\nsuspect_timeout_ms = 1500\ndead_timeout_ms = 3000\n"
 ALPHABET = string.ascii_letters + string.digits
 VALUE_LEN = 100
 NFIELDS = 10
@@ -856,11 +860,13 @@ def main(argv: list[str] | None = None) -> int:
             endpoints = args.hosts
             report["cluster"] = {"started_here": False, "nodes": len(endpoints)}
         else:
-            from cluster import LocalCluster
+            from marmot.testing import LocalCluster
 
             t = time.monotonic()
-            cluster = LocalCluster(args.nodes, write_consistency=args.write_consistency, keep_dir=args.keep_data)
-            cluster.start()
+            cluster = LocalCluster(args.nodes, consistency=args.write_consistency, secret=CLUSTER_SECRET,
+                                   timers=CLUSTER_TIMERS, logging_extra="verbose = false\n",
+                                   start_timeout=30, keep_dir=args.keep_data)
+            cluster.start(wait=False)
             alive_s = cluster.wait_all_alive()
             endpoints = cluster.mysql_endpoints()
             report["cluster"] = {"started_here": True, "nodes": args.nodes, "pids": cluster.pids(),
@@ -931,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             dead = cluster.dead_nodes()
             for node in dead:
-                print(f"node {node} had exited; last log lines:\n{cluster.log_tail(node - 1)}", file=sys.stderr)
+                print(f"node {node} had exited; last log lines:\n{cluster.log_tail(node)}", file=sys.stderr)
             cluster.stop()
         report["failures"] = failures
         report["exit_status"] = 1 if failures else 0

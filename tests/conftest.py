@@ -1,23 +1,38 @@
-"""Shared fixtures: a real node process per test module, and client connections to it."""
+"""Shared fixtures (``tests/support/fixtures.py``) and the markers every test gets from its directory.
+
+tests/unit → ``unit``, tests/cluster → ``cluster``, tests/integration → ``integration``, tests/chaos →
+``chaos``; the tests in ``SLOW`` (15 s or more on the loaded 2-core machine) also get ``slow``. So
+``pytest -m unit`` (``make test-unit``) or ``pytest -m "not slow"`` need no list to remember.
+"""
 
 from __future__ import annotations
 
-import pymysql
+from pathlib import Path
+
 import pytest
 
-from tests.nodeproc import NodeProcess, make_node
+pytest_plugins = ["tests.support.fixtures"]
+
+TESTS = Path(__file__).resolve().parent
+BY_DIRECTORY = {"unit": "unit", "cluster": "cluster", "integration": "integration", "chaos": "chaos"}
+# the long ones, by file (relative to tests/) or node id: 15 s or more each on the shared 2-core machine
+SLOW = {
+    "chaos/test_chaos.py",
+    "cluster/test_catch_up.py::test_node_down_catches_up_by_log_pull",
+    "cluster/test_ddl_isolation.py::test_sysbench_parallel_prepare_and_read_write",
+    "cluster/test_digest_verify.py::test_digests_verify_and_lag",
+    "cluster/test_scripts.py::test_run_cluster_status_restart_and_stop",
+}
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> NodeProcess:
-    n = make_node(tmp_path_factory.mktemp("node")).start()
-    yield n
-    n.stop()
-
-
-@pytest.fixture
-def conn(node: NodeProcess):
-    c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                        autocommit=True)
-    yield c
-    c.close()
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(item.path).resolve()
+        if not path.is_relative_to(TESTS):
+            continue
+        rel = path.relative_to(TESTS).as_posix()
+        marker = BY_DIRECTORY.get(rel.split("/")[0])
+        if marker:
+            item.add_marker(marker)
+        if rel in SLOW or f"{rel}::{getattr(item, 'originalname', item.name)}" in SLOW:
+            item.add_marker(pytest.mark.slow)

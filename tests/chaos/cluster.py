@@ -16,58 +16,38 @@ Disk faults need a little more of the machine and are used only where it offers 
 Moments inside two-phase commit are hit with the node's failpoints (``src/marmot/failpoints.py``),
 armed while it runs through a file it follows (``MARMOT_FAILPOINTS_FILE``).
 
-Every process started here is stopped by its PID in ``close()``, every tmpfs unmounted.
+The nodes, the proxy and the tmpfs mounts are ``marmot.testing.cluster.LocalCluster``'s (the launcher
+the tests and benchmarks use too); this class adds the faults. Every process started here is stopped by
+its PID in ``close()``, every tmpfs unmounted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pymysql
-
 from marmot.storage.rowkey import decode_row_key
-from tests.cluster.replicated import SECRET, TIMERS
-from tests.faultproxy import ProxyPool
-from tests.nodeproc import NodeProcess, free_port, make_node
+from marmot.testing import SECRET, LocalCluster, NodeProcess, ProxyPool, admin_json, member_states
+from marmot.testing.tmpfs import tmpfs_available
+from tests.support import connect
 
 FIU_LIBS = ("/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so")
 TMPFS_SIZE = "256m"
 DB = "chaos"
 
-# Fast timers: faults last seconds, so detection, intent expiry and anti-entropy must too.
-NODE_TOML = """\
-[replication]
-default_write_consistency = "QUORUM"
-anti_entropy_interval_seconds = 1
-write_timeout_ms = 2000
-[transaction]
-heartbeat_timeout_seconds = 3
-"""
+# Fast timers (the launcher's gossip timers, and these): faults last seconds, so detection, intent
+# expiry and anti-entropy must too.
+REPLICATION_KEYS = "anti_entropy_interval_seconds = 1\nwrite_timeout_ms = 2000\n"
+NODE_TOML = "[transaction]\nheartbeat_timeout_seconds = 3\n"
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-
-
-def tmpfs_available(probe_dir: Path) -> bool:
-    """True when this process may mount a tmpfs (root on a machine that allows it)."""
-    probe_dir.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return False
-    if _run("mount", "-t", "tmpfs", "-o", "size=1m", "marmot-chaos-probe", str(probe_dir)).returncode != 0:
-        return False
-    _run("umount", str(probe_dir))
-    return True
 
 
 def fiu_available() -> bool:
@@ -84,11 +64,10 @@ class ChaosCluster:
             "tmpfs": tmpfs_available(workdir / "probe") if use_tmpfs is None else use_tmpfs,
             "fiu": fiu_available() if use_fiu is None else use_fiu,
         }
-        self.nodes: dict[int, NodeProcess] = {}
-        self.mounts: list[Path] = []
-        self.pool = ProxyPool()
-        self.paused: set[int] = set()
-        self.down: set[int] = set()
+        self.cluster = LocalCluster(3, workdir, proxied=True, replication_extra=REPLICATION_KEYS,
+                                    extra_toml=NODE_TOML, env={i: self._node_env(i) for i in (1, 2, 3)},
+                                    tmpfs_size=TMPFS_SIZE if self.capabilities["tmpfs"] else None,
+                                    stop_signal=signal.SIGKILL, alive_timeout=60)
         self.disk_full: set[int] = set()
         self.fsync_failing: set[int] = set()
         self.clock_ms: dict[int, int] = {1: 0, 2: 0, 3: 0}
@@ -96,54 +75,46 @@ class ChaosCluster:
 
     # -- life cycle ------------------------------------------------------------------------------
 
+    def _node_env(self, i: int) -> dict[str, str]:
+        """Node i's clock-offset and failpoint files, and libfiu's preload libraries where available."""
+        env = {"MARMOT_CLOCK_OFFSET_FILE": str(self._clock_file(i)),
+               "MARMOT_FAILPOINTS_FILE": str(self._failpoints_file(i))}
+        if self.capabilities["fiu"]:
+            env.update(LD_PRELOAD=" ".join(FIU_LIBS), FIU_CTRL_FIFO=str(self._fiu_prefix(i)), FIU_ENABLE="")
+        return env
+
     def start(self) -> None:
-        nodes = {i: make_node(self.workdir / f"n{i}", node_id=i, unix_socket=False) for i in (1, 2, 3)}
-        self.nodes = nodes
         for i in (1, 2, 3):
-            for j, dst in nodes.items():
-                if i != j:
-                    self.pool.add(i, j, free_port(), dst.grpc_port)
-        for i, n in nodes.items():
-            overrides = ", ".join(f'"127.0.0.1:{dst.grpc_port}=127.0.0.1:{self.pool.link(i, j).listen_port}"'
-                                  for j, dst in nodes.items() if j != i)
-            seeds = f'seed_nodes = ["127.0.0.1:{nodes[1].grpc_port}"]\n' if i > 1 else ""
-            text = n.config_path.read_text().replace(
-                "[cluster]\n",
-                f'[cluster]\n{TIMERS}cluster_secret = "{SECRET}"\n{seeds}dial_overrides = [{overrides}]\n', 1)
-            n.config_path.write_text(text + NODE_TOML)
-            n.data_dir.mkdir(parents=True, exist_ok=True)
-            if self.capabilities["tmpfs"]:
-                r = _run("mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", f"marmot-chaos-n{i}", str(n.data_dir))
-                if r.returncode == 0:
-                    self.mounts.append(n.data_dir)
-                else:
-                    self.capabilities["tmpfs"] = False
             self._clock_file(i).write_text("0")
-            n.env["MARMOT_CLOCK_OFFSET_FILE"] = str(self._clock_file(i))
             self._failpoints_file(i).write_text("")
-            n.env["MARMOT_FAILPOINTS_FILE"] = str(self._failpoints_file(i))
-            if self.capabilities["fiu"]:
-                n.env["LD_PRELOAD"] = " ".join(FIU_LIBS)
-                n.env["FIU_CTRL_FIFO"] = str(self._fiu_prefix(i))
-                n.env["FIU_ENABLE"] = ""
-        for n in nodes.values():
-            n.start()
-        self.wait_all_alive(60)
+        self.cluster.start()
+        if self.capabilities["tmpfs"]:
+            self.capabilities["tmpfs"] = self.cluster.on_tmpfs
         self.sql(1, f"CREATE DATABASE IF NOT EXISTS {DB}", db=None)
 
     def close(self) -> None:
         """Stop every node by its PID (resumed first: a stopped process ignores SIGTERM), the proxies,
         and unmount every tmpfs. Safe to call twice."""
+        self.cluster.stop()
         for i, n in self.nodes.items():
-            if n.proc is not None and n.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(n.pid, signal.SIGCONT)
-                n.stop(signal.SIGKILL)
             self._remove_fiu_fifos(i, n)
-        self.pool.close()
-        for m in self.mounts:
-            _run("umount", "-l", str(m))
-        self.mounts = []
+
+    @property
+    def nodes(self) -> dict[int, NodeProcess]:
+        return self.cluster.by_id
+
+    @property
+    def pool(self) -> ProxyPool:
+        assert self.cluster.proxy is not None, "the cluster is not started"
+        return self.cluster.proxy
+
+    @property
+    def down(self) -> set[int]:
+        return self.cluster.down
+
+    @property
+    def paused(self) -> set[int]:
+        return self.cluster.paused
 
     def node_log(self, i: int) -> str:
         return self.nodes[i].log()
@@ -171,37 +142,24 @@ class ChaosCluster:
     def heal_network(self) -> None:
         self.pool.heal()
 
-    # -- process faults -----------------------------------------------------------------------------
+    # -- process faults (by PID: the launcher's) -----------------------------------------------------
 
     def kill(self, i: int) -> None:
-        n = self.nodes[i]
-        if n.proc is not None and n.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(n.pid, signal.SIGCONT)
-            n.stop(signal.SIGKILL)
-        self._remove_fiu_fifos(i, n)
-        self.paused.discard(i)
+        self.cluster.kill(i)
+        self._remove_fiu_fifos(i, self.nodes[i])
         self.fsync_failing.discard(i)
-        self.down.add(i)
 
     def restart(self, i: int) -> None:
         """Start a killed node again on its data. A full disk may keep it from starting: the caller
         heals the disk first."""
-        if i not in self.down:
-            return
-        self.nodes[i].start(timeout=60)
-        self.down.discard(i)
+        if i in self.down:
+            self.cluster.restart(i, timeout=60)
 
     def pause(self, i: int) -> None:
-        if i not in self.down and i not in self.paused:
-            os.kill(self.nodes[i].pid, signal.SIGSTOP)
-            self.paused.add(i)
+        self.cluster.pause(i)
 
     def resume(self, i: int) -> None:
-        if i in self.paused:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.nodes[i].pid, signal.SIGCONT)
-            self.paused.discard(i)
+        self.cluster.resume(i)
 
     # -- clock skew ---------------------------------------------------------------------------------
 
@@ -294,30 +252,21 @@ class ChaosCluster:
     # -- observation -----------------------------------------------------------------------------------
 
     def admin(self, i: int, path: str, timeout: float = 5.0) -> Any:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.nodes[i].grpc_port}{path}",
-                                     headers={"X-Marmot-Secret": SECRET})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
+        return admin_json(self.nodes[i], path, SECRET, timeout)
 
     def states(self, i: int) -> dict[int, str]:
-        try:
-            body = self.admin(i, "/admin/cluster/members")
-        except (urllib.error.URLError, OSError, ValueError):
-            return {}
-        return {m["node_id"]: m["state"] for m in body.get("members", [])}
+        return member_states(self.nodes[i])
 
     def wait_all_alive(self, timeout: float) -> bool:
-        want = {1: "ALIVE", 2: "ALIVE", 3: "ALIVE"}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(self.states(i) == want for i in (1, 2, 3)):
-                return True
-            time.sleep(0.2)
-        return False
+        """Whether every node sees every node ALIVE within ``timeout`` seconds."""
+        try:
+            self.cluster.wait_all_alive(timeout)
+        except RuntimeError:
+            return False
+        return True
 
     def sql(self, i: int, statement: str, args: Any = None, db: str | None = DB) -> list[tuple]:
-        c = pymysql.connect(host="127.0.0.1", port=self.nodes[i].mysql_port, user="root", password="",
-                            database=db, autocommit=True, connect_timeout=5, read_timeout=30)
+        c = connect(self.nodes[i], db, local_infile=False, read_timeout=30)
         try:
             with c.cursor() as cur:
                 cur.execute(statement, args)

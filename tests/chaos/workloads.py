@@ -30,6 +30,7 @@ from typing import Any
 import pymysql
 
 from tests.chaos.cluster import DB, ChaosCluster
+from tests.support import connect
 
 REGISTER_KEYS = 8
 BANK_ACCOUNTS = 8
@@ -142,9 +143,8 @@ class Client(threading.Thread):
 
     def connect(self) -> Any:
         if self.conn is None:
-            self.conn = pymysql.connect(host="127.0.0.1", port=self.cluster.nodes[self.node].mysql_port,
-                                        user="root", password="", database=DB, autocommit=True,
-                                        connect_timeout=2, read_timeout=5, write_timeout=5)
+            self.conn = connect(self.cluster.nodes[self.node], DB, local_infile=False,
+                                connect_timeout=2, read_timeout=5, write_timeout=5)
         return self.conn
 
     def drop(self) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pymysql
 
 from marmot.ids import MAX_SAFE_INTEGER, decode_compact_id
-from tests.cluster.replicated import cluster_fixture, connect, wait_until_equal
-from tests.nodeproc import NodeProcess
+from marmot.testing import NodeProcess
+from tests.support import cluster_fixture, connect, wait_until_equal
 
 cluster = cluster_fixture(n=3)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from tests.cluster.replicated import connect, replicated_cluster, run, wait_until_equal
+from tests.support import connect, replicated_cluster, run, wait_until_equal
 
 BORN = 4800  # with the other writes below, node 3 misses more than 5,000 transactions
 

@@ -20,8 +20,8 @@ import threading
 import pymysql
 import pytest
 
-from tests.cluster.replicated import cluster_fixture, connect, marmot_verify, run, wait_until_equal
-from tests.nodeproc import NodeProcess
+from marmot.testing import NodeProcess
+from tests.support import cluster_fixture, connect, marmot_verify, run, wait_until_equal
 
 cluster = cluster_fixture(3)
 

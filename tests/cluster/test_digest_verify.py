@@ -9,7 +9,6 @@ anti-entropy's lag per peer and database, and ``/metrics`` the digests and lag."
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from typing import Any
 
@@ -17,9 +16,9 @@ import apsw
 
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import encode_row_key
-from tests.cluster.replicated import SECRET, replicated_cluster, run, wait_until_equal
-from tests.cluster.replicated import marmot_verify as verify
-from tests.nodeproc import NodeProcess
+from marmot.testing import SECRET, NodeProcess
+from tests.support import marmot_verify as verify
+from tests.support import replicated_cluster, run, wait_for, wait_until_equal
 
 
 def admin(node: NodeProcess, path: str) -> Any:
@@ -27,18 +26,6 @@ def admin(node: NodeProcess, path: str) -> Any:
     with urllib.request.urlopen(req, timeout=5) as resp:
         body = resp.read()
     return json.loads(body) if path != "/metrics" else body.decode()
-
-
-def wait_for(what: str, fn: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} within {timeout}s; last: {last!r}")
-
 
 
 def test_digests_verify_and_lag(tmp_path):
@@ -53,9 +40,9 @@ def test_digests_verify_and_lag(tmp_path):
         wait_until_equal(nodes, "SELECT * FROM items ORDER BY id")
 
         # equal digests on every node (a follower may apply a moment later: poll)
-        docs = wait_for("equal digests on all nodes",
-                        lambda: (d := [admin(n, "/admin/databases/marmot/digest") for n in nodes])
-                        and all(x["tables"] == d[0]["tables"] for x in d) and d)
+        docs = wait_for(lambda: (d := [admin(n, "/admin/databases/marmot/digest") for n in nodes])
+                        and all(x["tables"] == d[0]["tables"] for x in d) and d,
+                        what="equal digests on all nodes")
         tables = docs[0]["tables"]
         assert set(tables) == {"items", "tags"}
         assert tables["items"]["rows"] == want and tables["tags"]["rows"] == 1
@@ -67,9 +54,9 @@ def test_digests_verify_and_lag(tmp_path):
         assert ok.stdout.rstrip().endswith("2 table(s) on 3 node(s): all match")
 
         # lag per peer and database, from anti-entropy's rounds (every second here)
-        status = wait_for("anti-entropy lag of both peers on node 3",
-                          lambda: (s := admin(n3, "/admin/cluster/replication"))
-                          and {(e["peer"], e["database"]) for e in s["lag"]} >= {(1, "marmot"), (2, "marmot")} and s)
+        status = wait_for(lambda: (s := admin(n3, "/admin/cluster/replication"))
+                          and {(e["peer"], e["database"]) for e in s["lag"]} >= {(1, "marmot"), (2, "marmot")} and s,
+                          what="anti-entropy lag of both peers on node 3")
         assert status["anti_entropy"]["enabled"] is True and status["anti_entropy"]["rounds"] >= 1
         for e in status["lag"]:
             assert e["behind_txns"] == 0, e
@@ -86,8 +73,8 @@ def test_digests_verify_and_lag(tmp_path):
             node.stop()
             node.env = {"MARMOT_FAILPOINTS": "anti_entropy_before_repair=sleep:6"}
             node.start()
-        wait_for("nodes 1 and 2 back with the same digests",
-                 lambda: all(admin(n, "/admin/databases/marmot/digest")["tables"] == tables for n in nodes))
+        wait_for(lambda: all(admin(n, "/admin/databases/marmot/digest")["tables"] == tables for n in nodes),
+                 what="nodes 1 and 2 back with the same digests")
 
         # Silent divergence: node 3's row 10 rewritten in its file while it runs, at a newer version,
         # with the versions and digest kept as the applier would — but nothing in any commit log.
@@ -119,19 +106,17 @@ def test_digests_verify_and_lag(tmp_path):
 
         # anti-entropy notices it too: once both logs are applied and the digests stay apart for two
         # rounds, the replication status lists the table as divergent
-        div = wait_for("divergence reported by anti-entropy on node 1",
-                       lambda: [e for e in admin(n1, "/admin/cluster/replication")["lag"]
-                                if e["peer"] == 3 and e["database"] == "marmot" and e["divergent_tables"]])
+        div = wait_for(lambda: [e for e in admin(n1, "/admin/cluster/replication")["lag"]
+                                if e["peer"] == 3 and e["database"] == "marmot" and e["divergent_tables"]],
+                       what="divergence reported by anti-entropy on node 1")
         assert div[0]["divergent_tables"] == ["items"]
 
         # ... and repairs it, row by row, last-writer-wins: node 3's row carries the newest version, so
         # every node pulls it from node 3 and the digests meet again
-        wait_for("digests equal again after repair",
-                 lambda: (d := [admin(n, "/admin/databases/marmot/digest")["tables"] for n in nodes])
-                 and all(x == d[0] for x in d), timeout=20)
+        wait_for(lambda: (d := [admin(n, "/admin/databases/marmot/digest")["tables"] for n in nodes])
+                 and all(x == d[0] for x in d), timeout=20, what="digests equal again after repair")
         for i, node in enumerate(nodes, 1):
-            wait_for(f"row 10 repaired on node {i}",
-                     lambda node=node: tuple(map(tuple, run(node, "SELECT v FROM items WHERE id = 10"))) == (("tampered",),),
-                     timeout=20)
+            wait_for(lambda node=node: tuple(map(tuple, run(node, "SELECT v FROM items WHERE id = 10"))) == (("tampered",),),
+                     timeout=20, what=f"row 10 repaired on node {i}")
         repaired = verify(n1)
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr

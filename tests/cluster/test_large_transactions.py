@@ -3,7 +3,7 @@ one frame (64 MiB) still replicate; deadlines grow with the size (issue "Replica
 
 from __future__ import annotations
 
-from tests.cluster.replicated import replicated_cluster, run, wait_until_equal
+from tests.support import replicated_cluster, run, wait_until_equal
 
 
 def test_transaction_larger_than_a_chunk_replicates(tmp_path):

@@ -13,29 +13,8 @@ import urllib.request
 import pymysql
 import pytest
 
-from tests.cluster.replicated import SECRET, TIMERS, admin_call
-from tests.nodeproc import NodeProcess, make_node
-
-
-def states(node: NodeProcess, secret: str = SECRET) -> dict[int, str]:
-    _, body = admin_call(node, "/admin/cluster/members", secret=secret)
-    return {m["node_id"]: m["state"] for m in body.get("members", [])}
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
-
-
-def seed_config(seed: NodeProcess | None, secret: str = SECRET) -> str:
-    seeds = f'seed_nodes = ["127.0.0.1:{seed.grpc_port}"]\n' if seed else ""
-    return f'{TIMERS}cluster_secret = "{secret}"\n{seeds}'
+from marmot.testing import SECRET, NodeProcess, admin_call, join_keys, make_node, member_states
+from tests.support import connect, wait_for
 
 
 @pytest.fixture
@@ -44,7 +23,7 @@ def cluster(tmp_path):
 
     def start(node_id: int, seed: NodeProcess | None, secret: str = SECRET, name: str = "") -> NodeProcess:
         n = make_node(tmp_path / (name or f"n{node_id}"), node_id=node_id,
-                      cluster_extra=seed_config(seed, secret), unix_socket=False)
+                      cluster_extra=join_keys(seed, secret), unix_socket=False)
         nodes.append(n.start())
         return n
 
@@ -60,7 +39,7 @@ def test_join_failure_detection_restart_remove_allow(cluster):
     n3 = start(3, n1)
     everyone_alive = {1: "ALIVE", 2: "ALIVE", 3: "ALIVE"}
     for n in (n1, n2, n3):
-        wait_for(lambda n=n: states(n) == everyone_alive)
+        wait_for(lambda n=n: member_states(n) == everyone_alive)
     status, health = admin_call(n2, "/admin/cluster/health")
     assert status == 200 and health["has_quorum"] and health["total"] == 3
 
@@ -68,31 +47,31 @@ def test_join_failure_detection_restart_remove_allow(cluster):
     n3.stop(signal.SIGKILL)
     killed = time.monotonic()
     for n in (n1, n2):
-        wait_for(lambda n=n: states(n).get(3) in ("SUSPECT", "DEAD"), timeout=5)
+        wait_for(lambda n=n: member_states(n).get(3) in ("SUSPECT", "DEAD"), timeout=5)
     for n in (n1, n2):
-        wait_for(lambda n=n: states(n).get(3) == "DEAD", timeout=5)
+        wait_for(lambda n=n: member_states(n).get(3) == "DEAD", timeout=5)
     assert time.monotonic() - killed < 0.6 + 1.2 + 3.0  # suspect + dead timeouts + probe/gossip slack
 
     # restarted, it is ALIVE again everywhere
     n3.start()
     for n in (n1, n2, n3):
-        wait_for(lambda n=n: states(n) == everyone_alive)
+        wait_for(lambda n=n: member_states(n) == everyone_alive)
 
     # remove: excluded everywhere and cannot rejoin by itself; allow: it may rejoin after a restart
     status, _ = admin_call(n1, "/admin/cluster/remove/3", "POST")
     assert status == 200
     for n in (n1, n2):
-        wait_for(lambda n=n: states(n).get(3) == "REMOVED")
+        wait_for(lambda n=n: member_states(n).get(3) == "REMOVED")
     n3.stop()
     with pytest.raises(RuntimeError) as ei:  # refused by the cluster: the node says so and exits
         n3.start()
     assert "removed" in str(ei.value).lower()
-    assert states(n1).get(3) == "REMOVED"
+    assert member_states(n1).get(3) == "REMOVED"
     status, _ = admin_call(n1, "/admin/cluster/allow/3", "POST")
     assert status == 200
     n3.start()
     for n in (n1, n2):
-        wait_for(lambda n=n: states(n).get(3) == "ALIVE")
+        wait_for(lambda n=n: member_states(n).get(3) == "ALIVE")
 
 
 def test_wrong_secret_refused_and_admin_auth(cluster):
@@ -100,8 +79,8 @@ def test_wrong_secret_refused_and_admin_auth(cluster):
     n1 = start(1, None)
     intruder = start(4, n1, secret="not-the-secret")
     time.sleep(1.0)
-    assert 4 not in states(n1)
-    assert set(states(intruder, secret="not-the-secret")) == {4}
+    assert 4 not in member_states(n1)
+    assert set(member_states(intruder, secret="not-the-secret")) == {4}
     wait_for(lambda: "invalid cluster secret" in n1.log() and "invalid cluster secret" in intruder.log())
     status, body = admin_call(n1, "/admin/cluster/members", secret="wrong")
     assert status == 401 and "error" in body
@@ -115,16 +94,14 @@ def test_lone_restarted_node_refuses_writes(cluster):
     n2 = start(2, n1)
     n3 = start(3, n1)
     for n in (n1, n2, n3):
-        wait_for(lambda n=n: len([s for s in states(n).values() if s == "ALIVE"]) == 3)
-    c = pymysql.connect(host="127.0.0.1", port=n1.mysql_port, user="root", password="", database="marmot",
-                        autocommit=True)
+        wait_for(lambda n=n: len([s for s in member_states(n).values() if s == "ALIVE"]) == 3)
+    c = connect(n1)
     c.cursor().execute("CREATE TABLE lone (id INT PRIMARY KEY)")
     c.close()
     for n in (n1, n2, n3):
         n.stop()
     n1.start()  # alone: it remembers a 3-node membership and must not act as a cluster of one
-    c = pymysql.connect(host="127.0.0.1", port=n1.mysql_port, user="root", password="", database="marmot",
-                        autocommit=True)
+    c = connect(n1)
     cur = c.cursor()
     with pytest.raises(pymysql.err.MySQLError) as ei:
         cur.execute("INSERT INTO lone VALUES (1)")
@@ -134,7 +111,7 @@ def test_lone_restarted_node_refuses_writes(cluster):
     status, health = admin_call(n1, "/admin/cluster/health")
     assert status == 503 and not health["has_quorum"]
     n2.start()  # a majority again: writes are accepted
-    wait_for(lambda: states(n1).get(2) == "ALIVE")
+    wait_for(lambda: member_states(n1).get(2) == "ALIVE")
     cur.execute("INSERT INTO lone VALUES (1)")
     c.close()
 
@@ -143,10 +120,10 @@ def test_decommission_status_cancel_and_databases(cluster):
     start, nodes = cluster
     n1 = start(1, None)
     n2 = start(2, n1)
-    wait_for(lambda: states(n1) == {1: "ALIVE", 2: "ALIVE"})
+    wait_for(lambda: member_states(n1) == {1: "ALIVE", 2: "ALIVE"})
     status, body = admin_call(n1, "/admin/cluster/decommission/2", "POST")  # forwarded to node 2 over RPC
     assert status == 200 and body["phase"] == "draining"
-    wait_for(lambda: states(n1).get(2) == "LEAVING")
+    wait_for(lambda: member_states(n1).get(2) == "LEAVING")
     # nothing in flight: the drain ends at once (cancelling one that waits: tests/cluster/test_operations.py)
     wait_for(lambda: admin_call(n1, "/admin/cluster/decommission/2/status")[1].get("phase") == "done")
     assert n2.proc is not None and n2.proc.wait(10) == 0
@@ -162,8 +139,8 @@ def test_metrics_on_the_cluster_port(cluster):
     start, nodes = cluster
     n1 = start(1, None)
     start(2, n1)
-    wait_for(lambda: states(n1) == {1: "ALIVE", 2: "ALIVE"})
-    c = pymysql.connect(host="127.0.0.1", port=n1.mysql_port, user="root", password="", database="marmot")
+    wait_for(lambda: member_states(n1) == {1: "ALIVE", 2: "ALIVE"})
+    c = connect(n1, autocommit=False)
     c.cursor().execute("SELECT 1")
     with pytest.raises(pymysql.err.MySQLError):
         c.cursor().execute("SELEC 1")
@@ -190,8 +167,8 @@ def test_cluster_port_over_tls(tmp_path):
 
     cert, key = _self_signed(tmp_path)
     tls = f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\ntls_ca_file = "{cert}"\n'
-    n1 = make_node(tmp_path / "t1", node_id=1, unix_socket=False, cluster_extra=seed_config(None) + tls).start()
-    n2 = make_node(tmp_path / "t2", node_id=2, unix_socket=False, cluster_extra=seed_config(n1) + tls).start()
+    n1 = make_node(tmp_path / "t1", node_id=1, unix_socket=False, cluster_extra=join_keys(None) + tls).start()
+    n2 = make_node(tmp_path / "t2", node_id=2, unix_socket=False, cluster_extra=join_keys(n1) + tls).start()
     try:
         ctx = ssl.create_default_context(cafile=cert)
         ctx.check_hostname = False
@@ -215,8 +192,8 @@ def test_duplicate_node_id_refused(cluster):
     start, nodes = cluster
     n1 = start(1, None)
     start(2, n1)
-    wait_for(lambda: states(n1) == {1: "ALIVE", 2: "ALIVE"})
+    wait_for(lambda: member_states(n1) == {1: "ALIVE", 2: "ALIVE"})
     with pytest.raises(RuntimeError) as ei:  # another node 2 at another address: refused, says why, exits
         start(2, n1, name="impostor")
     assert "node 2" in str(ei.value) and "refused" in str(ei.value)
-    assert states(n1) == {1: "ALIVE", 2: "ALIVE"}
+    assert member_states(n1) == {1: "ALIVE", 2: "ALIVE"}

@@ -10,15 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.replicated import (
-    admin_call,
-    connect,
-    member_states,
-    replicated_cluster,
-    run,
-    wait_until_equal,
-)
-from tests.nodeproc import NodeProcess
+from marmot.testing import NodeProcess, admin_call, member_states
+from tests.support import connect, replicated_cluster, run, wait_until_equal
 
 GRACE_MS = 30000  # long on purpose: a drain that waited for it would be unmistakable
 GRACE = f"shutdown_grace_period_ms = {GRACE_MS}\n"

@@ -1,4 +1,4 @@
-"""A partition through the fault proxy (tests/faultproxy.py): 3 nodes, node 3 cut off from both others.
+"""A partition through the fault proxy (marmot.testing.faultproxy): 3 nodes, node 3 cut off from both others.
 
 The majority keeps committing QUORUM writes, the minority refuses them (1105); writes at ONE succeed on
 both sides, also to the same rows; after the heal anti-entropy brings every node to the same rows, and
@@ -13,9 +13,8 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from tests.cluster.replicated import admin_json, proxied_cluster, run, wait_until_equal
-from tests.faultproxy import ProxyPool
-from tests.nodeproc import NodeProcess
+from marmot.testing import NodeProcess, ProxyPool, admin_json
+from tests.support import proxied_cluster, run, wait_until_equal
 
 
 @pytest.fixture

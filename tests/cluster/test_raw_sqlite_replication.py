@@ -11,7 +11,8 @@ import apsw
 import pymysql
 import pytest
 
-from tests.cluster.replicated import admin_json, cluster_fixture, connect, wait_until_equal
+from marmot.testing import admin_json
+from tests.support import cluster_fixture, connect, wait_until_equal
 
 cluster = cluster_fixture(3)
 

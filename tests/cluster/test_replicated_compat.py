@@ -27,8 +27,8 @@ from typing import Any
 import pymysql
 import pytest
 
-from tests.cluster.replicated import cluster_fixture, connect, run, wait_until_equal
-from tests.nodeproc import NodeProcess
+from marmot.testing import NodeProcess
+from tests.support import cluster_fixture, connect, run, wait_until_equal
 
 cluster = cluster_fixture(n=3)
 

@@ -17,19 +17,14 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from tests.cluster.test_membership_cluster import seed_config, states, wait_for
-from tests.nodeproc import NodeProcess, make_node
+from marmot.testing import LocalCluster, NodeProcess, member_states
+from tests.support import connect, wait_for
 
 HEARTBEAT = 2  # [transaction] heartbeat_timeout_seconds for these tests
 
 
-def connect(node: NodeProcess) -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", database="marmot",
-                           autocommit=True, read_timeout=30)
-
-
 def query(node: NodeProcess, sql: str, args: tuple = ()) -> tuple:
-    c = connect(node)
+    c = connect(node, read_timeout=30)
     try:
         cur = c.cursor()
         cur.execute(sql, args)
@@ -44,22 +39,14 @@ def rows_on(node: NodeProcess, table: str) -> tuple:
 
 @pytest.fixture
 def trio(tmp_path) -> Iterator[tuple[list[NodeProcess], dict]]:
-    """Three nodes; ``env[i]`` is the extra environment node i+1 gets when (re)started."""
-    nodes: list[NodeProcess] = []
-    seed = None
-    for i in (1, 2, 3):
-        n = make_node(tmp_path / f"n{i}", node_id=i, unix_socket=False, cluster_extra=seed_config(seed),
-                      extra_toml=f"[transaction]\nheartbeat_timeout_seconds = {HEARTBEAT}\n")
-        nodes.append(n.start())
-        seed = seed or n
-    for n in nodes:
-        wait_for(lambda n=n: list(states(n).values()).count("ALIVE") == 3)
-    query(nodes[0], "CREATE TABLE acct (id INT PRIMARY KEY, v INT)")
-    for n in nodes:
-        wait_for(lambda n=n: query(n, "SHOW TABLES LIKE 'acct'") == (("acct",),))
-    yield nodes, {}
-    for n in nodes:
-        n.stop(signal.SIGKILL)
+    """Three nodes with a short heartbeat timeout and table ``acct`` on all of them; SIGKILLed afterwards."""
+    with LocalCluster(3, tmp_path, extra_toml=f"[transaction]\nheartbeat_timeout_seconds = {HEARTBEAT}\n",
+                      stop_signal=signal.SIGKILL) as cluster:
+        nodes = cluster.nodes
+        query(nodes[0], "CREATE TABLE acct (id INT PRIMARY KEY, v INT)")
+        for n in nodes:
+            wait_for(lambda n=n: query(n, "SHOW TABLES LIKE 'acct'") == (("acct",),))
+        yield nodes, {}
 
 
 def restart(node: NodeProcess, failpoints: str = "") -> None:
@@ -70,7 +57,7 @@ def restart(node: NodeProcess, failpoints: str = "") -> None:
 
 def wait_alive(nodes: list[NodeProcess], count: int) -> None:
     for n in nodes:
-        wait_for(lambda n=n: list(states(n).values()).count("ALIVE") >= count, timeout=20)
+        wait_for(lambda n=n: list(member_states(n).values()).count("ALIVE") >= count, timeout=20)
 
 
 def write_in_thread(node: NodeProcess, sql: str) -> dict:
@@ -192,7 +179,7 @@ def test_quorum_lost_refuses_with_1105(trio):
     n1, n2, n3 = nodes
     n2.stop(signal.SIGKILL)
     n3.stop(signal.SIGKILL)
-    wait_for(lambda: list(states(n1).values()).count("ALIVE") == 1, timeout=20)
+    wait_for(lambda: list(member_states(n1).values()).count("ALIVE") == 1, timeout=20)
     with pytest.raises(pymysql.err.OperationalError) as ei:
         query(n1, "INSERT INTO acct VALUES (1, 1)")
     assert ei.value.args[0] == 1105 and "quorum" in ei.value.args[1]

@@ -12,17 +12,14 @@ import urllib.request
 import pymysql
 import pytest
 
-from tests.cluster.replicated import SECRET, cluster_fixture, connect, member_states, run, wait_until_equal
-from tests.nodeproc import NodeProcess
+from marmot.testing import NodeProcess, admin_json, member_states
+from tests.support import cluster_fixture, connect, run, wait_until_equal
 
 cluster = cluster_fixture()
 
 
 def admin_members(node: NodeProcess) -> list[dict]:
-    req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}/admin/cluster/members",
-                                 headers={"X-Marmot-Secret": SECRET})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())["members"]
+    return admin_json(node, "/admin/cluster/members")["members"]
 
 
 def metrics(node: NodeProcess) -> str:

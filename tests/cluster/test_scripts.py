@@ -15,8 +15,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.cluster.test_membership_cluster import wait_for
-from tests.nodeproc import REPO, pid_alive
+from marmot.testing import pid_alive
+from tests.support import REPO, wait_for
 
 PORTS = (3307, 3308, 3309, 8081, 8082, 8083)
 MARMOT = str(Path(sys.executable).parent / "marmot")

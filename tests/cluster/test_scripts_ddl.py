@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.nodeproc import REPO
+from tests.support import REPO
 
 STEPS = (
     "CREATE TABLE on node 1 replicates to node 2",

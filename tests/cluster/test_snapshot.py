@@ -11,16 +11,8 @@ from pathlib import Path
 
 import apsw
 
-from tests.cluster.replicated import (
-    SECRET,
-    TIMERS,
-    connect,
-    member_states,
-    replicated_cluster,
-    run,
-    wait_until_equal,
-)
-from tests.nodeproc import NodeProcess, make_node
+from marmot.testing import NodeProcess, join_keys, make_node, member_states
+from tests.support import connect, replicated_cluster, run, wait_until_equal
 
 # GC within seconds: log entries older than 0.001 h (3.6 s) go whatever the members consumed
 FAST_GC = ("anti_entropy_interval_seconds = 1\ngc_interval_seconds = 1\ngc_min_retention_hours = 0\n"
@@ -85,7 +77,7 @@ def test_empty_node_joins_loaded_cluster(tmp_path):
         cur.execute("DELETE FROM t WHERE id % 11 = 0")
         wait_until_equal(nodes, "SELECT COUNT(*), SUM(id) FROM t", timeout=30)
         n3 = make_node(tmp_path / "n3", node_id=3, unix_socket=False,
-                       cluster_extra=f'{TIMERS}cluster_secret = "{SECRET}"\nseed_nodes = ["127.0.0.1:{n1.grpc_port}"]\n',
+                       cluster_extra=join_keys(n1),
                        extra_toml=f'[replication]\ndefault_write_consistency = "QUORUM"\n{extra}')
         stop = threading.Event()
         written: list[int] = []

@@ -14,24 +14,21 @@ Real node processes on 127.0.0.1, a real MySQL client (PyMySQL) and the ``marmot
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
 import pytest
 
-from tests.cluster.replicated import admin_json, connect, run
-from tests.nodeproc import REPO, NodeProcess, free_port, make_node
+from marmot.testing import TIMERS, NodeProcess, admin_call, admin_json, free_port, make_node
+from tests.support import REPO, connect, run, wait_for
 
 SECRET = "unjoined-test-secret"
-TIMERS = "gossip_interval_ms = 100\nsuspect_timeout_ms = 600\ndead_timeout_ms = 1200\n"
+# a MySQL error while a node is still joining means "not yet" to wait_for
+NOT_YET = (pymysql.err.MySQLError,)
 
 
 def configure(tmp: Path, node_id: int, *, seeds: list[str], secret: str = SECRET,
@@ -73,16 +70,6 @@ def refused(node: NodeProcess, sql: str) -> str:
     return str(ei.value.args[1])
 
 
-def query(node: NodeProcess, sql: str) -> tuple:
-    c = connect(node)
-    try:
-        cur = c.cursor()
-        cur.execute(sql)
-        return tuple(cur.fetchall())
-    finally:
-        c.close()
-
-
 def health_cli(node: NodeProcess, secret: str = SECRET) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "marmot.cli", "health", "--address", f"127.0.0.1:{node.grpc_port}",
                            "--secret", secret], capture_output=True, text=True, timeout=60, cwd=str(REPO))
@@ -90,13 +77,7 @@ def health_cli(node: NodeProcess, secret: str = SECRET) -> subprocess.CompletedP
 
 def health_json(node: NodeProcess, secret: str = SECRET) -> tuple[int, dict]:
     """``GET /admin/cluster/health``: (status, body), the 503 of an unhealthy node included."""
-    req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}/admin/cluster/health",
-                                 headers={"X-Marmot-Secret": secret})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    return admin_call(node, "/admin/cluster/health", secret=secret, timeout=5)
 
 
 def wait_join_failure(node: NodeProcess, seed: str, reason: str, secret: str = SECRET) -> None:
@@ -106,22 +87,7 @@ def wait_join_failure(node: NodeProcess, seed: str, reason: str, secret: str = S
         status, body = health_json(node, secret)
         return status == 503 and body["join"]["failures"][seed].startswith(reason)
 
-    wait_for(seen, what=f"join failure {reason!r} at {seed}")
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except pymysql.err.MySQLError as err:
-            last = err
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
+    wait_for(seen, timeout=30, what=f"join failure {reason!r} at {seed}", ignore=NOT_YET)
 
 
 def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path, nodes: list[NodeProcess]) -> None:
@@ -133,8 +99,8 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
                 "CREATE TABLE t1 (id INT PRIMARY KEY) /*+ MARMOT_CONSISTENCY(ONE) */"):
         msg = refused(n2, sql)
         assert "has not joined a cluster" in msg and f"seed {seed_addr}: connection refused" in msg, msg
-    assert query(n2, "SELECT 1") == ((1,),)  # reads are local and stay allowed
-    assert query(n2, "SHOW TABLES") == ()
+    assert run(n2, "SELECT 1") == ((1,),)  # reads are local and stay allowed
+    assert run(n2, "SHOW TABLES") == ()
 
     got = health_cli(n2)
     assert got.returncode == 1, got
@@ -147,8 +113,8 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
 
     # the seed comes up where n2's seed_nodes point: n2 joins by itself and the same writes succeed
     n1 = start(nodes, configure(tmp_path / "n1", 1, seeds=[], grpc_port=seed_port))
-    wait_for(lambda: query(n2, "CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY, v TEXT)") == (),
-             what="CREATE TABLE after the join")
+    wait_for(lambda: run(n2, "CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY, v TEXT)") == (),
+             timeout=30, what="CREATE TABLE after the join", ignore=NOT_YET)
     c = connect(n2)
     try:
         cur = c.cursor()
@@ -156,9 +122,11 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
         cur.execute("CREATE DATABASE other")
     finally:
         c.close()
-    wait_for(lambda: query(n1, "SELECT id, v FROM t") == ((1, "after the join"),), what="row on the seed")
+    wait_for(lambda: run(n1, "SELECT id, v FROM t") == ((1, "after the join"),), timeout=30, what="row on the seed",
+             ignore=NOT_YET)
     assert "joined the cluster" in n2.log()
-    wait_for(lambda: health_cli(n2).returncode == 0, what="n2 healthy (ALIVE once caught up, with quorum)")
+    wait_for(lambda: health_cli(n2).returncode == 0, timeout=30, what="n2 healthy (ALIVE once caught up, with quorum)",
+             ignore=NOT_YET)
 
     # n2 has joined: restarted alone it knows the 2-node membership, is no longer "not joined", and
     # refuses QUORUM writes by the ordinary quorum rule while ONE writes go on
@@ -167,7 +135,7 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
     n2.start()
     msg = refused(n2, "INSERT INTO t VALUES (2, 'alone')")
     assert "quorum not reached" in msg and "not joined" not in msg, msg
-    assert query(n2, "INSERT /*+ MARMOT_CONSISTENCY(ONE) */ INTO t VALUES (3, 'one')") == ()
+    assert run(n2, "INSERT /*+ MARMOT_CONSISTENCY(ONE) */ INTO t VALUES (3, 'one')") == ()
 
 
 def test_wrong_cluster_secret_refuses_writes_naming_the_seed(tmp_path: Path, nodes: list[NodeProcess]) -> None:
@@ -181,7 +149,7 @@ def test_wrong_cluster_secret_refuses_writes_naming_the_seed(tmp_path: Path, nod
     assert got.returncode == 1 and "NOT JOINED" in got.stdout and "authentication failed" in got.stdout, got
     assert "authentication failed" in n2.log()
     # nothing leaked into the real cluster, which goes on writing alone as it was configured to
-    assert query(n1, "CREATE TABLE t (id INT PRIMARY KEY)") == ()
+    assert run(n1, "CREATE TABLE t (id INT PRIMARY KEY)") == ()
     assert set(m["node_id"] for m in admin_json(n1, "/admin/cluster/members", SECRET)["members"]) == {1}
 
 
@@ -200,13 +168,13 @@ def test_former_single_node_with_unreachable_seed_refuses_dml_and_reads(tmp_path
                 "INSERT /*+ MARMOT_CONSISTENCY(ALL) */ INTO t VALUES (4, 'all')"):
         msg = refused(n, sql)
         assert f"seed {dead}: connection refused" in msg, msg
-    assert query(n, "SELECT id, v FROM t") == ((1, "alone"),)
+    assert run(n, "SELECT id, v FROM t") == ((1, "alone"),)
 
 
 def test_no_seeds_is_a_deliberate_single_node_cluster(tmp_path: Path, nodes: list[NodeProcess]) -> None:
     n = start(nodes, configure(tmp_path / "n1", 1, seeds=[]))
     run(n, "CREATE TABLE t (id INT PRIMARY KEY)", "INSERT INTO t VALUES (1)")
-    assert query(n, "SELECT id FROM t") == ((1,),)
+    assert run(n, "SELECT id FROM t") == ((1,),)
     status, health = health_json(n)
     assert status == 200 and health["ok"] and health["join"] == {"joined": True, "seeds": []}
     assert "NOT JOINED" not in health_cli(n).stdout

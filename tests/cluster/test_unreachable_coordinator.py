@@ -17,7 +17,7 @@ import time
 
 import pymysql
 
-from tests.cluster.replicated import connect, proxied_cluster, run, wait_until_equal
+from tests.support import connect, proxied_cluster, run, wait_until_equal
 
 STALL = 6  # seconds node 1 sits between PREPARE and its decision (> heartbeat + resolver round)
 

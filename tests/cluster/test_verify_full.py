@@ -10,8 +10,9 @@ import time
 
 import apsw
 
-from tests.cluster.replicated import marmot_verify as verify
-from tests.cluster.replicated import member_states, replicated_cluster, run, wait_until_equal
+from marmot.testing import member_states
+from tests.support import marmot_verify as verify
+from tests.support import replicated_cluster, run, wait_until_equal
 
 
 def test_verify_full_finds_a_row_changed_in_a_stopped_nodes_file(tmp_path):

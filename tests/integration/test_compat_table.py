@@ -10,6 +10,8 @@ from __future__ import annotations
 import pymysql
 import pytest
 
+from tests.support import connect
+
 
 def q(cur, sql, args=None):
     cur.execute(sql, args)
@@ -18,8 +20,7 @@ def q(cur, sql, args=None):
 
 @pytest.fixture
 def cur(node):
-    c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                        autocommit=True, local_infile=True)
+    c = connect(node)
     cur = c.cursor()
     cur.execute("DROP DATABASE IF EXISTS compat")
     cur.execute("CREATE DATABASE compat")

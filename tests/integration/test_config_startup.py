@@ -12,7 +12,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.nodeproc import REPO, make_node
+from marmot.testing import make_node
+from tests.support import REPO
 
 INERT = "accepted for compatibility, no effect on this node"
 

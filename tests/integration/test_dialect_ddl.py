@@ -5,6 +5,8 @@ from __future__ import annotations
 import pymysql
 import pytest
 
+from tests.support import connect
+
 
 def columns(cur, table):
     cur.execute(f"SHOW COLUMNS FROM {table}")
@@ -116,8 +118,7 @@ def test_on_update_current_timestamp_and_zero_dates(conn):
 
 
 def test_triggers(node):
-    c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                        autocommit=True, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    c = connect(node, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
     cur = c.cursor()
     cur.execute("DROP TABLE IF EXISTS audit")
     cur.execute("DROP TABLE IF EXISTS accounts")

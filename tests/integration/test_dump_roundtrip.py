@@ -35,7 +35,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.nodeproc import NodeProcess, make_node
+from marmot.testing import NodeProcess, make_node
+from tests.support import connect
 
 DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump")
 MYSQL = shutil.which("mysql")
@@ -103,13 +104,8 @@ SCHEMA = [
 ]
 
 
-def _connect(node: NodeProcess, database: str | None = DB) -> pymysql.Connection:
-    return pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database=database,
-                           autocommit=True, connect_timeout=5)
-
-
 def _create_database(node: NodeProcess, name: str) -> None:
-    c = _connect(node, database=None)
+    c = connect(node, None)
     try:
         c.cursor().execute(f"CREATE DATABASE `{name}`")
     finally:
@@ -117,7 +113,7 @@ def _create_database(node: NodeProcess, name: str) -> None:
 
 
 def _populate(node: NodeProcess) -> None:
-    c = _connect(node, database=None)
+    c = connect(node, None)
     try:
         cur = c.cursor()
         for stmt in SCHEMA:
@@ -187,7 +183,7 @@ def load(node: NodeProcess, script: bytes, database: str | None = DB) -> None:
 
 def snapshot(node: NodeProcess) -> dict[str, object]:
     """Everything a client can see of the database: rows of every table and view, and its schema."""
-    c = _connect(node)
+    c = connect(node, DB)
     try:
         cur = c.cursor()
         cur.execute("SHOW FULL TABLES")
@@ -299,7 +295,7 @@ def test_full_dump_roundtrip(source, fresh, options):
     for key, value in before.items():
         assert after[key] == value, key
     # The restored schema behaves like the original, not just prints like it.
-    c = _connect(target)
+    c = connect(target, DB)
     try:
         cur = c.cursor()
         cur.execute("INSERT INTO customers (email) VALUES ('new@x.org')")
@@ -356,7 +352,7 @@ def test_restore_over_existing_database(source, fresh):
 def test_child_table_dumped_before_its_parent(fresh):
     """mysqldump writes tables in name order, so a child table often comes before the table it references."""
     source = fresh()
-    c = _connect(source, database=None)
+    c = connect(source, None)
     cur = c.cursor()
     cur.execute("CREATE DATABASE fkorder")
     cur.execute("USE fkorder")
@@ -371,7 +367,7 @@ def test_child_table_dumped_before_its_parent(fresh):
     target = fresh()
     _create_database(target, "fkorder")
     load(target, script, database="fkorder")
-    c = pymysql.connect(host="127.0.0.1", port=target.mysql_port, user="root", password="", database="fkorder")
+    c = connect(target, "fkorder", autocommit=False)
     cur = c.cursor()
     cur.execute("SELECT * FROM addresses")
     assert cur.fetchall() == ((10, 1),)
@@ -406,7 +402,7 @@ def test_dump_with_triggers(node, conn, fresh):
     target = fresh()
     _create_database(target, "trg")
     load(target, script, database="trg")
-    c = _connect(target, database="trg")
+    c = connect(target, "trg")
     try:
         tcur = c.cursor()
         tcur.execute("SHOW TRIGGERS")
@@ -422,14 +418,13 @@ def test_dump_with_triggers(node, conn, fresh):
 
 
 def test_single_transaction_dump_does_not_block_writers(node):
-    setup = _connect(node, database=None)
+    setup = connect(node, None)
     setup.cursor().execute("CREATE DATABASE lockprobe")
     setup.cursor().execute("CREATE TABLE lockprobe.dumped (id INT PRIMARY KEY)")
     setup.cursor().execute("CREATE TABLE lockprobe.written (id INT PRIMARY KEY)")
     setup.close()
-    reader = _connect(node, database="lockprobe")
-    writer = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="",
-                             database="lockprobe", autocommit=True, read_timeout=3)
+    reader = connect(node, "lockprobe")
+    writer = connect(node, "lockprobe", read_timeout=3)
     try:
         cur = reader.cursor()
         cur.execute("START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */")  # what the dump sends, in order
@@ -446,7 +441,7 @@ def test_single_transaction_dump_does_not_block_writers(node):
 
 def test_generated_columns_schema(node, fresh):
     """Generated columns and CHECK constraints come back from a schema dump exactly as they were."""
-    c = _connect(node, database=None)
+    c = connect(node, None)
     try:
         cur = c.cursor()
         cur.execute("CREATE DATABASE gencols")
@@ -466,7 +461,7 @@ def test_generated_columns_schema(node, fresh):
     assert columns == (("a", "", ""), ("b", "VIRTUAL GENERATED", "(`a` * 2)"), ("c", "STORED GENERATED", "(`a` + 1)"))
     target = fresh()
     load(target, dump(node, "--no-data", "--databases", database="gencols"), database=None)
-    c = _connect(target, database="gencols")
+    c = connect(target, "gencols")
     try:
         cur = c.cursor()
         cur.execute("SHOW CREATE TABLE t")

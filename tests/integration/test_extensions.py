@@ -8,7 +8,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.nodeproc import make_node
+from marmot.testing import make_node
+from tests.support import connect
 
 sqlite_vec = pytest.importorskip("sqlite_vec")
 
@@ -24,11 +25,6 @@ def ext_node(tmp_path_factory):
     n = make_node(tmp, extra_toml=f'[extensions]\ndirectory = "{ext_dir}"\n').start()
     yield n
     n.stop()
-
-
-def connect(node):
-    return pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                           autocommit=True)
 
 
 def test_load_extension_and_use_it(ext_node):

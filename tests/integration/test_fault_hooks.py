@@ -12,7 +12,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.nodeproc import NodeProcess, make_node
+from marmot.testing import NodeProcess, make_node
+from tests.support import connect
 
 
 @contextmanager
@@ -22,8 +23,7 @@ def hooked_node(tmp: Path, node_id: int, env: dict[str, str]) -> Iterator[tuple[
     node.env.update(env)
     node.start()
     try:
-        c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                            autocommit=True)
+        c = connect(node)
         try:
             yield node, c.cursor()
         finally:

@@ -19,8 +19,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pymysql
 import pytest
+
+from tests.support import connect
 
 JAR = Path("/usr/share/java/mariadb-java-client.jar")
 SOURCE = Path(__file__).parent / "java" / "GuiProbe.java"
@@ -62,8 +63,7 @@ EDITED_NAME = "It's \"new\" \\ Ünïcode 🦫"
 
 @pytest.fixture(scope="module")
 def probes(node, tmp_path_factory) -> dict[str, dict]:
-    c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                        autocommit=True)
+    c = connect(node)
     try:
         cur = c.cursor()
         for stmt in SCHEMA:

@@ -8,10 +8,7 @@ import subprocess
 import pymysql
 import pytest
 
-
-def connect(node, **kw):
-    return pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                           autocommit=True, local_infile=True, **kw)
+from tests.support import connect
 
 
 def test_load_data_local_tsv_defaults(node, tmp_path):
@@ -60,7 +57,7 @@ def test_load_data_refused_without_local_or_client_permission(node, tmp_path):
         c.cursor().execute(f"LOAD DATA INFILE '{tmp_path}/x' INTO TABLE csv_t")
     assert ei.value.args[0] == 1290
     c.close()
-    c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot")
+    c = connect(node, local_infile=False)  # the client does not allow LOCAL INFILE
     with pytest.raises(pymysql.err.MySQLError) as ei:
         c.cursor().execute(f"LOAD DATA LOCAL INFILE '{tmp_path}/x' INTO TABLE csv_t")
     assert ei.value.args[0] == 3948

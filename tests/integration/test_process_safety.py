@@ -27,7 +27,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.nodeproc import REPO, NodeProcess, free_port, make_node, pid_alive
+from marmot.testing import NodeProcess, free_port, make_node, pid_alive
+from tests.support import REPO, wait_for
 
 CLI = [sys.executable, "-m", "marmot.cli"]
 
@@ -64,10 +65,7 @@ def serves(port: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        assert time.monotonic() < deadline, f"PID {pid} still runs"
-        time.sleep(0.05)
+    wait_for(lambda: not pid_alive(pid), timeout, f"PID {pid} gone", interval=0.05)
 
 
 def stop_pid(pid: int) -> None:

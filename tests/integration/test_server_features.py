@@ -16,7 +16,8 @@ import apsw
 import pymysql
 import pytest
 
-from tests.nodeproc import REPO, free_port, make_node
+from marmot.testing import free_port, make_node
+from tests.support import REPO, connect
 
 
 def _self_signed(tmp: Path) -> tuple[str, str]:
@@ -145,11 +146,10 @@ def test_change_user_reset_and_field_list(secured):
 
 def test_sigterm_graceful_shutdown_checkpoints(tmp_path):
     n = make_node(tmp_path).start()
-    c = pymysql.connect(host="127.0.0.1", port=n.mysql_port, user="root", password="", database="marmot",
-                        autocommit=True)
+    c = connect(n)
     c.cursor().execute("CREATE TABLE t (id INT PRIMARY KEY)")
     c.cursor().execute("INSERT INTO t VALUES (1), (2)")
-    open_txn = pymysql.connect(host="127.0.0.1", port=n.mysql_port, user="root", password="", database="marmot")
+    open_txn = connect(n, autocommit=False)
     open_txn.cursor().execute("BEGIN")
     open_txn.cursor().execute("INSERT INTO t VALUES (3)")
     assert n.stop(signal.SIGTERM) == 0

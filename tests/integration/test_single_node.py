@@ -9,12 +9,7 @@ import pymysql
 import pytest
 
 from marmot.ids import MAX_SAFE_INTEGER, decode_compact_id
-
-
-def connect(node, **kw):
-    args = dict(host="127.0.0.1", port=node.mysql_port, user="root", password="", autocommit=True)
-    args.update(kw)
-    return pymysql.connect(**args)
+from tests.support import connect
 
 
 def error_code(excinfo) -> int:
@@ -80,7 +75,7 @@ def test_auto_increment_rules(conn):
 
 
 def test_multi_statement_results(node):
-    c = connect(node, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS, database="marmot")
+    c = connect(node, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
     cur = c.cursor()
     cur.execute("SELECT 1; SELECT 2, 3; DO 1")
     assert cur.fetchall() == ((1,),)
@@ -111,7 +106,7 @@ def test_databases(node, conn):
     assert cur.fetchone() == ("shop",)
     cur.execute("SHOW TABLES")
     assert cur.fetchall() == (("items",),)
-    c2 = connect(node, database="shop")
+    c2 = connect(node, "shop")
     c2.cursor().execute("SELECT COUNT(*) FROM items")
     c2.select_db("marmot")  # COM_INIT_DB
     with pytest.raises(pymysql.err.MySQLError) as ei:
@@ -119,7 +114,7 @@ def test_databases(node, conn):
     assert error_code(ei) == 1049
     c2.close()
     with pytest.raises(pymysql.err.MySQLError) as ei:
-        connect(node, database="missing_db")
+        connect(node, "missing_db")
     assert error_code(ei) == 1049
     cur.execute("USE marmot")
     cur.execute("DROP DATABASE shop")
@@ -132,7 +127,7 @@ def test_transactions_isolation_and_rollback(node, conn):
     cur.execute("DROP TABLE IF EXISTS acct")
     cur.execute("CREATE TABLE acct (id INT PRIMARY KEY, bal INT)")
     cur.execute("INSERT INTO acct VALUES (1, 100)")
-    other = connect(node, database="marmot")
+    other = connect(node, "marmot")
     ocur = other.cursor()
     cur.execute("BEGIN")
     cur.execute("UPDATE acct SET bal = 50 WHERE id = 1")
@@ -156,8 +151,8 @@ def test_transactions_isolation_and_rollback(node, conn):
 
 
 def test_autocommit_off(node):
-    a = connect(node, database="marmot", autocommit=False)
-    b = connect(node, database="marmot")
+    a = connect(node, "marmot", autocommit=False)
+    b = connect(node, "marmot")
     a.cursor().execute("CREATE TABLE IF NOT EXISTS ac (id INT PRIMARY KEY)")
     a.cursor().execute("INSERT INTO ac VALUES (7)")
     bc = b.cursor()
@@ -173,7 +168,7 @@ def test_autocommit_off(node):
 def test_killed_client_leaves_nothing(node, conn):
     cur = conn.cursor()
     cur.execute("CREATE TABLE IF NOT EXISTS k (id INT PRIMARY KEY)")
-    victim = connect(node, database="marmot")
+    victim = connect(node, "marmot")
     victim.cursor().execute("BEGIN")
     victim.cursor().execute("INSERT INTO k VALUES (99)")
     victim._sock.shutdown(socket.SHUT_RDWR)  # vanish without COM_QUIT
@@ -210,10 +205,10 @@ def test_internal_tables_hidden(conn):
 
 def test_wrong_password(node):
     with pytest.raises(pymysql.err.OperationalError) as ei:
-        connect(node, password="wrong")
+        connect(node, None, password="wrong")
     assert error_code(ei) == 1045
     with pytest.raises(pymysql.err.OperationalError) as ei:
-        connect(node, user="nobody")
+        connect(node, None, user="nobody")
     assert error_code(ei) == 1045
 
 
@@ -297,12 +292,11 @@ def test_connection_pragmas_applied(tmp_path):
 
 def test_extended_auto_ids_and_restart_keeps_ids_increasing(tmp_path):
     from marmot.hlc import from_txn_id
-    from tests.nodeproc import make_node
+    from marmot.testing import make_node
 
     n = make_node(tmp_path, mysql_extra='auto_id_mode = "extended"').start()
     try:
-        c = pymysql.connect(host="127.0.0.1", port=n.mysql_port, user="root", password="", database="marmot",
-                            autocommit=True)
+        c = connect(n)
         cur = c.cursor()
         cur.execute("CREATE TABLE e (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
         cur.execute("INSERT INTO e (v) VALUES (1)")
@@ -313,8 +307,7 @@ def test_extended_auto_ids_and_restart_keeps_ids_increasing(tmp_path):
         n.stop()
     n.start()  # the id lease: ids after a restart stay above those before it
     try:
-        c = pymysql.connect(host="127.0.0.1", port=n.mysql_port, user="root", password="", database="marmot",
-                            autocommit=True)
+        c = connect(n)
         cur = c.cursor()
         cur.execute("INSERT INTO e (v) VALUES (2)")
         assert cur.lastrowid > first
@@ -341,7 +334,7 @@ def test_prepare_rejects_bad_syntax_at_prepare(node):
 
 def test_default_database_when_none_is_named(node):
     """As upstream, and as the README's quick start does: a client naming no database is in `marmot`."""
-    c = connect(node)  # no database
+    c = connect(node, None)  # no database
     cur = c.cursor()
     cur.execute("SELECT DATABASE()")
     assert cur.fetchone() == ("marmot",)

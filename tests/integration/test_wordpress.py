@@ -19,10 +19,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pymysql
 import pytest
 
-from tests.nodeproc import free_port, make_node
+from marmot.testing import free_port, make_node
+from tests.support import connect
 
 WORDPRESS = Path("/usr/share/wordpress")
 THEME = Path(__file__).parent / "wordpress" / "theme"
@@ -89,7 +89,7 @@ class Browser:
 def wordpress(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wp")
     node = make_node(tmp / "node", extra_toml="verbose = true\n").start()
-    c = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", autocommit=True)
+    c = connect(node, None)
     c.cursor().execute("CREATE DATABASE wordpress")
     # record WordPress's statement stream (bench/transpile.py replays it: MARMOT_RECORD_WORDPRESS=path)
     c.cursor().execute("SET GLOBAL general_log_file = %s", (str(tmp / "general.log"),))
@@ -151,8 +151,7 @@ def _login(base: str) -> tuple[Browser, str]:
 def test_wordpress_end_to_end(wordpress):
     base, node = wordpress
     _install(base)
-    db = pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="wordpress",
-                         autocommit=True)
+    db = connect(node, "wordpress")
     db.cursor().execute("UPDATE wp_options SET option_value = 'marmot-test' "
                         "WHERE option_name IN ('template', 'stylesheet')")
     admin, nonce = _login(base)

@@ -24,6 +24,7 @@ from marmot.replication.apply.applier import ApplyItem, apply_items
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import SchemaCache
+from tests.support import run_async
 from tests.unit.test_admin_http import SECRET, LiveServer, auth, call
 from tests.unit.test_replication_apply import W, item, key, ts, urow
 
@@ -264,14 +265,13 @@ def test_format_version_and_describe_key() -> None:
 
 def test_digest_get_rpc(node: Any) -> None:
     """The RPC peers call (anti-entropy): the same document as the HTTP route, errors as ``{"error"}``."""
-    import asyncio
 
     from marmot.replication.catchup import digest
 
     dbs, control = node
     apply(dbs, "marmot", item(1, ts(10), [urow("kv", 1, v="a")]))
     handler = digest.make_rpc_handler(dbs)
-    assert asyncio.run(handler({"db": "marmot"}, None)) == control.digest("marmot")
-    assert asyncio.run(handler({"db": "nosuch"}, None)) == {"error": "unknown database nosuch"}
-    assert "error" in asyncio.run(handler({"db": 5}, None))
-    assert "error" in asyncio.run(handler("junk", None))
+    assert run_async(handler({"db": "marmot"}, None)) == control.digest("marmot")
+    assert run_async(handler({"db": "nosuch"}, None)) == {"error": "unknown database nosuch"}
+    assert "error" in run_async(handler({"db": 5}, None))
+    assert "error" in run_async(handler("junk", None))

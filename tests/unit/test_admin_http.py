@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from marmot.admin import client
 from marmot.admin.http import ClusterControl, make_app, quorum_size
 from marmot.admin.metrics import Metrics
+from tests.support import run_async
 
 SECRET = "s3cret-psk"
 
@@ -153,7 +154,7 @@ def call(control: Any, method: str, path: str, *, secret: str = SECRET, headers:
             resp = await c.request(method, path, headers=headers or {})
             return Reply(resp.status, resp.headers, await resp.text())
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def auth(kind: str = "header", secret: str = SECRET) -> dict[str, str]:

@@ -21,6 +21,7 @@ from marmot.replication.catchup.log_pull import LogPull
 from marmot.replication.catchup.sync_messages import LogEntry
 from marmot.replication.wiring import ReplicationSettings
 from marmot.storage.databases import DatabaseManager
+from tests.support import run_async
 
 SETTINGS = ReplicationSettings(anti_entropy_interval=1.0)
 
@@ -83,7 +84,7 @@ def test_failed_batch_retrieves_every_failure(tmp_path):
     ae_log = logging.getLogger(ae_module.__name__)
     ae_log.disabled = True
     try:
-        seq, applied = asyncio.run(main())
+        seq, applied = run_async(main())
     finally:
         ae_log.disabled = False
         dbs.close()
@@ -116,12 +117,12 @@ def test_digest_difference_counts_as_divergence_only_once_it_stays_put(tmp_path,
         await ae._compare_digests(2, "127.0.0.1:1", "marmot")
 
     try:
-        asyncio.run(compare())
+        run_async(compare())
         clock[0] += 0.035
-        asyncio.run(compare())
+        run_async(compare())
         assert ae.divergent == {} and ae.stats["divergent"] == 0 and "repair_keys" not in asked
         clock[0] += ae.divergence_grace
-        asyncio.run(compare())
+        run_async(compare())
         assert ae.divergent == {(2, "marmot"): ["t"]} and ae.stats["divergent"] == 1
         assert "repair_keys" in asked
     finally:

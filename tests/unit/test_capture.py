@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 
 import apsw
@@ -284,44 +282,3 @@ def test_schema_generation_invalidates_the_cache(db: apsw.Connection) -> None:
     cap.start(db, 2)
     assert cap.changes()[0].new == {"id": 1, "k": "a", "v": 2, "extra": "d"}
     cap.stop()
-
-
-# -- overhead (printed, never asserted) -----------------------------------------------------------
-
-
-def test_overhead_100k_inserts(tmp_path: os.PathLike[str]) -> None:
-    """100k single-row INSERTs in one transaction: no hook vs a no-op hook vs ChangeCapture.
-
-    Run with ``-s`` to see the figures. Best of 3; a file database in WAL mode as the server uses.
-    """
-    n = 100_000
-    rows = [(i, f"key{i}", "v" * 40, i * 7) for i in range(n)]
-
-    def once(mode: str, i: int) -> tuple[float, float]:
-        conn = apsw.Connection(str(tmp_path) + f"/{mode}{i}.db")
-        conn.execute("PRAGMA journal_mode=WAL").fetchall()
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v TEXT, n INT)")
-        cap = ChangeCapture()
-        if mode == "noop":
-            conn.preupdate_hook(lambda u: None)
-        elif mode == "capture":
-            cap.start(conn, 0)
-        conn.execute("BEGIN")
-        t0 = time.perf_counter()
-        for r in rows:
-            conn.execute("INSERT INTO t VALUES (?, ?, ?, ?)", r)
-        t1 = time.perf_counter()
-        if mode == "capture":
-            assert len(cap.changes()) == n
-        t2 = time.perf_counter()
-        conn.execute("COMMIT")
-        conn.close()
-        return t1 - t0, t2 - t1
-
-    results = {mode: min(once(mode, i) for i in range(3)) for mode in ("none", "noop", "capture")}
-    base = results["none"][0]
-    print()
-    for mode, (run_s, merge_s) in results.items():
-        extra = f", changes() {merge_s * 1e3:.0f} ms ({merge_s / n * 1e6:.2f} µs/row)" if mode == "capture" else ""
-        print(f"  {mode:8s} statements {run_s * 1e3:6.0f} ms (+{(run_s - base) / n * 1e6:.2f} µs/row){extra}")

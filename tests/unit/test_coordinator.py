@@ -48,6 +48,7 @@ from marmot.replication.wiring import ReplicationSettings
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import encode_row_key
+from tests.support import run_async
 
 DB = "marmot"
 KV = "CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)"
@@ -283,11 +284,11 @@ def run(tmp_path: Path, fn: Callable[[Cluster], Awaitable[None]]) -> None:
     async def main() -> None:
         c = Cluster(tmp_path)
         try:
-            await asyncio.wait_for(fn(c), 8.0)
+            await fn(c)
         finally:
             await c.close()
 
-    asyncio.run(main())
+    run_async(main(), timeout=8.0)
 
 
 async def until(pred: Callable[[], bool], what: str, timeout: float = 3.0) -> None:

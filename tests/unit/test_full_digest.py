@@ -17,6 +17,7 @@ from marmot.admin import client
 from marmot.replication.catchup import full_digest as fd
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import encode_row_key, load_table_schema
+from tests.support import run_async
 from tests.unit.test_admin_digest import apply, make_node, three  # noqa: F401 - ``three`` is a fixture
 from tests.unit.test_admin_http import SECRET, auth, call
 from tests.unit.test_replication_apply import W, item, key, ts, urow
@@ -191,7 +192,7 @@ def test_a_scan_nobody_waits_for_stops(node: Any) -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(cancel_it())
+    run_async(cancel_it())
     deadline = time.monotonic() + 10
     while "stopped" not in seen and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -3,13 +3,13 @@ retention; everything older than the maximum retention goes; tombstones only by 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.catchup.gc import NS_PER_HOUR, LogGC, collect, consumed_key
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
+from tests.support import run_async
 
 NOW = 1_800_000_000 * 1_000_000_000  # a fixed "now" in ns
 
@@ -80,6 +80,6 @@ def test_safe_seq_is_the_slowest_member(tmp_path: Path) -> None:
     assert gc.safe_seq("marmot") == 4
     conn = queues.connection("marmot")
     _fill(conn, [NOW - NS_PER_HOUR] * 6)
-    assert asyncio.run(gc.run_once()) == (4, 0)
+    assert run_async(gc.run_once()) == (4, 0)
     assert _seqs(conn) == [5, 6]
     dbs.close()

@@ -21,6 +21,7 @@ import pytest
 from marmot.cluster import gossip as gossip_mod
 from marmot.cluster.gossip import Gossip, Send
 from marmot.cluster.membership import ALIVE, DEAD, JOINING, LEAVING, REMOVED, SUSPECT, MembershipError
+from tests.support import run_async
 
 INTERVAL_MS = 50
 SUSPECT_MS = 300
@@ -115,11 +116,11 @@ def run(test: Callable[[Cluster], Awaitable[None]], tmp: Path) -> None:
     async def main() -> None:
         c = Cluster(tmp)
         try:
-            await asyncio.wait_for(test(c), 30)
+            await test(c)
         finally:
             await c.stop_all()
 
-    asyncio.run(main())
+    run_async(main(), timeout=30)
 
 
 # Waits are bounds, not expectations: on a loaded 2-core CI machine the event loop can lag, so every

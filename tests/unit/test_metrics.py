@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import time
 
 import prometheus_client
 from prometheus_client.parser import text_string_to_metric_families
@@ -216,24 +215,3 @@ def test_refresh_skips_a_coroutine_databases_without_warning(recwarn) -> None:
     assert sample(m, "marmot_cluster_quorum_available") == 1
     assert sample(m, "marmot_databases") == 0
     assert not [w for w in recwarn if "never awaited" in str(w.message)]
-
-
-def test_hot_path_costs_are_printed_not_asserted() -> None:
-    m = Metrics(1)
-    n = 20000
-    calls = {
-        "observe_query": lambda: m.observe_query("select", 0.0007),
-        "query_error": lambda: m.query_error(1064),
-        "connection_opened": m.connection_opened,
-        "connection_closed": m.connection_closed,
-        "state_transition": lambda: m.state_transition("ALIVE", "SUSPECT"),
-        "gossip_round": lambda: m.gossip_round(True),
-        "txn_finished": lambda: m.txn_finished("autocommit", "committed"),
-    }
-    for name, fn in calls.items():
-        fn()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        per_call = (time.perf_counter() - t0) / n * 1e6
-        print(f"metrics hot path: {name:18s} {per_call:.2f} us/call (target < 2 us)")

@@ -40,6 +40,7 @@ from marmot.replication.commit.txn_messages import (
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.storage.rowkey import encode_row_key
+from tests.support import run_async
 
 DB = "marmot"
 COORD = 2
@@ -98,7 +99,7 @@ def run(tmp_path: Path, fn: Callable[[Env], Awaitable[None]], **kw: Any) -> None
         finally:
             await env.close()
 
-    asyncio.run(main())
+    run_async(main(), timeout=60)
 
 
 def is_conflict(ans: PrepareAnswer) -> bool:

@@ -35,20 +35,9 @@ from marmot.cluster.rpc import (
 from marmot.cluster.rpc import frames as F
 from marmot.cluster.rpc.frames import FrameDecoder, encode_frame
 from marmot.cluster.rpc.handshake import client_mac, server_mac
+from tests.support import run_async
 
 SECRET = "s3cret"
-
-
-def run(coro: Any, timeout: float = 30.0) -> Any:
-    """Run a test body, bounded. MARMOT_TEST_LOOP=uvloop runs it on uvloop (what a node uses when installed)."""
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
-
-    if os.environ.get("MARMOT_TEST_LOOP") == "uvloop":
-        import uvloop  # type: ignore[import-not-found]
-
-        return uvloop.run(bounded())
-    return asyncio.run(bounded())
 
 
 @contextlib.asynccontextmanager
@@ -149,7 +138,7 @@ def test_unary_round_trip_and_identities():
             assert (await client.call("WhoAmI", timeout=None))["remaining"] == float("inf")
             assert len(router.connections) == 1
 
-    run(main())
+    run_async(main())
 
 
 def test_plain_function_and_awaitable_handlers():
@@ -168,7 +157,7 @@ def test_plain_function_and_awaitable_handlers():
             assert await client.call("Plain", 21) == 42
             assert await client.call("Future", 1) == 2
 
-    run(main())
+    run_async(main())
 
 
 def test_server_stream_round_trip_with_big_chunks():
@@ -196,7 +185,7 @@ def test_server_stream_round_trip_with_big_chunks():
             a, b = await asyncio.gather(_collect(s1), _collect(s2))
             assert a == b == list(range(300))
 
-    run(main())
+    run_async(main())
 
 
 async def _collect(stream: AsyncIterator[Any]) -> list[Any]:
@@ -224,7 +213,7 @@ def test_client_stream_round_trip():
             assert await client.client_stream("Total", [b"ab", b"c"]) == {"chunks": 2, "bytes": 3, "peer": 5}
             assert await client.client_stream("Total", []) == {"chunks": 0, "bytes": 0, "peer": 5}
 
-    run(main())
+    run_async(main())
 
 
 def test_thousand_concurrent_calls_multiplexed_on_one_connection():
@@ -241,7 +230,7 @@ def test_thousand_concurrent_calls_multiplexed_on_one_connection():
             assert results == list(range(1000))
             assert len(router.connections) == 1
 
-    run(main())
+    run_async(main())
 
 
 # ------------------------------------------------------------------------------ errors and deadlines
@@ -296,7 +285,7 @@ def test_handler_error_and_unknown_method_keep_the_connection():
             assert await client.call("Echo", "still fine") == "still fine"
             assert len(router.connections) == 1
 
-    run(main())
+    run_async(main())
 
 
 def test_deadline_on_the_client_cancels_the_server_handler():
@@ -320,7 +309,7 @@ def test_deadline_on_the_client_cancels_the_server_handler():
             assert 0.15 < time.monotonic() - t0 < 1.0
             await asyncio.wait_for(cancelled.wait(), 2)
 
-    run(main())
+    run_async(main())
 
 
 def test_deadline_enforced_by_the_server_on_its_own():
@@ -357,7 +346,7 @@ def test_deadline_enforced_by_the_server_on_its_own():
             assert (await peer.read_frame())[:3] == [F.ERROR, 2, "deadline"]
             peer.close()
 
-    run(main())
+    run_async(main())
 
 
 def test_stream_deadlines_on_the_client():
@@ -390,7 +379,7 @@ def test_stream_deadlines_on_the_client():
             async with client.server_stream("Slow", timeout=5) as stream:  # the connection still works
                 assert [await stream.__anext__() for _ in range(3)] == [0, 1, 2]
 
-    run(main())
+    run_async(main())
 
 
 def test_cancellation_reaches_the_server():
@@ -455,7 +444,7 @@ def test_cancellation_reaches_the_server():
             await asyncio.wait_for(sink_cancelled.wait(), 2)
             assert not router.connections or all(not c._tasks for c in router.connections)
 
-    run(main())
+    run_async(main())
 
 
 def test_flow_control_bounds_what_is_in_flight():
@@ -502,7 +491,7 @@ def test_flow_control_bounds_what_is_in_flight():
             assert await client.client_stream("SlowSink", fast_producer()) == 200
             assert max_ahead <= STREAM_WINDOW + 2, max_ahead
 
-    run(main())
+    run_async(main())
 
 
 def test_eager_handlers_behave_like_tasks():
@@ -529,7 +518,7 @@ def test_eager_handlers_behave_like_tasks():
             results = await asyncio.gather(*(client.call("Tasky", i) for i in range(1, 50)))
             assert results == [[0, i, i] for i in range(1, 50)]
 
-    run(main())
+    run_async(main())
 
 
 def test_handler_that_cancels_itself_and_server_deadline_inside_asyncio_timeout():
@@ -576,7 +565,7 @@ def test_handler_that_cancels_itself_and_server_deadline_inside_asyncio_timeout(
             assert await peer.read_frame() == [F.ERROR, 1, "deadline", "deadline passed on the server"]
             peer.close()
 
-    run(main())
+    run_async(main())
 
 
 # ------------------------------------------------------------------------------------ authentication
@@ -599,7 +588,7 @@ def test_wrong_secret_is_refused_by_the_server():
             async with rpc_client(addr) as client:
                 assert await client.call("Echo", 1) == 1
 
-    run(main())
+    run_async(main())
 
 
 def test_server_without_the_secret_is_refused_by_the_client():
@@ -631,7 +620,7 @@ def test_server_without_the_secret_is_refused_by_the_client():
                 await client.call("Echo", 1)
         server.close()
 
-    run(main())
+    run_async(main())
 
 
 def test_empty_secret_on_both_sides_still_exchanges_node_ids():
@@ -642,7 +631,7 @@ def test_empty_secret_on_both_sides_still_exchanges_node_ids():
             assert (await client.call("WhoAmI"))["peer"] == 4
             assert client.remote_node_id == 3
 
-    run(main())
+    run_async(main())
 
 
 def test_bad_preamble_garbage_and_silence_close_only_that_connection():
@@ -667,7 +656,7 @@ def test_bad_preamble_garbage_and_silence_close_only_that_connection():
             assert time.monotonic() - t0 < 2
             assert await good.call("Echo", 2) == 2
 
-    run(main())
+    run_async(main())
 
 
 def test_shared_port_hand_over_with_initial_data():
@@ -696,7 +685,7 @@ def test_shared_port_hand_over_with_initial_data():
         server.close()
         router.close_connections()
 
-    run(main())
+    run_async(main())
 
 
 # ------------------------------------------------------------------ reconnect, keepalive, TLS, pool
@@ -743,7 +732,7 @@ def test_server_restart_client_reconnects_with_backoff():
         with pytest.raises(RpcError, match="closed"):
             await client.call("Echo", 6)
 
-    run(main())
+    run_async(main())
 
 
 SERVER_SCRIPT = """
@@ -784,7 +773,7 @@ def test_keepalive_detects_a_stopped_peer():
                 assert time.monotonic() - t0 < 0.2 + 0.3 + 0.5
                 assert not client.connected
 
-        run(main())
+        run_async(main())
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGCONT)
@@ -803,7 +792,7 @@ def test_keepalive_of_the_server_drops_a_silent_client():
             assert await peer.closed()  # ...and hangs up when we do not answer
             assert time.monotonic() - t0 < 1
 
-    run(main())
+    run_async(main())
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
@@ -854,7 +843,7 @@ def test_tls_round_trip(tmp_path: Path):
                     await plain.call("Echo", 1)
                 assert ei.value.code == "unavailable"
 
-    run(main())
+    run_async(main())
 
 
 def test_client_pool():
@@ -870,4 +859,4 @@ def test_client_pool():
             await pool.close()
             assert not pool.get(a1).connected  # a fresh client after close
 
-    run(main())
+    run_async(main())

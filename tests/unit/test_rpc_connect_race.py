@@ -16,7 +16,8 @@ import pytest
 
 from marmot.cluster.rpc import RpcError
 from marmot.cluster.rpc import client as rpc_client
-from tests.nodeproc import free_port
+from marmot.testing import free_port
+from tests.support import run_async
 
 
 async def _deadline_after_failure(fut: asyncio.Future, timeout: float | None) -> None:
@@ -41,5 +42,5 @@ def test_connect_failure_racing_the_deadline_leaves_nothing_unretrieved(monkeypa
         await asyncio.sleep(0)
         gc.collect()
 
-    asyncio.run(main())
+    run_async(main())
     assert not [c for c in unretrieved if "never retrieved" in c.get("message", "")], unretrieved

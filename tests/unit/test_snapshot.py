@@ -3,7 +3,6 @@ is detected and swaps nothing, and installing over a live database removes the o
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ import pytest
 from marmot.replication.catchup import snapshot as snap
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
+from tests.support import run_async
 
 
 def _fill(dbs: DatabaseManager, name: str, rows: int, tag: str) -> None:
@@ -95,7 +95,7 @@ def test_corrupted_transfer_is_detected_and_nothing_is_swapped(tmp_path: Path, d
     _fill(src, "marmot", 5000, "src")
     dst = DatabaseManager(tmp_path / "dst")
     _fill(dst, "marmot", 3, "dst")
-    msgs = asyncio.run(_collect(snap.serve(src, "marmot", chunk_size=16 * 1024)))
+    msgs = run_async(_collect(snap.serve(src, "marmot", chunk_size=16 * 1024)))
     assert msgs[0].chunks == len(msgs) - 1 > 3
     if damage == "chunk":
         msgs[2] = dataclasses.replace(msgs[2], data=b"\0" + msgs[2].data[1:])
@@ -106,7 +106,7 @@ def test_corrupted_transfer_is_detected_and_nothing_is_swapped(tmp_path: Path, d
     else:
         del msgs[-1]
     with pytest.raises(snap.SnapshotError):
-        asyncio.run(snap.receive(_aiter([m.encode() for m in msgs]), dst.data_dir, "marmot"))
+        run_async(snap.receive(_aiter([m.encode() for m in msgs]), dst.data_dir, "marmot"))
     assert [p.name for p in dst.data_dir.iterdir() if ".snapshot-" in p.name] == []
     conn = dst.open("marmot")
     assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 3
@@ -141,7 +141,7 @@ def test_install_over_a_live_database_with_a_stale_wal(tmp_path: Path) -> None:
         assert manifest.last_seq == 0 and manifest.log_id == old_log_id
         await snap.install(dst, "marmot", path, release, lock_timeout=5)
 
-    asyncio.run(main())
+    run_async(main())
     conn = dst.open("marmot")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT COUNT(*), MIN(v) FROM t").fetchone() == (4000, "new0")

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import pytest
 
 from marmot.storage.write_lock import LockTimeout, WriterLock
+from tests.support import run_async
 
 PATIENT = 10.0  # patience that never expires within a test: no preemption unless asked for
-
-
-def run(coro_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(coro_fn())
 
 
 async def settle() -> None:
@@ -53,7 +48,7 @@ def test_uncontended_acquire_release() -> None:
         lock.release()
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_fifo_order_of_normal_waiters() -> None:
@@ -71,7 +66,7 @@ def test_fifo_order_of_normal_waiters() -> None:
         assert order == ["w1", "w1 done", "w2", "w2 done", "w3", "w3 done"]
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_release_hands_over_without_barging() -> None:
@@ -88,7 +83,7 @@ def test_release_hands_over_without_barging() -> None:
         await asyncio.gather(first, late)
         assert order == ["queued", "queued done", "late", "late done"]
 
-    run(main)
+    run_async(main())
 
 
 def test_priority_waiter_jumps_ahead() -> None:
@@ -109,7 +104,7 @@ def test_priority_waiter_jumps_ahead() -> None:
         assert [x for x in order if not x.endswith("done")] == ["p1", "p2", "n1", "n2"]
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_idle_holder_is_preempted_after_patience() -> None:
@@ -133,7 +128,7 @@ def test_idle_holder_is_preempted_after_patience() -> None:
         lock.release()
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_preempt_is_called_once_for_several_waiters() -> None:
@@ -155,7 +150,7 @@ def test_preempt_is_called_once_for_several_waiters() -> None:
         assert [x for x in order if not x.endswith("done")] == ["w0", "w1", "w2"]
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_slow_preempt_is_not_called_again() -> None:
@@ -178,7 +173,7 @@ def test_slow_preempt_is_not_called_again() -> None:
         assert order == ["a", "a done", "b", "b done"]
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_priority_waiter_preempts_too() -> None:
@@ -193,7 +188,7 @@ def test_priority_waiter_preempts_too() -> None:
         lock.release()
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 @pytest.mark.parametrize("how", ["set_busy", "never_idle"])
@@ -213,7 +208,7 @@ def test_busy_holder_is_not_preempted(how: str) -> None:
         lock.release()
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_timeout_leaves_lock_consistent() -> None:
@@ -233,7 +228,7 @@ def test_timeout_leaves_lock_consistent() -> None:
         assert order == ["later", "later done"]
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_zero_timeout_on_held_lock_times_out_at_once() -> None:
@@ -247,7 +242,7 @@ def test_zero_timeout_on_held_lock_times_out_at_once() -> None:
         lock.release()
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_cancelled_waiter_does_not_leak_the_lock() -> None:
@@ -264,7 +259,7 @@ def test_cancelled_waiter_does_not_leak_the_lock() -> None:
         assert free(lock)
         await asyncio.wait_for(lock.acquire(0.0), 1.0)
 
-    run(main)
+    run_async(main())
 
 
 def test_waiter_cancelled_just_after_handover_passes_the_lock_on() -> None:
@@ -286,7 +281,7 @@ def test_waiter_cancelled_just_after_handover_passes_the_lock_on() -> None:
         assert order == ["next", "next done"]
         assert free(lock)
 
-    run(main)
+    run_async(main())
 
 
 def test_timeout_when_preempt_hands_over_at_the_deadline() -> None:
@@ -300,4 +295,4 @@ def test_timeout_when_preempt_hands_over_at_the_deadline() -> None:
             await lock.acquire(0.01, patience=PATIENT)
         assert free(lock)
 
-    run(main)
+    run_async(main())

@@ -1,4 +1,10 @@
-"""Start and stop real Marmot node processes on 127.0.0.1 for tests and benchmarks."""
+"""One real Marmot node process on 127.0.0.1: write its config on free ports, start it, stop it by PID.
+
+Why a process and not an in-process server: the tests, the chaos harness and the benchmarks must see
+what a user sees (the real CLI, its signal handling, its logs), and a process is the only thing that can
+be SIGKILLed or SIGSTOPped like a crashed or frozen server. Every process started here is stopped by its
+own PID, never by name.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listened on a moment ago (bind to 0, read it, release it).
+    Another process can take it before the node binds: ``marmot.testing.cluster`` retries on a clash."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -32,7 +38,10 @@ def pid_alive(pid: int) -> bool:
 
 @dataclass
 class NodeProcess:
-    """A node process; ``stop()`` sends SIGTERM to its PID and waits, SIGKILL after a grace period."""
+    """A node process; ``stop()`` sends SIGTERM to its PID and waits, SIGKILL after a grace period.
+
+    ``start()`` can be called again after a stop or a kill: the node restarts on the same data directory
+    and config (its log file is appended to)."""
 
     data_dir: Path
     mysql_port: int
@@ -42,6 +51,7 @@ class NodeProcess:
     proc: subprocess.Popen | None = None
     log_path: Path = field(default=Path("/dev/null"))
     env: dict[str, str] = field(default_factory=dict)  # extra environment (e.g. MARMOT_FAILPOINTS)
+    cwd: Path | None = None  # working directory of the process; None: the caller's
 
     @property
     def pid(self) -> int:
@@ -49,6 +59,9 @@ class NodeProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 20.0) -> NodeProcess:
+        """Start the process and return once its MySQL port accepts connections; raise ``RuntimeError``
+        (with the log tail) if it exits first or does not listen within ``timeout`` seconds. A
+        ``MARMOT_FAILPOINTS`` of the caller's environment is never inherited: only ``env`` arms them."""
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.pop("MARMOT_FAILPOINTS", None)
@@ -57,7 +70,7 @@ class NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "marmot.cli", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=None if self.cwd is None else str(self.cwd),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -71,13 +84,20 @@ class NodeProcess:
         self.stop()
         raise RuntimeError(f"node did not start listening: {self.log()}")
 
+    def running(self) -> bool:
+        """Started and not exited (a SIGSTOPped process is still running)."""
+        return self.proc is not None and self.proc.poll() is None
+
     def log(self) -> str:
+        """The last 4000 characters of the node's log ("" when there is none)."""
         try:
             return self.log_path.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        """Send ``sig`` to the PID and wait for the exit (SIGKILL after ``timeout``); the exit status, or
+        None if it was never started."""
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
         os.kill(self.proc.pid, sig)
@@ -89,8 +109,11 @@ class NodeProcess:
 
 
 def make_node(tmp: Path, extra_toml: str = "", unix_socket: bool = True, mysql_extra: str = "",
-              node_id: int = 1, cluster_extra: str = "") -> NodeProcess:
-    """Write a config for a node with free ports under ``tmp`` (not started)."""
+              node_id: int = 1, cluster_extra: str = "", logging_extra: str = "") -> NodeProcess:
+    """Write a config for a node with free ports under ``tmp`` (not started).
+
+    ``cluster_extra``, ``mysql_extra`` and ``logging_extra`` are more keys of those sections;
+    ``extra_toml`` is appended after them (whole sections: ``[replication]``, ``[transaction]`` ...)."""
     tmp.mkdir(parents=True, exist_ok=True)
     mysql_port, grpc_port = free_port(), free_port()
     data_dir = tmp / "data"
@@ -100,6 +123,6 @@ def make_node(tmp: Path, extra_toml: str = "", unix_socket: bool = True, mysql_e
         f'node_id = {node_id}\ndata_dir = "{data_dir}"\n'
         f'[cluster]\ngrpc_bind_address = "127.0.0.1"\ngrpc_port = {grpc_port}\n{cluster_extra}\n'
         f'[mysql]\nbind_address = "127.0.0.1"\nport = {mysql_port}\nunix_socket = "{sock}"\n{mysql_extra}\n'
-        f'[logging]\nformat = "console"\n' + extra_toml
+        f'[logging]\nformat = "console"\n{logging_extra}' + extra_toml
     )
     return NodeProcess(data_dir, mysql_port, grpc_port, cfg, sock)

@@ -1,13 +1,14 @@
 """A fault-injecting TCP proxy for one *directed* link between two nodes, on 127.0.0.1.
 
-Why a proxy (see ../shared/reference/fault-injection.md): partitions must stay on 127.0.0.1 — no network
+Why a proxy: partitions must stay on 127.0.0.1 — no network
 namespaces, no iptables. Node i dials node j through its own ``Link`` (``[cluster] dial_overrides`` maps
 j's advertised address to the link's port), so each direction can fail on its own: ``reject`` resets new
 and open connections (peers see "unavailable" at once), ``blackhole`` holds the bytes (peers time out; a
 heal delivers what was held), ``delay`` adds latency with jitter, ``pass`` forwards.
 
 The proxies run on their own event loop in a background thread, so tests stay plain synchronous code:
-``ProxyPool.link(i, j).set("reject")``.
+``ProxyPool.set(i, j, "reject")``. ``marmot.testing.cluster.LocalCluster(proxied=True)`` wires a cluster
+through one.
 """
 
 from __future__ import annotations
