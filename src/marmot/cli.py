@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("members", "health", "verify"):
         # admin sub-commands: read a running node's admin API and print a table
-        from marmot.admin import client
+        from marmot.admin import commands
 
-        main_of = {"members": client.main_members, "health": client.main_health, "verify": client.main_verify}
+        main_of = {"members": commands.main_members, "health": commands.main_health, "verify": commands.main_verify}
         return main_of[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:

@@ -1,6 +1,6 @@
 """Convergence checks at the edges of a node: the digest and replication-lag routes (``admin/http.py``)
 answered by the real ``NodeControl`` over real database files, the ``marmot_table_*`` / lag metrics,
-and ``marmot verify`` (``admin/client.py``) against real HTTP servers on 127.0.0.1.
+and ``marmot verify`` (``admin/commands.py``) against real HTTP servers on 127.0.0.1.
 
 Why: the digests are only useful if what a node serves is exactly what its files hold, and if
 ``marmot verify`` tells matching nodes from diverging ones (exit code, tables and keys named). The
@@ -16,7 +16,7 @@ import apsw
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from marmot.admin import client
+from marmot.admin import commands as client
 from marmot.admin.control import NodeControl
 from marmot.admin.http import make_app
 from marmot.admin.metrics import Metrics

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from marmot.admin import client
+from marmot.admin import commands as client
 from marmot.admin.http import ClusterControl, make_app, quorum_size
 from marmot.admin.metrics import Metrics
 from tests.support import run_async

@@ -1,4 +1,4 @@
-"""Replicated DDL run a second time must be harmless (replication/apply/ddl.py).
+"""Replicated DDL run a second time must be harmless (replication/apply/idempotent_ddl.py).
 
 Why: applied markers stop a node from applying one DDL transaction twice, but not a node whose schema
 already shows the change (operator ran it by hand, snapshot, or the same DDL under another txn id).
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import apsw
 import pytest
 
-from marmot.replication.apply.ddl import already_applied, make_idempotent, run_idempotent
+from marmot.replication.apply.idempotent_ddl import already_applied, make_idempotent, run_idempotent
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 import pytest
 
-from marmot.admin import client
+from marmot.admin import commands as client
 from marmot.replication.catchup import full_digest as fd
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import encode_row_key, load_table_schema

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from marmot.engine.general_log import GeneralLog
-from marmot.sql.alter import TableSchema, split_create_table
+from marmot.sql.alter import StoredTable, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.storage.databases import DatabaseManager
 
@@ -34,12 +34,12 @@ class _StorageSchema(SchemaInfo):
         info = self._databases.autoinc_column(database, table)
         return None if info is None else (info.column, info.position, info.zero_generates)
 
-    def table_schema(self, database: str, table: str) -> TableSchema | None:
+    def table_schema(self, database: str, table: str) -> StoredTable | None:
         found = self._databases.table_definition(database, table)
         if found is None:
             return None
         name, sql, indexes, triggers = found
-        return TableSchema(name, split_create_table(name, sql), indexes, triggers)
+        return StoredTable(name, split_create_table(name, sql), indexes, triggers)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from marmot.engine import table_schema
+from marmot.engine import table_description
 from marmot.engine.results import Row
 
 if TYPE_CHECKING:
@@ -139,12 +139,12 @@ def _lengths(column_type: str) -> tuple[int | None, int | None, int | None, int 
 def _rows_for_database(connections: SessionConnections, db: str) -> dict[str, list[Row]]:
     out: dict[str, list[Row]] = {t: [] for t in _TABLES}
     conn = connections.get(db)
-    for order, t in enumerate(table_schema.user_triggers(conn), 1):
+    for order, t in enumerate(table_description.user_triggers(conn), 1):
         out["TRIGGERS"].append(("def", db, t.name, t.event, "def", db, t.table, order, None, t.body, "ROW", t.timing,
                                 None, None, "OLD", "NEW", None, connections.ctx.global_variables.get("sql_mode", ""),
                                 "root@%", "utf8mb4", "utf8mb4_general_ci", "utf8mb4_general_ci"))
-    for name, _kind in table_schema.user_objects(conn):
-        described = table_schema.describe(conn, name)
+    for name, _kind in table_description.user_objects(conn):
+        described = table_description.describe(conn, name)
         if described is None:
             continue
         view = described.is_view
@@ -171,7 +171,7 @@ def _rows_for_database(connections: SessionConnections, db: str) -> dict[str, li
                     out["KEY_COLUMN_USAGE"].append(("def", db, ix.name, "def", db, name, col, seq, None, None,
                                                     None, None))
         for fk in described.foreign_keys:
-            parent = table_schema.describe(conn, fk.parent)
+            parent = table_description.describe(conn, fk.parent)
             unique_name = next((ix.name for ix in parent.indexes if ix.unique and ix.columns == fk.parent_columns),
                                "PRIMARY") if parent is not None else "PRIMARY"
             out["TABLE_CONSTRAINTS"].append(("def", db, fk.name, db, name, "FOREIGN KEY", "YES"))

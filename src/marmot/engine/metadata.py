@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from marmot.engine import errors, table_schema
+from marmot.engine import errors, table_description
 from marmot.engine.errors import MySQLError
 from marmot.engine.results import ResultSet, Row
-from marmot.engine.table_schema import TableSchema
+from marmot.engine.table_description import TableDescription
 from marmot.engine.variables import BOOLEAN_VARIABLES, like_to_regex
 from marmot.sql import lexer
 
@@ -172,7 +172,7 @@ def _db_from(session: Session, rest: list[lexer.Token]) -> tuple[str, list[lexer
 def _tables(session: Session, rest: list[lexer.Token], full: bool) -> ResultSet:
     db, rest = _db_from(session, rest)
     conn = session.connections.get(db)
-    tables = table_schema.user_objects(conn)
+    tables = table_description.user_objects(conn)
     col = f"Tables_in_{db}"
     if full:
         rows = [(n, "VIEW" if t == "view" else "BASE TABLE") for n, t in tables]
@@ -204,9 +204,9 @@ def _table_name(session: Session, toks: list[lexer.Token]) -> tuple[str, str, li
     return db, name, rest
 
 
-def _describe(session: Session, db: str, table: str) -> tuple[apsw.Connection, TableSchema]:
+def _describe(session: Session, db: str, table: str) -> tuple[apsw.Connection, TableDescription]:
     conn = session.connections.get(db)
-    described = table_schema.describe(conn, table)
+    described = table_description.describe(conn, table)
     if described is None:
         raise errors.no_such_table(f"Table '{db}.{table}' doesn't exist")
     return conn, described
@@ -261,7 +261,7 @@ def _create_table(session: Session, toks: list[lexer.Token], view_only: bool = F
         cols = ",".join(f"`{c}`" for c in ix.columns)
         kind = "PRIMARY KEY" if ix.primary else f"UNIQUE KEY `{ix.name}`" if ix.unique else f"KEY `{ix.name}`"
         lines.append(f"  {kind} ({cols})")
-    lines.extend("  " + table_schema.foreign_key_clause(fk) for fk in described.foreign_keys)
+    lines.extend("  " + table_description.foreign_key_clause(fk) for fk in described.foreign_keys)
     lines.extend(f"  CONSTRAINT `{ck.name}` CHECK ({ck.clause})" for ck in described.checks)
     ddl = (f"CREATE TABLE `{described.name}` (\n" + ",\n".join(lines)
            + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci")
@@ -276,7 +276,7 @@ def _trigger_rows(session: Session, db: str) -> list[Row]:
     """SHOW TRIGGERS rows, each followed by the trigger's CREATE statement."""
     sql_mode = session.ctx.global_variables.get("sql_mode", "")
     return [(t.name, t.event, t.table, t.body, t.timing, None, sql_mode, "root@%", "utf8mb4", "utf8mb4_general_ci",
-             "utf8mb4_general_ci", t.create_statement) for t in table_schema.user_triggers(session.connections.get(db))]
+             "utf8mb4_general_ci", t.create_statement) for t in table_description.user_triggers(session.connections.get(db))]
 
 
 def _triggers(session: Session, rest: list[lexer.Token]) -> ResultSet:
@@ -323,7 +323,7 @@ def _table_status(session: Session, rest: list[lexer.Token]) -> ResultSet:
     db, rest = _db_from(session, rest)
     conn = session.connections.get(db)
     rows = []
-    for name, kind in table_schema.user_objects(conn):
+    for name, kind in table_description.user_objects(conn):
         counted = conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone() if kind == "table" else None
         count = counted[0] if counted is not None else None
         rows.append((name, "InnoDB" if kind == "table" else None, 10, "Dynamic", count, 0, 0, 0, 0, 0, None,

@@ -196,7 +196,7 @@ def _has_statement(text: str) -> bool:
 
 def _without_final_semicolon(sql: str) -> str:
     """The statement as replicated: without the separator SQLite left on its text (``… ;  ``), so the
-    applier's idempotency rules (``replication/apply/ddl.py``, anchored at the end) still match."""
+    applier's idempotency rules (``replication/apply/idempotent_ddl.py``, anchored at the end) still match."""
     text = sql.strip()
     while text.endswith(";"):
         text = text[:-1].rstrip()

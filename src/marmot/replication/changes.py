@@ -107,7 +107,8 @@ def encode_transaction(
         "changes": [_entry(c) for c in changes],
     }
     try:
-        return msgpack.packb(doc, use_bin_type=True, strict_types=True)
+        packed: bytes = msgpack.packb(doc, use_bin_type=True, strict_types=True)
+        return packed
     except (TypeError, ValueError, OverflowError) as e:
         raise ChangeFormatError(f"cannot encode transaction: {e}") from e
 
@@ -149,7 +150,8 @@ def _decode_entry(e: Any, i: int) -> RowChange:
     table = e.get("t")
     if type(table) is not str or not table:
         raise _fail(f"change {i}: 't' must be a non-empty string")
-    op = OP_NAMES.get(e.get("o")) if type(e.get("o")) is int else None
+    code = e.get("o")
+    op = OP_NAMES.get(code) if type(code) is int else None
     if op is None:
         raise _fail(f"change {i}: 'o' must be 1, 2 or 3, got {e.get('o')!r}")
     key = e.get("k")

@@ -64,7 +64,8 @@ def encode_body(kind: str, rows: bytes = b"", ddl: list[str] | None = None,
         doc["ddl"] = list(ddl)
     if dbop is not None:
         doc["dbop"] = list(dbop)
-    return msgpack.packb(doc, use_bin_type=True)
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 def decode_body(data: Any) -> Body:

@@ -28,7 +28,7 @@ REBUILD_PREFIX = "__marmot_rebuild_"
 
 
 @dataclass
-class TableSchema:
+class StoredTable:
     """A table as SQLite stores it: its column and constraint items, indexes and triggers."""
 
     name: str
@@ -92,7 +92,7 @@ def _mentions(text: str, column: str) -> bool:
 class AlterBuilder:
     """Collects the SQLite statements for one MySQL ALTER TABLE."""
 
-    def __init__(self, table: exp.Table, current: TableSchema | None) -> None:
+    def __init__(self, table: exp.Table, current: StoredTable | None) -> None:
         self.table = table
         self.current = current
         self.items = list(current.items) if current else []
@@ -103,7 +103,7 @@ class AlterBuilder:
         self.after: list[str] = []  # statements run after the table has its new shape
         self.dropped_indexes: set[str] = set()
 
-    def _need_table(self) -> TableSchema:
+    def _need_table(self) -> StoredTable:
         if self.current is None:
             raise DDLError(f"Table '{self.table.name}' doesn't exist")
         return self.current
@@ -258,7 +258,7 @@ def _implicit_default(cd: exp.ColumnDef) -> str:
     return "''"
 
 
-def translate_alter(alter: exp.Alter, current: TableSchema | None) -> tuple[list[str], bool]:
+def translate_alter(alter: exp.Alter, current: StoredTable | None) -> tuple[list[str], bool]:
     """(SQLite statements, needs a rebuild) for one MySQL ALTER TABLE."""
     table = alter.this
     builder = AlterBuilder(table, current)

@@ -32,7 +32,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from marmot.sql import dml, function_rewrites, lexer, triggers
-from marmot.sql.alter import TableSchema, translate_alter
+from marmot.sql.alter import StoredTable, translate_alter
 from marmot.sql.ddl import DDLError, index_statement, translate_create_table
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -95,7 +95,7 @@ class SchemaInfo:
         """(column, position, zero_means_generate) of the table's AUTO_INCREMENT column, or None."""
         return None
 
-    def table_schema(self, database: str, table: str) -> TableSchema | None:
+    def table_schema(self, database: str, table: str) -> StoredTable | None:
         """The table as stored (for ALTER TABLE rebuilds), or None when it does not exist."""
         return None
 

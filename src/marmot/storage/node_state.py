@@ -22,6 +22,11 @@ class NodeState:
         row = self._conn.execute("SELECT value FROM __marmot_node_state WHERE key = ?", (key,)).fetchone()
         return default if row is None else row[0]
 
+    def get_int(self, key: str, default: int = 0) -> int:
+        """An integer value (a cursor, a log position); ``default`` when absent or not an integer."""
+        v = self.get(key)
+        return v if type(v) is int else default
+
     def set(self, key: str, value: object) -> None:
         self._conn.execute(
             "INSERT INTO __marmot_node_state (key, value) VALUES (?, ?) "

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from typing import cast
 
 import apsw
 
@@ -115,6 +116,12 @@ def applied_of(conn: apsw.Connection, txn_ids: list[int]) -> set[int]:
         marks = ",".join("?" * len(chunk))
         found.update(r[0] for r in conn.execute(f"SELECT txn_id FROM {TXN_LOG} WHERE txn_id IN ({marks})", chunk))
     return found
+
+
+def last_seq(conn: apsw.Connection) -> int:
+    """The newest position of this file's commit log (0: empty)."""
+    row = conn.execute(f"SELECT MAX(seq) FROM {TXN_LOG}").fetchone()
+    return int(cast(int, row[0]) or 0) if row is not None else 0
 
 
 def schema_version(conn: apsw.Connection) -> int:

@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import apsw
 
 from marmot.hlc import Timestamp
-from marmot.replication.apply.ddl import run_idempotent
+from marmot.replication.apply.idempotent_ddl import run_idempotent
 from marmot.replication.apply.rows import ApplyError, apply_changes
 from marmot.replication.changes import RowChange
 from marmot.replication.messages import Body

@@ -21,7 +21,7 @@ Who uses it:
   through ``NodeControl``), and the ``marmot_table_rows`` / ``marmot_table_digest_info`` metrics;
 * the ``digest_get {db}`` RPC (``sync_messages.DigestRequest``, registered by ``LogServer``) —
   anti-entropy compares its peers' answers with ``table_digests`` of its own copy;
-* ``marmot verify`` (``admin/client.py``): every node's digests side by side, then ``diff_keys`` over
+* ``marmot verify`` (``admin/commands.py``): every node's digests side by side, then ``diff_keys`` over
   the key lists of the tables that differ.
 
 Reads open a short-lived connection per call (``database_digest``): they run on the event loop, touch
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import apsw
 
@@ -59,7 +59,8 @@ def table_digests(conn: apsw.Connection) -> dict[str, tuple[int, int]]:
         rows = conn.execute(f"SELECT tbl, digest, rows FROM {rt.TABLE_DIGEST} ORDER BY tbl").fetchall()
     except apsw.SQLError:
         return {}
-    return {t: (rt.to_unsigned(d), int(n)) for t, d, n in rows if n or d}
+    # (tbl TEXT, digest INTEGER, rows INTEGER): the column types of the table
+    return {cast(str, t): (rt.to_unsigned(cast(int, d)), cast(int, n)) for t, d, n in rows if n or d}
 
 
 def recompute_digests(conn: apsw.Connection, tables: list[str] | None = None) -> dict[str, tuple[int, int]]:

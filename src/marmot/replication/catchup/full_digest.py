@@ -25,7 +25,7 @@ stopping, the handler cancelled) ends at the next page. Because of that cost it 
 only: anti-entropy keeps comparing the incremental digests, which cost nothing to read.
 
 Who uses it: ``GET /admin/databases/{db}/digest?full=1`` and ``…/digest/{table}/keys?full=1``
-(``admin/http.py``), and ``marmot verify --full`` (``admin/client.py``), which compares the documents of
+(``admin/http.py``), and ``marmot verify --full`` (``admin/commands.py``), which compares the documents of
 every node and lists the keys whose ``[version, content hash]`` differ.
 """
 
@@ -39,7 +39,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import apsw
 
@@ -153,7 +153,7 @@ def content_pages(conn: apsw.Connection, ts: TableSchema, after: bytes | None = 
         out: list[tuple[bytes, tuple[Any, ...]]] = []
         if rowid_select:
             for r in rows:
-                out.append((ts.rowid_key_of(r[0]), tuple(r[1:])))
+                out.append((ts.rowid_key_of(cast(int, r[0])), tuple(r[1:])))  # a rowid is an integer
             position = [rows[-1][0]]
         else:
             for r in rows:
@@ -244,10 +244,13 @@ def database_full_digest(databases: DatabaseManager, db: str, stop: threading.Ev
                          ) -> dict[str, Any] | None:
     """``full_digest_document`` on a connection of its own; None when there is no such database. Blocks
     for a full scan: run it with ``off_loop``."""
-    return _on_own_connection(databases, db, lambda conn: full_digest_document(conn, db, stop))
+    doc: dict[str, Any] | None = _on_own_connection(databases, db, lambda conn: full_digest_document(conn, db, stop))
+    return doc
 
 
 def database_full_keys(databases: DatabaseManager, db: str, table: str, after: bytes | None,
                        limit: int, stop: threading.Event | None = None) -> dict[str, Any] | None:
     """``full_keys_document`` on a connection of its own; None when there is no such database."""
-    return _on_own_connection(databases, db, lambda conn: full_keys_document(conn, db, table, after, limit, stop))
+    doc: dict[str, Any] | None = _on_own_connection(
+        databases, db, lambda conn: full_keys_document(conn, db, table, after, limit, stop))
+    return doc

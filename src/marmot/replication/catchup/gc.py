@@ -27,6 +27,7 @@ by ``config.py``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -54,7 +55,7 @@ def collect(conn: apsw.Connection, *, safe_seq: int, now_ns: int, min_retention_
     # The newest entry always stays: ``seq`` is an INTEGER PRIMARY KEY (max + 1), so an emptied log would
     # restart at 1 under the same log id and peers' cursors would skip the new entries; it also lets a
     # peer see how far this log went (``last``) and that a gap exists (``first``).
-    newest = int(conn.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()[0] or 0)
+    newest = rt.last_seq(conn)
     safe_seq = min(safe_seq, newest - 1)
     conn.execute(f"DELETE FROM {rt.TXN_LOG} WHERE seq <= ? AND wall < ?", (safe_seq, min_cut))
     deleted_log = conn.changes()
@@ -87,17 +88,20 @@ class LogGC:
 
     def safe_seq(self, db: str) -> int:
         """The highest log position every other member has consumed (0 when one never asked)."""
-        consumed = [int(self.state.get(consumed_key(db, m), 0) or 0) for m in self.members()]
+        consumed = [self.state.get_int(consumed_key(db, m)) for m in self.members()]
         return min(consumed) if consumed else 1 << 62
+
+    def _collect(self, conn: apsw.Connection, *, safe_seq: int) -> tuple[int, int]:
+        return collect(conn, safe_seq=safe_seq, now_ns=self.clock_ns(), min_retention_h=self.min_retention_h,
+                       max_retention_h=self.max_retention_h)
 
     async def run_once(self) -> tuple[int, int]:
         self.stats["runs"] += 1
         total = (0, 0)
         for db in self.databases.names():
             safe = self.safe_seq(db)
-            done = await self.queues.write(db, lambda conn, safe=safe: collect(
-                conn, safe_seq=safe, now_ns=self.clock_ns(), min_retention_h=self.min_retention_h,
-                max_retention_h=self.max_retention_h))
+            done = await self.queues.write(db, functools.partial(
+                self._collect, safe_seq=safe))
             if done[0] or done[1]:
                 log.info("gc %s: %d log entries, %d tombstones deleted", db, *done)
             total = (total[0] + done[0], total[1] + done[1])

@@ -44,7 +44,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from marmot import failpoints
 from marmot.hlc import HLC, Timestamp
@@ -315,7 +315,7 @@ class LogPull:
 
     async def _pull_database(self, peer: int, address: str, db: str, log_id: str, last: int) -> int:
         key = self._cursor_key(peer, db, log_id)
-        cursor = int(self.state.get(key, 0) or 0)
+        cursor = self.state.get_int(key)
         applied = 0
         started = time.monotonic()
         local = self.queues.connection(db)
@@ -453,11 +453,12 @@ class LogPull:
         if not rows:
             return []
         try:
-            answer = LogHave.decode(await self._send(address, LogHaveRequest(db, [int(r[0]) for r in rows])))
+            answer = LogHave.decode(await self._send(address, LogHaveRequest(db, [cast(int, r[0]) for r in rows])))
         except m.MessageError as e:
             raise RuntimeError(f"log_have: {e}") from None
         have, oldest = set(answer.have), answer.oldest_wall
-        return [int(t) for t, wall in rows if int(t) not in have and oldest is not None and int(wall) >= oldest]
+        # (txn_id INTEGER, wall INTEGER): the log's column types
+        return [cast(int, t) for t, wall in rows if t not in have and oldest is not None and cast(int, wall) >= oldest]
 
     async def _try_snapshot(self, peer: int, address: str, db: str, reason: str, first: int,
                             cursor: int) -> tuple[str, int] | None:

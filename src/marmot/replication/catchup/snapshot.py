@@ -72,7 +72,7 @@ def export_to(src: Path, dest: Path) -> dict[str, Any]:
         has_tables = copy.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (rt.SCHEMA_VERSION,)).fetchone()
         if has_tables:
             log_id = rt.log_id(copy)
-            last = int(copy.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()[0] or 0)
+            last = rt.last_seq(copy)
             sv = rt.schema_version(copy)
         else:
             log_id, last, sv = "", 0, 0

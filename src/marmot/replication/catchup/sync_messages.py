@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from marmot.hlc import Timestamp
-from marmot.replication.changes import ChangeFormatError, SqlValue, _check_image
+from marmot.replication.changes import ChangeFormatError, _check_image
 from marmot.replication.messages import (
     MessageError,
     Version,
@@ -44,6 +44,7 @@ from marmot.replication.messages import (
     version_out,
     versioned,
 )
+from marmot.storage.rowkey import SqlValue
 
 LIST_LIMIT = 5000  # most positions one ``log_list`` answer lists
 FETCH_BATCH = 200  # most entries one ``log_fetch`` asks for

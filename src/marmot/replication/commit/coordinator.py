@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -176,9 +177,11 @@ class Coordinator:
                 self._set_state(txn, "pending")
                 self._spawn(self._settle(db, txn, cts, peers, req, _Tally()))
             if self.metrics is not None:
-                outcome = {WriteConflict: "conflict", QuorumNotReached: "quorum_not_reached",
-                           TransactionAborted: "quorum_not_reached", CommitIncomplete: "incomplete",
-                           CommitUnknown: "unknown", Rejected: "rejected"}.get(type(e), "error")
+                outcomes: dict[type[BaseException], str] = {
+                    WriteConflict: "conflict", QuorumNotReached: "quorum_not_reached",
+                    TransactionAborted: "quorum_not_reached", CommitIncomplete: "incomplete",
+                    CommitUnknown: "unknown", Rejected: "rejected"}
+                outcome = outcomes.get(type(e), "error")
                 self.metrics.txn_finished(kind, outcome)
                 if outcome == "conflict":
                     self.metrics.write_conflict()
@@ -225,7 +228,7 @@ class Coordinator:
         tally.outstanding = len(pending)
         decision["tally"] = tally
         for t in pending:  # late answers get the decision once there is one (decided below, no await)
-            t.add_done_callback(lambda t, nid=tasks[t]: self._late_answer(peers[nid], t, decision, req))
+            t.add_done_callback(functools.partial(self._late_answer, peers[tasks[t]], decision=decision, req=req))
         if conflict is not None or prepared < need:
             decision["commit"] = False
             for addr, t in decision.pop("undecided", []):

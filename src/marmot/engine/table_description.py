@@ -105,7 +105,7 @@ class Check:
 
 
 @dataclass(slots=True)
-class TableSchema:
+class TableDescription:
     name: str
     kind: str  # "table" or "view"
     columns: list[Column] = field(default_factory=list)
@@ -229,7 +229,7 @@ def quote_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def describe(conn: apsw.Connection, name: str) -> TableSchema | None:
+def describe(conn: apsw.Connection, name: str) -> TableDescription | None:
     """The table or view ``name`` (case-insensitive) of ``conn``'s main database, or None."""
     row: tuple[Any, ...] | None = conn.execute(
         "SELECT name, type, sql FROM sqlite_schema WHERE type IN ('table','view') AND name = ? COLLATE NOCASE "
@@ -238,7 +238,7 @@ def describe(conn: apsw.Connection, name: str) -> TableSchema | None:
     if row is None:
         return None
     name, kind, sql = row[0], row[1], row[2] or ""
-    table = TableSchema(name, kind)
+    table = TableDescription(name, kind)
     info = _rows(conn, f'PRAGMA table_xinfo("{name}")')
     parsed, checks = _parsed_table(sql) if kind == "table" else ({}, [])
     unnamed = 0
