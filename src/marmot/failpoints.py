@@ -17,8 +17,8 @@ read that file every 50 ms and, whenever its text changes, replace the armed set
 
 Clock skew, the other test hook: ``MARMOT_CLOCK_OFFSET_FILE=/path`` makes the node read that file every
 50 ms and use the signed integer of milliseconds in it as its HLC's offset from the wall clock. Fault
-tests move it forwards and backwards while the node runs (libfaketime can only jump forwards safely:
-../shared/reference/fault-injection.md §3). The HLC itself never goes backwards; a node whose clock is
+tests move it forwards and backwards while the node runs (libfaketime can only move a running
+process's clock forwards safely). The HLC itself never goes backwards; a node whose clock is
 set back mints smaller timestamps only once the real clock passes its last one.
 """
 

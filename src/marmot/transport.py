@@ -1,6 +1,6 @@
 """How the layers above the network reach other nodes: the transport interface, declared once.
 
-Why a leaf module: ``replication/`` must never import ``cluster/`` (arrows point down, shared/DESIGN.md),
+Why a leaf module: ``replication/`` must never import ``cluster/`` (arrows point down, docs/DESIGN.md),
 yet both speak of the same thing — ``cluster/`` provides it (``ClusterService``), gossip and replication
 use it. Declaring it here, importing nothing of ours, lets every side name it without a cycle.
 

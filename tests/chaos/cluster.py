@@ -2,7 +2,7 @@
 
 Each node dials each peer through its own directed fault-proxy link (``[cluster] dial_overrides``), so
 a partition, a one-way partition, delay with jitter or a burst of connection resets is a proxy mode and
-never leaves 127.0.0.1 (../shared/reference/fault-injection.md §2). Process faults are signals to the
+never leaves 127.0.0.1 (no network namespaces or other addresses are needed). Process faults are signals to the
 node's own PID (SIGKILL then a restart on the same data, SIGSTOP / SIGCONT). Clock skew is the node's
 test-only HLC offset file (``MARMOT_CLOCK_OFFSET_FILE``), changed while it runs, both directions.
 

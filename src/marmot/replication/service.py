@@ -7,7 +7,7 @@ hooks), registers its RPC methods and stops it. Inside: the coordinator (writes 
 participant (every write, wherever it started), anti-entropy, GC, the apply queues and the stale-txn
 resolver.
 
-Path of a write (``shared/DESIGN.md``, "The data flow of one write"): the engine captured the rows and
+Path of a write (``docs/DESIGN.md``, "The path of a write"): the engine captured the rows and
 rolled its SQLite transaction back → ``commit_changes`` encodes them with the row versions the dry
 run saw → ``Coordinator.replicate`` (PREPARE, decision, COMMIT) → every node's ``ApplyQueues`` applies
 them last-writer-wins with the applied marker → the engine answers the client.
