@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/marmot $(ARGS)
 
-# CI (.ci/run) runs this: lint, types, then the tests
+# CI (.ci/run) runs this: lint, format, types, then the tests
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
@@ -32,11 +33,11 @@ test-cluster: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-# mypy over src/marmot with [tool.mypy] in pyproject.toml (strict on mysql, storage, cluster and sql)
+# mypy over src/marmot with [tool.mypy] in pyproject.toml (strict on mysql, storage, cluster, sql, engine, replication)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# not yet part of `make test`: the code base is to be formatted once (`ruff format src tests bench`) first
+# `ruff format --check` (part of `make test`); `.venv/bin/ruff format src tests bench` formats
 format-check: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 

@@ -51,7 +51,9 @@ def once(workdir: Path, mode: str, i: int, rows: list[tuple[int, str, str, int]]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000, help="INSERTs per transaction (default 100000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per mode; the best is reported (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per mode; the best is reported (default 3)"
+    )
     args = parser.parse_args(argv)
     rows = [(i, f"key{i}", "v" * 40, i * 7) for i in range(args.rows)]
     with tempfile.TemporaryDirectory(prefix="marmot-capture-bench-") as tmp:
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     n = args.rows
     print(f"{n} single-row INSERTs in one transaction, best of {args.repeat}:")
     for mode, (run_s, merge_s) in results.items():
-        extra = f", changes() {merge_s * 1e3:.0f} ms ({merge_s / n * 1e6:.2f} µs/row)" if mode == "capture" else ""
+        extra = (
+            f", changes() {merge_s * 1e3:.0f} ms ({merge_s / n * 1e6:.2f} µs/row)"
+            if mode == "capture"
+            else ""
+        )
         print(f"  {mode:8s} statements {run_s * 1e3:6.0f} ms (+{(run_s - base) / n * 1e6:.2f} µs/row){extra}")
     return 0
 

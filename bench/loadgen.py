@@ -19,8 +19,10 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-SCHEMA = ("CREATE TABLE {name} (id INT PRIMARY KEY, k INT NOT NULL DEFAULT 0, "
-          "c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '')")
+SCHEMA = (
+    "CREATE TABLE {name} (id INT PRIMARY KEY, k INT NOT NULL DEFAULT 0, "
+    "c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '')"
+)
 WARMUP_S = 0.5
 MAX_ERRORS = 50
 
@@ -44,12 +46,26 @@ def connect(driver: str, port: int, database: str = "marmot"):
     if driver == "mysqlclient":
         import MySQLdb
 
-        return MySQLdb.connect(host="127.0.0.1", port=port, user="root", passwd="", db=database,
-                               autocommit=True, connect_timeout=5)
+        return MySQLdb.connect(
+            host="127.0.0.1",
+            port=port,
+            user="root",
+            passwd="",
+            db=database,
+            autocommit=True,
+            connect_timeout=5,
+        )
     import pymysql
 
-    return pymysql.connect(host="127.0.0.1", port=port, user="root", password="", database=database,
-                           autocommit=True, connect_timeout=5)
+    return pymysql.connect(
+        host="127.0.0.1",
+        port=port,
+        user="root",
+        password="",
+        database=database,
+        autocommit=True,
+        connect_timeout=5,
+    )
 
 
 def _rand_chars(rng: random.Random, groups: int) -> str:
@@ -99,8 +115,10 @@ def drop_tables(driver: str, port: int, *names: str) -> None:
 
 # -- workers --------------------------------------------------------------------------------------------
 
-def _worker(kind: str, wid: int, driver: str, port: int, rows: int, duration: float,
-            start_ev, start_at, out) -> None:
+
+def _worker(
+    kind: str, wid: int, driver: str, port: int, rows: int, duration: float, start_ev, start_at, out
+) -> None:
     # The parent owns Ctrl-C and cleanup; a worker just dies on SIGTERM (run_case terminates it by PID).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -114,14 +132,18 @@ def _worker(kind: str, wid: int, driver: str, port: int, rows: int, duration: fl
         seq = [(wid + 1) * 100_000_000]
 
         if kind == "select":
+
             def op() -> bool:
                 cur.execute(f"SELECT c FROM sbtest1 WHERE id={randint(1, rows)}")
                 return bool(cur.fetchall())
         else:
+
             def op() -> bool:
                 seq[0] += 1
-                cur.execute(f"INSERT INTO sbinsert (id, k, c, pad) VALUES "
-                            f"({seq[0]},{randint(1, rows)},'{c_val}','{pad_val}')")
+                cur.execute(
+                    f"INSERT INTO sbinsert (id, k, c, pad) VALUES "
+                    f"({seq[0]},{randint(1, rows)},'{c_val}','{pad_val}')"
+                )
                 return True
 
         warm_end = time.monotonic() + WARMUP_S
@@ -178,8 +200,9 @@ class CaseResult:
         return self.ops / self.duration if self.duration else 0.0
 
 
-def run_case(kind: str, conns: int, driver: str, port: int, rows: int, duration: float,
-             on_started=None) -> CaseResult:
+def run_case(
+    kind: str, conns: int, driver: str, port: int, rows: int, duration: float, on_started=None
+) -> CaseResult:
     """Run ``kind`` ('select' or 'insert') with ``conns`` worker processes for ``duration`` seconds.
 
     ``on_started`` (optional) is called right after the common start instant is published, e.g. to
@@ -189,8 +212,12 @@ def run_case(kind: str, conns: int, driver: str, port: int, rows: int, duration:
     out = ctx.Queue()
     start_ev = ctx.Event()
     start_at = ctx.Value("d", 0.0)
-    procs = [ctx.Process(target=_worker, args=(kind, w, driver, port, rows, duration, start_ev, start_at, out),
-                         daemon=True) for w in range(conns)]
+    procs = [
+        ctx.Process(
+            target=_worker, args=(kind, w, driver, port, rows, duration, start_ev, start_at, out), daemon=True
+        )
+        for w in range(conns)
+    ]
     results: list[dict] = []
     finished = False
     try:

@@ -36,7 +36,9 @@ def find_binaries() -> tuple[str, str] | None:
     install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
     server = None
     for name in ("mariadbd", "mysqld"):
-        server = shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None)
+        server = shutil.which(name) or (
+            f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None
+        )
         if server:
             break
     if install is None or server is None:
@@ -80,18 +82,36 @@ class MariaDBServer:
         install_log = self.tmp / "install-db.log"
         with open(install_log, "wb") as out:
             rc = subprocess.run(
-                [self.install_db, "--no-defaults", f"--datadir={self.datadir}",
-                 "--auth-root-authentication-method=normal", "--skip-test-db", *self._user_args()],
-                stdout=out, stderr=subprocess.STDOUT, timeout=120,
+                [
+                    self.install_db,
+                    "--no-defaults",
+                    f"--datadir={self.datadir}",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    *self._user_args(),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=120,
             ).returncode
         if rc != 0:
-            raise RuntimeError(f"{self.install_db} failed ({rc}): {install_log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"{self.install_db} failed ({rc}): {install_log.read_text(errors='replace')[-2000:]}"
+            )
         args = [
-            self.server, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
-            f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-grant-tables", "--skip-name-resolve",
-            f"--pid-file={self.tmp / 'mariadbd.pid'}", f"--log-error={self.log_path}",
+            self.server,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            "--skip-grant-tables",
+            "--skip-name-resolve",
+            f"--pid-file={self.tmp / 'mariadbd.pid'}",
+            f"--log-error={self.log_path}",
             f"--innodb-flush-log-at-trx-commit={1 if self.durable else 2}",
-            "--max-connections=200", *self._user_args(),
+            "--max-connections=200",
+            *self._user_args(),
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

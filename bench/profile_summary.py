@@ -19,9 +19,15 @@ from pathlib import Path
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 # Leaf frames that mean "the thread was waiting, not working".
-_IDLE_LEAVES = {("select", "selectors.py"), ("poll", "selectors.py"), ("wait", "threading.py"),
-                ("_worker", "thread.py"), ("get", "queue.py"), ("epoll_wait", "libc.so.6"),
-                ("poll", "libc.so.6")}
+_IDLE_LEAVES = {
+    ("select", "selectors.py"),
+    ("poll", "selectors.py"),
+    ("wait", "threading.py"),
+    ("_worker", "thread.py"),
+    ("get", "queue.py"),
+    ("epoll_wait", "libc.so.6"),
+    ("poll", "libc.so.6"),
+}
 
 
 def _is_idle(func: str, file: str) -> bool:
@@ -33,14 +39,32 @@ def py_spy() -> str | None:
     return str(cand) if cand.exists() else shutil.which("py-spy")
 
 
-def start_record(pid: int, duration: float, out: Path, rate: int = 250, native: bool = False) -> subprocess.Popen:
+def start_record(
+    pid: int, duration: float, out: Path, rate: int = 250, native: bool = False
+) -> subprocess.Popen:
     exe = py_spy()
     if exe is None:
         raise FileNotFoundError("py-spy not installed: .venv/bin/pip install py-spy")
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--duration", str(int(duration)), "--rate", str(rate),
-         "--format", "raw", "--function", "--idle", "--output", str(out), *(["--native"] if native else [])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(duration)),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--function",
+            "--idle",
+            "--output",
+            str(out),
+            *(["--native"] if native else []),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -67,8 +91,10 @@ def summarise(raw: Path, top: int = 15) -> tuple[list[tuple[str, int, float, flo
             continue
         self_counts[leaf] += n
     busy = max(1, total - idle)
-    rows = [(f"{file}:{func}", n, 100.0 * n / max(1, total), 100.0 * n / busy)
-            for (func, file), n in self_counts.most_common(top)]
+    rows = [
+        (f"{file}:{func}", n, 100.0 * n / max(1, total), 100.0 * n / busy)
+        for (func, file), n in self_counts.most_common(top)
+    ]
     return rows, total, idle
 
 
@@ -93,10 +119,13 @@ def inclusive(raw: Path, needles: list[str]) -> dict[str, float]:
 
 
 def render(rows: list[tuple[str, int, float, float]], total: int, idle: int) -> str:
-    lines = [f"py-spy samples: {total} (idle in the event loop: {idle}, "
-             f"{100.0 * idle / max(1, total):.1f} %; busy: {total - idle})", "",
-             "| # | file:function (self time) | samples | % of all | % of busy |",
-             "|---|---|---:|---:|---:|"]
+    lines = [
+        f"py-spy samples: {total} (idle in the event loop: {idle}, "
+        f"{100.0 * idle / max(1, total):.1f} %; busy: {total - idle})",
+        "",
+        "| # | file:function (self time) | samples | % of all | % of busy |",
+        "|---|---|---:|---:|---:|",
+    ]
     for i, (name, n, pct_all, pct_busy) in enumerate(rows, 1):
         lines.append(f"| {i} | `{name}` | {n} | {pct_all:.1f} | {pct_busy:.1f} |")
     return "\n".join(lines)

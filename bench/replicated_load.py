@@ -78,6 +78,7 @@ UPSERT_SQL = {"insert-or-replace": "INSERT OR REPLACE INTO", "replace": "REPLACE
 
 # -- driver -----------------------------------------------------------------------------------------------
 
+
 class Driver:
     """mysqlclient (``MySQLdb``, C: less client CPU) when importable, else PyMySQL."""
 
@@ -101,13 +102,28 @@ class Driver:
     def connect(self, endpoint: tuple[str, int], user: str, password: str, database: str | None) -> Any:
         host, port = endpoint
         if self.name == "mysqlclient":
-            kw: dict[str, Any] = {"host": host, "port": port, "user": user, "passwd": password,
-                                  "autocommit": True, "connect_timeout": 10, "charset": "utf8mb4"}
+            kw: dict[str, Any] = {
+                "host": host,
+                "port": port,
+                "user": user,
+                "passwd": password,
+                "autocommit": True,
+                "connect_timeout": 10,
+                "charset": "utf8mb4",
+            }
             if database:
                 kw["db"] = database
             return self.module.connect(**kw)
-        return self.module.connect(host=host, port=port, user=user, password=password, database=database,
-                                   autocommit=True, connect_timeout=10, charset="utf8mb4")
+        return self.module.connect(
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            database=database,
+            autocommit=True,
+            connect_timeout=10,
+            charset="utf8mb4",
+        )
 
 
 def error_code(err: BaseException) -> int:
@@ -160,6 +176,7 @@ def parse_hosts(spec: str) -> list[tuple[str, int]]:
 
 # -- SQL --------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Statements:
     table: str
@@ -193,6 +210,7 @@ class Statements:
 
 # -- worker (one process per client) ----------------------------------------------------------------------
 
+
 @dataclass
 class WorkerConfig:
     client: int
@@ -216,11 +234,21 @@ class WorkerConfig:
 
 def new_stats(nodes: int) -> dict[str, Any]:
     return {
-        "ops": dict.fromkeys(OPS, 0), "lat": {op: array("q") for op in (*OPS, "commit")},
-        "txn_lat": array("q"), "txns": 0, "txns_failed": 0, "ops_failed": 0, "retries": 0,
-        "read_misses": 0, "retry_reasons": {}, "failed_keys": [], "errors": dict.fromkeys(CATEGORIES, 0), "messages": {c: [] for c in CATEGORIES},
+        "ops": dict.fromkeys(OPS, 0),
+        "lat": {op: array("q") for op in (*OPS, "commit")},
+        "txn_lat": array("q"),
+        "txns": 0,
+        "txns_failed": 0,
+        "ops_failed": 0,
+        "retries": 0,
+        "read_misses": 0,
+        "retry_reasons": {},
+        "failed_keys": [],
+        "errors": dict.fromkeys(CATEGORIES, 0),
+        "messages": {c: [] for c in CATEGORIES},
         "per_node": [{"txns": 0, "errors": 0, "retries": 0} for _ in range(nodes)],
-        "t_end": 0.0, "fatal": "",
+        "t_end": 0.0,
+        "fatal": "",
     }
 
 
@@ -253,8 +281,9 @@ class Client:
 
     def conn(self, node: int) -> Any:
         if self.conns[node] is None:
-            self.conns[node] = self.driver.connect(self.cfg.endpoints[node], self.cfg.user, self.cfg.password,
-                                                   self.cfg.database)
+            self.conns[node] = self.driver.connect(
+                self.cfg.endpoints[node], self.cfg.user, self.cfg.password, self.cfg.database
+            )
         return self.conns[node]
 
     def drop_conn(self, node: int) -> None:
@@ -345,8 +374,9 @@ class Client:
                 _note_error(stats, cat, f"node {node + 1}: {error_text(err)}")
                 stats["txns_failed"] += 1
                 if len(stats["failed_keys"]) < MAX_FAILED_TXNS:
-                    stats["failed_keys"].append([node + 1, cat, [(op, p[0] if op != "update" else p[1])
-                                                                 for op, _, p in ops]])
+                    stats["failed_keys"].append(
+                        [node + 1, cat, [(op, p[0] if op != "update" else p[1]) for op, _, p in ops]]
+                    )
                 stats["ops_failed"] += len(ops)
                 per_node["errors"] += 1
                 if cat == "connection":
@@ -388,7 +418,7 @@ def _worker(cfg: WorkerConfig, start_ev: Any, start_at: Any, out: Any) -> None:
         if cfg.mode == "load":
             keys = range(cfg.client + 1, cfg.records + 1, cfg.clients)
             for i in range(0, len(keys), cfg.batch):
-                client.run_txn(client.load_txn(keys[i:i + cfg.batch]))
+                client.run_txn(client.load_txn(keys[i : i + cfg.batch]))
         elif cfg.operations is not None:
             quota = cfg.operations // cfg.clients + (1 if cfg.client < cfg.operations % cfg.clients else 0)
             while quota > 0:
@@ -414,6 +444,7 @@ def _worker(cfg: WorkerConfig, start_ev: Any, start_at: Any, out: Any) -> None:
 
 # -- phases (parent) --------------------------------------------------------------------------------------
 
+
 def _summary(ns: array | list[int]) -> dict[str, float]:
     if not ns:
         return {"count": 0}
@@ -436,7 +467,7 @@ def merge_stats(results: list[dict[str, Any]], nodes: int) -> dict[str, Any]:
         total["txn_lat"].extend(r["txn_lat"])
         for k in ("txns", "txns_failed", "ops_failed", "retries", "read_misses"):
             total[k] += r[k]
-        total["failed_keys"].extend(r["failed_keys"][:MAX_FAILED_TXNS - len(total["failed_keys"])])
+        total["failed_keys"].extend(r["failed_keys"][: MAX_FAILED_TXNS - len(total["failed_keys"])])
         for reason, n in r["retry_reasons"].items():
             total["retry_reasons"][reason] = total["retry_reasons"].get(reason, 0) + n
         for c in CATEGORIES:
@@ -531,12 +562,15 @@ def phase_report(t: dict[str, Any], elapsed: float) -> dict[str, Any]:
         "errors": {c: {"count": t["errors"][c], "messages": t["messages"][c]} for c in CATEGORIES},
         "errors_total": sum(t["errors"].values()),
         "per_node": [{"node": i + 1, **pn} for i, pn in enumerate(t["per_node"])],
-        "failed_txns_sample": [{"node": n, "category": c, "ops": [f"{op} {key}" for op, key in ops]}
-                               for n, c, ops in t["failed_keys"]],
+        "failed_txns_sample": [
+            {"node": n, "category": c, "ops": [f"{op} {key}" for op, key in ops]}
+            for n, c, ops in t["failed_keys"]
+        ],
     }
 
 
 # -- schema and verification (parent) ---------------------------------------------------------------------
+
 
 def _table_present(driver: Driver, ep: tuple[str, int], args: argparse.Namespace) -> bool:
     try:
@@ -553,8 +587,9 @@ def _table_present(driver: Driver, ep: tuple[str, int], args: argparse.Namespace
         conn.close()
 
 
-def wait_table(driver: Driver, endpoints: list[tuple[str, int]], args: argparse.Namespace, present: bool,
-               timeout: float) -> tuple[float, list[int]]:
+def wait_table(
+    driver: Driver, endpoints: list[tuple[str, int]], args: argparse.Namespace, present: bool, timeout: float
+) -> tuple[float, list[int]]:
     """Poll ``SHOW TABLES`` on every node until the table is (``present``) or is not there.
 
     Returns (seconds waited, 1-based nodes still not in that state at the timeout)."""
@@ -567,8 +602,9 @@ def wait_table(driver: Driver, endpoints: list[tuple[str, int]], args: argparse.
         time.sleep(0.2)
 
 
-def _exec(driver: Driver, ep: tuple[str, int], args: argparse.Namespace, *sql: str,
-          database: str | None = None) -> list[tuple]:
+def _exec(
+    driver: Driver, ep: tuple[str, int], args: argparse.Namespace, *sql: str, database: str | None = None
+) -> list[tuple]:
     conn = driver.connect(ep, args.user, args.password, database)
     try:
         cur = conn.cursor()
@@ -581,8 +617,9 @@ def _exec(driver: Driver, ep: tuple[str, int], args: argparse.Namespace, *sql: s
         conn.close()
 
 
-def setup_schema(driver: Driver, endpoints: list[tuple[str, int]], args: argparse.Namespace,
-                 stmts: Statements) -> dict[str, Any]:
+def setup_schema(
+    driver: Driver, endpoints: list[tuple[str, int]], args: argparse.Namespace, stmts: Statements
+) -> dict[str, Any]:
     """(Optionally drop and) create the table on node 1, then wait until every node has it.
 
     When a node still lacks it after ``--schema-timeout`` (DDL not replicated), the table is created there
@@ -593,8 +630,13 @@ def setup_schema(driver: Driver, endpoints: list[tuple[str, int]], args: argpars
         _exec(driver, endpoints[0], args, create_db, f"DROP TABLE IF EXISTS {args.database}.{args.table}")
         waited, missing = wait_table(driver, endpoints, args, False, args.schema_timeout)
         for node in missing:
-            _exec(driver, endpoints[node - 1], args, f"DROP TABLE IF EXISTS {args.table}",
-                  database=args.database)
+            _exec(
+                driver,
+                endpoints[node - 1],
+                args,
+                f"DROP TABLE IF EXISTS {args.table}",
+                database=args.database,
+            )
         info.update(dropped=True, drop_wait_s=round(waited, 3), drop_fallback_nodes=missing)
     t0 = time.monotonic()
     _exec(driver, endpoints[0], args, create_db, f"USE {args.database}", stmts.create)
@@ -602,8 +644,11 @@ def setup_schema(driver: Driver, endpoints: list[tuple[str, int]], args: argpars
     info["create_s"] = round(time.monotonic() - t0, 3)
     info["visible_everywhere_s"] = None if missing else round(waited, 3)
     if missing:
-        print(f"!! table {args.table} not visible on node(s) {missing} after {args.schema_timeout:.0f}s "
-              "(DDL not replicated): creating it there directly so the run can go on", flush=True)
+        print(
+            f"!! table {args.table} not visible on node(s) {missing} after {args.schema_timeout:.0f}s "
+            "(DDL not replicated): creating it there directly so the run can go on",
+            flush=True,
+        )
         for node in missing:
             _exec(driver, endpoints[node - 1], args, create_db, f"USE {args.database}", stmts.create)
         info["fallback_nodes"] = missing
@@ -612,10 +657,11 @@ def setup_schema(driver: Driver, endpoints: list[tuple[str, int]], args: argpars
 
 def max_existing_key(driver: Driver, ep: tuple[str, int], args: argparse.Namespace) -> tuple[int, int]:
     """(row count, highest ``rec_N`` number) of the table on one node."""
-    rows = _exec(driver, ep, args, f"SELECT COUNT(*) FROM {args.table}",
-                 database=args.database)
+    rows = _exec(driver, ep, args, f"SELECT COUNT(*) FROM {args.table}", database=args.database)
     count = int(rows[0][0])
-    rows = _exec(driver, ep, args, f"SELECT id FROM {args.table} ORDER BY id DESC LIMIT 1", database=args.database)
+    rows = _exec(
+        driver, ep, args, f"SELECT id FROM {args.table} ORDER BY id DESC LIMIT 1", database=args.database
+    )
     m = KEY_RE.match(str(rows[0][0])) if rows else None
     return count, int(m.group(1)) if m else 0
 
@@ -632,8 +678,9 @@ def _row_bytes(row: Sequence[Any]) -> bytes:
     return b"\x1f".join(parts) + b"\x1e"
 
 
-def node_digest(driver: Driver, ep: tuple[str, int], args: argparse.Namespace,
-                per_row: bool = False) -> dict[str, Any]:
+def node_digest(
+    driver: Driver, ep: tuple[str, int], args: argparse.Namespace, per_row: bool = False
+) -> dict[str, Any]:
     """COUNT(*) and a SHA-256 over every row (``id, field0..field9``) in id order, fetched in chunks."""
     t0 = time.monotonic()
     conn = driver.connect(ep, args.user, args.password, args.database)
@@ -647,8 +694,10 @@ def node_digest(driver: Driver, ep: tuple[str, int], args: argparse.Namespace,
         last = ""
         cols = ",".join(("id", *FIELDS))
         while True:
-            cur.execute(f"SELECT {cols} FROM {args.table} WHERE id > %s ORDER BY id LIMIT %s",
-                        (last, args.verify_chunk))
+            cur.execute(
+                f"SELECT {cols} FROM {args.table} WHERE id > %s ORDER BY id LIMIT %s",
+                (last, args.verify_chunk),
+            )
             rows = cur.fetchall()
             for row in rows:
                 b = _row_bytes(row)
@@ -661,8 +710,12 @@ def node_digest(driver: Driver, ep: tuple[str, int], args: argparse.Namespace,
             last = str(rows[-1][0])
     finally:
         conn.close()
-    out: dict[str, Any] = {"count": count, "rows_hashed": hashed, "checksum": h.hexdigest(),
-                           "seconds": round(time.monotonic() - t0, 3)}
+    out: dict[str, Any] = {
+        "count": count,
+        "rows_hashed": hashed,
+        "checksum": h.hexdigest(),
+        "seconds": round(time.monotonic() - t0, 3),
+    }
     if per_row:
         out["rows"] = rows_map
     return out
@@ -672,8 +725,12 @@ def _diff(ref: dict[str, bytes], other: dict[str, bytes]) -> dict[str, Any]:
     missing = sorted(ref.keys() - other.keys())
     extra = sorted(other.keys() - ref.keys())
     changed = sorted(k for k in ref.keys() & other.keys() if ref[k] != other[k])
-    return {"missing": len(missing), "extra": len(extra), "different": len(changed),
-            "examples": {"missing": missing[:3], "extra": extra[:3], "different": changed[:3]}}
+    return {
+        "missing": len(missing),
+        "extra": len(extra),
+        "different": len(changed),
+        "examples": {"missing": missing[:3], "extra": extra[:3], "different": changed[:3]},
+    }
 
 
 def verify(driver: Driver, endpoints: list[tuple[str, int]], args: argparse.Namespace) -> dict[str, Any]:
@@ -689,8 +746,13 @@ def verify(driver: Driver, endpoints: list[tuple[str, int]], args: argparse.Name
         counts: list[int | None] = []
         for i, ep in enumerate(endpoints):
             try:
-                counts.append(int(_exec(driver, ep, args, f"SELECT COUNT(*) FROM {args.table}",
-                                        database=args.database)[0][0]))
+                counts.append(
+                    int(
+                        _exec(driver, ep, args, f"SELECT COUNT(*) FROM {args.table}", database=args.database)[
+                            0
+                        ][0]
+                    )
+                )
             except Exception as err:
                 counts.append(None)
                 errors.append(f"node {i + 1}: {error_text(err)}")
@@ -710,12 +772,22 @@ def verify(driver: Driver, endpoints: list[tuple[str, int]], args: argparse.Name
         if last_round:
             break
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    ok = not errors and bool(digests) and len({(d["count"], d["checksum"]) for d in digests}) == 1 \
+    ok = (
+        not errors
+        and bool(digests)
+        and len({(d["count"], d["checksum"]) for d in digests}) == 1
         and digests[0]["checksum"] is not None
-    report: dict[str, Any] = {"ok": ok, "waited_s": round(time.monotonic() - t0, 3), "rounds": rounds,
-                              "errors": errors,
-                              "nodes": [{"node": i + 1, "endpoint": f"{ep[0]}:{ep[1]}", **d}
-                                        for i, (ep, d) in enumerate(zip(endpoints, digests, strict=True))]}
+    )
+    report: dict[str, Any] = {
+        "ok": ok,
+        "waited_s": round(time.monotonic() - t0, 3),
+        "rounds": rounds,
+        "errors": errors,
+        "nodes": [
+            {"node": i + 1, "endpoint": f"{ep[0]}:{ep[1]}", **d}
+            for i, (ep, d) in enumerate(zip(endpoints, digests, strict=True))
+        ],
+    }
     if not ok and not errors and len(endpoints) > 1:
         # say how they differ: rows missing / extra / different on each node compared with node 1
         maps = [node_digest(driver, ep, args, per_row=True)["rows"] for ep in endpoints]
@@ -726,14 +798,17 @@ def verify(driver: Driver, endpoints: list[tuple[str, int]], args: argparse.Name
 
 # -- output -----------------------------------------------------------------------------------------------
 
+
 def fmt_int(n: float) -> str:
     return f"{n:,.0f}"
 
 
 def print_phase(name: str, r: dict[str, Any]) -> None:
-    print(f"\n== {name}: {fmt_int(r['ops_total'])} ops in {fmt_int(r['txns'])} txns, {r['elapsed_s']:.2f} s: "
-          f"{fmt_int(r['ops_per_s'])} ops/s, {r['txn_per_s']:,.1f} txn/s; retries {r['retries']}, "
-          f"failed txns {r['txns_failed']} ({r['ops_failed']} ops)")
+    print(
+        f"\n== {name}: {fmt_int(r['ops_total'])} ops in {fmt_int(r['txns'])} txns, {r['elapsed_s']:.2f} s: "
+        f"{fmt_int(r['ops_per_s'])} ops/s, {r['txn_per_s']:,.1f} txn/s; retries {r['retries']}, "
+        f"failed txns {r['txns_failed']} ({r['ops_failed']} ops)"
+    )
     if name == "run":
         counts = ", ".join(f"{op} {fmt_int(r['ops'][op])}" for op in OPS)
         print(f"   committed ops: {counts}; reads that found no row: {fmt_int(r['read_misses'])}")
@@ -744,12 +819,19 @@ def print_phase(name: str, r: dict[str, Any]) -> None:
     for label, s in rows:
         if not s or not s.get("count"):
             continue
-        print(f"   {label:<12}{fmt_int(s['count']):>10}{s['p50']:>9.2f}{s['p90']:>9.2f}{s['p95']:>9.2f}"
-              f"{s['p99']:>9.2f}{s['max']:>10.2f}")
+        print(
+            f"   {label:<12}{fmt_int(s['count']):>10}{s['p50']:>9.2f}{s['p90']:>9.2f}{s['p95']:>9.2f}"
+            f"{s['p99']:>9.2f}{s['max']:>10.2f}"
+        )
     nodes = r["per_node"]
     if len(nodes) > 1:
-        print("   per node: " + "; ".join(f"node {n['node']}: {fmt_int(n['txns'])} txns, {n['errors']} failed, "
-                                          f"{n['retries']} retries" for n in nodes))
+        print(
+            "   per node: "
+            + "; ".join(
+                f"node {n['node']}: {fmt_int(n['txns'])} txns, {n['errors']} failed, {n['retries']} retries"
+                for n in nodes
+            )
+        )
     for reason, n in list(r["retry_reasons"].items())[:MAX_MESSAGES]:
         print(f"   retried {n}x: {reason}")
     errs = r["errors"]
@@ -760,7 +842,9 @@ def print_phase(name: str, r: dict[str, Any]) -> None:
 
 
 def print_verify(v: dict[str, Any]) -> None:
-    print(f"\n== verify: {'OK' if v['ok'] else 'MISMATCH'} (waited {v['waited_s']:.1f} s, {v['rounds']} round(s))")
+    print(
+        f"\n== verify: {'OK' if v['ok'] else 'MISMATCH'} (waited {v['waited_s']:.1f} s, {v['rounds']} round(s))"
+    )
     print(f"   {'node':<6}{'endpoint':<22}{'rows':>10}  checksum (sha256 of id,field0..9 in id order)")
     ref = v["nodes"][0] if v["nodes"] else {}
     for n in v["nodes"]:
@@ -771,60 +855,109 @@ def print_verify(v: dict[str, Any]) -> None:
         d = n.get("vs_node_1")
         if d:
             ex = d["examples"]
-            print(f"         vs node 1: {d['missing']} rows missing {ex['missing']}, {d['extra']} extra "
-                  f"{ex['extra']}, {d['different']} with other content {ex['different']}")
+            print(
+                f"         vs node 1: {d['missing']} rows missing {ex['missing']}, {d['extra']} extra "
+                f"{ex['extra']}, {d['different']} with other content {ex['different']}"
+            )
     for e in v["errors"]:
         print(f"   error: {e}")
 
 
 # -- main -------------------------------------------------------------------------------------------------
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     g = p.add_argument_group("cluster")
-    g.add_argument("--nodes", type=int, default=3, help="nodes of the local cluster started here (%(default)s)")
-    g.add_argument("--hosts", type=parse_hosts, default=None,
-                   help="host:port,host:port MySQL endpoints of an existing cluster (no cluster started)")
-    g.add_argument("--write-consistency", default="QUORUM",
-                   help="[replication] default_write_consistency of the local cluster (%(default)s)")
+    g.add_argument(
+        "--nodes", type=int, default=3, help="nodes of the local cluster started here (%(default)s)"
+    )
+    g.add_argument(
+        "--hosts",
+        type=parse_hosts,
+        default=None,
+        help="host:port,host:port MySQL endpoints of an existing cluster (no cluster started)",
+    )
+    g.add_argument(
+        "--write-consistency",
+        default="QUORUM",
+        help="[replication] default_write_consistency of the local cluster (%(default)s)",
+    )
     g.add_argument("--keep-data", action="store_true", help="keep the local cluster's data dir and logs")
     g.add_argument("--user", default="root", help="(%(default)s)")
     g.add_argument("--password", default="", help="(empty)")
     g.add_argument("--database", default="marmot", help="(%(default)s)")
     g.add_argument("--table", default="benchmarks", help="(%(default)s)")
-    g.add_argument("--driver", choices=("auto", "mysqlclient", "pymysql"), default="auto",
-                   help="auto: mysqlclient when importable, else PyMySQL")
+    g.add_argument(
+        "--driver",
+        choices=("auto", "mysqlclient", "pymysql"),
+        default="auto",
+        help="auto: mysqlclient when importable, else PyMySQL",
+    )
     g = p.add_argument_group("workload")
-    g.add_argument("--records", type=int, default=10_000, help="rows inserted by the load phase (%(default)s)")
+    g.add_argument(
+        "--records", type=int, default=10_000, help="rows inserted by the load phase (%(default)s)"
+    )
     g.add_argument("--duration", type=float, default=30.0, help="run phase seconds (%(default)s)")
-    g.add_argument("--operations", type=int, default=None, help="run this many operations instead of --duration")
-    g.add_argument("--workload", choices=tuple(WORKLOADS), default="mixed",
-                   help="read/update/insert/delete/upsert %%: " +
-                   ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in WORKLOADS.items()) + " (%(default)s)")
+    g.add_argument(
+        "--operations", type=int, default=None, help="run this many operations instead of --duration"
+    )
+    g.add_argument(
+        "--workload",
+        choices=tuple(WORKLOADS),
+        default="mixed",
+        help="read/update/insert/delete/upsert %%: "
+        + ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in WORKLOADS.items())
+        + " (%(default)s)",
+    )
     for op in OPS:
-        g.add_argument(f"--{op}-pct", type=int, default=None, help=f"replace the workload's {op} share (%%); the shares must sum to 100")
+        g.add_argument(
+            f"--{op}-pct",
+            type=int,
+            default=None,
+            help=f"replace the workload's {op} share (%%); the shares must sum to 100",
+        )
     g.add_argument("--clients", type=int, default=16, help="client processes (%(default)s)")
     g.add_argument("--batch-size", type=int, default=10, help="operations per transaction (%(default)s)")
-    g.add_argument("--retries", type=int, default=3, help="retries of a transaction on 1213/1205/conflict (%(default)s)")
-    g.add_argument("--upsert", choices=tuple(UPSERT_SQL), default="insert-or-replace",
-                   help="UPSERT statement: SQLite's INSERT OR REPLACE or MySQL's REPLACE INTO (%(default)s)")
-    g.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock; printed in the JSON)")
+    g.add_argument(
+        "--retries", type=int, default=3, help="retries of a transaction on 1213/1205/conflict (%(default)s)"
+    )
+    g.add_argument(
+        "--upsert",
+        choices=tuple(UPSERT_SQL),
+        default="insert-or-replace",
+        help="UPSERT statement: SQLite's INSERT OR REPLACE or MySQL's REPLACE INTO (%(default)s)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=None, help="random seed (default: from the clock; printed in the JSON)"
+    )
     g.add_argument("--skip-load", action="store_true", help="no load phase (table already loaded)")
     g.add_argument("--drop", action="store_true", help="drop the table first (existing cluster)")
-    g.add_argument("--schema-timeout", type=float, default=30.0, help="seconds to wait for the table on every node (%(default)s)")
+    g.add_argument(
+        "--schema-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the table on every node (%(default)s)",
+    )
     g = p.add_argument_group("verify and output")
     g.add_argument("--verify-only", action="store_true", help="only compare the nodes' tables")
     g.add_argument("--no-verify", action="store_true")
-    g.add_argument("--verify-timeout", type=float, default=30.0, help="seconds to wait for convergence (%(default)s)")
-    g.add_argument("--verify-chunk", type=int, default=5000, help="rows fetched per checksum query (%(default)s)")
+    g.add_argument(
+        "--verify-timeout", type=float, default=30.0, help="seconds to wait for convergence (%(default)s)"
+    )
+    g.add_argument(
+        "--verify-chunk", type=int, default=5000, help="rows fetched per checksum query (%(default)s)"
+    )
     g.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
     args = p.parse_args(argv)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.table):
         p.error("--table: letters, digits and _ only")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.database):
         p.error("--database: letters, digits and _ only")
-    mix = [w if (v := getattr(args, f"{op}_pct")) is None else v
-           for op, w in zip(OPS, WORKLOADS[args.workload], strict=True)]
+    mix = [
+        w if (v := getattr(args, f"{op}_pct")) is None else v
+        for op, w in zip(OPS, WORKLOADS[args.workload], strict=True)
+    ]
     if sum(mix) != 100 or min(mix) < 0:
         p.error(f"operation shares must be >= 0 and sum to 100, got {dict(zip(OPS, mix, strict=True))}")
     args.mix = tuple(mix)
@@ -848,7 +981,9 @@ def main(argv: list[str] | None = None) -> int:
     driver = Driver(args.driver)
     report: dict[str, Any] = {
         "tool": "bench/replicated_load.py",
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "password"},
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "password"
+        },
         "driver": driver.name,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -863,20 +998,35 @@ def main(argv: list[str] | None = None) -> int:
             from marmot.testing import LocalCluster
 
             t = time.monotonic()
-            cluster = LocalCluster(args.nodes, consistency=args.write_consistency, secret=CLUSTER_SECRET,
-                                   timers=CLUSTER_TIMERS, logging_extra="verbose = false\n",
-                                   start_timeout=30, keep_dir=args.keep_data)
+            cluster = LocalCluster(
+                args.nodes,
+                consistency=args.write_consistency,
+                secret=CLUSTER_SECRET,
+                timers=CLUSTER_TIMERS,
+                logging_extra="verbose = false\n",
+                start_timeout=30,
+                keep_dir=args.keep_data,
+            )
             cluster.start(wait=False)
             alive_s = cluster.wait_all_alive()
             endpoints = cluster.mysql_endpoints()
-            report["cluster"] = {"started_here": True, "nodes": args.nodes, "pids": cluster.pids(),
-                                 "write_consistency": args.write_consistency,
-                                 "start_s": round(time.monotonic() - t, 3), "all_alive_after_s": round(alive_s, 3)}
-            print(f"cluster: {args.nodes} node(s) up, all members ALIVE ({time.monotonic() - t:.1f} s); "
-                  f"pids {cluster.pids()}")
+            report["cluster"] = {
+                "started_here": True,
+                "nodes": args.nodes,
+                "pids": cluster.pids(),
+                "write_consistency": args.write_consistency,
+                "start_s": round(time.monotonic() - t, 3),
+                "all_alive_after_s": round(alive_s, 3),
+            }
+            print(
+                f"cluster: {args.nodes} node(s) up, all members ALIVE ({time.monotonic() - t:.1f} s); "
+                f"pids {cluster.pids()}"
+            )
         report["cluster"]["endpoints"] = [f"{h}:{p}" for h, p in endpoints]
-        print(f"endpoints: {', '.join(report['cluster']['endpoints'])}; driver {driver.name}; "
-              f"table {args.database}.{args.table}")
+        print(
+            f"endpoints: {', '.join(report['cluster']['endpoints'])}; driver {driver.name}; "
+            f"table {args.database}.{args.table}"
+        )
         stmts = Statements(args.table, args.upsert)
 
         if not args.verify_only:
@@ -886,18 +1036,37 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(f"table not replicated to node(s) {schema['fallback_nodes']}")
             else:
                 print(f"schema: table on every node after {schema['visible_everywhere_s']:.2f} s")
-            base = WorkerConfig(client=0, clients=args.clients, endpoints=endpoints, driver=driver.name,
-                                user=args.user, password=args.password, database=args.database, stmts=stmts,
-                                mode="load", mix=args.mix, batch=args.batch_size, retries=args.retries,
-                                records=args.records, max_key=args.records, duration=args.duration,
-                                operations=args.operations, seed=args.seed)
+            base = WorkerConfig(
+                client=0,
+                clients=args.clients,
+                endpoints=endpoints,
+                driver=driver.name,
+                user=args.user,
+                password=args.password,
+                database=args.database,
+                stmts=stmts,
+                mode="load",
+                mix=args.mix,
+                batch=args.batch_size,
+                retries=args.retries,
+                records=args.records,
+                max_key=args.records,
+                duration=args.duration,
+                operations=args.operations,
+                seed=args.seed,
+            )
             if not args.skip_load and args.records > 0:
                 count, _ = max_existing_key(driver, endpoints[0], args)
                 if count:
-                    raise SystemExit(f"table {args.table} already holds {count} rows on node 1: "
-                                     "use --drop to start over or --skip-load to run on it")
-                print(f"\nload: {fmt_int(args.records)} records, {args.clients} clients, "
-                      f"{args.batch_size} inserts per transaction ...", flush=True)
+                    raise SystemExit(
+                        f"table {args.table} already holds {count} rows on node 1: "
+                        "use --drop to start over or --skip-load to run on it"
+                    )
+                print(
+                    f"\nload: {fmt_int(args.records)} records, {args.clients} clients, "
+                    f"{args.batch_size} inserts per transaction ...",
+                    flush=True,
+                )
                 load = run_phase(base, args.clients)
                 report["load"] = load
                 print_phase("load", load)
@@ -906,12 +1075,18 @@ def main(argv: list[str] | None = None) -> int:
             count, top = max_existing_key(driver, endpoints[0], args)
             # non-insert keys: 1..the highest key loaded (or found); fresh insert keys above it
             base.mode, base.max_key = "run", max(top, 1) if args.skip_load else max(args.records, top, 1)
-            amount = (f"{fmt_int(args.operations)} operations" if args.operations is not None
-                      else f"{args.duration:g} s")
+            amount = (
+                f"{fmt_int(args.operations)} operations"
+                if args.operations is not None
+                else f"{args.duration:g} s"
+            )
             mix = "/".join(str(x) for x in args.mix)
-            print(f"\nrun: {args.workload} (read/update/insert/delete/upsert % = {mix}), {amount}, "
-                  f"{args.clients} clients, {args.batch_size} ops per transaction, keys 1..{base.max_key} "
-                  f"({fmt_int(count)} rows on node 1) ...", flush=True)
+            print(
+                f"\nrun: {args.workload} (read/update/insert/delete/upsert % = {mix}), {amount}, "
+                f"{args.clients} clients, {args.batch_size} ops per transaction, keys 1..{base.max_key} "
+                f"({fmt_int(count)} rows on node 1) ...",
+                flush=True,
+            )
             run = run_phase(base, args.clients)
             report["run"] = run
             print_phase("run", run)
@@ -921,8 +1096,10 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None and cluster.dead_nodes():
             failures.append(f"node(s) {cluster.dead_nodes()} exited during the run")
         if not args.no_verify:
-            print(f"\nverify: waiting up to {args.verify_timeout:g} s for every node to hold the same rows ...",
-                  flush=True)
+            print(
+                f"\nverify: waiting up to {args.verify_timeout:g} s for every node to hold the same rows ...",
+                flush=True,
+            )
             v = verify(driver, endpoints, args)
             report["verify"] = v
             print_verify(v)

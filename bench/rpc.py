@@ -49,6 +49,7 @@ def _install_loop(kind: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- servers
 
+
 async def _serve_ours() -> None:
     from marmot.cluster.rpc import RpcRouter, serve_rpc
 
@@ -69,7 +70,8 @@ async def _serve_grpc() -> None:
         return msgpack.packb(msgpack.unpackb(request))
 
     handler = grpc.method_handlers_generic_handler(
-        "marmot.bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)})
+        "marmot.bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)}
+    )
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -92,8 +94,12 @@ class Server:
 
     @classmethod
     def start(cls, stack: str, loop: str) -> Server:
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", stack, "--loop", loop],
-                                stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", stack, "--loop", loop],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.startswith("PORT "):
@@ -111,6 +117,7 @@ class Server:
 
 
 # ---------------------------------------------------------------------------------------------- clients
+
 
 @dataclass
 class Result:
@@ -197,6 +204,7 @@ def _run_stack(stack: str, args: argparse.Namespace) -> list[Result]:
 
 # ---------------------------------------------------------------------------------------------- report
 
+
 def _versions() -> str:
     parts = [f"Python {platform.python_version()}", "msgpack " + ".".join(map(str, msgpack.version))]
     try:
@@ -223,10 +231,14 @@ def _table(ours: list[Result], theirs: list[Result], args: argparse.Namespace) -
     ]
     for mine, other in zip(ours, theirs, strict=True):
         ratio = mine.rate / other.rate if other.rate else float("inf")
-        lines.append(f"| {mine.mode} | {mine.stack} | {mine.rate:,.0f} | {mine.pct(0.5):,.0f} | "
-                     f"{mine.pct(0.99):,.0f} | **{ratio:.1f}×** |")
-        lines.append(f"| {other.mode} | {other.stack} | {other.rate:,.0f} | {other.pct(0.5):,.0f} | "
-                     f"{other.pct(0.99):,.0f} | |")
+        lines.append(
+            f"| {mine.mode} | {mine.stack} | {mine.rate:,.0f} | {mine.pct(0.5):,.0f} | "
+            f"{mine.pct(0.99):,.0f} | **{ratio:.1f}×** |"
+        )
+        lines.append(
+            f"| {other.mode} | {other.stack} | {other.rate:,.0f} | {other.pct(0.5):,.0f} | "
+            f"{other.pct(0.99):,.0f} | |"
+        )
     return "\n".join(lines) + "\n"
 
 

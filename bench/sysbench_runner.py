@@ -30,7 +30,9 @@ def available() -> str | None:
 
 def version() -> str:
     try:
-        return subprocess.run(["sysbench", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["sysbench", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "?"
 
@@ -56,16 +58,30 @@ class CompatReport:
 
 
 def _base(port: int, table_size: int) -> list[str]:
-    return ["sysbench", "oltp_point_select", "--db-driver=mysql", "--mysql-host=127.0.0.1",
-            f"--mysql-port={port}", "--mysql-user=root", "--mysql-password=", "--mysql-db=marmot",
-            "--tables=1", f"--table-size={table_size}", "--db-ps-mode=auto"]
+    return [
+        "sysbench",
+        "oltp_point_select",
+        "--db-driver=mysql",
+        "--mysql-host=127.0.0.1",
+        f"--mysql-port={port}",
+        "--mysql-user=root",
+        "--mysql-password=",
+        "--mysql-db=marmot",
+        "--tables=1",
+        f"--table-size={table_size}",
+        "--db-ps-mode=auto",
+    ]
 
 
 def _run(args: list[str], timeout: float) -> tuple[int, str]:
     try:
         r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as err:
-        out = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
+        out = (
+            (err.stdout or b"").decode(errors="replace")
+            if isinstance(err.stdout, bytes)
+            else (err.stdout or "")
+        )
         return -1, out + f"\nFATAL: sysbench timed out after {timeout}s: {' '.join(args)}"
     return r.returncode, r.stdout + r.stderr
 
@@ -92,8 +108,10 @@ def compatibility(port: int, table_size: int, count_hits) -> CompatReport:
         try:
             total, hits = count_hits()
             if hits < table_size:
-                rep.id_note = (f"after stock prepare the table holds {total} rows but only {hits} have ids in "
-                               f"1..{table_size}: sysbench's point selects would return empty results")
+                rep.id_note = (
+                    f"after stock prepare the table holds {total} rows but only {hits} have ids in "
+                    f"1..{table_size}: sysbench's point selects would return empty results"
+                )
         except Exception as err:
             rep.id_note = f"could not inspect sbtest1 after prepare: {err!r}"
     rep.problems += cleanup(port, table_size)
@@ -111,8 +129,17 @@ def prepare_measured(port: int, table_size: int) -> tuple[bool, list[str]]:
 
 def run(port: int, table_size: int, threads: int, seconds: int) -> SysbenchRun:
     res = SysbenchRun(threads)
-    rc, out = _run([*_base(port, table_size), "--auto_inc=off", f"--threads={threads}", f"--time={seconds}",
-                    "--report-interval=0", "run"], seconds + 60)
+    rc, out = _run(
+        [
+            *_base(port, table_size),
+            "--auto_inc=off",
+            f"--threads={threads}",
+            f"--time={seconds}",
+            "--report-interval=0",
+            "run",
+        ],
+        seconds + 60,
+    )
     res.tail = out[-1500:]
     res.problems = [m.group(0) for m in _PROBLEM.finditer(out)]
     for name, _count, per_sec in _PER_SEC.findall(out):

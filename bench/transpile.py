@@ -59,8 +59,12 @@ def pct(values: list[float], q: float) -> float:
 
 async def replay(statements: list[str], cache_size: int) -> dict[str, object]:
     data = tempfile.mkdtemp(prefix="marmot-transpile-bench-")
-    ctx = EngineContext(DatabaseManager(data), CompactIdGenerator(1), default_globals("8.0.36", 1 << 26, 100),
-                        transpiler_cache_size=cache_size)
+    ctx = EngineContext(
+        DatabaseManager(data),
+        CompactIdGenerator(1),
+        default_globals("8.0.36", 1 << 26, 100),
+        transpiler_cache_size=cache_size,
+    )
     ctx.databases.create("wordpress")  # WordPress connects with its database selected
     session = Session(ctx, 1, "root", "wordpress")
     transpiler = ctx.transpiler
@@ -90,8 +94,13 @@ async def replay(statements: list[str], cache_size: int) -> dict[str, object]:
                 errors += 1
     session.close()
     ctx.databases.close()
-    return {"timings": timings, "errors": errors, "hits": transpiler.cache.hits,
-            "misses": transpiler.cache.misses, "entries": len(transpiler.cache)}
+    return {
+        "timings": timings,
+        "errors": errors,
+        "hits": transpiler.cache.hits,
+        "misses": transpiler.cache.misses,
+        "entries": len(transpiler.cache),
+    }
 
 
 def main() -> None:
@@ -118,13 +127,22 @@ def main() -> None:
         ("statements that reached the transpiler", f"{planned}"),
         ("plan-cache hit rate, shape key (ours)", f"{result['hits'] / planned:.1%}" if planned else "-"),
         ("hit rate a raw-text key would get", f"{text_hit_rate:.1%}"),
-        ("normalize µs p50 / mean / p99",
-         f"{pct(t['normalize'], .5):.1f} / {statistics.fmean(t['normalize']):.1f} / {pct(t['normalize'], .99):.1f}"),
-        ("plan hit µs p50 / mean", f"{pct(t['plan_hit'], .5):.2f} / {statistics.fmean(t['plan_hit'] or [0]):.2f}"),
-        ("plan miss (sqlglot + rules) µs p50 / mean / p99",
-         f"{pct(t['plan_miss'], .5):.0f} / {statistics.fmean(t['plan_miss'] or [0]):.0f} / {pct(t['plan_miss'], .99):.0f}"),
-        ("total transpile µs per statement, mean",
-         f"{(sum(t['normalize']) + sum(t['plan_hit']) + sum(t['plan_miss'])) / max(1, len(texts)):.1f}"),
+        (
+            "normalize µs p50 / mean / p99",
+            f"{pct(t['normalize'], 0.5):.1f} / {statistics.fmean(t['normalize']):.1f} / {pct(t['normalize'], 0.99):.1f}",
+        ),
+        (
+            "plan hit µs p50 / mean",
+            f"{pct(t['plan_hit'], 0.5):.2f} / {statistics.fmean(t['plan_hit'] or [0]):.2f}",
+        ),
+        (
+            "plan miss (sqlglot + rules) µs p50 / mean / p99",
+            f"{pct(t['plan_miss'], 0.5):.0f} / {statistics.fmean(t['plan_miss'] or [0]):.0f} / {pct(t['plan_miss'], 0.99):.0f}",
+        ),
+        (
+            "total transpile µs per statement, mean",
+            f"{(sum(t['normalize']) + sum(t['plan_hit']) + sum(t['plan_miss'])) / max(1, len(texts)):.1f}",
+        ),
         ("errors returned while replaying (mostly 1146 probes)", f"{result['errors']}"),
     ]
     print("| measure | value |\n|---|---:|")

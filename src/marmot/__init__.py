@@ -1,2 +1,3 @@
 """Marmot: a leaderless, distributed SQLite replication server speaking the MySQL protocol."""
+
 __version__ = "0.1.0"

@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="marmot",
         description="Marmot: leaderless, distributed SQLite replication server speaking the MySQL protocol.",
         epilog="Admin commands: 'marmot members [--address HOST:PORT] [--secret S]' and 'marmot health ...' "
-               "print a running node's membership table / health; 'marmot verify [--address HOST:PORT,...] "
-               "[--database DB]' compares every node's table digests (they read the admin HTTP API).",
+        "print a running node's membership table / health; 'marmot verify [--address HOST:PORT,...] "
+        "[--database DB]' compares every node's table digests (they read the admin HTTP API).",
     )
 
     def flag(name: str, **kw: Any) -> None:
@@ -37,15 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
     flag("data-dir", metavar="DIR", help="directory of the SQLite files (overrides data_dir)")
     flag("mysql-port", type=int, metavar="PORT", help="MySQL protocol port (overrides [mysql] port)")
     flag("grpc-port", type=int, metavar="PORT", help="cluster port (overrides [cluster] grpc_port)")
-    flag("bind-address", metavar="ADDR",
-         help="address both listeners bind to (overrides [mysql] bind_address and [cluster] grpc_bind_address; "
-              "default 127.0.0.1)")
-    flag("follow-addresses", metavar="ADDRS",
-         help="comma-separated cluster addresses a replica follows (replica mode is not built yet: refused)")
-    flag("daemon", action="store_true",
-         help="run in the background; the command waits until the node serves (exit 0) or fails (exit 1)")
-    flag("pid-file", metavar="PATH",
-         help="write the process id to PATH once the node serves; refuse to start if PATH names a running process")
+    flag(
+        "bind-address",
+        metavar="ADDR",
+        help="address both listeners bind to (overrides [mysql] bind_address and [cluster] grpc_bind_address; "
+        "default 127.0.0.1)",
+    )
+    flag(
+        "follow-addresses",
+        metavar="ADDRS",
+        help="comma-separated cluster addresses a replica follows (replica mode is not built yet: refused)",
+    )
+    flag(
+        "daemon",
+        action="store_true",
+        help="run in the background; the command waits until the node serves (exit 0) or fails (exit 1)",
+    )
+    flag(
+        "pid-file",
+        metavar="PATH",
+        help="write the process id to PATH once the node serves; refuse to start if PATH names a running process",
+    )
     p.add_argument("--version", action="version", version=f"marmot {__version__}")
     return p
 
@@ -74,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         # admin sub-commands: read a running node's admin API and print a table
         from marmot.admin import commands
 
-        main_of = {"members": commands.main_members, "health": commands.main_health, "verify": commands.main_verify}
+        main_of = {
+            "members": commands.main_members,
+            "health": commands.main_health,
+            "verify": commands.main_verify,
+        }
         return main_of[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:

@@ -354,7 +354,9 @@ def _validate(cfg: Config, errors: list[str]) -> list[str]:
     for pair in cl.dial_overrides:
         left, sep, right = pair.partition("=")
         if not sep or ":" not in left or ":" not in right:
-            errors.append(f"cluster.dial_overrides: expected \"advertised host:port=dial host:port\", got {pair!r}")
+            errors.append(
+                f'cluster.dial_overrides: expected "advertised host:port=dial host:port", got {pair!r}'
+            )
 
     # GC must not delete what anti-entropy still needs (upstream §6.5 / README "GC Configuration Rules").
     if rp.gc_interval_seconds < rp.anti_entropy_interval_seconds:
@@ -472,8 +474,10 @@ def unbuilt_modes(cfg: Config) -> list[str]:
     out = []
     for key, why in NOT_BUILT.items():
         if value_at(cfg, key) != value_at(default, key):
-            out.append(f"{key}: {why}; this node cannot start with it set (remove it from the config"
-                       f"{' and the command line' if key == 'replica.follow_addresses' else ''})")
+            out.append(
+                f"{key}: {why}; this node cannot start with it set (remove it from the config"
+                f"{' and the command line' if key == 'replica.follow_addresses' else ''})"
+            )
     return out
 
 
@@ -489,8 +493,10 @@ def inert_warning(cfg: Config) -> str | None:
     keys = inert_keys_set(cfg)
     if not keys:
         return None
-    return (f"{', '.join(keys)}: {INERT_WARNING} (README.md, \"Accepted for compatibility, no effect\", "
-            f"says why for each)")
+    return (
+        f'{", ".join(keys)}: {INERT_WARNING} (README.md, "Accepted for compatibility, no effect", '
+        f"says why for each)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -345,7 +345,7 @@ class Config:
 NOT_BUILT: dict[str, str] = {
     "replica.enabled": "replica mode (a read-only follower of a cluster) is not built yet",
     "replica.follow_addresses": "replica mode (--follow-addresses: a read-only follower of a cluster) is not "
-                                "built yet",
+    "built yet",
     "publisher.enabled": "the CDC publisher (row changes to Kafka / NATS) is not built yet",
 }
 
@@ -356,33 +356,33 @@ NOT_BUILT: dict[str, str] = {
 # "No effect" on each of these keys; tests/unit/test_config.py keeps the three in step.
 INERT_KEYS: dict[str, str] = {
     "cluster.standalone": "a node without seed_nodes already runs as a cluster of one (other nodes may still "
-                          "join it); the key is only checked against seed_nodes and replica mode",
+    "join it); the key is only checked against seed_nodes and replica mode",
     "cluster.autoinc_merge_interval_ms": "AUTO_INCREMENT ids are minted from the clock and the node id, so "
-                                         "there are no range bases to merge",
+    "there are no range bases to merge",
     "cluster.autoinc_base_sync_interval_ms": "as autoinc_merge_interval_ms: no range bases to synchronise",
     "cluster.promotion": "a joining node turns ALIVE as soon as anti-entropy reports it caught up, checked "
-                         "every gossip round",
+    "every gossip round",
     "replication.default_read_consistency": "reads are always served from this node's copy (LOCAL_ONE)",
     "replication.read_timeout_ms": "reads never leave this node",
     "transaction.conflict_window_seconds": "conflicts are found by write intents and row versions, not by a "
-                                           "time window",
+    "time window",
     "metastore": "there is no Pebble meta store: transaction metadata lives in each database's SQLite file",
     "connection_pool": "each MySQL session opens its own SQLite connection per database; there is no pool",
     "grpc_client": "node-to-node calls use fixed settings (keepalive every 10 s, 3 s timeout; no retries "
-                   "or compression at this layer)",
+    "or compression at this layer)",
     "coordinator": "every two-phase-commit phase is bounded by replication.write_timeout_ms "
-                   "(ddl_validation_timeout_ms for DDL)",
+    "(ddl_validation_timeout_ms for DDL)",
     "ddl.enable_idempotent": "replicated DDL is always applied idempotently",
     "query_pipeline.validator_pool_size": "statements are checked on the session's own connection",
     "replica": "replica mode is not built yet (replica.enabled and follow_addresses stop startup instead)",
     "publisher.sinks": "the CDC publisher is not built yet (publisher.enabled stops startup instead)",
     "batch_commit.max_wait_ms": "a batch is whatever queued while the previous one was applied; no waiting",
     "batch_commit.checkpoint_enabled": "SQLite's own automatic WAL checkpoints run; a full checkpoint at "
-                                       "shutdown",
+    "shutdown",
     "batch_commit.checkpoint_passive_thresh_mb": "see checkpoint_enabled",
     "batch_commit.checkpoint_restart_thresh_mb": "see checkpoint_enabled",
     "batch_commit.allow_dynamic_batch_size": "a batch always grows with the queue, up to max_batch_size; "
-                                             "this cannot be turned off",
+    "this cannot be turned off",
     "batch_commit.incremental_vacuum_enabled": "no incremental vacuum runs",
     "batch_commit.incremental_vacuum_pages": "see incremental_vacuum_enabled",
     "batch_commit.incremental_vacuum_time_limit_ms": "see incremental_vacuum_enabled",

@@ -80,7 +80,7 @@ def _wait_for_report(read_fd: int, first_child: int) -> int:
     if not report.startswith(_OK):
         code = 1
         if report.startswith(_ERROR):
-            message = report[len(_ERROR):].decode("utf-8", "replace").strip()
+            message = report[len(_ERROR) :].decode("utf-8", "replace").strip()
         else:
             message = "the node exited during startup without reporting why (see its log)"
         print(f"marmot: {message}", file=sys.stderr)

@@ -21,8 +21,12 @@ RENEW_MARGIN_MS = 5_000
 
 
 class IdLease:
-    def __init__(self, generator: IdGenerator, state: NodeState,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+    def __init__(
+        self,
+        generator: IdGenerator,
+        state: NodeState,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
         self.generator = generator
         self.state = state
         self.clock_ms = clock_ms

@@ -51,8 +51,11 @@ class GossipMembership:
         return self.gossip.total_members()
 
     def members(self) -> list[int]:
-        return [mb["node_id"] for mb in self.gossip.members()
-                if mb["state"] != "REMOVED" and mb["node_id"] != self.gossip.node_id]
+        return [
+            mb["node_id"]
+            for mb in self.gossip.members()
+            if mb["state"] != "REMOVED" and mb["node_id"] != self.gossip.node_id
+        ]
 
     def leaving(self) -> bool:
         return self.gossip.state == "LEAVING"
@@ -89,7 +92,9 @@ class Node:
         self._dir_lock = DataDirLock.acquire(cfg.data_dir)  # before any SQLite file is opened
         self.databases = DatabaseManager(cfg.data_dir)
         mysql_cfg = cfg.mysql
-        globals_ = default_globals(mysql_cfg.server_version, mysql_cfg.max_allowed_packet, mysql_cfg.max_connections)
+        globals_ = default_globals(
+            mysql_cfg.server_version, mysql_cfg.max_allowed_packet, mysql_cfg.max_connections
+        )
         globals_["innodb_lock_wait_timeout"] = cfg.transaction.lock_wait_timeout_seconds
         globals_["lock_wait_timeout"] = cfg.transaction.lock_wait_timeout_seconds
         globals_["server_id"] = self.node_id
@@ -134,8 +139,13 @@ class Node:
                 ssl_context=ssl_ctx,
                 metrics=self.metrics,
             )
-            self.mysql = MySQLServer(settings, mysql_cfg.bind_address, mysql_cfg.port, mysql_cfg.unix_socket,
-                                     mysql_cfg.unix_socket_perm)
+            self.mysql = MySQLServer(
+                settings,
+                mysql_cfg.bind_address,
+                mysql_cfg.port,
+                mysql_cfg.unix_socket,
+                mysql_cfg.unix_socket_perm,
+            )
             await self.mysql.start()
         log.info("node %d started (data_dir=%s)", self.node_id, cfg.data_dir)
 
@@ -145,23 +155,43 @@ class Node:
 
         cfg = self.cfg
         assert self.engine is not None and self.databases is not None
-        self.cluster = ClusterService(self.node_id, cfg.cluster, cfg.data_dir,
-                                      on_change=self._on_member_change, ready_check=self._ready_check)
+        self.cluster = ClusterService(
+            self.node_id,
+            cfg.cluster,
+            cfg.data_dir,
+            on_change=self._on_member_change,
+            ready_check=self._ready_check,
+        )
         self.replication = Replication.from_config(
-            cfg, node_id=self.node_id, hlc=self.hlc, databases=self.databases, transport=self.cluster,
-            membership=GossipMembership(self.cluster.gossip), metrics=self.metrics,
-            before_drop=self.engine.forget_database, before_replace=self.engine.release_database)
-        control = NodeControl(self.node_id, self.cluster, self.databases,
-                              grace_s=cfg.cluster.shutdown_grace_period_ms / 1000,
-                              request_stop=self._stop_requested.set, replication=self.replication)
+            cfg,
+            node_id=self.node_id,
+            hlc=self.hlc,
+            databases=self.databases,
+            transport=self.cluster,
+            membership=GossipMembership(self.cluster.gossip),
+            metrics=self.metrics,
+            before_drop=self.engine.forget_database,
+            before_replace=self.engine.release_database,
+        )
+        control = NodeControl(
+            self.node_id,
+            self.cluster,
+            self.databases,
+            grace_s=cfg.cluster.shutdown_grace_period_ms / 1000,
+            request_stop=self._stop_requested.set,
+            replication=self.replication,
+        )
         control.register_rpc()
         self.replication.register(self.cluster.router)
         self.replication.start()
         # The engine hands replication its writes and replication asks the engine's sessions to let go of
         # a database file: the engine is built first, without one, and plugs into it here.
         self.engine.replication = self.replication
-        app = make_app(control, secret=cfg.cluster.cluster_secret,
-                       metrics=self.metrics if cfg.prometheus.enabled else None)
+        app = make_app(
+            control,
+            secret=cfg.cluster.cluster_secret,
+            metrics=self.metrics if cfg.prometheus.enabled else None,
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._http_runner = runner

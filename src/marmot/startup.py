@@ -135,8 +135,10 @@ class PidFile:
         """Refuse to start when the file names another live process. A stale file is left for ``write``."""
         pid = _read_pid(self.path)
         if pid is not None and pid != os.getpid() and pid_alive(pid):
-            raise StartupError(f"PID file {self.path} names a running process (PID {pid}): is marmot already "
-                               f"running? (remove the file if that process is not marmot)")
+            raise StartupError(
+                f"PID file {self.path} names a running process (PID {pid}): is marmot already "
+                f"running? (remove the file if that process is not marmot)"
+            )
 
     def write(self) -> None:
         """Write our PID (atomically, so a reader never sees half a file); re-checks the old file first."""
@@ -175,10 +177,14 @@ def exposure_warnings(cfg: Config) -> list[str]:
     if my.enabled and not _loopback(my.bind_address):
         for user in my.users:
             if not user.password:
-                out.append(f"MySQL listens beyond loopback ({my.bind_address}:{my.port}) and user '{user.name}' "
-                           f"has an empty password: set [[mysql.users]] password, or bind_address = \"127.0.0.1\"")
+                out.append(
+                    f"MySQL listens beyond loopback ({my.bind_address}:{my.port}) and user '{user.name}' "
+                    f'has an empty password: set [[mysql.users]] password, or bind_address = "127.0.0.1"'
+                )
     if not _loopback(cl.grpc_bind_address) and not cl.cluster_secret:
-        out.append(f"the cluster port listens beyond loopback ({cl.grpc_bind_address}:{cl.grpc_port}) with an "
-                   f"empty cluster secret: anyone who reaches it can join the cluster and use the admin API; set "
-                   f"[cluster] cluster_secret (or MARMOT_CLUSTER_SECRET), or grpc_bind_address = \"127.0.0.1\"")
+        out.append(
+            f"the cluster port listens beyond loopback ({cl.grpc_bind_address}:{cl.grpc_port}) with an "
+            f"empty cluster secret: anyone who reaches it can join the cluster and use the admin API; set "
+            f'[cluster] cluster_secret (or MARMOT_CLUSTER_SECRET), or grpc_bind_address = "127.0.0.1"'
+        )
     return out

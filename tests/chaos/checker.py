@@ -168,7 +168,9 @@ def _sorted(items: Iterable[Any]) -> list[Any]:
 def _merge(ops: dict[Any, Op], rec: dict[str, Any]) -> None:
     op = ops.get(rec.get("id"))
     if op is None:
-        op = ops[rec.get("id")] = Op(rec.get("id"), str(rec.get("workload")), rec.get("kind"), str(rec.get("f")))
+        op = ops[rec.get("id")] = Op(
+            rec.get("id"), str(rec.get("workload")), rec.get("kind"), str(rec.get("f"))
+        )
     for name in ("proc", "node", "level", "key", "kind"):
         if rec.get(name) is not None:
             setattr(op, name, rec[name])
@@ -261,6 +263,7 @@ def _index(rows: list[dict[str, Any]], ident: str | None) -> dict[Any, frozenset
 def _fmt_versions(versions: frozenset[Any], ident: str | None) -> str:
     if not versions:
         return "missing"
+
     def fmt(row: tuple[tuple[str, Any], ...]) -> str:  # ts last: the value is what a reader compares first
         cols = sorted((kv for kv in row if kv[0] != ident), key=lambda kv: kv[0] == "ts")
         return " ".join(f"{k}={_fmt_ts(v) if k == 'ts' else v}" for k, v in cols)
@@ -275,8 +278,12 @@ def _diff_workload(name: str, kind: str, nodes: dict[str, Any]) -> str:
     differing = [k for k in _sorted(keys) if len({idx.get(k, frozenset()) for idx in per_node.values()}) > 1]
     found = _Findings()
     for k in differing:
-        found.add(f"{ident or 'row'} {k}: " + ", ".join(
-            f"n{n} {_fmt_versions(idx.get(k, frozenset()), ident)}" for n, idx in per_node.items()))
+        found.add(
+            f"{ident or 'row'} {k}: "
+            + ", ".join(
+                f"n{n} {_fmt_versions(idx.get(k, frozenset()), ident)}" for n, idx in per_node.items()
+            )
+        )
     return f"{name}: {found.count} rows differ ({found.text()})" if found.count else ""
 
 
@@ -284,8 +291,10 @@ def _check_convergence(final: dict[str, Any], kinds: dict[str, str]) -> Check:
     nodes = final.get("nodes") or {}
     problems = []
     if not final.get("converged"):
-        problems.append(f"harness saw no agreement (converged={final.get('converged')!r}, "
-                        f"converge_seconds={final.get('converge_seconds')!r})")
+        problems.append(
+            f"harness saw no agreement (converged={final.get('converged')!r}, "
+            f"converge_seconds={final.get('converge_seconds')!r})"
+        )
     if not nodes:
         problems.append("final state holds no nodes")
     for name in sorted(kinds):
@@ -325,8 +334,15 @@ def _sightings(kind: str, name: str, ops: list[Op], nodes: dict[str, Any]) -> It
         yield f"final n{n}", {row.get("value") for row in rows}
 
 
-def _check_seen(check: str, kind: str, name: str, ops: list[Op], nodes: dict[str, Any],
-                pick: Callable[[set[Any]], set[Any]], what: str) -> Check:
+def _check_seen(
+    check: str,
+    kind: str,
+    name: str,
+    ops: list[Op],
+    nodes: dict[str, Any],
+    pick: Callable[[set[Any]], set[Any]],
+    what: str,
+) -> Check:
     found, values = _Findings(), set()
     for where, seen in _sightings(kind, name, ops, nodes):
         for v in _sorted(pick(seen)):
@@ -338,14 +354,16 @@ def _check_seen(check: str, kind: str, name: str, ops: list[Op], nodes: dict[str
 
 def _check_no_phantoms(kind: str, name: str, ops: list[Op], nodes: dict[str, Any]) -> Check:
     invoked = {op.arg for op in ops if op.is_write}
-    return _check_seen("no-phantoms", kind, name, ops, nodes, lambda seen: seen - invoked,
-                       "values nobody wrote")
+    return _check_seen(
+        "no-phantoms", kind, name, ops, nodes, lambda seen: seen - invoked, "values nobody wrote"
+    )
 
 
 def _check_failed_write_visible(kind: str, name: str, ops: list[Op], nodes: dict[str, Any]) -> Check:
     failed = {op.arg for op in ops if op.is_write and op.status == "fail"}
-    return _check_seen("failed-write-visible", kind, name, ops, nodes, lambda seen: seen & failed,
-                       "values of failed writes")
+    return _check_seen(
+        "failed-write-visible", kind, name, ops, nodes, lambda seen: seen & failed, "values of failed writes"
+    )
 
 
 def _check_register_durable(name: str, ops: list[Op], nodes: dict[str, Any]) -> Check:
@@ -367,7 +385,9 @@ def _check_register_durable(name: str, ops: list[Op], nodes: dict[str, Any]) -> 
                 lost.append(f"n{n} holds {row.get('value')} ts {_fmt_ts(final_ts)}")
         if lost:
             levels[op.level] += 1
-            found.add(f"key {op.key} value {op.arg} ts {_fmt_ts(op.ts)} ({op.level}, op {op.id}): {', '.join(lost)}")
+            found.add(
+                f"key {op.key} value {op.arg} ts {_fmt_ts(op.ts)} ({op.level}, op {op.id}): {', '.join(lost)}"
+            )
     details = f"{found.count} of {len(acked)} acked writes lost (levels: {_levels(levels)}): {found.text()}"
     return Check(f"register-acked-durable[{name}]", not found.count, details if found.count else "")
 
@@ -407,15 +427,22 @@ def _check_monotonic_set(name: str, ops: list[Op]) -> Check:
                 union |= values[r1.id]
             if not union <= values[r2.id]:
                 found.add(_set_regression(node, r2, union - values[r2.id], before, values))
-    return Check(f"monotonic-reads[{name}]", not found.count,
-                 f"{found.count} reads went back in time: {found.text()}" if found.count else "")
+    return Check(
+        f"monotonic-reads[{name}]",
+        not found.count,
+        f"{found.count} reads went back in time: {found.text()}" if found.count else "",
+    )
 
 
-def _set_regression(node: Any, r2: Op, lacking: set[Any], before: list[Op], values: dict[Any, set[Any]]) -> str:
+def _set_regression(
+    node: Any, r2: Op, lacking: set[Any], before: list[Op], values: dict[Any, set[Any]]
+) -> str:
     example = _sorted(lacking)[0]
     r1 = next(r for r in before if example in values[r.id])
-    return (f"n{node}: read op {r2.id} (invoked t={r2.invoke_t:.3f}) lacks {len(lacking)} values read before, "
-            f"e.g. {example} (read op {r1.id}, ok t={r1.complete_t:.3f})")
+    return (
+        f"n{node}: read op {r2.id} (invoked t={r2.invoke_t:.3f}) lacks {len(lacking)} values read before, "
+        f"e.g. {example} (read op {r1.id}, ok t={r1.complete_t:.3f})"
+    )
 
 
 def _register_value_ts(ops: list[Op], nodes: dict[str, Any], name: str) -> dict[Any, Ts]:
@@ -447,10 +474,15 @@ def _check_monotonic_register(name: str, ops: list[Op], value_ts: dict[Any, Ts])
                     best = (ts1, r1)
             ts2 = read_ts(r2)
             if best is not None and ts2 is not None and ts2 < best[0]:
-                found.add(f"n{node} key {key}: read op {r2.id} saw {r2.result} ts {_fmt_ts(ts2)} after read op "
-                          f"{best[1].id} saw {best[1].result} ts {_fmt_ts(best[0])}")
-    return Check(f"monotonic-reads[{name}]", not found.count,
-                 f"{found.count} reads went back in time: {found.text()}" if found.count else "")
+                found.add(
+                    f"n{node} key {key}: read op {r2.id} saw {r2.result} ts {_fmt_ts(ts2)} after read op "
+                    f"{best[1].id} saw {best[1].result} ts {_fmt_ts(best[0])}"
+                )
+    return Check(
+        f"monotonic-reads[{name}]",
+        not found.count,
+        f"{found.count} reads went back in time: {found.text()}" if found.count else "",
+    )
 
 
 def _note_lww_overwritten(name: str, ops: list[Op]) -> Note | None:
@@ -463,19 +495,25 @@ def _note_lww_overwritten(name: str, ops: list[Op]) -> Note | None:
                 if w1.ts is not None and (best is None or w1.ts > best[0]):
                     best = (w1.ts, w1)
             if best is not None and w2.ts is not None and w2.ts < best[0]:
-                found.add(f"key {key}: write {w2.arg} ({w2.level}) ts {_fmt_ts(w2.ts)} invoked after write "
-                          f"{best[1].arg} ({best[1].level}) ts {_fmt_ts(best[0])} was acked")
+                found.add(
+                    f"key {key}: write {w2.arg} ({w2.level}) ts {_fmt_ts(w2.ts)} invoked after write "
+                    f"{best[1].arg} ({best[1].level}) ts {_fmt_ts(best[0])} was acked"
+                )
     if not found.count:
         return None
-    return Note(f"lww-overwritten[{name}]", found.count,
-                f"{found.count} acked writes lost to an earlier write's higher ts: {found.text()}")
+    return Note(
+        f"lww-overwritten[{name}]",
+        found.count,
+        f"{found.count} acked writes lost to an earlier write's higher ts: {found.text()}",
+    )
 
 
 # -- bank ----------------------------------------------------------------------------------------------
 
 
-def _check_bank(name: str, ops: list[Op], setup: dict[str, Any] | None,
-                nodes: dict[str, Any]) -> tuple[Check, list[Note]]:
+def _check_bank(
+    name: str, ops: list[Op], setup: dict[str, Any] | None, nodes: dict[str, Any]
+) -> tuple[Check, list[Note]]:
     check = f"bank-total[{name}]"
     if setup is None:
         return Check(check, False, "no setup record in the history"), []
@@ -484,9 +522,14 @@ def _check_bank(name: str, ops: list[Op], setup: dict[str, Any] | None,
     reads = [op for op in ops if op.ok_read and isinstance(op.result, dict)]
     off_reads = [op for op in reads if sum(int(b or 0) for b in op.result.values()) != total]
     if off_reads:
-        notes.append(Note(f"bank-read-total[{name}]", len(off_reads),
-                          f"{len(off_reads)} of {len(reads)} ok reads do not sum to {total}, e.g. read op "
-                          f"{off_reads[0].id} on n{off_reads[0].node}: {off_reads[0].result}"))
+        notes.append(
+            Note(
+                f"bank-read-total[{name}]",
+                len(off_reads),
+                f"{len(off_reads)} of {len(reads)} ok reads do not sum to {total}, e.g. read op "
+                f"{off_reads[0].id} on n{off_reads[0].node}: {off_reads[0].result}",
+            )
+        )
     sums = {n: sum(int(row.get("balance") or 0) for row in rows) for n, rows in _rows(nodes, name).items()}
     off = ", ".join(f"n{n} sums to {s}" for n, s in sums.items() if s != total)
     if not off:
@@ -494,9 +537,14 @@ def _check_bank(name: str, ops: list[Op], setup: dict[str, Any] | None,
     # An info transfer at ONE may have committed on its coordinator exactly like an ok one.
     one = [op for op in ops if op.is_write and op.level == "ONE" and op.status in ("ok", "info")]
     if one:
-        notes.append(Note(f"bank-total-one[{name}]", len(one),
-                          f"{off} (total {total}); tolerated: {len(one)} transfers at ONE (LWW may create or "
-                          "destroy money when two nodes update an account concurrently)"))
+        notes.append(
+            Note(
+                f"bank-total-one[{name}]",
+                len(one),
+                f"{off} (total {total}); tolerated: {len(one)} transfers at ONE (LWW may create or "
+                "destroy money when two nodes update an account concurrently)",
+            )
+        )
         return Check(check, True, f"{off}; tolerated, transfers at ONE"), notes
     return Check(check, False, f"{off}, expected {total} (all transfers at QUORUM/ALL)"), notes
 
@@ -511,31 +559,50 @@ def _stat_notes(hist: History) -> list[Note]:
         outcomes[f"{op.workload} {op.f}" + (f"@{op.level}" if op.level else "")][op.status] += 1
     faults = Counter(str(rec.get("fault")) for rec in hist.nemesis if rec.get("phase", "start") == "start")
     return [
-        Note("indeterminate", sum(info.values()),
-             f"{sum(info.values())} info ops" + (f" ({_levels(info)})" if info else "")),
-        Note("outcomes", len(hist.ops), f"{len(hist.ops)} ops: " + "; ".join(
-            f"{label} ok={c['ok']} fail={c['fail']} info={c['info']}" for label, c in sorted(outcomes.items()))),
-        Note("nemesis", sum(faults.values()),
-             f"{sum(faults.values())} faults" + (f" ({_levels(faults)})" if faults else "")),
+        Note(
+            "indeterminate",
+            sum(info.values()),
+            f"{sum(info.values())} info ops" + (f" ({_levels(info)})" if info else ""),
+        ),
+        Note(
+            "outcomes",
+            len(hist.ops),
+            f"{len(hist.ops)} ops: "
+            + "; ".join(
+                f"{label} ok={c['ok']} fail={c['fail']} info={c['info']}"
+                for label, c in sorted(outcomes.items())
+            ),
+        ),
+        Note(
+            "nemesis",
+            sum(faults.values()),
+            f"{sum(faults.values())} faults" + (f" ({_levels(faults)})" if faults else ""),
+        ),
     ]
 
 
 # -- entry points --------------------------------------------------------------------------------------
 
 
-def _check_workload(name: str, kind: str, ops: list[Op], hist: History,
-                    nodes: dict[str, Any]) -> tuple[list[Check], list[Note]]:
+def _check_workload(
+    name: str, kind: str, ops: list[Op], hist: History, nodes: dict[str, Any]
+) -> tuple[list[Check], list[Note]]:
     if kind == "bank":
         check, notes = _check_bank(name, ops, hist.setups.get(name), nodes)
         return [check], notes
     if kind not in ("set", "register"):
         return [], []
     checks = [_check_set_acked_present(name, ops, nodes)] if kind == "set" else []
-    checks += [_check_no_phantoms(kind, name, ops, nodes), _check_failed_write_visible(kind, name, ops, nodes)]
+    checks += [
+        _check_no_phantoms(kind, name, ops, nodes),
+        _check_failed_write_visible(kind, name, ops, nodes),
+    ]
     if kind == "set":
         return checks + [_check_monotonic_set(name, ops)], []
-    checks += [_check_register_durable(name, ops, nodes),
-               _check_monotonic_register(name, ops, _register_value_ts(ops, nodes, name))]
+    checks += [
+        _check_register_durable(name, ops, nodes),
+        _check_monotonic_register(name, ops, _register_value_ts(ops, nodes, name)),
+    ]
     lww = _note_lww_overwritten(name, ops)
     return checks, [lww] if lww else []
 
@@ -561,8 +628,10 @@ def check_files(history_path: str | Path, final_path: str | Path) -> Report:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.chaos.checker",
-                                     description="Check a chaos run's history against its final state.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.chaos.checker",
+        description="Check a chaos run's history against its final state.",
+    )
     parser.add_argument("history", type=Path, help="history.jsonl of the run")
     parser.add_argument("final", type=Path, help="final.json of the run")
     args = parser.parse_args(argv)

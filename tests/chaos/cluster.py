@@ -64,10 +64,17 @@ class ChaosCluster:
             "tmpfs": tmpfs_available(workdir / "probe") if use_tmpfs is None else use_tmpfs,
             "fiu": fiu_available() if use_fiu is None else use_fiu,
         }
-        self.cluster = LocalCluster(3, workdir, proxied=True, replication_extra=REPLICATION_KEYS,
-                                    extra_toml=NODE_TOML, env={i: self._node_env(i) for i in (1, 2, 3)},
-                                    tmpfs_size=TMPFS_SIZE if self.capabilities["tmpfs"] else None,
-                                    stop_signal=signal.SIGKILL, alive_timeout=60)
+        self.cluster = LocalCluster(
+            3,
+            workdir,
+            proxied=True,
+            replication_extra=REPLICATION_KEYS,
+            extra_toml=NODE_TOML,
+            env={i: self._node_env(i) for i in (1, 2, 3)},
+            tmpfs_size=TMPFS_SIZE if self.capabilities["tmpfs"] else None,
+            stop_signal=signal.SIGKILL,
+            alive_timeout=60,
+        )
         self.disk_full: set[int] = set()
         self.fsync_failing: set[int] = set()
         self.clock_ms: dict[int, int] = {1: 0, 2: 0, 3: 0}
@@ -77,8 +84,10 @@ class ChaosCluster:
 
     def _node_env(self, i: int) -> dict[str, str]:
         """Node i's clock-offset and failpoint files, and libfiu's preload libraries where available."""
-        env = {"MARMOT_CLOCK_OFFSET_FILE": str(self._clock_file(i)),
-               "MARMOT_FAILPOINTS_FILE": str(self._failpoints_file(i))}
+        env = {
+            "MARMOT_CLOCK_OFFSET_FILE": str(self._clock_file(i)),
+            "MARMOT_FAILPOINTS_FILE": str(self._failpoints_file(i)),
+        }
         if self.capabilities["fiu"]:
             env.update(LD_PRELOAD=" ".join(FIU_LIBS), FIU_CTRL_FIFO=str(self._fiu_prefix(i)), FIU_ENABLE="")
         return env
@@ -124,7 +133,7 @@ class ChaosCluster:
     def partition(self, groups: list[list[int]]) -> None:
         """Links between different groups reject (both directions); links inside a group pass."""
         side = {n: g for g, members in enumerate(groups) for n in members}
-        for (src, dst) in self.pool.links:
+        for src, dst in self.pool.links:
             self.pool.set(src, dst, "reject" if side.get(src) != side.get(dst) else "pass")
 
     def one_way(self, src: int, dst: int) -> None:
@@ -132,11 +141,11 @@ class ChaosCluster:
         self.pool.set(src, dst, "blackhole")
 
     def delay(self, delay_ms: float, jitter_ms: float) -> None:
-        for (src, dst) in self.pool.links:
+        for src, dst in self.pool.links:
             self.pool.set(src, dst, "delay", delay_ms=delay_ms, jitter_ms=jitter_ms)
 
     def reset_connections(self) -> None:
-        for (src, dst) in self.pool.links:
+        for src, dst in self.pool.links:
             self.pool.reset(src, dst)
 
     def heal_network(self) -> None:

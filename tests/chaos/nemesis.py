@@ -152,31 +152,92 @@ def _fsync_heal(c: ChaosCluster, what: dict[str, Any]) -> None:
 
 
 NEMESES: tuple[Nemesis, ...] = (
-    Nemesis("isolate", "network", "one node cut off from both others, both directions (connections reset); "
-            "with 3 nodes this is also the split into halves", _isolate, _heal_network),
-    Nemesis("bridge", "network", "two nodes cannot reach each other; the third reaches both (non-transitive)",
-            _bridge, _heal_network),
-    Nemesis("one-way", "network", "one directed link holds every byte (the reverse direction works)",
-            _one_way, _heal_network),
-    Nemesis("delay", "network", "every link delays each chunk by 20–150 ms with up to ±50 ms jitter",
-            _delay, _heal_network),
-    Nemesis("resets", "network", "every open node-to-node connection is reset (RST) at once",
-            _resets, _heal_network),
-    Nemesis("stall-2pc", "network", f"every transaction one node coordinates stalls {STALL_S} s between PREPARE "
-            "and its decision (failpoint armed at run time) while the node is cut off: its participants give "
-            "up on them", _stall_2pc, _unstall, hold=(4.0, 5.5)),
+    Nemesis(
+        "isolate",
+        "network",
+        "one node cut off from both others, both directions (connections reset); "
+        "with 3 nodes this is also the split into halves",
+        _isolate,
+        _heal_network,
+    ),
+    Nemesis(
+        "bridge",
+        "network",
+        "two nodes cannot reach each other; the third reaches both (non-transitive)",
+        _bridge,
+        _heal_network,
+    ),
+    Nemesis(
+        "one-way",
+        "network",
+        "one directed link holds every byte (the reverse direction works)",
+        _one_way,
+        _heal_network,
+    ),
+    Nemesis(
+        "delay",
+        "network",
+        "every link delays each chunk by 20–150 ms with up to ±50 ms jitter",
+        _delay,
+        _heal_network,
+    ),
+    Nemesis(
+        "resets",
+        "network",
+        "every open node-to-node connection is reset (RST) at once",
+        _resets,
+        _heal_network,
+    ),
+    Nemesis(
+        "stall-2pc",
+        "network",
+        f"every transaction one node coordinates stalls {STALL_S} s between PREPARE "
+        "and its decision (failpoint armed at run time) while the node is cut off: its participants give "
+        "up on them",
+        _stall_2pc,
+        _unstall,
+        hold=(4.0, 5.5),
+    ),
     Nemesis("kill", "process", "SIGKILL one node; restart it on its data at the heal", _kill, _restart),
-    Nemesis("kill-two", "process", "SIGKILL two nodes in quick succession; restart both at the heal",
-            _kill_two, _restart),
-    Nemesis("pause", "process", "SIGSTOP one node for 3.5–5.5 s, longer than the participants' heartbeat "
-            "timeout (3 s), so a stalled coordinator's transactions get given up on; SIGCONT at the heal",
-            _pause, _resume, hold=(3.5, 5.5)),
-    Nemesis("skew", "clock", "one or two nodes' HLC wall clock jumps 0.2–5 s forwards or backwards",
-            _skew, _unskew),
-    Nemesis("disk-full", "disk", "one node's tmpfs data directory is filled to 16 KiB free", _disk_full,
-            _disk_free, needs="tmpfs"),
-    Nemesis("fsync-eio", "disk", "every fsync of one node fails with EIO (libfiu, at run time)", _fsync,
-            _fsync_heal, needs="fiu"),
+    Nemesis(
+        "kill-two",
+        "process",
+        "SIGKILL two nodes in quick succession; restart both at the heal",
+        _kill_two,
+        _restart,
+    ),
+    Nemesis(
+        "pause",
+        "process",
+        "SIGSTOP one node for 3.5–5.5 s, longer than the participants' heartbeat "
+        "timeout (3 s), so a stalled coordinator's transactions get given up on; SIGCONT at the heal",
+        _pause,
+        _resume,
+        hold=(3.5, 5.5),
+    ),
+    Nemesis(
+        "skew",
+        "clock",
+        "one or two nodes' HLC wall clock jumps 0.2–5 s forwards or backwards",
+        _skew,
+        _unskew,
+    ),
+    Nemesis(
+        "disk-full",
+        "disk",
+        "one node's tmpfs data directory is filled to 16 KiB free",
+        _disk_full,
+        _disk_free,
+        needs="tmpfs",
+    ),
+    Nemesis(
+        "fsync-eio",
+        "disk",
+        "every fsync of one node fails with EIO (libfiu, at run time)",
+        _fsync,
+        _fsync_heal,
+        needs="fiu",
+    ),
 )
 
 BY_NAME = {n.name: n for n in NEMESES}

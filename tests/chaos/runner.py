@@ -67,8 +67,9 @@ def _converge(cluster: ChaosCluster, deadline: float) -> tuple[dict[str, Any] | 
     return last, -1.0
 
 
-def run_schedule(seed: int, duration: float, workdir: Path, nemeses: list[str] | None = None,
-                 log: Any = print) -> RunResult:
+def run_schedule(
+    seed: int, duration: float, workdir: Path, nemeses: list[str] | None = None, log: Any = print
+) -> RunResult:
     """Play one seeded schedule and check it. Every process started is stopped before returning."""
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = ChaosCluster(workdir / "cluster")
@@ -79,11 +80,16 @@ def run_schedule(seed: int, duration: float, workdir: Path, nemeses: list[str] |
     crashes: list[str] = []
     try:
         cluster.start()
-        names = [n.name for n in NEMESES if (not nemeses or n.name in nemeses)
-                 and (not n.needs or cluster.capabilities.get(n.needs))]
+        names = [
+            n.name
+            for n in NEMESES
+            if (not nemeses or n.name in nemeses) and (not n.needs or cluster.capabilities.get(n.needs))
+        ]
         steps = schedule(seed, duration, names)
-        log(f"seed {seed}: {len(steps)} steps over {duration:.0f}s, nemeses {names}, "
-            f"capabilities {cluster.capabilities}")
+        log(
+            f"seed {seed}: {len(steps)} steps over {duration:.0f}s, nemeses {names}, "
+            f"capabilities {cluster.capabilities}"
+        )
         setup(cluster, history)
         clients = start_clients(cluster, history, stop, seed)
         t0 = time.monotonic()
@@ -98,8 +104,13 @@ def run_schedule(seed: int, duration: float, workdir: Path, nemeses: list[str] |
                 BY_NAME[name].heal(cluster, what)
                 history.log({"type": "nemesis", "phase": "heal", "fault": name})
             crashes += _unexpected_exits(cluster, history)
-            applied_steps.append({"at": step.at, "hold": step.hold, "faults": dict(zip(step.nemeses, step.applied,
-                                                                                   strict=True))})
+            applied_steps.append(
+                {
+                    "at": step.at,
+                    "hold": step.hold,
+                    "faults": dict(zip(step.nemeses, step.applied, strict=True)),
+                }
+            )
         _sleep_until(t0 + duration)
         cluster.heal_all()
         history.log({"type": "nemesis", "phase": "heal", "fault": "all"})
@@ -111,8 +122,12 @@ def run_schedule(seed: int, duration: float, workdir: Path, nemeses: list[str] |
         cluster.heal_all()
         cluster.wait_all_alive(60)
         nodes, seconds = _converge(cluster, time.monotonic() + CONVERGE_TIMEOUT)
-        final = {"converged": seconds >= 0, "converge_seconds": round(seconds, 2) if seconds >= 0 else None,
-                 "workloads": {w.name: w.kind for w in WORKLOADS}, "nodes": nodes or {}}
+        final = {
+            "converged": seconds >= 0,
+            "converge_seconds": round(seconds, 2) if seconds >= 0 else None,
+            "workloads": {w.name: w.kind for w in WORKLOADS},
+            "nodes": nodes or {},
+        }
         (workdir / "final.json").write_text(json.dumps(final))
     finally:
         stop.set()
@@ -123,8 +138,17 @@ def run_schedule(seed: int, duration: float, workdir: Path, nemeses: list[str] |
     report = checker.check_files(workdir / "history.jsonl", workdir / "final.json")
     crashes += _log_faults(workdir)
     ops = (workdir / "history.jsonl").read_text().count('"type":"invoke"')
-    result = RunResult(seed, duration, workdir, report, applied_steps, ops,
-                       final["converge_seconds"], crashes, dict(cluster.capabilities))
+    result = RunResult(
+        seed,
+        duration,
+        workdir,
+        report,
+        applied_steps,
+        ops,
+        final["converge_seconds"],
+        crashes,
+        dict(cluster.capabilities),
+    )
     text = _summary(report, crashes)
     (workdir / "report.txt").write_text(text + "\n")
     (workdir / "steps.json").write_text(json.dumps(applied_steps, indent=1))
@@ -185,8 +209,10 @@ def _log_faults(workdir: Path) -> list[str]:
         text = log.read_text(errors="replace")
         for marker in _UNHANDLED:
             if (count := text.count(marker)) and (at := text.find(marker)) >= 0:
-                out.append(f"unhandled-exception: {log.relative_to(workdir)}: {count} x '{marker}', first: "
-                           f"{text[at:at + 600]!r}")
+                out.append(
+                    f"unhandled-exception: {log.relative_to(workdir)}: {count} x '{marker}', first: "
+                    f"{text[at : at + 600]!r}"
+                )
     return out
 
 
@@ -204,15 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="marmot-chaos-"))
     results = []
     for seed in seeds:
-        r = run_schedule(seed, args.duration, out / f"seed-{seed}",
-                         args.nemeses.split(",") if args.nemeses else None)
+        r = run_schedule(
+            seed, args.duration, out / f"seed-{seed}", args.nemeses.split(",") if args.nemeses else None
+        )
         results.append(r)
         print((r.workdir / "report.txt").read_text())
     print("| seed | faults (s) | ops | converged in (s) | checks | result |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r.seed} | {r.duration:.0f} | {r.ops} | {r.converge_seconds} | "
-              f"{(r.workdir / 'report.txt').read_text().strip().splitlines()[-1]} | {'ok' if r.ok else 'FAIL'} |")
+        print(
+            f"| {r.seed} | {r.duration:.0f} | {r.ops} | {r.converge_seconds} | "
+            f"{(r.workdir / 'report.txt').read_text().strip().splitlines()[-1]} | {'ok' if r.ok else 'FAIL'} |"
+        )
     print(f"runs in {out}")
     return 0 if all(r.ok for r in results) else 1
 

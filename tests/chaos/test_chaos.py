@@ -24,8 +24,10 @@ CI_DURATION = float(os.environ.get("MARMOT_CHAOS_DURATION", "60"))
 def test_seeded_schedule(tmp_path, seed):
     result = run_schedule(seed, CI_DURATION, tmp_path / f"seed-{seed}", log=lambda *_: None)
     report = (result.workdir / "report.txt").read_text()
-    logs = "".join(f"\n--- {log.relative_to(result.workdir)} (tail) ---\n{log.read_text(errors='replace')[-3000:]}"
-                   for log in sorted(result.workdir.glob("cluster/n*/node-*.log")))
+    logs = "".join(
+        f"\n--- {log.relative_to(result.workdir)} (tail) ---\n{log.read_text(errors='replace')[-3000:]}"
+        for log in sorted(result.workdir.glob("cluster/n*/node-*.log"))
+    )
     assert result.ok, f"seed {seed} failed:\n{report}\nrun directory: {result.workdir}{logs}"
     # the run exercised what it claims: every nemesis this machine supports, and real traffic
     applied = {name for step in result.steps for name in step["faults"]}

@@ -116,8 +116,11 @@ def classify(exc: BaseException, sent: bool = True) -> tuple[str, str]:
         code, msg = exc.args[0], str(exc.args[1]) if len(exc.args) > 1 else ""
         if code in DEFINITE_FAILURES:
             return "fail", text
-        if code == 1105 and ("quorum not reached" in msg or "cannot take the write" in msg
-                             or msg.startswith("transaction aborted")):
+        if code == 1105 and (
+            "quorum not reached" in msg
+            or "cannot take the write" in msg
+            or msg.startswith("transaction aborted")
+        ):
             return "fail", text
         if code == 2003:  # could not connect: nothing was sent
             return "fail", text
@@ -127,8 +130,17 @@ def classify(exc: BaseException, sent: bool = True) -> tuple[str, str]:
 class Client(threading.Thread):
     """One connection pinned to one node, running one kind of operation until ``stop`` is set."""
 
-    def __init__(self, proc: int, node: int, cluster: ChaosCluster, history: History, stop: threading.Event,
-                 seed: int, op: Callable[[Client], None], pace: float = 0.01) -> None:
+    def __init__(
+        self,
+        proc: int,
+        node: int,
+        cluster: ChaosCluster,
+        history: History,
+        stop: threading.Event,
+        seed: int,
+        op: Callable[[Client], None],
+        pace: float = 0.01,
+    ) -> None:
         super().__init__(name=f"chaos-client-{proc}", daemon=True)
         self.proc, self.node, self.cluster, self.history = proc, node, cluster, history
         self.stopping, self.op, self.pace = stop, op, pace
@@ -143,8 +155,14 @@ class Client(threading.Thread):
 
     def connect(self) -> Any:
         if self.conn is None:
-            self.conn = connect(self.cluster.nodes[self.node], DB, local_infile=False,
-                                connect_timeout=2, read_timeout=5, write_timeout=5)
+            self.conn = connect(
+                self.cluster.nodes[self.node],
+                DB,
+                local_infile=False,
+                connect_timeout=2,
+                read_timeout=5,
+                write_timeout=5,
+            )
         return self.conn
 
     def drop(self) -> None:
@@ -154,8 +172,16 @@ class Client(threading.Thread):
             self.conn = None
 
     def record(self, wl: Workload, f: str, **fields: Any) -> dict[str, Any]:
-        rec = {"id": self.history.next_id(), "proc": self.proc, "node": self.node, "workload": wl.name,
-               "kind": wl.kind, "type": "invoke", "f": f, **fields}
+        rec = {
+            "id": self.history.next_id(),
+            "proc": self.proc,
+            "node": self.node,
+            "workload": wl.name,
+            "kind": wl.kind,
+            "type": "invoke",
+            "f": f,
+            **fields,
+        }
         self.history.log(dict(rec))
         return rec
 
@@ -209,8 +235,10 @@ def set_add(wl: Workload) -> Callable[[Client], None]:
         level = c.rng.choice(wl.levels)
         value = unique_value()
         inv = c.record(wl, "add", value=value, level=level)
-        _autocommit_write(c, inv, f"INSERT /*+ MARMOT_CONSISTENCY({level}) */ INTO {wl.table} (v) VALUES (%s)",
-                          (value,))
+        _autocommit_write(
+            c, inv, f"INSERT /*+ MARMOT_CONSISTENCY({level}) */ INTO {wl.table} (v) VALUES (%s)", (value,)
+        )
+
     return op
 
 
@@ -219,8 +247,14 @@ def register_write(wl: Workload) -> Callable[[Client], None]:
         level = c.rng.choice(wl.levels)
         key, value = c.rng.randrange(REGISTER_KEYS), unique_value()
         inv = c.record(wl, "write", key=key, value=value, level=level)
-        _autocommit_write(c, inv, f"INSERT /*+ MARMOT_CONSISTENCY({level}) */ INTO {wl.table} (k, v) "
-                          "VALUES (%s, %s) ON DUPLICATE KEY UPDATE v = VALUES(v)", (key, value))
+        _autocommit_write(
+            c,
+            inv,
+            f"INSERT /*+ MARMOT_CONSISTENCY({level}) */ INTO {wl.table} (k, v) "
+            "VALUES (%s, %s) ON DUPLICATE KEY UPDATE v = VALUES(v)",
+            (key, value),
+        )
+
     return op
 
 
@@ -250,6 +284,7 @@ def bank_transfer(wl: Workload) -> Callable[[Client], None]:
             c.drop()
             return
         c.complete(inv, "ok", ts=c.commit_ts())
+
     return op
 
 
@@ -282,6 +317,7 @@ def reads(workloads: tuple[Workload, ...]) -> Callable[[Client], None]:
         else:
             value = {str(a): b for a, b in rows}
         c.complete(inv, "ok", value=value)
+
     return op
 
 
@@ -292,9 +328,15 @@ def setup(cluster: ChaosCluster, history: History, workloads: tuple[Workload, ..
         if wl.kind == "bank":
             values = ", ".join(f"({a}, {BANK_START})" for a in range(BANK_ACCOUNTS))
             cluster.sql(1, f"INSERT /*+ MARMOT_CONSISTENCY(ALL) */ INTO {wl.table} VALUES {values}")
-            history.log({"type": "setup", "workload": wl.name, "kind": "bank",
-                         "accounts": {str(a): BANK_START for a in range(BANK_ACCOUNTS)},
-                         "total": BANK_START * BANK_ACCOUNTS})
+            history.log(
+                {
+                    "type": "setup",
+                    "workload": wl.name,
+                    "kind": "bank",
+                    "accounts": {str(a): BANK_START for a in range(BANK_ACCOUNTS)},
+                    "total": BANK_START * BANK_ACCOUNTS,
+                }
+            )
     deadline = time.monotonic() + 30
     for i in (1, 2, 3):
         for wl in workloads:
@@ -308,8 +350,13 @@ def setup(cluster: ChaosCluster, history: History, workloads: tuple[Workload, ..
                     time.sleep(0.2)
 
 
-def start_clients(cluster: ChaosCluster, history: History, stop: threading.Event, seed: int,
-                  workloads: tuple[Workload, ...] = WORKLOADS) -> list[Client]:
+def start_clients(
+    cluster: ChaosCluster,
+    history: History,
+    stop: threading.Event,
+    seed: int,
+    workloads: tuple[Workload, ...] = WORKLOADS,
+) -> list[Client]:
     """Per node: a set writer, a register writer, a bank writer per bank workload, and a reader."""
     clients: list[Client] = []
     proc = itertools.count(1)
@@ -331,13 +378,19 @@ def final_state(cluster: ChaosCluster, workloads: tuple[Workload, ...] = WORKLOA
         for wl in workloads:
             versions = cluster.row_versions(i, wl.table)
             if wl.kind == "set":
-                per[wl.name] = [{"value": v, "ts": versions.get((v,))}
-                                for (v,) in cluster.sql(i, f"SELECT v FROM {wl.table} ORDER BY v")]
+                per[wl.name] = [
+                    {"value": v, "ts": versions.get((v,))}
+                    for (v,) in cluster.sql(i, f"SELECT v FROM {wl.table} ORDER BY v")
+                ]
             elif wl.kind == "register":
-                per[wl.name] = [{"key": k, "value": v, "ts": versions.get((k,))}
-                                for k, v in cluster.sql(i, f"SELECT k, v FROM {wl.table} ORDER BY k")]
+                per[wl.name] = [
+                    {"key": k, "value": v, "ts": versions.get((k,))}
+                    for k, v in cluster.sql(i, f"SELECT k, v FROM {wl.table} ORDER BY k")
+                ]
             else:
-                per[wl.name] = [{"account": a, "balance": b, "ts": versions.get((a,))}
-                                for a, b in cluster.sql(i, f"SELECT account, balance FROM {wl.table} ORDER BY account")]
+                per[wl.name] = [
+                    {"account": a, "balance": b, "ts": versions.get((a,))}
+                    for a, b in cluster.sql(i, f"SELECT account, balance FROM {wl.table} ORDER BY account")
+                ]
         nodes[str(i)] = per
     return nodes

@@ -72,8 +72,10 @@ class Client:
 def test_auto_increment_unique_under_concurrent_inserts(cluster):
     n1 = cluster[0]
     c = connect(n1)
-    c.cursor().execute("CREATE TABLE ai_load (id BIGINT AUTO_INCREMENT PRIMARY KEY, writer INT NOT NULL, "
-                       "seq INT NOT NULL, note VARCHAR(20), UNIQUE KEY uk_ws (writer, seq))")
+    c.cursor().execute(
+        "CREATE TABLE ai_load (id BIGINT AUTO_INCREMENT PRIMARY KEY, writer INT NOT NULL, "
+        "seq INT NOT NULL, note VARCHAR(20), UNIQUE KEY uk_ws (writer, seq))"
+    )
     c.close()
     wait_until_equal(cluster, "SHOW TABLES LIKE 'ai_load'", expected=[("ai_load",)])
 
@@ -101,7 +103,9 @@ def test_auto_increment_unique_under_concurrent_inserts(cluster):
         assert len(cl.told) == SINGLE + MULTI
         reported = []
         for (seq, n), (ok_id, last_id) in sorted(cl.told.items()):
-            assert ok_id == last_id, f"node {cl.writer} seq {seq}: OK packet id {ok_id} != LAST_INSERT_ID {last_id}"
+            assert ok_id == last_id, (
+                f"node {cl.writer} seq {seq}: OK packet id {ok_id} != LAST_INSERT_ID {last_id}"
+            )
             # LAST_INSERT_ID() of a multi-row INSERT is the first row's id (MySQL)
             assert id_of[(cl.writer, seq)] == last_id, f"node {cl.writer} seq {seq}: told {last_id}"
             mine = [id_of[(cl.writer, seq + k)] for k in range(n)]

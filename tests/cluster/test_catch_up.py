@@ -16,13 +16,18 @@ BORN = 4800  # with the other writes below, node 3 misses more than 5,000 transa
 def test_node_down_catches_up_by_log_pull(tmp_path):
     with replicated_cluster(tmp_path, 3, replication_extra="anti_entropy_interval_seconds = 1\n") as nodes:
         n1, n2, n3 = nodes
-        run(n1, "CREATE TABLE kept (id INT PRIMARY KEY, v VARCHAR(20))", "INSERT INTO kept VALUES (1, 'before')")
+        run(
+            n1,
+            "CREATE TABLE kept (id INT PRIMARY KEY, v VARCHAR(20))",
+            "INSERT INTO kept VALUES (1, 'before')",
+        )
         wait_until_equal(nodes, "SELECT * FROM kept ORDER BY id", expected=((1, "before"),))
         n3.stop(signal.SIGKILL)
         # while node 3 is down: new schema, new database, 600 row writes from both survivors
         run(n1, "CREATE TABLE born (id INT AUTO_INCREMENT PRIMARY KEY, v INT)", "CREATE DATABASE away")
         run(n2, "CREATE TABLE t (id INT PRIMARY KEY)", db="away")
         run(n2, "INSERT INTO t VALUES (1), (2), (3)", db="away")
+
         def insert_many(node, values) -> None:  # one autocommit transaction per row
             c = connect(node)
             try:
@@ -32,8 +37,10 @@ def test_node_down_catches_up_by_log_pull(tmp_path):
             finally:
                 c.close()
 
-        threads = [threading.Thread(target=insert_many, args=(node, range(k, BORN, 2)))
-                   for k, node in enumerate((n1, n2))]
+        threads = [
+            threading.Thread(target=insert_many, args=(node, range(k, BORN, 2)))
+            for k, node in enumerate((n1, n2))
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -46,7 +53,9 @@ def test_node_down_catches_up_by_log_pull(tmp_path):
         assert want_born[0] == ((BORN, sum(range(BORN))),)
         wait_until_equal(nodes, "SELECT COUNT(*), SUM(v) FROM born", timeout=30)
         wait_until_equal(nodes, "SELECT * FROM kept ORDER BY id", timeout=30)
-        wait_until_equal(nodes, "SELECT * FROM t ORDER BY id", db="away", timeout=30, expected=((1,), (2,), (3,)))
+        wait_until_equal(
+            nodes, "SELECT * FROM t ORDER BY id", db="away", timeout=30, expected=((1,), (2,), (3,))
+        )
         log = n3.log_path.read_text()
         assert "installed a snapshot of marmot" not in log  # marmot caught up by delta sync, not a copy
         assert "transaction(s) of marmot from node" in log
@@ -66,5 +75,6 @@ def test_catch_up_of_large_transactions(tmp_path):
         for i in range(40):
             run(n1 if i % 2 else n2, f"INSERT INTO blobs VALUES ({i}, REPEAT('x', 1000000))")
         n3.start()
-        wait_until_equal(nodes, "SELECT COUNT(*), SUM(LENGTH(b)) FROM blobs", timeout=60,
-                         expected=((40, 40_000_000),))
+        wait_until_equal(
+            nodes, "SELECT COUNT(*), SUM(LENGTH(b)) FROM blobs", timeout=60, expected=((40, 40_000_000),)
+        )

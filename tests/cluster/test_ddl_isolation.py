@@ -28,25 +28,46 @@ cluster = cluster_fixture(3)
 
 def _sysbench(nodes: list[NodeProcess], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     ports = ",".join(str(n.mysql_port) for n in nodes)
-    return subprocess.run(["sysbench", *args, "--db-driver=mysql", "--mysql-host=127.0.0.1",
-                           f"--mysql-port={ports}", "--mysql-user=root", "--mysql-password=",
-                           "--mysql-db=sbtest", "--mysql-ssl=off"],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [
+            "sysbench",
+            *args,
+            "--db-driver=mysql",
+            "--mysql-host=127.0.0.1",
+            f"--mysql-port={ports}",
+            "--mysql-user=root",
+            "--mysql-password=",
+            "--mysql-db=sbtest",
+            "--mysql-ssl=off",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_open_transaction_survives_ddl_on_another_table(cluster: list[NodeProcess]) -> None:
     n1, n2, _ = cluster
-    run(n1, "CREATE TABLE iso_a (id INT PRIMARY KEY, v INT)", "CREATE TABLE iso_b (id INT PRIMARY KEY, v INT)")
-    wait_until_equal(cluster, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'iso_%'",
-                     expected=((2,),))
+    run(
+        n1, "CREATE TABLE iso_a (id INT PRIMARY KEY, v INT)", "CREATE TABLE iso_b (id INT PRIMARY KEY, v INT)"
+    )
+    wait_until_equal(
+        cluster,
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'iso_%'",
+        expected=((2,),),
+    )
     c = connect(n1)
     try:
         cur = c.cursor()
         cur.execute("BEGIN")
         cur.execute("INSERT INTO iso_a VALUES (1, 1)")
         run(n2, "ALTER TABLE iso_b ADD COLUMN w INT", "CREATE INDEX iso_b_v ON iso_b (v)")
-        wait_until_equal(cluster, "SELECT COUNT(*) FROM information_schema.statistics "
-                                  "WHERE table_name = 'iso_b' AND index_name = 'iso_b_v'", expected=((1,),))
+        wait_until_equal(
+            cluster,
+            "SELECT COUNT(*) FROM information_schema.statistics "
+            "WHERE table_name = 'iso_b' AND index_name = 'iso_b_v'",
+            expected=((1,),),
+        )
         cur.execute("INSERT INTO iso_a VALUES (2, 2)")
         cur.execute("COMMIT")
     finally:
@@ -60,8 +81,12 @@ def test_open_transaction_survives_ddl_on_another_table(cluster: list[NodeProces
         cur.execute("BEGIN")
         cur.execute("INSERT INTO iso_a VALUES (3, 3)")
         run(n2, "ALTER TABLE iso_a ADD COLUMN w INT")
-        wait_until_equal(cluster, "SELECT COUNT(*) FROM information_schema.columns "
-                                  "WHERE table_name = 'iso_a' AND column_name = 'w'", expected=((1,),))
+        wait_until_equal(
+            cluster,
+            "SELECT COUNT(*) FROM information_schema.columns "
+            "WHERE table_name = 'iso_a' AND column_name = 'w'",
+            expected=((1,),),
+        )
         with pytest.raises(pymysql.err.OperationalError) as err:
             cur.execute("INSERT INTO iso_a VALUES (4, 4)")
             cur.execute("COMMIT")
@@ -74,8 +99,11 @@ def test_open_transaction_survives_ddl_on_another_table(cluster: list[NodeProces
 def test_autocommit_writes_run_clean_while_another_table_changes(cluster: list[NodeProcess]) -> None:
     n1, n2, n3 = cluster
     run(n1, "CREATE TABLE busy (id INT PRIMARY KEY, v INT)", "CREATE TABLE altered (id INT PRIMARY KEY)")
-    wait_until_equal(cluster, "SELECT COUNT(*) FROM information_schema.tables "
-                              "WHERE table_name IN ('busy', 'altered')", expected=((2,),))
+    wait_until_equal(
+        cluster,
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name IN ('busy', 'altered')",
+        expected=((2,),),
+    )
     errors: list[BaseException] = []
     stop = threading.Event()
 
@@ -104,11 +132,16 @@ def test_autocommit_writes_run_clean_while_another_table_changes(cluster: list[N
     assert not errors, errors
     counts = wait_until_equal(cluster, "SELECT COUNT(*) FROM busy", timeout=30)
     assert counts[0][0][0] > 0
-    wait_until_equal(cluster, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'altered'",
-                     expected=((13,),))
+    wait_until_equal(
+        cluster,
+        "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'altered'",
+        expected=((13,),),
+    )
 
 
-@pytest.mark.skipif(shutil.which("sysbench") is None, reason="sysbench is not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    shutil.which("sysbench") is None, reason="sysbench is not installed (.ci/run installs it)"
+)
 def test_sysbench_parallel_prepare_and_read_write(cluster: list[NodeProcess]) -> None:
     n1 = cluster[0]
     run(n1, "CREATE DATABASE sbtest", db=None)
@@ -116,14 +149,31 @@ def test_sysbench_parallel_prepare_and_read_write(cluster: list[NodeProcess]) ->
     prep = _sysbench([n1], "oltp_insert", f"--tables={tables}", "--table-size=5000", "--threads=4", "prepare")
     assert prep.returncode == 0 and "FATAL" not in prep.stdout + prep.stderr, prep.stdout + prep.stderr
     for t in range(1, tables + 1):
-        wait_until_equal(cluster, f"SELECT COUNT(*), SUM(k) > 0 FROM sbtest{t}", db="sbtest", timeout=60,
-                         expected=((5000, 1),))
-        wait_until_equal(cluster, "SELECT index_name, column_name FROM information_schema.statistics "
-                                  f"WHERE table_schema = 'sbtest' AND table_name = 'sbtest{t}' ORDER BY 1",
-                         db="sbtest", expected=((f"k_{t}", "k"), ("PRIMARY", "id")))
+        wait_until_equal(
+            cluster,
+            f"SELECT COUNT(*), SUM(k) > 0 FROM sbtest{t}",
+            db="sbtest",
+            timeout=60,
+            expected=((5000, 1),),
+        )
+        wait_until_equal(
+            cluster,
+            "SELECT index_name, column_name FROM information_schema.statistics "
+            f"WHERE table_schema = 'sbtest' AND table_name = 'sbtest{t}' ORDER BY 1",
+            db="sbtest",
+            expected=((f"k_{t}", "k"), ("PRIMARY", "id")),
+        )
     # connections spread over the three nodes; only row conflicts (1213) may be retried
-    rw = _sysbench(cluster, "oltp_read_write", f"--tables={tables}", "--table-size=5000", "--threads=8",
-                   "--time=15", "--mysql-ignore-errors=1213", "run")
+    rw = _sysbench(
+        cluster,
+        "oltp_read_write",
+        f"--tables={tables}",
+        "--table-size=5000",
+        "--threads=8",
+        "--time=15",
+        "--mysql-ignore-errors=1213",
+        "run",
+    )
     out = rw.stdout + rw.stderr
     assert rw.returncode == 0 and "FATAL" not in out, out
     done = re.search(r"transactions:\s+(\d+)", out)

@@ -22,7 +22,9 @@ from tests.support import replicated_cluster, run, wait_for, wait_until_equal
 
 
 def admin(node: NodeProcess, path: str) -> Any:
-    req = urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}{path}", headers={"X-Marmot-Secret": SECRET})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{node.grpc_port}{path}", headers={"X-Marmot-Secret": SECRET}
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         body = resp.read()
     return json.loads(body) if path != "/metrics" else body.decode()
@@ -31,7 +33,11 @@ def admin(node: NodeProcess, path: str) -> Any:
 def test_digests_verify_and_lag(tmp_path):
     with replicated_cluster(tmp_path, 3, replication_extra="anti_entropy_interval_seconds = 1\n") as nodes:
         n1, n2, n3 = nodes
-        run(n1, "CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(20))", "CREATE TABLE tags (name VARCHAR(20) PRIMARY KEY)")
+        run(
+            n1,
+            "CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(20))",
+            "CREATE TABLE tags (name VARCHAR(20) PRIMARY KEY)",
+        )
         for i, node in enumerate(nodes * 20):
             run(node, f"INSERT INTO items VALUES ({i}, 'v{i}')")
         run(n2, "UPDATE items SET v = 'changed' WHERE id % 5 = 0", "DELETE FROM items WHERE id % 7 = 0")
@@ -40,9 +46,14 @@ def test_digests_verify_and_lag(tmp_path):
         wait_until_equal(nodes, "SELECT * FROM items ORDER BY id")
 
         # equal digests on every node (a follower may apply a moment later: poll)
-        docs = wait_for(lambda: (d := [admin(n, "/admin/databases/marmot/digest") for n in nodes])
-                        and all(x["tables"] == d[0]["tables"] for x in d) and d,
-                        what="equal digests on all nodes")
+        docs = wait_for(
+            lambda: (
+                (d := [admin(n, "/admin/databases/marmot/digest") for n in nodes])
+                and all(x["tables"] == d[0]["tables"] for x in d)
+                and d
+            ),
+            what="equal digests on all nodes",
+        )
         tables = docs[0]["tables"]
         assert set(tables) == {"items", "tags"}
         assert tables["items"]["rows"] == want and tables["tags"]["rows"] == 1
@@ -54,9 +65,14 @@ def test_digests_verify_and_lag(tmp_path):
         assert ok.stdout.rstrip().endswith("2 table(s) on 3 node(s): all match")
 
         # lag per peer and database, from anti-entropy's rounds (every second here)
-        status = wait_for(lambda: (s := admin(n3, "/admin/cluster/replication"))
-                          and {(e["peer"], e["database"]) for e in s["lag"]} >= {(1, "marmot"), (2, "marmot")} and s,
-                          what="anti-entropy lag of both peers on node 3")
+        status = wait_for(
+            lambda: (
+                (s := admin(n3, "/admin/cluster/replication"))
+                and {(e["peer"], e["database"]) for e in s["lag"]} >= {(1, "marmot"), (2, "marmot")}
+                and s
+            ),
+            what="anti-entropy lag of both peers on node 3",
+        )
         assert status["anti_entropy"]["enabled"] is True and status["anti_entropy"]["rounds"] >= 1
         for e in status["lag"]:
             assert e["behind_txns"] == 0, e
@@ -73,8 +89,10 @@ def test_digests_verify_and_lag(tmp_path):
             node.stop()
             node.env = {"MARMOT_FAILPOINTS": "anti_entropy_before_repair=sleep:6"}
             node.start()
-        wait_for(lambda: all(admin(n, "/admin/databases/marmot/digest")["tables"] == tables for n in nodes),
-                 what="nodes 1 and 2 back with the same digests")
+        wait_for(
+            lambda: all(admin(n, "/admin/databases/marmot/digest")["tables"] == tables for n in nodes),
+            what="nodes 1 and 2 back with the same digests",
+        )
 
         # Silent divergence: node 3's row 10 rewritten in its file while it runs, at a newer version,
         # with the versions and digest kept as the applier would — but nothing in any commit log.
@@ -93,8 +111,12 @@ def test_digests_verify_and_lag(tmp_path):
         bad = verify(n2)
         assert bad.returncode == 1, bad.stdout + bad.stderr
         lines = bad.stdout.splitlines()
-        assert any(ln.split()[:2] == ["marmot", "items"] and ln.rstrip().endswith("DIFFER") for ln in lines), bad.stdout
-        assert any(ln.split()[:2] == ["marmot", "tags"] and ln.rstrip().endswith("MATCH") for ln in lines), bad.stdout
+        assert any(
+            ln.split()[:2] == ["marmot", "items"] and ln.rstrip().endswith("DIFFER") for ln in lines
+        ), bad.stdout
+        assert any(ln.split()[:2] == ["marmot", "tags"] and ln.rstrip().endswith("MATCH") for ln in lines), (
+            bad.stdout
+        )
         assert "marmot.items: 1 key(s) differ" in bad.stdout
         assert any(ln.split()[:1] == ["(10)"] for ln in lines), bad.stdout
 
@@ -106,17 +128,33 @@ def test_digests_verify_and_lag(tmp_path):
 
         # anti-entropy notices it too: once both logs are applied and the digests stay apart for two
         # rounds, the replication status lists the table as divergent
-        div = wait_for(lambda: [e for e in admin(n1, "/admin/cluster/replication")["lag"]
-                                if e["peer"] == 3 and e["database"] == "marmot" and e["divergent_tables"]],
-                       what="divergence reported by anti-entropy on node 1")
+        div = wait_for(
+            lambda: [
+                e
+                for e in admin(n1, "/admin/cluster/replication")["lag"]
+                if e["peer"] == 3 and e["database"] == "marmot" and e["divergent_tables"]
+            ],
+            what="divergence reported by anti-entropy on node 1",
+        )
         assert div[0]["divergent_tables"] == ["items"]
 
         # ... and repairs it, row by row, last-writer-wins: node 3's row carries the newest version, so
         # every node pulls it from node 3 and the digests meet again
-        wait_for(lambda: (d := [admin(n, "/admin/databases/marmot/digest")["tables"] for n in nodes])
-                 and all(x == d[0] for x in d), timeout=20, what="digests equal again after repair")
+        wait_for(
+            lambda: (
+                (d := [admin(n, "/admin/databases/marmot/digest")["tables"] for n in nodes])
+                and all(x == d[0] for x in d)
+            ),
+            timeout=20,
+            what="digests equal again after repair",
+        )
         for i, node in enumerate(nodes, 1):
-            wait_for(lambda node=node: tuple(map(tuple, run(node, "SELECT v FROM items WHERE id = 10"))) == (("tampered",),),
-                     timeout=20, what=f"row 10 repaired on node {i}")
+            wait_for(
+                lambda node=node: (
+                    tuple(map(tuple, run(node, "SELECT v FROM items WHERE id = 10"))) == (("tampered",),)
+                ),
+                timeout=20,
+                what=f"row 10 repaired on node {i}",
+            )
         repaired = verify(n1)
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr

@@ -22,8 +22,12 @@ def cluster(tmp_path):
     nodes: list[NodeProcess] = []
 
     def start(node_id: int, seed: NodeProcess | None, secret: str = SECRET, name: str = "") -> NodeProcess:
-        n = make_node(tmp_path / (name or f"n{node_id}"), node_id=node_id,
-                      cluster_extra=join_keys(seed, secret), unix_socket=False)
+        n = make_node(
+            tmp_path / (name or f"n{node_id}"),
+            node_id=node_id,
+            cluster_extra=join_keys(seed, secret),
+            unix_socket=False,
+        )
         nodes.append(n.start())
         return n
 
@@ -148,10 +152,15 @@ def test_metrics_on_the_cluster_port(cluster):
     time.sleep(0.5)
     with urllib.request.urlopen(f"http://127.0.0.1:{n1.grpc_port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
     def value(name, **labels):
         return samples[(name, tuple(sorted({"node_id": "1", **labels}.items())))]
+
     assert value("marmot_cluster_members", state="ALIVE") == 2
     assert value("marmot_cluster_quorum_available") == 1
     assert value("marmot_gossip_rounds_total") > 0
@@ -174,8 +183,9 @@ def test_cluster_port_over_tls(tmp_path):
         ctx.check_hostname = False
 
         def tls_states() -> dict[int, str]:
-            req = urllib.request.Request(f"https://127.0.0.1:{n1.grpc_port}/admin/cluster/members",
-                                         headers={"X-Marmot-Secret": SECRET})
+            req = urllib.request.Request(
+                f"https://127.0.0.1:{n1.grpc_port}/admin/cluster/members", headers={"X-Marmot-Secret": SECRET}
+            )
             with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
                 return {m["node_id"]: m["state"] for m in json.loads(resp.read())["members"]}
 

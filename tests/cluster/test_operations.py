@@ -17,7 +17,6 @@ GRACE_MS = 30000  # long on purpose: a drain that waited for it would be unmista
 GRACE = f"shutdown_grace_period_ms = {GRACE_MS}\n"
 
 
-
 def wait_exit(node: NodeProcess, timeout: float) -> float:
     """Wait for the node process to exit on its own; return when (monotonic)."""
     assert node.proc is not None
@@ -77,7 +76,9 @@ def test_drain_waits_for_the_transaction_in_flight(tmp_path: Path) -> None:
     # period is far longer (60 s)
     grace_ms = 60000
     env = {3: {"MARMOT_FAILPOINTS": "coordinator_after_prepare=sleep:8"}}
-    with replicated_cluster(tmp_path, 3, cluster_extra=f"shutdown_grace_period_ms = {grace_ms}\n", env=env) as nodes:
+    with replicated_cluster(
+        tmp_path, 3, cluster_extra=f"shutdown_grace_period_ms = {grace_ms}\n", env=env
+    ) as nodes:
         n1, _, n3 = nodes
         run(n1, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
         wait_until_equal(nodes, "SELECT COUNT(*) FROM t", expected=[(0,)])

@@ -27,9 +27,14 @@ def proxied(tmp_path) -> Iterator[tuple[list[NodeProcess], ProxyPool]]:
 def test_minority_refuses_quorum_one_converges_lww(proxied):
     nodes, pool = proxied
     n1, n2, n3 = nodes
-    run(n1, "CREATE TABLE p (id INT PRIMARY KEY, v VARCHAR(20))",
-        "INSERT INTO p VALUES (1, 'start'), (2, 'start'), (3, 'start')")
-    wait_until_equal(nodes, "SELECT * FROM p ORDER BY id", expected=((1, "start"), (2, "start"), (3, "start")))
+    run(
+        n1,
+        "CREATE TABLE p (id INT PRIMARY KEY, v VARCHAR(20))",
+        "INSERT INTO p VALUES (1, 'start'), (2, 'start'), (3, 'start')",
+    )
+    wait_until_equal(
+        nodes, "SELECT * FROM p ORDER BY id", expected=((1, "start"), (2, "start"), (3, "start"))
+    )
 
     pool.isolate(3)
     for i in range(10, 30):  # the majority keeps committing at QUORUM
@@ -50,8 +55,15 @@ def test_minority_refuses_quorum_one_converges_lww(proxied):
     wait_until_equal(nodes, "SELECT * FROM p ORDER BY id", timeout=30, expected=expected)
     # and identical per-table digests (keys and row versions, tombstones aside) on every node
     deadline = time.monotonic() + 15
-    while len({json.dumps(admin_json(n, "/admin/databases/marmot/digest")["tables"], sort_keys=True)
-               for n in nodes}) != 1:
+    while (
+        len(
+            {
+                json.dumps(admin_json(n, "/admin/databases/marmot/digest")["tables"], sort_keys=True)
+                for n in nodes
+            }
+        )
+        != 1
+    ):
         assert time.monotonic() < deadline, [admin_json(n, "/admin/databases/marmot/digest") for n in nodes]
         time.sleep(0.2)
     # and the healed minority writes at QUORUM again

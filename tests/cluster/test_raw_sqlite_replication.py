@@ -43,14 +43,18 @@ def test_raw_writes_replicate(cluster):
     c = raw(n2)
     cur = c.cursor()
     # SQLite DDL: replicated as DDL is
-    cur.execute("CREATE TABLE raw_items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty INTEGER "
-                "DEFAULT 0 CHECK (qty >= 0)) STRICT")
+    cur.execute(
+        "CREATE TABLE raw_items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty INTEGER "
+        "DEFAULT 0 CHECK (qty >= 0)) STRICT"
+    )
     # SQLite-only syntax: rowids picked by SQLite, upsert with excluded., || concatenation, RETURNING
     cur.execute("INSERT INTO raw_items (name, qty) VALUES ('apple', 3), ('pear', 5)")
     assert cur.rowcount == 2
     assert cur.lastrowid == 2
-    cur.execute("INSERT INTO raw_items (name, qty) VALUES ('apple', 4) "
-                "ON CONFLICT(name) DO UPDATE SET qty = qty + excluded.qty")
+    cur.execute(
+        "INSERT INTO raw_items (name, qty) VALUES ('apple', 4) "
+        "ON CONFLICT(name) DO UPDATE SET qty = qty + excluded.qty"
+    )
     cur.execute("UPDATE raw_items SET name = name || '-ripe' WHERE id = 2")
     assert cur.rowcount == 1
     cur.execute("INSERT INTO raw_items (name) VALUES (%s) RETURNING id, qty", ("plum",))
@@ -107,22 +111,34 @@ def test_raw_ddl_replicates(cluster):
     assert indexes == [(("raw_notes_tag",),)] * 3
 
 
-@pytest.mark.parametrize(("sql", "code", "check", "before"), [
-    # an internal table: invisible and unwritable, as with transpilation ON
-    ("INSERT INTO __marmot_table_digest (tbl, digest, rows) VALUES ('forged', 1, 1)", 1146,
-     "SELECT COUNT(*) FROM __marmot_table_digest WHERE tbl = 'forged'", ((0,),)),
-    # a virtual table: its module writes storage tables that cannot be captured row by row
-    ("INSERT INTO raw_fts (body) VALUES ('lost')", 1105, "SELECT COUNT(*) FROM raw_fts", ((0,),)),
-    ("INSERT INTO raw_fts_content (id, c0) VALUES (5, 'lost')", 1105, "SELECT COUNT(*) FROM raw_fts", ((0,),)),
-    # the file header is not replicated
-    ("PRAGMA user_version = 42", 1105, "PRAGMA user_version", ((0,),)),
-    # raw transaction control would end the replicated transaction behind its back
-    ("END", 1105, "SELECT COUNT(*) FROM raw_refused", ((0,),)),
-    # a setting that lets this node store rows the others refuse
-    ("PRAGMA ignore_check_constraints = ON", 1105, "PRAGMA ignore_check_constraints", ((0,),)),
-    # VACUUM may renumber rowids, the keys of tables without an INTEGER PRIMARY KEY
-    ("VACUUM", 1105, "SELECT COUNT(*) FROM raw_refused", ((0,),)),
-])
+@pytest.mark.parametrize(
+    ("sql", "code", "check", "before"),
+    [
+        # an internal table: invisible and unwritable, as with transpilation ON
+        (
+            "INSERT INTO __marmot_table_digest (tbl, digest, rows) VALUES ('forged', 1, 1)",
+            1146,
+            "SELECT COUNT(*) FROM __marmot_table_digest WHERE tbl = 'forged'",
+            ((0,),),
+        ),
+        # a virtual table: its module writes storage tables that cannot be captured row by row
+        ("INSERT INTO raw_fts (body) VALUES ('lost')", 1105, "SELECT COUNT(*) FROM raw_fts", ((0,),)),
+        (
+            "INSERT INTO raw_fts_content (id, c0) VALUES (5, 'lost')",
+            1105,
+            "SELECT COUNT(*) FROM raw_fts",
+            ((0,),),
+        ),
+        # the file header is not replicated
+        ("PRAGMA user_version = 42", 1105, "PRAGMA user_version", ((0,),)),
+        # raw transaction control would end the replicated transaction behind its back
+        ("END", 1105, "SELECT COUNT(*) FROM raw_refused", ((0,),)),
+        # a setting that lets this node store rows the others refuse
+        ("PRAGMA ignore_check_constraints = ON", 1105, "PRAGMA ignore_check_constraints", ((0,),)),
+        # VACUUM may renumber rowids, the keys of tables without an INTEGER PRIMARY KEY
+        ("VACUUM", 1105, "SELECT COUNT(*) FROM raw_refused", ((0,),)),
+    ],
+)
 def test_refused_before_anything_is_stored(cluster, sql, code, check, before):
     n1, n2, n3 = cluster
     setup = raw(n1)
@@ -179,8 +195,16 @@ def test_server_side_prepared_raw_write_replicates(cluster):
     to the SQLite statement, and the write replicates."""
     connector = pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
     n1, n2, n3 = cluster
-    cnx = connector.connect(host="127.0.0.1", port=n3.mysql_port, user="root", password="", database="marmot",
-                            use_pure=True, autocommit=True, connection_timeout=5)
+    cnx = connector.connect(
+        host="127.0.0.1",
+        port=n3.mysql_port,
+        user="root",
+        password="",
+        database="marmot",
+        use_pure=True,
+        autocommit=True,
+        connection_timeout=5,
+    )
     try:
         cur = cnx.cursor()
         cur.execute("SET marmot_transpilation = OFF")

@@ -44,8 +44,13 @@ def session(node: NodeProcess, db: str | None = "marmot") -> Iterator[pymysql.cu
         c.close()
 
 
-def converged(nodes: Sequence[NodeProcess], sql: str, writer: NodeProcess, expected: Any = None,
-              db: str | None = "marmot") -> tuple:
+def converged(
+    nodes: Sequence[NodeProcess],
+    sql: str,
+    writer: NodeProcess,
+    expected: Any = None,
+    db: str | None = "marmot",
+) -> tuple:
     """What ``writer`` answers to ``sql`` (checked against ``expected`` if given), once every node
     answers the same."""
     mine = run(writer, sql, db=db)
@@ -60,9 +65,12 @@ def converged(nodes: Sequence[NodeProcess], sql: str, writer: NodeProcess, expec
 
 def test_create_table(cluster):
     n1, n2, n3 = cluster
-    run(n2, "CREATE TABLE ct_people (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(80) NOT NULL, "
-            "name VARCHAR(40) DEFAULT 'anon', score DECIMAL(8,2) DEFAULT 0.00, born DATE NULL, "
-            "UNIQUE KEY uk_email (email), KEY k_name (name))")
+    run(
+        n2,
+        "CREATE TABLE ct_people (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(80) NOT NULL, "
+        "name VARCHAR(40) DEFAULT 'anon', score DECIMAL(8,2) DEFAULT 0.00, born DATE NULL, "
+        "UNIQUE KEY uk_email (email), KEY k_name (name))",
+    )
     converged(cluster, "SHOW TABLES LIKE 'ct_people'", n2, [("ct_people",)])
     ddl = converged(cluster, "SHOW CREATE TABLE ct_people", n2)
     assert "`email` varchar(80) NOT NULL" in ddl[0][1] and "AUTO_INCREMENT" in ddl[0][1]
@@ -83,18 +91,26 @@ def test_create_table(cluster):
 
 def test_alter_table(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE at_items (id INT PRIMARY KEY, title VARCHAR(20), qty INT)",
-        "INSERT INTO at_items VALUES (1, 'one', 10), (2, 'two', 20)")
+    run(
+        n1,
+        "CREATE TABLE at_items (id INT PRIMARY KEY, title VARCHAR(20), qty INT)",
+        "INSERT INTO at_items VALUES (1, 'one', 10), (2, 'two', 20)",
+    )
     converged(cluster, "SELECT * FROM at_items ORDER BY id", n1, [(1, "one", 10), (2, "two", 20)])
 
     run(n3, "ALTER TABLE at_items ADD COLUMN status VARCHAR(10) NOT NULL DEFAULT 'new' AFTER id")
     converged(cluster, "SHOW CREATE TABLE at_items", n3)
-    converged(cluster, "SELECT * FROM at_items ORDER BY id", n3, [(1, "new", "one", 10), (2, "new", "two", 20)])
+    converged(
+        cluster, "SELECT * FROM at_items ORDER BY id", n3, [(1, "new", "one", 10), (2, "new", "two", 20)]
+    )
 
     # a rebuild (MODIFY / CHANGE / DROP COLUMN) keeps the data on every node
-    run(n2, "ALTER TABLE at_items MODIFY COLUMN title VARCHAR(60) NOT NULL",
+    run(
+        n2,
+        "ALTER TABLE at_items MODIFY COLUMN title VARCHAR(60) NOT NULL",
         "ALTER TABLE at_items CHANGE COLUMN qty quantity BIGINT DEFAULT 1",
-        "ALTER TABLE at_items ADD INDEX by_status (status)")
+        "ALTER TABLE at_items ADD INDEX by_status (status)",
+    )
     ddl = converged(cluster, "SHOW CREATE TABLE at_items", n2)
     assert "`quantity` bigint DEFAULT" in ddl[0][1] and "`title` varchar(60) NOT NULL" in ddl[0][1]
     assert "by_status" in {r[2] for r in converged(cluster, "SHOW INDEX FROM at_items", n2)}
@@ -102,7 +118,9 @@ def test_alter_table(cluster):
     converged(cluster, "SHOW CREATE TABLE at_items", n1)
     # the new schema is in use on a third node
     run(n3, "INSERT INTO at_items (id, title) VALUES (3, 'three')")
-    converged(cluster, "SELECT * FROM at_items ORDER BY id", n3, [(1, "one", 10), (2, "two", 20), (3, "three", 1)])
+    converged(
+        cluster, "SELECT * FROM at_items ORDER BY id", n3, [(1, "one", 10), (2, "two", 20), (3, "three", 1)]
+    )
 
 
 def test_drop_table(cluster):
@@ -131,8 +149,11 @@ def test_rename_table(cluster):
 
 def test_truncate_table(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE tr_log (id INT PRIMARY KEY, msg VARCHAR(10))",
-        "INSERT INTO tr_log VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    run(
+        n1,
+        "CREATE TABLE tr_log (id INT PRIMARY KEY, msg VARCHAR(10))",
+        "INSERT INTO tr_log VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+    )
     converged(cluster, "SELECT COUNT(*) FROM tr_log", n1, [(3,)])
     run(n2, "TRUNCATE TABLE tr_log")
     converged(cluster, "SELECT COUNT(*) FROM tr_log", n2, [(0,)])
@@ -143,8 +164,11 @@ def test_truncate_table(cluster):
 
 def test_create_drop_index(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE ix_t (id INT PRIMARY KEY, a VARCHAR(20), b INT)",
-        "INSERT INTO ix_t VALUES (1, 'x', 1), (2, 'y', 2)")
+    run(
+        n1,
+        "CREATE TABLE ix_t (id INT PRIMARY KEY, a VARCHAR(20), b INT)",
+        "INSERT INTO ix_t VALUES (1, 'x', 1), (2, 'y', 2)",
+    )
     converged(cluster, "SELECT * FROM ix_t ORDER BY id", n1, [(1, "x", 1), (2, "y", 2)])
     run(n3, "CREATE INDEX ix_a ON ix_t (a(10))")
     run(n2, "CREATE UNIQUE INDEX ux_b ON ix_t (b)")
@@ -168,33 +192,58 @@ def test_insert_single_multi_set_and_qualified(cluster):
     run(n1, "CREATE TABLE ins_t (id INT PRIMARY KEY, v VARCHAR(20), n INT DEFAULT 7, b BLOB, f DOUBLE)")
     converged(cluster, "SHOW TABLES LIKE 'ins_t'", n1, [("ins_t",)])
     run(n1, "INSERT INTO ins_t (id, v) VALUES (1, 'single')")
-    run(n2, "INSERT INTO ins_t VALUES (2, 'multi-a', 2, x'00ff10', 2.5), (3, 'multi-b', NULL, NULL, -0.125), "
-            "(4, 'ünïcødé ✓', 4, '', 1e300)")
+    run(
+        n2,
+        "INSERT INTO ins_t VALUES (2, 'multi-a', 2, x'00ff10', 2.5), (3, 'multi-b', NULL, NULL, -0.125), "
+        "(4, 'ünïcødé ✓', 4, '', 1e300)",
+    )
     run(n3, "INSERT INTO ins_t SET id = 5, v = 'set-form'")
     run(n3, "INSERT INTO marmot.ins_t (id, v) VALUES (6, 'qualified')", db=None)  # no default database
-    converged(cluster, "SELECT * FROM ins_t ORDER BY id", n3, [
-        (1, "single", 7, None, None), (2, "multi-a", 2, b"\x00\xff\x10", 2.5),
-        (3, "multi-b", None, None, -0.125), (4, "ünïcødé ✓", 4, b"", 1e300),
-        (5, "set-form", 7, None, None), (6, "qualified", 7, None, None)])
+    converged(
+        cluster,
+        "SELECT * FROM ins_t ORDER BY id",
+        n3,
+        [
+            (1, "single", 7, None, None),
+            (2, "multi-a", 2, b"\x00\xff\x10", 2.5),
+            (3, "multi-b", None, None, -0.125),
+            (4, "ünïcødé ✓", 4, b"", 1e300),
+            (5, "set-form", 7, None, None),
+            (6, "qualified", 7, None, None),
+        ],
+    )
 
 
 def test_insert_select(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE is_src (id INT PRIMARY KEY, v VARCHAR(10), n INT)",
+    run(
+        n1,
+        "CREATE TABLE is_src (id INT PRIMARY KEY, v VARCHAR(10), n INT)",
         "CREATE TABLE is_dst (id INT PRIMARY KEY, label VARCHAR(20), twice INT)",
-        "INSERT INTO is_src VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3)")
+        "INSERT INTO is_src VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3)",
+    )
     converged(cluster, "SELECT * FROM is_src ORDER BY id", n1, [(1, "a", 1), (2, "b", 2), (3, "c", 3)])
-    run(n2, "INSERT INTO is_dst (id, label, twice) SELECT id * 10, CONCAT('from-', v), n * 2 FROM is_src "
-            "WHERE n >= 2")
+    run(
+        n2,
+        "INSERT INTO is_dst (id, label, twice) SELECT id * 10, CONCAT('from-', v), n * 2 FROM is_src "
+        "WHERE n >= 2",
+    )
     converged(cluster, "SELECT * FROM is_dst ORDER BY id", n2, [(20, "from-b", 4), (30, "from-c", 6)])
 
 
 def test_insert_on_duplicate_key_update_and_ignore(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE odku (id INT PRIMARY KEY, v VARCHAR(10), n INT)", "INSERT INTO odku VALUES (1, 'a', 1)")
+    run(
+        n1,
+        "CREATE TABLE odku (id INT PRIMARY KEY, v VARCHAR(10), n INT)",
+        "INSERT INTO odku VALUES (1, 'a', 1)",
+    )
     converged(cluster, "SELECT * FROM odku ORDER BY id", n1, [(1, "a", 1)])
-    run(n2, "INSERT INTO odku VALUES (1, 'a2', 5), (2, 'b', 7) "
-            "ON DUPLICATE KEY UPDATE n = n + VALUES(n), v = CONCAT(v, '+')")
+    run(
+        n2,
+        "INSERT INTO odku VALUES (1, 'a2', 5), (2, 'b', 7) "
+        "ON DUPLICATE KEY UPDATE n = n + VALUES(n), v = CONCAT(v, '+')",
+    )
     converged(cluster, "SELECT * FROM odku ORDER BY id", n2, [(1, "a+", 6), (2, "b", 7)])
     run(n3, "INSERT IGNORE INTO odku VALUES (2, 'dup', 0), (3, 'c', 3)")  # the duplicate is skipped
     converged(cluster, "SELECT * FROM odku ORDER BY id", n3, [(1, "a+", 6), (2, "b", 7), (3, "c", 3)])
@@ -202,30 +251,46 @@ def test_insert_on_duplicate_key_update_and_ignore(cluster):
 
 def test_replace(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE rep (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE, name VARCHAR(10))",
-        "INSERT INTO rep VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B')")
+    run(
+        n1,
+        "CREATE TABLE rep (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE, name VARCHAR(10))",
+        "INSERT INTO rep VALUES (1, 'a@x', 'A'), (2, 'b@x', 'B')",
+    )
     converged(cluster, "SELECT * FROM rep ORDER BY id", n1, [(1, "a@x", "A"), (2, "b@x", "B")])
     run(n3, "REPLACE INTO rep VALUES (2, 'b@x', 'B2')")  # same primary key: the row is replaced
     # a UNIQUE-key conflict with another row: MySQL deletes that row and inserts the new one
     run(n3, "REPLACE INTO rep VALUES (3, 'a@x', 'C')")
     converged(cluster, "SELECT * FROM rep ORDER BY id", n3, [(2, "b@x", "B2"), (3, "a@x", "C")])
     run(n2, "REPLACE INTO rep SET id = 4, email = 'd@x', name = 'D'")
-    converged(cluster, "SELECT * FROM rep ORDER BY id", n2, [(2, "b@x", "B2"), (3, "a@x", "C"), (4, "d@x", "D")])
+    converged(
+        cluster, "SELECT * FROM rep ORDER BY id", n2, [(2, "b@x", "B2"), (3, "a@x", "C"), (4, "d@x", "D")]
+    )
 
 
 def test_update(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE upd (id INT PRIMARY KEY, v VARCHAR(20), n INT)",
-        "INSERT INTO upd VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3), (4, 'd', 4)")
+    run(
+        n1,
+        "CREATE TABLE upd (id INT PRIMARY KEY, v VARCHAR(20), n INT)",
+        "INSERT INTO upd VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3), (4, 'd', 4)",
+    )
     converged(cluster, "SELECT COUNT(*) FROM upd", n1, [(4,)])
     run(n2, "UPDATE upd SET n = n * 2 + 1, v = CONCAT(v, '!') WHERE n >= 2")  # multi-row, expressions
-    converged(cluster, "SELECT * FROM upd ORDER BY id", n2, [(1, "a", 1), (2, "b!", 5), (3, "c!", 7), (4, "d!", 9)])
+    converged(
+        cluster, "SELECT * FROM upd ORDER BY id", n2, [(1, "a", 1), (2, "b!", 5), (3, "c!", 7), (4, "d!", 9)]
+    )
     run(n3, "UPDATE upd SET v = UPPER(v) ORDER BY n DESC LIMIT 2")
-    converged(cluster, "SELECT * FROM upd ORDER BY id", n3, [(1, "a", 1), (2, "b!", 5), (3, "C!", 7), (4, "D!", 9)])
+    converged(
+        cluster, "SELECT * FROM upd ORDER BY id", n3, [(1, "a", 1), (2, "b!", 5), (3, "C!", 7), (4, "D!", 9)]
+    )
     run(n1, "UPDATE marmot.upd SET id = id + 100 WHERE id = 1")  # a primary-key change, qualified name
     run(n1, "UPDATE upd SET n = n WHERE id = 2")  # changes nothing
-    converged(cluster, "SELECT * FROM upd ORDER BY id", n1,
-              [(2, "b!", 5), (3, "C!", 7), (4, "D!", 9), (101, "a", 1)])
+    converged(
+        cluster,
+        "SELECT * FROM upd ORDER BY id",
+        n1,
+        [(2, "b!", 5), (3, "C!", 7), (4, "D!", 9), (101, "a", 1)],
+    )
 
 
 def test_non_deterministic_values_identical(cluster):
@@ -243,8 +308,11 @@ def test_non_deterministic_values_identical(cluster):
 
 def test_delete(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE del (id INT PRIMARY KEY, n INT)",
-        "INSERT INTO del VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)")
+    run(
+        n1,
+        "CREATE TABLE del (id INT PRIMARY KEY, n INT)",
+        "INSERT INTO del VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)",
+    )
     converged(cluster, "SELECT COUNT(*) FROM del", n1, [(6,)])
     run(n3, "DELETE FROM del WHERE n IN (2, 4)")
     converged(cluster, "SELECT * FROM del ORDER BY id", n3, [(1, 1), (3, 3), (5, 5), (6, 6)])
@@ -257,7 +325,9 @@ def test_delete(cluster):
 def test_table_without_primary_key(cluster):
     """MySQL allows tables without a key; one writer at a time, such rows replicate too."""
     n1, n2, n3 = cluster
-    run(n2, "CREATE TABLE nopk (v VARCHAR(10), n INT)", "INSERT INTO nopk VALUES ('a', 1), ('b', 2), ('a', 3)")
+    run(
+        n2, "CREATE TABLE nopk (v VARCHAR(10), n INT)", "INSERT INTO nopk VALUES ('a', 1), ('b', 2), ('a', 3)"
+    )
     converged(cluster, "SELECT * FROM nopk ORDER BY v, n", n2, [("a", 1), ("a", 3), ("b", 2)])
     run(n2, "UPDATE nopk SET n = n + 10 WHERE v = 'a'", "DELETE FROM nopk WHERE v = 'b'")
     converged(cluster, "SELECT * FROM nopk ORDER BY v, n", n2, [("a", 11), ("a", 13)])
@@ -271,14 +341,22 @@ def test_load_data_local_infile(cluster, tmp_path: Path):
     path.write_text("1\talice\tfirst\\tline\n2\tbob\t\\N\n3\tcarol\tback\\\\slash\n", encoding="utf-8")
     with session(n3) as cur:
         assert cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE ld") == 3
-    converged(cluster, "SELECT * FROM ld ORDER BY id", n3,
-              [(1, "alice", "first\tline"), (2, "bob", None), (3, "carol", "back\\slash")])
+    converged(
+        cluster,
+        "SELECT * FROM ld ORDER BY id",
+        n3,
+        [(1, "alice", "first\tline"), (2, "bob", None), (3, "carol", "back\\slash")],
+    )
     # bulk: one statement, thousands of rows, from another node
     path.write_text("".join(f"{i}\tbulk{i}\t{'x' * (i % 50)}\n" for i in range(1000, 6000)), encoding="utf-8")
     with session(n2) as cur:
         assert cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE ld") == 5000
-    converged(cluster, "SELECT COUNT(*), SUM(id), SUM(LENGTH(note)) FROM ld", n2,
-              [(5003, sum(range(1000, 6000)) + 6, sum(i % 50 for i in range(1000, 6000)) + 20)])
+    converged(
+        cluster,
+        "SELECT COUNT(*), SUM(id), SUM(LENGTH(note)) FROM ld",
+        n2,
+        [(5003, sum(range(1000, 6000)) + 6, sum(i % 50 for i in range(1000, 6000)) + 20)],
+    )
     converged(cluster, "SELECT * FROM ld ORDER BY id", n2)
 
 
@@ -316,12 +394,18 @@ def _sample(node: NodeProcess, sql: str, seen: set, stop: threading.Event) -> No
 
 def test_commit_replicates_as_a_unit(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE tx_a (id INT PRIMARY KEY, n INT)", "CREATE TABLE tx_b (id INT PRIMARY KEY, v VARCHAR(5))",
-        "INSERT INTO tx_a VALUES (1, 0)")
+    run(
+        n1,
+        "CREATE TABLE tx_a (id INT PRIMARY KEY, n INT)",
+        "CREATE TABLE tx_b (id INT PRIMARY KEY, v VARCHAR(5))",
+        "INSERT INTO tx_a VALUES (1, 0)",
+    )
     converged(cluster, "SELECT * FROM tx_a", n1, [(1, 0)])
     converged(cluster, "SHOW TABLES LIKE 'tx_b'", n1, [("tx_b",)])
-    probe = ("SELECT (SELECT COUNT(*) FROM tx_a), (SELECT SUM(n) FROM tx_a), (SELECT COUNT(*) FROM tx_b), "
-             "(SELECT COUNT(*) FROM tx_a WHERE id = 1)")
+    probe = (
+        "SELECT (SELECT COUNT(*) FROM tx_a), (SELECT SUM(n) FROM tx_a), (SELECT COUNT(*) FROM tx_b), "
+        "(SELECT COUNT(*) FROM tx_a WHERE id = 1)"
+    )
     before, after = (1, 0, 0, 1), (2, 3, 2, 0)
     stop = threading.Event()
     seen = {id(n): set() for n in (n1, n3)}
@@ -363,7 +447,9 @@ def test_rollback_leaves_nothing(cluster):
         cur.execute("INSERT INTO rb VALUES (4, 'marker')")  # a later write from the same node: it arrives
     converged(cluster, "SELECT * FROM rb ORDER BY id", n3, [(1, "kept"), (4, "marker")])
     time.sleep(0.5)  # nothing of the rolled-back transaction shows up late either
-    wait_until_equal(cluster, "SELECT * FROM rb ORDER BY id", expected=[(1, "kept"), (4, "marker")], timeout=1)
+    wait_until_equal(
+        cluster, "SELECT * FROM rb ORDER BY id", expected=[(1, "kept"), (4, "marker")], timeout=1
+    )
 
 
 def test_savepoint(cluster):
@@ -405,8 +491,11 @@ def test_open_transaction_does_not_hold_up_other_nodes(cluster):
     nodes 1 and 2 keep writing another table at QUORUM (node 3 may lag meanwhile); the open
     transaction's rows are seen nowhere else until COMMIT, and then everything converges."""
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE ot_held (id INT PRIMARY KEY, v VARCHAR(10))",
-        "CREATE TABLE ot_free (id INT PRIMARY KEY, v VARCHAR(10))")
+    run(
+        n1,
+        "CREATE TABLE ot_held (id INT PRIMARY KEY, v VARCHAR(10))",
+        "CREATE TABLE ot_free (id INT PRIMARY KEY, v VARCHAR(10))",
+    )
     converged(cluster, "SHOW TABLES LIKE 'ot_%'", n1, [("ot_free",), ("ot_held",)])
     with session(n3) as held:
         held.execute("BEGIN")
@@ -456,15 +545,21 @@ def test_create_alter_drop_database(cluster):
 
 def test_foreign_key_cascades(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE fk_parent (id INT PRIMARY KEY, name VARCHAR(10))",
+    run(
+        n1,
+        "CREATE TABLE fk_parent (id INT PRIMARY KEY, name VARCHAR(10))",
         "CREATE TABLE fk_child (id INT PRIMARY KEY, pid INT, "
         "FOREIGN KEY (pid) REFERENCES fk_parent (id) ON DELETE CASCADE ON UPDATE CASCADE)",
         "CREATE TABLE fk_weak (id INT PRIMARY KEY, pid INT, FOREIGN KEY (pid) REFERENCES fk_parent (id) "
-        "ON DELETE SET NULL)")
+        "ON DELETE SET NULL)",
+    )
     converged(cluster, "SHOW TABLES LIKE 'fk_%'", n1, [("fk_child",), ("fk_parent",), ("fk_weak",)])
-    run(n2, "INSERT INTO fk_parent VALUES (1, 'p1'), (2, 'p2'), (3, 'p3')",
+    run(
+        n2,
+        "INSERT INTO fk_parent VALUES (1, 'p1'), (2, 'p2'), (3, 'p3')",
         "INSERT INTO fk_child VALUES (10, 1), (11, 1), (20, 2), (30, 3)",
-        "INSERT INTO fk_weak VALUES (100, 1), (200, 2)")
+        "INSERT INTO fk_weak VALUES (100, 1), (200, 2)",
+    )
     converged(cluster, "SELECT * FROM fk_child ORDER BY id", n2, [(10, 1), (11, 1), (20, 2), (30, 3)])
     run(n3, "DELETE FROM fk_parent WHERE id = 1")
     converged(cluster, "SELECT * FROM fk_parent ORDER BY id", n3, [(2, "p2"), (3, "p3")])
@@ -480,20 +575,26 @@ def test_foreign_key_cascades(cluster):
 
 def test_triggers(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE tg_t (id INT PRIMARY KEY, v VARCHAR(10), n INT)",
+    run(
+        n1,
+        "CREATE TABLE tg_t (id INT PRIMARY KEY, v VARCHAR(10), n INT)",
         "CREATE TABLE tg_audit (id INT PRIMARY KEY, note VARCHAR(30))",
         "CREATE TRIGGER tg_bump BEFORE INSERT ON tg_t FOR EACH ROW SET NEW.n = NEW.n + 100",
         "CREATE TRIGGER tg_log AFTER INSERT ON tg_t FOR EACH ROW "
-        "INSERT INTO tg_audit VALUES (NEW.id, CONCAT('ins ', NEW.v))")
+        "INSERT INTO tg_audit VALUES (NEW.id, CONCAT('ins ', NEW.v))",
+    )
     trg = converged(cluster, "SHOW TRIGGERS LIKE 'tg_%'", n1)
     assert {r[0] for r in trg} == {"tg_bump", "tg_log"}
     # fired on node 2; their effects are replicated once, not fired again where they are applied
     run(n2, "INSERT INTO tg_t VALUES (1, 'a', 1), (2, 'b', 2)")
     converged(cluster, "SELECT * FROM tg_t ORDER BY id", n2, [(1, "a", 101), (2, "b", 102)])
     converged(cluster, "SELECT * FROM tg_audit ORDER BY id", n2, [(1, "ins a"), (2, "ins b")])
-    run(n3, "DROP TRIGGER tg_bump",
+    run(
+        n3,
+        "DROP TRIGGER tg_bump",
         "CREATE TRIGGER tg_upd AFTER UPDATE ON tg_t FOR EACH ROW "
-        "UPDATE tg_audit SET note = CONCAT(note, ' upd') WHERE id = NEW.id")
+        "UPDATE tg_audit SET note = CONCAT(note, ' upd') WHERE id = NEW.id",
+    )
     trg = converged(cluster, "SHOW TRIGGERS LIKE 'tg_%'", n3)
     assert {r[0] for r in trg} == {"tg_log", "tg_upd"}
     run(n1, "UPDATE tg_t SET v = 'b2' WHERE id = 2")
@@ -504,13 +605,18 @@ def test_triggers(cluster):
     assert {r[0] for r in trg} == {"tg_log"}
     run(n3, "INSERT INTO tg_t VALUES (3, 'c', 3)")  # no bump any more, still logged
     converged(cluster, "SELECT * FROM tg_t ORDER BY id", n3, [(1, "a", 101), (2, "b2", 102), (3, "c", 3)])
-    converged(cluster, "SELECT * FROM tg_audit ORDER BY id", n3, [(1, "ins a"), (2, "ins b upd"), (3, "ins c")])
+    converged(
+        cluster, "SELECT * FROM tg_audit ORDER BY id", n3, [(1, "ins a"), (2, "ins b upd"), (3, "ins c")]
+    )
 
 
 def test_views(cluster):
     n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE vw_base (id INT PRIMARY KEY, v VARCHAR(10), n INT)",
-        "INSERT INTO vw_base VALUES (1, 'a', 1), (2, 'b', 5)")
+    run(
+        n1,
+        "CREATE TABLE vw_base (id INT PRIMARY KEY, v VARCHAR(10), n INT)",
+        "INSERT INTO vw_base VALUES (1, 'a', 1), (2, 'b', 5)",
+    )
     converged(cluster, "SELECT * FROM vw_base ORDER BY id", n1, [(1, "a", 1), (2, "b", 5)])
     run(n2, "CREATE VIEW vw_big AS SELECT id, v FROM vw_base WHERE n > 2")
     converged(cluster, "SHOW FULL TABLES LIKE 'vw_%'", n2, [("vw_base", "BASE TABLE"), ("vw_big", "VIEW")])

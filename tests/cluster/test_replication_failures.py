@@ -40,8 +40,12 @@ def rows_on(node: NodeProcess, table: str) -> tuple:
 @pytest.fixture
 def trio(tmp_path) -> Iterator[tuple[list[NodeProcess], dict]]:
     """Three nodes with a short heartbeat timeout and table ``acct`` on all of them; SIGKILLed afterwards."""
-    with LocalCluster(3, tmp_path, extra_toml=f"[transaction]\nheartbeat_timeout_seconds = {HEARTBEAT}\n",
-                      stop_signal=signal.SIGKILL) as cluster:
+    with LocalCluster(
+        3,
+        tmp_path,
+        extra_toml=f"[transaction]\nheartbeat_timeout_seconds = {HEARTBEAT}\n",
+        stop_signal=signal.SIGKILL,
+    ) as cluster:
         nodes = cluster.nodes
         query(nodes[0], "CREATE TABLE acct (id INT PRIMARY KEY, v INT)")
         for n in nodes:
@@ -140,8 +144,10 @@ def test_coordinator_killed_during_commit(trio):
     n1.stop(signal.SIGKILL)
     w["thread"].join(10)
     assert not w.get("ok")
-    wait_for(lambda: rows_on(n2, "acct") == ((5, 500),) and rows_on(n3, "acct") == ((5, 500),),
-             timeout=HEARTBEAT + 15)
+    wait_for(
+        lambda: rows_on(n2, "acct") == ((5, 500),) and rows_on(n3, "acct") == ((5, 500),),
+        timeout=HEARTBEAT + 15,
+    )
 
 
 def test_coordinator_killed_before_local_commit(trio):
@@ -154,8 +160,10 @@ def test_coordinator_killed_before_local_commit(trio):
     w = write_in_thread(n1, "INSERT INTO acct VALUES (9, 900)")
     w["thread"].join(15)
     assert not w.get("ok")
-    wait_for(lambda: rows_on(n2, "acct") == ((9, 900),) and rows_on(n3, "acct") == ((9, 900),),
-             timeout=HEARTBEAT + 15)
+    wait_for(
+        lambda: rows_on(n2, "acct") == ((9, 900),) and rows_on(n3, "acct") == ((9, 900),),
+        timeout=HEARTBEAT + 15,
+    )
     restart(n1)
     wait_alive(nodes, 3)
     query(n2, "UPDATE acct SET v = 901 WHERE id = 9")  # the row is writable again through the cluster

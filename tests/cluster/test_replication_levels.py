@@ -87,7 +87,9 @@ def test_concurrent_ddl_from_two_nodes_is_serialised(cluster):
     for t in threads:
         t.join(60)
     assert not errors, errors
-    cols = wait_until_equal(cluster, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'dd'")
+    cols = wait_until_equal(
+        cluster, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'dd'"
+    )
     assert cols[0] == ((11,),)
 
 
@@ -121,8 +123,9 @@ def test_ddl_between_statements_of_a_transaction_gives_1213(cluster):
     cur.execute("BEGIN")
     cur.execute("INSERT INTO mid VALUES (1)")
     run(n2, "ALTER TABLE mid ADD COLUMN extra INT DEFAULT 7")
-    wait_until_equal(cluster, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'mid'",
-                     expected=((2,),))
+    wait_until_equal(
+        cluster, "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'mid'", expected=((2,),)
+    )
     with pytest.raises(pymysql.err.OperationalError) as ei:
         cur.execute("INSERT INTO mid (id) VALUES (2)")
     assert ei.value.args[0] == 1213
@@ -147,4 +150,3 @@ def test_all_refused_with_a_node_down_quorum_still_works(cluster):
     assert ei.value.args[0] == 1105 and "ALL" in ei.value.args[1]
     run(n1, "INSERT INTO down VALUES (2)")
     wait_until_equal([n1, n2], "SELECT * FROM down", expected=((2,),))
-

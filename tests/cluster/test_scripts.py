@@ -31,25 +31,35 @@ def _port_free(port: int) -> bool:
             return False
 
 
-
 def _pids(run_dir: Path) -> dict[int, int]:
-    return {n: int((run_dir / f"node-{n}" / "marmot.pid").read_text()) for n in (1, 2, 3)
-            if (run_dir / f"node-{n}" / "marmot.pid").exists()}
+    return {
+        n: int((run_dir / f"node-{n}" / "marmot.pid").read_text())
+        for n in (1, 2, 3)
+        if (run_dir / f"node-{n}" / "marmot.pid").exists()
+    }
 
 
 def _members_alive(count: int) -> bool:
-    out = subprocess.run([MARMOT, "members", "--address", "127.0.0.1:8081", "--secret", "marmot-example-secret"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [MARMOT, "members", "--address", "127.0.0.1:8081", "--secret", "marmot-example-secret"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return f"{count} members, {count} alive" in out.stdout
 
 
-@pytest.mark.skipif(not all(_port_free(p) for p in PORTS), reason="the example ports 3307-3309/8081-8083 are busy")
+@pytest.mark.skipif(
+    not all(_port_free(p) for p in PORTS), reason="the example ports 3307-3309/8081-8083 are busy"
+)
 def test_run_cluster_status_restart_and_stop(tmp_path):
     env = dict(os.environ, MARMOT_RUN_DIR=str(tmp_path), MARMOT=MARMOT)
     script = REPO / "examples" / "run-cluster.sh"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=180)
+        return subprocess.run(
+            ["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=180
+        )
 
     seen: set[int] = set()  # every node PID the scripts reported, stopped by PID at the end whatever happens
     try:
@@ -58,8 +68,10 @@ def test_run_cluster_status_restart_and_stop(tmp_path):
         assert started.returncode == 0, started.stderr
         pids = _pids(tmp_path)
         for n, port in ((1, 3307), (2, 3308), (3, 3309)):
-            assert f"node {n}: running, pid {pids[n]}, MySQL 127.0.0.1:{port}, cluster 127.0.0.1:{8080 + n}" \
+            assert (
+                f"node {n}: running, pid {pids[n]}, MySQL 127.0.0.1:{port}, cluster 127.0.0.1:{8080 + n}"
                 in started.stdout
+            )
         assert all(pid_alive(pid) for pid in pids.values())
         assert _members_alive(3)
 
@@ -69,13 +81,19 @@ def test_run_cluster_status_restart_and_stop(tmp_path):
         assert "the cluster already runs" in again.stdout
         assert _pids(tmp_path) == pids and all(pid_alive(pid) for pid in pids.values())
         for n in (1, 2, 3):
-            assert "in use by another marmot process" not in (tmp_path / f"node-{n}" / "marmot.log").read_text()
+            assert (
+                "in use by another marmot process" not in (tmp_path / f"node-{n}" / "marmot.log").read_text()
+            )
 
         status = run("status")
         assert status.returncode == 0, status.stderr
         for n, pid in pids.items():
-            assert re.search(rf"^node {n}: running, pid {pid}, MySQL 127\.0\.0\.1:{3306 + n}, "
-                             rf"cluster 127\.0\.0\.1:{8080 + n}", status.stdout, re.M), status.stdout
+            assert re.search(
+                rf"^node {n}: running, pid {pid}, MySQL 127\.0\.0\.1:{3306 + n}, "
+                rf"cluster 127\.0\.0\.1:{8080 + n}",
+                status.stdout,
+                re.M,
+            ), status.stdout
 
         restarted = run("restart", "2")
         seen.update(_pids(tmp_path).values())

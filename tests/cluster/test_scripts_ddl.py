@@ -33,11 +33,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.mark.skipif(shutil.which("mysql") is None, reason="the mysql client (mariadb-client) is not installed")
+@pytest.mark.skipif(
+    shutil.which("mysql") is None, reason="the mysql client (mariadb-client) is not installed"
+)
 def test_ddl_replication_script():
     env = dict(os.environ, MARMOT_PYTHON=sys.executable)
-    done = subprocess.run(["bash", str(REPO / "scripts" / "test-ddl-replication.sh")], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "test-ddl-replication.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = done.stdout
     assert done.returncode == 0, f"exit {done.returncode}\n{out}\n{done.stderr}"
     for step in STEPS:

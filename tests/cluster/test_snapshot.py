@@ -15,8 +15,10 @@ from marmot.testing import NodeProcess, join_keys, make_node, member_states
 from tests.support import connect, replicated_cluster, run, wait_until_equal
 
 # GC within seconds: log entries older than 0.001 h (3.6 s) go whatever the members consumed
-FAST_GC = ("anti_entropy_interval_seconds = 1\ngc_interval_seconds = 1\ngc_min_retention_hours = 0\n"
-           "gc_max_retention_hours = 0.001\ndelta_sync_threshold_seconds = 0\n")
+FAST_GC = (
+    "anti_entropy_interval_seconds = 1\ngc_interval_seconds = 1\ngc_min_retention_hours = 0\n"
+    "gc_max_retention_hours = 0.001\ndelta_sync_threshold_seconds = 0\n"
+)
 
 
 def log_bounds(node: NodeProcess, db: str = "marmot") -> tuple[int, int]:
@@ -48,7 +50,9 @@ def test_node_down_past_gc_catches_up_by_snapshot(tmp_path):
         # wait until both survivors collected their logs past what node 3 had consumed
         deadline = time.monotonic() + 40
         while not all(log_bounds(n)[0] > mark + 1 for n, mark in zip((n1, n2), marks, strict=True)):
-            assert time.monotonic() < deadline, f"logs not collected: {[log_bounds(n) for n in (n1, n2)]} {marks}"
+            assert time.monotonic() < deadline, (
+                f"logs not collected: {[log_bounds(n) for n in (n1, n2)]} {marks}"
+            )
             time.sleep(0.5)
         n3.start()
         wait_until_equal(nodes, "SELECT COUNT(*), SUM(id) FROM t", timeout=60)
@@ -71,14 +75,20 @@ def test_empty_node_joins_loaded_cluster(tmp_path):
         cur.execute("CREATE DATABASE other")
         cur.execute("CREATE TABLE other.u (id INT PRIMARY KEY, n INT)")
         for b in range(40):
-            cur.execute("INSERT INTO t VALUES " + ",".join(f"({b * 75 + i}, 'row {b * 75 + i}')" for i in range(75)))
+            cur.execute(
+                "INSERT INTO t VALUES " + ",".join(f"({b * 75 + i}, 'row {b * 75 + i}')" for i in range(75))
+            )
         for b in range(20):
             cur.execute("INSERT INTO other.u VALUES " + ",".join(f"({b * 100 + i}, {i})" for i in range(100)))
         cur.execute("DELETE FROM t WHERE id % 11 = 0")
         wait_until_equal(nodes, "SELECT COUNT(*), SUM(id) FROM t", timeout=30)
-        n3 = make_node(tmp_path / "n3", node_id=3, unix_socket=False,
-                       cluster_extra=join_keys(n1),
-                       extra_toml=f'[replication]\ndefault_write_consistency = "QUORUM"\n{extra}')
+        n3 = make_node(
+            tmp_path / "n3",
+            node_id=3,
+            unix_socket=False,
+            cluster_extra=join_keys(n1),
+            extra_toml=f'[replication]\ndefault_write_consistency = "QUORUM"\n{extra}',
+        )
         stop = threading.Event()
         written: list[int] = []
 
@@ -120,8 +130,13 @@ def test_empty_node_joins_loaded_cluster(tmp_path):
             everyone = [n1, n2, n3]
             wait_until_equal(everyone, "SELECT COUNT(*), SUM(id) FROM t", timeout=60)
             wait_until_equal(everyone, "SELECT * FROM t ORDER BY id", timeout=30)
-            wait_until_equal(everyone, "SELECT COUNT(*), SUM(n) FROM u", db="other", timeout=60,
-                             expected=((2000, sum(range(100)) * 20),))
+            wait_until_equal(
+                everyone,
+                "SELECT COUNT(*), SUM(n) FROM u",
+                db="other",
+                timeout=60,
+                expected=((2000, sum(range(100)) * 20),),
+            )
             text = n3.log()
             assert "installed a snapshot of marmot" in text and "installed a snapshot of other" in text
         finally:

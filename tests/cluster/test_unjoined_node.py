@@ -31,14 +31,22 @@ SECRET = "unjoined-test-secret"
 NOT_YET = (pymysql.err.MySQLError,)
 
 
-def configure(tmp: Path, node_id: int, *, seeds: list[str], secret: str = SECRET,
-              grpc_port: int | None = None) -> NodeProcess:
+def configure(
+    tmp: Path, node_id: int, *, seeds: list[str], secret: str = SECRET, grpc_port: int | None = None
+) -> NodeProcess:
     seed_line = "seed_nodes = [" + ", ".join(f'"{s}"' for s in seeds) + "]\n"
-    node = make_node(tmp, node_id=node_id, unix_socket=False,
-                     cluster_extra=f'{TIMERS}cluster_secret = "{secret}"\n{seed_line}')
+    node = make_node(
+        tmp,
+        node_id=node_id,
+        unix_socket=False,
+        cluster_extra=f'{TIMERS}cluster_secret = "{secret}"\n{seed_line}',
+    )
     if grpc_port is not None:  # a node that must listen where another node's seed points
-        node.config_path.write_text(node.config_path.read_text().replace(
-            f"grpc_port = {node.grpc_port}\n", f"grpc_port = {grpc_port}\n"))
+        node.config_path.write_text(
+            node.config_path.read_text().replace(
+                f"grpc_port = {node.grpc_port}\n", f"grpc_port = {grpc_port}\n"
+            )
+        )
         node.grpc_port = grpc_port
     return node
 
@@ -71,8 +79,22 @@ def refused(node: NodeProcess, sql: str) -> str:
 
 
 def health_cli(node: NodeProcess, secret: str = SECRET) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "marmot.cli", "health", "--address", f"127.0.0.1:{node.grpc_port}",
-                           "--secret", secret], capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "marmot.cli",
+            "health",
+            "--address",
+            f"127.0.0.1:{node.grpc_port}",
+            "--secret",
+            secret,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(REPO),
+    )
 
 
 def health_json(node: NodeProcess, secret: str = SECRET) -> tuple[int, dict]:
@@ -83,6 +105,7 @@ def health_json(node: NodeProcess, secret: str = SECRET) -> tuple[int, dict]:
 def wait_join_failure(node: NodeProcess, seed: str, reason: str, secret: str = SECRET) -> None:
     """Until ``node``'s last join round found ``reason`` at ``seed`` (a round that merely timed out on a
     loaded machine is retried within a second)."""
+
     def seen() -> bool:
         status, body = health_json(node, secret)
         return status == 503 and body["join"]["failures"][seed].startswith(reason)
@@ -90,13 +113,18 @@ def wait_join_failure(node: NodeProcess, seed: str, reason: str, secret: str = S
     wait_for(seen, timeout=30, what=f"join failure {reason!r} at {seed}", ignore=NOT_YET)
 
 
-def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path, nodes: list[NodeProcess]) -> None:
+def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(
+    tmp_path: Path, nodes: list[NodeProcess]
+) -> None:
     seed_port = free_port()  # nothing listens here until the test starts the seed node
     seed_addr = f"127.0.0.1:{seed_port}"
     n2 = start(nodes, configure(tmp_path / "n2", 2, seeds=[seed_addr]))
     wait_join_failure(n2, seed_addr, "connection refused")
-    for sql in ("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)", "CREATE DATABASE other",
-                "CREATE TABLE t1 (id INT PRIMARY KEY) /*+ MARMOT_CONSISTENCY(ONE) */"):
+    for sql in (
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)",
+        "CREATE DATABASE other",
+        "CREATE TABLE t1 (id INT PRIMARY KEY) /*+ MARMOT_CONSISTENCY(ONE) */",
+    ):
         msg = refused(n2, sql)
         assert "has not joined a cluster" in msg and f"seed {seed_addr}: connection refused" in msg, msg
     assert run(n2, "SELECT 1") == ((1,),)  # reads are local and stay allowed
@@ -113,8 +141,12 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
 
     # the seed comes up where n2's seed_nodes point: n2 joins by itself and the same writes succeed
     n1 = start(nodes, configure(tmp_path / "n1", 1, seeds=[], grpc_port=seed_port))
-    wait_for(lambda: run(n2, "CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY, v TEXT)") == (),
-             timeout=30, what="CREATE TABLE after the join", ignore=NOT_YET)
+    wait_for(
+        lambda: run(n2, "CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY, v TEXT)") == (),
+        timeout=30,
+        what="CREATE TABLE after the join",
+        ignore=NOT_YET,
+    )
     c = connect(n2)
     try:
         cur = c.cursor()
@@ -122,11 +154,19 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
         cur.execute("CREATE DATABASE other")
     finally:
         c.close()
-    wait_for(lambda: run(n1, "SELECT id, v FROM t") == ((1, "after the join"),), timeout=30, what="row on the seed",
-             ignore=NOT_YET)
+    wait_for(
+        lambda: run(n1, "SELECT id, v FROM t") == ((1, "after the join"),),
+        timeout=30,
+        what="row on the seed",
+        ignore=NOT_YET,
+    )
     assert "joined the cluster" in n2.log()
-    wait_for(lambda: health_cli(n2).returncode == 0, timeout=30, what="n2 healthy (ALIVE once caught up, with quorum)",
-             ignore=NOT_YET)
+    wait_for(
+        lambda: health_cli(n2).returncode == 0,
+        timeout=30,
+        what="n2 healthy (ALIVE once caught up, with quorum)",
+        ignore=NOT_YET,
+    )
 
     # n2 has joined: restarted alone it knows the 2-node membership, is no longer "not joined", and
     # refuses QUORUM writes by the ordinary quorum rule while ONE writes go on
@@ -138,7 +178,9 @@ def test_unreachable_seed_refuses_writes_until_the_seed_comes_up(tmp_path: Path,
     assert run(n2, "INSERT /*+ MARMOT_CONSISTENCY(ONE) */ INTO t VALUES (3, 'one')") == ()
 
 
-def test_wrong_cluster_secret_refuses_writes_naming_the_seed(tmp_path: Path, nodes: list[NodeProcess]) -> None:
+def test_wrong_cluster_secret_refuses_writes_naming_the_seed(
+    tmp_path: Path, nodes: list[NodeProcess]
+) -> None:
     n1 = start(nodes, configure(tmp_path / "n1", 1, seeds=[]))
     seed_addr = f"127.0.0.1:{n1.grpc_port}"
     n2 = start(nodes, configure(tmp_path / "n2", 2, seeds=[seed_addr], secret="a-typo-in-the-secret"))
@@ -153,8 +195,9 @@ def test_wrong_cluster_secret_refuses_writes_naming_the_seed(tmp_path: Path, nod
     assert set(m["node_id"] for m in admin_json(n1, "/admin/cluster/members", SECRET)["members"]) == {1}
 
 
-def test_former_single_node_with_unreachable_seed_refuses_dml_and_reads(tmp_path: Path,
-                                                                        nodes: list[NodeProcess]) -> None:
+def test_former_single_node_with_unreachable_seed_refuses_dml_and_reads(
+    tmp_path: Path, nodes: list[NodeProcess]
+) -> None:
     n = start(nodes, configure(tmp_path / "n1", 1, seeds=[]))
     run(n, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'alone')")
     n.stop()
@@ -163,9 +206,13 @@ def test_former_single_node_with_unreachable_seed_refuses_dml_and_reads(tmp_path
     n.config_path.write_text(n.config_path.read_text().replace("seed_nodes = []", f'seed_nodes = ["{dead}"]'))
     n.start()
     wait_join_failure(n, dead, "connection refused")
-    for sql in ("INSERT INTO t VALUES (2, 'x')", "UPDATE t SET v = 'y' WHERE id = 1", "DELETE FROM t",
-                "INSERT /*+ MARMOT_CONSISTENCY(ONE) */ INTO t VALUES (3, 'one')",
-                "INSERT /*+ MARMOT_CONSISTENCY(ALL) */ INTO t VALUES (4, 'all')"):
+    for sql in (
+        "INSERT INTO t VALUES (2, 'x')",
+        "UPDATE t SET v = 'y' WHERE id = 1",
+        "DELETE FROM t",
+        "INSERT /*+ MARMOT_CONSISTENCY(ONE) */ INTO t VALUES (3, 'one')",
+        "INSERT /*+ MARMOT_CONSISTENCY(ALL) */ INTO t VALUES (4, 'all')",
+    ):
         msg = refused(n, sql)
         assert f"seed {dead}: connection refused" in msg, msg
     assert run(n, "SELECT id, v FROM t") == ((1, "alone"),)

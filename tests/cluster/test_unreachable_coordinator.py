@@ -37,10 +37,15 @@ def _transfer(node, src: int, dst: int, amount: int) -> None:
 def test_isolated_coordinator_does_not_commit_what_participants_aborted(tmp_path):
     env = {1: {"MARMOT_FAILPOINTS": f"coordinator_after_prepare=sleep:{STALL}"}}
     with proxied_cluster(tmp_path, env=env, extra_toml="[transaction]\nheartbeat_timeout_seconds = 2\n") as (
-            nodes, pool):
+        nodes,
+        pool,
+    ):
         n1, n2, n3 = nodes
-        run(n2, "CREATE TABLE acct (id INT PRIMARY KEY, bal INT)",
-            "INSERT INTO acct VALUES (1, 100), (2, 100), (3, 100)")
+        run(
+            n2,
+            "CREATE TABLE acct (id INT PRIMARY KEY, bal INT)",
+            "INSERT INTO acct VALUES (1, 100), (2, 100), (3, 100)",
+        )
         wait_until_equal(nodes, "SELECT * FROM acct ORDER BY id", expected=((1, 100), (2, 100), (3, 100)))
 
         outcome: dict = {}

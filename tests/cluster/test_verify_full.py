@@ -18,8 +18,11 @@ from tests.support import replicated_cluster, run, wait_until_equal
 def test_verify_full_finds_a_row_changed_in_a_stopped_nodes_file(tmp_path):
     with replicated_cluster(tmp_path, 3, replication_extra="anti_entropy_interval_seconds = 1\n") as nodes:
         n1, n2, n3 = nodes
-        run(n1, "CREATE TABLE accounts (id INT PRIMARY KEY, owner VARCHAR(40), balance INT)",
-            "CREATE TABLE notes (k VARCHAR(20) PRIMARY KEY, body TEXT)")
+        run(
+            n1,
+            "CREATE TABLE accounts (id INT PRIMARY KEY, owner VARCHAR(40), balance INT)",
+            "CREATE TABLE notes (k VARCHAR(20) PRIMARY KEY, body TEXT)",
+        )
         for i, node in enumerate(nodes * 10):
             run(node, f"INSERT INTO accounts VALUES ({i}, 'owner{i}', {i * 100})")
         run(n2, "INSERT INTO notes VALUES ('a', 'x'), ('b', 'y')")
@@ -52,8 +55,12 @@ def test_verify_full_finds_a_row_changed_in_a_stopped_nodes_file(tmp_path):
         full = verify(n1, "--full")
         assert full.returncode == 1, full.stdout + full.stderr
         lines = full.stdout.splitlines()
-        assert any(ln.split()[:2] == ["marmot", "accounts"] and ln.rstrip().endswith("DIFFER") for ln in lines), full.stdout
-        assert any(ln.split()[:2] == ["marmot", "notes"] and ln.rstrip().endswith("MATCH") for ln in lines), full.stdout
+        assert any(
+            ln.split()[:2] == ["marmot", "accounts"] and ln.rstrip().endswith("DIFFER") for ln in lines
+        ), full.stdout
+        assert any(ln.split()[:2] == ["marmot", "notes"] and ln.rstrip().endswith("MATCH") for ln in lines), (
+            full.stdout
+        )
         assert "marmot.accounts: 1 key(s) differ" in full.stdout
         assert any(ln.split()[:1] == ["(17)"] for ln in lines), full.stdout
 

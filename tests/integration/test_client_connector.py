@@ -24,28 +24,87 @@ DDL = (
 )
 COLUMNS = "id, s, t, b, vb, n, f, d, dd, ts"
 TEXT_ROWS = [
-    (1, "it's", 'say "hi"', SAFE_BYTES, b"\x00", 2**53 - 1, 1.5, Decimal("12345.67"), dt.date(2024, 2, 29),
-     dt.datetime(2024, 1, 2, 3, 4, 5)),
-    (2, "back\\slash", "\\n", b"", b"'\\\"", 2**63 - 1, -0.1, Decimal("-0.05"), dt.date(1970, 1, 1),
-     dt.datetime(1999, 12, 31, 23, 59, 59, 999999)),
+    (
+        1,
+        "it's",
+        'say "hi"',
+        SAFE_BYTES,
+        b"\x00",
+        2**53 - 1,
+        1.5,
+        Decimal("12345.67"),
+        dt.date(2024, 2, 29),
+        dt.datetime(2024, 1, 2, 3, 4, 5),
+    ),
+    (
+        2,
+        "back\\slash",
+        "\\n",
+        b"",
+        b"'\\\"",
+        2**63 - 1,
+        -0.1,
+        Decimal("-0.05"),
+        dt.date(1970, 1, 1),
+        dt.datetime(1999, 12, 31, 23, 59, 59, 999999),
+    ),
     (3, "trail\\", "é中文🦫", None, None, 0, 1e300, Decimal("1.10"), None, None),
     (4, "", None, b"\x00\x00", b"", None, None, None, None, None),
 ]
 # The binary protocol carries every value natively, so these include what the text path cannot yet.
 PREPARED_ROWS = [
-    (11, "it's \"q\" back\\slash \\n trail\\", "é中文🦫", RAW_BYTES, RAW_BYTES, -(2**63), -0.1,
-     Decimal("-0.05"), dt.date(2024, 2, 29), dt.datetime(2024, 1, 2, 3, 4, 5, 123456)),
-    (12, "", "", SAFE_BYTES, b"", 2**63 - 1, 1e300, Decimal("12345.67"), dt.date(1, 1, 1),
-     dt.datetime(9999, 12, 31, 23, 59, 59)),
+    (
+        11,
+        'it\'s "q" back\\slash \\n trail\\',
+        "é中文🦫",
+        RAW_BYTES,
+        RAW_BYTES,
+        -(2**63),
+        -0.1,
+        Decimal("-0.05"),
+        dt.date(2024, 2, 29),
+        dt.datetime(2024, 1, 2, 3, 4, 5, 123456),
+    ),
+    (
+        12,
+        "",
+        "",
+        SAFE_BYTES,
+        b"",
+        2**63 - 1,
+        1e300,
+        Decimal("12345.67"),
+        dt.date(1, 1, 1),
+        dt.datetime(9999, 12, 31, 23, 59, 59),
+    ),
     (13, None, None, None, None, None, None, None, None, None),
-    (14, "\\", "'", b"\xff", b"\x00", 2**53 - 1, 3.141592653589793, Decimal("1.10"), dt.date(2000, 2, 29),
-     dt.datetime(2000, 2, 29, 12, 0, 0)),
+    (
+        14,
+        "\\",
+        "'",
+        b"\xff",
+        b"\x00",
+        2**53 - 1,
+        3.141592653589793,
+        Decimal("1.10"),
+        dt.date(2000, 2, 29),
+        dt.datetime(2000, 2, 29, 12, 0, 0),
+    ),
 ]
 
 
 def connect(node, **kw):
-    args = dict(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                use_pure=True, autocommit=True, connection_timeout=5, charset="utf8mb4")
+    args = dict(
+        host="127.0.0.1",
+        port=node.mysql_port,
+        user="root",
+        password="",
+        database="marmot",
+        use_pure=True,
+        autocommit=True,
+        connection_timeout=5,
+        charset="utf8mb4",
+    )
     args.update(kw)
     return connector.connect(**args)
 
@@ -100,9 +159,13 @@ def test_text_protocol_min_bigint(node):
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (ddl.py): DECIMAL columns get NUMERIC affinity, so SQLite keeps a DECIMAL(30,10) as a "
-    "REAL and drops digits beyond 17 significant ones"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "server bug (ddl.py): DECIMAL columns get NUMERIC affinity, so SQLite keeps a DECIMAL(30,10) as a "
+        "REAL and drops digits beyond 17 significant ones"
+    ),
+)
 def test_decimal_full_precision(cnx):
     cur = cnx.cursor(prepared=True)
     fresh_table(cnx.cursor(), "cn_dec", "CREATE TABLE {name} (id INT PRIMARY KEY, d DECIMAL(30,10))")
@@ -124,7 +187,18 @@ def test_prepared_statements_round_trip(cnx):
     cur.execute(f"SELECT {COLUMNS} FROM cn_prep WHERE id >= ? ORDER BY id", (0,))
     got = cur.fetchall()
     assert got == PREPARED_ROWS
-    assert [type(v) for v in got[0]] == [int, str, str, bytes, bytes, int, float, Decimal, dt.date, dt.datetime]
+    assert [type(v) for v in got[0]] == [
+        int,
+        str,
+        str,
+        bytes,
+        bytes,
+        int,
+        float,
+        Decimal,
+        dt.date,
+        dt.datetime,
+    ]
     assert [str(r[7]) for r in got if r[7] is not None] == ["-0.05", "12345.67", "1.10"]
     # Parameters in WHERE, re-executed with new values; text read back through the text protocol too.
     for row in PREPARED_ROWS:
@@ -139,7 +213,9 @@ def test_prepared_statements_round_trip(cnx):
 
 
 def test_prepared_affected_rows_and_insert_id(cnx):
-    fresh_table(cnx.cursor(), "cn_ai", "CREATE TABLE {name} (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20))")
+    fresh_table(
+        cnx.cursor(), "cn_ai", "CREATE TABLE {name} (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20))"
+    )
     cur = cnx.cursor(prepared=True)
     cur.execute("INSERT INTO cn_ai (v) VALUES (?)", ("a",))
     first = cur.lastrowid
@@ -216,8 +292,10 @@ def test_errors_leave_connection_usable(cnx):
 def test_multi_statements(cnx):
     cur = cnx.cursor()
     fresh_table(cur, "cn_multi", "CREATE TABLE {name} (id INT PRIMARY KEY, v VARCHAR(10))")
-    cur.execute("INSERT INTO cn_multi VALUES (1, 'a'); INSERT INTO cn_multi VALUES (2, 'b'); "
-                "SELECT v FROM cn_multi ORDER BY id; UPDATE cn_multi SET v = 'z'; SELECT 'done'")
+    cur.execute(
+        "INSERT INTO cn_multi VALUES (1, 'a'); INSERT INTO cn_multi VALUES (2, 'b'); "
+        "SELECT v FROM cn_multi ORDER BY id; UPDATE cn_multi SET v = 'z'; SELECT 'done'"
+    )
     sets = [cur.fetchall() if cur.with_rows else cur.rowcount]
     while cur.nextset():
         sets.append(cur.fetchall() if cur.with_rows else cur.rowcount)

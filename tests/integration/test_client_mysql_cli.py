@@ -13,11 +13,19 @@ import subprocess
 import pytest
 
 MYSQL = shutil.which("mysql")
-pytestmark = pytest.mark.skipif(MYSQL is None, reason="the mysql client (Debian mariadb-client) is not installed")
+pytestmark = pytest.mark.skipif(
+    MYSQL is None, reason="the mysql client (Debian mariadb-client) is not installed"
+)
 
 
-def mysql(node, *args: str, stdin: bytes | None = None, tcp: bool = True, check: bool = True,
-          database: str | None = "marmot") -> subprocess.CompletedProcess[bytes]:
+def mysql(
+    node,
+    *args: str,
+    stdin: bytes | None = None,
+    tcp: bool = True,
+    check: bool = True,
+    database: str | None = "marmot",
+) -> subprocess.CompletedProcess[bytes]:
     """Run the CLI; ``--no-defaults`` keeps any local my.cnf out of the test."""
     cmd = [MYSQL, "--no-defaults", "-uroot", "--connect-timeout=5"]
     if tcp:
@@ -26,8 +34,9 @@ def mysql(node, *args: str, stdin: bytes | None = None, tcp: bool = True, check:
         cmd += [f"-S{node.unix_socket}", "--protocol=SOCKET"]
     if database:
         cmd.append(f"-D{database}")
-    proc = subprocess.run([*cmd, *args], input=stdin if stdin is not None else b"", capture_output=True,
-                          timeout=20, check=False)
+    proc = subprocess.run(
+        [*cmd, *args], input=stdin if stdin is not None else b"", capture_output=True, timeout=20, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"mysql exited {proc.returncode}: {proc.stderr.decode(errors='replace')}")
     return proc
@@ -69,10 +78,17 @@ def test_batch_output_quoting_and_escaping(node):
         b"8\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL\tNULL",
         b"",
     ]
-    raw = mysql(node, "--raw", "-N", "-e", "SELECT s, b FROM cli_vals WHERE id IN (1, 3, 4, 5, 6) ORDER BY id").stdout
-    assert raw == (b"it's\t\x00\xffA\nback\\slash\tNULL\n\\n is not \n\tx\ntrail\\\tNULL\n"
-                   + "é中文🦫\ttab\tNULL\n".encode())
-    assert mysql(node, "-N", "-e", "SELECT HEX(b), LENGTH(b) FROM cli_vals WHERE id = 1").stdout == b"00FF41\t3\n"
+    raw = mysql(
+        node, "--raw", "-N", "-e", "SELECT s, b FROM cli_vals WHERE id IN (1, 3, 4, 5, 6) ORDER BY id"
+    ).stdout
+    assert raw == (
+        b"it's\t\x00\xffA\nback\\slash\tNULL\n\\n is not \n\tx\ntrail\\\tNULL\n"
+        + "é中文🦫\ttab\tNULL\n".encode()
+    )
+    assert (
+        mysql(node, "-N", "-e", "SELECT HEX(b), LENGTH(b) FROM cli_vals WHERE id = 1").stdout
+        == b"00FF41\t3\n"
+    )
 
 
 def test_unix_socket(node):
@@ -85,7 +101,9 @@ def test_unix_socket(node):
 
 
 def test_default_auth_native_password(node):
-    out = mysql(node, "--default-auth=mysql_native_password", "-N", "-e", "SELECT CURRENT_USER() LIKE 'root@%'")
+    out = mysql(
+        node, "--default-auth=mysql_native_password", "-N", "-e", "SELECT CURRENT_USER() LIKE 'root@%'"
+    )
     assert out.stdout == b"1\n"
 
 
@@ -117,8 +135,10 @@ def test_script_on_stdin(node):
 def test_errors(node):
     proc = mysql(node, "-e", "SELEC 1", check=False)
     assert proc.returncode == 1 and b"ERROR 1064 (42000)" in proc.stderr
-    script = (b"DROP TABLE IF EXISTS cli_err; CREATE TABLE cli_err (id INT PRIMARY KEY);\n"
-              b"INSERT INTO cli_err VALUES (1);\nINSERT INTO cli_err VALUES (1);\nINSERT INTO cli_err VALUES (2);\n")
+    script = (
+        b"DROP TABLE IF EXISTS cli_err; CREATE TABLE cli_err (id INT PRIMARY KEY);\n"
+        b"INSERT INTO cli_err VALUES (1);\nINSERT INTO cli_err VALUES (1);\nINSERT INTO cli_err VALUES (2);\n"
+    )
     proc = mysql(node, stdin=script, check=False)
     assert proc.returncode == 1
     assert b"ERROR 1062 (23000) at line 3" in proc.stderr
@@ -132,5 +152,9 @@ def test_errors(node):
 
 def test_vertical_output(node):
     out = mysql(node, "-E", "-e", "SELECT 1 AS a, 'x''y' AS b, NULL AS c").stdout.decode()
-    assert out.splitlines() == ["*************************** 1. row ***************************",
-                                "a: 1", "b: x'y", "c: NULL"]
+    assert out.splitlines() == [
+        "*************************** 1. row ***************************",
+        "a: 1",
+        "b: x'y",
+        "c: NULL",
+    ]

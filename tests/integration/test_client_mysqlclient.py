@@ -22,22 +22,62 @@ DDL = (
     "CREATE TABLE {name} (id INT PRIMARY KEY, s VARCHAR(100), t TEXT, b BLOB, vb VARBINARY(64), n BIGINT, "
     "f DOUBLE, d DECIMAL(12,2), dd DATE, ts DATETIME)"
 )
-INSERT = "INSERT INTO {name} (id, s, t, b, vb, n, f, d, dd, ts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+INSERT = (
+    "INSERT INTO {name} (id, s, t, b, vb, n, f, d, dd, ts) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 ROWS = [
-    (1, "it's", 'say "hi"', SAFE_BYTES, b"\x00", 2**53 - 1, 1.5, Decimal("12345.67"), dt.date(2024, 2, 29),
-     dt.datetime(2024, 1, 2, 3, 4, 5)),
-    (2, "back\\slash", "\\n", b"", b"'\\\"", 2**63 - 1, -0.1, Decimal("-0.05"), dt.date(1970, 1, 1),
-     dt.datetime(1999, 12, 31, 23, 59, 59)),
+    (
+        1,
+        "it's",
+        'say "hi"',
+        SAFE_BYTES,
+        b"\x00",
+        2**53 - 1,
+        1.5,
+        Decimal("12345.67"),
+        dt.date(2024, 2, 29),
+        dt.datetime(2024, 1, 2, 3, 4, 5),
+    ),
+    (
+        2,
+        "back\\slash",
+        "\\n",
+        b"",
+        b"'\\\"",
+        2**63 - 1,
+        -0.1,
+        Decimal("-0.05"),
+        dt.date(1970, 1, 1),
+        dt.datetime(1999, 12, 31, 23, 59, 59),
+    ),
     (3, "trail\\", "é中文🦫", None, None, 0, 1e300, Decimal("1.10"), None, None),
     (4, "", None, b"\x00\x00", b"", None, None, None, None, None),
-    (5, "\\\\ 'both' \"kinds\" \\", "line1\nline2\ttab\r\x1a\x00end", b"\\0", b"%_", -(2**53 - 1),
-     3.141592653589793, Decimal("0.00"), dt.date(9999, 12, 31), dt.datetime(2000, 2, 29, 0, 0, 1)),
+    (
+        5,
+        "\\\\ 'both' \"kinds\" \\",
+        "line1\nline2\ttab\r\x1a\x00end",
+        b"\\0",
+        b"%_",
+        -(2**53 - 1),
+        3.141592653589793,
+        Decimal("0.00"),
+        dt.date(9999, 12, 31),
+        dt.datetime(2000, 2, 29, 0, 0, 1),
+    ),
 ]
 
 
 def connect(node, **kw):
-    args = dict(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                charset="utf8mb4", autocommit=True, connect_timeout=5)
+    args = dict(
+        host="127.0.0.1",
+        port=node.mysql_port,
+        user="root",
+        password="",
+        database="marmot",
+        charset="utf8mb4",
+        autocommit=True,
+        connect_timeout=5,
+    )
     args.update(kw)
     return MySQLdb.connect(**args)
 
@@ -61,7 +101,18 @@ def test_text_protocol_round_trip_with_client_escaping(db):
     cur.execute("SELECT id, s, t, b, vb, n, f, d, dd, ts FROM mc_vals ORDER BY id")
     got = cur.fetchall()
     assert got == tuple(ROWS)
-    assert [type(v) for v in got[0]] == [int, str, str, bytes, bytes, int, float, Decimal, dt.date, dt.datetime]
+    assert [type(v) for v in got[0]] == [
+        int,
+        str,
+        str,
+        bytes,
+        bytes,
+        int,
+        float,
+        Decimal,
+        dt.date,
+        dt.datetime,
+    ]
     assert [str(r[7]) for r in got[:3]] == ["12345.67", "-0.05", "1.10"]  # DECIMAL keeps its scale
     # The same escaping in a WHERE clause finds each row again.
     for row in ROWS:
@@ -70,9 +121,9 @@ def test_text_protocol_round_trip_with_client_escaping(db):
     cur.execute("SELECT id FROM mc_vals WHERE t IS NULL AND b = %s", (b"\x00\x00",))
     assert cur.fetchall() == ((4,),)
     # The library's own escape function, spliced by hand.
-    quoted = db.string_literal("é it's \\ \"x\"".encode()).decode()
+    quoted = db.string_literal('é it\'s \\ "x"'.encode()).decode()
     cur.execute(f"SELECT {quoted} AS v")
-    assert cur.fetchall() == (("é it's \\ \"x\"",),)
+    assert cur.fetchall() == (('é it\'s \\ "x"',),)
     cur.execute("SELECT 'é中文🦫', CHAR_LENGTH('é中文🦫'), NULL, ''")
     assert cur.fetchall() == (("é中文🦫", 4, None, ""),)
 
@@ -114,7 +165,9 @@ def test_text_protocol_min_bigint(node):
 
 def test_affected_rows_and_insert_id(db, node):
     cur = db.cursor()
-    fresh_table(cur, "mc_ai", "CREATE TABLE {name} (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20), n INT)")
+    fresh_table(
+        cur, "mc_ai", "CREATE TABLE {name} (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20), n INT)"
+    )
     assert cur.execute("INSERT INTO mc_ai (name, n) VALUES (%s, %s)", ("a", 1)) == 1
     first = cur.lastrowid
     assert first > 0 and first == db.insert_id()
@@ -204,8 +257,10 @@ def test_multi_statements_and_results(node):
         cur = c.cursor()
         fresh_table(cur, "mc_multi", "CREATE TABLE {name} (id INT PRIMARY KEY, v VARCHAR(10))")
         cur.execute("INSERT INTO mc_multi VALUES (1, 'a'), (2, 'b'), (3, 'c')")
-        cur.execute("SELECT 1; SELECT 'two', 2; UPDATE mc_multi SET v = 'z' WHERE id < 3; "
-                    "SELECT id FROM mc_multi WHERE v = 'z' ORDER BY id")
+        cur.execute(
+            "SELECT 1; SELECT 'two', 2; UPDATE mc_multi SET v = 'z' WHERE id < 3; "
+            "SELECT id FROM mc_multi WHERE v = 'z' ORDER BY id"
+        )
         sets = [(cur.fetchall(), cur.rowcount)]
         while cur.nextset():
             sets.append((cur.fetchall(), cur.rowcount))

@@ -32,13 +32,16 @@ def _php_has(extension: str) -> bool:
 HAS_MYSQLI = _php_has("mysqli")
 HAS_PDO_MYSQL = _php_has("pdo_mysql")
 
+
 def _mysqli(name: str, *marks):
     skip = pytest.mark.skipif(not HAS_MYSQLI, reason="php-cli with the mysqli extension is not installed")
     return pytest.param(name, marks=(skip, *marks), id=name)
 
 
 def _pdo(name: str, *marks):
-    skip = pytest.mark.skipif(not HAS_PDO_MYSQL, reason="php-cli with the pdo_mysql extension is not installed")
+    skip = pytest.mark.skipif(
+        not HAS_PDO_MYSQL, reason="php-cli with the pdo_mysql extension is not installed"
+    )
     return pytest.param(name, marks=(skip, *marks), id=name)
 
 
@@ -63,10 +66,16 @@ SCENARIOS = [
 def test_php(node, scenario):
     if scenario == "mysqli_unix_socket" and not node.unix_socket:
         pytest.skip("the node has no unix socket")
-    proc = subprocess.run([PHP, str(SCRIPT), scenario, str(node.mysql_port), node.unix_socket or ""],
-                          capture_output=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [PHP, str(SCRIPT), scenario, str(node.mysql_port), node.unix_socket or ""],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     out = proc.stdout.decode("utf-8", "replace")
-    assert proc.returncode == 0, f"php exited {proc.returncode}: {out}{proc.stderr.decode('utf-8', 'replace')}"
+    assert proc.returncode == 0, (
+        f"php exited {proc.returncode}: {out}{proc.stderr.decode('utf-8', 'replace')}"
+    )
     report = json.loads(out.strip().splitlines()[-1])
     assert report["failures"] == []
     assert report["checks"] > 0

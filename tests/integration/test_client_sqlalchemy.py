@@ -57,8 +57,9 @@ class Author(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     born: Mapped[dt.date | None] = mapped_column(Date)
-    books: Mapped[list[Book]] = relationship(back_populates="author", cascade="all, delete-orphan",
-                                             order_by="Book.id")
+    books: Mapped[list[Book]] = relationship(
+        back_populates="author", cascade="all, delete-orphan", order_by="Book.id"
+    )
 
 
 class Book(Base):
@@ -79,7 +80,9 @@ def make_engine(node, dialect: str, module: str):
     pytest.importorskip(module, reason=f"{module} is not installed")
     return sa.create_engine(
         f"{dialect}://root:@127.0.0.1:{node.mysql_port}/marmot?charset=utf8mb4",
-        pool_size=2, max_overflow=0, pool_timeout=5,
+        pool_size=2,
+        max_overflow=0,
+        pool_timeout=5,
     )
 
 
@@ -101,9 +104,14 @@ def test_orm_round_trip(engine):
     with Session(engine) as s:
         ann = Author(name="Ann 'the' \\Author\\ 🦫", born=dt.date(1970, 1, 1))
         ann.books = [
-            Book(title=t, blurb=None if i % 2 else f"blurb {t}", cover=b"\x00\x01'\\" if i == 0 else None,
-                 price=Decimal("12.34") if i == 0 else Decimal("-0.05"), rating=4.5 if i == 0 else -0.1,
-                 added=dt.datetime(2024, 1, 2, 3, 4, 5))
+            Book(
+                title=t,
+                blurb=None if i % 2 else f"blurb {t}",
+                cover=b"\x00\x01'\\" if i == 0 else None,
+                price=Decimal("12.34") if i == 0 else Decimal("-0.05"),
+                rating=4.5 if i == 0 else -0.1,
+                added=dt.datetime(2024, 1, 2, 3, 4, 5),
+            )
             for i, t in enumerate(TITLES)
         ]
         bob = Author(name="Bob", born=None, books=[Book(title="solo", blurb="", price=None)])
@@ -120,19 +128,29 @@ def test_orm_round_trip(engine):
         assert [b.title for b in ann.books] == TITLES
         first = ann.books[0]
         assert (first.blurb, first.cover, first.price, first.rating, first.added) == (
-            "blurb it's", b"\x00\x01'\\", Decimal("12.34"), 4.5, dt.datetime(2024, 1, 2, 3, 4, 5))
+            "blurb it's",
+            b"\x00\x01'\\",
+            Decimal("12.34"),
+            4.5,
+            dt.datetime(2024, 1, 2, 3, 4, 5),
+        )
         assert ann.books[1].blurb is None and ann.books[1].cover is None
         for t in TITLES:
             assert s.scalars(select(Book.title).where(Book.title == t)).all() == [t]
         # eager loading: a JOIN and a second SELECT ... IN
-        authors = s.scalars(select(Author).options(joinedload(Author.books)).order_by(Author.id)).unique().all()
+        authors = (
+            s.scalars(select(Author).options(joinedload(Author.books)).order_by(Author.id)).unique().all()
+        )
         assert [(a.name[:3], len(a.books)) for a in authors] == [("Ann", len(TITLES)), ("Bob", 1)]
         s.expunge_all()
         authors = s.scalars(select(Author).options(selectinload(Author.books)).order_by(Author.id)).all()
         assert [b.title for b in authors[1].books] == ["solo"]
         # aggregates and a join condition
         rows = s.execute(
-            select(Author.name, func.count(Book.id)).join(Author.books).group_by(Author.name).order_by(Author.name)
+            select(Author.name, func.count(Book.id))
+            .join(Author.books)
+            .group_by(Author.name)
+            .order_by(Author.name)
         ).all()
         assert [(n[:3], c) for n, c in rows] == [("Ann", len(TITLES)), ("Bob", 1)]
 
@@ -142,7 +160,9 @@ def test_orm_round_trip(engine):
         bob.name = "Robert"
         bob.books[0].title = "renamed \\ 'again'"
         s.commit()
-        assert s.execute(sa.update(Book).where(Book.author_id == ann_id).values(rating=1.0)).rowcount == len(TITLES)
+        assert s.execute(sa.update(Book).where(Book.author_id == ann_id).values(rating=1.0)).rowcount == len(
+            TITLES
+        )
         s.commit()
         s.add(Author(name="Robert"))  # unique name
         with pytest.raises(IntegrityError) as ei:
@@ -169,14 +189,23 @@ def test_reflection(engine):
     assert cols["id"]["nullable"] is False and cols["id"]["autoincrement"] is True
     assert cols["title"]["nullable"] is False and cols["blurb"]["nullable"] is True
     kinds = {name: type(c["type"]).__name__ for name, c in cols.items()}
-    assert kinds == {"id": "BIGINT", "author_id": "BIGINT", "title": "VARCHAR", "blurb": "TEXT", "cover": "BLOB",
-                     "price": "DECIMAL", "rating": "FLOAT", "added": "DATETIME"}
+    assert kinds == {
+        "id": "BIGINT",
+        "author_id": "BIGINT",
+        "title": "VARCHAR",
+        "blurb": "TEXT",
+        "cover": "BLOB",
+        "price": "DECIMAL",
+        "rating": "FLOAT",
+        "added": "DATETIME",
+    }
     assert cols["title"]["type"].length == 200
     assert (cols["price"]["type"].precision, cols["price"]["type"].scale) == (10, 2)
     assert insp.get_pk_constraint("sa_books")["constrained_columns"] == ["id"]
     fks = insp.get_foreign_keys("sa_books")
     assert [(f["constrained_columns"], f["referred_table"], f["referred_columns"]) for f in fks] == [
-        (["author_id"], "sa_authors", ["id"])]
+        (["author_id"], "sa_authors", ["id"])
+    ]
     assert [i["column_names"] for i in insp.get_indexes("sa_books")] == [["author_id"]]
     assert [u["column_names"] for u in insp.get_unique_constraints("sa_authors")] == [["name"]]
     # Reflect the whole schema into fresh metadata and use it.
@@ -198,11 +227,15 @@ def test_core_text_and_transactions(engine):
         conn.execute(text("INSERT INTO sa_authors (name) VALUES (:n)"), [{"n": "x'1"}, {"n": "x\\2"}])
         conn.rollback()
         assert conn.execute(text("SELECT COUNT(*) FROM sa_authors")).scalar() == 0
-        result = conn.execute(text("INSERT INTO sa_authors (name, born) VALUES (:n, :b)"),
-                              {"n": "é中文🦫", "b": dt.date(2000, 2, 29)})
+        result = conn.execute(
+            text("INSERT INTO sa_authors (name, born) VALUES (:n, :b)"),
+            {"n": "é中文🦫", "b": dt.date(2000, 2, 29)},
+        )
         assert result.rowcount == 1 and result.lastrowid > 0
         conn.commit()
-        row = conn.execute(text("SELECT id, name, born FROM sa_authors WHERE name = :n"), {"n": "é中文🦫"}).one()
+        row = conn.execute(
+            text("SELECT id, name, born FROM sa_authors WHERE name = :n"), {"n": "é中文🦫"}
+        ).one()
         assert tuple(row) == (result.lastrowid, "é中文🦫", dt.date(2000, 2, 29))
         with pytest.raises(ProgrammingError) as ei:
             conn.execute(text("SELEC 1"))
@@ -217,7 +250,8 @@ def test_like_backslash_escape(engine):
         s.add(Author(name="like", books=[Book(title=t) for t in ("a\\b", "a%b", "a_b", "axb")]))
         s.commit()
         titles = lambda pattern: s.scalars(  # noqa: E731
-            select(Book.title).where(Book.title.like(pattern)).order_by(Book.id)).all()
+            select(Book.title).where(Book.title.like(pattern)).order_by(Book.id)
+        ).all()
         assert titles("%\\\\%") == ["a\\b"]  # pattern %\\% : one literal backslash
         assert titles("a\\%b") == ["a%b"]
         assert titles("a\\_b") == ["a_b"]

@@ -115,14 +115,28 @@ def test_transactions_and_savepoints(cur):
     assert q(cur, "SELECT v FROM t WHERE v LIKE 'tx%'") == (("tx1",),)
 
 
-@pytest.mark.parametrize("sql", [
-    "LOCK TABLES t WRITE", "UNLOCK TABLES",
-    "SET @x = 1", "SET SESSION sql_mode = 'TRADITIONAL'", "SET marmot_transpilation = ON",
-    "XA START 'x1'", "XA END 'x1'", "XA PREPARE 'x1'", "XA COMMIT 'x1'", "XA ROLLBACK 'x1'",
-    "GRANT SELECT ON compat.* TO 'u'@'%'", "REVOKE SELECT ON compat.* FROM 'u'@'%'",
-    "CREATE USER 'u2'@'%' IDENTIFIED BY 'p'", "ALTER USER 'u2'@'%' IDENTIFIED BY 'q'", "DROP USER 'u2'@'%'",
-    "OPTIMIZE TABLE t", "REPAIR TABLE t",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "LOCK TABLES t WRITE",
+        "UNLOCK TABLES",
+        "SET @x = 1",
+        "SET SESSION sql_mode = 'TRADITIONAL'",
+        "SET marmot_transpilation = ON",
+        "XA START 'x1'",
+        "XA END 'x1'",
+        "XA PREPARE 'x1'",
+        "XA COMMIT 'x1'",
+        "XA ROLLBACK 'x1'",
+        "GRANT SELECT ON compat.* TO 'u'@'%'",
+        "REVOKE SELECT ON compat.* FROM 'u'@'%'",
+        "CREATE USER 'u2'@'%' IDENTIFIED BY 'p'",
+        "ALTER USER 'u2'@'%' IDENTIFIED BY 'q'",
+        "DROP USER 'u2'@'%'",
+        "OPTIMIZE TABLE t",
+        "REPAIR TABLE t",
+    ],
+)
 def test_parsed_statements(cur, sql):
     cur.execute(sql)
     assert q(cur, "SELECT COUNT(*) FROM t") == ((2,),)

@@ -19,8 +19,9 @@ INERT = "accepted for compatibility, no effect on this node"
 
 
 def run_marmot(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "marmot.cli", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "marmot.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
 
 
 @pytest.mark.parametrize(
@@ -45,8 +46,12 @@ def _config_warnings(log: str) -> list[str]:
 
 
 def test_inert_keys_start_with_exactly_one_warning(tmp_path: Path) -> None:
-    node = make_node(tmp_path, unix_socket=False, cluster_extra="autoinc_merge_interval_ms = 500\n",
-                     extra_toml="[metastore]\ncache_size_mb = 256\n[coordinator]\nprepare_timeout_ms = 2000\n")
+    node = make_node(
+        tmp_path,
+        unix_socket=False,
+        cluster_extra="autoinc_merge_interval_ms = 500\n",
+        extra_toml="[metastore]\ncache_size_mb = 256\n[coordinator]\nprepare_timeout_ms = 2000\n",
+    )
     node.start()
     try:
         pymysql.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="").close()
@@ -64,7 +69,9 @@ def test_inert_keys_start_with_exactly_one_warning(tmp_path: Path) -> None:
 
 def test_inert_keys_at_their_defaults_start_without_the_warning(tmp_path: Path) -> None:
     # config.toml's own [metastore] section, copied as is: every key set, none changed
-    section = "[metastore]\n" + (REPO / "config.toml").read_text().split("\n[metastore]\n")[1].split("\n\n")[0]
+    section = (
+        "[metastore]\n" + (REPO / "config.toml").read_text().split("\n[metastore]\n")[1].split("\n\n")[0]
+    )
     assert "cache_size_mb = 128" in section
     node = make_node(tmp_path, unix_socket=False, extra_toml=section + "\n")
     node.start()

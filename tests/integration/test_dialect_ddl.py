@@ -19,9 +19,11 @@ def cur(conn):
     for t in ("items_renamed", "items", "owners"):
         c.execute(f"DROP TABLE IF EXISTS {t}")
     c.execute("CREATE TABLE owners (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20))")
-    c.execute("CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(50) NOT NULL, "
-              "qty INT DEFAULT 1, owner_id INT, KEY by_title (title(10)), "
-              "FOREIGN KEY (owner_id) REFERENCES owners(id) ON DELETE CASCADE)")
+    c.execute(
+        "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(50) NOT NULL, "
+        "qty INT DEFAULT 1, owner_id INT, KEY by_title (title(10)), "
+        "FOREIGN KEY (owner_id) REFERENCES owners(id) ON DELETE CASCADE)"
+    )
     c.execute("INSERT INTO owners (name) VALUES ('o')")
     c.execute("INSERT INTO items (title, qty, owner_id) VALUES ('a', 2, LAST_INSERT_ID()), ('b', 3, NULL)")
     return c
@@ -29,11 +31,21 @@ def cur(conn):
 
 def test_add_column_positions_and_defaults(cur):
     cur.execute("ALTER TABLE items ADD COLUMN note TEXT")
-    cur.execute("ALTER TABLE items ADD COLUMN flag TINYINT(1) NOT NULL")  # existing rows get MySQL's implicit 0
+    cur.execute(
+        "ALTER TABLE items ADD COLUMN flag TINYINT(1) NOT NULL"
+    )  # existing rows get MySQL's implicit 0
     cur.execute("ALTER TABLE items ADD COLUMN code VARCHAR(8) NOT NULL DEFAULT 'x' AFTER id")
     cur.execute("ALTER TABLE items ADD COLUMN first_col INT FIRST")
     assert [c[0] for c in columns(cur, "items")] == [
-        "first_col", "id", "code", "title", "qty", "owner_id", "note", "flag"]
+        "first_col",
+        "id",
+        "code",
+        "title",
+        "qty",
+        "owner_id",
+        "note",
+        "flag",
+    ]
     cur.execute("SELECT code, flag, title FROM items ORDER BY title")
     assert cur.fetchall() == (("x", 0, "a"), ("x", 0, "b"))
 
@@ -103,9 +115,11 @@ def test_views(cur):
 def test_on_update_current_timestamp_and_zero_dates(conn):
     cur = conn.cursor()
     cur.execute("DROP TABLE IF EXISTS stamped")
-    cur.execute("CREATE TABLE stamped (id INT PRIMARY KEY, v INT, "
-                "created DATETIME NOT NULL DEFAULT '0000-00-00 00:00:00', "
-                "updated TIMESTAMP NOT NULL DEFAULT '2000-01-01 00:00:00' ON UPDATE CURRENT_TIMESTAMP)")
+    cur.execute(
+        "CREATE TABLE stamped (id INT PRIMARY KEY, v INT, "
+        "created DATETIME NOT NULL DEFAULT '0000-00-00 00:00:00', "
+        "updated TIMESTAMP NOT NULL DEFAULT '2000-01-01 00:00:00' ON UPDATE CURRENT_TIMESTAMP)"
+    )
     cur.execute("INSERT INTO stamped (id, v) VALUES (1, 1)")
     cur.execute("SELECT CAST(created AS CHAR), CAST(updated AS CHAR) FROM stamped")
     assert cur.fetchone() == ("0000-00-00 00:00:00", "2000-01-01 00:00:00")
@@ -122,12 +136,20 @@ def test_triggers(node):
     cur = c.cursor()
     cur.execute("DROP TABLE IF EXISTS audit")
     cur.execute("DROP TABLE IF EXISTS accounts")
-    cur.execute("CREATE TABLE accounts (id INT PRIMARY KEY, name VARCHAR(20), name_upper VARCHAR(20), bal INT)")
-    cur.execute("CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, account INT, what VARCHAR(10), delta INT)")
-    cur.execute("CREATE TRIGGER acc_upper BEFORE INSERT ON accounts FOR EACH ROW SET NEW.name_upper = UPPER(NEW.name)")
-    cur.execute("CREATE DEFINER=`root`@`%` TRIGGER acc_log AFTER UPDATE ON accounts FOR EACH ROW BEGIN "
-                "INSERT INTO audit (account, what, delta) VALUES (NEW.id, 'update', NEW.bal - OLD.bal); "
-                "DELETE FROM audit WHERE delta = 0; END")
+    cur.execute(
+        "CREATE TABLE accounts (id INT PRIMARY KEY, name VARCHAR(20), name_upper VARCHAR(20), bal INT)"
+    )
+    cur.execute(
+        "CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, account INT, what VARCHAR(10), delta INT)"
+    )
+    cur.execute(
+        "CREATE TRIGGER acc_upper BEFORE INSERT ON accounts FOR EACH ROW SET NEW.name_upper = UPPER(NEW.name)"
+    )
+    cur.execute(
+        "CREATE DEFINER=`root`@`%` TRIGGER acc_log AFTER UPDATE ON accounts FOR EACH ROW BEGIN "
+        "INSERT INTO audit (account, what, delta) VALUES (NEW.id, 'update', NEW.bal - OLD.bal); "
+        "DELETE FROM audit WHERE delta = 0; END"
+    )
     cur.execute("INSERT INTO accounts (id, name, bal) VALUES (1, 'ann', 10)")
     cur.execute("UPDATE accounts SET bal = 15 WHERE id = 1")
     cur.execute("UPDATE accounts SET name = 'x' WHERE id = 1")  # delta 0: logged, then deleted by the trigger
@@ -135,8 +157,10 @@ def test_triggers(node):
     assert cur.fetchone() == ("ANN",)
     cur.execute("SELECT account, what, delta FROM audit")
     assert cur.fetchall() == ((1, "update", 5),)
-    cur.execute("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_TABLE = 'accounts' "
-                "ORDER BY TRIGGER_NAME")
+    cur.execute(
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_TABLE = 'accounts' "
+        "ORDER BY TRIGGER_NAME"
+    )
     assert [r[0] for r in cur.fetchall()] == ["acc_log", "acc_upper"]
     cur.execute("DROP TRIGGER IF EXISTS acc_log")
     cur.execute("DROP TRIGGER acc_upper")
@@ -149,8 +173,10 @@ def test_triggers(node):
 def test_enum_and_set_columns_keep_their_values(conn):
     cur = conn.cursor()
     cur.execute("DROP TABLE IF EXISTS shirts")
-    cur.execute("CREATE TABLE shirts (id INT PRIMARY KEY, size ENUM('s','m','l') NOT NULL DEFAULT 'm', "
-                "tags SET('new','sale','eco'))")
+    cur.execute(
+        "CREATE TABLE shirts (id INT PRIMARY KEY, size ENUM('s','m','l') NOT NULL DEFAULT 'm', "
+        "tags SET('new','sale','eco'))"
+    )
     cur.execute("INSERT INTO shirts (id, tags) VALUES (1, 'new,eco')")
     cur.execute("SELECT size, tags FROM shirts")
     assert cur.fetchone() == ("m", "new,eco")

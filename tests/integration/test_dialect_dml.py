@@ -23,10 +23,14 @@ def cur(conn):
 
 
 def test_insert_on_duplicate_key_update(cur):
-    cur.execute("INSERT INTO opts (option_name, option_value) VALUES ('a', '1') "
-                "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)")
-    cur.execute("INSERT INTO opts (option_name, option_value) VALUES ('a', '2') "
-                "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)")
+    cur.execute(
+        "INSERT INTO opts (option_name, option_value) VALUES ('a', '1') "
+        "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)"
+    )
+    cur.execute(
+        "INSERT INTO opts (option_name, option_value) VALUES ('a', '2') "
+        "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)"
+    )
     cur.execute("SELECT option_value, COUNT(*) FROM opts WHERE option_name = 'a'")
     assert cur.fetchone() == ("2", 1)
 
@@ -43,7 +47,10 @@ def test_insert_ignore_and_replace(cur):
 
 def test_insert_set_and_multi_row(cur):
     cur.execute("INSERT INTO opts SET option_name = 's', option_value = 'v'")
-    assert cur.execute("INSERT INTO opts (option_name, option_value) VALUES ('m1','x'),('m2','y'),('m3','z')") == 3
+    assert (
+        cur.execute("INSERT INTO opts (option_name, option_value) VALUES ('m1','x'),('m2','y'),('m3','z')")
+        == 3
+    )
     cur.execute("SELECT COUNT(*) FROM opts")
     assert cur.fetchone() == (4,)
 
@@ -51,8 +58,10 @@ def test_insert_set_and_multi_row(cur):
 def test_calc_found_rows(cur):
     for i in range(25):
         cur.execute("INSERT INTO opts (option_name, option_value) VALUES (%s, %s)", (f"n{i:02d}", str(i)))
-    cur.execute("SELECT SQL_CALC_FOUND_ROWS option_name FROM opts WHERE option_value > '1' "
-                "ORDER BY option_name LIMIT 10, 5")
+    cur.execute(
+        "SELECT SQL_CALC_FOUND_ROWS option_name FROM opts WHERE option_value > '1' "
+        "ORDER BY option_name LIMIT 10, 5"
+    )
     assert [r[0] for r in cur.fetchall()] == ["n12", "n13", "n14", "n15", "n16"]  # n02..n24 match
     cur.execute("SELECT FOUND_ROWS()")
     # values > '1' as strings: everything except '0', '1'
@@ -61,8 +70,9 @@ def test_calc_found_rows(cur):
 
 def test_update_delete_order_limit_and_joins(cur):
     for i in range(5):
-        cur.execute("INSERT INTO opts (option_name, option_value, autoload) VALUES (%s, %s, 'no')",
-                    (f"o{i}", str(i)))
+        cur.execute(
+            "INSERT INTO opts (option_name, option_value, autoload) VALUES (%s, %s, 'no')", (f"o{i}", str(i))
+        )
     assert cur.execute("UPDATE opts SET autoload = 'yes' ORDER BY option_name DESC LIMIT 2") == 2
     cur.execute("SELECT option_name FROM opts WHERE autoload = 'yes' ORDER BY option_name")
     assert cur.fetchall() == (("o3",), ("o4",))
@@ -70,7 +80,9 @@ def test_update_delete_order_limit_and_joins(cur):
     cur.execute("DROP TABLE IF EXISTS meta")
     cur.execute("CREATE TABLE meta (id INT PRIMARY KEY, name VARCHAR(20), note TEXT)")
     cur.execute("INSERT INTO meta VALUES (1, 'o1', 'one'), (2, 'o2', 'two'), (9, 'gone', 'x')")
-    cur.execute("UPDATE opts o JOIN meta m ON m.name = o.option_name SET o.option_value = m.note WHERE m.id < 5")
+    cur.execute(
+        "UPDATE opts o JOIN meta m ON m.name = o.option_name SET o.option_value = m.note WHERE m.id < 5"
+    )
     cur.execute("SELECT option_value FROM opts WHERE option_name IN ('o1','o2') ORDER BY option_name")
     assert cur.fetchall() == (("one",), ("two",))
     cur.execute("DELETE m FROM meta m LEFT JOIN opts o ON o.option_name = m.name WHERE o.option_id IS NULL")
@@ -133,8 +145,10 @@ def test_syntax_error_points_at_the_problem(conn):
 
 
 def test_affected_rows_like_mysql(cur):
-    sql = ("INSERT INTO opts (option_name, option_value) VALUES ('u', %s) "
-           "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)")
+    sql = (
+        "INSERT INTO opts (option_name, option_value) VALUES ('u', %s) "
+        "ON DUPLICATE KEY UPDATE option_value = VALUES(option_value)"
+    )
     assert cur.execute(sql, ("1",)) == 1  # inserted
     assert cur.execute(sql, ("2",)) == 2  # updated
     assert cur.execute(sql, ("2",)) == 0  # unchanged

@@ -40,8 +40,9 @@ from tests.support import connect
 
 DUMP = shutil.which("mariadb-dump") or shutil.which("mysqldump")
 MYSQL = shutil.which("mysql")
-pytestmark = pytest.mark.skipif(DUMP is None or MYSQL is None,
-                                reason="mariadb-dump / mysql (Debian mariadb-client) are not installed")
+pytestmark = pytest.mark.skipif(
+    DUMP is None or MYSQL is None, reason="mariadb-dump / mysql (Debian mariadb-client) are not installed"
+)
 
 DB = "shop"
 BLOB = bytes(range(256)) * 40  # every byte value, 10 KiB
@@ -120,23 +121,36 @@ def _populate(node: NodeProcess) -> None:
             cur.execute(stmt)
         cur.executemany(
             "INSERT INTO customers (id, email, name, tier, note, created) VALUES (%s, %s, %s, %s, %s, %s)",
-            [(1, "a@x.org", "O'Brien", "pro", TEXTS[1], "2024-01-02 03:04:05"),
-             (2, "b@x.org", None, "free", TEXTS[2], "2023-12-31 23:59:59"),
-             (3, "c@x.org", "Zoë 中文 🦫", "enterprise", TEXTS[3], "1999-01-01 00:00:00"),
-             (4, "d@x.org", "", "free", TEXTS[4], "2000-01-01 00:00:00")])
-        cur.execute("INSERT INTO customers (email, name) VALUES ('gen@x.org', 'generated id')")  # a cluster id
-        cur.execute("INSERT INTO shipping_addresses VALUES (1, 'home', '1 Main St', 'Springfield'), "
-                    "(1, 'work', '2 Side St', NULL), (3, 'home', 'Straße 5', 'Köln')")
-        cur.execute("INSERT INTO products (sku, variant, price, qty, weight, image, `key`) VALUES "
-                    "('AB-1', 1, 9.99, 3, 1.5, %s, 'k1'), ('AB-1', 2, 0.05, 0, NULL, NULL, NULL), "
-                    "('ZZ', 7, -12345678.90, -1, 2.25e10, '', 'k2')",
-                    (b"\x00\xff\r\n'\\\"\x1a",))
-        cur.execute("INSERT INTO orders (id, customer_id, placed_on, placed_at, total, big) VALUES "
-                    "(10, 1, '2024-05-06', '2024-05-06 07:08:09', 10.04, 9007199254740993), "
-                    "(11, 1, NULL, NULL, NULL, -9223372036854775808), "
-                    "(12, 3, '2024-02-29', '2024-02-29 12:00:00', 0.00, 9223372036854775807)")
+            [
+                (1, "a@x.org", "O'Brien", "pro", TEXTS[1], "2024-01-02 03:04:05"),
+                (2, "b@x.org", None, "free", TEXTS[2], "2023-12-31 23:59:59"),
+                (3, "c@x.org", "Zoë 中文 🦫", "enterprise", TEXTS[3], "1999-01-01 00:00:00"),
+                (4, "d@x.org", "", "free", TEXTS[4], "2000-01-01 00:00:00"),
+            ],
+        )
+        cur.execute(
+            "INSERT INTO customers (email, name) VALUES ('gen@x.org', 'generated id')"
+        )  # a cluster id
+        cur.execute(
+            "INSERT INTO shipping_addresses VALUES (1, 'home', '1 Main St', 'Springfield'), "
+            "(1, 'work', '2 Side St', NULL), (3, 'home', 'Straße 5', 'Köln')"
+        )
+        cur.execute(
+            "INSERT INTO products (sku, variant, price, qty, weight, image, `key`) VALUES "
+            "('AB-1', 1, 9.99, 3, 1.5, %s, 'k1'), ('AB-1', 2, 0.05, 0, NULL, NULL, NULL), "
+            "('ZZ', 7, -12345678.90, -1, 2.25e10, '', 'k2')",
+            (b"\x00\xff\r\n'\\\"\x1a",),
+        )
+        cur.execute(
+            "INSERT INTO orders (id, customer_id, placed_on, placed_at, total, big) VALUES "
+            "(10, 1, '2024-05-06', '2024-05-06 07:08:09', 10.04, 9007199254740993), "
+            "(11, 1, NULL, NULL, NULL, -9223372036854775808), "
+            "(12, 3, '2024-02-29', '2024-02-29 12:00:00', 0.00, 9223372036854775807)"
+        )
         cur.execute("INSERT INTO orders (customer_id, total) VALUES (2, 99.99)")
-        cur.execute("INSERT INTO blobs VALUES (1, %s, %s), (2, NULL, ''), (3, '', NULL)", (BLOB, bytes(range(256))))
+        cur.execute(
+            "INSERT INTO blobs VALUES (1, %s, %s), (2, NULL, ''), (3, '', NULL)", (BLOB, bytes(range(256)))
+        )
     finally:
         c.close()
 
@@ -163,22 +177,41 @@ def fresh(tmp_path: Path):
 
 def dump(node: NodeProcess, *options: str, database: str = DB) -> bytes:
     """Run mariadb-dump; stderr must stay empty (it reports every probe the server refused there)."""
-    cmd = [DUMP, "--no-defaults", "-h127.0.0.1", f"-P{node.mysql_port}", "-uroot", "--skip-ssl",
-           *options, *([database] if database else [])]
+    cmd = [
+        DUMP,
+        "--no-defaults",
+        "-h127.0.0.1",
+        f"-P{node.mysql_port}",
+        "-uroot",
+        "--skip-ssl",
+        *options,
+        *([database] if database else []),
+    ]
     proc = subprocess.run(cmd, capture_output=True, timeout=20, check=False)
     assert proc.returncode == 0 and proc.stderr == b"", (
-        f"mariadb-dump exited {proc.returncode}: {proc.stderr.decode(errors='replace')}")
+        f"mariadb-dump exited {proc.returncode}: {proc.stderr.decode(errors='replace')}"
+    )
     return proc.stdout
 
 
 def load(node: NodeProcess, script: bytes, database: str | None = DB) -> None:
     """``mysql [db] < dump.sql`` as a user restores a backup; stops at the first failing statement."""
-    cmd = [MYSQL, "--no-defaults", "-h127.0.0.1", f"-P{node.mysql_port}", "-uroot", "--skip-ssl",
-           "--protocol=TCP", "--connect-timeout=5"]
+    cmd = [
+        MYSQL,
+        "--no-defaults",
+        "-h127.0.0.1",
+        f"-P{node.mysql_port}",
+        "-uroot",
+        "--skip-ssl",
+        "--protocol=TCP",
+        "--connect-timeout=5",
+    ]
     if database:
         cmd.append(database)
     proc = subprocess.run(cmd, input=script, capture_output=True, timeout=20, check=False)
-    assert proc.returncode == 0, f"mysql < dump exited {proc.returncode}: {proc.stderr.decode(errors='replace')}"
+    assert proc.returncode == 0, (
+        f"mysql < dump exited {proc.returncode}: {proc.stderr.decode(errors='replace')}"
+    )
 
 
 def snapshot(node: NodeProcess) -> dict[str, object]:
@@ -202,18 +235,26 @@ def snapshot(node: NodeProcess) -> dict[str, object]:
             if kind == "BASE TABLE":
                 cur.execute(f"SHOW INDEX FROM `{name}`")
                 snap[f"index:{name}"] = cur.fetchall()
-        cur.execute("SELECT TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, IS_NULLABLE, DATA_TYPE, "
-                    "CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, COLUMN_TYPE, COLUMN_KEY, EXTRA "
-                    "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
-                    (DB,))
+        cur.execute(
+            "SELECT TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, IS_NULLABLE, DATA_TYPE, "
+            "CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, COLUMN_TYPE, COLUMN_KEY, EXTRA "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (DB,),
+        )
         snap["information_schema.COLUMNS"] = cur.fetchall()
-        cur.execute("SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, ORDINAL_POSITION, REFERENCED_TABLE_NAME, "
-                    "REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
-                    "ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION", (DB,))
+        cur.execute(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, ORDINAL_POSITION, REFERENCED_TABLE_NAME, "
+            "REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
+            "ORDER BY TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION",
+            (DB,),
+        )
         snap["information_schema.KEY_COLUMN_USAGE"] = cur.fetchall()
-        cur.execute("SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME, UPDATE_RULE, DELETE_RULE "
-                    "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s "
-                    "ORDER BY CONSTRAINT_NAME", (DB,))
+        cur.execute(
+            "SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME, UPDATE_RULE, DELETE_RULE "
+            "FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s "
+            "ORDER BY CONSTRAINT_NAME",
+            (DB,),
+        )
         snap["information_schema.REFERENTIAL_CONSTRAINTS"] = cur.fetchall()
         return snap
     finally:
@@ -227,16 +268,32 @@ def _rows(snap: dict[str, object], table: str) -> list[tuple]:
 def test_source_contents_are_what_was_written(source):
     """Guards the comparison below: an equal-but-wrong pair of snapshots must not pass it."""
     snap = snapshot(source)
-    assert [n for n, _ in snap["objects"]] == ["big_orders", "blobs", "customers", "orders", "products",
-                                               "shipping_addresses"]
+    assert [n for n, _ in snap["objects"]] == [
+        "big_orders",
+        "blobs",
+        "customers",
+        "orders",
+        "products",
+        "shipping_addresses",
+    ]
     customers = {r[0]: r for r in _rows(snap, "customers")}
-    assert customers[1][1:6] == ("a@x.org", "O'Brien", "pro", TEXTS[1], datetime.datetime(2024, 1, 2, 3, 4, 5))
+    assert customers[1][1:6] == (
+        "a@x.org",
+        "O'Brien",
+        "pro",
+        TEXTS[1],
+        datetime.datetime(2024, 1, 2, 3, 4, 5),
+    )
     assert customers[2][2] is None and customers[2][4] == TEXTS[2]
     assert customers[3][2] == "Zoë 中文 🦫" and customers[3][4] is None
     assert customers[4][2] == "" and customers[4][4] == ""
     assert len(customers) == 5 and max(customers) > 2**40  # the generated id is a cluster id
     blobs = {r[0]: r for r in _rows(snap, "blobs")}
-    assert blobs[1][1:] == (BLOB, bytes(range(256))) and blobs[2][1:] == (None, b"") and blobs[3][1:] == (b"", None)
+    assert (
+        blobs[1][1:] == (BLOB, bytes(range(256)))
+        and blobs[2][1:] == (None, b"")
+        and blobs[3][1:] == (b"", None)
+    )
     products = _rows(snap, "products")
     assert products[0][2] == decimal.Decimal("9.99") and products[0][5] == b"\x00\xff\r\n'\\\"\x1a"
     assert products[2][2] == decimal.Decimal("-12345678.90") and products[2][5] == b""
@@ -251,7 +308,8 @@ def test_source_contents_are_what_was_written(source):
     assert create.index("UNIQUE KEY `uq_email`") < create.index("KEY `idx_name`")
     view = snap["create:big_orders"]
     assert view[0][0] == "big_orders" and view[0][1].startswith(  # type: ignore[index]
-        "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `big_orders` AS ")
+        "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `big_orders` AS "
+    )
     assert snap["information_schema.REFERENTIAL_CONSTRAINTS"] == (
         ("fk_orders_customer", "orders", "customers", "NO ACTION", "NO ACTION"),
         ("shipping_addresses_ibfk_1", "shipping_addresses", "customers", "NO ACTION", "CASCADE"),
@@ -273,17 +331,26 @@ def test_schema_only_dump_with_create_database(source, fresh):
             assert after[key] == value, key
 
 
-@pytest.mark.parametrize("options", [
-    (),  # mariadb-dump's defaults: LOCK TABLES ... READ while dumping, extended INSERTs, raw binary strings
-    # What many backup scripts use instead: a consistent snapshot (START TRANSACTION WITH CONSISTENT
-    # SNAPSHOT, then SAVEPOINT sp / ROLLBACK TO SAVEPOINT sp around every table), blobs as 0x... literals,
-    # one INSERT per row.
-    ("--single-transaction", "--hex-blob", "--skip-extended-insert"),
-], ids=["defaults", "single-transaction-hex-blob"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        (),  # mariadb-dump's defaults: LOCK TABLES ... READ while dumping, extended INSERTs, raw binary strings
+        # What many backup scripts use instead: a consistent snapshot (START TRANSACTION WITH CONSISTENT
+        # SNAPSHOT, then SAVEPOINT sp / ROLLBACK TO SAVEPOINT sp around every table), blobs as 0x... literals,
+        # one INSERT per row.
+        ("--single-transaction", "--hex-blob", "--skip-extended-insert"),
+    ],
+    ids=["defaults", "single-transaction-hex-blob"],
+)
 def test_full_dump_roundtrip(source, fresh, options):
     script = dump(source, *options)
-    for line in (b"LOCK TABLES `customers` WRITE;", b"/*!40000 ALTER TABLE `customers` DISABLE KEYS */;",
-                 b"INSERT INTO `customers` VALUES", b"UNLOCK TABLES;", b"/*!50001 CREATE ALGORITHM=UNDEFINED */"):
+    for line in (
+        b"LOCK TABLES `customers` WRITE;",
+        b"/*!40000 ALTER TABLE `customers` DISABLE KEYS */;",
+        b"INSERT INTO `customers` VALUES",
+        b"UNLOCK TABLES;",
+        b"/*!50001 CREATE ALGORITHM=UNDEFINED */",
+    ):
         assert line in script
     if "--hex-blob" in options:
         assert b"INSERT INTO `blobs` VALUES (2,NULL,'');" in script and b",0x000102" in script
@@ -357,8 +424,10 @@ def test_child_table_dumped_before_its_parent(fresh):
     cur.execute("CREATE DATABASE fkorder")
     cur.execute("USE fkorder")
     cur.execute("CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20))")
-    cur.execute("CREATE TABLE addresses (id INT PRIMARY KEY, customer_id INT NOT NULL, "
-                "FOREIGN KEY (customer_id) REFERENCES customers (id))")
+    cur.execute(
+        "CREATE TABLE addresses (id INT PRIMARY KEY, customer_id INT NOT NULL, "
+        "FOREIGN KEY (customer_id) REFERENCES customers (id))"
+    )
     cur.execute("INSERT INTO customers VALUES (1, 'a')")
     cur.execute("INSERT INTO addresses VALUES (10, 1)")
     c.close()
@@ -376,8 +445,12 @@ def test_child_table_dumped_before_its_parent(fresh):
 
 def test_create_database_with_version_comments(conn):
     cur = conn.cursor()
-    cur.execute("CREATE DATABASE /*!32312 IF NOT EXISTS*/ `dump_vc` /*!40100 DEFAULT CHARACTER SET utf8mb4 */")
-    cur.execute("CREATE DATABASE /*!32312 IF NOT EXISTS*/ `dump_vc` /*!40100 DEFAULT CHARACTER SET utf8mb4 */")
+    cur.execute(
+        "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `dump_vc` /*!40100 DEFAULT CHARACTER SET utf8mb4 */"
+    )
+    cur.execute(
+        "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `dump_vc` /*!40100 DEFAULT CHARACTER SET utf8mb4 */"
+    )
     cur.execute("SHOW DATABASES LIKE 'dump\\_vc'")
     assert cur.fetchall() == (("dump_vc",),)
 
@@ -389,14 +462,21 @@ def test_dump_with_triggers(node, conn, fresh):
     cur.execute("USE trg")
     cur.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20), name_upper VARCHAR(20))")
     cur.execute("CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, item_id INT, action VARCHAR(10))")
-    cur.execute("CREATE TRIGGER items_ai AFTER INSERT ON items FOR EACH ROW "
-                "BEGIN INSERT INTO audit (item_id, action) VALUES (NEW.id, 'insert'); END")
-    cur.execute("CREATE TRIGGER items_bu BEFORE UPDATE ON items FOR EACH ROW SET NEW.name_upper = UPPER(NEW.name)")
+    cur.execute(
+        "CREATE TRIGGER items_ai AFTER INSERT ON items FOR EACH ROW "
+        "BEGIN INSERT INTO audit (item_id, action) VALUES (NEW.id, 'insert'); END"
+    )
+    cur.execute(
+        "CREATE TRIGGER items_bu BEFORE UPDATE ON items FOR EACH ROW SET NEW.name_upper = UPPER(NEW.name)"
+    )
     cur.execute("INSERT INTO items (id, name) VALUES (1, 'apple')")
     cur.execute("UPDATE items SET name = 'pear' WHERE id = 1")
     cur.execute("SHOW TRIGGERS")
     triggers = cur.fetchall()
-    assert [(t[0], t[1], t[2]) for t in triggers] == [("items_ai", "INSERT", "items"), ("items_bu", "UPDATE", "items")]
+    assert [(t[0], t[1], t[2]) for t in triggers] == [
+        ("items_ai", "INSERT", "items"),
+        ("items_bu", "UPDATE", "items"),
+    ]
     script = dump(node, database="trg")
     assert b"DELIMITER ;;" in script and b"TRIGGER `items_ai` AFTER INSERT ON `items` FOR EACH ROW" in script
     target = fresh()
@@ -446,19 +526,30 @@ def test_generated_columns_schema(node, fresh):
         cur = c.cursor()
         cur.execute("CREATE DATABASE gencols")
         cur.execute("USE gencols")
-        cur.execute("CREATE TABLE t (a INT, b INT AS (a * 2), c INT GENERATED ALWAYS AS (a + 1) STORED, "
-                    "CONSTRAINT a_small CHECK (a < 100), CHECK (a <> 13))")
+        cur.execute(
+            "CREATE TABLE t (a INT, b INT AS (a * 2), c INT GENERATED ALWAYS AS (a + 1) STORED, "
+            "CONSTRAINT a_small CHECK (a < 100), CHECK (a <> 13))"
+        )
         cur.execute("SHOW CREATE TABLE gencols.t")
         create = cur.fetchone()[1]
-        cur.execute("SELECT COLUMN_NAME, EXTRA, GENERATION_EXPRESSION FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = 'gencols' ORDER BY ORDINAL_POSITION")
+        cur.execute(
+            "SELECT COLUMN_NAME, EXTRA, GENERATION_EXPRESSION FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = 'gencols' ORDER BY ORDINAL_POSITION"
+        )
         columns = cur.fetchall()
     finally:
         c.close()
     assert "`b` int GENERATED ALWAYS AS ((`a` * 2)) VIRTUAL" in create
     assert "`c` int GENERATED ALWAYS AS ((`a` + 1)) STORED" in create
-    assert "CONSTRAINT `a_small` CHECK ((`a` < 100))" in create and "CONSTRAINT `t_chk_1` CHECK ((`a` <> 13))" in create
-    assert columns == (("a", "", ""), ("b", "VIRTUAL GENERATED", "(`a` * 2)"), ("c", "STORED GENERATED", "(`a` + 1)"))
+    assert (
+        "CONSTRAINT `a_small` CHECK ((`a` < 100))" in create
+        and "CONSTRAINT `t_chk_1` CHECK ((`a` <> 13))" in create
+    )
+    assert columns == (
+        ("a", "", ""),
+        ("b", "VIRTUAL GENERATED", "(`a` * 2)"),
+        ("c", "STORED GENERATED", "(`a` + 1)"),
+    )
     target = fresh()
     load(target, dump(node, "--no-data", "--databases", database="gencols"), database=None)
     c = connect(target, "gencols")

@@ -63,7 +63,9 @@ def test_always_loaded(tmp_path):
     ext_dir = tmp_path / "extensions"
     ext_dir.mkdir()
     shutil.copy(Path(sqlite_vec.loadable_path() + ".so"), ext_dir / "vec0.so")
-    n = make_node(tmp_path, extra_toml=f'[extensions]\ndirectory = "{ext_dir}"\nalways_loaded = ["vec0"]\n').start()
+    n = make_node(
+        tmp_path, extra_toml=f'[extensions]\ndirectory = "{ext_dir}"\nalways_loaded = ["vec0"]\n'
+    ).start()
     try:
         c = connect(n)
         cur = c.cursor()

@@ -321,8 +321,10 @@ CASES = [
     ("DATE_SUB('2025-01-01 00:00:00', INTERVAL '1 1:1:1' DAY_SECOND)", "2024-12-30 22:58:59"),
     ("DATE_ADD('1900-01-01 00:00:00', INTERVAL '-1 10' DAY_HOUR)", "1899-12-30 14:00:00"),
     ("DATE_SUB('1998-01-02', INTERVAL 31 DAY)", "1997-12-02"),
-    ("DATE_ADD('1992-12-31 23:59:59.000002', INTERVAL '1.999999' SECOND_MICROSECOND)",
-     "1993-01-01 00:00:01.000001"),
+    (
+        "DATE_ADD('1992-12-31 23:59:59.000002', INTERVAL '1.999999' SECOND_MICROSECOND)",
+        "1993-01-01 00:00:01.000001",
+    ),
     ("DATE_ADD('2024-01-31', INTERVAL 1 MONTH)", "2024-02-29"),
     ("DATE_ADD('2024-01-31', INTERVAL 2 HOUR)", "2024-01-31 02:00:00"),
     ("DATE_ADD(DATE_ADD('2024-01-30', INTERVAL 1 DAY), INTERVAL 1 MONTH)", "2024-02-29"),
@@ -371,8 +373,8 @@ CASES = [
     ("JSON_EXTRACT('[10, 20, [30, 40]]', '$[1]')", "20"),
     ("JSON_EXTRACT('[10, 20, [30, 40]]', '$[1]', '$[0]')", "[20, 10]"),
     ("JSON_EXTRACT('[10, 20, [30, 40]]', '$[2][*]')", "[30, 40]"),
-    ("JSON_EXTRACT('{\"a\": {\"b\": 1}, \"c\": [1,2]}', '$.a')", '{"b": 1}'),
-    ("JSON_EXTRACT('{\"b\":1,\"a\":2,\"aa\":3}', '$')", '{"a": 2, "b": 1, "aa": 3}'),
+    ('JSON_EXTRACT(\'{"a": {"b": 1}, "c": [1,2]}\', \'$.a\')', '{"b": 1}'),
+    ('JSON_EXTRACT(\'{"b":1,"a":2,"aa":3}\', \'$\')', '{"a": 2, "b": 1, "aa": 3}'),
     ("JSON_EXTRACT('{\"a\": \"x\"}', '$.a')", '"x"'),
     ("JSON_EXTRACT('{\"a\": \"x\"}', '$.b')", None),
     ("JSON_EXTRACT('{\"a\": null}', '$.a')", "null"),
@@ -381,10 +383,11 @@ CASES = [
     ("JSON_UNQUOTE('[1, 2]')", "[1, 2]"),
     ("'{\"a\": {\"b\": [1, 2, 3]}}' -> '$.a.b[last]'", "3"),
     ("'{\"a\": [1, 2, 3, 4]}' -> '$.a[1 to 2]'", "[2, 3]"),
-    ("'{\"a\": {\"b\": 1}, \"c\": {\"b\": 2}}' -> '$**.b'", "[1, 2]"),
-    ("'{\"a\": \"x\", \"b\": [1]}' ->> '$.a'", "x"),
-    ("'{\"a\": \"x\", \"b\": [1]}' ->> '$.b'", "[1]"),
+    ('\'{"a": {"b": 1}, "c": {"b": 2}}\' -> \'$**.b\'', "[1, 2]"),
+    ('\'{"a": "x", "b": [1]}\' ->> \'$.a\'', "x"),
+    ('\'{"a": "x", "b": [1]}\' ->> \'$.b\'', "[1]"),
 ]
+
 
 def _ids(case: tuple) -> str:
     return case[0][:60]
@@ -420,7 +423,7 @@ def fx(conn):
     c.execute(
         "INSERT INTO fx VALUES (1, 'Hello, World', 'héllo wörld', 42, -7, 2.25, 1234.56, "
         "'2024-02-29 13:45:07', '2024-01-31', '10:11:12', X'616263', "
-        "'{\"a\": {\"b\": [1, 2, 3]}, \"c\": \"x\"}', NULL)"
+        '\'{"a": {"b": [1, 2, 3]}, "c": "x"}\', NULL)'
     )
     return c
 
@@ -547,8 +550,10 @@ def test_over_column_values(fx, expr, expected):
 
 def test_functions_nest(conn):
     c = conn.cursor()
-    c.execute("SELECT UPPER(CONCAT(LEFT(DATE_FORMAT(DATE_ADD('2024-01-31', INTERVAL 1 MONTH), '%M'), 3), "
-              "'-', LPAD(DAY(LAST_DAY('2024-02-01')), 3, '0')))")
+    c.execute(
+        "SELECT UPPER(CONCAT(LEFT(DATE_FORMAT(DATE_ADD('2024-01-31', INTERVAL 1 MONTH), '%M'), 3), "
+        "'-', LPAD(DAY(LAST_DAY('2024-02-01')), 3, '0')))"
+    )
     assert c.fetchone() == ("FEB-029",)
     c.execute("SELECT 1 FROM DUAL WHERE LOWER(CONCAT(%s, SUBSTRING(%s, 2))) = %s", ("A", "xBC", "abc"))
     assert c.fetchone() == (1,)
@@ -559,8 +564,10 @@ _DATETIME_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\Z")
 
 def test_clock_functions_are_utc(conn):
     c = conn.cursor()
-    c.execute("SELECT NOW(), UTC_TIMESTAMP(), CURRENT_TIMESTAMP, SYSDATE(), LOCALTIME(), CURDATE(), "
-              "UTC_DATE(), CURRENT_DATE, CURTIME(), UTC_TIME(), NOW(3), CURTIME(6), UNIX_TIMESTAMP()")
+    c.execute(
+        "SELECT NOW(), UTC_TIMESTAMP(), CURRENT_TIMESTAMP, SYSDATE(), LOCALTIME(), CURDATE(), "
+        "UTC_DATE(), CURRENT_DATE, CURTIME(), UTC_TIME(), NOW(3), CURTIME(6), UNIX_TIMESTAMP()"
+    )
     row = c.fetchone()
     utc = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     for v in row[:5]:
@@ -601,7 +608,9 @@ def test_functions_in_writes(conn):
     c = conn.cursor()
     c.execute("DROP TABLE IF EXISTS fw")
     c.execute("CREATE TABLE fw (id INT PRIMARY KEY, name VARCHAR(40), at DATETIME)")
-    c.execute("INSERT INTO fw VALUES (1, CONCAT('a', LPAD(7, 3, '0')), DATE_ADD('2024-01-31', INTERVAL 1 MONTH))")
+    c.execute(
+        "INSERT INTO fw VALUES (1, CONCAT('a', LPAD(7, 3, '0')), DATE_ADD('2024-01-31', INTERVAL 1 MONTH))"
+    )
     c.execute("UPDATE fw SET name = UPPER(REPLACE(name, %s, %s)) WHERE YEAR(at) = %s", ("a", "b", 2024))
     c.execute("SELECT name, DATE_FORMAT(at, '%Y-%m-%d') FROM fw")
     assert c.fetchone() == ("B007", "2024-02-29")
@@ -610,15 +619,42 @@ def test_functions_in_writes(conn):
 def test_server_side_prepared_parameters(node):
     """COM_STMT_EXECUTE: the client's '?' values reach the functions typed by the binary protocol."""
     connector = pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
-    cnx = connector.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot",
-                            use_pure=True, autocommit=True, charset="utf8mb4")
+    cnx = connector.connect(
+        host="127.0.0.1",
+        port=node.mysql_port,
+        user="root",
+        password="",
+        database="marmot",
+        use_pure=True,
+        autocommit=True,
+        charset="utf8mb4",
+    )
     try:
         cur = cnx.cursor(prepared=True)
         cur.execute(
             "SELECT CONCAT(?, ?), LOCATE(?, ?), SUBSTRING(? FROM ? FOR ?), DATE_FORMAT(?, ?), "
             "DATE_ADD(?, INTERVAL ? DAY), ROUND(?, ?), JSON_EXTRACT(?, ?), TRIM(LEADING ? FROM ?), FIND_IN_SET(?, ?)",
-            ("a", 7, "B", "abc", "Sakila", -5, 3, dt.datetime(2024, 3, 5, 14, 7, 9), "%d.%m.%Y %H:%i",
-             dt.date(2024, 1, 31), 30, Decimal("2.675"), 2, '{"a": [1, 2]}', "$.a[1]", "x", "xxabc", "b", "a,b"),
+            (
+                "a",
+                7,
+                "B",
+                "abc",
+                "Sakila",
+                -5,
+                3,
+                dt.datetime(2024, 3, 5, 14, 7, 9),
+                "%d.%m.%Y %H:%i",
+                dt.date(2024, 1, 31),
+                30,
+                Decimal("2.675"),
+                2,
+                '{"a": [1, 2]}',
+                "$.a[1]",
+                "x",
+                "xxabc",
+                "b",
+                "a,b",
+            ),
         )
         row = cur.fetchone()
     finally:

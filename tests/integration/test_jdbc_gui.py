@@ -26,8 +26,10 @@ from tests.support import connect
 JAR = Path("/usr/share/java/mariadb-java-client.jar")
 SOURCE = Path(__file__).parent / "java" / "GuiProbe.java"
 JAVA, JAVAC = shutil.which("java"), shutil.which("javac")
-pytestmark = pytest.mark.skipif(JAVA is None or JAVAC is None or not JAR.exists(),
-                                reason="java/javac or MariaDB Connector/J (Debian libmariadb-java) is not installed")
+pytestmark = pytest.mark.skipif(
+    JAVA is None or JAVAC is None or not JAR.exists(),
+    reason="java/javac or MariaDB Connector/J (Debian libmariadb-java) is not installed",
+)
 
 SCHEMA = [
     "DROP VIEW IF EXISTS gui_order_totals",
@@ -58,7 +60,7 @@ SCHEMA = [
     "JOIN gui_orders o ON o.customer_id = c.id GROUP BY c.email",
 ]
 TAGS = ("", "server:")  # client-side prepared statements, then server-side ones
-EDITED_NAME = "It's \"new\" \\ Ünïcode 🦫"
+EDITED_NAME = 'It\'s "new" \\ Ünïcode 🦫'
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +75,12 @@ def probes(node, tmp_path_factory) -> dict[str, dict]:
     classes = tmp_path_factory.mktemp("jdbc")
     subprocess.run([JAVAC, "-d", str(classes), str(SOURCE)], check=True, capture_output=True, timeout=60)
     url = f"jdbc:mariadb://127.0.0.1:{node.mysql_port}/marmot?user=root&password=&connectTimeout=5000"
-    proc = subprocess.run([JAVA, "-cp", f"{classes}:{JAR}", "GuiProbe", url, "marmot"], capture_output=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [JAVA, "-cp", f"{classes}:{JAR}", "GuiProbe", url, "marmot"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     out = {}
     for line in proc.stdout.decode("utf-8").splitlines():
@@ -103,7 +109,12 @@ def test_no_probe_failed(probes):
 def test_connection_and_catalogs(probes):
     for tag in TAGS:
         product = ok(probes, tag + "product")
-        assert (product["name"], product["major"], product["catalog"], product["quote"]) == ("MySQL", 8, "marmot", "`")
+        assert (product["name"], product["major"], product["catalog"], product["quote"]) == (
+            "MySQL",
+            8,
+            "marmot",
+            "`",
+        )
         catalogs = [r["TABLE_CAT"] for r in ok(probes, tag + "getCatalogs")["rows"]]
         assert "marmot" in catalogs and "information_schema" in catalogs
         assert not any(c.startswith("__marmot") for c in catalogs)
@@ -114,13 +125,26 @@ def test_connection_and_catalogs(probes):
 def test_tables_and_views(probes):
     for tag in TAGS:
         rows = pick(ok(probes, tag + "getTables")["rows"], "TABLE_CAT", "TABLE_NAME", "TABLE_TYPE")
-        assert rows == [("marmot", "gui_customers", "TABLE"), ("marmot", "gui_orders", "TABLE"),
-                        ("marmot", "gui_order_totals", "VIEW")]
+        assert rows == [
+            ("marmot", "gui_customers", "TABLE"),
+            ("marmot", "gui_orders", "TABLE"),
+            ("marmot", "gui_order_totals", "VIEW"),
+        ]
 
 
 def test_columns(probes):
-    keys = ("COLUMN_NAME", "TYPE_NAME", "DATA_TYPE", "COLUMN_SIZE", "DECIMAL_DIGITS", "NULLABLE", "IS_NULLABLE",
-            "COLUMN_DEF", "ORDINAL_POSITION", "IS_AUTOINCREMENT")
+    keys = (
+        "COLUMN_NAME",
+        "TYPE_NAME",
+        "DATA_TYPE",
+        "COLUMN_SIZE",
+        "DECIMAL_DIGITS",
+        "NULLABLE",
+        "IS_NULLABLE",
+        "COLUMN_DEF",
+        "ORDINAL_POSITION",
+        "IS_AUTOINCREMENT",
+    )
     for tag in TAGS:
         assert pick(ok(probes, tag + "getColumns:gui_customers")["rows"], *keys) == [
             # INT AUTO_INCREMENT is widened to BIGINT: it holds cluster-unique 53-bit ids
@@ -131,32 +155,61 @@ def test_columns(probes):
             ("created", "DATETIME", 93, 19, None, 1, "YES", None, 5, "NO"),
             ("photo", "BLOB", -4, 65535, None, 1, "YES", None, 6, "NO"),
         ]
-        assert pick(ok(probes, tag + "getColumns:gui_orders")["rows"], "COLUMN_NAME", "TYPE_NAME", "NULLABLE",
-                    "IS_AUTOINCREMENT") == [("id", "BIGINT", 0, "YES"), ("customer_id", "INT", 0, "NO"),
-                                            ("total", "DECIMAL", 1, "NO"), ("note", "TEXT", 1, "NO")]
-        view = pick(ok(probes, tag + "getColumns:gui_order_totals")["rows"], "COLUMN_NAME", "TYPE_NAME", "NULLABLE")
+        assert pick(
+            ok(probes, tag + "getColumns:gui_orders")["rows"],
+            "COLUMN_NAME",
+            "TYPE_NAME",
+            "NULLABLE",
+            "IS_AUTOINCREMENT",
+        ) == [
+            ("id", "BIGINT", 0, "YES"),
+            ("customer_id", "INT", 0, "NO"),
+            ("total", "DECIMAL", 1, "NO"),
+            ("note", "TEXT", 1, "NO"),
+        ]
+        view = pick(
+            ok(probes, tag + "getColumns:gui_order_totals")["rows"], "COLUMN_NAME", "TYPE_NAME", "NULLABLE"
+        )
         assert view[0] == ("email", "VARCHAR", 1) and [v[0] for v in view] == ["email", "total"]
 
 
 def test_keys_indexes_and_foreign_keys(probes):
     for tag in TAGS:
         for table in ("gui_customers", "gui_orders"):
-            assert pick(ok(probes, f"{tag}getPrimaryKeys:{table}")["rows"], "COLUMN_NAME", "KEY_SEQ", "PK_NAME") == [
-                ("id", 1, "PRIMARY")]
-        assert pick(ok(probes, tag + "getIndexInfo:gui_customers")["rows"], "NON_UNIQUE", "INDEX_NAME",
-                    "ORDINAL_POSITION", "COLUMN_NAME") == [
-            (0, "PRIMARY", 1, "id"), (0, "uq_email", 1, "email"), (1, "idx_name", 1, "name")]
-        assert pick(ok(probes, tag + "getIndexInfo:gui_orders")["rows"], "NON_UNIQUE", "INDEX_NAME",
-                    "COLUMN_NAME") == [(0, "PRIMARY", "id"), (1, "idx_customer", "customer_id")]
+            assert pick(
+                ok(probes, f"{tag}getPrimaryKeys:{table}")["rows"], "COLUMN_NAME", "KEY_SEQ", "PK_NAME"
+            ) == [("id", 1, "PRIMARY")]
+        assert pick(
+            ok(probes, tag + "getIndexInfo:gui_customers")["rows"],
+            "NON_UNIQUE",
+            "INDEX_NAME",
+            "ORDINAL_POSITION",
+            "COLUMN_NAME",
+        ) == [(0, "PRIMARY", 1, "id"), (0, "uq_email", 1, "email"), (1, "idx_name", 1, "name")]
+        assert pick(
+            ok(probes, tag + "getIndexInfo:gui_orders")["rows"], "NON_UNIQUE", "INDEX_NAME", "COLUMN_NAME"
+        ) == [(0, "PRIMARY", "id"), (1, "idx_customer", "customer_id")]
         imported = ok(probes, tag + "getImportedKeys:gui_orders")["rows"]
         # DatabaseMetaData.importedKeyCascade = 0; no ON UPDATE clause reads as RESTRICT (1), as with MySQL
-        assert pick(imported, "PKTABLE_CAT", "PKTABLE_NAME", "PKCOLUMN_NAME", "FKTABLE_NAME", "FKCOLUMN_NAME",
-                    "KEY_SEQ", "UPDATE_RULE", "DELETE_RULE", "FK_NAME") == [
-            ("marmot", "gui_customers", "id", "gui_orders", "customer_id", 1, 1, 0, "fk_gui_orders_customer")]
+        assert pick(
+            imported,
+            "PKTABLE_CAT",
+            "PKTABLE_NAME",
+            "PKCOLUMN_NAME",
+            "FKTABLE_NAME",
+            "FKCOLUMN_NAME",
+            "KEY_SEQ",
+            "UPDATE_RULE",
+            "DELETE_RULE",
+            "FK_NAME",
+        ) == [
+            ("marmot", "gui_customers", "id", "gui_orders", "customer_id", 1, 1, 0, "fk_gui_orders_customer")
+        ]
         assert ok(probes, tag + "getImportedKeys:gui_customers")["rows"] == []
         exported = ok(probes, tag + "getExportedKeys:gui_customers")["rows"]
-        assert pick(exported, "PKTABLE_NAME", "PKCOLUMN_NAME", "FKTABLE_NAME", "FKCOLUMN_NAME", "FK_NAME") == [
-            ("gui_customers", "id", "gui_orders", "customer_id", "fk_gui_orders_customer")]
+        assert pick(
+            exported, "PKTABLE_NAME", "PKCOLUMN_NAME", "FKTABLE_NAME", "FKCOLUMN_NAME", "FK_NAME"
+        ) == [("gui_customers", "id", "gui_orders", "customer_id", "fk_gui_orders_customer")]
 
 
 def test_open_table_result_set(probes):
@@ -171,8 +224,10 @@ def test_open_table_result_set(probes):
             ("created", "DATETIME", "java.sql.Timestamp", 19, 0),
             ("photo", "BLOB", "[B", 65535, 0),
         ]
-        assert result["rows"] == [[1, "a@x.org", "Ann", "10.50", "2024-01-02 03:04:05.0", None],
-                                  [2, "b@x.org", None, "0.00", None, None]]
+        assert result["rows"] == [
+            [1, "a@x.org", "Ann", "10.50", "2024-01-02 03:04:05.0", None],
+            [2, "b@x.org", None, "0.00", None, None],
+        ]
         view = ok(probes, tag + "select_view")
         assert [m["label"] for m in view["meta"]] == ["email", "total"]
         assert [r[0] for r in view["rows"]] == ["a@x.org", "b@x.org"]
@@ -183,10 +238,24 @@ def test_edit_rows_with_parameters(probes):
         inserted = ok(probes, tag + "prepared_insert")
         assert inserted["count"] == 1 and inserted["id"] > 2
         found = ok(probes, tag + "prepared_select")
-        assert found["rows"] == [[inserted["id"], tag + "new@x.org", EDITED_NAME, "1234.50", "2024-03-04 05:06:07.0",
-                                  "0x00ff275c0a"]]
-        assert [m["type_name"] for m in found["meta"]] == ["BIGINT", "VARCHAR", "VARCHAR", "DECIMAL", "DATETIME",
-                                                           "BLOB"]
+        assert found["rows"] == [
+            [
+                inserted["id"],
+                tag + "new@x.org",
+                EDITED_NAME,
+                "1234.50",
+                "2024-03-04 05:06:07.0",
+                "0x00ff275c0a",
+            ]
+        ]
+        assert [m["type_name"] for m in found["meta"]] == [
+            "BIGINT",
+            "VARCHAR",
+            "VARCHAR",
+            "DECIMAL",
+            "DATETIME",
+            "BLOB",
+        ]
         assert ok(probes, tag + "prepared_update")["count"] == 1
         assert ok(probes, tag + "prepared_delete")["count"] == 1
 
@@ -199,36 +268,56 @@ def test_gui_statements(probes):
     assert ["utf8mb4", "UTF-8 Unicode", "utf8mb4_general_ci", 4] in sql("SHOW CHARSET")["rows"]
     assert any(r[0] == "utf8mb4_general_ci" for r in sql("SHOW COLLATION")["rows"])
     assert sql("SELECT @@GLOBAL.character_set_server, @@GLOBAL.collation_server")["rows"] == [
-        ["utf8mb4", "utf8mb4_general_ci"]]
+        ["utf8mb4", "utf8mb4_general_ci"]
+    ]
     assert sql("SHOW VARIABLES LIKE 'lower_case_table_names'")["rows"] == [["lower_case_table_names", "0"]]
     assert sql("SHOW FULL PROCESSLIST")["columns"][:3] == ["Id", "User", "Host"]
     assert sql("SHOW FULL TABLES FROM `%1$s`")["rows"] == [
-        ["gui_customers", "BASE TABLE"], ["gui_order_totals", "VIEW"], ["gui_orders", "BASE TABLE"]]
+        ["gui_customers", "BASE TABLE"],
+        ["gui_order_totals", "VIEW"],
+        ["gui_orders", "BASE TABLE"],
+    ]
     status = {r[0]: r for r in sql("SHOW TABLE STATUS FROM `%1$s`")["rows"]}
     assert status["gui_customers"][1] == "InnoDB" and status["gui_order_totals"][17] == "VIEW"
-    columns = sql("SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='%1$s' AND TABLE_NAME='gui_customers' "
-                  "ORDER BY ORDINAL_POSITION")
+    columns = sql(
+        "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='%1$s' AND TABLE_NAME='gui_customers' "
+        "ORDER BY ORDINAL_POSITION"
+    )
     by_name = {r[3]: dict(zip(columns["columns"], r, strict=True)) for r in columns["rows"]}
     assert list(by_name) == ["id", "email", "name", "balance", "created", "photo"]
     assert (by_name["id"]["COLUMN_KEY"], by_name["id"]["EXTRA"]) == ("PRI", "auto_increment")
     assert (by_name["email"]["COLUMN_KEY"], by_name["name"]["COLUMN_KEY"]) == ("UNI", "MUL")
-    assert by_name["balance"]["COLUMN_TYPE"] == "decimal(10,2)" and by_name["created"]["DATETIME_PRECISION"] == 0
-    stats = sql("SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='%1$s' AND "
-                "TABLE_NAME='gui_customers' ORDER BY INDEX_NAME, SEQ_IN_INDEX")
+    assert (
+        by_name["balance"]["COLUMN_TYPE"] == "decimal(10,2)" and by_name["created"]["DATETIME_PRECISION"] == 0
+    )
+    stats = sql(
+        "SELECT * FROM information_schema.STATISTICS WHERE TABLE_SCHEMA='%1$s' AND "
+        "TABLE_NAME='gui_customers' ORDER BY INDEX_NAME, SEQ_IN_INDEX"
+    )
     assert [r[5] for r in stats["rows"]] == ["idx_name", "PRIMARY", "uq_email"]  # case-insensitive order
-    fks = sql("SELECT kc.CONSTRAINT_NAME, kc.TABLE_NAME, kc.COLUMN_NAME, kc.REFERENCED_TABLE_NAME, "
-              "kc.REFERENCED_COLUMN_NAME, rc.UPDATE_RULE, rc.DELETE_RULE FROM information_schema.KEY_COLUMN_USAGE kc "
-              "JOIN information_schema.REFERENTIAL_CONSTRAINTS rc ON rc.CONSTRAINT_SCHEMA = kc.CONSTRAINT_SCHEMA "
-              "AND rc.CONSTRAINT_NAME = kc.CONSTRAINT_NAME WHERE kc.TABLE_SCHEMA='%1$s' "
-              "AND kc.REFERENCED_TABLE_NAME IS NOT NULL ORDER BY kc.CONSTRAINT_NAME, kc.ORDINAL_POSITION")
-    assert fks["rows"] == [["fk_gui_orders_customer", "gui_orders", "customer_id", "gui_customers", "id",
-                            "NO ACTION", "CASCADE"]]
-    constraints = sql("SELECT * FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA='%1$s' ORDER BY "
-                      "TABLE_NAME, CONSTRAINT_NAME")["rows"]
+    fks = sql(
+        "SELECT kc.CONSTRAINT_NAME, kc.TABLE_NAME, kc.COLUMN_NAME, kc.REFERENCED_TABLE_NAME, "
+        "kc.REFERENCED_COLUMN_NAME, rc.UPDATE_RULE, rc.DELETE_RULE FROM information_schema.KEY_COLUMN_USAGE kc "
+        "JOIN information_schema.REFERENTIAL_CONSTRAINTS rc ON rc.CONSTRAINT_SCHEMA = kc.CONSTRAINT_SCHEMA "
+        "AND rc.CONSTRAINT_NAME = kc.CONSTRAINT_NAME WHERE kc.TABLE_SCHEMA='%1$s' "
+        "AND kc.REFERENCED_TABLE_NAME IS NOT NULL ORDER BY kc.CONSTRAINT_NAME, kc.ORDINAL_POSITION"
+    )
+    assert fks["rows"] == [
+        ["fk_gui_orders_customer", "gui_orders", "customer_id", "gui_customers", "id", "NO ACTION", "CASCADE"]
+    ]
+    constraints = sql(
+        "SELECT * FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA='%1$s' ORDER BY "
+        "TABLE_NAME, CONSTRAINT_NAME"
+    )["rows"]
     assert [(r[4], r[2], r[5]) for r in constraints] == [
-        ("gui_customers", "PRIMARY", "PRIMARY KEY"), ("gui_customers", "uq_email", "UNIQUE"),
-        ("gui_orders", "fk_gui_orders_customer", "FOREIGN KEY"), ("gui_orders", "PRIMARY", "PRIMARY KEY")]
-    assert sql("SELECT * FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA='%1$s'")["rows"] == []
+        ("gui_customers", "PRIMARY", "PRIMARY KEY"),
+        ("gui_customers", "uq_email", "UNIQUE"),
+        ("gui_orders", "fk_gui_orders_customer", "FOREIGN KEY"),
+        ("gui_orders", "PRIMARY", "PRIMARY KEY"),
+    ]
+    assert (
+        sql("SELECT * FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA='%1$s'")["rows"] == []
+    )
     views = sql("SELECT * FROM information_schema.VIEWS WHERE TABLE_SCHEMA='%1$s'")["rows"]
     assert [v[2] for v in views] == ["gui_order_totals"] and "SUM(`o`.`total`)" in views[0][3]
     assert sql("SELECT * FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='%1$s'")["rows"] == []
@@ -237,8 +326,9 @@ def test_gui_statements(probes):
     assert "`id` bigint NOT NULL AUTO_INCREMENT" in create and "UNIQUE KEY `uq_email` (`email`)" in create
     view = sql("SHOW CREATE VIEW `%1$s`.`gui_order_totals`")
     assert view["columns"] == ["View", "Create View", "character_set_client", "collation_connection"]
-    assert view["rows"][0][1].startswith("CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW "
-                                         "`gui_order_totals` AS SELECT")
+    assert view["rows"][0][1].startswith(
+        "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `gui_order_totals` AS SELECT"
+    )
     assert sql("SELECT COUNT(*) FROM `%1$s`.`gui_customers`")["rows"] == [[2]]
     assert [r[0] for r in sql("SELECT * FROM `%1$s`.`gui_customers` LIMIT 0, 200")["rows"]] == [1, 2]
 
@@ -251,9 +341,13 @@ def test_result_set_column_origin_and_flags(probes):
         assert (meta["id"]["nullable"], meta["email"]["nullable"], meta["name"]["nullable"]) == (0, 0, 1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server gap outside metadata (DECIMAL arithmetic): 'SELECT * FROM gui_order_totals' (SUM of a DECIMAL(12,2)) "
-    "answers a DOUBLE column with '12.25' and '1.0'; MySQL answers DECIMAL(34,2) with '12.25' and '1.00'"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "server gap outside metadata (DECIMAL arithmetic): 'SELECT * FROM gui_order_totals' (SUM of a DECIMAL(12,2)) "
+        "answers a DOUBLE column with '12.25' and '1.0'; MySQL answers DECIMAL(34,2) with '12.25' and '1.00'"
+    ),
+)
 def test_view_aggregate_keeps_decimal_type(probes):
     for tag in TAGS:
         view = ok(probes, tag + "select_view")

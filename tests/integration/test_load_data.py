@@ -33,10 +33,14 @@ def test_load_data_local_csv_options(node, tmp_path):
     cur.execute("DROP TABLE IF EXISTS csv_t")
     cur.execute("CREATE TABLE csv_t (id INT PRIMARY KEY, title VARCHAR(40), price DECIMAL(8,2))")
     path = tmp_path / "rows.csv"
-    path.write_text('id,title,price\r\n1,"Hello, world",1.50\r\n2,"She said ""hi""",2\r\n3,NULL,NULL\r\n',
-                    encoding="utf-8")
-    n = cur.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE csv_t FIELDS TERMINATED BY ',' "
-                    "OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\r\\n' IGNORE 1 LINES (id, title, price)")
+    path.write_text(
+        'id,title,price\r\n1,"Hello, world",1.50\r\n2,"She said ""hi""",2\r\n3,NULL,NULL\r\n',
+        encoding="utf-8",
+    )
+    n = cur.execute(
+        f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE csv_t FIELDS TERMINATED BY ',' "
+        "OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\r\\n' IGNORE 1 LINES (id, title, price)"
+    )
     assert n == 3
     cur.execute("SELECT id, title, price FROM csv_t ORDER BY id")
     rows = cur.fetchall()
@@ -69,10 +73,27 @@ def test_load_data_refused_without_local_or_client_permission(node, tmp_path):
 def test_load_data_with_mysql_cli(node, tmp_path):
     path = tmp_path / "cli.tsv"
     path.write_text("10\tcli row\n11\tanother\n", encoding="utf-8")
-    sql = ("DROP TABLE IF EXISTS cli_load; CREATE TABLE cli_load (id INT PRIMARY KEY, v TEXT); "
-           f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE cli_load; SELECT COUNT(*) FROM cli_load;")
-    out = subprocess.run(["mysql", "--no-defaults", "-h127.0.0.1", f"-P{node.mysql_port}", "-uroot", "--skip-ssl",
-                          "--local-infile=1", "marmot", "-N", "-e", sql], capture_output=True, text=True,
-                         timeout=30)
+    sql = (
+        "DROP TABLE IF EXISTS cli_load; CREATE TABLE cli_load (id INT PRIMARY KEY, v TEXT); "
+        f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE cli_load; SELECT COUNT(*) FROM cli_load;"
+    )
+    out = subprocess.run(
+        [
+            "mysql",
+            "--no-defaults",
+            "-h127.0.0.1",
+            f"-P{node.mysql_port}",
+            "-uroot",
+            "--skip-ssl",
+            "--local-infile=1",
+            "marmot",
+            "-N",
+            "-e",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2"

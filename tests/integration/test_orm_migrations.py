@@ -52,10 +52,16 @@ def test_models_migrate_and_query(node, url, module):
         op.add_column("mig_products", sa.Column("sku", sa.String(20), nullable=True))
         op.add_column("mig_products", sa.Column("stock", sa.Integer, nullable=False, server_default="5"))
         op.create_index("ix_products_sku", "mig_products", ["sku"], unique=True)
-        op.alter_column("mig_products", "price", existing_type=sa.Integer, type_=sa.Numeric(10, 2),
-                        existing_nullable=True)
-        op.alter_column("mig_products", "title", new_column_name="label", existing_type=sa.String(60),
-                        existing_nullable=False)
+        op.alter_column(
+            "mig_products", "price", existing_type=sa.Integer, type_=sa.Numeric(10, 2), existing_nullable=True
+        )
+        op.alter_column(
+            "mig_products",
+            "title",
+            new_column_name="label",
+            existing_type=sa.String(60),
+            existing_nullable=False,
+        )
     inspector = sa.inspect(engine)
     columns = {c["name"]: c for c in inspector.get_columns("mig_products")}
     assert set(columns) == {"id", "shop_id", "label", "price", "sku", "stock"}

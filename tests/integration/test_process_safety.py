@@ -35,8 +35,7 @@ CLI = [sys.executable, "-m", "marmot.cli"]
 
 def run_cli(*args: str, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
     """Run ``marmot`` to completion (a start that must fail, or a ``-daemon`` launcher)."""
-    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          **kw)  # type: ignore[call-overload]
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
 
 
 def assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -61,7 +60,6 @@ def serves(port: int) -> bool:
             return cur.fetchone() == (1,)
     finally:
         c.close()
-
 
 
 def wait_gone(pid: int, timeout: float = 30) -> None:
@@ -121,16 +119,25 @@ def node(tmp_path: Path) -> Iterator[NodeProcess]:
 
 
 def test_second_process_on_the_same_data_dir_is_refused(node: NodeProcess, tmp_path: Path):
-    out = run_cli("--config", str(node.config_path), "--mysql-port", str(free_port()),
-                  "--grpc-port", str(free_port()))
-    assert_one_line_error(out, "data directory", str(node.data_dir), "in use by another marmot process",
-                          f"PID {node.pid}")
+    out = run_cli(
+        "--config", str(node.config_path), "--mysql-port", str(free_port()), "--grpc-port", str(free_port())
+    )
+    assert_one_line_error(
+        out, "data directory", str(node.data_dir), "in use by another marmot process", f"PID {node.pid}"
+    )
     assert node.proc is not None and node.proc.poll() is None
     assert serves(node.mysql_port)
     assert (node.data_dir / "marmot.lock").read_text().strip() == str(node.pid)
     # -daemon reports the same refusal from the background process
-    out = run_cli("--config", str(node.config_path), "--mysql-port", str(free_port()),
-                  "--grpc-port", str(free_port()), "-daemon")
+    out = run_cli(
+        "--config",
+        str(node.config_path),
+        "--mysql-port",
+        str(free_port()),
+        "--grpc-port",
+        str(free_port()),
+        "-daemon",
+    )
     assert_one_line_error(out, str(node.data_dir), f"PID {node.pid}")
     assert serves(node.mysql_port)
 
@@ -163,8 +170,12 @@ def _ts(line: str) -> float:
 def test_pid_file_is_written_once_the_listeners_are_bound(tmp_path: Path):
     n = make_node(tmp_path, unix_socket=False, extra_toml=f'file = "{tmp_path / "node.log"}"\n')
     pid_file = tmp_path / "run" / "marmot.pid"
-    proc = subprocess.Popen([*CLI, "--config", str(n.config_path), "-pid-file", str(pid_file)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "--config", str(n.config_path), "-pid-file", str(pid_file)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not pid_file.exists():
@@ -204,8 +215,12 @@ def test_stale_pid_file_is_replaced_and_removed_on_exit(tmp_path: Path):
     n = make_node(tmp_path, unix_socket=False)
     pid_file = tmp_path / "marmot.pid"
     pid_file.write_text(f"{dead_pid()}\n")
-    proc = subprocess.Popen([*CLI, "--config", str(n.config_path), "-pid-file", str(pid_file)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "--config", str(n.config_path), "-pid-file", str(pid_file)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while pid_file.read_text() != f"{proc.pid}\n":
@@ -223,8 +238,12 @@ def test_pid_file_is_not_removed_by_a_process_that_did_not_write_it(tmp_path: Pa
     n = make_node(tmp_path, unix_socket=False)
     pid_file = tmp_path / "marmot.pid"
     keeper = subprocess.Popen(["sleep", "300"])
-    proc = subprocess.Popen([*CLI, "--config", str(n.config_path), "-pid-file", str(pid_file)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "--config", str(n.config_path), "-pid-file", str(pid_file)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not pid_file.exists():
@@ -288,8 +307,15 @@ def test_daemon_reports_a_port_in_use(tmp_path: Path, which: str):
 
 
 def _flags(data_dir: Path | str, *extra: str) -> list[str]:
-    return ["--data-dir", str(data_dir), "--mysql-port", str(free_port()), "--grpc-port", str(free_port()),
-            *extra]
+    return [
+        "--data-dir",
+        str(data_dir),
+        "--mysql-port",
+        str(free_port()),
+        "--grpc-port",
+        str(free_port()),
+        *extra,
+    ]
 
 
 def test_data_dir_that_is_a_file(tmp_path: Path):
@@ -317,10 +343,13 @@ def test_unwritable_data_dir(tmp_path: Path):
     locked.chmod(0o555)
     prefix = _without_root_override()
     try:
-        for data_dir, message in ((locked / "data", f"cannot create data directory {locked / 'data'}"),
-                                  (locked, f"data directory {locked} is not writable")):
-            out = subprocess.run([*prefix, *CLI, *_flags(data_dir)], cwd=REPO, capture_output=True, text=True,
-                                 timeout=60)
+        for data_dir, message in (
+            (locked / "data", f"cannot create data directory {locked / 'data'}"),
+            (locked, f"data directory {locked} is not writable"),
+        ):
+            out = subprocess.run(
+                [*prefix, *CLI, *_flags(data_dir)], cwd=REPO, capture_output=True, text=True, timeout=60
+            )
             assert_one_line_error(out, message, "Permission denied")
     finally:
         locked.chmod(0o755)
@@ -333,17 +362,30 @@ def test_port_in_use(tmp_path: Path, which: str):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        out = run_cli("--data-dir", str(tmp_path / "d"), "--mysql-port", str(mysql_port),
-                      "--grpc-port", str(grpc_port))
-    assert_one_line_error(out, f"cannot listen on 127.0.0.1:{port}",
-                          "MySQL port" if which == "mysql" else "cluster port", "Address already in use")
+        out = run_cli(
+            "--data-dir", str(tmp_path / "d"), "--mysql-port", str(mysql_port), "--grpc-port", str(grpc_port)
+        )
+    assert_one_line_error(
+        out,
+        f"cannot listen on 127.0.0.1:{port}",
+        "MySQL port" if which == "mysql" else "cluster port",
+        "Address already in use",
+    )
 
 
 def test_unix_socket_of_a_running_node_is_not_taken_over(tmp_path: Path):
     first = make_node(tmp_path / "a").start()
     try:
-        out = run_cli("--data-dir", str(tmp_path / "b"), "--mysql-port", str(free_port()), "--grpc-port",
-                      str(free_port()), "--config", str(_unix_config(tmp_path, first.unix_socket)))
+        out = run_cli(
+            "--data-dir",
+            str(tmp_path / "b"),
+            "--mysql-port",
+            str(free_port()),
+            "--grpc-port",
+            str(free_port()),
+            "--config",
+            str(_unix_config(tmp_path, first.unix_socket)),
+        )
         assert_one_line_error(out, f"unix socket {first.unix_socket}", "another server listens on it")
         c = pymysql.connect(unix_socket=first.unix_socket, user="root", password="")
         c.close()
@@ -371,9 +413,21 @@ def _start_cli(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], in
     mysql_port, grpc_port = free_port(), free_port()
     log = tmp_path / "stdout.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*CLI, "--data-dir", str(tmp_path / "data"), "--mysql-port", str(mysql_port),
-                                 "--grpc-port", str(grpc_port), *extra], cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                *CLI,
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--mysql-port",
+                str(mysql_port),
+                "--grpc-port",
+                str(grpc_port),
+                *extra,
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while not serves(mysql_port):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -409,7 +463,9 @@ def test_bind_address_flag_sets_both_listeners_and_warns(tmp_path: Path):
         assert listener_hosts(mysql_port) == {"0.0.0.0"}
         assert listener_hosts(grpc_port) == {"0.0.0.0"}
         text = log.read_text()
-        assert "MySQL listens beyond loopback (0.0.0.0:" in text and "user 'root' has an empty password" in text
+        assert (
+            "MySQL listens beyond loopback (0.0.0.0:" in text and "user 'root' has an empty password" in text
+        )
         assert "cluster port listens beyond loopback (0.0.0.0:" in text and "empty cluster secret" in text
     finally:
         _stop(proc)
@@ -421,9 +477,24 @@ def test_no_warning_beyond_loopback_with_password_and_secret(tmp_path: Path):
     mysql_port, grpc_port = free_port(), free_port()
     log = tmp_path / "stdout.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*CLI, "--config", str(cfg), "--data-dir", str(tmp_path / "data"),
-                                 "--mysql-port", str(mysql_port), "--grpc-port", str(grpc_port),
-                                 "--bind-address", "0.0.0.0"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                *CLI,
+                "--config",
+                str(cfg),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--mysql-port",
+                str(mysql_port),
+                "--grpc-port",
+                str(grpc_port),
+                "--bind-address",
+                "0.0.0.0",
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while "MySQL protocol listening" not in log.read_text():
@@ -442,11 +513,17 @@ def test_membership_change_is_logged_once(tmp_path: Path):
     a = make_node(tmp_path / "a", node_id=1, unix_socket=False).start()
     b: NodeProcess | None = None
     try:
-        b = make_node(tmp_path / "b", node_id=2, unix_socket=False,
-                      cluster_extra=f'seed_nodes = ["127.0.0.1:{a.grpc_port}"]\n').start()
+        b = make_node(
+            tmp_path / "b",
+            node_id=2,
+            unix_socket=False,
+            cluster_extra=f'seed_nodes = ["127.0.0.1:{a.grpc_port}"]\n',
+        ).start()
         deadline = time.monotonic() + 60
-        while ("member 2: JOINING -> ALIVE" not in a.log_path.read_text()
-               or "member 2: JOINING -> ALIVE" not in b.log_path.read_text()):
+        while (
+            "member 2: JOINING -> ALIVE" not in a.log_path.read_text()
+            or "member 2: JOINING -> ALIVE" not in b.log_path.read_text()
+        ):
             assert time.monotonic() < deadline, (a.log(), b.log())
             time.sleep(0.1)
         assert b.stop() == 0

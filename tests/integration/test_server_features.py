@@ -30,14 +30,22 @@ def _self_signed(tmp: Path) -> tuple[str, str]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return str(cert_path), str(key_path)
 
 
@@ -46,11 +54,14 @@ def secured(tmp_path_factory):
     """A node with TLS, caching_sha2_password, a password user, a small packet limit and 5 connections."""
     tmp = tmp_path_factory.mktemp("secured")
     cert, key = _self_signed(tmp)
-    n = make_node(tmp, mysql_extra=(
-        f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\nauth_plugin = "caching_sha2_password"\n'
-        'max_allowed_packet = 65536\nmax_connections = 5\nunix_socket_perm = "0600"\n'
-        '[[mysql.users]]\nname = "app"\npassword = "s3cret!"\n[[mysql.users]]\nname = "root"\npassword = ""\n'
-    ))
+    n = make_node(
+        tmp,
+        mysql_extra=(
+            f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\nauth_plugin = "caching_sha2_password"\n'
+            'max_allowed_packet = 65536\nmax_connections = 5\nunix_socket_perm = "0600"\n'
+            '[[mysql.users]]\nname = "app"\npassword = "s3cret!"\n[[mysql.users]]\nname = "root"\npassword = ""\n'
+        ),
+    )
     n.start()
     yield n
     n.stop()
@@ -70,8 +81,13 @@ def test_unix_socket_perm_from_config(secured):
 
 
 def test_tls_connection(secured):
-    c = pymysql.connect(host="127.0.0.1", port=secured.mysql_port, user="app", password="s3cret!",
-                        ssl={"check_hostname": False, "verify_mode": 0})
+    c = pymysql.connect(
+        host="127.0.0.1",
+        port=secured.mysql_port,
+        user="app",
+        password="s3cret!",
+        ssl={"check_hostname": False, "verify_mode": 0},
+    )
     cur = c.cursor()
     cur.execute("SELECT 1")
     assert cur.fetchone() == (1,)
@@ -90,8 +106,14 @@ def test_caching_sha2_fast_path_and_wrong_password(secured):
 
 def test_auth_switch_from_native_to_caching_sha2(secured):
     mysql_connector = pytest.importorskip("mysql.connector")
-    c = mysql_connector.connect(host="127.0.0.1", port=secured.mysql_port, user="app", password="s3cret!",
-                                auth_plugin="mysql_native_password", ssl_disabled=True)
+    c = mysql_connector.connect(
+        host="127.0.0.1",
+        port=secured.mysql_port,
+        user="app",
+        password="s3cret!",
+        auth_plugin="mysql_native_password",
+        ssl_disabled=True,
+    )
     cur = c.cursor()
     cur.execute("SELECT CURRENT_USER()")
     assert cur.fetchone()[0].startswith("app@")
@@ -103,7 +125,9 @@ def test_max_connections(secured):
     try:
         with pytest.raises(pymysql.err.OperationalError) as ei:
             for _ in range(10):
-                conns.append(pymysql.connect(host="127.0.0.1", port=secured.mysql_port, user="root", password=""))
+                conns.append(
+                    pymysql.connect(host="127.0.0.1", port=secured.mysql_port, user="root", password="")
+                )
         assert ei.value.args[0] == 1040
         assert len(conns) == 5
     finally:
@@ -114,10 +138,14 @@ def test_max_connections(secured):
 
 
 def test_oversized_packet_closes_connection_only(secured):
-    c = pymysql.connect(host="127.0.0.1", port=secured.mysql_port, user="root", password="", database="marmot")
+    c = pymysql.connect(
+        host="127.0.0.1", port=secured.mysql_port, user="root", password="", database="marmot"
+    )
     with pytest.raises(pymysql.err.MySQLError):
         c.cursor().execute("SELECT '" + "x" * 200_000 + "'")
-    c2 = pymysql.connect(host="127.0.0.1", port=secured.mysql_port, user="root", password="", database="marmot")
+    c2 = pymysql.connect(
+        host="127.0.0.1", port=secured.mysql_port, user="root", password="", database="marmot"
+    )
     cur = c2.cursor()
     cur.execute("SELECT LENGTH('" + "y" * 60_000 + "')")
     assert cur.fetchone() == (60_000,)
@@ -125,7 +153,9 @@ def test_oversized_packet_closes_connection_only(secured):
 
 
 def test_change_user_reset_and_field_list(secured):
-    c = pymysql.connect(host="127.0.0.1", port=secured.mysql_port, user="root", password="", database="marmot")
+    c = pymysql.connect(
+        host="127.0.0.1", port=secured.mysql_port, user="root", password="", database="marmot"
+    )
     cur = c.cursor()
     cur.execute("CREATE TABLE IF NOT EXISTS fl (id INT PRIMARY KEY, label VARCHAR(20))")
     cur.execute("SET @v = 5")
@@ -163,8 +193,20 @@ def test_sigterm_graceful_shutdown_checkpoints(tmp_path):
 def test_daemon_and_pid_file(tmp_path):
     n = make_node(tmp_path)
     pid_file = tmp_path / "run" / "marmot.pid"
-    subprocess.run([sys.executable, "-m", "marmot.cli", "-config", str(n.config_path), "-daemon",
-                    f"-pid-file={pid_file}"], cwd=REPO, check=True, timeout=20)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "marmot.cli",
+            "-config",
+            str(n.config_path),
+            "-daemon",
+            f"-pid-file={pid_file}",
+        ],
+        cwd=REPO,
+        check=True,
+        timeout=20,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not pid_file.exists():
         time.sleep(0.05)
@@ -190,29 +232,61 @@ def test_daemon_and_pid_file(tmp_path):
 
 
 def test_cli_help_and_bad_config(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "marmot.cli", "--help"], capture_output=True, text=True,
-                         cwd=REPO, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "marmot.cli", "--help"], capture_output=True, text=True, cwd=REPO, timeout=30
+    )
     assert out.returncode == 0
-    for flag in ("--config", "--node-id", "--data-dir", "--mysql-port", "--grpc-port", "--follow-addresses",
-                 "-daemon", "-pid-file"):
+    for flag in (
+        "--config",
+        "--node-id",
+        "--data-dir",
+        "--mysql-port",
+        "--grpc-port",
+        "--follow-addresses",
+        "-daemon",
+        "-pid-file",
+    ):
         assert flag in out.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("[mysql]\nport = 'abc'\n")
-    out = subprocess.run([sys.executable, "-m", "marmot.cli", "--config", str(bad)], capture_output=True,
-                         text=True, cwd=REPO, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "marmot.cli", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert out.returncode == 2 and "mysql.port" in out.stderr
     bad.write_text("[replication]\ngc_interval_seconds = 5\nanti_entropy_interval_seconds = 30\n")
-    out = subprocess.run([sys.executable, "-m", "marmot.cli", "--config", str(bad)], capture_output=True,
-                         text=True, cwd=REPO, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "marmot.cli", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
     assert out.returncode == 2 and "gc_interval_seconds" in out.stderr
 
 
 def test_cli_flags_override_file_and_log_to_file(tmp_path):
     n = make_node(tmp_path, extra_toml=f'file = "{tmp_path / "marmot.log"}"\n')
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "marmot.cli", "--config", str(n.config_path), "--mysql-port",
-                             str(port), "--data-dir", str(tmp_path / "other")], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marmot.cli",
+            "--config",
+            str(n.config_path),
+            "--mysql-port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "other"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -231,8 +305,14 @@ def test_cli_flags_override_file_and_log_to_file(tmp_path):
 
 def test_change_user_and_status_flags(secured):
     mysql_connector = pytest.importorskip("mysql.connector")
-    c = mysql_connector.connect(host="127.0.0.1", port=secured.mysql_port, user="root", password="",
-                                database="marmot", ssl_disabled=True)
+    c = mysql_connector.connect(
+        host="127.0.0.1",
+        port=secured.mysql_port,
+        user="root",
+        password="",
+        database="marmot",
+        ssl_disabled=True,
+    )
     cur = c.cursor()
     assert not c.in_transaction
     cur.execute("START TRANSACTION")

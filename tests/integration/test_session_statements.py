@@ -19,12 +19,24 @@ def test_transpilation_toggle_gives_raw_sqlite(conn):
     assert cur.fetchall() == ()
 
 
-@pytest.mark.parametrize("sql", [
-    "LOCK TABLES raw_t WRITE", "UNLOCK TABLES", "XA START 'x'", "XA END 'x'",
-    "GRANT ALL ON *.* TO 'u'@'%'", "REVOKE ALL ON *.* FROM 'u'@'%'",
-    "CREATE USER 'u'@'%' IDENTIFIED BY 'p'", "ALTER USER 'u'@'%' IDENTIFIED BY 'q'", "DROP USER 'u'@'%'",
-    "OPTIMIZE TABLE raw_t", "REPAIR TABLE raw_t", "ANALYZE TABLE raw_t", "FLUSH PRIVILEGES",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "LOCK TABLES raw_t WRITE",
+        "UNLOCK TABLES",
+        "XA START 'x'",
+        "XA END 'x'",
+        "GRANT ALL ON *.* TO 'u'@'%'",
+        "REVOKE ALL ON *.* FROM 'u'@'%'",
+        "CREATE USER 'u'@'%' IDENTIFIED BY 'p'",
+        "ALTER USER 'u'@'%' IDENTIFIED BY 'q'",
+        "DROP USER 'u'@'%'",
+        "OPTIMIZE TABLE raw_t",
+        "REPAIR TABLE raw_t",
+        "ANALYZE TABLE raw_t",
+        "FLUSH PRIVILEGES",
+    ],
+)
 def test_statements_parsed_without_effect(conn, sql):
     conn.cursor().execute(sql)
 

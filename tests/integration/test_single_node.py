@@ -194,8 +194,12 @@ def test_syntax_error_keeps_connection(conn):
 
 def test_internal_tables_hidden(conn):
     cur = conn.cursor()
-    for sql in ("SELECT * FROM __marmot_applied_txn", "INSERT INTO __marmot_x VALUES (1)",
-                "CREATE TABLE __marmot_evil (a INT)", "DROP TABLE __marmot_row_version"):
+    for sql in (
+        "SELECT * FROM __marmot_applied_txn",
+        "INSERT INTO __marmot_x VALUES (1)",
+        "CREATE TABLE __marmot_evil (a INT)",
+        "DROP TABLE __marmot_row_version",
+    ):
         with pytest.raises(pymysql.err.MySQLError) as ei:
             cur.execute(sql)
         assert error_code(ei) == 1146
@@ -318,8 +322,9 @@ def test_extended_auto_ids_and_restart_keeps_ids_increasing(tmp_path):
 
 def test_prepare_rejects_bad_syntax_at_prepare(node):
     mysql_connector = pytest.importorskip("mysql.connector")
-    c = mysql_connector.connect(host="127.0.0.1", port=node.mysql_port, user="root", password="",
-                                database="marmot", ssl_disabled=True)
+    c = mysql_connector.connect(
+        host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot", ssl_disabled=True
+    )
     cur = c.cursor(prepared=True)
     with pytest.raises(mysql_connector.Error) as ei:
         cur.execute("SELEC ?", (1,))

@@ -60,8 +60,14 @@ class Browser:
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
-    def request(self, path: str, data: dict | None = None, json_body: object = None,
-                headers: dict | None = None, method: str | None = None) -> tuple[int, str]:
+    def request(
+        self,
+        path: str,
+        data: dict | None = None,
+        json_body: object = None,
+        headers: dict | None = None,
+        method: str | None = None,
+    ) -> tuple[int, str]:
         body = None
         hdrs = dict(headers or {})
         if json_body is not None:
@@ -97,15 +103,26 @@ def wordpress(tmp_path_factory):
     c.close()
     site = tmp / "site"
     shutil.copytree(WORDPRESS, site, symlinks=False, ignore=shutil.ignore_patterns(".htaccess"))
-    salts = "\n".join(f"define('{k}', '{k.lower()}-marmot-test-salt');" for k in (
-        "AUTH_KEY", "SECURE_AUTH_KEY", "LOGGED_IN_KEY", "NONCE_KEY", "AUTH_SALT", "SECURE_AUTH_SALT",
-        "LOGGED_IN_SALT", "NONCE_SALT"))
+    salts = "\n".join(
+        f"define('{k}', '{k.lower()}-marmot-test-salt');"
+        for k in (
+            "AUTH_KEY",
+            "SECURE_AUTH_KEY",
+            "LOGGED_IN_KEY",
+            "NONCE_KEY",
+            "AUTH_SALT",
+            "SECURE_AUTH_SALT",
+            "LOGGED_IN_SALT",
+            "NONCE_SALT",
+        )
+    )
     (site / "wp-config.php").write_text(WP_CONFIG.format(port=node.mysql_port, salts=salts))
     shutil.copytree(THEME, site / "wp-content" / "themes" / "marmot-test")
     port = free_port()
     log = open(tmp / "php.log", "wb")  # noqa: SIM115 - closed below
-    php = subprocess.Popen(["php", "-S", f"127.0.0.1:{port}", "-t", str(site)], cwd=site, stdout=log,
-                           stderr=subprocess.STDOUT)
+    php = subprocess.Popen(
+        ["php", "-S", f"127.0.0.1:{port}", "-t", str(site)], cwd=site, stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -128,20 +145,34 @@ def wordpress(tmp_path_factory):
 
 def _install(base: str) -> None:
     b = Browser(base)
-    status, page = b.request("/wp-admin/install.php?step=2", data={
-        "weblog_title": "Marmot Blog", "user_name": "admin", "admin_password": "correct horse battery",
-        "admin_password2": "correct horse battery", "pw_weak": "1", "admin_email": "admin@example.com",
-        "blog_public": "0", "language": "",
-    })
+    status, page = b.request(
+        "/wp-admin/install.php?step=2",
+        data={
+            "weblog_title": "Marmot Blog",
+            "user_name": "admin",
+            "admin_password": "correct horse battery",
+            "admin_password2": "correct horse battery",
+            "pw_weak": "1",
+            "admin_email": "admin@example.com",
+            "blog_public": "0",
+            "language": "",
+        },
+    )
     assert status == 200 and "Success!" in page, page[:3000]
 
 
 def _login(base: str) -> tuple[Browser, str]:
     b = Browser(base)
     b.request("/wp-login.php")  # sets the test cookie
-    status, page = b.request("/wp-login.php", data={
-        "log": "admin", "pwd": "correct horse battery", "testcookie": "1", "redirect_to": base + "/wp-admin/",
-    })
+    status, page = b.request(
+        "/wp-login.php",
+        data={
+            "log": "admin",
+            "pwd": "correct horse battery",
+            "testcookie": "1",
+            "redirect_to": base + "/wp-admin/",
+        },
+    )
     assert status == 200 and "Dashboard" in page, page[:3000]
     status, nonce = b.request("/wp-admin/admin-ajax.php?action=rest-nonce")
     assert status == 200 and re.fullmatch(r"[0-9a-f]{10}", nonce.strip()), nonce
@@ -152,24 +183,38 @@ def test_wordpress_end_to_end(wordpress):
     base, node = wordpress
     _install(base)
     db = connect(node, "wordpress")
-    db.cursor().execute("UPDATE wp_options SET option_value = 'marmot-test' "
-                        "WHERE option_name IN ('template', 'stylesheet')")
+    db.cursor().execute(
+        "UPDATE wp_options SET option_value = 'marmot-test' WHERE option_name IN ('template', 'stylesheet')"
+    )
     admin, nonce = _login(base)
 
     # a category and a post in it, through the REST API
     category = admin.rest("/wp/v2/categories", nonce, {"name": "Rodents"}, "POST")
-    post = admin.rest("/wp/v2/posts", nonce, {
-        "title": "Marmots replicate SQLite", "content": "<p>Leaderless and quorum-happy.</p>",
-        "status": "publish", "categories": [category["id"]],
-    }, "POST")
+    post = admin.rest(
+        "/wp/v2/posts",
+        nonce,
+        {
+            "title": "Marmots replicate SQLite",
+            "content": "<p>Leaderless and quorum-happy.</p>",
+            "status": "publish",
+            "categories": [category["id"]],
+        },
+        "POST",
+    )
     post_id = post["id"]
 
     # a visitor comments; the first comment of an author is held for moderation
     visitor = Browser(base)
-    status, _ = visitor.request("/wp-comments-post.php", data={
-        "comment_post_ID": str(post_id), "author": "Groundhog", "email": "gh@example.com",
-        "comment": "Burrowing into the details!", "comment_parent": "0",
-    })
+    status, _ = visitor.request(
+        "/wp-comments-post.php",
+        data={
+            "comment_post_ID": str(post_id),
+            "author": "Groundhog",
+            "email": "gh@example.com",
+            "comment": "Burrowing into the details!",
+            "comment_parent": "0",
+        },
+    )
     assert status in (200, 302)
     held = admin.rest(f"/wp/v2/comments?post={post_id}&status=hold", nonce)
     assert [c["author_name"] for c in held] == ["Groundhog"]
@@ -189,8 +234,12 @@ def test_wordpress_end_to_end(wordpress):
 
     # more posts for search and pagination
     for i in range(12):
-        admin.rest("/wp/v2/posts", nonce, {"title": f"Filler number {i:02d}", "content": f"filler body {i}",
-                                           "status": "publish"}, "POST")
+        admin.rest(
+            "/wp/v2/posts",
+            nonce,
+            {"title": f"Filler number {i:02d}", "content": f"filler body {i}", "status": "publish"},
+            "POST",
+        )
     status, page = visitor.request("/?s=quorum")
     assert "Marmots replicate SQLite" in page and "Filler number" not in page and "Found: 1" in page
     status, page = visitor.request("/")

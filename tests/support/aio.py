@@ -18,6 +18,7 @@ T = TypeVar("T")
 def run_async(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     """Run ``coro`` to completion on a new event loop, as the loop's main task; ``TimeoutError`` after
     ``timeout`` seconds (the coroutine is cancelled first, so its ``finally`` blocks run)."""
+
     async def bounded() -> T:
         async with asyncio.timeout(timeout):  # in the same task: a test's "cancel every other task" spares it
             return await coro

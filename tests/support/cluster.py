@@ -24,29 +24,52 @@ from tests.support.paths import REPO
 
 
 @contextmanager
-def replicated_cluster(tmp: Path, n: int = 3, consistency: str = "QUORUM", extra_toml: str = "",
-                       mysql_extra: str = "", replication_extra: str = "", cluster_extra: str = "",
-                       env: dict[int, dict[str, str]] | None = None) -> Iterator[list[NodeProcess]]:
+def replicated_cluster(
+    tmp: Path,
+    n: int = 3,
+    consistency: str = "QUORUM",
+    extra_toml: str = "",
+    mysql_extra: str = "",
+    replication_extra: str = "",
+    cluster_extra: str = "",
+    env: dict[int, dict[str, str]] | None = None,
+) -> Iterator[list[NodeProcess]]:
     """Start ``n`` nodes (ids 1..n; node 1 is the seed the others join through), wait until every node
     sees every member ALIVE, yield them in id order, and stop each process by its PID (SIGTERM) afterwards
     (also when starting or the test fails). ``extra_toml`` is appended to every node's config (whole
     sections); ``replication_extra`` and ``cluster_extra`` are more keys of its ``[replication]`` /
     ``[cluster]`` sections; ``env[i]`` is node i's extra environment (failpoints)."""
-    with LocalCluster(n, tmp, consistency=consistency, extra_toml=extra_toml, mysql_extra=mysql_extra,
-                      replication_extra=replication_extra, cluster_extra=cluster_extra, env=env) as cluster:
+    with LocalCluster(
+        n,
+        tmp,
+        consistency=consistency,
+        extra_toml=extra_toml,
+        mysql_extra=mysql_extra,
+        replication_extra=replication_extra,
+        cluster_extra=cluster_extra,
+        env=env,
+    ) as cluster:
         yield cluster.nodes
 
 
 @contextmanager
-def proxied_cluster(tmp: Path, env: dict[int, dict[str, str]] | None = None, extra_toml: str = ""
-                    ) -> Iterator[tuple[list[NodeProcess], ProxyPool]]:
+def proxied_cluster(
+    tmp: Path, env: dict[int, dict[str, str]] | None = None, extra_toml: str = ""
+) -> Iterator[tuple[list[NodeProcess], ProxyPool]]:
     """Three nodes (ids 1..3) that reach each other only through a fault proxy's directed links
     (``[cluster] dial_overrides``), so a test can cut, hold or delay any direction on 127.0.0.1.
     Anti-entropy runs every second and writes time out after 2 s. ``env[i]`` is node i's extra
     environment (failpoints); ``extra_toml`` is appended to every config. Every node is SIGKILLed by its
     PID afterwards and the proxy closed."""
-    with LocalCluster(3, tmp, proxied=True, env=env, extra_toml=extra_toml, stop_signal=signal.SIGKILL,
-                      replication_extra="anti_entropy_interval_seconds = 1\nwrite_timeout_ms = 2000\n") as cluster:
+    with LocalCluster(
+        3,
+        tmp,
+        proxied=True,
+        env=env,
+        extra_toml=extra_toml,
+        stop_signal=signal.SIGKILL,
+        replication_extra="anti_entropy_interval_seconds = 1\nwrite_timeout_ms = 2000\n",
+    ) as cluster:
         assert cluster.proxy is not None
         yield cluster.nodes, cluster.proxy
 
@@ -62,9 +85,26 @@ def cluster_fixture(n: int = 3, consistency: str = "QUORUM", extra_toml: str = "
     return _cluster
 
 
-def marmot_verify(node: NodeProcess, *extra: str, settle: float = 1, timeout: float = 120
-                  ) -> subprocess.CompletedProcess[str]:
+def marmot_verify(
+    node: NodeProcess, *extra: str, settle: float = 1, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``marmot verify`` (a real CLI process) against ``node``'s cluster; ``extra``: more flags."""
-    return subprocess.run([sys.executable, "-m", "marmot.cli", "verify", "--address", f"127.0.0.1:{node.grpc_port}",
-                           "--secret", SECRET, "--settle", str(settle), *extra],
-                          capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "marmot.cli",
+            "verify",
+            "--address",
+            f"127.0.0.1:{node.grpc_port}",
+            "--secret",
+            SECRET,
+            "--settle",
+            str(settle),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(REPO),
+    )

@@ -20,9 +20,17 @@ from marmot.testing.nodes import NodeProcess
 def connect(node: NodeProcess, db: str | None = "marmot", **kw: Any) -> pymysql.connections.Connection:
     """A PyMySQL connection to ``node`` over TCP as root, autocommit on (MySQL's default) and LOCAL
     INFILE allowed. Keyword arguments override (``autocommit=False``, ``read_timeout=...``, ``user=...``)."""
-    args: dict[str, Any] = {"host": "127.0.0.1", "port": node.mysql_port, "user": "root", "password": "",
-                            "database": db, "autocommit": True, "local_infile": True,
-                            "connect_timeout": 5, "read_timeout": 60}
+    args: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": node.mysql_port,
+        "user": "root",
+        "password": "",
+        "database": db,
+        "autocommit": True,
+        "local_infile": True,
+        "connect_timeout": 5,
+        "read_timeout": 60,
+    }
     args.update(kw)
     return pymysql.connect(**args)
 
@@ -43,8 +51,14 @@ def node_name(nodes: Sequence[NodeProcess], node: NodeProcess) -> str:
     return f"node {nodes.index(node) + 1} (127.0.0.1:{node.mysql_port})"
 
 
-def wait_until_equal(nodes: Sequence[NodeProcess], sql: str, timeout: float = 10.0, db: str | None = "marmot",
-                     expected: Any = None, args: Any = None) -> list[tuple]:
+def wait_until_equal(
+    nodes: Sequence[NodeProcess],
+    sql: str,
+    timeout: float = 10.0,
+    db: str | None = "marmot",
+    expected: Any = None,
+    args: Any = None,
+) -> list[tuple]:
     """Run ``sql`` on every node until all return identical rows (and, if ``expected`` is given, rows
     equal to it); return the per-node results. A node answering with an error (a table or database that
     has not arrived yet) never counts as agreeing. On timeout, fail with each node's last answer."""
@@ -71,7 +85,9 @@ def wait_until_equal(nodes: Sequence[NodeProcess], sql: str, timeout: float = 10
             if time.monotonic() >= deadline:
                 lines = [f"  {node_name(nodes, node)}: {r!r}" for node, r in zip(nodes, last, strict=True)]
                 want = "" if expected is None else f"\n  expected: {tuple(expected)!r}"
-                raise AssertionError(f"nodes did not agree within {timeout}s on {sql!r}{want}\n" + "\n".join(lines))
+                raise AssertionError(
+                    f"nodes did not agree within {timeout}s on {sql!r}{want}\n" + "\n".join(lines)
+                )
             time.sleep(0.05)
     finally:
         for c in conns.values():

@@ -14,8 +14,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 15.0, what: str = "condition", *,
-             interval: float = 0.1, ignore: tuple[type[BaseException], ...] = ()) -> T:
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 15.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.1,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and return that.
     An exception of a type in ``ignore`` (e.g. a MySQL error while a node restarts) counts as "not yet";
     any other propagates. After ``timeout`` seconds, fail with ``what`` and the last value or error."""

@@ -79,8 +79,11 @@ def test_digest_route_serves_what_the_file_holds(node: Any) -> None:
     assert r.status == 200
     body = r.json
     want = rt.row_hash(key("kv", 1), W + 10, 0, 1) + rt.row_hash(key("kv", 2), W + 10, 0, 1)
-    assert body == {"database": "marmot", "schema_version": 0,
-                    "tables": {"kv": {"digest": f"{want % (1 << 64):016x}", "rows": 2}}}
+    assert body == {
+        "database": "marmot",
+        "schema_version": 0,
+        "tables": {"kv": {"digest": f"{want % (1 << 64):016x}", "rows": 2}},
+    }
     assert call(control, "GET", "/admin/databases/nosuch/digest", headers=auth()).status == 404
     assert call(control, "GET", "/admin/databases/marmot/digest").status == 401  # same auth as the rest
 
@@ -93,9 +96,13 @@ def test_keys_route_pages_and_validates(node: Any) -> None:
     page = r.json
     assert page["keys"] == [[key("kv", 1).hex(), [W + 10, 0, 1]], [key("kv", 2).hex(), [W + 10, 0, 1]]]
     assert page["next"] == key("kv", 2).hex()
-    r = call(control, "GET", f"/admin/databases/marmot/digest/kv/keys?limit=2&after={page['next']}", headers=auth())
+    r = call(
+        control, "GET", f"/admin/databases/marmot/digest/kv/keys?limit=2&after={page['next']}", headers=auth()
+    )
     assert r.json["keys"] == [[key("kv", 3).hex(), [W + 10, 0, 1]]] and r.json["next"] is None
-    assert call(control, "GET", "/admin/databases/marmot/digest/nosuch/keys", headers=auth()).json["keys"] == []
+    assert (
+        call(control, "GET", "/admin/databases/marmot/digest/nosuch/keys", headers=auth()).json["keys"] == []
+    )
     for bad in ("limit=0", "limit=9999", "limit=x", "after=zz"):
         r = call(control, "GET", f"/admin/databases/marmot/digest/kv/keys?{bad}", headers=auth())
         assert r.status == 400, bad
@@ -106,14 +113,24 @@ def test_keys_route_pages_and_validates(node: Any) -> None:
 def test_replication_route_and_lag_seconds(node: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _dbs, control = node
     assert call(control, "GET", "/admin/cluster/replication", headers=auth()).json == {
-        "node_id": 1, "anti_entropy": {"enabled": False, "interval_seconds": None}, "lag": []}
+        "node_id": 1,
+        "anti_entropy": {"enabled": False, "interval_seconds": None},
+        "lag": [],
+    }
     repl = FakeReplication()
     control.replication = repl
     now = time.time()
     repl.log_pull.lag = {(2, "marmot"): (0, now - 5), (3, "marmot"): (4, now - 1)}
     body = call(control, "GET", "/admin/cluster/replication", headers=auth()).json
-    assert body["anti_entropy"] == {"enabled": True, "interval_seconds": 30.0, "rounds": 3, "pulled": 10,
-                                    "applied": 7, "failed": 0, "databases_created": 0}
+    assert body["anti_entropy"] == {
+        "enabled": True,
+        "interval_seconds": 30.0,
+        "rounds": 3,
+        "pulled": 10,
+        "applied": 7,
+        "failed": 0,
+        "databases_created": 0,
+    }
     lag = {e["peer"]: e for e in body["lag"]}
     assert lag[2]["behind_txns"] == 0 and 4.5 < lag[2]["lag_seconds"] < 10
     # never seen caught up with node 3: counted from this node's start
@@ -148,10 +165,20 @@ def test_metrics_follow_digests_and_lag(node: Any) -> None:
     first = control.table_digests()["marmot"]["kv"][0]
     s = samples(m)
     assert s[("marmot_table_rows", (("database", "marmot"), ("table", "kv")))] == 1
-    assert s[("marmot_table_digest_info", (("database", "marmot"), ("digest", f"{first:016x}"), ("table", "kv")))] == 1
+    assert (
+        s[
+            (
+                "marmot_table_digest_info",
+                (("database", "marmot"), ("digest", f"{first:016x}"), ("table", "kv")),
+            )
+        ]
+        == 1
+    )
     assert s[("marmot_replication_lag_transactions", (("database", "marmot"), ("peer", "2")))] == 3
     assert ("marmot_replication_lag_seconds", (("database", "marmot"), ("peer", "2"))) in s
-    assert s[("marmot_antientropy_rounds_total", ())] == 3 and s[("marmot_antientropy_applied_total", ())] == 7
+    assert (
+        s[("marmot_antientropy_rounds_total", ())] == 3 and s[("marmot_antientropy_applied_total", ())] == 7
+    )
     # a write changes the digest: the old series goes, the new one is there; counters advance
     apply(dbs, "marmot", item(2, ts(20), [urow("kv", 2, v="b")]))
     repl.log_pull.stats["rounds"] = 5
@@ -188,8 +215,11 @@ def test_metrics_refresh_survives_a_failing_digest_read(node: Any) -> None:
 def three(tmp_path: Path) -> Any:
     """Three nodes' admin APIs (real NodeControl, real files) on 127.0.0.1."""
     nodes = [make_node(tmp_path, f"n{i}") for i in (1, 2, 3)]
-    with LiveServer(make_app(nodes[0][1], secret=SECRET)) as a, LiveServer(make_app(nodes[1][1], secret=SECRET)) as b, \
-            LiveServer(make_app(nodes[2][1], secret=SECRET)) as c:
+    with (
+        LiveServer(make_app(nodes[0][1], secret=SECRET)) as a,
+        LiveServer(make_app(nodes[1][1], secret=SECRET)) as b,
+        LiveServer(make_app(nodes[2][1], secret=SECRET)) as c,
+    ):
         yield [n[0] for n in nodes], [a.address, b.address, c.address]
     for dbs, _ in nodes:
         dbs.close()
@@ -203,7 +233,9 @@ def test_verify_matching_and_diverging_nodes(three: Any, capsys: pytest.CaptureF
     argv = ["--address", ",".join(addresses), "--secret", SECRET, "--settle", "0"]
     assert client.main_verify(argv) == 0
     out = capsys.readouterr().out
-    assert "MATCH" in out and "DIFFER" not in out and out.rstrip().endswith("1 table(s) on 3 node(s): all match")
+    assert (
+        "MATCH" in out and "DIFFER" not in out and out.rstrip().endswith("1 table(s) on 3 node(s): all match")
+    )
 
     # node 3 misses a delete and has a newer version of another row
     apply(dbs[0], "marmot", item(2, ts(20), [urow("kv", 7, v="x")]))  # (not on 2 and 3 either)
@@ -212,7 +244,9 @@ def test_verify_matching_and_diverging_nodes(three: Any, capsys: pytest.CaptureF
     assert client.main_verify(argv) == 1
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert any(line.startswith("marmot") and "kv" in line and line.rstrip().endswith("DIFFER") for line in lines)
+    assert any(
+        line.startswith("marmot") and "kv" in line and line.rstrip().endswith("DIFFER") for line in lines
+    )
     assert "marmot.kv: 2 key(s) differ" in out
     assert "(5)" in out and "(7)" in out and "missing" not in out  # versions differ, no key is missing
     assert "@3" in out
@@ -250,8 +284,16 @@ def test_verify_unreachable_node_fails(three: Any, capsys: pytest.CaptureFixture
     _dbs, addresses = three
     from tests.unit.test_admin_http import closed_port
 
-    argv = ["--address", ",".join([*addresses, f"127.0.0.1:{closed_port()}"]), "--secret", SECRET,
-            "--settle", "0", "--timeout", "2"]
+    argv = [
+        "--address",
+        ",".join([*addresses, f"127.0.0.1:{closed_port()}"]),
+        "--secret",
+        SECRET,
+        "--settle",
+        "0",
+        "--timeout",
+        "2",
+    ]
     assert client.main_verify(argv) == 1
     assert "node unreachable" in capsys.readouterr().out
 

@@ -42,15 +42,24 @@ class FakeControl:
         self.decommissioning: set[int] = set()
         self.unreachable: set[int] = set()  # forwarding a decommission there fails
         self.calls: list[tuple[str, int]] = []
-        self.dbs = [{"name": "marmot", "size_bytes": 8192, "tables": 3},
-                    {"name": "app", "size_bytes": 65536, "tables": 12}]
+        self.dbs = [
+            {"name": "marmot", "size_bytes": 8192, "tables": 3},
+            {"name": "app", "size_bytes": 65536, "tables": 12},
+        ]
         self.join: dict[str, Any] = {"joined": True, "seeds": ["127.0.0.1:8080"]}
 
     def members(self) -> list[dict[str, Any]]:
-        return [{"node_id": n, "address": f"127.0.0.1:{8080 + n - 1}", "state": s, "incarnation": n,
-                 "last_seen_ms_ago": 0 if n == self.node_id else 250 * n,
-                 "mysql_address": f"127.0.0.1:{3306 + n}"}
-                for n, s in sorted(self.state.items(), reverse=True)]
+        return [
+            {
+                "node_id": n,
+                "address": f"127.0.0.1:{8080 + n - 1}",
+                "state": s,
+                "incarnation": n,
+                "last_seen_ms_ago": 0 if n == self.node_id else 250 * n,
+                "mysql_address": f"127.0.0.1:{3306 + n}",
+            }
+            for n, s in sorted(self.state.items(), reverse=True)
+        ]
 
     def total_members(self) -> int:
         return sum(1 for s in self.state.values() if s is not NodeState.REMOVED)
@@ -94,8 +103,12 @@ class FakeControl:
 
     def _status(self, node_id: int) -> dict[str, Any]:
         active = node_id in self.decommissioning
-        return {"state": self.state[node_id].name, "decommissioning": active,
-                "phase": "draining" if active else "none", "pending_transactions": 2 if active else 0}
+        return {
+            "state": self.state[node_id].name,
+            "decommissioning": active,
+            "phase": "draining" if active else "none",
+            "pending_transactions": 2 if active else 0,
+        }
 
     def decommission(self, node_id: int) -> Any:
         self.calls.append(("decommission", node_id))
@@ -144,8 +157,15 @@ class Reply:
         return json.loads(self.text)
 
 
-def call(control: Any, method: str, path: str, *, secret: str = SECRET, headers: dict | None = None,
-         metrics: Metrics | None = None) -> Reply:
+def call(
+    control: Any,
+    method: str,
+    path: str,
+    *,
+    secret: str = SECRET,
+    headers: dict | None = None,
+    metrics: Metrics | None = None,
+) -> Reply:
     """One request through aiohttp's test client, on a fresh app (apps are bound to one loop)."""
 
     async def go() -> Reply:
@@ -182,25 +202,39 @@ READS = [r for r in ROUTES if r[0] == "GET"]
 
 @pytest.mark.parametrize(("method", "path", "expected"), ROUTES)
 @pytest.mark.parametrize("style", ["header", "bearer"])
-def test_valid_secret_in_either_header_style_is_accepted(method: str, path: str, expected: int,
-                                                         style: str) -> None:
+def test_valid_secret_in_either_header_style_is_accepted(
+    method: str, path: str, expected: int, style: str
+) -> None:
     r = call(FakeControl(), method, path, headers=auth(style))
     assert r.status == expected, r.text
     assert isinstance(r.json, dict)
 
 
 @pytest.mark.parametrize(("method", "path", "expected"), ROUTES)
-@pytest.mark.parametrize("headers", [
-    {},
-    {"X-Marmot-Secret": "wrong"},
-    {"Authorization": "Bearer wrong"},
-    {"X-Marmot-Secret": ""},
-    {"Authorization": f"Basic {SECRET}"},
-    {"Authorization": "Bearer"},
-    {"X-Marmot-Secret": SECRET[:-1]},
-], ids=["missing", "wrong-header", "wrong-bearer", "empty-header", "basic-scheme", "bearer-no-token", "prefix"])
-def test_missing_or_wrong_secret_is_401_and_changes_nothing(method: str, path: str, expected: int,
-                                                            headers: dict) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Marmot-Secret": "wrong"},
+        {"Authorization": "Bearer wrong"},
+        {"X-Marmot-Secret": ""},
+        {"Authorization": f"Basic {SECRET}"},
+        {"Authorization": "Bearer"},
+        {"X-Marmot-Secret": SECRET[:-1]},
+    ],
+    ids=[
+        "missing",
+        "wrong-header",
+        "wrong-bearer",
+        "empty-header",
+        "basic-scheme",
+        "bearer-no-token",
+        "prefix",
+    ],
+)
+def test_missing_or_wrong_secret_is_401_and_changes_nothing(
+    method: str, path: str, expected: int, headers: dict
+) -> None:
     control = FakeControl()
     r = call(control, method, path, headers=headers)
     assert r.status == 401
@@ -228,9 +262,17 @@ def test_no_spelling_of_a_protected_path_skips_auth() -> None:
     """Raw request lines, so no client normalises the path first: each is 401 (or 404 without a route,
     after auth) but never served."""
     control = FakeControl()
-    paths = ["//admin/cluster/members", "/./admin/cluster/members", "/metrics/../admin/cluster/members",
-             "/metrics/%2e%2e/admin/cluster/members", "/admin%2fcluster%2fmembers", "/%61dmin/cluster/members",
-             "http://h/admin/cluster/members", "/metrics/", "/METRICS"]
+    paths = [
+        "//admin/cluster/members",
+        "/./admin/cluster/members",
+        "/metrics/../admin/cluster/members",
+        "/metrics/%2e%2e/admin/cluster/members",
+        "/admin%2fcluster%2fmembers",
+        "/%61dmin/cluster/members",
+        "http://h/admin/cluster/members",
+        "/metrics/",
+        "/METRICS",
+    ]
     with LiveServer(make_app(control, secret=SECRET, metrics=Metrics(1))) as server:
         host, port = server.address.rsplit(":", 1)
         for path in paths:
@@ -273,8 +315,14 @@ def test_members_shape_and_quorum_info() -> None:
     body = call(FakeControl(), "GET", "/admin/cluster/members", headers=auth()).json
     assert body["node_id"] == 1
     assert [m["node_id"] for m in body["members"]] == [1, 2, 3]
-    assert body["members"][0] == {"node_id": 1, "address": "127.0.0.1:8080", "state": "ALIVE",
-                                  "incarnation": 1, "last_seen_ms_ago": 0, "mysql_address": "127.0.0.1:3307"}
+    assert body["members"][0] == {
+        "node_id": 1,
+        "address": "127.0.0.1:8080",
+        "state": "ALIVE",
+        "incarnation": 1,
+        "last_seen_ms_ago": 0,
+        "mysql_address": "127.0.0.1:3307",
+    }
     assert body["members"][2]["state"] == "SUSPECT"  # enum states leave as their names
     assert (body["total"], body["alive"], body["alive_nodes"]) == (3, 2, [1, 2])
     assert (body["quorum_size"], body["has_quorum"]) == (2, True)
@@ -283,9 +331,18 @@ def test_members_shape_and_quorum_info() -> None:
 def test_health_200_when_alive_with_quorum() -> None:
     r = call(FakeControl(), "GET", "/admin/cluster/health", headers=auth())
     assert r.status == 200
-    assert r.json == {"node_id": 1, "state": "ALIVE", "ok": True, "total": 3, "alive": 2, "alive_nodes": [1, 2],
-                      "quorum_size": 2, "has_quorum": True, "join": {"joined": True, "seeds": ["127.0.0.1:8080"]},
-                      "reasons": []}
+    assert r.json == {
+        "node_id": 1,
+        "state": "ALIVE",
+        "ok": True,
+        "total": 3,
+        "alive": 2,
+        "alive_nodes": [1, 2],
+        "quorum_size": 2,
+        "has_quorum": True,
+        "join": {"joined": True, "seeds": ["127.0.0.1:8080"]},
+        "reasons": [],
+    }
 
 
 def test_health_503_without_quorum() -> None:
@@ -312,8 +369,15 @@ def test_health_503_first_reason_not_joined_and_cli_lists_the_seeds() -> None:
     control = FakeControl(node_id=3)
     control.state = {3: NodeState.JOINING}
     why = "node 3 has not joined a cluster: no seed admitted it (seed 127.0.0.1:9: connection refused); ..."
-    control.join = {"joined": False, "seeds": ["127.0.0.1:9"], "failures": {"127.0.0.1:9": "connection refused"},
-                    "attempts": 4, "last_attempt_ms_ago": 120, "not_joined_for_s": 3.5, "reason": why}
+    control.join = {
+        "joined": False,
+        "seeds": ["127.0.0.1:9"],
+        "failures": {"127.0.0.1:9": "connection refused"},
+        "attempts": 4,
+        "last_attempt_ms_ago": 120,
+        "not_joined_for_s": 3.5,
+        "reason": why,
+    }
     r = call(control, "GET", "/admin/cluster/health", headers=auth())
     assert r.status == 503
     assert r.json["join"] == control.join
@@ -329,8 +393,13 @@ def test_health_503_when_self_is_not_listed() -> None:
 
 def test_databases() -> None:
     body = call(FakeControl(), "GET", "/admin/databases", headers=auth()).json
-    assert body == {"node_id": 1, "databases": [{"name": "marmot", "size_bytes": 8192, "tables": 3},
-                                                {"name": "app", "size_bytes": 65536, "tables": 12}]}
+    assert body == {
+        "node_id": 1,
+        "databases": [
+            {"name": "marmot", "size_bytes": 8192, "tables": 3},
+            {"name": "app", "size_bytes": 65536, "tables": 12},
+        ],
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -350,9 +419,15 @@ def test_remove_then_allow() -> None:
     assert "restart" in r.json["message"]
 
 
-@pytest.mark.parametrize("path", [
-    "/admin/cluster/remove/{}", "/admin/cluster/allow/{}", "/admin/cluster/decommission/{}",
-    "/admin/cluster/decommission/{}/cancel"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/cluster/remove/{}",
+        "/admin/cluster/allow/{}",
+        "/admin/cluster/decommission/{}",
+        "/admin/cluster/decommission/{}/cancel",
+    ],
+)
 def test_unknown_node_id_is_404(path: str) -> None:
     r = call(FakeControl(), "POST", path.format(42), headers=auth())
     assert r.status == 404
@@ -365,10 +440,16 @@ def test_unknown_node_id_status_is_404() -> None:
 
 
 @pytest.mark.parametrize("bad", ["abc", "-1", "1.5", "0x2", "%20 2", "99999999999999999999", "٣"])
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/admin/cluster/remove/{}"), ("POST", "/admin/cluster/allow/{}"),
-    ("POST", "/admin/cluster/decommission/{}"), ("GET", "/admin/cluster/decommission/{}/status"),
-    ("POST", "/admin/cluster/decommission/{}/cancel")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/admin/cluster/remove/{}"),
+        ("POST", "/admin/cluster/allow/{}"),
+        ("POST", "/admin/cluster/decommission/{}"),
+        ("GET", "/admin/cluster/decommission/{}/status"),
+        ("POST", "/admin/cluster/decommission/{}/cancel"),
+    ],
+)
 def test_non_integer_node_id_is_400(bad: str, method: str, path: str) -> None:
     control = FakeControl()
     r = call(control, method, path.format(bad), headers=auth())
@@ -388,10 +469,18 @@ def test_decommission_status_and_cancel(async_io: bool) -> None:
     control = FakeControl(async_io=async_io)
     r = call(control, "POST", "/admin/cluster/decommission/2", headers=auth())
     assert r.status == 200
-    assert r.json == {"node_id": 2, "state": "LEAVING", "decommissioning": True, "phase": "draining",
-                      "pending_transactions": 2}
+    assert r.json == {
+        "node_id": 2,
+        "state": "LEAVING",
+        "decommissioning": True,
+        "phase": "draining",
+        "pending_transactions": 2,
+    }
     r = call(control, "POST", "/admin/cluster/decommission/2", headers=auth())
-    assert (r.status, r.json["error"]) == (409, "cannot decommission node 2: decommission already in progress")
+    assert (r.status, r.json["error"]) == (
+        409,
+        "cannot decommission node 2: decommission already in progress",
+    )
     r = call(control, "GET", "/admin/cluster/decommission/2/status", headers=auth())
     assert (r.status, r.json["phase"]) == (200, "draining")
     r = call(control, "POST", "/admin/cluster/decommission/2/cancel", headers=auth())
@@ -528,8 +617,9 @@ def test_fetch_json_ok_auth_error_and_unreachable(live: LiveServer) -> None:
         client.fetch_json(f"127.0.0.1:{closed_port()}", "/admin/cluster/health", SECRET, timeout=2)
 
 
-def test_main_members_and_health_exit_codes(live: LiveServer, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_members_and_health_exit_codes(
+    live: LiveServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(client.SECRET_ENV, raising=False)
     assert client.main_members(["--address", live.address, "--secret", SECRET]) == 0
     out = capsys.readouterr().out
@@ -583,47 +673,101 @@ def test_main_reports_a_non_json_or_unexpected_answer(capsys: pytest.CaptureFixt
 MEMBERS = {
     "node_id": 1,
     "members": [
-        {"node_id": 3, "address": "10.0.0.3:8080", "state": "SUSPECT", "incarnation": 7, "last_seen_ms_ago": 6200},
+        {
+            "node_id": 3,
+            "address": "10.0.0.3:8080",
+            "state": "SUSPECT",
+            "incarnation": 7,
+            "last_seen_ms_ago": 6200,
+        },
         {"node_id": 1, "address": "10.0.0.1:8080", "state": "ALIVE", "incarnation": 2, "last_seen_ms_ago": 0},
-        {"node_id": 12, "address": "node-twelve.example:8080", "state": "ALIVE", "incarnation": 14,
-         "last_seen_ms_ago": 310},
+        {
+            "node_id": 12,
+            "address": "node-twelve.example:8080",
+            "state": "ALIVE",
+            "incarnation": 14,
+            "last_seen_ms_ago": 310,
+        },
     ],
-    "total": 3, "alive": 2, "alive_nodes": [1, 12], "quorum_size": 2, "has_quorum": True,
+    "total": 3,
+    "alive": 2,
+    "alive_nodes": [1, 12],
+    "quorum_size": 2,
+    "has_quorum": True,
 }
 
 
 def test_format_members_table() -> None:
-    assert client.format_members(MEMBERS) == "\n".join([
-        "NODE  ADDRESS                   STATE    INCARNATION  LAST SEEN",
-        "1*    10.0.0.1:8080             ALIVE    2            -",
-        "3     10.0.0.3:8080             SUSPECT  7            6.2s",
-        "12    node-twelve.example:8080  ALIVE    14           310ms",
-        "(* = node 1, which answered)",
-        "3 members, 2 alive, quorum 2: OK",
-    ])
+    assert client.format_members(MEMBERS) == "\n".join(
+        [
+            "NODE  ADDRESS                   STATE    INCARNATION  LAST SEEN",
+            "1*    10.0.0.1:8080             ALIVE    2            -",
+            "3     10.0.0.3:8080             SUSPECT  7            6.2s",
+            "12    node-twelve.example:8080  ALIVE    14           310ms",
+            "(* = node 1, which answered)",
+            "3 members, 2 alive, quorum 2: OK",
+        ]
+    )
 
 
 def test_format_members_with_mysql_column_and_no_quorum() -> None:
-    obj = {"node_id": 5, "members": [{"node_id": 2, "address": "a:1", "state": "DEAD", "incarnation": 1,
-                                      "last_seen_ms_ago": None, "mysql_address": "a:3306"}],
-           "total": 3, "alive": 0, "quorum_size": 2, "has_quorum": False}
-    assert client.format_members(obj) == "\n".join([
-        "NODE  ADDRESS  STATE  INCARNATION  LAST SEEN  MYSQL",
-        "2     a:1      DEAD   1            -          a:3306",
-        "3 members, 0 alive, quorum 2: NO QUORUM",
-    ])
+    obj = {
+        "node_id": 5,
+        "members": [
+            {
+                "node_id": 2,
+                "address": "a:1",
+                "state": "DEAD",
+                "incarnation": 1,
+                "last_seen_ms_ago": None,
+                "mysql_address": "a:3306",
+            }
+        ],
+        "total": 3,
+        "alive": 0,
+        "quorum_size": 2,
+        "has_quorum": False,
+    }
+    assert client.format_members(obj) == "\n".join(
+        [
+            "NODE  ADDRESS  STATE  INCARNATION  LAST SEEN  MYSQL",
+            "2     a:1      DEAD   1            -          a:3306",
+            "3 members, 0 alive, quorum 2: NO QUORUM",
+        ]
+    )
 
 
 def test_format_health() -> None:
-    assert client.format_health({"node_id": 2, "state": "ALIVE", "ok": True, "total": 3, "alive": 3,
-                                 "quorum_size": 2, "has_quorum": True, "reasons": []}) == "\n".join([
-        "node 2: healthy",
-        "  state:  ALIVE",
-        "  quorum: 3 of 3 members alive, 2 needed: OK",
-    ])
-    text = client.format_health({"node_id": 2, "state": "JOINING", "ok": False, "total": 3, "alive": 1,
-                                 "quorum_size": 2, "has_quorum": False,
-                                 "reasons": ["node state is JOINING", "no quorum: 1 of 3 members alive, 2 needed"]})
+    assert client.format_health(
+        {
+            "node_id": 2,
+            "state": "ALIVE",
+            "ok": True,
+            "total": 3,
+            "alive": 3,
+            "quorum_size": 2,
+            "has_quorum": True,
+            "reasons": [],
+        }
+    ) == "\n".join(
+        [
+            "node 2: healthy",
+            "  state:  ALIVE",
+            "  quorum: 3 of 3 members alive, 2 needed: OK",
+        ]
+    )
+    text = client.format_health(
+        {
+            "node_id": 2,
+            "state": "JOINING",
+            "ok": False,
+            "total": 3,
+            "alive": 1,
+            "quorum_size": 2,
+            "has_quorum": False,
+            "reasons": ["node state is JOINING", "no quorum: 1 of 3 members alive, 2 needed"],
+        }
+    )
     assert text.splitlines() == [
         "node 2: UNHEALTHY",
         "  state:  JOINING",
@@ -633,9 +777,21 @@ def test_format_health() -> None:
     ]
 
 
-@pytest.mark.parametrize(("ms", "text"), [
-    (None, "-"), (-1, "-"), (0, "0ms"), (999, "999ms"), (1000, "1.0s"), (59_940, "59.9s"), (61_000, "1m01s"),
-    (3_600_000, "1h00m"), (90_061_000, "1d01h"), ("junk", "junk")])
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (None, "-"),
+        (-1, "-"),
+        (0, "0ms"),
+        (999, "999ms"),
+        (1000, "1.0s"),
+        (59_940, "59.9s"),
+        (61_000, "1m01s"),
+        (3_600_000, "1h00m"),
+        (90_061_000, "1d01h"),
+        ("junk", "junk"),
+    ],
+)
 def test_format_duration(ms: Any, text: str) -> None:
     assert client.format_duration_ms(ms) == text
 

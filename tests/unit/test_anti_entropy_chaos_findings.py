@@ -6,6 +6,7 @@
    was never retrieved" — 5,665 such tracebacks in four chaos runs.
 2. A false divergence alarm right after a restarted node's catch-up (kill nemesis).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,10 @@ def test_failed_batch_retrieves_every_failure(tmp_path):
     queues = FullDisk(5)
     ae = LogPull(1, HLC(1), dbs, queues, Transport(), peers=dict, settings=SETTINGS)
     body = m.encode_body("dml", rows=b"")
-    entries = [LogEntry(seq, 1000 + seq, Timestamp(1_700_000_000_000_000_000 + seq, 0, 2), 2, body)
-               for seq in range(1, 6)]
+    entries = [
+        LogEntry(seq, 1000 + seq, Timestamp(1_700_000_000_000_000_000 + seq, 0, 2), 2, body)
+        for seq in range(1, 6)
+    ]
     unretrieved: list[dict] = []
 
     async def main() -> tuple[int | None, int]:
@@ -105,8 +108,11 @@ def test_digest_difference_counts_as_divergence_only_once_it_stays_put(tmp_path,
     async def send(address, method, payload, timeout):
         asked.append(method)
         if method == "digest_get":  # the peer has a row this node lacks, and it does not move
-            return {"database": "marmot", "schema_version": 1, "tables": {"t": {"digest": "00000000000000ff",
-                                                                                  "rows": 1}}}
+            return {
+                "database": "marmot",
+                "schema_version": 1,
+                "tables": {"t": {"digest": "00000000000000ff", "rows": 1}},
+            }
         raise ConnectionError("repairs are not what this test is about")
 
     ae = LogPull(1, HLC(1), dbs, FullDisk(1), Transport(send), peers=dict, settings=SETTINGS)

@@ -59,18 +59,33 @@ def summary(changes: list[RowChange]) -> list[tuple[str, str, list[object]]]:
 
 def test_insert_update_delete_images(db: apsw.Connection) -> None:
     db.execute("INSERT INTO kv VALUES (1, 'a', 10), (2, 'b', 20)")
-    ch = run(db, "INSERT INTO kv VALUES (3, 'c', 30)", "UPDATE kv SET v = 11 WHERE id = 1", "DELETE FROM kv WHERE id = 2")
+    ch = run(
+        db,
+        "INSERT INTO kv VALUES (3, 'c', 30)",
+        "UPDATE kv SET v = 11 WHERE id = 1",
+        "DELETE FROM kv WHERE id = 2",
+    )
     by_op = {c.op: c for c in ch if c.table == "kv"}
-    assert by_op["INSERT"] == RowChange("kv", "INSERT", encode_row_key("kv", [3]), None, {"id": 3, "k": "c", "v": 30})
-    assert by_op["UPDATE"] == RowChange("kv", "UPDATE", encode_row_key("kv", [1]), {"id": 1, "k": "a", "v": 10},
-                                        {"id": 1, "k": "a", "v": 11})
-    assert by_op["DELETE"] == RowChange("kv", "DELETE", encode_row_key("kv", [2]), {"id": 2, "k": "b", "v": 20}, None)
+    assert by_op["INSERT"] == RowChange(
+        "kv", "INSERT", encode_row_key("kv", [3]), None, {"id": 3, "k": "c", "v": 30}
+    )
+    assert by_op["UPDATE"] == RowChange(
+        "kv", "UPDATE", encode_row_key("kv", [1]), {"id": 1, "k": "a", "v": 10}, {"id": 1, "k": "a", "v": 11}
+    )
+    assert by_op["DELETE"] == RowChange(
+        "kv", "DELETE", encode_row_key("kv", [2]), {"id": 2, "k": "b", "v": 20}, None
+    )
 
 
 def test_first_touch_order(db: apsw.Connection) -> None:
     db.execute("INSERT INTO kv VALUES (1, 'a', 1)")
-    ch = run(db, "INSERT INTO kv VALUES (5, 'x', 0)", "UPDATE kv SET v = 2 WHERE id = 1",
-             "INSERT INTO log VALUES (1, 2)", "UPDATE kv SET v = 9 WHERE id = 5")
+    ch = run(
+        db,
+        "INSERT INTO kv VALUES (5, 'x', 0)",
+        "UPDATE kv SET v = 2 WHERE id = 1",
+        "INSERT INTO log VALUES (1, 2)",
+        "UPDATE kv SET v = 9 WHERE id = 5",
+    )
     assert summary(ch) == [("INSERT", "kv", [5]), ("UPDATE", "kv", [1]), ("INSERT", "log", [1])]
     assert ch[0].new == {"id": 5, "k": "x", "v": 9}
 
@@ -103,11 +118,17 @@ def test_composite_primary_key_in_declared_order(db: apsw.Connection) -> None:
         (("DELETE FROM kv WHERE id = 1", "INSERT INTO kv VALUES (1, 'again', 5)"), "UPDATE", 1, 5),
         (("REPLACE INTO kv VALUES (1, 'r', 7)",), "UPDATE", 1, 7),
         (("INSERT INTO kv VALUES (1, 'u', 8) ON CONFLICT(id) DO UPDATE SET v = excluded.v",), "UPDATE", 1, 8),
-        (("INSERT OR REPLACE INTO kv VALUES (1, 'r', 1)", "REPLACE INTO kv VALUES (1, 'r', 4)"), "UPDATE", 1, 4),
+        (
+            ("INSERT OR REPLACE INTO kv VALUES (1, 'r', 1)", "REPLACE INTO kv VALUES (1, 'r', 4)"),
+            "UPDATE",
+            1,
+            4,
+        ),
     ],
 )
-def test_merge_rules(db: apsw.Connection, statements: tuple[str, ...], expected_op: str,
-                     old_v: int | None, new_v: int | None) -> None:
+def test_merge_rules(
+    db: apsw.Connection, statements: tuple[str, ...], expected_op: str, old_v: int | None, new_v: int | None
+) -> None:
     ch = [c for c in run(db, *statements, setup=("INSERT INTO kv VALUES (1, 'a', 1)",)) if c.table == "kv"]
     assert len(ch) == 1
     c = ch[0]
@@ -121,7 +142,9 @@ def test_insert_then_delete_cancels(db: apsw.Connection) -> None:
 
 
 def test_insert_delete_insert_is_an_insert(db: apsw.Connection) -> None:
-    ch = run(db, "INSERT INTO comp VALUES ('q', 1, 0)", "DELETE FROM comp", "INSERT INTO comp VALUES ('q', 1, 5)")
+    ch = run(
+        db, "INSERT INTO comp VALUES ('q', 1, 0)", "DELETE FROM comp", "INSERT INTO comp VALUES ('q', 1, 5)"
+    )
     assert [(c.op, c.new) for c in ch] == [("INSERT", {"a": "q", "b": 1, "v": 5})]
 
 
@@ -145,16 +168,30 @@ def test_primary_key_change_is_delete_plus_insert(db: apsw.Connection) -> None:
 
 
 def test_primary_key_change_and_back_is_one_update(db: apsw.Connection) -> None:
-    ch = run(db, "UPDATE kv SET id = 2, v = 5 WHERE id = 1", "UPDATE kv SET id = 1 WHERE id = 2",
-             setup=("INSERT INTO kv VALUES (1, 'a', 1)",))
-    assert [(c.op, c.old, c.new) for c in ch] == [("UPDATE", {"id": 1, "k": "a", "v": 1}, {"id": 1, "k": "a", "v": 5})]
+    ch = run(
+        db,
+        "UPDATE kv SET id = 2, v = 5 WHERE id = 1",
+        "UPDATE kv SET id = 1 WHERE id = 2",
+        setup=("INSERT INTO kv VALUES (1, 'a', 1)",),
+    )
+    assert [(c.op, c.old, c.new) for c in ch] == [
+        ("UPDATE", {"id": 1, "k": "a", "v": 1}, {"id": 1, "k": "a", "v": 5})
+    ]
 
 
 def test_composite_and_rowid_key_changes(db: apsw.Connection) -> None:
-    ch = run(db, "UPDATE comp SET a = 'z' WHERE b = 1", "UPDATE log SET rowid = 10",
-             setup=("INSERT INTO comp VALUES ('a', 1, 0)", "INSERT INTO log VALUES ('l', 1)"))
-    assert summary(ch) == [("DELETE", "comp", [1, "a"]), ("INSERT", "comp", [1, "z"]),
-                           ("DELETE", "log", [1]), ("INSERT", "log", [10])]
+    ch = run(
+        db,
+        "UPDATE comp SET a = 'z' WHERE b = 1",
+        "UPDATE log SET rowid = 10",
+        setup=("INSERT INTO comp VALUES ('a', 1, 0)", "INSERT INTO log VALUES ('l', 1)"),
+    )
+    assert summary(ch) == [
+        ("DELETE", "comp", [1, "a"]),
+        ("INSERT", "comp", [1, "z"]),
+        ("DELETE", "log", [1]),
+        ("INSERT", "log", [10]),
+    ]
 
 
 def test_case_only_change_of_a_nocase_key_is_an_update(db: apsw.Connection) -> None:
@@ -166,15 +203,31 @@ def test_case_only_change_of_a_nocase_key_is_an_update(db: apsw.Connection) -> N
 
 
 def test_fk_cascades_and_triggers_are_captured(db: apsw.Connection) -> None:
-    ch = run(db, "DELETE FROM parent WHERE id = 1", "DELETE FROM kv WHERE id = 3",
-             setup=("INSERT INTO parent VALUES (1, 'p')", "INSERT INTO child VALUES (10, 1), (11, 1)",
-                    "INSERT INTO kv VALUES (3, 'x', 0)"))
-    assert summary(ch) == [("DELETE", "parent", [1]), ("DELETE", "child", [10]), ("DELETE", "child", [11]),
-                           ("DELETE", "kv", [3]), ("INSERT", "audit", [1])]
+    ch = run(
+        db,
+        "DELETE FROM parent WHERE id = 1",
+        "DELETE FROM kv WHERE id = 3",
+        setup=(
+            "INSERT INTO parent VALUES (1, 'p')",
+            "INSERT INTO child VALUES (10, 1), (11, 1)",
+            "INSERT INTO kv VALUES (3, 'x', 0)",
+        ),
+    )
+    assert summary(ch) == [
+        ("DELETE", "parent", [1]),
+        ("DELETE", "child", [10]),
+        ("DELETE", "child", [11]),
+        ("DELETE", "kv", [3]),
+        ("INSERT", "audit", [1]),
+    ]
 
 
 def test_on_update_cascade_is_captured(db: apsw.Connection) -> None:
-    ch = run(db, "UPDATE parent SET id = 2", setup=("INSERT INTO parent VALUES (1, 'p')", "INSERT INTO child VALUES (10, 1)"))
+    ch = run(
+        db,
+        "UPDATE parent SET id = 2",
+        setup=("INSERT INTO parent VALUES (1, 'p')", "INSERT INTO child VALUES (10, 1)"),
+    )
     assert summary(ch) == [("DELETE", "parent", [1]), ("INSERT", "parent", [2]), ("UPDATE", "child", [10])]
     assert ch[2].new == {"id": 10, "pid": 2}
 
@@ -183,8 +236,13 @@ def test_internal_and_temp_tables_are_ignored(db: apsw.Connection) -> None:
     db.execute("CREATE TEMP TABLE scratch(x)")
     db.execute("ATTACH ':memory:' AS information_schema")
     db.execute("CREATE TABLE information_schema.tables(x)")
-    ch = run(db, "INSERT INTO __marmot_internal VALUES (1, 2)", "INSERT INTO __MARMOT_internal VALUES (2, 2)",
-             "INSERT INTO scratch VALUES (1)", "INSERT INTO information_schema.tables VALUES (1)")
+    ch = run(
+        db,
+        "INSERT INTO __marmot_internal VALUES (1, 2)",
+        "INSERT INTO __MARMOT_internal VALUES (2, 2)",
+        "INSERT INTO scratch VALUES (1)",
+        "INSERT INTO information_schema.tables VALUES (1)",
+    )
     assert ch == []
 
 
@@ -196,10 +254,17 @@ def test_write_to_another_attached_database_fails_loudly(db: apsw.Connection) ->
 
 
 def test_virtual_generated_columns_fall_back_to_reads(db: apsw.Connection) -> None:
-    db.execute("CREATE TABLE g(id INTEGER PRIMARY KEY, v TEXT, n INT AS (length(v)) VIRTUAL, s INT AS (length(v) * 2) STORED)")
-    ch = run(db, "INSERT INTO g(id, v) VALUES (2, 'abc')", "UPDATE g SET v = 'hello' WHERE id = 1",
-             "UPDATE g SET v = 'xy' WHERE id = 2", "DELETE FROM g WHERE id = 3",
-             setup=("INSERT INTO g(id, v) VALUES (1, 'a'), (3, 'zzz')",))
+    db.execute(
+        "CREATE TABLE g(id INTEGER PRIMARY KEY, v TEXT, n INT AS (length(v)) VIRTUAL, s INT AS (length(v) * 2) STORED)"
+    )
+    ch = run(
+        db,
+        "INSERT INTO g(id, v) VALUES (2, 'abc')",
+        "UPDATE g SET v = 'hello' WHERE id = 1",
+        "UPDATE g SET v = 'xy' WHERE id = 2",
+        "DELETE FROM g WHERE id = 3",
+        setup=("INSERT INTO g(id, v) VALUES (1, 'a'), (3, 'zzz')",),
+    )
     assert [(c.op, c.old, c.new) for c in ch] == [
         ("INSERT", None, {"id": 2, "v": "xy", "s": 4}),
         ("UPDATE", {"id": 1, "v": "a", "s": 2}, {"id": 1, "v": "hello", "s": 10}),

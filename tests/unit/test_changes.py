@@ -238,11 +238,23 @@ def test_replicated_transaction_gives_identical_databases(
 
 def test_all_scenarios_in_one_transaction(pair: tuple[apsw.Connection, apsw.Connection]) -> None:
     origin, replica = pair
-    statements = tuple(s for name in ("insert_update_delete", "fk_cascade", "unique_swap", "triggers",
-                                      "rowid_table", "composite_keys") for s in SCENARIOS[name])
+    statements = tuple(
+        s
+        for name in (
+            "insert_update_delete",
+            "fk_cascade",
+            "unique_swap",
+            "triggers",
+            "rowid_table",
+            "composite_keys",
+        )
+        for s in SCENARIOS[name]
+    )
     changes = capture(origin, statements)
     with replica:
-        apply_changes(replica, decode_transaction(encode_transaction("shop", TS, changes)).changes, SchemaCache())
+        apply_changes(
+            replica, decode_transaction(encode_transaction("shop", TS, changes)).changes, SchemaCache()
+        )
     assert dump(replica) == dump(origin)
 
 
@@ -263,13 +275,33 @@ def test_cascade_on_apply_would_have_diverged(pair: tuple[apsw.Connection, apsw.
 def test_update_of_a_missing_row_upserts_the_new_image() -> None:
     db = open_db()
     key = encode_row_key("users", [50])
-    change = RowChange("users", "UPDATE", key, {"id": 50, "name": "old", "score": None, "avatar": None},
-                       {"id": 50, "name": "new", "score": 1.0, "avatar": None})
+    change = RowChange(
+        "users",
+        "UPDATE",
+        key,
+        {"id": 50, "name": "old", "score": None, "avatar": None},
+        {"id": 50, "name": "new", "score": 1.0, "avatar": None},
+    )
     with db:
         apply_changes(db, [change], SchemaCache())
-        apply_changes(db, [RowChange("events", "UPDATE", encode_row_key("events", [77]), {"kind": "k", "payload": 1},
-                                     {"kind": "k", "payload": 2})], SchemaCache())
-        apply_changes(db, [RowChange("users", "DELETE", encode_row_key("users", [404]), {"id": 404}, None)], SchemaCache())
+        apply_changes(
+            db,
+            [
+                RowChange(
+                    "events",
+                    "UPDATE",
+                    encode_row_key("events", [77]),
+                    {"kind": "k", "payload": 1},
+                    {"kind": "k", "payload": 2},
+                )
+            ],
+            SchemaCache(),
+        )
+        apply_changes(
+            db,
+            [RowChange("users", "DELETE", encode_row_key("users", [404]), {"id": 404}, None)],
+            SchemaCache(),
+        )
     assert db.execute("SELECT id, name, score FROM users WHERE id = 50").fetchall() == [(50, "new", 1.0)]
     assert db.execute("SELECT rowid, kind, payload FROM events WHERE rowid = 77").fetchall() == [(77, "k", 2)]
 
@@ -279,8 +311,11 @@ def test_apply_addresses_collated_keys_by_the_column_collation() -> None:
     # the key of a NOCASE column is folded; apply must still find 'Acme'
     key = encode_row_key("comp", ["acme", 1, b"\x01"])
     with db:
-        apply_changes(db, [RowChange("comp", "DELETE", key, {"tenant": "Acme", "day": 1, "tag": b"\x01", "v": "a"}, None)],
-                      SchemaCache())
+        apply_changes(
+            db,
+            [RowChange("comp", "DELETE", key, {"tenant": "Acme", "day": 1, "tag": b"\x01", "v": "a"}, None)],
+            SchemaCache(),
+        )
     assert db.execute("SELECT count(*) FROM comp WHERE day = 1 AND tag = x'01'").fetchone()[0] == 0
 
 
@@ -307,17 +342,26 @@ def test_apply_rejects_changes_that_do_not_fit(change: RowChange, message: str) 
 
 def test_apply_to_a_table_whose_rowid_is_shadowed() -> None:
     db = apsw.Connection(":memory:")
-    db.execute('CREATE TABLE odd(rowid, _rowid_, oid)')
+    db.execute("CREATE TABLE odd(rowid, _rowid_, oid)")
     with pytest.raises(ApplyError, match="shadowed"):
-        apply_changes(db, [RowChange("odd", "INSERT", encode_row_key("odd", [1]), None, {"rowid": 1})], SchemaCache())
+        apply_changes(
+            db, [RowChange("odd", "INSERT", encode_row_key("odd", [1]), None, {"rowid": 1})], SchemaCache()
+        )
 
 
 # -- wire format ----------------------------------------------------------------------------------
 
 SAMPLE = [
-    RowChange("users", "INSERT", encode_row_key("users", [1]), None,
-              {"id": 1, "name": "ann", "score": -0.0, "avatar": b"\x00", "big": 9223372036854775807}),
-    RowChange("users", "UPDATE", encode_row_key("users", [2]), {"id": 2, "name": None}, {"id": 2, "name": "b"}),
+    RowChange(
+        "users",
+        "INSERT",
+        encode_row_key("users", [1]),
+        None,
+        {"id": 1, "name": "ann", "score": -0.0, "avatar": b"\x00", "big": 9223372036854775807},
+    ),
+    RowChange(
+        "users", "UPDATE", encode_row_key("users", [2]), {"id": 2, "name": None}, {"id": 2, "name": "b"}
+    ),
     RowChange("comp", "DELETE", encode_row_key("comp", ["acme", 1, b""]), {"tenant": "Acme", "v": 1.5}, None),
 ]
 

@@ -24,8 +24,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 CLEAN_CHECKS = {
     "convergence",
-    "set-acked-present[set]", "no-phantoms[set]", "failed-write-visible[set]", "monotonic-reads[set]",
-    "no-phantoms[register]", "failed-write-visible[register]", "register-acked-durable[register]",
+    "set-acked-present[set]",
+    "no-phantoms[set]",
+    "failed-write-visible[set]",
+    "monotonic-reads[set]",
+    "no-phantoms[register]",
+    "failed-write-visible[register]",
+    "register-acked-durable[register]",
     "monotonic-reads[register]",
     "bank-total[bank]",
 }
@@ -43,12 +48,32 @@ class Hist:
         self.t += 1.0
         return self.t
 
-    def op(self, kind: str, f: str, *, value: Any = None, result: Any = None, status: str = "ok",
-           node: int = 1, level: str | None = None, key: int | None = None, ts: list[int] | None = None,
-           t0: float | None = None, t1: float | None = None, workload: str | None = None) -> int:
+    def op(
+        self,
+        kind: str,
+        f: str,
+        *,
+        value: Any = None,
+        result: Any = None,
+        status: str = "ok",
+        node: int = 1,
+        level: str | None = None,
+        key: int | None = None,
+        ts: list[int] | None = None,
+        t0: float | None = None,
+        t1: float | None = None,
+        workload: str | None = None,
+    ) -> int:
         self.next_id += 1
-        base = {"id": self.next_id, "proc": node, "node": node, "workload": workload or kind, "kind": kind,
-                "f": f, "level": level}
+        base = {
+            "id": self.next_id,
+            "proc": node,
+            "node": node,
+            "workload": workload or kind,
+            "kind": kind,
+            "f": f,
+            "level": level,
+        }
         if key is not None:
             base["key"] = key
         invoke = {**base, "type": "invoke", "t": self.tick() if t0 is None else t0}
@@ -79,16 +104,20 @@ class Hist:
     def reg_read(self, key: int, value: int | None, **kw: Any) -> int:
         return self.op("register", "read", key=key, result=value, **kw)
 
-    def transfer(self, frm: int, to: int, amount: int, ts: list[int], level: str = "QUORUM", **kw: Any) -> int:
-        return self.op("bank", "transfer", value={"from": frm, "to": to, "amount": amount}, ts=ts, level=level,
-                       **kw)
+    def transfer(
+        self, frm: int, to: int, amount: int, ts: list[int], level: str = "QUORUM", **kw: Any
+    ) -> int:
+        return self.op(
+            "bank", "transfer", value={"from": frm, "to": to, "amount": amount}, ts=ts, level=level, **kw
+        )
 
 
 def clean() -> tuple[Hist, dict[str, Any]]:
     """A run that passes every check: includes info ops present and absent, a fail op, nemesis records."""
     h = Hist()
-    h.records.append({"type": "setup", "workload": "bank", "kind": "bank", "accounts": {"0": 100, "1": 100},
-                      "total": 200})
+    h.records.append(
+        {"type": "setup", "workload": "bank", "kind": "bank", "accounts": {"0": 100, "1": 100}, "total": 200}
+    )
     h.records.append({"type": "nemesis", "phase": "start", "t": 0.5, "fault": "partition", "detail": "1|23"})
     h.add(1, [10, 0, 1], level="QUORUM")
     h.set_read([1], node=1)
@@ -112,14 +141,22 @@ def clean() -> tuple[Hist, dict[str, Any]]:
     h.records.append({"type": "nemesis", "phase": "heal", "t": h.tick(), "fault": "partition"})
     h.records.append({"type": "crash", "node": 2, "status": -9})  # unknown types are ignored
     node = {
-        "set": [{"value": v, "ts": ts} for v, ts in ((1, [10, 0, 1]), (2, [20, 0, 2]), (3, [30, 0, 3]),
-                                                     (6, [35, 0, 1]))],
+        "set": [
+            {"value": v, "ts": ts}
+            for v, ts in ((1, [10, 0, 1]), (2, [20, 0, 2]), (3, [30, 0, 3]), (6, [35, 0, 1]))
+        ],
         "register": [{"key": 1, "value": 11, "ts": [200, 0, 2]}, {"key": 2, "value": 20, "ts": [250, 0, 3]}],
-        "bank": [{"account": 0, "balance": 70, "ts": [300, 0, 1]}, {"account": 1, "balance": 130, "ts": [300, 0, 1]}],
+        "bank": [
+            {"account": 0, "balance": 70, "ts": [300, 0, 1]},
+            {"account": 1, "balance": 130, "ts": [300, 0, 1]},
+        ],
     }
-    final = {"converged": True, "converge_seconds": 1.5,
-             "workloads": {"set": "set", "register": "register", "bank": "bank"},
-             "nodes": {str(n): copy.deepcopy(node) for n in (1, 2, 3)}}
+    final = {
+        "converged": True,
+        "converge_seconds": 1.5,
+        "workloads": {"set": "set", "register": "register", "bank": "bank"},
+        "nodes": {str(n): copy.deepcopy(node) for n in (1, 2, 3)},
+    }
     return h, final
 
 
@@ -449,8 +486,13 @@ def test_torn_last_line_is_dropped_but_a_bad_middle_line_is_an_error(tmp_path: P
 
 
 def run_cli(hist_path: Path, final_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.chaos.checker", str(hist_path), str(final_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.chaos.checker", str(hist_path), str(final_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_exit_codes_and_last_line(tmp_path: Path) -> None:
@@ -486,7 +528,10 @@ def test_large_history_is_checked() -> None:
         if i % 100 == 0:
             h.set_read(list(range(max(1, i - 300), i + 1)), node=node)
     node_rows = {"set": final_set, "register": list(final_reg.values())}
-    final = {"converged": True, "workloads": {"set": "set", "register": "register"},
-             "nodes": {str(n): node_rows for n in (1, 2, 3)}}
+    final = {
+        "converged": True,
+        "workloads": {"set": "set", "register": "register"},
+        "nodes": {str(n): node_rows for n in (1, 2, 3)},
+    }
     report = check(h.records, final)  # comparing all pairs instead would run into pytest's timeout
     assert {c.name for c in report.checks if not c.ok} == {"monotonic-reads[set]"}  # windows drop old values

@@ -22,7 +22,7 @@ def test_same_seed_same_schedule_other_seed_other_schedule():
 def test_first_steps_visit_every_nemesis_and_steps_stay_within_the_duration():
     for seed in range(1, 21):
         steps = schedule(seed, 60)
-        first = [s.nemeses[0] for s in steps[:len(NEMESES)]]
+        first = [s.nemeses[0] for s in steps[: len(NEMESES)]]
         assert sorted(first) == sorted(n.name for n in NEMESES), seed
         for a, b in zip(steps, steps[1:], strict=False):
             assert a.at + a.hold < b.at  # one step healed before the next starts

@@ -64,7 +64,7 @@ def test_byte_by_byte_and_buffer_types():
     d = FrameDecoder()
     got = []
     for i in range(len(wire)):
-        got += d.feed(wire[i:i + 1])
+        got += d.feed(wire[i : i + 1])
     assert got == SAMPLES
     assert FrameDecoder().feed(bytearray(wire)) == SAMPLES
     assert FrameDecoder().feed(memoryview(wire)) == SAMPLES
@@ -100,27 +100,30 @@ def test_errors_are_sticky():
         d.feed(encode_frame([F.PING, 0]))
 
 
-@pytest.mark.parametrize("body, why", [
-    (b"", "empty frame"),
-    (b"\xc1", "undecodable"),
-    (msgpack.packb(5), "not an array"),
-    (msgpack.packb([F.PING]), "not an array"),
-    (msgpack.packb([99, 1]), "unknown frame type"),
-    (msgpack.packb(["3", 1]), "unknown frame type"),
-    (msgpack.packb([F.PING, 0, 1]), "fields"),
-    (msgpack.packb([F.REQUEST, 1, "m", None]), "fields"),
-    (msgpack.packb([F.REQUEST, -1, "m", None, 1]), "bad request id"),
-    (msgpack.packb([F.REQUEST, "1", "m", None, 1]), "bad request id"),
-    (msgpack.packb([F.REQUEST, 1, b"m", None, 1]), "field 2"),
-    (msgpack.packb([F.REQUEST, 1, "m", None, "soon"]), "field 4"),
-    (msgpack.packb([F.HELLO, 0, "not bytes"]), "field 2"),
-    (msgpack.packb([F.CREDIT, 1, 1.5]), "field 2"),
-    (msgpack.packb([F.PING, 0]) + b"\x00", "undecodable"),  # trailing bytes inside a frame
-    (msgpack.packb([F.CHUNK, 1, b"x" * 10])[:-3], "undecodable"),  # truncated body
-    (b"\x93\x09\x01\xa2\xff\xfe", "undecodable"),  # invalid UTF-8 in a str
-    (b"\x91" * 100_000, "undecodable"),  # nesting deeper than the unpacker allows
-    (b"\x92\x0c\x00" + b"", None),  # control: valid
-])
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"", "empty frame"),
+        (b"\xc1", "undecodable"),
+        (msgpack.packb(5), "not an array"),
+        (msgpack.packb([F.PING]), "not an array"),
+        (msgpack.packb([99, 1]), "unknown frame type"),
+        (msgpack.packb(["3", 1]), "unknown frame type"),
+        (msgpack.packb([F.PING, 0, 1]), "fields"),
+        (msgpack.packb([F.REQUEST, 1, "m", None]), "fields"),
+        (msgpack.packb([F.REQUEST, -1, "m", None, 1]), "bad request id"),
+        (msgpack.packb([F.REQUEST, "1", "m", None, 1]), "bad request id"),
+        (msgpack.packb([F.REQUEST, 1, b"m", None, 1]), "field 2"),
+        (msgpack.packb([F.REQUEST, 1, "m", None, "soon"]), "field 4"),
+        (msgpack.packb([F.HELLO, 0, "not bytes"]), "field 2"),
+        (msgpack.packb([F.CREDIT, 1, 1.5]), "field 2"),
+        (msgpack.packb([F.PING, 0]) + b"\x00", "undecodable"),  # trailing bytes inside a frame
+        (msgpack.packb([F.CHUNK, 1, b"x" * 10])[:-3], "undecodable"),  # truncated body
+        (b"\x93\x09\x01\xa2\xff\xfe", "undecodable"),  # invalid UTF-8 in a str
+        (b"\x91" * 100_000, "undecodable"),  # nesting deeper than the unpacker allows
+        (b"\x92\x0c\x00" + b"", None),  # control: valid
+    ],
+)
 def test_malformed_bodies(body, why):
     d = FrameDecoder(max_frame_size=1 << 20)
     if why is None:
@@ -147,7 +150,7 @@ def _mutations(rng: random.Random, wire: bytes) -> bytes:
             i = rng.randrange(len(b))
             b[i] ^= 1 << rng.randrange(8)
     elif kind == 1:  # truncate
-        del b[rng.randrange(len(b) + 1):]
+        del b[rng.randrange(len(b) + 1) :]
     elif kind == 2:  # random garbage
         b = bytearray(rng.randbytes(rng.randint(0, 64)))
     elif kind == 3:  # garbage body with a plausible header
@@ -159,7 +162,7 @@ def _mutations(rng: random.Random, wire: bytes) -> bytes:
     else:  # delete a slice
         if b:
             i = rng.randrange(len(b))
-            del b[i:i + rng.randint(1, 8)]
+            del b[i : i + rng.randint(1, 8)]
     return bytes(b)
 
 
@@ -174,7 +177,7 @@ def test_fuzz_only_protocol_errors_or_valid_frames():
         try:
             while pos < len(wire):
                 step = rng.randint(1, 40)
-                for f in d.feed(wire[pos:pos + step]):
+                for f in d.feed(wire[pos : pos + step]):
                     assert type(f) is list and f[0] in valid_types and type(f[1]) is int
                 pos += step
         except ProtocolError:
@@ -187,7 +190,7 @@ def test_fuzz_random_msgpack_values_as_bodies():
     def value(depth: int = 0):
         makers = [
             lambda: None,
-            lambda: rng.randint(-2**63, 2**64 - 1),
+            lambda: rng.randint(-(2**63), 2**64 - 1),
             lambda: rng.random(),
             lambda: rng.randbytes(rng.randint(0, 5)),
             lambda: "s" * rng.randint(0, 5),
@@ -195,7 +198,9 @@ def test_fuzz_random_msgpack_values_as_bodies():
             lambda: [value(depth + 1) for _ in range(rng.randint(0, 5))],
             lambda: {str(i): value(depth + 1) for i in range(rng.randint(0, 3))},
             # frame-shaped: a known type, a request id, then anything
-            lambda: [rng.randrange(16), rng.randint(-1, 3)] + [value(depth + 1) for _ in range(rng.randint(0, 4))],
+            lambda: (
+                [rng.randrange(16), rng.randint(-1, 3)] + [value(depth + 1) for _ in range(rng.randint(0, 4))]
+            ),
         ]
         return makers[rng.randrange(len(makers) if depth < 3 else 6)]()
 

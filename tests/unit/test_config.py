@@ -674,7 +674,7 @@ def _reference_keys_and_comments() -> dict[str, str]:
 def _readme_table(heading: str) -> dict[str, str]:
     """First backticked token of each row of the table under ``heading`` -> its second cell."""
     text = README.read_text()
-    body = text[text.index(heading):]
+    body = text[text.index(heading) :]
     rows: dict[str, str] = {}
     started = False
     for line in body.splitlines()[1:]:
@@ -692,7 +692,7 @@ def _readme_table(heading: str) -> dict[str, str]:
 def _acting_readme_keys() -> set[str]:
     """Dotted keys named in the README's table of keys that act."""
     text = README.read_text()
-    table = text[text.index("The keys that act:"):text.index("**Not built yet")]
+    table = text[text.index("The keys that act:") : text.index("**Not built yet")]
     keys: set[str] = set()
     for line in table.splitlines():
         if not line.startswith("| `"):
@@ -716,7 +716,8 @@ def test_inert_and_unbuilt_entries_are_schema_keys() -> None:
         assert _lookup(entry) is not None, entry
     assert not set(inert_keys()) & set(NOT_BUILT)
     assert {"metastore.cache_size_mb", "replica.secret", "publisher.sinks", "vector_index.enabled"} <= set(
-        inert_keys())
+        inert_keys()
+    )
     assert "replica.enabled" not in inert_keys() and "publisher.enabled" not in inert_keys()
 
 
@@ -760,7 +761,10 @@ def test_reference_config_says_which_keys_do_nothing() -> None:
     comments = _reference_keys_and_comments()
     for key in inert_keys():
         if key == "publisher.sinks":  # a commented example, introduced by its own comment
-            assert "have no effect" in REFERENCE.read_text().split("\n[publisher]\n")[1].split("# [[publisher")[0]
+            assert (
+                "have no effect"
+                in REFERENCE.read_text().split("\n[publisher]\n")[1].split("# [[publisher")[0]
+            )
             continue
         assert "No effect" in comments[key], f"config.toml: {key}'s comment must say it has no effect"
     for key in NOT_BUILT:
@@ -783,15 +787,29 @@ def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
         "[vector_index]\nenabled = true\n"
     )
     cfg = load_text(tmp_path, text, env={"MARMOT_REPLICA_SECRET": "r"})
-    keys = ["cluster.standalone", "replication.read_timeout_ms", "metastore.cache_size_mb", "replica.secret",
-            "publisher.sinks", "vector_index.enabled"]
+    keys = [
+        "cluster.standalone",
+        "replication.read_timeout_ms",
+        "metastore.cache_size_mb",
+        "replica.secret",
+        "publisher.sinks",
+        "vector_index.enabled",
+    ]
     assert inert_keys_set(cfg) == keys
-    assert cfg.warnings == [", ".join(keys) + ": accepted for compatibility, no effect on this node "
-                            '(README.md, "Accepted for compatibility, no effect", says why for each)']
+    assert cfg.warnings == [
+        ", ".join(keys) + ": accepted for compatibility, no effect on this node "
+        '(README.md, "Accepted for compatibility, no effect", says why for each)'
+    ]
     # a flag (override) counts as setting the key, too; other warnings stay separate
-    cfg = load_config(None, overrides={"coordinator.prepare_timeout_ms": 10,
-                                       "replication.gc_min_retention_hours": 1,
-                                       "replication.gc_max_retention_hours": 1}, env=NO_ENV)
+    cfg = load_config(
+        None,
+        overrides={
+            "coordinator.prepare_timeout_ms": 10,
+            "replication.gc_min_retention_hours": 1,
+            "replication.gc_max_retention_hours": 1,
+        },
+        env=NO_ENV,
+    )
     assert len(cfg.warnings) == 2
     assert cfg.warnings[0].startswith("replication.gc_max_retention_hours: ")
     assert cfg.warnings[1].startswith("coordinator.prepare_timeout_ms: accepted for compatibility, no effect")
@@ -800,15 +818,26 @@ def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "overrides", "message"),
     [
-        ("[publisher]\nenabled = true\n", {},
-         "publisher.enabled: the CDC publisher (row changes to Kafka / NATS) is not built yet; this node "
-         "cannot start with it set (remove it from the config)"),
+        (
+            "[publisher]\nenabled = true\n",
+            {},
+            "publisher.enabled: the CDC publisher (row changes to Kafka / NATS) is not built yet; this node "
+            "cannot start with it set (remove it from the config)",
+        ),
         # refused before the replica section is checked for completeness (follow_addresses, secret)
-        ("[replica]\nenabled = true\n", {}, "replica.enabled: replica mode (a read-only follower of a cluster) "
-         "is not built yet; this node cannot start with it set (remove it from the config)"),
-        ("", {"replica.follow_addresses": "a:1,b:2"}, "replica.follow_addresses: replica mode "
-         "(--follow-addresses: a read-only follower of a cluster) is not built yet; this node cannot start "
-         "with it set (remove it from the config and the command line)"),
+        (
+            "[replica]\nenabled = true\n",
+            {},
+            "replica.enabled: replica mode (a read-only follower of a cluster) "
+            "is not built yet; this node cannot start with it set (remove it from the config)",
+        ),
+        (
+            "",
+            {"replica.follow_addresses": "a:1,b:2"},
+            "replica.follow_addresses: replica mode "
+            "(--follow-addresses: a read-only follower of a cluster) is not built yet; this node cannot start "
+            "with it set (remove it from the config and the command line)",
+        ),
     ],
 )
 def test_unbuilt_modes_stop_startup(tmp_path: Path, text: str, overrides: dict, message: str) -> None:
@@ -820,14 +849,21 @@ def test_unbuilt_modes_without_refusal() -> None:
     """Tools that only read a config (no refuse_unbuilt) load these keys; the section rules still apply."""
     assert unbuilt_modes(Config()) == []
     cfg = load_config(None, overrides={"publisher.enabled": True}, env=NO_ENV)
-    assert cfg.publisher.enabled is True and [e.split(":")[0] for e in unbuilt_modes(cfg)] == ["publisher.enabled"]
+    assert cfg.publisher.enabled is True and [e.split(":")[0] for e in unbuilt_modes(cfg)] == [
+        "publisher.enabled"
+    ]
     with pytest.raises(ConfigError, match="replica.follow_addresses: required"):
         load_config(None, overrides={"replica.enabled": True}, env=NO_ENV)
 
 
 def test_unbuilt_modes_name_every_key_set(tmp_path: Path) -> None:
-    text = '[replica]\nenabled = true\nfollow_addresses = ["a:1"]\nsecret = "s"\n[publisher]\nenabled = true\n'
+    text = (
+        '[replica]\nenabled = true\nfollow_addresses = ["a:1"]\nsecret = "s"\n[publisher]\nenabled = true\n'
+    )
     err = error_of(tmp_path, text, refuse_unbuilt=True)
-    assert [e.split(":", 1)[0] for e in err.errors] == ["replica.enabled", "replica.follow_addresses",
-                                                        "publisher.enabled"]
+    assert [e.split(":", 1)[0] for e in err.errors] == [
+        "replica.enabled",
+        "replica.follow_addresses",
+        "publisher.enabled",
+    ]
     assert load_text(tmp_path, "[replica]\nenabled = false\n", refuse_unbuilt=True).replica.enabled is False

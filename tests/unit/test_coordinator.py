@@ -115,8 +115,12 @@ class Node:
         return self.check.execute("SELECT id, v FROM kv ORDER BY id").fetchall()
 
     def has_table(self, name: str) -> bool:
-        return self.check.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?",
-                                  (name,)).fetchone() is not None
+        return (
+            self.check.execute(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+            is not None
+        )
 
     def schema_version(self) -> int:
         return rt.schema_version(self.check)
@@ -179,8 +183,14 @@ class Cluster:
                 return rule
         return None
 
-    def hold(self, src: int | None = None, dst: int | None = None, method: str | None = None, *,
-             answer: bool = False) -> asyncio.Event:
+    def hold(
+        self,
+        src: int | None = None,
+        dst: int | None = None,
+        method: str | None = None,
+        *,
+        answer: bool = False,
+    ) -> asyncio.Event:
         """Hold matching calls until the returned event is set: before the handler (a slow request) or,
         with ``answer``, after it (the target acted, its answer is slow)."""
         gate = asyncio.Event()
@@ -211,10 +221,17 @@ class Cluster:
             await self.hold_after[rule].wait()
         return answer
 
-    def calls_of(self, method: str, *, src: int | None = None, dst: int | None = None,
-                 txn: int | None = None) -> list[Call]:
-        return [c for c in self.calls if c.method == method and src in (None, c.src) and dst in (None, c.dst)
-                and (txn is None or (isinstance(c.payload, dict) and c.payload.get("txn") == txn))]
+    def calls_of(
+        self, method: str, *, src: int | None = None, dst: int | None = None, txn: int | None = None
+    ) -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if c.method == method
+            and src in (None, c.src)
+            and dst in (None, c.dst)
+            and (txn is None or (isinstance(c.payload, dict) and c.payload.get("txn") == txn))
+        ]
 
     async def close(self) -> None:
         """Stop every node, then finish whatever is still in flight (held calls, cancelled apply workers)
@@ -232,8 +249,9 @@ class Cluster:
             n.dbm.close()
 
 
-SETTINGS = ReplicationSettings(write_timeout=2.0, ddl_timeout=3.0, heartbeat_timeout=HEARTBEAT, ddl_lease=3.0,
-                               anti_entropy_interval=None)
+SETTINGS = ReplicationSettings(
+    write_timeout=2.0, ddl_timeout=3.0, heartbeat_timeout=HEARTBEAT, ddl_lease=3.0, anti_entropy_interval=None
+)
 
 
 class Transport:
@@ -281,6 +299,7 @@ class MemberView:
 
 def run(tmp_path: Path, fn: Callable[[Cluster], Awaitable[None]]) -> None:
     """Each test on a fresh loop and cluster, bounded so a lost wake-up fails instead of hanging."""
+
     async def main() -> None:
         c = Cluster(tmp_path)
         try:
@@ -335,7 +354,9 @@ def dry_run(node: Node, *statements: str) -> DryRun:
 
 
 async def commit(node: Node, dry: DryRun, level: str = "QUORUM") -> CommitResult:
-    return await node.rep.commit_changes(DB, dry.changes, dry.base, dry.schema_version, level, epoch=dry.epoch)
+    return await node.rep.commit_changes(
+        DB, dry.changes, dry.base, dry.schema_version, level, epoch=dry.epoch
+    )
 
 
 async def write(node: Node, *statements: str, level: str = "QUORUM") -> CommitResult:
@@ -366,6 +387,7 @@ def prepare_txns(c: Cluster, src: int) -> list[int]:
 def test_quorum_commit_reaches_all_three_late_node_gets_commit_after(tmp_path: Path) -> None:
     """QUORUM returns once two nodes have the rows; the third, whose PREPARE answer comes after the
     decision, still gets the COMMIT (not left holding intents) and ends identical."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         slow = c.hold(dst=3)  # node 3's requests wait: its PREPARE answer is late
@@ -376,8 +398,9 @@ def test_quorum_commit_reaches_all_three_late_node_gets_commit_after(tmp_path: P
         assert [call.answer for call in c.calls_of("txn_prepare", dst=3, txn=res.txn_id)] == [NOT_ANSWERED]
         slow.set()
         await until(lambda: c[3].applied(res.txn_id), "node 3 to apply the late COMMIT")
-        assert [call.method for call in c.calls if call.dst == 3 and call.payload.get("txn") == res.txn_id] \
-            == ["txn_prepare", "txn_commit"]
+        assert [
+            call.method for call in c.calls if call.dst == 3 and call.payload.get("txn") == res.txn_id
+        ] == ["txn_prepare", "txn_commit"]
         for n in c.nodes.values():
             assert n.rows() == [(1, "a"), (2, "b")]
             assert n.committed_ts(res.txn_id) == ts_tuple(res.commit_ts)
@@ -392,6 +415,7 @@ def test_commit_ts_is_above_a_skewed_participant_clock(tmp_path: Path) -> None:
     """A participant 1000 s ahead: the commit timestamp must still be above its clock (else a later
     write it coordinates could sort before this one), and every copy of the row carries that timestamp.
     A following write from an unskewed node still sorts after it and wins everywhere."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c[2].hlc.offset_ns = 10**12
@@ -422,6 +446,7 @@ def test_commit_ts_is_above_a_skewed_participant_clock(tmp_path: Path) -> None:
 def test_live_intent_of_another_txn_is_a_write_conflict(tmp_path: Path) -> None:
     """Transaction B (from node 3) is prepared on nodes 2 and 3 and waiting for its COMMIT to reach
     node 2. A (from node 1) writes a free row and B's row: 1213, nothing of A anywhere, and B commits."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.down.add(1)  # B's PREPARE does not reach node 1
@@ -435,7 +460,9 @@ def test_live_intent_of_another_txn_is_a_write_conflict(tmp_path: Path) -> None:
         with pytest.raises(WriteConflict) as err:
             await write(c[1], "INSERT INTO kv VALUES (1, 'A'), (2, 'A')")
         assert err.value.code == 1213 and err.value.sqlstate == "40001"
-        assert err.value.message.startswith("Deadlock found when trying to get lock; try restarting transaction")
+        assert err.value.message.startswith(
+            "Deadlock found when trying to get lock; try restarting transaction"
+        )
         assert f"locked by transaction {b}" in err.value.message
         (a,) = prepare_txns(c, 1)
         assert c[1].rep.coordinator.state_of(a) == ("aborted", None)
@@ -458,6 +485,7 @@ def test_live_intent_of_another_txn_is_a_write_conflict(tmp_path: Path) -> None:
 def test_row_changed_since_read_is_a_write_conflict(tmp_path: Path) -> None:
     """Node 1 misses an update of row 1 (it was unreachable), then updates the row from its stale copy:
     the quorum it needs has the newer version, so the lost update is refused with 1213."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         first = await write(c[1], "INSERT INTO kv VALUES (1, 'v0')")
@@ -474,8 +502,10 @@ def test_row_changed_since_read_is_a_write_conflict(tmp_path: Path) -> None:
         a = prepare_txns(c, 1)[-1]
         answers = c.calls_of("txn_prepare", txn=a)
         await until(lambda: all(call.answer is not NOT_ANSWERED for call in answers), "both answers")
-        assert [call.answer for call in answers] == [{"ok": False, "conflict": "row of kv changed since it was read",
-                                                      "ts": call.answer["ts"]} for call in answers]
+        assert [call.answer for call in answers] == [
+            {"ok": False, "conflict": "row of kv changed since it was read", "ts": call.answer["ts"]}
+            for call in answers
+        ]
         assert c[1].rows() == [(1, "v0")]
         assert c[2].rows() == c[3].rows() == [(1, "from node 2")]
         for n in c.nodes.values():
@@ -489,6 +519,7 @@ def test_row_changed_on_the_coordinator_between_dry_run_and_commit(tmp_path: Pat
     """A client transaction read row 1, then a write from node 2 was applied on node 1 before the COMMIT.
     The coordinator's own PREPARE may skip re-reading versions only while nothing was applied since the
     dry run (the apply epoch): here something was, so it must refuse before sending anything."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         first = await write(c[1], "INSERT INTO kv VALUES (1, 'v0')")
@@ -502,7 +533,9 @@ def test_row_changed_on_the_coordinator_between_dry_run_and_commit(tmp_path: Pat
             await commit(c[1], stale)
         assert err.value.code == 1213 and "row of kv changed since it was read" in err.value.message
         assert len(c.calls) == sent  # refused by its own participant: no PREPARE left the node
-        await until(lambda: all(n.applied(newer.txn_id) for n in c.nodes.values()), "node 2's write everywhere")
+        await until(
+            lambda: all(n.applied(newer.txn_id) for n in c.nodes.values()), "node 2's write everywhere"
+        )
         for n in c.nodes.values():
             assert n.rows() == [(1, "from node 2")] and n.idle()
 
@@ -514,6 +547,7 @@ def test_row_changed_on_the_coordinator_between_dry_run_and_commit(tmp_path: Pat
 
 def test_one_of_three_alive_fails_before_any_prepare(tmp_path: Path) -> None:
     """Too few alive for the level: refused up front, so no node takes intents that would block others."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.alive = {1}
@@ -533,6 +567,7 @@ def test_one_of_three_alive_fails_before_any_prepare(tmp_path: Path) -> None:
 def test_two_nodes_down_but_counted_alive(tmp_path: Path) -> None:
     """The membership layer has not noticed yet: PREPARE is sent and fails; the 1105 says how many
     acknowledged and which nodes failed, and the coordinator's own copy is untouched."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.down |= {2, 3}
@@ -558,6 +593,7 @@ def test_two_nodes_down_but_counted_alive(tmp_path: Path) -> None:
 def test_one_with_both_peers_down_commits_locally(tmp_path: Path, how: str) -> None:
     """ONE needs only this node: the write is acknowledged from the local copy alone, and the
     unreachable peers (counted alive or not) are left for anti-entropy, holding nothing."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         if how == "unreachable":
@@ -580,6 +616,7 @@ def test_one_with_both_peers_down_commits_locally(tmp_path: Path, how: str) -> N
 def test_all_with_one_peer_down_is_quorum_not_reached(tmp_path: Path, how: str) -> None:
     """ALL counts the total membership: one member missing (known dead, or failing at PREPARE) is 1105,
     and a peer that did prepare is sent the ABORT."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         if how == "unreachable":
@@ -589,8 +626,10 @@ def test_all_with_one_peer_down_is_quorum_not_reached(tmp_path: Path, how: str) 
         with pytest.raises(QuorumNotReached) as err:
             await write(c[1], "INSERT INTO kv VALUES (1, 'x')", level="ALL")
         if how == "unreachable":
-            assert err.value.message == ("quorum not reached: 2 of 3 nodes acknowledged PREPARE, 3 needed for "
-                                         "ALL (node 3: node3 unreachable)")
+            assert err.value.message == (
+                "quorum not reached: 2 of 3 nodes acknowledged PREPARE, 3 needed for "
+                "ALL (node 3: node3 unreachable)"
+            )
             (a,) = prepare_txns(c, 1)
             # node 2 prepared: it is sent the ABORT and lets go of its intents
             await until(lambda: bool(c.calls_of("txn_abort", dst=2, txn=a)) and c[2].idle(), "node 2's ABORT")
@@ -609,6 +648,7 @@ def test_late_prepare_after_an_abort_decision_gets_the_abort(tmp_path: Path) -> 
     """Node 2 conflicts (another transaction, from a coordinator that is not in this test, is prepared
     there) and the coordinator aborts while node 3's PREPARE is still on its way. When node 3 prepares
     afterwards it must be told, not left holding intents until the stale-transaction timeout."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         other = dry_run(c[2], "INSERT INTO kv VALUES (1, 'other')")
@@ -638,14 +678,16 @@ def test_late_prepare_after_an_abort_decision_gets_the_abort(tmp_path: Path) -> 
 def test_prepare_answers_after_the_deadline_quorum_fails_leftovers_resolved(tmp_path: Path) -> None:
     """Both peers prepare but their answers miss the coordinator's deadline: 1105, nothing applied, and
     the transaction they hold is aborted by their resolvers (the coordinator reports it aborted)."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c[1].rep.coordinator.write_timeout = 0.1
         c.hold(src=1, method="txn_prepare", answer=True)  # never released: the answers are lost
         with pytest.raises(QuorumNotReached) as err:
             await write(c[1], "INSERT INTO kv VALUES (1, 'too slow')")
-        assert err.value.message.startswith("quorum not reached: 1 of 3 nodes acknowledged PREPARE, "
-                                            "2 needed for QUORUM")
+        assert err.value.message.startswith(
+            "quorum not reached: 1 of 3 nodes acknowledged PREPARE, 2 needed for QUORUM"
+        )
         (a,) = prepare_txns(c, 1)
         assert c[1].idle() and c[1].rep.coordinator.state_of(a) == ("aborted", None)
         assert c[2].prepared == c[3].prepared == {a}  # they acted; their answers were lost to the deadline
@@ -666,6 +708,7 @@ def test_schema_behind_refuses_prepare_then_gets_replay_once_caught_up(tmp_path:
     """Node 3 missed a DDL. It refuses the next PREPARE (it would apply rows against the wrong schema),
     the write commits at QUORUM without it, and the REPLAY it is sent waits until its schema catches
     up (here: the missed DDL replayed from node 1's commit log, as anti-entropy would) and then applies."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.down.add(3)
@@ -688,11 +731,18 @@ def test_schema_behind_refuses_prepare_then_gets_replay_once_caught_up(tmp_path:
         with pytest.raises(WriteConflict) as err:
             await write(c[3], "INSERT INTO kv VALUES (5, 'planned on the old schema')")
         assert f"schema of '{DB}' changed (version 2, statement planned at 1)" in err.value.message
-        assert c[3].idle() and all(n.rows() == ([(1, "after ddl")] if n.id != 3 else []) for n in c.nodes.values())
+        assert c[3].idle() and all(
+            n.rows() == ([(1, "after ddl")] if n.id != 3 else []) for n in c.nodes.values()
+        )
 
-        wall, logical, node, origin, body = c[1].check.execute(
-            f"SELECT wall, logical, node, origin, payload FROM {rt.TXN_LOG} WHERE txn_id = ?",
-            (ddl.txn_id,)).fetchone()
+        wall, logical, node, origin, body = (
+            c[1]
+            .check.execute(
+                f"SELECT wall, logical, node, origin, payload FROM {rt.TXN_LOG} WHERE txn_id = ?",
+                (ddl.txn_id,),
+            )
+            .fetchone()
+        )
         missed = Replay(DB, ddl.txn_id, Timestamp(wall, logical, node), origin, body, 1)
         assert await c[3].handlers["txn_replay"](wire(missed.encode()), None) == {"ok": True}
         await until(lambda: replay.answer is not NOT_ANSWERED, "the REPLAY's answer")
@@ -713,6 +763,7 @@ def test_commit_delivered_twice_applies_once(tmp_path: Path) -> None:
     """The coordinator's COMMIT and two duplicates racing it (all three in flight while a client holds
     node 2's writer lock, so they overlap for real), one retried after a later write, and a REPLAY of an
     applied transaction: one txn-log entry, and the newest row stays."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         held = c.hold(1, 2, "txn_commit")
@@ -738,15 +789,22 @@ def test_commit_delivered_twice_applies_once(tmp_path: Path) -> None:
 
         later = await write(c[3], "UPDATE kv SET v = 'later' WHERE id = 1")
         await until(lambda: all(n.applied(later.txn_id) for n in c.nodes.values()), "the later write")
-        assert await handler(commit.payload, None) == {"ok": True}  # after the fact: acknowledged, not applied
-        body = c[1].check.execute(f"SELECT payload FROM {rt.TXN_LOG} WHERE txn_id = ?", (res.txn_id,)).fetchone()[0]
+        assert await handler(commit.payload, None) == {
+            "ok": True
+        }  # after the fact: acknowledged, not applied
+        body = (
+            c[1]
+            .check.execute(f"SELECT payload FROM {rt.TXN_LOG} WHERE txn_id = ?", (res.txn_id,))
+            .fetchone()[0]
+        )
         sent = Commit.decode(commit.payload)
         replay = Replay(sent.db, sent.txn, sent.cts, 1, body, 1)
         assert await c[3].handlers["txn_replay"](wire(replay.encode()), None) == {"ok": True}
         for i, n in c.nodes.items():
             assert n.log_count() == logs[i] + 1  # the later write only
-            assert n.check.execute(f"SELECT COUNT(*) FROM {rt.TXN_LOG} WHERE txn_id = ?",
-                                   (res.txn_id,)).fetchone() == (1,)
+            assert n.check.execute(
+                f"SELECT COUNT(*) FROM {rt.TXN_LOG} WHERE txn_id = ?", (res.txn_id,)
+            ).fetchone() == (1,)
             assert n.committed_ts(res.txn_id) == ts_tuple(res.commit_ts)
             assert n.rows() == [(1, "later")] and n.version(1) == ts_tuple(later.commit_ts)
             assert n.idle()
@@ -758,11 +816,13 @@ def test_commit_delivered_twice_applies_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("coordinator", ["unreachable", "reachable"])
-def test_stale_prepared_txn_is_aborted_when_its_coordinator_never_decided(tmp_path: Path,
-                                                                          coordinator: str) -> None:
+def test_stale_prepared_txn_is_aborted_when_its_coordinator_never_decided(
+    tmp_path: Path, coordinator: str
+) -> None:
     """The coordinator dies after every node prepared and before it decided (node 3's PREPARE answer
     never reached it). After the heartbeat timeout each survivor asks around: nobody committed it and
     the coordinator is gone (or says aborted) → abort, intents released, nothing applied."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.hold(1, 3, "txn_prepare", answer=True)
@@ -806,6 +866,7 @@ def test_stale_prepared_txn_is_committed_when_a_peer_has_it(tmp_path: Path, coor
     the transaction itself. Node 3 must not abort what node 2 committed: it commits it with the same
     commit timestamp. A coordinator that was only cut off (its process kept its state) later settles
     its own leftover the same way, so all three copies end identical."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.drops.add((1, 3, "txn_commit"))
@@ -813,8 +874,10 @@ def test_stale_prepared_txn_is_committed_when_a_peer_has_it(tmp_path: Path, coor
         task = asyncio.create_task(write(c[1], "INSERT INTO kv VALUES (1, 'decided')"))
         await until(lambda: len(prepare_txns(c, 1)) == 1, "the PREPAREs")
         (a,) = prepare_txns(c, 1)
-        await until(lambda: c[2].applied(a) and bool(c.calls_of("txn_commit", dst=3, txn=a)),
-                    "node 2 to apply and node 3's COMMIT to be lost")
+        await until(
+            lambda: c[2].applied(a) and bool(c.calls_of("txn_commit", dst=3, txn=a)),
+            "node 2 to apply and node 3's COMMIT to be lost",
+        )
         assert a in c[3].prepared and not c[3].applied(a)
         await c[3].rep.participant.resolve_stale()  # fresh: left alone
         assert a in c[3].prepared
@@ -854,6 +917,7 @@ def test_unconfirmed_commit_is_aborted_when_every_participant_gave_up(tmp_path: 
     overwrite whatever they accepted meanwhile): the client hears "outcome unknown", the transaction
     stays undecided on the coordinator (its intent held), and once the participants answer that they
     aborted it, it is aborted there too. Nothing is applied anywhere."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         gate = c.hold(1, None, "txn_commit")  # the COMMITs of the first round hang
@@ -887,6 +951,7 @@ def test_unconfirmed_commit_is_committed_when_one_participant_applied_it(tmp_pat
     """Same cut, but node 2 had applied the COMMIT (only its ack was lost) while node 3 gave up. The
     transaction is committed — node 2 has it — so the coordinator, asking again, learns it and applies
     it; node 3's late refusal does not matter and node 3 gets the rows by anti-entropy."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.hold(1, 2, "txn_commit", answer=True)  # node 2 applies, the ack is held
@@ -909,6 +974,7 @@ def test_unconfirmed_commit_is_committed_when_one_participant_applied_it(tmp_pat
 
 def test_commit_or_replay_after_giving_up_is_refused_as_aborted(tmp_path: Path) -> None:
     """A participant that aborted a prepared transaction never applies it through 2PC afterwards."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.drops.add((1, 2, "txn_commit"))
@@ -921,8 +987,12 @@ def test_commit_or_replay_after_giving_up_is_refused_as_aborted(tmp_path: Path) 
         cts = c[1].hlc.now()
         commit_ans = await c[2].handlers["txn_commit"](Commit(DB, a, cts).encode(), None)
         assert commit_ans["aborted"] and not commit_ans["ok"], commit_ans
-        body = m.encode_body("dml", rows=encode_transaction(DB, c[1].hlc.peek(), [
-            RowChange("kv", "INSERT", key(1), None, {"id": 1, "v": "late"})]))
+        body = m.encode_body(
+            "dml",
+            rows=encode_transaction(
+                DB, c[1].hlc.peek(), [RowChange("kv", "INSERT", key(1), None, {"id": 1, "v": "late"})]
+            ),
+        )
         replay_ans = await c[2].handlers["txn_replay"](Replay(DB, a, cts, 1, body, 1).encode(), None)
         assert replay_ans["aborted"] and not replay_ans["ok"], replay_ans
         assert c[2].rows() == [] and not c[2].applied(a)
@@ -936,14 +1006,19 @@ def test_commit_or_replay_after_giving_up_is_refused_as_aborted(tmp_path: Path) 
 def test_settle_makes_a_node_that_never_prepared_give_the_transaction_up(tmp_path: Path) -> None:
     """SETTLE never applies what a node did not prepare: it gives it up for good, so a REPLAY or a
     PREPARE of that transaction still on its way is refused when it lands."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         txn = to_txn_id(c[1].hlc.now())
         cts = c[1].hlc.now()
         ans = await c[3].handlers["txn_settle"](Settle(DB, txn, cts).encode(), None)
         assert ans["aborted"] and not ans["ok"], ans
-        body = m.encode_body("dml", rows=encode_transaction(DB, c[1].hlc.peek(), [
-            RowChange("kv", "INSERT", key(1), None, {"id": 1, "v": "late"})]))
+        body = m.encode_body(
+            "dml",
+            rows=encode_transaction(
+                DB, c[1].hlc.peek(), [RowChange("kv", "INSERT", key(1), None, {"id": 1, "v": "late"})]
+            ),
+        )
         replay = await c[3].handlers["txn_replay"](Replay(DB, txn, cts, 1, body, 1).encode(), None)
         assert replay["aborted"] and not replay["ok"], replay
         prep = await c[3].handlers["txn_prepare"](Prepare(DB, txn, cts, 1, body, 1).encode(), None)
@@ -957,6 +1032,7 @@ def test_settle_counts_a_removed_member_as_having_given_up(tmp_path: Path) -> No
     """An unconfirmed commit whose one reachable participant gave it up and whose other participant was
     removed from the cluster for good is aborted: the removed node will never commit it, and without
     this its coordinator would hold the transaction's intents until restart."""
+
     async def t(c: Cluster) -> None:
         await create_kv(c)
         c.drops.add((1, None, "txn_commit"))

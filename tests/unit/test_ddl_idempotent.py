@@ -37,45 +37,56 @@ def columns(conn: apsw.Connection, table: str = "t") -> list[str]:
 # -- make_idempotent ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sql", "want"), [
-    ('CREATE TABLE "x" (id INT)', 'CREATE TABLE IF NOT EXISTS "x" (id INT)'),
-    ("create table x(id)", "create table IF NOT EXISTS x(id)"),
-    ('CREATE UNIQUE INDEX "t__u" ON "t" ("a")', 'CREATE UNIQUE INDEX IF NOT EXISTS "t__u" ON "t" ("a")'),
-    ('CREATE INDEX "t__i" ON "t" ("a")', 'CREATE INDEX IF NOT EXISTS "t__i" ON "t" ("a")'),
-    ("CREATE VIEW v AS SELECT 1", "CREATE VIEW IF NOT EXISTS v AS SELECT 1"),
-    ('CREATE TRIGGER "tr" AFTER UPDATE ON "t" FOR EACH ROW BEGIN SELECT 1; END',
-     'CREATE TRIGGER IF NOT EXISTS "tr" AFTER UPDATE ON "t" FOR EACH ROW BEGIN SELECT 1; END'),
-    ("  \nCREATE TABLE y(id)", "  \nCREATE TABLE IF NOT EXISTS y(id)"),
-    ('DROP TABLE "x"', 'DROP TABLE IF EXISTS "x"'),
-    ('DROP INDEX "t__i"', 'DROP INDEX IF EXISTS "t__i"'),
-    ("drop view v", "drop view IF EXISTS v"),
-    ("DROP TRIGGER tr", "DROP TRIGGER IF EXISTS tr"),
-])
+@pytest.mark.parametrize(
+    ("sql", "want"),
+    [
+        ('CREATE TABLE "x" (id INT)', 'CREATE TABLE IF NOT EXISTS "x" (id INT)'),
+        ("create table x(id)", "create table IF NOT EXISTS x(id)"),
+        ('CREATE UNIQUE INDEX "t__u" ON "t" ("a")', 'CREATE UNIQUE INDEX IF NOT EXISTS "t__u" ON "t" ("a")'),
+        ('CREATE INDEX "t__i" ON "t" ("a")', 'CREATE INDEX IF NOT EXISTS "t__i" ON "t" ("a")'),
+        ("CREATE VIEW v AS SELECT 1", "CREATE VIEW IF NOT EXISTS v AS SELECT 1"),
+        (
+            'CREATE TRIGGER "tr" AFTER UPDATE ON "t" FOR EACH ROW BEGIN SELECT 1; END',
+            'CREATE TRIGGER IF NOT EXISTS "tr" AFTER UPDATE ON "t" FOR EACH ROW BEGIN SELECT 1; END',
+        ),
+        ("  \nCREATE TABLE y(id)", "  \nCREATE TABLE IF NOT EXISTS y(id)"),
+        ('DROP TABLE "x"', 'DROP TABLE IF EXISTS "x"'),
+        ('DROP INDEX "t__i"', 'DROP INDEX IF EXISTS "t__i"'),
+        ("drop view v", "drop view IF EXISTS v"),
+        ("DROP TRIGGER tr", "DROP TRIGGER IF EXISTS tr"),
+    ],
+)
 def test_make_idempotent_adds_guards(sql: str, want: str) -> None:
     assert make_idempotent(sql) == want
 
 
-@pytest.mark.parametrize("sql", [
-    'CREATE TABLE IF NOT EXISTS "x" (id INT)',
-    "create index if not exists i on t(a)",
-    "DROP TABLE IF EXISTS x",
-    "drop index if exists i",
-    'ALTER TABLE "t" ADD COLUMN "c" INT',
-    'INSERT INTO "t" (a) VALUES (\'CREATE TABLE z(q)\')',
-    "UPDATE t SET a = 'DROP TABLE t'",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'CREATE TABLE IF NOT EXISTS "x" (id INT)',
+        "create index if not exists i on t(a)",
+        "DROP TABLE IF EXISTS x",
+        "drop index if exists i",
+        'ALTER TABLE "t" ADD COLUMN "c" INT',
+        "INSERT INTO \"t\" (a) VALUES ('CREATE TABLE z(q)')",
+        "UPDATE t SET a = 'DROP TABLE t'",
+    ],
+)
 def test_make_idempotent_leaves_others_alone(sql: str) -> None:
     """Already guarded statements are not double-guarded (that would be a syntax error)."""
     assert make_idempotent(sql) == sql
 
 
-@pytest.mark.parametrize("sql", [
-    'CREATE TABLE "x" (id INTEGER PRIMARY KEY, v TEXT)',
-    'CREATE UNIQUE INDEX "t__a" ON "t" ("a")',
-    "CREATE VIEW tv AS SELECT a FROM t",
-    'CREATE TRIGGER "t__a__on_update" AFTER UPDATE ON "t" FOR EACH ROW WHEN NEW."a" IS OLD."a" '
-    'BEGIN UPDATE "t" SET "a" = CURRENT_TIMESTAMP WHERE rowid = NEW.rowid; END',
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'CREATE TABLE "x" (id INTEGER PRIMARY KEY, v TEXT)',
+        'CREATE UNIQUE INDEX "t__a" ON "t" ("a")',
+        "CREATE VIEW tv AS SELECT a FROM t",
+        'CREATE TRIGGER "t__a__on_update" AFTER UPDATE ON "t" FOR EACH ROW WHEN NEW."a" IS OLD."a" '
+        'BEGIN UPDATE "t" SET "a" = CURRENT_TIMESTAMP WHERE rowid = NEW.rowid; END',
+    ],
+)
 def test_create_runs_twice(conn: apsw.Connection, sql: str) -> None:
     run_idempotent(conn, sql)
     once = schema(conn)
@@ -85,12 +96,15 @@ def test_create_runs_twice(conn: apsw.Connection, sql: str) -> None:
         conn.execute(sql)  # the unguarded statement would have failed: the guard is what helps
 
 
-@pytest.mark.parametrize(("setup", "sql", "gone"), [
-    ("CREATE TABLE x(id)", "DROP TABLE x", "x"),
-    ("CREATE INDEX t_i ON t(a)", 'DROP INDEX "t_i"', "t_i"),
-    ("CREATE VIEW tv AS SELECT 1", "DROP VIEW tv", "tv"),
-    ("CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END", "DROP TRIGGER tr", "tr"),
-])
+@pytest.mark.parametrize(
+    ("setup", "sql", "gone"),
+    [
+        ("CREATE TABLE x(id)", "DROP TABLE x", "x"),
+        ("CREATE INDEX t_i ON t(a)", 'DROP INDEX "t_i"', "t_i"),
+        ("CREATE VIEW tv AS SELECT 1", "DROP VIEW tv", "tv"),
+        ("CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END", "DROP TRIGGER tr", "tr"),
+    ],
+)
 def test_drop_runs_twice(conn: apsw.Connection, setup: str, sql: str, gone: str) -> None:
     conn.execute(setup)
     run_idempotent(conn, sql)
@@ -101,32 +115,35 @@ def test_drop_runs_twice(conn: apsw.Connection, setup: str, sql: str, gone: str)
 # -- already_applied ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sql", "applied"), [
-    ('ALTER TABLE "t" ADD COLUMN "a" TEXT', True),
-    ("ALTER TABLE t ADD COLUMN a TEXT", True),
-    ("ALTER TABLE t ADD a TEXT", True),  # COLUMN is optional in SQLite
-    ("alter table T add column A text", True),  # identifiers are case-insensitive
-    ("ALTER TABLE `t` ADD COLUMN `a` TEXT", True),
-    ("ALTER TABLE [t] ADD COLUMN [a] TEXT", True),
-    ('ALTER TABLE "t" ADD COLUMN "mixed case" INT', True),
-    ('ALTER TABLE "t" ADD COLUMN "we""ird" INT', True),
-    ("ALTER TABLE t\n  ADD COLUMN\n  a INT", True),
-    ('ALTER TABLE "t" ADD COLUMN "b" TEXT', False),
-    ('ALTER TABLE "missing" ADD COLUMN "a" TEXT', False),  # a real error must still surface
-    ('ALTER TABLE "t" DROP COLUMN "zz"', True),
-    ('ALTER TABLE "t" DROP COLUMN "a"', False),
-    ("ALTER TABLE t DROP a", False),
-    ('ALTER TABLE "missing" DROP COLUMN "a"', False),
-    ('ALTER TABLE "t" RENAME COLUMN "old" TO "a"', True),
-    ('ALTER TABLE "t" RENAME COLUMN "a" TO "new"', False),
-    ('ALTER TABLE "t" RENAME "zz" TO "a"', True),
-    ('ALTER TABLE "t" RENAME COLUMN "zz" TO "yy"', False),  # neither there: a genuine error
-    ('ALTER TABLE "t" RENAME TO "u"', False),  # t still exists
-    ('ALTER TABLE "gone" RENAME TO "t"', True),
-    ('ALTER TABLE "gone" RENAME TO "also_gone"', False),
-    ('CREATE TABLE "t" (id)', False),
-    ("SELECT 1", False),
-])
+@pytest.mark.parametrize(
+    ("sql", "applied"),
+    [
+        ('ALTER TABLE "t" ADD COLUMN "a" TEXT', True),
+        ("ALTER TABLE t ADD COLUMN a TEXT", True),
+        ("ALTER TABLE t ADD a TEXT", True),  # COLUMN is optional in SQLite
+        ("alter table T add column A text", True),  # identifiers are case-insensitive
+        ("ALTER TABLE `t` ADD COLUMN `a` TEXT", True),
+        ("ALTER TABLE [t] ADD COLUMN [a] TEXT", True),
+        ('ALTER TABLE "t" ADD COLUMN "mixed case" INT', True),
+        ('ALTER TABLE "t" ADD COLUMN "we""ird" INT', True),
+        ("ALTER TABLE t\n  ADD COLUMN\n  a INT", True),
+        ('ALTER TABLE "t" ADD COLUMN "b" TEXT', False),
+        ('ALTER TABLE "missing" ADD COLUMN "a" TEXT', False),  # a real error must still surface
+        ('ALTER TABLE "t" DROP COLUMN "zz"', True),
+        ('ALTER TABLE "t" DROP COLUMN "a"', False),
+        ("ALTER TABLE t DROP a", False),
+        ('ALTER TABLE "missing" DROP COLUMN "a"', False),
+        ('ALTER TABLE "t" RENAME COLUMN "old" TO "a"', True),
+        ('ALTER TABLE "t" RENAME COLUMN "a" TO "new"', False),
+        ('ALTER TABLE "t" RENAME "zz" TO "a"', True),
+        ('ALTER TABLE "t" RENAME COLUMN "zz" TO "yy"', False),  # neither there: a genuine error
+        ('ALTER TABLE "t" RENAME TO "u"', False),  # t still exists
+        ('ALTER TABLE "gone" RENAME TO "t"', True),
+        ('ALTER TABLE "gone" RENAME TO "also_gone"', False),
+        ('CREATE TABLE "t" (id)', False),
+        ("SELECT 1", False),
+    ],
+)
 def test_already_applied(conn: apsw.Connection, sql: str, applied: bool) -> None:
     assert already_applied(conn, sql) is applied
 

@@ -69,7 +69,9 @@ def random_history(rng: random.Random, tables: tuple[str, ...], n: int = 120) ->
         changes: dict[bytes, RowChange] = {}
         for _ in range(rng.choice([1, 1, 1, 2, 3, 5])):
             table = rng.choice(tables)
-            pk: object = rng.choice(["al", "bob", "cy", "dee", "ed"]) if table == "names" else rng.randrange(12)
+            pk: object = (
+                rng.choice(["al", "bob", "cy", "dee", "ed"]) if table == "names" else rng.randrange(12)
+            )
             c = random_change(rng, table, pk)
             changes.setdefault(c.key, c)  # a transaction's changes are merged per key
         at = ts(wall, node=rng.randrange(1, 4), logical=rng.randrange(3))
@@ -81,14 +83,16 @@ def apply_in_random_batches(rng: random.Random, r: Replica, items: list[ApplyIte
     pos = 0
     while pos < len(items):
         size = rng.choice([1, 1, 2, 5, 11])
-        out = r.apply(*items[pos:pos + size])
+        out = r.apply(*items[pos : pos + size])
         assert not any(isinstance(o, Exception) for o in out), out
         assert_consistent(r)
         pos += size
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_incremental_equals_recompute_and_order_does_not_matter(pair: tuple[Replica, Replica], seed: int) -> None:
+def test_incremental_equals_recompute_and_order_does_not_matter(
+    pair: tuple[Replica, Replica], seed: int
+) -> None:
     """Tables without UNIQUE indexes: LWW converges exactly, so the digests must be equal too."""
     rng = random.Random(seed)
     a, b = pair
@@ -103,12 +107,16 @@ def test_incremental_equals_recompute_and_order_does_not_matter(pair: tuple[Repl
     assert a.versions() == b.versions()
     assert stored(a) == stored(b)
     assert set(stored(a)) == {"kv", "names"}
-    live = a.conn.execute(f"SELECT COUNT(*) FROM {rt.ROW_VERSION} WHERE deleted = 0 AND tbl = 'kv'").fetchone()[0]
+    live = a.conn.execute(
+        f"SELECT COUNT(*) FROM {rt.ROW_VERSION} WHERE deleted = 0 AND tbl = 'kv'"
+    ).fetchone()[0]
     assert stored(a)["kv"][1] == live == len(a.rows("kv"))
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_incremental_equals_recompute_with_unique_collisions(pair: tuple[Replica, Replica], seed: int) -> None:
+def test_incremental_equals_recompute_with_unique_collisions(
+    pair: tuple[Replica, Replica], seed: int
+) -> None:
     """``slots`` has a UNIQUE column drawn from three values: collisions, losers, rows tombstoned at
     their own versions. Whatever the applier decides, the digest must describe the versions it wrote."""
     rng = random.Random(1000 + seed)
@@ -128,7 +136,9 @@ def test_insert_update_delete_contributions(pair: tuple[Replica, Replica]) -> No
     k = key("kv", 1)
     r.apply(item(1, ts(10), [urow("kv", 1, v="a", n=1)]))
     assert stored(r) == {"kv": (rt.row_hash(k, W + 10, 0, 1), 1)}
-    r.apply(item(2, ts(20, node=2, logical=3), [RowChange("kv", "UPDATE", k, {"id": 1}, {"id": 1, "v": "b"})]))
+    r.apply(
+        item(2, ts(20, node=2, logical=3), [RowChange("kv", "UPDATE", k, {"id": 1}, {"id": 1, "v": "b"})])
+    )
     assert stored(r) == {"kv": (rt.row_hash(k, W + 20, 3, 2), 1)}
     # the tombstone removes the contribution; a table without live replicated rows has no digest
     r.apply(item(3, ts(30), [RowChange("kv", "DELETE", k, {"id": 1}, None)]))
@@ -188,8 +198,10 @@ def test_drop_table_forgets_versions_and_digest(pair: tuple[Replica, Replica]) -
     assert r.conn.execute(f"SELECT tbl FROM {rt.TABLE_DIGEST}").fetchall() == [("names",)]
     assert_consistent(r)
     # a new table of the same name starts from nothing
-    r.apply(item(4, ts(40), ddl=["CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT, n INT)"]),
-            item(5, ts(50), [urow("kv", 1, v="again")]))
+    r.apply(
+        item(4, ts(40), ddl=["CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT, n INT)"]),
+        item(5, ts(50), [urow("kv", 1, v="again")]),
+    )
     assert stored(r)["kv"] == (rt.row_hash(key("kv", 1), W + 50, 0, 1), 1)
     assert_consistent(r)
 
@@ -203,7 +215,9 @@ def test_rename_drops_the_old_names_versions(pair: tuple[Replica, Replica]) -> N
     assert stored(r) == {}
     assert len(r.rows("kv2")) == 2
     assert r.versions() == []
-    r.apply(item(3, ts(30), [RowChange("kv2", "UPDATE", key("kv2", 1), {"id": 1}, {"id": 1, "v": "z", "n": 0})]))
+    r.apply(
+        item(3, ts(30), [RowChange("kv2", "UPDATE", key("kv2", 1), {"id": 1}, {"id": 1, "v": "z", "n": 0})])
+    )
     assert stored(r) == {"kv2": (rt.row_hash(key("kv2", 1), W + 30, 0, 1), 1)}
     assert_consistent(r)
 
@@ -293,8 +307,10 @@ def test_table_keys_pages_and_diff(pair: tuple[Replica, Replica]) -> None:
     assert [k for k, _ in keys_a] == sorted(key("kv", i) for i in range(1, 8))
     assert all(v == (W + 10, 0, 1) for _, v in keys_a)
     keys_b = digest.table_keys(b.conn, "kv")
-    assert digest.diff_keys(keys_a, keys_b) == [(key("kv", 3), (W + 10, 0, 1), None),
-                                                (key("kv", 5), (W + 10, 0, 1), (W + 30, 0, 1))]
+    assert digest.diff_keys(keys_a, keys_b) == [
+        (key("kv", 3), (W + 10, 0, 1), None),
+        (key("kv", 5), (W + 10, 0, 1), (W + 30, 0, 1)),
+    ]
     assert digest.diff_keys(keys_a, keys_a) == []
     assert digest.table_keys(a.conn, "nosuch") == []
     assert digest.differing_tables(stored(a), stored(b)) == ["kv"]
@@ -313,8 +329,17 @@ def test_documents_round_trip(pair: tuple[Replica, Replica]) -> None:
     last = digest.keys_document(r.conn, "marmot", "kv", bytes.fromhex(keys["next"]), 1)
     assert last["keys"][0][0] == key("kv", 2).hex()
     assert digest.keys_document(r.conn, "marmot", "kv", key("kv", 2), 1) == {
-        "database": "marmot", "table": "kv", "keys": [], "next": None}
-    for bad in (None, {"tables": []}, {"tables": {"t": {"digest": 5, "rows": 1}}}, {"tables": {"t": {"digest": "zz", "rows": 1}}}):
+        "database": "marmot",
+        "table": "kv",
+        "keys": [],
+        "next": None,
+    }
+    for bad in (
+        None,
+        {"tables": []},
+        {"tables": {"t": {"digest": 5, "rows": 1}}},
+        {"tables": {"t": {"digest": "zz", "rows": 1}}},
+    ):
         with pytest.raises(ValueError):
             digest.parse_document(bad)
 

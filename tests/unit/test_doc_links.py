@@ -16,8 +16,12 @@ _LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(([^)\s]+)\)")
 
 
 def _markdown_files() -> list[Path]:
-    return [p for p in REPO.rglob("*.md")
-            if not _SKIP & set(p.relative_to(REPO).parts) and not any(part.endswith(".egg-info") for part in p.parts)]
+    return [
+        p
+        for p in REPO.rglob("*.md")
+        if not _SKIP & set(p.relative_to(REPO).parts)
+        and not any(part.endswith(".egg-info") for part in p.parts)
+    ]
 
 
 def test_relative_markdown_links_resolve_inside_the_repository() -> None:
@@ -33,6 +37,9 @@ def test_relative_markdown_links_resolve_inside_the_repository() -> None:
 
 
 def test_nothing_points_outside_the_checkout() -> None:
-    outside = [str(p.relative_to(REPO)) for p in [*_markdown_files(), *REPO.joinpath("src").rglob("*.py")]
-               if "../shared" in p.read_text(encoding="utf-8")]
+    outside = [
+        str(p.relative_to(REPO))
+        for p in [*_markdown_files(), *REPO.joinpath("src").rglob("*.py")]
+        if "../shared" in p.read_text(encoding="utf-8")
+    ]
     assert not outside, outside

@@ -21,37 +21,40 @@ def _command(sql: str, transpilation: bool = True) -> Command:
     return command_of(sql, lexer.normalize(sql), transpilation)
 
 
-@pytest.mark.parametrize(("sql", "command"), [
-    ("BEGIN", Command.BEGIN),
-    ("START TRANSACTION READ ONLY", Command.BEGIN),
-    ("commit", Command.COMMIT),
-    ("ROLLBACK TO SAVEPOINT s1", Command.ROLLBACK),
-    ("SAVEPOINT s1", Command.SAVEPOINT),
-    ("RELEASE SAVEPOINT s1", Command.RELEASE),
-    ("SET NAMES utf8mb4", Command.SET),
-    ("/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE */", Command.SET),
-    ("USE `my db`", Command.USE),
-    ("SHOW FULL TABLES", Command.SHOW),
-    ("DESCRIBE t", Command.SHOW),
-    ("DESC t", Command.SHOW),
-    ("EXPLAIN t", Command.SHOW),
-    ("EXPLAIN SELECT 1", Command.PLAN),
-    ("EXPLAIN FORMAT=JSON SELECT 1", Command.PLAN),
-    ("CREATE DATABASE IF NOT EXISTS d", Command.DATABASE_DDL),
-    ("DROP SCHEMA d", Command.DATABASE_DDL),
-    ("ALTER DATABASE d CHARACTER SET utf8mb4", Command.DATABASE_DDL),
-    ("LOCK TABLES t WRITE", Command.NOOP),
-    ("FLUSH PRIVILEGES", Command.NOOP),
-    ("CREATE USER u IDENTIFIED BY 'p'", Command.NOOP),
-    ("DROP ROLE r", Command.NOOP),
-    ("ALTER TABLE t DISABLE KEYS", Command.NOOP),
-    ("ALTER TABLE t ADD COLUMN c INT", Command.PLAN),
-    ("LOAD EXTENSION 'vec0'", Command.LOAD_EXTENSION),
-    ("LOAD DATA LOCAL INFILE 'f' INTO TABLE t", Command.LOAD_DATA),
-    ("DO SLEEP(0)", Command.DO),
-    ("SELECT 1", Command.PLAN),
-    ("CREATE TABLE t (id INT PRIMARY KEY)", Command.PLAN),
-])
+@pytest.mark.parametrize(
+    ("sql", "command"),
+    [
+        ("BEGIN", Command.BEGIN),
+        ("START TRANSACTION READ ONLY", Command.BEGIN),
+        ("commit", Command.COMMIT),
+        ("ROLLBACK TO SAVEPOINT s1", Command.ROLLBACK),
+        ("SAVEPOINT s1", Command.SAVEPOINT),
+        ("RELEASE SAVEPOINT s1", Command.RELEASE),
+        ("SET NAMES utf8mb4", Command.SET),
+        ("/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE */", Command.SET),
+        ("USE `my db`", Command.USE),
+        ("SHOW FULL TABLES", Command.SHOW),
+        ("DESCRIBE t", Command.SHOW),
+        ("DESC t", Command.SHOW),
+        ("EXPLAIN t", Command.SHOW),
+        ("EXPLAIN SELECT 1", Command.PLAN),
+        ("EXPLAIN FORMAT=JSON SELECT 1", Command.PLAN),
+        ("CREATE DATABASE IF NOT EXISTS d", Command.DATABASE_DDL),
+        ("DROP SCHEMA d", Command.DATABASE_DDL),
+        ("ALTER DATABASE d CHARACTER SET utf8mb4", Command.DATABASE_DDL),
+        ("LOCK TABLES t WRITE", Command.NOOP),
+        ("FLUSH PRIVILEGES", Command.NOOP),
+        ("CREATE USER u IDENTIFIED BY 'p'", Command.NOOP),
+        ("DROP ROLE r", Command.NOOP),
+        ("ALTER TABLE t DISABLE KEYS", Command.NOOP),
+        ("ALTER TABLE t ADD COLUMN c INT", Command.PLAN),
+        ("LOAD EXTENSION 'vec0'", Command.LOAD_EXTENSION),
+        ("LOAD DATA LOCAL INFILE 'f' INTO TABLE t", Command.LOAD_DATA),
+        ("DO SLEEP(0)", Command.DO),
+        ("SELECT 1", Command.PLAN),
+        ("CREATE TABLE t (id INT PRIMARY KEY)", Command.PLAN),
+    ],
+)
 def test_command_of(sql: str, command: Command) -> None:
     assert _command(sql) is command
 
@@ -66,8 +69,9 @@ def test_transpilation_off_routes_only_plain_sql_to_raw() -> None:
 
 
 def test_metric_kind() -> None:
-    assert [metric_kind(k) for k in ("SELECT", "SHOW", "REPLACE", "LOAD", "UPDATE", "DELETE", "TRUNCATE", "SET")] \
-        == ["select", "select", "insert", "insert", "update", "delete", "ddl", "other"]
+    assert [
+        metric_kind(k) for k in ("SELECT", "SHOW", "REPLACE", "LOAD", "UPDATE", "DELETE", "TRUNCATE", "SET")
+    ] == ["select", "select", "insert", "insert", "update", "delete", "ddl", "other"]
 
 
 def test_router_needs_a_handler_for_every_command() -> None:
@@ -87,8 +91,9 @@ def test_session_statement_parsing() -> None:
     assert statements.rollback_target("ROLLBACK") is None
     assert statements.rollback_target("ROLLBACK WORK TO SAVEPOINT sp") == "sp"
     assert statements.rollback_target("rollback to sp") == "sp"
-    assert statements.database_ddl("CREATE DATABASE IF NOT EXISTS `d-1`", "CREATE") \
-        == statements.DatabaseDDL("CREATE", "d-1", True)
+    assert statements.database_ddl("CREATE DATABASE IF NOT EXISTS `d-1`", "CREATE") == statements.DatabaseDDL(
+        "CREATE", "d-1", True
+    )
     assert statements.database_ddl("DROP SCHEMA d", "DROP") == statements.DatabaseDDL("DROP", "d", False)
     assert statements.extension_name("LOAD EXTENSION 'vec0'") == "vec0"
     assert statements.extension_name("LOAD EXTENSION my.ext") == "my.ext"
@@ -96,12 +101,15 @@ def test_session_statement_parsing() -> None:
     assert not statements.is_keys_toggle("ALTER TABLE t DROP KEY k")
 
 
-@pytest.mark.parametrize("call", [
-    lambda: statements.use_target("USE"),
-    lambda: statements.savepoint_name("SAVEPOINT"),
-    lambda: statements.database_ddl("DROP DATABASE IF EXISTS", "DROP"),
-    lambda: statements.check_begin("START SLAVE", ["START", "SLAVE"]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: statements.use_target("USE"),
+        lambda: statements.savepoint_name("SAVEPOINT"),
+        lambda: statements.database_ddl("DROP DATABASE IF EXISTS", "DROP"),
+        lambda: statements.check_begin("START SLAVE", ["START", "SLAVE"]),
+    ],
+)
 def test_session_statement_syntax_errors_are_1064(call) -> None:
     with pytest.raises(MySQLError) as err:
         call()
@@ -114,8 +122,12 @@ def test_parse_set_forms() -> None:
     charset = statements.parse_set("SET CHARACTER SET utf8")
     assert [(a.kind, a.name) for a in charset] == [("charset", "utf8")]
     txn = statements.parse_set("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    assert [(a.kind, a.scope, a.extra) for a in txn] == [("transaction", "session", "ISOLATION LEVEL READ COMMITTED")]
-    many = statements.parse_set("SET @@global.sql_mode = 'ANSI', @`a b` := CONCAT('x', (1, 2)), LOCAL autocommit=0")
+    assert [(a.kind, a.scope, a.extra) for a in txn] == [
+        ("transaction", "session", "ISOLATION LEVEL READ COMMITTED")
+    ]
+    many = statements.parse_set(
+        "SET @@global.sql_mode = 'ANSI', @`a b` := CONCAT('x', (1, 2)), LOCAL autocommit=0"
+    )
     assert [(a.kind, a.name, a.scope, a.value_sql) for a in many] == [
         ("system", "sql_mode", "global", "'ANSI'"),
         ("user", "a b", "", "CONCAT('x', (1, 2))"),

@@ -49,7 +49,9 @@ def test_full_route_sees_content_the_kept_digest_does_not(node: Any) -> None:
     assert full["tables"]["kv"]["rows"] == 2
     conn = dbs.open("marmot")
     ts_kv = load_table_schema(conn, "kv")
-    want = sum(fd.content_hash(key("kv", i), (W + 10, 0, 1, 0), (i, v, None)) for i, v in ((1, "a"), (2, "b")))
+    want = sum(
+        fd.content_hash(key("kv", i), (W + 10, 0, 1, 0), (i, v, None)) for i, v in ((1, "a"), (2, "b"))
+    )
     conn.close()
     assert full["tables"]["kv"]["digest"] == f"{want % (1 << 64):016x}"
     assert ts_kv.rowid_key
@@ -57,7 +59,10 @@ def test_full_route_sees_content_the_kept_digest_does_not(node: Any) -> None:
     tamper(dbs, "UPDATE kv SET v = 'changed' WHERE id = 2")
     assert call(control, "GET", "/admin/databases/marmot/digest", headers=auth()).json == kept
     after = call(control, "GET", "/admin/databases/marmot/digest?full=1", headers=auth()).json
-    assert after["tables"]["kv"]["rows"] == 2 and after["tables"]["kv"]["digest"] != full["tables"]["kv"]["digest"]
+    assert (
+        after["tables"]["kv"]["rows"] == 2
+        and after["tables"]["kv"]["digest"] != full["tables"]["kv"]["digest"]
+    )
 
     # the storage class counts: 1, 1.0, '1' and x'31' are different contents
     k = key("kv", 1)
@@ -72,8 +77,10 @@ def test_full_keys_pages_in_key_order_over_composite_nocase_keys(node: Any) -> N
     dbs, control = node
     conn = dbs.open("marmot")
     rt.ensure_tables(conn)
-    conn.execute("CREATE TABLE people (last TEXT COLLATE NOCASE, first TEXT, n INT, PRIMARY KEY (last, first)) "
-                 "WITHOUT ROWID")
+    conn.execute(
+        "CREATE TABLE people (last TEXT COLLATE NOCASE, first TEXT, n INT, PRIMARY KEY (last, first)) "
+        "WITHOUT ROWID"
+    )
     names = [(f"Name{i % 7}", f"f{i:04d}", i) for i in range(2300)]
     with conn:
         conn.executemany("INSERT INTO people VALUES (?, ?, ?)", names)

@@ -20,22 +20,41 @@ from marmot.sql.transpiler import Transpiler
 # ------------------------------------------------------------------------------------ conversions
 
 
-@pytest.mark.parametrize(("v", "expected"), [
-    ("12abc", 12), ("abc", 0), (" -3.5e2x", -350.0), (".5", 0.5), (b"7", 7), (3.25, 3.25), ("", 0),
-])
+@pytest.mark.parametrize(
+    ("v", "expected"),
+    [
+        ("12abc", 12),
+        ("abc", 0),
+        (" -3.5e2x", -350.0),
+        (".5", 0.5),
+        (b"7", 7),
+        (3.25, 3.25),
+        ("", 0),
+    ],
+)
 def test_to_number_reads_a_numeric_prefix(v, expected):
     assert to_number(v) == expected and type(to_number(v)) is type(expected)
 
 
-@pytest.mark.parametrize(("v", "expected"), [(2.5, 3), (-2.5, -3), (2.4, 2), ("2.9", 2), ("x", 0), (1e30, 2**63 - 1)])
+@pytest.mark.parametrize(
+    ("v", "expected"), [(2.5, 3), (-2.5, -3), (2.4, 2), ("2.9", 2), ("x", 0), (1e30, 2**63 - 1)]
+)
 def test_to_int_rounds_doubles_and_truncates_strings(v, expected):
     assert to_int(v) == expected
 
 
-@pytest.mark.parametrize(("v", "expected"), [
-    (1.0, "1"), (2.5, "2.5"), (1e20, "1e20"), (1e-7, "0.0000001"), (0.1 + 0.2, "0.30000000000000004"),
-    (-1.5e-20, "-1.5e-20"), (123456789012345.0, "123456789012345"),
-])
+@pytest.mark.parametrize(
+    ("v", "expected"),
+    [
+        (1.0, "1"),
+        (2.5, "2.5"),
+        (1e20, "1e20"),
+        (1e-7, "0.0000001"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (-1.5e-20, "-1.5e-20"),
+        (123456789012345.0, "123456789012345"),
+    ],
+)
 def test_float_text_prints_like_mysql(v, expected):
     assert float_text(v) == expected
 
@@ -53,11 +72,23 @@ def test_week_mode_3_is_iso_8601_for_every_day_of_many_years():
         day += dt.timedelta(days=1)
 
 
-@pytest.mark.parametrize(("date", "mode", "week"), [
-    ("2008-02-20", 0, 7), ("2008-02-20", 1, 8), ("2008-12-31", 1, 53), ("2000-01-01", 0, 0),
-    ("2000-01-01", 2, 52), ("2007-01-01", 0, 0), ("2007-01-01", 1, 1), ("2007-01-01", 5, 1),
-    ("2006-01-01", 5, 0), ("2006-01-01", 7, 52), ("2006-01-01", 4, 1), ("2006-01-01", 6, 1),
-])
+@pytest.mark.parametrize(
+    ("date", "mode", "week"),
+    [
+        ("2008-02-20", 0, 7),
+        ("2008-02-20", 1, 8),
+        ("2008-12-31", 1, 53),
+        ("2000-01-01", 0, 0),
+        ("2000-01-01", 2, 52),
+        ("2007-01-01", 0, 0),
+        ("2007-01-01", 1, 1),
+        ("2007-01-01", 5, 1),
+        ("2006-01-01", 5, 0),
+        ("2006-01-01", 7, 52),
+        ("2006-01-01", 4, 1),
+        ("2006-01-01", 6, 1),
+    ],
+)
 def test_week_modes(date, mode, week):
     assert dtf.week(date, mode) == week
 
@@ -72,28 +103,42 @@ def test_day_numbers_match_mysql_and_round_trip():
     assert temporal.from_daynr(100) == (0, 0, 0)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2024-01-05", (2024, 1, 5, 0, 0, 0, 0, False)),
-    ("2024-1-5 7:08:09", (2024, 1, 5, 7, 8, 9, 0, True)),
-    ("2024/01/05T10:11:12.5", (2024, 1, 5, 10, 11, 12, 500000, True)),
-    ("24-01-05", (2024, 1, 5, 0, 0, 0, 0, False)),
-    ("70-01-05", (1970, 1, 5, 0, 0, 0, 0, False)),
-    ("20240105", (2024, 1, 5, 0, 0, 0, 0, False)),
-    ("20240105101112", (2024, 1, 5, 10, 11, 12, 0, True)),
-    (20240105, (2024, 1, 5, 0, 0, 0, 0, False)),
-    ("0000-00-00 00:00:00", (0, 0, 0, 0, 0, 0, 0, True)),
-    ("2024-02-30", None), ("2024-13-01", None), ("2024-01-01 24:00:00", None), ("garbage", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-05", (2024, 1, 5, 0, 0, 0, 0, False)),
+        ("2024-1-5 7:08:09", (2024, 1, 5, 7, 8, 9, 0, True)),
+        ("2024/01/05T10:11:12.5", (2024, 1, 5, 10, 11, 12, 500000, True)),
+        ("24-01-05", (2024, 1, 5, 0, 0, 0, 0, False)),
+        ("70-01-05", (1970, 1, 5, 0, 0, 0, 0, False)),
+        ("20240105", (2024, 1, 5, 0, 0, 0, 0, False)),
+        ("20240105101112", (2024, 1, 5, 10, 11, 12, 0, True)),
+        (20240105, (2024, 1, 5, 0, 0, 0, 0, False)),
+        ("0000-00-00 00:00:00", (0, 0, 0, 0, 0, 0, 0, True)),
+        ("2024-02-30", None),
+        ("2024-13-01", None),
+        ("2024-01-01 24:00:00", None),
+        ("garbage", None),
+    ],
+)
 def test_parse_datetime(text, expected):
     got = temporal.parse_datetime(text)
     assert (got[:8] if got is not None else None) == expected
 
 
-@pytest.mark.parametrize(("text", "us"), [
-    ("10:11:12", 36672_000000), ("-01:00:00", -3600_000000), ("1 02:00:00", 93600_000000),
-    ("101112", 36672_000000), ("12", 12_000000), ("00:00:01.5", 1_500000), ("2024-01-05 10:11:12", 36672_000000),
-    ("900:00:00", 838 * 3600_000000 + 59 * 60_000000 + 59_000000),
-])
+@pytest.mark.parametrize(
+    ("text", "us"),
+    [
+        ("10:11:12", 36672_000000),
+        ("-01:00:00", -3600_000000),
+        ("1 02:00:00", 93600_000000),
+        ("101112", 36672_000000),
+        ("12", 12_000000),
+        ("00:00:01.5", 1_500000),
+        ("2024-01-05 10:11:12", 36672_000000),
+        ("900:00:00", 838 * 3600_000000 + 59 * 60_000000 + 59_000000),
+    ],
+)
 def test_parse_time(text, us):
     assert temporal.parse_time(text)[0] == us
 
@@ -126,11 +171,19 @@ def test_char_and_ord():
 # ---------------------------------------------------------------------------------------- numbers
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (("FF", 16, 10), "255"), (("-1", 10, 16), "FFFFFFFFFFFFFFFF"), (("18446744073709551616", 10, 10),
-     "18446744073709551615"), (("1z", 36, 10), "71"), (("", 10, 2), "0"), (("12.7", 10, 2), "1100"),
-    (("-255", -10, -16), "-FF"), (("10", 1, 10), None),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("FF", 16, 10), "255"),
+        (("-1", 10, 16), "FFFFFFFFFFFFFFFF"),
+        (("18446744073709551616", 10, 10), "18446744073709551615"),
+        (("1z", 36, 10), "71"),
+        (("", 10, 2), "0"),
+        (("12.7", 10, 2), "1100"),
+        (("-255", -10, -16), "-FF"),
+        (("10", 1, 10), None),
+    ],
+)
 def test_conv(args, expected):
     assert nf.conv(*args) == expected
 
@@ -181,7 +234,10 @@ def test_json_paths():
 
 
 def test_json_output_format():
-    assert jf.json_extract('{"x": [1.0, 2.5, 1e2, true, null, "é\\n"]}', "$.x") == '[1.0, 2.5, 100.0, true, null, "é\\n"]'
+    assert (
+        jf.json_extract('{"x": [1.0, 2.5, 1e2, true, null, "é\\n"]}', "$.x")
+        == '[1.0, 2.5, 100.0, true, null, "é\\n"]'
+    )
 
 
 # ---------------------------------------------------------------------------------- rewrite layer
@@ -205,11 +261,14 @@ def test_rewrites_keep_bound_arguments_as_parameters():
 
 
 def test_rewrite_is_idempotent():
-    tree = sqlglot.parse_one("SELECT YEAR(DATE(d)), LENGTH(x), NOW(), TRIM(LEADING 'x' FROM y) FROM t", read="mysql")
+    tree = sqlglot.parse_one(
+        "SELECT YEAR(DATE(d)), LENGTH(x), NOW(), TRIM(LEADING 'x' FROM y) FROM t", read="mysql"
+    )
     once = function_rewrites.rewrite_tree(tree).sql("sqlite")
     twice = function_rewrites.rewrite_tree(sqlglot.parse_one(once, read="sqlite")).sql("sqlite")
     assert "YEAR(__MYSQL_DATE(d))" in once and once.replace("CURRENT_TIMESTAMP", "") == twice.replace(
-        "CURRENT_TIMESTAMP()", "").replace("CURRENT_TIMESTAMP", "")
+        "CURRENT_TIMESTAMP()", ""
+    ).replace("CURRENT_TIMESTAMP", "")
 
 
 def test_every_registered_function_loads():
@@ -217,17 +276,30 @@ def test_every_registered_function_loads():
     functions.register(conn)
     for name, (fn, nargs, det) in dtf.FUNCTIONS.items():
         conn.create_scalar_function(name, fn, nargs, deterministic=det)
-    assert conn.execute("SELECT __mysql_concat('a', 1), FIND_IN_SET('b', 'a,b'), YEAR('2024-01-01')").fetchall() == [
-        ("a1", 2, 2024)]
+    assert conn.execute(
+        "SELECT __mysql_concat('a', 1), FIND_IN_SET('b', 'a,b'), YEAR('2024-01-01')"
+    ).fetchall() == [("a1", 2, 2024)]
 
 
-@pytest.mark.parametrize(("expr", "expected"), [
-    ("NOW()", "DATETIME"), ("NOW(3)", "DATETIME"), ("CURDATE()", "DATE"), ("CURTIME()", "TIME"),
-    ("DATE(x)", "DATE"), ("CAST(x AS DATETIME)", "DATETIME"), ("TIMEDIFF(a, b)", "TIME"),
-    ("FROM_UNIXTIME(1)", "DATETIME"), ("FROM_UNIXTIME(1, '%Y')", None),
-    ("STR_TO_DATE(x, '%d/%m/%Y')", "DATE"), ("STR_TO_DATE(x, '%d/%m/%Y %H:%i:%s.%f')", "DATETIME(6)"),
-    ("STR_TO_DATE(x, '%H:%i')", "TIME"), ("DATE_ADD(x, INTERVAL 1 DAY)", None), ("UPPER(x)", None),
-])
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("NOW()", "DATETIME"),
+        ("NOW(3)", "DATETIME"),
+        ("CURDATE()", "DATE"),
+        ("CURTIME()", "TIME"),
+        ("DATE(x)", "DATE"),
+        ("CAST(x AS DATETIME)", "DATETIME"),
+        ("TIMEDIFF(a, b)", "TIME"),
+        ("FROM_UNIXTIME(1)", "DATETIME"),
+        ("FROM_UNIXTIME(1, '%Y')", None),
+        ("STR_TO_DATE(x, '%d/%m/%Y')", "DATE"),
+        ("STR_TO_DATE(x, '%d/%m/%Y %H:%i:%s.%f')", "DATETIME(6)"),
+        ("STR_TO_DATE(x, '%H:%i')", "TIME"),
+        ("DATE_ADD(x, INTERVAL 1 DAY)", None),
+        ("UPPER(x)", None),
+    ],
+)
 def test_result_type_of_temporal_functions(expr, expected):
     tree = function_rewrites.rewrite_tree(sqlglot.parse_one(f"SELECT {expr} AS c", read="mysql"))
     assert function_rewrites.result_type(tree.expressions[0]) == expected

@@ -18,12 +18,21 @@ def _fill(conn, walls: list[int]) -> None:
     """One log entry per wall time (seq 1..n), and a tombstone and a live version at each wall."""
     with conn:
         for i, wall in enumerate(walls, start=1):
-            conn.execute(f"INSERT INTO {rt.TXN_LOG} (txn_id, wall, logical, node, origin, payload) "
-                         "VALUES (?, ?, 0, 1, 1, x'00')", (i, wall))
-            conn.execute(f"INSERT INTO {rt.ROW_VERSION} (pk, tbl, wall, logical, node, deleted) "
-                         "VALUES (?, 't', ?, 0, 1, 1)", (b"d%d" % i, wall))
-            conn.execute(f"INSERT INTO {rt.ROW_VERSION} (pk, tbl, wall, logical, node, deleted) "
-                         "VALUES (?, 't', ?, 0, 1, 0)", (b"l%d" % i, wall))
+            conn.execute(
+                f"INSERT INTO {rt.TXN_LOG} (txn_id, wall, logical, node, origin, payload) "
+                "VALUES (?, ?, 0, 1, 1, x'00')",
+                (i, wall),
+            )
+            conn.execute(
+                f"INSERT INTO {rt.ROW_VERSION} (pk, tbl, wall, logical, node, deleted) "
+                "VALUES (?, 't', ?, 0, 1, 1)",
+                (b"d%d" % i, wall),
+            )
+            conn.execute(
+                f"INSERT INTO {rt.ROW_VERSION} (pk, tbl, wall, logical, node, deleted) "
+                "VALUES (?, 't', ?, 0, 1, 0)",
+                (b"l%d" % i, wall),
+            )
 
 
 def _seqs(conn) -> list[int]:
@@ -64,16 +73,24 @@ def test_max_retention_deletes_regardless_and_purges_tombstones(tmp_path: Path) 
     live = conn.execute(f"SELECT COUNT(*) FROM {rt.ROW_VERSION} WHERE deleted = 0").fetchone()[0]
     assert live == 2  # live versions are never collected
     with conn:  # max retention 0 = unlimited: nothing goes by age
-        assert collect(conn, safe_seq=0, now_ns=NOW + 100 * NS_PER_HOUR, min_retention_h=2,
-                       max_retention_h=0) == (0, 0)
+        assert collect(
+            conn, safe_seq=0, now_ns=NOW + 100 * NS_PER_HOUR, min_retention_h=2, max_retention_h=0
+        ) == (0, 0)
     dbs.close()
 
 
 def test_safe_seq_is_the_slowest_member(tmp_path: Path) -> None:
     dbs, queues = _open(tmp_path)
     members = [2, 3]
-    gc = LogGC(dbs, queues, members=lambda: members, interval=60, min_retention_h=0, max_retention_h=0,
-               clock_ns=lambda: NOW)
+    gc = LogGC(
+        dbs,
+        queues,
+        members=lambda: members,
+        interval=60,
+        min_retention_h=0,
+        max_retention_h=0,
+        clock_ns=lambda: NOW,
+    )
     assert gc.safe_seq("marmot") == 0  # a member that never asked holds everything back
     gc.state.set(consumed_key("marmot", 2), 7)
     gc.state.set(consumed_key("marmot", 3), 4)

@@ -78,14 +78,30 @@ class Cluster:
         self.nodes: dict[int, Gossip] = {}
         self.events: dict[int, list[tuple[float, int, str, str]]] = {}
 
-    def make(self, nid: int, seeds: list[int] | None = None, *, address: str | None = None,
-             data: str | None = None, **kw: Any) -> Gossip:
+    def make(
+        self,
+        nid: int,
+        seeds: list[int] | None = None,
+        *,
+        address: str | None = None,
+        data: str | None = None,
+        **kw: Any,
+    ) -> Gossip:
         a = address or addr(nid)
         log = self.events.setdefault(nid, [])
-        g = Gossip(nid, a, send=self.net.send_for(a), seeds=[addr(s) for s in (seeds or [])],
-                   data_dir=str(self.tmp / (data or f"n{nid}")), gossip_interval_ms=INTERVAL_MS,
-                   suspect_timeout_ms=SUSPECT_MS, dead_timeout_ms=DEAD_MS, rng=random.Random(nid),
-                   on_change=lambda n, old, new: log.append((time.monotonic(), n, old, new)), **kw)
+        g = Gossip(
+            nid,
+            a,
+            send=self.net.send_for(a),
+            seeds=[addr(s) for s in (seeds or [])],
+            data_dir=str(self.tmp / (data or f"n{nid}")),
+            gossip_interval_ms=INTERVAL_MS,
+            suspect_timeout_ms=SUSPECT_MS,
+            dead_timeout_ms=DEAD_MS,
+            rng=random.Random(nid),
+            on_change=lambda n, old, new: log.append((time.monotonic(), n, old, new)),
+            **kw,
+        )
         return g
 
     async def start(self, nid: int, seeds: list[int] | None = None, **kw: Any) -> Gossip:
@@ -144,7 +160,9 @@ def view(g: Gossip) -> list[tuple[int, str, int]]:
 
 def converged(nodes: list[Gossip], n: int) -> bool:
     views = [view(g) for g in nodes]
-    return all(v == views[0] for v in views) and len(views[0]) == n and all(s == ALIVE for _, s, _ in views[0])
+    return (
+        all(v == views[0] for v in views) and len(views[0]) == n and all(s == ALIVE for _, s, _ in views[0])
+    )
 
 
 async def boot(c: Cluster, n: int, **kw: Any) -> list[Gossip]:
@@ -176,8 +194,9 @@ def test_metadata_is_gossiped(tmp_path: Path) -> None:
     async def t(c: Cluster) -> None:
         nodes = await boot(c, 3)
         nodes[1].set_metadata("schema_versions", {"app": 7})
-        await wait_until(lambda: all(g.extra[2] == {"schema_versions": {"app": 7}} for g in nodes), 2,
-                         "metadata to spread")
+        await wait_until(
+            lambda: all(g.extra[2] == {"schema_versions": {"app": 7}} for g in nodes), 2, "metadata to spread"
+        )
 
     run(t, tmp_path)
 
@@ -202,7 +221,10 @@ def test_unjoined_node_is_no_member_until_a_seed_admits_it(tmp_path: Path) -> No
         why = status.refusal()
         assert why is not None and "node 2 has not joined a cluster" in why
         assert f"seed {addr(1)}: connection refused" in why and f"seed {addr(9)}: connection refused" in why
-        assert g2.join_status.as_json()["failures"] == {addr(1): "connection refused", addr(9): "connection refused"}
+        assert g2.join_status.as_json()["failures"] == {
+            addr(1): "connection refused",
+            addr(9): "connection refused",
+        }
         await wait_until(lambda: status.attempts >= 3, 5, "the join to be retried")
         g1 = await c.start(1)
         await wait_until(lambda: status.member, 5, "a seed to admit node 2")
@@ -254,9 +276,14 @@ def test_stopped_node_suspect_then_dead_everywhere_then_alive_after_restart(tmp_
         survivors = nodes[:4]
         old_inc = nodes[4].incarnation
         await c.crash(5)
-        took = await wait_until(lambda: all(g.state_of(5) == DEAD for g in survivors),
-                                (SUSPECT_MS + DEAD_MS) / 1000 + 0.5, "node 5 DEAD on every survivor")
-        assert took >= DEAD_MS / 1000 - 0.02  # suspicion needs a failed probe (after the crash) + dead_timeout
+        took = await wait_until(
+            lambda: all(g.state_of(5) == DEAD for g in survivors),
+            (SUSPECT_MS + DEAD_MS) / 1000 + 0.5,
+            "node 5 DEAD on every survivor",
+        )
+        assert (
+            took >= DEAD_MS / 1000 - 0.02
+        )  # suspicion needs a failed probe (after the crash) + dead_timeout
         for g in survivors:
             seen = c.transitions(g.node_id, 5)
             assert seen[-2:] == [(ALIVE, SUSPECT), (SUSPECT, DEAD)], (g.node_id, seen)
@@ -284,6 +311,7 @@ def test_asymmetric_partition_is_bridged_by_ping_req(tmp_path: Path) -> None:
 
 def test_without_ping_req_the_same_partition_causes_suspicion(tmp_path: Path) -> None:
     """Control for the test above: it really exercises the indirect path."""
+
     async def t(c: Cluster) -> None:
         await boot(c, 3, indirect_probes=0)
         c.net.partition(addr(1), addr(3))
@@ -492,9 +520,20 @@ class Garbage:
 def test_handlers_drop_malformed_payloads(tmp_path: Path) -> None:
     async def t(c: Cluster) -> None:
         g = (await boot(c, 1))[0]
-        for bad in (None, 1, "x", [], {}, {"from": "1", "nodes": []}, {"from": 1, "nodes": "x"},
-                    {"from": True, "to": 1}, {"node_id": 0, "address": "a"}, {"node_id": 2, "address": ""},
-                    {"from": 2, "target": 3}, {"from": 2, "target": 3, "target_addr": ""}):
+        for bad in (
+            None,
+            1,
+            "x",
+            [],
+            {},
+            {"from": "1", "nodes": []},
+            {"from": 1, "nodes": "x"},
+            {"from": True, "to": 1},
+            {"node_id": 0, "address": "a"},
+            {"node_id": 2, "address": ""},
+            {"from": 2, "target": 3},
+            {"from": 2, "target": 3, "target_addr": ""},
+        ):
             for h in (g.handle_gossip, g.handle_ping, g.handle_ping_req, g.handle_join):
                 reply = await h(bad)
                 assert isinstance(reply, dict) and ("error" in reply or reply.get("ok") is False), (h, bad)

@@ -7,17 +7,34 @@ from marmot.cluster.rpc import AuthError, RpcError
 
 
 def test_describe_failure_names_the_cause() -> None:
-    assert describe_failure(RpcError("unavailable", "cannot connect to 10.0.0.1:8080: connection refused")) \
+    assert (
+        describe_failure(RpcError("unavailable", "cannot connect to 10.0.0.1:8080: connection refused"))
         == "connection refused"
+    )
     auth = describe_failure(AuthError("invalid cluster secret"))
-    assert auth.startswith("authentication failed") and "cluster_secret" in auth and "invalid cluster secret" in auth
-    assert describe_failure(RpcError("deadline", "join: no answer within 5.0s")) == "timed out (join: no answer within 5.0s)"
-    assert describe_failure(RpcError("unavailable", "cannot connect to h:1: no handshake within 3.0s")) \
+    assert (
+        auth.startswith("authentication failed")
+        and "cluster_secret" in auth
+        and "invalid cluster secret" in auth
+    )
+    assert (
+        describe_failure(RpcError("deadline", "join: no answer within 5.0s"))
+        == "timed out (join: no answer within 5.0s)"
+    )
+    assert (
+        describe_failure(RpcError("unavailable", "cannot connect to h:1: no handshake within 3.0s"))
         == "timed out (no handshake within 3.0s)"
-    assert describe_failure(RpcError("unavailable", "cannot connect to h:1: [Errno -2] Name or service not known")) \
+    )
+    assert (
+        describe_failure(
+            RpcError("unavailable", "cannot connect to h:1: [Errno -2] Name or service not known")
+        )
         == "[Errno -2] Name or service not known"
-    assert describe_failure(RpcError("protocol", "unexpected frame type 9 during the handshake")) \
+    )
+    assert (
+        describe_failure(RpcError("protocol", "unexpected frame type 9 during the handshake"))
         == "protocol: unexpected frame type 9 during the handshake"
+    )
     assert describe_failure(ConnectionRefusedError()) == "connection refused"
     assert describe_failure(TimeoutError()) == "timed out"
 
@@ -25,7 +42,9 @@ def test_describe_failure_names_the_cause() -> None:
 def test_failed_rounds_are_logged_when_the_reason_changes_and_periodically() -> None:
     now = [100.0]
     status = JoinStatus(5, ["a:1", "b:2"], clock=lambda: now[0])
-    assert not status.member and "seed a:1: no answer yet; seed b:2: no answer yet" in (status.refusal() or "")
+    assert not status.member and "seed a:1: no answer yet; seed b:2: no answer yet" in (
+        status.refusal() or ""
+    )
     status.failed("a:1", "connection refused")
     status.failed("b:2", "timed out")
     assert status.round_failed()  # first time: say it

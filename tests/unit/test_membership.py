@@ -25,17 +25,43 @@ from marmot.cluster.membership import (
 T0 = 1000.0
 
 
-def entry(nid: int, state: str = ALIVE, inc: int = 0, gen: int = 0, addr: str | None = None,
-          extra: dict | None = None) -> dict:
-    return {"id": nid, "addr": f"10.0.0.{nid}:8080" if addr is None else addr, "state": state, "inc": inc,
-            "gen": gen, "extra": extra or {}}
+def entry(
+    nid: int,
+    state: str = ALIVE,
+    inc: int = 0,
+    gen: int = 0,
+    addr: str | None = None,
+    extra: dict | None = None,
+) -> dict:
+    return {
+        "id": nid,
+        "addr": f"10.0.0.{nid}:8080" if addr is None else addr,
+        "state": state,
+        "inc": inc,
+        "gen": gen,
+        "extra": extra or {},
+    }
 
 
-def make(nid: int = 1, *, peers: tuple[int, ...] = (), suspect: float = 5.0, dead: float = 10.0,
-         events: list | None = None, **kw) -> Membership:
-    m = Membership(nid, f"10.0.0.{nid}:8080", now=T0, suspect_timeout=suspect, dead_timeout=dead,
-                   rng=random.Random(7), on_change=(lambda *a: events.append(a)) if events is not None else None,
-                   **kw)
+def make(
+    nid: int = 1,
+    *,
+    peers: tuple[int, ...] = (),
+    suspect: float = 5.0,
+    dead: float = 10.0,
+    events: list | None = None,
+    **kw,
+) -> Membership:
+    m = Membership(
+        nid,
+        f"10.0.0.{nid}:8080",
+        now=T0,
+        suspect_timeout=suspect,
+        dead_timeout=dead,
+        rng=random.Random(7),
+        on_change=(lambda *a: events.append(a)) if events is not None else None,
+        **kw,
+    )
     m.merge([entry(p) for p in peers], T0)
     return m
 
@@ -47,8 +73,16 @@ def test_new_membership_has_only_itself() -> None:
     m = make(1)
     assert m.state == ALIVE and m.incarnation == 0
     assert m.alive_members() == [1] and m.total_members() == 1 and m.has_quorum()
-    assert m.members(T0) == [{"node_id": 1, "address": "10.0.0.1:8080", "state": ALIVE, "incarnation": 0,
-                             "last_seen_ms_ago": 0, "extra": {}}]
+    assert m.members(T0) == [
+        {
+            "node_id": 1,
+            "address": "10.0.0.1:8080",
+            "state": ALIVE,
+            "incarnation": 0,
+            "last_seen_ms_ago": 0,
+            "extra": {},
+        }
+    ]
     assert Membership(1, "a:1", now=T0, joining=True).state == JOINING
     with pytest.raises(ValueError):
         Membership(0, "a:1", now=T0)
@@ -106,11 +140,20 @@ def test_version_moves_only_on_real_changes() -> None:
 
 def test_malformed_entries_are_skipped_never_raise() -> None:
     m = make(1)
-    bad = [None, 7, "x", {}, {"id": "2"}, {"id": True, "addr": "a", "state": ALIVE, "inc": 0},
-           {"id": 2, "addr": "a", "state": "ZOMBIE", "inc": 0}, {"id": 2, "addr": "a", "state": ALIVE, "inc": -1},
-           {"id": 2, "addr": 5, "state": ALIVE, "inc": 0}, {"id": 2, "addr": "a", "state": ALIVE, "inc": 0,
-                                                            "extra": {1: 2}},
-           {"id": -3, "addr": "a", "state": ALIVE, "inc": 0}, {"id": 2, "addr": "a" * 5000, "state": ALIVE, "inc": 0}]
+    bad = [
+        None,
+        7,
+        "x",
+        {},
+        {"id": "2"},
+        {"id": True, "addr": "a", "state": ALIVE, "inc": 0},
+        {"id": 2, "addr": "a", "state": "ZOMBIE", "inc": 0},
+        {"id": 2, "addr": "a", "state": ALIVE, "inc": -1},
+        {"id": 2, "addr": 5, "state": ALIVE, "inc": 0},
+        {"id": 2, "addr": "a", "state": ALIVE, "inc": 0, "extra": {1: 2}},
+        {"id": -3, "addr": "a", "state": ALIVE, "inc": 0},
+        {"id": 2, "addr": "a" * 5000, "state": ALIVE, "inc": 0},
+    ]
     assert m.merge(bad + [entry(4)], T0) == len(bad)
     assert [x["node_id"] for x in m.members(T0)] == [1, 4]
     assert m.merge("not a list", T0) == 1

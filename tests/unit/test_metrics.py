@@ -90,8 +90,12 @@ def test_private_registries_do_not_clash_and_stay_off_the_global_one() -> None:
     assert sample(a, "marmot_queries_total", type="insert") == 1
     assert sample(b, "marmot_queries_total", type="insert") == 0
     assert a.registry is not prometheus_client.REGISTRY
-    assert prometheus_client.REGISTRY.get_sample_value("marmot_queries_total",
-                                                       {"node_id": "1", "type": "insert"}) is None
+    assert (
+        prometheus_client.REGISTRY.get_sample_value(
+            "marmot_queries_total", {"node_id": "1", "type": "insert"}
+        )
+        is None
+    )
     Metrics(1)  # the same node id again in one process is fine too
 
 
@@ -117,8 +121,12 @@ def test_observe_query_kinds_aliases_and_histogram() -> None:
     assert sample(m, "marmot_query_duration_seconds_bucket", type="select", le="0.00025") == 1
     assert sample(m, "marmot_query_duration_seconds_bucket", type="select", le="0.005") == 2
     assert sample(m, "marmot_query_duration_seconds_bucket", type="select", le="+Inf") == 2
-    types = {s.labels["type"] for f in text_string_to_metric_families(m.exposition().decode())
-             if f.name == "marmot_queries" for s in f.samples}
+    types = {
+        s.labels["type"]
+        for f in text_string_to_metric_families(m.exposition().decode())
+        if f.name == "marmot_queries"
+        for s in f.samples
+    }
     assert types == set(QUERY_TYPES)
 
 
@@ -176,8 +184,12 @@ class FakeControl:
         self._dbs = dbs
 
     def members(self) -> list[dict]:
-        return [{"node_id": 1, "state": "ALIVE"}, {"node_id": 2, "state": "alive"},
-                {"node_id": 3, "state": "SUSPECT"}, {"node_id": 4, "state": "REMOVED"}]
+        return [
+            {"node_id": 1, "state": "ALIVE"},
+            {"node_id": 2, "state": "alive"},
+            {"node_id": 3, "state": "SUSPECT"},
+            {"node_id": 4, "state": "REMOVED"},
+        ]
 
     def has_quorum(self) -> bool:
         return True
@@ -194,8 +206,11 @@ def test_refresh_sets_member_quorum_and_database_gauges() -> None:
     assert sample(m, "marmot_cluster_members", state="REMOVED") == 1
     assert sample(m, "marmot_cluster_members", state="DEAD") == 0
     assert {s for s in MEMBER_STATES} <= {
-        s.labels["state"] for f in text_string_to_metric_families(m.exposition().decode())
-        if f.name == "marmot_cluster_members" for s in f.samples}
+        s.labels["state"]
+        for f in text_string_to_metric_families(m.exposition().decode())
+        if f.name == "marmot_cluster_members"
+        for s in f.samples
+    }
     assert sample(m, "marmot_cluster_quorum_available") == 1
     assert sample(m, "marmot_databases") == 2
     assert sample(m, "marmot_database_size_bytes", database="a") == 100

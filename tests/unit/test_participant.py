@@ -62,8 +62,16 @@ class Env:
         self.check = self.dbm.open(DB)
         self.check.execute("CREATE TABLE kv(id INTEGER PRIMARY KEY, v TEXT)")
 
-    def req(self, txn: int, changes: list[RowChange] | None = None, *, sv: int = 0, bv: list[Any] | None = None,
-            ddl: list[str] | None = None, db: str = DB) -> Prepare:
+    def req(
+        self,
+        txn: int,
+        changes: list[RowChange] | None = None,
+        *,
+        sv: int = 0,
+        bv: list[Any] | None = None,
+        ddl: list[str] | None = None,
+        db: str = DB,
+    ) -> Prepare:
         """A PREPARE from coordinator ``COORD``; ``bv`` as on the wire (``[wall, logical, node]`` or None)."""
         start = self.coord.now()
         if ddl is not None:
@@ -318,6 +326,7 @@ def test_commit_local_applies_and_releases(tmp_path: Path) -> None:
 
 def test_replay_applies_a_decided_txn_once_without_intents(tmp_path: Path) -> None:
     """A node that did not prepare a committed txn gets it by REPLAY: applied LWW, exactly once."""
+
     async def t(env: Env) -> None:
         cts = env.coord.now()
         req = replay_of(env.req(101, [ins(1, "replayed")]), cts)
@@ -343,7 +352,9 @@ def test_malformed_commit_and_abort(tmp_path: Path) -> None:
         ans = await env.rpc("txn_commit", {"db": DB, "txn": 1, "cts": [1, 2]})
         assert ans["ok"] is False and ans["err"].startswith("malformed COMMIT")
         ans = await env.rpc("txn_settle", {"db": DB, "txn": 1, "cts": [1, 2, 3], "pv": 2})
-        assert ans["ok"] is False and ans["err"].startswith("malformed SETTLE: unsupported protocol version 2")
+        assert ans["ok"] is False and ans["err"].startswith(
+            "malformed SETTLE: unsupported protocol version 2"
+        )
         ans = await env.rpc("txn_abort", {"txn": "1"})
         assert ans["ok"] is False and ans["err"].startswith("malformed ABORT")
 
@@ -368,7 +379,10 @@ def test_abort_releases_and_forbids_a_late_commit(tmp_path: Path) -> None:
 
 def test_status_answers(tmp_path: Path) -> None:
     states: dict[int, tuple[str, Timestamp | None]] = {
-        7: ("pending", None), 8: ("aborted", None), 9: ("committed", Timestamp(5, 6, 2))}
+        7: ("pending", None),
+        8: ("aborted", None),
+        9: ("committed", Timestamp(5, 6, 2)),
+    }
 
     async def t(env: Env) -> None:
         assert env.p.status(StatusRequest(DB, 1)) == StatusAnswer("unknown")
@@ -473,15 +487,27 @@ def test_resolve_never_aborts_on_a_committed_answer_it_cannot_read(tmp_path: Pat
 
 # -- messages -------------------------------------------------------------------------------------
 
-ROWS = encode_transaction(DB, Timestamp(10**18, 1, 2), [
-    ins(1, "a"), RowChange("kv", "DELETE", encode_row_key("kv", [2]), {"id": 2, "v": "b"}, None)], 77)
-VALID = [m.encode_body("dml", rows=ROWS), m.encode_body("ddl", ddl=["CREATE TABLE x(a)", "DROP TABLE y"]),
-         m.encode_body("dbop", dbop=("create", "db2"))]
+ROWS = encode_transaction(
+    DB,
+    Timestamp(10**18, 1, 2),
+    [ins(1, "a"), RowChange("kv", "DELETE", encode_row_key("kv", [2]), {"id": 2, "v": "b"}, None)],
+    77,
+)
+VALID = [
+    m.encode_body("dml", rows=ROWS),
+    m.encode_body("ddl", ddl=["CREATE TABLE x(a)", "DROP TABLE y"]),
+    m.encode_body("dbop", dbop=("create", "db2")),
+]
 
 
 def test_body_round_trip() -> None:
     dml, ddl, dbop = (m.decode_body(b) for b in VALID)
-    assert (dml.kind, [c.op for c in dml.changes], dml.ddl, dml.dbop) == ("dml", ["INSERT", "DELETE"], [], None)
+    assert (dml.kind, [c.op for c in dml.changes], dml.ddl, dml.dbop) == (
+        "dml",
+        ["INSERT", "DELETE"],
+        [],
+        None,
+    )
     assert dml.changes[0] == ins(1, "a")
     assert (ddl.kind, ddl.changes, ddl.ddl) == ("ddl", [], ["CREATE TABLE x(a)", "DROP TABLE y"])
     assert (dbop.kind, dbop.dbop) == ("dbop", ("create", "db2"))
@@ -491,23 +517,48 @@ def pack(doc: Any) -> bytes:
     return msgpack.packb(doc, use_bin_type=True)
 
 
-@pytest.mark.parametrize("data", [
-    "not bytes", bytearray(VALID[0]), None, b"", b"\xc1", VALID[0] + b"\x00", pack([1, "dml"]),
-    pack({"v": 2, "kind": "dml"}), pack({"v": 1, "kind": "DML"}), pack({"v": 1}), pack({1: 1, "kind": "dml"}),
-    pack({"v": 1, "kind": "dml", "rows": "text"}), pack({"v": 1, "kind": "dml", "rows": b"\x80"}),
-    pack({"v": 1, "kind": "dml", "rows": ROWS[:-1]}), pack({"v": 1, "kind": "ddl", "ddl": "CREATE TABLE x(a)"}),
-    pack({"v": 1, "kind": "ddl", "ddl": [""]}), pack({"v": 1, "kind": "ddl", "ddl": ["ok", 5]}),
-    pack({"v": 1, "kind": "dbop", "dbop": ["rename", "x"]}), pack({"v": 1, "kind": "dbop", "dbop": ["create"]}),
-    pack({"v": 1, "kind": "dbop", "dbop": ["create", ""]}), pack({"v": 1, "kind": "dbop", "dbop": "create x"}),
-], ids=lambda d: repr(d)[:40])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "not bytes",
+        bytearray(VALID[0]),
+        None,
+        b"",
+        b"\xc1",
+        VALID[0] + b"\x00",
+        pack([1, "dml"]),
+        pack({"v": 2, "kind": "dml"}),
+        pack({"v": 1, "kind": "DML"}),
+        pack({"v": 1}),
+        pack({1: 1, "kind": "dml"}),
+        pack({"v": 1, "kind": "dml", "rows": "text"}),
+        pack({"v": 1, "kind": "dml", "rows": b"\x80"}),
+        pack({"v": 1, "kind": "dml", "rows": ROWS[:-1]}),
+        pack({"v": 1, "kind": "ddl", "ddl": "CREATE TABLE x(a)"}),
+        pack({"v": 1, "kind": "ddl", "ddl": [""]}),
+        pack({"v": 1, "kind": "ddl", "ddl": ["ok", 5]}),
+        pack({"v": 1, "kind": "dbop", "dbop": ["rename", "x"]}),
+        pack({"v": 1, "kind": "dbop", "dbop": ["create"]}),
+        pack({"v": 1, "kind": "dbop", "dbop": ["create", ""]}),
+        pack({"v": 1, "kind": "dbop", "dbop": "create x"}),
+    ],
+    ids=lambda d: repr(d)[:40],
+)
 def test_malformed_bodies_raise_message_error(data: Any) -> None:
     with pytest.raises(m.MessageError):
         m.decode_body(data)
 
 
-@pytest.mark.parametrize("doc", [{"v": True, "kind": "dml"}, {"v": 1.0, "kind": "dml"},
-                                 {"v": 1, "kind": "ddl", "ddl": False}, {"v": 1, "kind": "ddl", "ddl": {}}],
-                         ids=["v_true", "v_float", "ddl_false", "ddl_empty_map"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"v": True, "kind": "dml"},
+        {"v": 1.0, "kind": "dml"},
+        {"v": 1, "kind": "ddl", "ddl": False},
+        {"v": 1, "kind": "ddl", "ddl": {}},
+    ],
+    ids=["v_true", "v_float", "ddl_false", "ddl_empty_map"],
+)
 def test_wrongly_typed_version_and_ddl_are_rejected(doc: dict[str, Any]) -> None:
     with pytest.raises(m.MessageError):
         m.decode_body(pack(doc))
@@ -520,8 +571,31 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
     if depth < 3 and r < 0.45:
         names = ["v", "kind", "rows", "ddl", "dbop", "zz"]
         return {rng.choice(names): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 5))}
-    return rng.choice([None, True, False, 0, 1, 2, -1, (1 << 64) - 1, 1.0, 0.5, "", "dml", "ddl", "dbop",
-                       "create", "drop", "x", b"", b"\x01", ROWS, msgpack.ExtType(1, b"x")])
+    return rng.choice(
+        [
+            None,
+            True,
+            False,
+            0,
+            1,
+            2,
+            -1,
+            (1 << 64) - 1,
+            1.0,
+            0.5,
+            "",
+            "dml",
+            "ddl",
+            "dbop",
+            "create",
+            "drop",
+            "x",
+            b"",
+            b"\x01",
+            ROWS,
+            msgpack.ExtType(1, b"x"),
+        ]
+    )
 
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:
@@ -531,7 +605,7 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
         if op < 0.5 and b:
             b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
         elif op < 0.75:
-            del b[rng.randrange(len(b) + 1):]
+            del b[rng.randrange(len(b) + 1) :]
         else:
             b.insert(rng.randrange(len(b) + 1), rng.randrange(256))
     return bytes(b)
@@ -564,8 +638,21 @@ def test_fuzzed_bodies_raise_message_error_only() -> None:
     assert decoded > 20 and errors > 300  # both outcomes were really exercised
 
 
-@pytest.mark.parametrize("v", [None, [1, 2], [1, 2, 3, 4], (1, 2, 3), [1, -2, 3], [True, 0, 1], [1.0, 0, 1],
-                               [1 << 63, 0, 1], [1, 1 << 16, 1], "1,2,3"])
+@pytest.mark.parametrize(
+    "v",
+    [
+        None,
+        [1, 2],
+        [1, 2, 3, 4],
+        (1, 2, 3),
+        [1, -2, 3],
+        [True, 0, 1],
+        [1.0, 0, 1],
+        [1 << 63, 0, 1],
+        [1, 1 << 16, 1],
+        "1,2,3",
+    ],
+)
 def test_ts_in_rejects(v: Any) -> None:
     with pytest.raises(m.MessageError):
         m.ts_in(v)

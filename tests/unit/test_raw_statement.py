@@ -29,33 +29,40 @@ def conn() -> apsw.Connection:
     return c
 
 
-@pytest.mark.parametrize(("sql", "kind", "tables"), [
-    ("SELECT * FROM t", rs.READ, set()),
-    ("PRAGMA table_info(t)", rs.READ, set()),
-    ("PRAGMA foreign_keys = OFF", rs.READ, set()),
-    ("PRAGMA user_version", rs.READ, set()),
-    ("ATTACH ':memory:' AS x2", rs.READ, set()),
-    ("INSERT INTO t (b) VALUES ('x')", rs.WRITE, {"t"}),
-    ("INSERT INTO t VALUES (1, 'x') ON CONFLICT(a) DO UPDATE SET b = excluded.b RETURNING a", rs.WRITE, {"t"}),
-    ("WITH s AS (SELECT 5 AS a) UPDATE t SET b = 'y' FROM s WHERE t.a = s.a", rs.WRITE, {"t"}),
-    ("DELETE FROM t", rs.WRITE, {"t", "log"}),  # the trigger's write is seen too
-    ("INSERT INTO v VALUES (9, 'v')", rs.WRITE, {"v", "t"}),
-    ("INSERT INTO tt VALUES (1)", rs.TEMP_WRITE, set()),
-    ("CREATE TABLE u (a)", rs.DDL, {"u"}),
-    ("CREATE INDEX t_b ON t (b)", rs.DDL, {"t"}),
-    ("ALTER TABLE t ADD COLUMN c", rs.DDL, {"t"}),
-    ("ALTER TABLE tt ADD COLUMN c", rs.TEMP_DDL, set()),
-    ("DROP TABLE t", rs.DDL, {"t"}),
-    ("CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.a); END", rs.DDL, {"t"}),
-    ("CREATE VIRTUAL TABLE g USING fts5(y)", rs.DDL, {"g"}),
-    ("CREATE VIRTUAL TABLE IF NOT EXISTS f USING fts5(x)", rs.DDL, set()),  # an existing one: a no-op
-    ("CREATE TEMP TABLE t2 (a)", rs.TEMP_DDL, set()),
-    ("CREATE VIRTUAL TABLE temp.g2 USING fts5(y)", rs.TEMP_DDL, set()),
-    ("DROP TABLE tt", rs.TEMP_DDL, set()),
-    ("REINDEX", rs.MAINTENANCE, set()),
-    ("VACUUM INTO '/nonexistent/never-written.db'", rs.MAINTENANCE, set()),
-    ("PRAGMA wal_checkpoint(TRUNCATE)", rs.MAINTENANCE, set()),
-])
+@pytest.mark.parametrize(
+    ("sql", "kind", "tables"),
+    [
+        ("SELECT * FROM t", rs.READ, set()),
+        ("PRAGMA table_info(t)", rs.READ, set()),
+        ("PRAGMA foreign_keys = OFF", rs.READ, set()),
+        ("PRAGMA user_version", rs.READ, set()),
+        ("ATTACH ':memory:' AS x2", rs.READ, set()),
+        ("INSERT INTO t (b) VALUES ('x')", rs.WRITE, {"t"}),
+        (
+            "INSERT INTO t VALUES (1, 'x') ON CONFLICT(a) DO UPDATE SET b = excluded.b RETURNING a",
+            rs.WRITE,
+            {"t"},
+        ),
+        ("WITH s AS (SELECT 5 AS a) UPDATE t SET b = 'y' FROM s WHERE t.a = s.a", rs.WRITE, {"t"}),
+        ("DELETE FROM t", rs.WRITE, {"t", "log"}),  # the trigger's write is seen too
+        ("INSERT INTO v VALUES (9, 'v')", rs.WRITE, {"v", "t"}),
+        ("INSERT INTO tt VALUES (1)", rs.TEMP_WRITE, set()),
+        ("CREATE TABLE u (a)", rs.DDL, {"u"}),
+        ("CREATE INDEX t_b ON t (b)", rs.DDL, {"t"}),
+        ("ALTER TABLE t ADD COLUMN c", rs.DDL, {"t"}),
+        ("ALTER TABLE tt ADD COLUMN c", rs.TEMP_DDL, set()),
+        ("DROP TABLE t", rs.DDL, {"t"}),
+        ("CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.a); END", rs.DDL, {"t"}),
+        ("CREATE VIRTUAL TABLE g USING fts5(y)", rs.DDL, {"g"}),
+        ("CREATE VIRTUAL TABLE IF NOT EXISTS f USING fts5(x)", rs.DDL, set()),  # an existing one: a no-op
+        ("CREATE TEMP TABLE t2 (a)", rs.TEMP_DDL, set()),
+        ("CREATE VIRTUAL TABLE temp.g2 USING fts5(y)", rs.TEMP_DDL, set()),
+        ("DROP TABLE tt", rs.TEMP_DDL, set()),
+        ("REINDEX", rs.MAINTENANCE, set()),
+        ("VACUUM INTO '/nonexistent/never-written.db'", rs.MAINTENANCE, set()),
+        ("PRAGMA wal_checkpoint(TRUNCATE)", rs.MAINTENANCE, set()),
+    ],
+)
 def test_kinds(conn, sql, kind, tables):
     stmt = rs.classify(conn, sql, "db")
     assert stmt is not None
@@ -63,25 +70,28 @@ def test_kinds(conn, sql, kind, tables):
     assert stmt.rest is None
 
 
-@pytest.mark.parametrize(("sql", "code", "words"), [
-    ("INSERT INTO __marmot_x VALUES (1)", 1146, "__marmot_x"),
-    ("DELETE FROM sqlite_sequence", 1105, "SQLite's own table sqlite_sequence"),
-    ("INSERT INTO f VALUES ('a')", 1105, "virtual table"),
-    ("INSERT INTO f_data VALUES (99, x'00')", 1105, "storage table of a virtual table"),
-    ("INSERT INTO side.o VALUES (1)", 1105, "attached database 'side'"),
-    ("CREATE TABLE side.p (a)", 1105, "attached database 'side'"),
-    ("ALTER TABLE side.o ADD COLUMN b", 1105, "attached database 'side'"),
-    ("CREATE INDEX side.o_a ON o (a)", 1105, "attached database 'side'"),
-    ("PRAGMA user_version = 3", 1105, "user_version"),
-    ("PRAGMA journal_mode = DELETE", 1105, "journal_mode"),
-    ("PRAGMA writable_schema = ON", 1105, "writable_schema"),
-    ("PRAGMA ignore_check_constraints = 1", 1105, "ignore_check_constraints"),
-    ("VACUUM", 1105, "renumber"),
-    ("END", 1105, "transaction control"),
-    ("SAVEPOINT s", 1105, "transaction control"),
-    ("INSERT INTO nosuch VALUES (1)", 1146, "nosuch"),
-    ("SELEC 1", 1064, "syntax"),
-])
+@pytest.mark.parametrize(
+    ("sql", "code", "words"),
+    [
+        ("INSERT INTO __marmot_x VALUES (1)", 1146, "__marmot_x"),
+        ("DELETE FROM sqlite_sequence", 1105, "SQLite's own table sqlite_sequence"),
+        ("INSERT INTO f VALUES ('a')", 1105, "virtual table"),
+        ("INSERT INTO f_data VALUES (99, x'00')", 1105, "storage table of a virtual table"),
+        ("INSERT INTO side.o VALUES (1)", 1105, "attached database 'side'"),
+        ("CREATE TABLE side.p (a)", 1105, "attached database 'side'"),
+        ("ALTER TABLE side.o ADD COLUMN b", 1105, "attached database 'side'"),
+        ("CREATE INDEX side.o_a ON o (a)", 1105, "attached database 'side'"),
+        ("PRAGMA user_version = 3", 1105, "user_version"),
+        ("PRAGMA journal_mode = DELETE", 1105, "journal_mode"),
+        ("PRAGMA writable_schema = ON", 1105, "writable_schema"),
+        ("PRAGMA ignore_check_constraints = 1", 1105, "ignore_check_constraints"),
+        ("VACUUM", 1105, "renumber"),
+        ("END", 1105, "transaction control"),
+        ("SAVEPOINT s", 1105, "transaction control"),
+        ("INSERT INTO nosuch VALUES (1)", 1146, "nosuch"),
+        ("SELEC 1", 1064, "syntax"),
+    ],
+)
 def test_refused(conn, sql, code, words):
     with pytest.raises(MySQLError) as ei:
         rs.classify(conn, sql, "db")

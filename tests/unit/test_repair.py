@@ -50,13 +50,17 @@ def test_older_skipped_newer_applied_deleted_tombstoned(pair: tuple[Replica, Rep
     r, _ = pair
     r.apply(item(1, ts(10), [ins(1, "a", 1), ins(2, "b", 2), ins(3, "c", 3)]))
     logged = r.logged()
-    out = repair(r, "kv", [
-        (key("kv", 1), v3(ts(5)), False, {"id": 1, "v": "old", "n": 9}),   # older: skipped
-        (key("kv", 2), v3(ts(20)), False, {"id": 2, "v": "new", "n": 7}),   # newer: applied
-        (key("kv", 3), v3(ts(20, node=2)), True, None),                     # newer delete: tombstone
-        (key("kv", 4), v3(ts(15)), False, {"id": 4, "v": "missing", "n": 0}),  # missing here: applied
-        (key("kv", 5), v3(ts(15)), True, None),                             # tombstone of an unknown key
-    ])
+    out = repair(
+        r,
+        "kv",
+        [
+            (key("kv", 1), v3(ts(5)), False, {"id": 1, "v": "old", "n": 9}),  # older: skipped
+            (key("kv", 2), v3(ts(20)), False, {"id": 2, "v": "new", "n": 7}),  # newer: applied
+            (key("kv", 3), v3(ts(20, node=2)), True, None),  # newer delete: tombstone
+            (key("kv", 4), v3(ts(15)), False, {"id": 4, "v": "missing", "n": 0}),  # missing here: applied
+            (key("kv", 5), v3(ts(15)), True, None),  # tombstone of an unknown key
+        ],
+    )
     assert (out.repaired, out.skipped, out.failed) == (4, 1, 0)
     assert [row[1][1] for row in r.rows()] == ["a", "new", "missing"]
     assert r.version(key("kv", 1)) == (*v3(ts(10)), 0)
@@ -73,12 +77,16 @@ def test_older_skipped_newer_applied_deleted_tombstoned(pair: tuple[Replica, Rep
 
 def test_bad_rows_fail_alone(pair: tuple[Replica, Replica]) -> None:
     r, _ = pair
-    out = repair(r, "kv", [
-        (key("kv", 1), v3(ts(10)), False, {"id": 1, "nosuch": 1}),      # unknown column
-        (key("names", "x"), v3(ts(10)), False, {"name": "x", "n": 1}),  # key of another table
-        (key("kv", 2), v3(ts(10)), False, None),                         # live without an image
-        (key("kv", 3), v3(ts(10)), False, {"id": 3, "v": "ok", "n": 0}),
-    ])
+    out = repair(
+        r,
+        "kv",
+        [
+            (key("kv", 1), v3(ts(10)), False, {"id": 1, "nosuch": 1}),  # unknown column
+            (key("names", "x"), v3(ts(10)), False, {"name": "x", "n": 1}),  # key of another table
+            (key("kv", 2), v3(ts(10)), False, None),  # live without an image
+            (key("kv", 3), v3(ts(10)), False, {"id": 3, "v": "ok", "n": 0}),
+        ],
+    )
     assert (out.repaired, out.failed) == (1, 3)
     assert [row[0][1] for row in r.rows()] == [3]
     assert_consistent(r)
@@ -99,10 +107,10 @@ def test_two_replicas_repairing_from_each_other_converge(pair: tuple[Replica, Re
     common = item(1, ts(10), [ins(i, f"v{i}", i) for i in range(1, 9)])
     a.apply(common)
     b.apply(common)
-    a.apply(item(2, ts(20), [upd(1, "a-new"), dele(2)]))   # only a saw these
+    a.apply(item(2, ts(20), [upd(1, "a-new"), dele(2)]))  # only a saw these
     b.apply(item(3, ts(30), [upd(3, "b-new"), ins(9, "b9")]))  # only b saw these
-    a.apply(item(4, ts(40), [upd(3, "a-newest")]))         # newer than b's update of 3
-    b.apply(item(5, ts(50), [dele(1)]))                    # newer than a's update of 1
+    a.apply(item(4, ts(40), [upd(3, "a-newest")]))  # newer than b's update of 3
+    b.apply(item(5, ts(50), [dele(1)]))  # newer than a's update of 1
     assert digest.table_digests(a.conn) != digest.table_digests(b.conn)
     pull(a, b, "kv")
     pull(b, a, "kv")
@@ -129,12 +137,16 @@ def test_served_versions_and_rows(pair: tuple[Replica, Replica]) -> None:
     rest = digest.table_versions(r.conn, "kv", page[-1][0], 3)
     assert [k for k, _v, _d in rest] == [key("kv", 4), key("kv", 5)]
     got = digest.read_rows(r.conn, "kv", [key("kv", 1), key("kv", 2), key("kv", 99)])
-    assert got == [(key("kv", 1), v3(ts(10)), False, {"id": 1, "v": "v1", "n": 1}),
-                   (key("kv", 2), v3(ts(20)), True, None),
-                   (key("kv", 99), None, False, None)]
+    assert got == [
+        (key("kv", 1), v3(ts(10)), False, {"id": 1, "v": "v1", "n": 1}),
+        (key("kv", 2), v3(ts(20)), True, None),
+        (key("kv", 99), None, False, None),
+    ]
     # a rowid table: the key carries the rowid, the image the columns; repair writes both back
-    r.conn.execute(f"INSERT INTO {rt.ROW_VERSION} (pk, tbl, wall, logical, node, deleted) VALUES (?, 'nopk', ?, ?, ?, 0)",
-                   (key("nopk", rid), *v3(ts(10))))
+    r.conn.execute(
+        f"INSERT INTO {rt.ROW_VERSION} (pk, tbl, wall, logical, node, deleted) VALUES (?, 'nopk', ?, ?, ?, 0)",
+        (key("nopk", rid), *v3(ts(10))),
+    )
     (row,) = digest.read_rows(r.conn, "nopk", [key("nopk", rid)])
     assert row[3] == {"code": "c", "n": 1}
     _, other = pair

@@ -58,8 +58,9 @@ def dele(pk: int, old: str = "seed") -> RowChange:
     return RowChange("kv", "DELETE", key("kv", pk), {"id": pk, "v": old, "n": 0}, None)
 
 
-def item(txn_id: int, at: Timestamp, changes: list[RowChange] | None = None,
-         ddl: list[str] | None = None) -> ApplyItem:
+def item(
+    txn_id: int, at: Timestamp, changes: list[RowChange] | None = None, ddl: list[str] | None = None
+) -> ApplyItem:
     """An item exactly as the participant builds it: encoded body, decoded again."""
     if ddl is not None:
         payload = encode_body("ddl", ddl=ddl)
@@ -99,12 +100,14 @@ class Replica:
         return [tuple((type(v).__name__, v) for v in row) for row in cur]
 
     def versions(self) -> list[tuple[object, ...]]:
-        return self.conn.execute(f"SELECT pk, tbl, wall, logical, node, deleted FROM {rt.ROW_VERSION} "
-                                 "ORDER BY pk").fetchall()
+        return self.conn.execute(
+            f"SELECT pk, tbl, wall, logical, node, deleted FROM {rt.ROW_VERSION} ORDER BY pk"
+        ).fetchall()
 
     def version(self, k: bytes) -> tuple[int, int, int, int] | None:
-        row = self.conn.execute(f"SELECT wall, logical, node, deleted FROM {rt.ROW_VERSION} WHERE pk = ?",
-                                (k,)).fetchone()
+        row = self.conn.execute(
+            f"SELECT wall, logical, node, deleted FROM {rt.ROW_VERSION} WHERE pk = ?", (k,)
+        ).fetchone()
         return None if row is None else tuple(row)  # type: ignore[return-value]
 
     def logged(self) -> list[int]:
@@ -157,7 +160,9 @@ def test_txn_log_keeps_commit_timestamp_origin_and_payload(replicas: tuple[Repli
     at = ts(5, node=3, logical=9)
     it = item(42, at, [ins(1, "a")])
     r.apply(it)
-    row = r.conn.execute(f"SELECT wall, logical, node, origin, payload FROM {rt.TXN_LOG} WHERE txn_id = 42").fetchone()
+    row = r.conn.execute(
+        f"SELECT wall, logical, node, origin, payload FROM {rt.TXN_LOG} WHERE txn_id = 42"
+    ).fetchone()
     assert row == (at.wall_ns, 9, 3, 3, it.payload)
     assert rt.is_applied(r.conn, 42) and not rt.is_applied(r.conn, 43)
     assert rt.committed_timestamp(r.conn, 42) == (at.wall_ns, 9, 3)
@@ -169,10 +174,16 @@ def test_txn_log_keeps_commit_timestamp_origin_and_payload(replicas: tuple[Repli
 SEED = item(1, ts(0, node=9), [ins(1, "seed"), ins(2, "seed"), ins(3, "seed")])
 
 # name -> (transaction A, transaction B, expected kv rows after both, expected (key id, deleted) winners)
-ORDER_CASES: dict[str, tuple[ApplyItem, ApplyItem, list[tuple[int, str, int]], dict[int, tuple[Timestamp, int]]]] = {
+ORDER_CASES: dict[
+    str, tuple[ApplyItem, ApplyItem, list[tuple[int, str, int]], dict[int, tuple[Timestamp, int]]]
+] = {
     "insert_vs_newer_delete": (  # the tombstone keeps the late older INSERT from resurrecting the row
         item(10, ts(100, node=1), [ins(5, "inserted")]),
-        item(11, ts(200, node=2), [RowChange("kv", "DELETE", key("kv", 5), {"id": 5, "v": "inserted", "n": 0}, None)]),
+        item(
+            11,
+            ts(200, node=2),
+            [RowChange("kv", "DELETE", key("kv", 5), {"id": 5, "v": "inserted", "n": 0}, None)],
+        ),
         [(1, "seed", 0), (2, "seed", 0), (3, "seed", 0)],
         {5: (ts(200, node=2), 1)},
     ),
@@ -241,7 +252,11 @@ def test_late_older_insert_does_not_resurrect_deleted_row(replicas: tuple[Replic
     """The DELETE's tombstone outranks an INSERT that was committed earlier but arrives later."""
     r, _ = replicas
     k = key("kv", 9)
-    d = outcome(r.apply(item(20, ts(500, node=2), [RowChange("kv", "DELETE", k, {"id": 9, "v": "x", "n": 0}, None)]))[0])
+    d = outcome(
+        r.apply(item(20, ts(500, node=2), [RowChange("kv", "DELETE", k, {"id": 9, "v": "x", "n": 0}, None)]))[
+            0
+        ]
+    )
     assert (d.applied, d.rows) == (True, 1)
     assert r.version(k) == (W + 500, 0, 2, 1)
     late = outcome(r.apply(item(19, ts(400, node=1), [ins(9, "zombie")]))[0])
@@ -335,8 +350,13 @@ def snapshot(r: Replica) -> tuple[dict[str, object], list[tuple[object, ...]]]:
     return tables, r.versions()
 
 
-def converge(replicas: tuple[Replica, Replica], a: ApplyItem, b: ApplyItem,
-             seed: ApplyItem | None = None, local_sql: str | None = None) -> tuple[Replica, list[ApplyOutcome]]:
+def converge(
+    replicas: tuple[Replica, Replica],
+    a: ApplyItem,
+    b: ApplyItem,
+    seed: ApplyItem | None = None,
+    local_sql: str | None = None,
+) -> tuple[Replica, list[ApplyOutcome]]:
     """Apply A, B on one node and B, A on the other (after the same seed); both must end identical —
     tables and row versions — and every change is counted once (applied or skipped) in both orders.
     Returns the first replica and the outcomes of the B, A order."""
@@ -426,8 +446,11 @@ def test_nulls_never_collide(replicas: tuple[Replica, Replica]) -> None:
 def test_composite_unique_index(replicas: tuple[Replica, Replica]) -> None:
     """(a, b) collides only when both are equal; one transaction may lose on one row and win another."""
     a = item(40, ts(20, node=1), [urow("pair", 1, a=1, b="p"), urow("pair", 3, a=2, b="p")])
-    b = item(41, ts(10, node=2), [urow("pair", 2, a=1, b="p"), urow("pair", 4, a=1, b="q"),
-                                  urow("pair", 5, a=2, b="p")])
+    b = item(
+        41,
+        ts(10, node=2),
+        [urow("pair", 2, a=1, b="p"), urow("pair", 4, a=1, b="q"), urow("pair", 5, a=2, b="p")],
+    )
     r, out = converge(replicas, a, b)
     assert [tuple(v for _, v in row) for row in r.rows("pair")] == [(1, 1, "p"), (3, 2, "p"), (4, 1, "q")]
     assert r.version(key("pair", 2)) == vers(ts(10, node=2), 1)
@@ -442,8 +465,10 @@ def test_without_rowid_nocase_key_tombstone_uses_captured_key(replicas: tuple[Re
     b = item(41, ts(20, node=2), [urow("people", "Al", email="e@x")])
     r, _ = converge(replicas, a, b)
     assert r.rows("people") == [(("str", "Al"), ("str", "e@x"))]
-    assert r.versions() == [(key("people", "al"), "people", W + 20, 0, 2, 0),
-                            (key("people", "bob"), "people", W + 10, 0, 1, 1)]
+    assert r.versions() == [
+        (key("people", "al"), "people", W + 20, 0, 2, 0),
+        (key("people", "bob"), "people", W + 10, 0, 1, 1),
+    ]
 
 
 def test_rowid_table_without_primary_key(replicas: tuple[Replica, Replica]) -> None:
@@ -462,10 +487,15 @@ def test_same_transaction_swap_of_unique_values(replicas: tuple[Replica, Replica
     origin = apsw.Connection(":memory:")
     origin.execute(SCHEMA)
     origin.execute("INSERT INTO slots VALUES (1, 'A'), (2, 'B')")
-    swap = _capture(origin, "UPDATE slots SET code = 'tmp' WHERE id = 1; UPDATE slots SET code = 'A' WHERE id = 2;"
-                            " UPDATE slots SET code = 'B' WHERE id = 1")
-    assert [(c.key, c.new) for c in swap] == [(key("slots", 1), {"id": 1, "code": "B"}),
-                                              (key("slots", 2), {"id": 2, "code": "A"})]
+    swap = _capture(
+        origin,
+        "UPDATE slots SET code = 'tmp' WHERE id = 1; UPDATE slots SET code = 'A' WHERE id = 2;"
+        " UPDATE slots SET code = 'B' WHERE id = 1",
+    )
+    assert [(c.key, c.new) for c in swap] == [
+        (key("slots", 1), {"id": 1, "code": "B"}),
+        (key("slots", 2), {"id": 2, "code": "A"}),
+    ]
     seed = item(1, ts(0, node=9), [urow("slots", 1, code="A"), urow("slots", 2, code="B")])
     concurrent = item(11, ts(5, node=2), [urow("slots", 3, code="A")])  # older than the swap: loses
     r, out = converge(replicas, item(10, ts(10, node=1), swap), concurrent, seed)
@@ -474,8 +504,13 @@ def test_same_transaction_swap_of_unique_values(replicas: tuple[Replica, Replica
     assert r.version(key("slots", 3)) == vers(ts(5, node=2), 1)
     assert [(o.rows, o.skipped) for o in out] == [(1, 0), (2, 0)]
     # A later swap arriving as plain UPDATEs (first image colliding with the second row) applies too.
-    r.apply(item(12, ts(30, node=1), [uupd("slots", 1, {"code": "B"}, code="A"),
-                                      uupd("slots", 2, {"code": "A"}, code="B")]))
+    r.apply(
+        item(
+            12,
+            ts(30, node=1),
+            [uupd("slots", 1, {"code": "B"}, code="A"), uupd("slots", 2, {"code": "A"}, code="B")],
+        )
+    )
     assert r.rows("slots") == [(("int", 1), ("str", "A")), (("int", 2), ("str", "B"))]
 
 
@@ -500,8 +535,7 @@ def test_unique_index_created_by_ddl_is_seen_in_the_same_batch(replicas: tuple[R
     r, _ = replicas
     r.apply(item(1, ts(10), [ins(1, "X")]))
     assert r.schema.get(r.conn, "kv").unique == ()
-    out = r.apply(item(2, ts(20), ddl=['CREATE UNIQUE INDEX kv_v ON kv(v)']),
-                  item(3, ts(5), [ins(2, "X")]))
+    out = r.apply(item(2, ts(20), ddl=["CREATE UNIQUE INDEX kv_v ON kv(v)"]), item(3, ts(5), [ins(2, "X")]))
     assert outcome(out[1]).skipped == 1  # older than row 1's version: loses (a stale cache: replaces it)
     assert [row[0][1] for row in r.rows()] == [1]
     assert r.version(key("kv", 2)) == vers(ts(5), 1)
@@ -527,9 +561,15 @@ def test_unique_index_metadata() -> None:
         CREATE UNIQUE INDEX w_other_collation ON w(k COLLATE BINARY, j);
     """)
     assert set(load_table_schema(conn, "t").unique) == {
-        (("a", "NOCASE"),), (("b", "BINARY"), ("c", "BINARY")), (("c", "NOCASE"),), (("s", "BINARY"),)}
+        (("a", "NOCASE"),),
+        (("b", "BINARY"), ("c", "BINARY")),
+        (("c", "NOCASE"),),
+        (("s", "BINARY"),),
+    }
     assert set(load_table_schema(conn, "w").unique) == {
-        (("u", "BINARY"),), (("k", "BINARY"), ("j", "BINARY"))}
+        (("u", "BINARY"),),
+        (("k", "BINARY"), ("j", "BINARY")),
+    }
     assert load_table_schema(conn, "t").pk == ("id",)
 
 
@@ -539,7 +579,9 @@ def test_unique_index_metadata() -> None:
 def test_failing_item_returns_its_error_and_others_apply(replicas: tuple[Replica, Replica]) -> None:
     r, _ = replicas
     good1 = item(1, ts(10), [ins(1, "one")])
-    bad = item(2, ts(20), [ins(5, "partial"), RowChange("nosuch", "INSERT", key("nosuch", 1), None, {"id": 1})])
+    bad = item(
+        2, ts(20), [ins(5, "partial"), RowChange("nosuch", "INSERT", key("nosuch", 1), None, {"id": 1})]
+    )
     good2 = item(3, ts(30), [ins(2, "two")])
     out = r.apply(good1, bad, good2)
     assert isinstance(out[1], ApplyError) and "nosuch" in str(out[1])
@@ -590,7 +632,9 @@ def test_create_table_via_two_txn_ids_is_idempotent(replicas: tuple[Replica, Rep
 
 def test_ddl_txn_replayed_is_not_reapplied(replicas: tuple[Replica, Replica]) -> None:
     r, _ = replicas
-    it = item(50, ts(10), ddl=["CREATE TABLE extra(id INTEGER PRIMARY KEY)", "CREATE INDEX extra_i ON extra(id)"])
+    it = item(
+        50, ts(10), ddl=["CREATE TABLE extra(id INTEGER PRIMARY KEY)", "CREATE INDEX extra_i ON extra(id)"]
+    )
     first = outcome(r.apply(it)[0])
     second = outcome(r.apply(it)[0])
     assert (first.applied, first.ddl) == (True, True)
@@ -613,8 +657,12 @@ def test_drop_column_and_rename_replayed(replicas: tuple[Replica, Replica]) -> N
     r, _ = replicas
     drop = ['ALTER TABLE "kv" DROP COLUMN "n"']
     rename = ['ALTER TABLE "kv" RENAME TO "kv2"']
-    out = r.apply(item(70, ts(10), ddl=drop), item(71, ts(20), ddl=drop),
-                  item(72, ts(30), ddl=rename), item(73, ts(40), ddl=rename))
+    out = r.apply(
+        item(70, ts(10), ddl=drop),
+        item(71, ts(20), ddl=drop),
+        item(72, ts(30), ddl=rename),
+        item(73, ts(40), ddl=rename),
+    )
     assert all(isinstance(o, ApplyOutcome) and o.applied for o in out), out
     assert "kv" not in r.tables() and "kv2" in r.tables()
     assert r.columns("kv2") == ["id", "v"]
@@ -628,7 +676,9 @@ def test_dml_after_ddl_in_one_batch_sees_new_schema(replicas: tuple[Replica, Rep
     r, _ = replicas
     before = item(1, ts(10), [ins(1, "a")])
     ddl = item(2, ts(20), ddl=['ALTER TABLE "kv" ADD COLUMN "w" TEXT'])
-    after = item(3, ts(30), [RowChange("kv", "INSERT", key("kv", 2), None, {"id": 2, "v": "b", "n": 0, "w": "new"})])
+    after = item(
+        3, ts(30), [RowChange("kv", "INSERT", key("kv", 2), None, {"id": 2, "v": "b", "n": 0, "w": "new"})]
+    )
     out = r.apply(before, ddl, after)
     assert all(isinstance(o, ApplyOutcome) for o in out), out
     assert r.conn.execute("SELECT w FROM kv WHERE id = 2").fetchone() == ("new",)
@@ -636,7 +686,9 @@ def test_dml_after_ddl_in_one_batch_sees_new_schema(replicas: tuple[Replica, Rep
 
 def test_failing_ddl_rolls_back_all_its_statements(replicas: tuple[Replica, Replica]) -> None:
     r, _ = replicas
-    bad = item(80, ts(10), ddl=["CREATE TABLE half(id INTEGER PRIMARY KEY)", "ALTER TABLE nosuch ADD COLUMN c INT"])
+    bad = item(
+        80, ts(10), ddl=["CREATE TABLE half(id INTEGER PRIMARY KEY)", "ALTER TABLE nosuch ADD COLUMN c INT"]
+    )
     good = item(81, ts(20), [ins(1, "still applied")])
     out = r.apply(bad, good)
     assert isinstance(out[0], apsw.SQLError)

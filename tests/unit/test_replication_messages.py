@@ -38,8 +38,10 @@ def wire(x: Any) -> Any:
 # Every request, with the keys a valid one may leave out.
 REQUESTS: list[tuple[Any, set[str]]] = [
     (t.Prepare("app", 77, TS, 2, b"body", 4), {"bv", "tv", "dt"}),
-    (t.Prepare("app", 77, TS, 2, b"body", 4, (V, None), {"kv": b"\x01" * 8, "gone": None}, ("kv",)),
-     {"bv", "tv", "dt"}),
+    (
+        t.Prepare("app", 77, TS, 2, b"body", 4, (V, None), {"kv": b"\x01" * 8, "gone": None}, ("kv",)),
+        {"bv", "tv", "dt"},
+    ),
     (t.Commit("app", 77, CTS), set()),
     (t.Settle("app", 77, CTS), set()),
     (t.Replay("app", 77, CTS, 2, b"body", 4), set()),
@@ -74,8 +76,16 @@ ANSWERS: list[tuple[Any, set[str]]] = [
     (s.LogHave([], None), {"oldest_wall"}),
     (s.RepairKeys([s.KeyVersion(b"k1", V, False), s.KeyVersion(b"k2", V, True)], b"k2"), {"next"}),
     (s.RepairKeys([], None), {"next"}),
-    (s.RepairRows([s.PeerRow(b"k1", V, False, {"id": 1, "v": "x", "b": b"\0", "f": 0.5, "n": None}),
-                   s.PeerRow(b"k2", V, True, None), s.PeerRow(b"k3", None, False, None)]), set()),
+    (
+        s.RepairRows(
+            [
+                s.PeerRow(b"k1", V, False, {"id": 1, "v": "x", "b": b"\0", "f": 0.5, "n": None}),
+                s.PeerRow(b"k2", V, True, None),
+                s.PeerRow(b"k3", None, False, None),
+            ]
+        ),
+        set(),
+    ),
     (s.SnapshotManifest("app", 4096, "ab" * 32, "abcd", 12, 3, 1), set()),
     (s.SnapshotChunk(0, b"data", "cd" * 32), set()),
 ]
@@ -167,38 +177,48 @@ def test_a_refusal_is_an_error_with_the_peers_reason(case: tuple[Any, set[str]])
         type(case[0]).decode({"error": "unknown database app"})
 
 
-@pytest.mark.parametrize("payload, why", [
-    ({"ok": True, "ts": [1, 2]}, "timestamp"),
-    ({"ok": True, "ts": [-1, 0, 1]}, "timestamp"),
-    ({"ok": True, "ts": [True, 0, 1]}, "timestamp"),
-    ({"ok": True, "ts": [1 << 63, 0, 1]}, "timestamp"),
-    ({"ok": True, "ts": [1, 1 << 16, 1]}, "timestamp"),
-])
+@pytest.mark.parametrize(
+    "payload, why",
+    [
+        ({"ok": True, "ts": [1, 2]}, "timestamp"),
+        ({"ok": True, "ts": [-1, 0, 1]}, "timestamp"),
+        ({"ok": True, "ts": [True, 0, 1]}, "timestamp"),
+        ({"ok": True, "ts": [1 << 63, 0, 1]}, "timestamp"),
+        ({"ok": True, "ts": [1, 1 << 16, 1]}, "timestamp"),
+    ],
+)
 def test_timestamps_are_wall_logical_node(payload: dict[str, Any], why: str) -> None:
     with pytest.raises(MessageError, match=why):
         t.PrepareAnswer.decode(payload)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda p: {**p, "bv": [[1, 2]]},  # a base version is [wall, logical, node]
-    lambda p: {**p, "bv": {"a": 1}},
-    lambda p: {**p, "tv": {"kv": "not bytes"}},
-    lambda p: {**p, "tv": {5: b"x"}},
-    lambda p: {**p, "dt": ["kv", 5]},
-    lambda p: {**p, "txn": 1.5},
-    lambda p: {**p, "coord": None},
-], ids=["bv_short", "bv_map", "tv_value", "tv_key", "dt_entry", "txn_float", "coord_nil"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda p: {**p, "bv": [[1, 2]]},  # a base version is [wall, logical, node]
+        lambda p: {**p, "bv": {"a": 1}},
+        lambda p: {**p, "tv": {"kv": "not bytes"}},
+        lambda p: {**p, "tv": {5: b"x"}},
+        lambda p: {**p, "dt": ["kv", 5]},
+        lambda p: {**p, "txn": 1.5},
+        lambda p: {**p, "coord": None},
+    ],
+    ids=["bv_short", "bv_map", "tv_value", "tv_key", "dt_entry", "txn_float", "coord_nil"],
+)
 def test_malformed_prepare_fields(mutate: Any) -> None:
     with pytest.raises(MessageError):
         t.Prepare.decode(mutate(REQUESTS[1][0].encode()))
 
 
-@pytest.mark.parametrize("payload", [
-    {"state": "committed"},  # committed needs its commit timestamp
-    {"state": "committed", "cts": "soon"},
-    {"state": "done"},
-    {"state": ["committed"]},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"state": "committed"},  # committed needs its commit timestamp
+        {"state": "committed", "cts": "soon"},
+        {"state": "done"},
+        {"state": ["committed"]},
+    ],
+)
 def test_malformed_status_answers(payload: dict[str, Any]) -> None:
     with pytest.raises(MessageError):
         t.StatusAnswer.decode(payload)
@@ -213,38 +233,44 @@ def test_read_status_never_takes_an_unreadable_commit_for_no_commit() -> None:
         t.read_status({"state": "committed", "cts": "soon"})
 
 
-@pytest.mark.parametrize("entry", [
-    [1, 77, 1, 0, 2, 2],  # six values
-    [1, 77, 1, 0, 2, 2, "body"],
-    [True, 77, 1, 0, 2, 2, b""],
-    [1, 77, -1, 0, 2, 2, b""],
-    [1, 77, 1, 0, 2, None, b""],
-    {"seq": 1},
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        [1, 77, 1, 0, 2, 2],  # six values
+        [1, 77, 1, 0, 2, 2, "body"],
+        [True, 77, 1, 0, 2, 2, b""],
+        [1, 77, -1, 0, 2, 2, b""],
+        [1, 77, 1, 0, 2, None, b""],
+        {"seq": 1},
+    ],
+)
 def test_malformed_log_entries(entry: Any) -> None:
     with pytest.raises(MessageError):
         s.LogEntries.decode({"entries": [[1, 77, 1, 0, 2, 2, b"ok"], entry]})
 
 
-@pytest.mark.parametrize("cls, payload", [
-    (s.LogList, {"log_id": "a", "entries": [[1, 2, 3]], "last": 1, "first": 1}),
-    (s.LogList, {"log_id": "a", "entries": [[1, False]], "last": 1, "first": 1}),
-    (s.LogDatabases, {"dbs": {"app": ["abcd"]}}),
-    (s.LogDatabases, {"dbs": {"app": ["abcd", "12"]}}),
-    (s.LogHave, {"have": [1, "2"], "oldest_wall": None}),
-    (s.RepairKeys, {"keys": [[b"k", [1, 2], False]], "next": None}),
-    (s.RepairKeys, {"keys": [[b"k", [1, 2, 3], 0]], "next": None}),
-    (s.RepairRows, {"rows": [[b"k", [1, 2, 3], False, {}]]}),  # an image is a non-empty map
-    (s.RepairRows, {"rows": [[b"k", [1, 2, 3], False, {"v": [1]}]]}),
-    (s.RepairRows, {"rows": [[b"k", [1, 2, 3], False, {"v": 1 << 64}]]}),
-    (s.RepairRows, {"rows": [["k", [1, 2, 3], False, {"v": 1}]]}),
-    (s.LogFetchRequest, {"db": "app", "seqs": list(range(s.FETCH_BATCH + 1))}),
-    (s.LogFetchRequest, {"db": "app", "seqs": [1, True]}),
-    (s.LogHaveRequest, {"db": "app", "txn_ids": list(range(s.HAVE_SAMPLE + 1))}),
-    (s.RepairRowsRequest, {"db": "app", "table": "kv", "keys": [b"k"] * (s.REPAIR_BATCH + 1)}),
-    (s.RepairRowsRequest, {"db": "app", "table": "kv", "keys": ["k"]}),
-    (s.RepairKeysRequest, {"db": "app", "table": "kv", "after": "k", "limit": 5}),
-])
+@pytest.mark.parametrize(
+    "cls, payload",
+    [
+        (s.LogList, {"log_id": "a", "entries": [[1, 2, 3]], "last": 1, "first": 1}),
+        (s.LogList, {"log_id": "a", "entries": [[1, False]], "last": 1, "first": 1}),
+        (s.LogDatabases, {"dbs": {"app": ["abcd"]}}),
+        (s.LogDatabases, {"dbs": {"app": ["abcd", "12"]}}),
+        (s.LogHave, {"have": [1, "2"], "oldest_wall": None}),
+        (s.RepairKeys, {"keys": [[b"k", [1, 2], False]], "next": None}),
+        (s.RepairKeys, {"keys": [[b"k", [1, 2, 3], 0]], "next": None}),
+        (s.RepairRows, {"rows": [[b"k", [1, 2, 3], False, {}]]}),  # an image is a non-empty map
+        (s.RepairRows, {"rows": [[b"k", [1, 2, 3], False, {"v": [1]}]]}),
+        (s.RepairRows, {"rows": [[b"k", [1, 2, 3], False, {"v": 1 << 64}]]}),
+        (s.RepairRows, {"rows": [["k", [1, 2, 3], False, {"v": 1}]]}),
+        (s.LogFetchRequest, {"db": "app", "seqs": list(range(s.FETCH_BATCH + 1))}),
+        (s.LogFetchRequest, {"db": "app", "seqs": [1, True]}),
+        (s.LogHaveRequest, {"db": "app", "txn_ids": list(range(s.HAVE_SAMPLE + 1))}),
+        (s.RepairRowsRequest, {"db": "app", "table": "kv", "keys": [b"k"] * (s.REPAIR_BATCH + 1)}),
+        (s.RepairRowsRequest, {"db": "app", "table": "kv", "keys": ["k"]}),
+        (s.RepairKeysRequest, {"db": "app", "table": "kv", "after": "k", "limit": 5}),
+    ],
+)
 def test_malformed_sync_messages(cls: Any, payload: dict[str, Any]) -> None:
     with pytest.raises(MessageError):
         cls.decode(payload)
@@ -254,8 +280,28 @@ def test_fuzzed_payloads_raise_message_error_only() -> None:
     """Random values, and valid maps with random values put in: every decode gives a message of its
     type or raises MessageError — never anything else."""
     rng = random.Random(19)
-    leaves = [None, True, False, 0, 1, -1, 1 << 64, 0.5, "", "x", "committed", b"", b"\x01", [], {}, [1, 2, 3],
-              [True, 0, 1], [1, 2, 3, 4, 5, 6, b""], {"x": 1}, {"error": "no"}]
+    leaves = [
+        None,
+        True,
+        False,
+        0,
+        1,
+        -1,
+        1 << 64,
+        0.5,
+        "",
+        "x",
+        "committed",
+        b"",
+        b"\x01",
+        [],
+        {},
+        [1, 2, 3],
+        [True, 0, 1],
+        [1, 2, 3, 4, 5, 6, b""],
+        {"x": 1},
+        {"error": "no"},
+    ]
 
     def value(depth: int = 0) -> Any:
         r = rng.random()
@@ -299,19 +345,36 @@ def test_split_and_join_body() -> None:
     assert chunks[0] == {k: v for k, v in req.encode().items() if k != "body"} | {"size": 2560}
     assert [len(c) for c in chunks[1:]] == [1000, 1000, 560]
     assert t.Replay.decode(asyncio.run(t.join_body(_chunks(wire(chunks))))) == req
-    for bad in (chunks[:-1], chunks + [b"x"], [chunks[0], "text", *chunks[1:]], chunks[1:], [],
-                [{**chunks[0], "size": "2560"}, *chunks[1:]]):
+    for bad in (
+        chunks[:-1],
+        chunks + [b"x"],
+        [chunks[0], "text", *chunks[1:]],
+        chunks[1:],
+        [],
+        [{**chunks[0], "size": "2560"}, *chunks[1:]],
+    ):
         assert asyncio.run(t.join_body(_chunks(bad))) is None
 
 
 # -- snapshots: what the receiver makes of a refused or malformed stream ----------------------------
 
 
-@pytest.mark.parametrize("first", [
-    {"error": "unknown database app"},
-    {"db": "app", "size": "4096", "sha256": "ab", "log_id": "a", "last_seq": 1, "schema_version": 1, "chunks": 1},
-    "garbage",
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"error": "unknown database app"},
+        {
+            "db": "app",
+            "size": "4096",
+            "sha256": "ab",
+            "log_id": "a",
+            "last_seq": 1,
+            "schema_version": 1,
+            "chunks": 1,
+        },
+        "garbage",
+    ],
+)
 def test_snapshot_receive_refuses_a_bad_manifest(tmp_path: Path, first: Any) -> None:
     with pytest.raises(snap.SnapshotError, match="manifest"):
         asyncio.run(snap.receive(_chunks([first]), tmp_path, "app"))
@@ -322,13 +385,26 @@ def test_snapshot_receive_refuses_a_bad_manifest(tmp_path: Path, first: Any) -> 
 
 
 def test_settings_from_config() -> None:
-    cfg = load_config(None, {"replication.stream_chunk_size_kb": 64, "replication.write_timeout_ms": 2500,
-                             "replication.enable_anti_entropy": False, "batch_commit.enabled": False,
-                             "replication.default_write_consistency": "ALL",
-                             "transaction.heartbeat_timeout_seconds": 7, "ddl.lock_lease_seconds": 40},
-                      env={})
+    cfg = load_config(
+        None,
+        {
+            "replication.stream_chunk_size_kb": 64,
+            "replication.write_timeout_ms": 2500,
+            "replication.enable_anti_entropy": False,
+            "batch_commit.enabled": False,
+            "replication.default_write_consistency": "ALL",
+            "transaction.heartbeat_timeout_seconds": 7,
+            "ddl.lock_lease_seconds": 40,
+        },
+        env={},
+    )
     st = ReplicationSettings.from_config(cfg)
-    assert (st.stream_chunk, st.write_timeout, st.anti_entropy_interval, st.max_batch) == (64 * 1024, 2.5, None, 1)
+    assert (st.stream_chunk, st.write_timeout, st.anti_entropy_interval, st.max_batch) == (
+        64 * 1024,
+        2.5,
+        None,
+        1,
+    )
     assert (st.default_level, st.heartbeat_timeout, st.ddl_lease) == ("ALL", 7.0, 40.0)
     assert st.progress_bar is True
     defaults = ReplicationSettings.from_config(load_config(None, env={}))

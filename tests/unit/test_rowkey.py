@@ -41,8 +41,15 @@ def q(v: int) -> bytes:
 
 @pytest.mark.parametrize(
     ("n", "encoded"),
-    [(0, b"\x00"), (1, b"\x01"), (127, b"\x7f"), (128, b"\x80\x01"), (300, b"\xac\x02"),
-     (16384, b"\x80\x80\x01"), ((1 << 64) - 1, b"\xff" * 9 + b"\x01")],
+    [
+        (0, b"\x00"),
+        (1, b"\x01"),
+        (127, b"\x7f"),
+        (128, b"\x80\x01"),
+        (300, b"\xac\x02"),
+        (16384, b"\x80\x80\x01"),
+        ((1 << 64) - 1, b"\xff" * 9 + b"\x01"),
+    ],
 )
 def test_uvarint_is_leb128(n: int, encoded: bytes) -> None:
     assert uvarint(n) == encoded
@@ -64,9 +71,12 @@ def test_exact_bytes_of_every_tag() -> None:
     assert encode_row_key("t", [None, -1, 1.5, "hé", b"\x00\xff"]) == (
         b"\x01\x01t\x05"
         + b"\x00"
-        + b"\x01" + q(-1)
-        + b"\x02" + struct.pack(">d", 1.5)
-        + b"\x03\x03" + "hé".encode()
+        + b"\x01"
+        + q(-1)
+        + b"\x02"
+        + struct.pack(">d", 1.5)
+        + b"\x03\x03"
+        + "hé".encode()
         + b"\x04\x02\x00\xff"
     )
     long_table = "x" * 200
@@ -132,8 +142,23 @@ def test_special_keys() -> None:
 # -- property tests -------------------------------------------------------------------------------
 
 _EDGE_INTS = [0, 1, -1, INT64_MIN, INT64_MAX, 2**53, 2**53 + 1, -(2**53) - 1, 255, 256]
-_EDGE_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-300, -1e300, math.inf, -math.inf, 2.0**53, 2.0**63,
-                -(2.0**63), 9007199254740993.0, 5e-324, 1.7976931348623157e308]
+_EDGE_FLOATS = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    1e-300,
+    -1e300,
+    math.inf,
+    -math.inf,
+    2.0**53,
+    2.0**63,
+    -(2.0**63),
+    9007199254740993.0,
+    5e-324,
+    1.7976931348623157e308,
+]
 
 
 def _random_value(rng: random.Random) -> object:
@@ -180,7 +205,7 @@ def test_round_trip_random() -> None:
     rng = random.Random(SEED)
     db = apsw.Connection(":memory:")
     for _ in range(3000):
-        table = rng.choice(["t", "users", "Ünïcode", "x" * 130, "a b\"c"])
+        table = rng.choice(["t", "users", "Ünïcode", "x" * 130, 'a b"c'])
         values = [_random_value(rng) for _ in range(rng.randrange(5))]
         key = encode_row_key(table, values)
         got_table, got = decode_row_key(key)

@@ -41,8 +41,9 @@ SECRET = "s3cret"
 
 
 @contextlib.asynccontextmanager
-async def rpc_server(router: RpcRouter, *, secret: str = SECRET, node_id: int = 1, port: int = 0,
-                     **kw: Any) -> AsyncIterator[tuple[asyncio.Server, str]]:
+async def rpc_server(
+    router: RpcRouter, *, secret: str = SECRET, node_id: int = 1, port: int = 0, **kw: Any
+) -> AsyncIterator[tuple[asyncio.Server, str]]:
     server = await serve_rpc(router, "127.0.0.1", port, secret=secret, node_id=node_id, **kw)
     try:
         yield server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
@@ -53,7 +54,9 @@ async def rpc_server(router: RpcRouter, *, secret: str = SECRET, node_id: int = 
 
 
 @contextlib.asynccontextmanager
-async def rpc_client(address: str, *, secret: str = SECRET, node_id: int = 2, **kw: Any) -> AsyncIterator[RpcClient]:
+async def rpc_client(
+    address: str, *, secret: str = SECRET, node_id: int = 2, **kw: Any
+) -> AsyncIterator[RpcClient]:
     client = RpcClient(address, secret=secret, node_id=node_id, **kw)
     try:
         yield client
@@ -121,13 +124,24 @@ class RawPeer:
 
 # ------------------------------------------------------------------------------------------- basics
 
+
 def test_unary_round_trip_and_identities():
     async def main() -> None:
         router = echo_router()
         async with rpc_server(router, node_id=11) as (_, addr), rpc_client(addr, node_id=22) as client:
             assert client.remote_node_id is None  # lazy: not connected yet
-            payloads = [None, 0, -5, 2**63, 1.25, "héllo", b"\x00\xff", [1, [2, [3]]],
-                        {"a": {1: b"x", 2: None}}, True]
+            payloads = [
+                None,
+                0,
+                -5,
+                2**63,
+                1.25,
+                "héllo",
+                b"\x00\xff",
+                [1, [2, [3]]],
+                {"a": {1: b"x", 2: None}},
+                True,
+            ]
             for p in payloads:
                 assert await client.call("Echo", p) == p
             assert client.remote_node_id == 11
@@ -205,6 +219,7 @@ def test_client_stream_round_trip():
 
         router.client_stream("Total", total)
         async with rpc_server(router) as (_, addr), rpc_client(addr, node_id=5) as client:
+
             async def gen() -> AsyncIterator[bytes]:
                 for _ in range(50):
                     yield b"y" * 100_000
@@ -234,6 +249,7 @@ def test_thousand_concurrent_calls_multiplexed_on_one_connection():
 
 
 # ------------------------------------------------------------------------------ errors and deadlines
+
 
 def test_handler_error_and_unknown_method_keep_the_connection():
     async def main() -> None:
@@ -314,6 +330,7 @@ def test_deadline_on_the_client_cancels_the_server_handler():
 
 def test_deadline_enforced_by_the_server_on_its_own():
     """A client that never sends CANCEL still gets ERROR "deadline", and the handler is cancelled."""
+
     async def main() -> None:
         router = RpcRouter()
         cancelled = asyncio.Event()
@@ -549,13 +566,16 @@ def test_handler_that_cancels_itself_and_server_deadline_inside_asyncio_timeout(
         router.unary("Echo2", echo_after_a_pause)
         async with rpc_server(router) as (_, addr):
             async with rpc_client(addr) as client:
-                for _ in range(3):  # the first call meets a spare task not started yet, later ones an idle one
+                for _ in range(
+                    3
+                ):  # the first call meets a spare task not started yet, later ones an idle one
                     with pytest.raises(RpcError) as ei:
                         await client.call("SelfCancel", timeout=5)
                     assert ei.value.code == "cancelled"
                     # a spare that got a stray cancel request is never used again
-                    assert await asyncio.gather(client.call("SelfCancelThenReturn"), client.call("Echo2", 1),
-                                                return_exceptions=True) == ["done", 1]
+                    assert await asyncio.gather(
+                        client.call("SelfCancelThenReturn"), client.call("Echo2", 1), return_exceptions=True
+                    ) == ["done", 1]
                 with pytest.raises(RpcError) as ei:
                     await client.call("InnerTimeout", 0.05, timeout=5)  # the handler's own timeout fires
                 assert ei.value.code == "handler" and "TimeoutError" in ei.value.message
@@ -569,6 +589,7 @@ def test_handler_that_cancels_itself_and_server_deadline_inside_asyncio_timeout(
 
 
 # ------------------------------------------------------------------------------------ authentication
+
 
 def test_wrong_secret_is_refused_by_the_server():
     async def main() -> None:
@@ -593,6 +614,7 @@ def test_wrong_secret_is_refused_by_the_server():
 
 def test_server_without_the_secret_is_refused_by_the_client():
     """An impostor server that accepts any client still cannot prove it knows the secret."""
+
     async def main() -> None:
         async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert await reader.readexactly(len(PREAMBLE)) == PREAMBLE
@@ -626,8 +648,10 @@ def test_server_without_the_secret_is_refused_by_the_client():
 def test_empty_secret_on_both_sides_still_exchanges_node_ids():
     async def main() -> None:
         router = echo_router()
-        async with rpc_server(router, secret="", node_id=3) as (_, addr), \
-                rpc_client(addr, secret="", node_id=4) as client:
+        async with (
+            rpc_server(router, secret="", node_id=3) as (_, addr),
+            rpc_client(addr, secret="", node_id=4) as client,
+        ):
             assert (await client.call("WhoAmI"))["peer"] == 4
             assert client.remote_node_id == 3
 
@@ -661,6 +685,7 @@ def test_bad_preamble_garbage_and_silence_close_only_that_connection():
 
 def test_shared_port_hand_over_with_initial_data():
     """The node's shared port reads the first bytes, then hands the transport to RpcServerProtocol."""
+
     async def main() -> None:
         router = echo_router()
 
@@ -690,13 +715,15 @@ def test_shared_port_hand_over_with_initial_data():
 
 # ------------------------------------------------------------------ reconnect, keepalive, TLS, pool
 
+
 def test_server_restart_client_reconnects_with_backoff():
     async def main() -> None:
         router = echo_router()
         async with rpc_server(router) as (_, addr):
             port = int(addr.rsplit(":", 1)[1])
-            client = RpcClient(addr, secret=SECRET, node_id=2, initial_backoff=0.05, max_backoff=0.4,
-                               connect_timeout=1.0)
+            client = RpcClient(
+                addr, secret=SECRET, node_id=2, initial_backoff=0.05, max_backoff=0.4, connect_timeout=1.0
+            )
             assert await client.call("Echo", 1) == 1
         # server and its connections are gone
         with pytest.raises(RpcError) as ei:
@@ -759,8 +786,9 @@ def test_keepalive_detects_a_stopped_peer():
         port = int(proc.stdout.readline())
 
         async def main() -> None:
-            async with rpc_client(f"127.0.0.1:{port}", keepalive_interval=0.2, keepalive_timeout=0.3,
-                                  connect_timeout=0.5) as client:
+            async with rpc_client(
+                f"127.0.0.1:{port}", keepalive_interval=0.2, keepalive_timeout=0.3, connect_timeout=0.5
+            ) as client:
                 assert await client.call("Echo", 1) == 1
                 await asyncio.sleep(0.5)  # idle, pings answered: still the same connection
                 conn = client._conn
@@ -804,17 +832,30 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "marmot-test")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 

@@ -45,7 +45,9 @@ def test_ddl_changes_only_the_tables_it_touches() -> None:
     assert _changes(conn, "CREATE INDEX a_v ON a (v)") == ["a"]
     assert _changes(conn, "ALTER TABLE b ADD COLUMN x TEXT") == ["b"]
     assert _changes(conn, "CREATE TABLE c (id INTEGER PRIMARY KEY)") == ["c"]
-    assert _changes(conn, "CREATE TRIGGER tr AFTER INSERT ON a BEGIN INSERT INTO c VALUES (NEW.id); END") == ["a"]
+    assert _changes(conn, "CREATE TRIGGER tr AFTER INSERT ON a BEGIN INSERT INTO c VALUES (NEW.id); END") == [
+        "a"
+    ]
     # the rename rewrites a's trigger, which names c: a's schema changed too
     assert _changes(conn, "ALTER TABLE c RENAME TO d") == ["a", "c", "d"]
     assert _changes(conn, "DROP TABLE d") == ["d"]

@@ -136,8 +136,9 @@ def test_install_over_a_live_database_with_a_stale_wal(tmp_path: Path) -> None:
         wal.write_bytes(stale)
 
     async def main() -> None:
-        path, manifest = await snap.receive(_wire(snap.serve(src, "marmot", chunk_size=64 * 1024)), dst.data_dir,
-                                            "marmot")
+        path, manifest = await snap.receive(
+            _wire(snap.serve(src, "marmot", chunk_size=64 * 1024)), dst.data_dir, "marmot"
+        )
         assert manifest.last_seq == 0 and manifest.log_id == old_log_id
         await snap.install(dst, "marmot", path, release, lock_timeout=5)
 

@@ -30,8 +30,15 @@ def free(lock: WriterLock) -> bool:
     return not lock.locked() and not lock._waiters and not lock._priority
 
 
-async def worker(lock: WriterLock, name: str, order: list[str], *, priority: bool = False,
-                 timeout: float = 2.0, patience: float = PATIENT) -> None:
+async def worker(
+    lock: WriterLock,
+    name: str,
+    order: list[str],
+    *,
+    priority: bool = False,
+    timeout: float = 2.0,
+    patience: float = PATIENT,
+) -> None:
     await lock.acquire(timeout, patience=patience, priority=priority)
     order.append(name)
     await asyncio.sleep(0)  # hold it across an await: nobody else may get in meanwhile
@@ -71,6 +78,7 @@ def test_fifo_order_of_normal_waiters() -> None:
 
 def test_release_hands_over_without_barging() -> None:
     """Between release and the waiter running, a newcomer must queue, not take the lock."""
+
     async def main() -> None:
         lock = WriterLock()
         order: list[str] = []
@@ -156,6 +164,7 @@ def test_preempt_is_called_once_for_several_waiters() -> None:
 def test_slow_preempt_is_not_called_again() -> None:
     """A holder that needs a moment to roll back (it releases later, not inside the callback) must be
     asked once, not once per patience interval of every waiter."""
+
     async def main() -> None:
         lock = WriterLock()
         calls = 0
@@ -168,7 +177,9 @@ def test_slow_preempt_is_not_called_again() -> None:
 
         lock.set_idle(preempt)
         order: list[str] = []
-        await asyncio.gather(worker(lock, "a", order, patience=0.001), worker(lock, "b", order, patience=0.001))
+        await asyncio.gather(
+            worker(lock, "a", order, patience=0.001), worker(lock, "b", order, patience=0.001)
+        )
         assert calls == 1
         assert order == ["a", "a done", "b", "b done"]
         assert free(lock)
@@ -178,6 +189,7 @@ def test_slow_preempt_is_not_called_again() -> None:
 
 def test_priority_waiter_preempts_too() -> None:
     """The apply queue's waiter must not be stalled by an idle client transaction either."""
+
     async def main() -> None:
         lock = WriterLock()
         preempted = []
@@ -265,6 +277,7 @@ def test_cancelled_waiter_does_not_leak_the_lock() -> None:
 def test_waiter_cancelled_just_after_handover_passes_the_lock_on() -> None:
     """The lock was handed to a waiter whose task is cancelled before it runs: the next waiter
     must get it (the cancelled one may not keep it, and it must not be lost)."""
+
     async def main() -> None:
         lock = WriterLock()
         order: list[str] = []
@@ -287,6 +300,7 @@ def test_waiter_cancelled_just_after_handover_passes_the_lock_on() -> None:
 def test_timeout_when_preempt_hands_over_at_the_deadline() -> None:
     """patience > timeout: the waiter preempts at its deadline and then gives up; the lock it was
     handed at that instant is passed on, not leaked."""
+
     async def main() -> None:
         lock = WriterLock()
         await lock.acquire(1.0)

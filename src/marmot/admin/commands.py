@@ -42,8 +42,9 @@ def base_url_of(address: str) -> str:
     return address.rstrip("/")
 
 
-def fetch_json(base_url: str, path: str, secret: str | None, timeout: float = 5,
-               method: str = "GET") -> tuple[int, Any]:
+def fetch_json(
+    base_url: str, path: str, secret: str | None, timeout: float = 5, method: str = "GET"
+) -> tuple[int, Any]:
     """Request ``path`` from a node's admin API; ``(HTTP status, decoded JSON)``.
 
     Error statuses are returned, not raised; a body that is not JSON comes back as ``{"error": text}``.
@@ -116,8 +117,10 @@ def format_duration_ms(ms: Any) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in [header, *rows]]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
 
 
 def _summary(obj: dict[str, Any]) -> str:
@@ -138,9 +141,13 @@ def format_members(obj: dict[str, Any]) -> str:
     for m in members:
         nid = m.get("node_id", "?")
         is_self = self_id is not None and nid == self_id
-        row = [f"{nid}*" if is_self else str(nid), str(m.get("address") or "-"), str(m.get("state") or "?"),
-               str(m.get("incarnation", "-")),
-               "-" if is_self else format_duration_ms(m.get("last_seen_ms_ago"))]
+        row = [
+            f"{nid}*" if is_self else str(nid),
+            str(m.get("address") or "-"),
+            str(m.get("state") or "?"),
+            str(m.get("incarnation", "-")),
+            "-" if is_self else format_duration_ms(m.get("last_seen_ms_ago")),
+        ]
         if with_mysql:
             row.append(str(m.get("mysql_address") or "-"))
         rows.append(row)
@@ -154,10 +161,12 @@ def format_members(obj: dict[str, Any]) -> str:
 def format_health(obj: dict[str, Any]) -> str:
     """The ``/admin/cluster/health`` answer in a few lines: verdict, state, quorum, reasons."""
     verdict = "healthy" if obj.get("ok") else "UNHEALTHY"
-    lines = [f"node {obj.get('node_id', '?')}: {verdict}",
-             f"  state:  {obj.get('state', '?')}",
-             f"  quorum: {obj.get('alive', '?')} of {obj.get('total', '?')} members alive, "
-             f"{obj.get('quorum_size', '?')} needed: {'OK' if obj.get('has_quorum') else 'NO QUORUM'}"]
+    lines = [
+        f"node {obj.get('node_id', '?')}: {verdict}",
+        f"  state:  {obj.get('state', '?')}",
+        f"  quorum: {obj.get('alive', '?')} of {obj.get('total', '?')} members alive, "
+        f"{obj.get('quorum_size', '?')} needed: {'OK' if obj.get('has_quorum') else 'NO QUORUM'}",
+    ]
     join = obj.get("join") or {}
     if join.get("joined") is False:
         lines.append(f"  join:   NOT JOINED after {join.get('attempts', '?')} attempts; still retrying")
@@ -172,11 +181,22 @@ def format_health(obj: dict[str, Any]) -> str:
 
 def _parser(prog: str, description: str, address_help: str = "") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--address", "-address", default=DEFAULT_ADDRESS, metavar="HOST:PORT",
-                   help=address_help or f"a node's cluster port (admin API), or a URL (default {DEFAULT_ADDRESS})")
-    p.add_argument("--secret", "-secret", default=None,
-                   help=f"cluster secret (default: the {SECRET_ENV} environment variable)")
-    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="request timeout (default 5)")
+    p.add_argument(
+        "--address",
+        "-address",
+        default=DEFAULT_ADDRESS,
+        metavar="HOST:PORT",
+        help=address_help or f"a node's cluster port (admin API), or a URL (default {DEFAULT_ADDRESS})",
+    )
+    p.add_argument(
+        "--secret",
+        "-secret",
+        default=None,
+        help=f"cluster secret (default: the {SECRET_ENV} environment variable)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="request timeout (default 5)"
+    )
     p.add_argument("--json", action="store_true", help="print the node's JSON answer unchanged")
     return p
 
@@ -191,8 +211,10 @@ def _get(args: argparse.Namespace, path: str) -> tuple[int, Any] | int:
         return EXIT_FAIL
     if status == 401:
         hint = "pass --secret or set " + SECRET_ENV if not secret else "check --secret / " + SECRET_ENV
-        print(f"marmot: authentication failed at {base_url_of(args.address)}: {_error_text(obj)} ({hint})",
-              file=sys.stderr)
+        print(
+            f"marmot: authentication failed at {base_url_of(args.address)}: {_error_text(obj)} ({hint})",
+            file=sys.stderr,
+        )
         return EXIT_AUTH
     return status, obj
 
@@ -205,7 +227,9 @@ def _error_text(obj: Any) -> str:
 
 def main_members(argv: list[str] | None = None) -> int:
     """``marmot members``: print the cluster membership as this node sees it."""
-    args = _parser("marmot members", "Show cluster members and quorum as one node sees them.").parse_args(argv)
+    args = _parser("marmot members", "Show cluster members and quorum as one node sees them.").parse_args(
+        argv
+    )
     got = _get(args, "/admin/cluster/members")
     if isinstance(got, int):
         return got
@@ -264,9 +288,16 @@ class VerifyReport:
         return not self.problems and all(t["match"] for t in self.tables)
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "full": self.full, "nodes": self.nodes, "tables": self.tables,
-                "differing_keys": self.keys, "differing_keys_total": self.keys_total, "problems": self.problems,
-                "not_compared": self.not_compared}
+        return {
+            "ok": self.ok,
+            "full": self.full,
+            "nodes": self.nodes,
+            "tables": self.tables,
+            "differing_keys": self.keys,
+            "differing_keys_total": self.keys_total,
+            "problems": self.problems,
+            "not_compared": self.not_compared,
+        }
 
 
 def _get_ok(address: str, path: str, secret: str, timeout: float) -> Any:
@@ -305,8 +336,13 @@ def _quote(part: str) -> str:
     return urllib.parse.quote(part, safe="")
 
 
-def collect_digests(nodes: list[tuple[str, str]], databases: list[str] | None, secret: str, timeout: float,
-                    report: VerifyReport) -> dict[str, list[dict[str, tuple[int, str]] | None]]:
+def collect_digests(
+    nodes: list[tuple[str, str]],
+    databases: list[str] | None,
+    secret: str,
+    timeout: float,
+    report: VerifyReport,
+) -> dict[str, list[dict[str, tuple[int, str]] | None]]:
     """``{db: [per node: {table: (rows, digest hex)} or None (no such database / unreachable)]}``; with
     ``report.full`` the digests recomputed from the tables' contents (``?full=1``)."""
     suffix = "?full=1" if report.full else ""
@@ -337,23 +373,30 @@ def collect_digests(nodes: list[tuple[str, str]], databases: list[str] | None, s
                 report.problems.append(f"{label}: has no database {db!r}")
                 per_node.append(None)
                 continue
-            per_node.append({str(t): (int(v.get("rows", 0)), str(v.get("digest", "")))
-                             for t, v in (doc.get("tables") or {}).items()})
+            per_node.append(
+                {
+                    str(t): (int(v.get("rows", 0)), str(v.get("digest", "")))
+                    for t, v in (doc.get("tables") or {}).items()
+                }
+            )
             for t, why in (doc.get("skipped") or {}).items():
                 report.not_compared.setdefault(f"{db}.{t}", str(why))
         out[db] = per_node
     return out
 
 
-def _table_keys(address: str, db: str, table: str, secret: str, timeout: float, cap: int, full: bool = False
-                ) -> dict[str, Any]:
+def _table_keys(
+    address: str, db: str, table: str, secret: str, timeout: float, cap: int, full: bool = False
+) -> dict[str, Any]:
     """Every live key of ``table`` on one node (hex -> version), at most ``cap``. With ``full``, every row
     the table holds (hex -> (version or None, content hash))."""
     keys: dict[str, Any] = {}
     after = ""
     while len(keys) < cap:
         query = f"limit={KEYS_PAGE}" + (f"&after={after}" if after else "") + ("&full=1" if full else "")
-        doc = _get_ok(address, f"/admin/databases/{_quote(db)}/digest/{_quote(table)}/keys?{query}", secret, timeout)
+        doc = _get_ok(
+            address, f"/admin/databases/{_quote(db)}/digest/{_quote(table)}/keys?{query}", secret, timeout
+        )
         if doc is None:
             break
         for entry in doc.get("keys") or []:
@@ -390,8 +433,15 @@ def format_version(v: tuple[int, ...] | None) -> str:
     return f"{stamp}/{logical}@{node}"
 
 
-def diff_table_keys(nodes: list[tuple[str, str]], db: str, table: str, secret: str, timeout: float,
-                    cap: int, full: bool = False) -> tuple[list[dict[str, Any]], int]:
+def diff_table_keys(
+    nodes: list[tuple[str, str]],
+    db: str,
+    table: str,
+    secret: str,
+    timeout: float,
+    cap: int,
+    full: bool = False,
+) -> tuple[list[dict[str, Any]], int]:
     """The keys whose version is not the same on every node (missing counts), sorted; and how many.
     With ``full``, the keys whose row (version and content hash) is not the same on every node."""
     per_node = [_table_keys(address, db, table, secret, timeout, cap, full) for _, address in nodes]
@@ -401,16 +451,29 @@ def diff_table_keys(nodes: list[tuple[str, str]], db: str, table: str, secret: s
         if len(set(values)) <= 1:
             continue
         if full:
-            differing.append({"key": k,
-                              "versions": [list(v[0]) if v is not None and v[0] is not None else None for v in values],
-                              "contents": [v[1] if v is not None else None for v in values]})
+            differing.append(
+                {
+                    "key": k,
+                    "versions": [list(v[0]) if v is not None and v[0] is not None else None for v in values],
+                    "contents": [v[1] if v is not None else None for v in values],
+                }
+            )
         else:
             differing.append({"key": k, "versions": [list(v) if v is not None else None for v in values]})
     return differing, len(differing)
 
 
-def verify(addresses: list[str], secret: str, *, databases: list[str] | None = None, timeout: float = 5.0,
-           max_keys: int = 20, key_cap: int = 1_000_000, settle: float = 2.0, full: bool = False) -> VerifyReport:
+def verify(
+    addresses: list[str],
+    secret: str,
+    *,
+    databases: list[str] | None = None,
+    timeout: float = 5.0,
+    max_keys: int = 20,
+    key_cap: int = 1_000_000,
+    settle: float = 2.0,
+    full: bool = False,
+) -> VerifyReport:
     """Compare the digests of every table on every node. Tables that differ are fetched again after
     ``settle`` seconds (writes in flight reach followers a little later: a difference that persists is
     divergence), then their key lists are compared. ``full``: digests and keys recomputed by each node
@@ -467,11 +530,15 @@ def format_verify(report: VerifyReport) -> str:
         if total:
             lines.append(f"{name}: {total} key(s) differ{more}")
         elif report.full:
-            lines.append(f"{name}: full digests differ but no row differs now (rows changed while they were "
-                         "read? run it again)")
+            lines.append(
+                f"{name}: full digests differ but no row differs now (rows changed while they were "
+                "read? run it again)"
+            )
         else:
-            lines.append(f"{name}: digests differ but every key has the same version on every node: a stored "
-                         "digest is stale (recompute it, replication/catchup/digest.py)")
+            lines.append(
+                f"{name}: digests differ but every key has the same version on every node: a stored "
+                "digest is stale (recompute it, replication/catchup/digest.py)"
+            )
         key_rows = [[describe_key(k["key"]), *_key_cells(k)] for k in keys]
         lines += ["  " + line for line in _table(["KEY", *(n.upper() for n in report.nodes)], key_rows)]
     for table, why in sorted(report.not_compared.items()):
@@ -479,9 +546,14 @@ def format_verify(report: VerifyReport) -> str:
     for p in report.problems:
         lines.append(f"problem: {p}")
     differ = sum(1 for t in report.tables if not t["match"])
-    lines.append(f"{len(report.tables)} table(s) on {len(report.nodes)} node(s): "
-                 + ("all match" if report.ok else f"{differ} differ" + (", some nodes not compared"
-                                                                        if report.problems else "")))
+    lines.append(
+        f"{len(report.tables)} table(s) on {len(report.nodes)} node(s): "
+        + (
+            "all match"
+            if report.ok
+            else f"{differ} differ" + (", some nodes not compared" if report.problems else "")
+        )
+    )
     return "\n".join(lines)
 
 
@@ -492,25 +564,45 @@ def _key_cells(entry: dict[str, Any]) -> list[str]:
     contents = entry.get("contents")
     if contents is None:
         return [format_version(tuple(v) if v else None) for v in versions]
-    return ["missing" if h is None else f"{format_version(tuple(v)) if v else 'no version'} row {h[:8]}"
-            for v, h in zip(versions, contents, strict=True)]
+    return [
+        "missing" if h is None else f"{format_version(tuple(v)) if v else 'no version'} row {h[:8]}"
+        for v, h in zip(versions, contents, strict=True)
+    ]
 
 
 def main_verify(argv: list[str] | None = None) -> int:
     """``marmot verify``: exit 0 when every table matches on every node, 1 when not (or a node could not
     be compared), 2 when authentication failed."""
-    p = _parser("marmot verify", "Compare every node's table digests; list the keys of tables that differ.",
-                "a node's cluster port (admin API); with one, every member it knows is compared, with several "
-                f"(comma-separated) exactly those (default {DEFAULT_ADDRESS})")
-    p.add_argument("--database", "-database", action="append", metavar="DB",
-                   help="compare only this database (repeatable; default: every database on any node)")
-    p.add_argument("--max-keys", type=int, default=20, metavar="N", help="differing keys shown per table (20)")
-    p.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
-                   help="before reporting a difference, look again after this long (writes in flight; 2)")
-    p.add_argument("--full", action="store_true",
-                   help="recompute every digest from the tables' contents on each node (reads every row): "
-                        "also finds rows changed outside Marmot, which the kept digests cannot see; the "
-                        f"request timeout defaults to {FULL_TIMEOUT:g} s then")
+    p = _parser(
+        "marmot verify",
+        "Compare every node's table digests; list the keys of tables that differ.",
+        "a node's cluster port (admin API); with one, every member it knows is compared, with several "
+        f"(comma-separated) exactly those (default {DEFAULT_ADDRESS})",
+    )
+    p.add_argument(
+        "--database",
+        "-database",
+        action="append",
+        metavar="DB",
+        help="compare only this database (repeatable; default: every database on any node)",
+    )
+    p.add_argument(
+        "--max-keys", type=int, default=20, metavar="N", help="differing keys shown per table (20)"
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="before reporting a difference, look again after this long (writes in flight; 2)",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="recompute every digest from the tables' contents on each node (reads every row): "
+        "also finds rows changed outside Marmot, which the kept digests cannot see; the "
+        f"request timeout defaults to {FULL_TIMEOUT:g} s then",
+    )
     p.set_defaults(timeout=None)
     args = p.parse_args(argv)
     if args.timeout is None:
@@ -520,8 +612,15 @@ def main_verify(argv: list[str] | None = None) -> int:
     if not addresses:
         p.error("--address is empty")
     try:
-        report = verify(addresses, secret, databases=args.database, timeout=args.timeout,
-                        max_keys=max(0, args.max_keys), settle=max(0.0, args.settle), full=args.full)
+        report = verify(
+            addresses,
+            secret,
+            databases=args.database,
+            timeout=args.timeout,
+            max_keys=max(0, args.max_keys),
+            settle=max(0.0, args.settle),
+            full=args.full,
+        )
     except PermissionError as err:
         hint = "pass --secret or set " + SECRET_ENV if not secret else "check --secret / " + SECRET_ENV
         print(f"marmot: {err} ({hint})", file=sys.stderr)

@@ -36,8 +36,16 @@ REFUSED = "refused"  # RPC error code of a forwarded command the target node ref
 
 
 class NodeControl:
-    def __init__(self, node_id: int, cluster: ClusterService, databases: DatabaseManager, *,
-                 grace_s: float, request_stop: Callable[[], None], replication: Any = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        cluster: ClusterService,
+        databases: DatabaseManager,
+        *,
+        grace_s: float,
+        request_stop: Callable[[], None],
+        replication: Any = None,
+    ) -> None:
         self.node_id = node_id
         self.cluster = cluster
         self._databases = databases
@@ -112,8 +120,12 @@ class NodeControl:
             await asyncio.sleep(DRAIN_POLL_S)
         pending = self._pending()
         if pending:
-            log.warning("decommission: %d transaction(s) still in flight after the %.0f s grace period; "
-                        "stopping anyway (their participants resolve them)", pending, self._grace_s)
+            log.warning(
+                "decommission: %d transaction(s) still in flight after the %.0f s grace period; "
+                "stopping anyway (their participants resolve them)",
+                pending,
+                self._grace_s,
+            )
         self._phase = "leaving"
         self.cluster.gossip.set_metadata(DECOMMISSION_KEY, "done")
         await self.cluster.gossip.announce()
@@ -122,9 +134,13 @@ class NodeControl:
         self._request_stop()
 
     def _status(self) -> dict[str, Any]:
-        return {"node_id": self.node_id, "state": self.cluster.gossip.state,
-                "decommissioning": self._phase in ("draining", "leaving"), "phase": self._phase,
-                "pending_transactions": self._pending()}
+        return {
+            "node_id": self.node_id,
+            "state": self.cluster.gossip.state,
+            "decommissioning": self._phase in ("draining", "leaving"),
+            "phase": self._phase,
+            "pending_transactions": self._pending(),
+        }
 
     def _left(self, node_id: int) -> bool:
         """Node ``node_id`` finished a decommission (its last gossiped metadata says so)."""
@@ -135,8 +151,13 @@ class NodeControl:
         if node_id == self.node_id:
             return self._status()
         if self._left(node_id):
-            return {"node_id": node_id, "state": self.cluster.gossip.state_of(node_id), "decommissioning": False,
-                    "phase": "done", "pending_transactions": 0}
+            return {
+                "node_id": node_id,
+                "state": self.cluster.gossip.state_of(node_id),
+                "decommissioning": False,
+                "phase": "done",
+                "pending_transactions": 0,
+            }
         return await self._forward(node_id, "admin.decommission_status")
 
     async def cancel_decommission(self, node_id: int) -> dict[str, Any]:
@@ -206,12 +227,15 @@ class NodeControl:
             return full_digest.off_loop(full_digest.database_full_digest, self._databases, database)
         return digest.database_digest(self._databases, database)
 
-    def digest_keys(self, database: str, table: str, after: bytes | None, limit: int, full: bool = False) -> Any:
+    def digest_keys(
+        self, database: str, table: str, after: bytes | None, limit: int, full: bool = False
+    ) -> Any:
         """``GET /admin/databases/{db}/digest/{table}/keys``: one page of ``digest.keys_document``, or with
         ``full`` of ``full_digest.full_keys_document`` (in the full-scan thread)."""
         if full:
-            return full_digest.off_loop(full_digest.database_full_keys, self._databases, database, table, after,
-                                        limit)
+            return full_digest.off_loop(
+                full_digest.database_full_keys, self._databases, database, table, after, limit
+            )
         return digest.database_keys(self._databases, database, table, after, limit)
 
     def table_digests(self) -> dict[str, dict[str, tuple[int, int]]]:
@@ -245,10 +269,19 @@ class NodeControl:
                 if behind == 0 and at > self._caught_up.get((peer, db), 0.0):
                     self._caught_up[(peer, db)] = at
                 caught_up = self._caught_up.get((peer, db), self._started)
-                entries.append({"peer": peer, "database": db, "behind_txns": int(behind),
-                                "last_round_unix": round(at, 3), "lag_seconds": round(max(0.0, now - caught_up), 3),
-                                "divergent_tables": list(getattr(ae, "divergent", {}).get((peer, db), []))})
+                entries.append(
+                    {
+                        "peer": peer,
+                        "database": db,
+                        "behind_txns": int(behind),
+                        "last_round_unix": round(at, 3),
+                        "lag_seconds": round(max(0.0, now - caught_up), 3),
+                        "divergent_tables": list(getattr(ae, "divergent", {}).get((peer, db), [])),
+                    }
+                )
         interval = getattr(repl, "anti_entropy_interval", None)
-        return {"node_id": self.node_id, "anti_entropy": {"enabled": interval is not None,
-                                                          "interval_seconds": interval, **stats},
-                "lag": entries}
+        return {
+            "node_id": self.node_id,
+            "anti_entropy": {"enabled": interval is not None, "interval_seconds": interval, **stats},
+            "lag": entries,
+        }

@@ -101,8 +101,9 @@ class ClusterControl(Protocol):
         ``full``: recomputed from the tables' contents (also ``full: true`` and ``skipped: {table: why}``)."""
         ...
 
-    def digest_keys(self, database: str, table: str, after: bytes | None, limit: int, full: bool = False
-                    ) -> Maybe[dict[str, Any] | None]:
+    def digest_keys(
+        self, database: str, table: str, after: bytes | None, limit: int, full: bool = False
+    ) -> Maybe[dict[str, Any] | None]:
         """``{database, table, keys: [[hex key, [wall, logical, node]], ...], next}``; None: no such database.
         ``full``: the rows the table holds, ``[hex key, [wall, logical, node] or null, content hash]``; a
         bad ``after`` raises ``ValueError``."""
@@ -159,8 +160,9 @@ class _Refused(Exception):
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                  ) -> web.StreamResponse:
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Every error leaves as ``{"error": "..."}`` JSON, including aiohttp's own 404 / 405."""
     try:
         return await handler(request)
@@ -181,22 +183,28 @@ def _auth_middleware(secret: str) -> Callable[..., Awaitable[web.StreamResponse]
     expected = secret.encode("utf-8")
 
     @web.middleware
-    async def _auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                    ) -> web.StreamResponse:
+    async def _auth(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         # Deny by default: only the exact open paths skip the check, so no spelling of a path
         # ("//admin/...", "/%61dmin/...") can reach a protected route unauthenticated.
         if not expected or request.path in OPEN_PATHS:
             return await handler(request)
         offered = _offered_secrets(request)
         if not offered:
-            return error_response(401, f"authentication required: send header '{SECRET_HEADER}: <secret>' "
-                                  "or 'Authorization: Bearer <secret>'",
-                                  {"WWW-Authenticate": 'Bearer realm="marmot"'})
+            return error_response(
+                401,
+                f"authentication required: send header '{SECRET_HEADER}: <secret>' "
+                "or 'Authorization: Bearer <secret>'",
+                {"WWW-Authenticate": 'Bearer realm="marmot"'},
+            )
         ok = False
         for candidate in offered:  # compare all, constant time each, no early exit on the first match
             ok |= hmac.compare_digest(candidate.encode("utf-8"), expected)
         if not ok:
-            return error_response(401, "invalid cluster secret", {"WWW-Authenticate": 'Bearer realm="marmot"'})
+            return error_response(
+                401, "invalid cluster secret", {"WWW-Authenticate": 'Bearer realm="marmot"'}
+            )
         return await handler(request)
 
     return _auth
@@ -252,8 +260,11 @@ class _Handlers:
 
     def _require_secret(self, action: str) -> None:
         if not self.secret:
-            raise _Refused(403, f"{action} requires cluster_secret: set [cluster] cluster_secret (or the "
-                           "MARMOT_CLUSTER_SECRET environment variable) on this node")
+            raise _Refused(
+                403,
+                f"{action} requires cluster_secret: set [cluster] cluster_secret (or the "
+                "MARMOT_CLUSTER_SECRET environment variable) on this node",
+            )
 
     async def _call(self, fn: Callable[..., Any], node_id: int, what: str) -> Any:
         try:
@@ -269,8 +280,13 @@ class _Handlers:
         c = self.control
         total = int(c.total_members())
         alive = sorted(int(n) for n in c.alive_members())
-        return {"total": total, "alive": len(alive), "alive_nodes": alive, "quorum_size": quorum_size(total),
-                "has_quorum": bool(c.has_quorum())}
+        return {
+            "total": total,
+            "alive": len(alive),
+            "alive_nodes": alive,
+            "quorum_size": quorum_size(total),
+            "has_quorum": bool(c.has_quorum()),
+        }
 
     def _member(self, node_id: int) -> dict[str, Any] | None:
         for m in self.control.members():
@@ -292,19 +308,28 @@ class _Handlers:
         if state not in HEALTHY_STATES:
             reasons.append(f"node state is {state}")
         if not info["has_quorum"]:
-            reasons.append(f"no quorum: {info['alive']} of {info['total']} members alive, "
-                           f"{info['quorum_size']} needed")
+            reasons.append(
+                f"no quorum: {info['alive']} of {info['total']} members alive, {info['quorum_size']} needed"
+            )
         join = self.control.join_status()
         if not join.get("joined", True):
             reasons.insert(0, str(join.get("reason") or "not joined to a cluster"))
         ok = not reasons
-        body = {"node_id": self.control.node_id, "state": state, "ok": ok, **info, "join": join,
-                "reasons": reasons}
+        body = {
+            "node_id": self.control.node_id,
+            "state": state,
+            "ok": ok,
+            **info,
+            "join": join,
+            "reasons": reasons,
+        }
         return json_response(body, status=200 if ok else 503)
 
     async def decommission_status(self, request: web.Request) -> web.Response:
         node_id = _node_id_arg(request)
-        status = await self._call(self.control.decommission_status, node_id, "read the decommission status of")
+        status = await self._call(
+            self.control.decommission_status, node_id, "read the decommission status of"
+        )
         return json_response({"node_id": node_id, **dict(status or {})})
 
     async def databases(self, request: web.Request) -> web.Response:
@@ -331,8 +356,9 @@ class _Handlers:
             except ValueError:
                 raise _Refused(400, f"invalid after {raw_after[:40]!r}: expected a row key in hex") from None
         try:
-            doc = await _resolve(self.control.digest_keys(db, table, after, int(raw_limit),
-                                                          full=_flag(request, "full")))
+            doc = await _resolve(
+                self.control.digest_keys(db, table, after, int(raw_limit), full=_flag(request, "full"))
+            )
         except ValueError as err:  # a full page's ``after`` that is not a key of the table
             raise _Refused(400, str(err)) from None
         if doc is None:
@@ -369,8 +395,14 @@ class _Handlers:
         node_id = _node_id_arg(request)
         await self._call(self.control.allow, node_id, "allow")
         log.warning("admin API: node %d allowed to rejoin", node_id)
-        return json_response({"node_id": node_id, "status": "allowed", "member": self._member(node_id),
-                              "message": "the node may rejoin; restart it to join"})
+        return json_response(
+            {
+                "node_id": node_id,
+                "status": "allowed",
+                "member": self._member(node_id),
+                "message": "the node may rejoin; restart it to join",
+            }
+        )
 
     async def decommission(self, request: web.Request) -> web.Response:
         self._require_secret("decommissioning a node")
@@ -391,19 +423,21 @@ def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = 
     """The admin application: ``/admin/...`` routes, and ``GET /metrics`` when ``metrics`` is given."""
     h = _Handlers(control, secret or "", metrics)
     app = web.Application(middlewares=[_errors, _auth_middleware(secret or "")])
-    app.add_routes([
-        web.get("/admin/cluster/members", h.members),
-        web.get("/admin/cluster/health", h.health),
-        web.post("/admin/cluster/remove/{id}", h.remove),
-        web.post("/admin/cluster/allow/{id}", h.allow),
-        web.post("/admin/cluster/decommission/{id}", h.decommission),
-        web.get("/admin/cluster/decommission/{id}/status", h.decommission_status),
-        web.post("/admin/cluster/decommission/{id}/cancel", h.cancel_decommission),
-        web.get("/admin/databases", h.databases),
-        web.get("/admin/databases/{db}/digest", h.digest),
-        web.get("/admin/databases/{db}/digest/{table}/keys", h.digest_keys),
-        web.get("/admin/cluster/replication", h.replication),
-    ])
+    app.add_routes(
+        [
+            web.get("/admin/cluster/members", h.members),
+            web.get("/admin/cluster/health", h.health),
+            web.post("/admin/cluster/remove/{id}", h.remove),
+            web.post("/admin/cluster/allow/{id}", h.allow),
+            web.post("/admin/cluster/decommission/{id}", h.decommission),
+            web.get("/admin/cluster/decommission/{id}/status", h.decommission_status),
+            web.post("/admin/cluster/decommission/{id}/cancel", h.cancel_decommission),
+            web.get("/admin/databases", h.databases),
+            web.get("/admin/databases/{db}/digest", h.digest),
+            web.get("/admin/databases/{db}/digest/{table}/keys", h.digest_keys),
+            web.get("/admin/cluster/replication", h.replication),
+        ]
+    )
     if metrics is not None:
         app.router.add_get("/metrics", h.metrics_text)
     return app

@@ -45,12 +45,34 @@ QUERY_TYPES = ("select", "insert", "update", "delete", "ddl", "other")
 
 # Statement kinds other layers may pass, folded onto QUERY_TYPES (anything unknown is "other").
 _QUERY_ALIASES = {
-    "replace": "insert", "upsert": "insert", "load": "insert",
-    "create": "ddl", "alter": "ddl", "drop": "ddl", "truncate": "ddl", "rename": "ddl",
+    "replace": "insert",
+    "upsert": "insert",
+    "load": "insert",
+    "create": "ddl",
+    "alter": "ddl",
+    "drop": "ddl",
+    "truncate": "ddl",
+    "rename": "ddl",
 }
 # Latency buckets: a cached read on a local SQLite is ~50 µs, a QUORUM write a few ms, a snapshot seconds.
-QUERY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                 1.0, 2.5, 5.0, 10.0)
+QUERY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 TWOPHASE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _CACHE_LIMIT = 512  # bound on lazily cached label children fed by free-form input (codes, states, kinds)
 
@@ -78,73 +100,113 @@ class Metrics:
         def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> Gauge:
             return Gauge(name, doc, ("node_id", *labels), namespace="marmot", registry=reg)
 
-        def histogram(name: str, doc: str, buckets: tuple[float, ...], labels: Iterable[str] = ()) -> Histogram:
-            return Histogram(name, doc, ("node_id", *labels), namespace="marmot", registry=reg, buckets=buckets)
+        def histogram(
+            name: str, doc: str, buckets: tuple[float, ...], labels: Iterable[str] = ()
+        ) -> Histogram:
+            return Histogram(
+                name, doc, ("node_id", *labels), namespace="marmot", registry=reg, buckets=buckets
+            )
 
         # -- build ------------------------------------------------------------------------------------------
         self.build_info = gauge("build_info", "Always 1; labels carry the Marmot version.", ("version",))
         self.build_info.labels(nid, version or "unknown").set(1)
 
         # -- membership / gossip ----------------------------------------------------------------------------
-        self.cluster_members = gauge("cluster_members", "Members of the cluster in each state, as this node "
-                                     "sees them (self included).", ("state",))
-        self.cluster_quorum_available = gauge("cluster_quorum_available", "1 when this node sees a quorum "
-                                              "of the total membership alive (writes possible), else 0.")
-        self.node_state_transitions = counter("node_state_transitions_total", "Membership state changes of "
-                                              "any node observed by this node.", ("from", "to"))
+        self.cluster_members = gauge(
+            "cluster_members",
+            "Members of the cluster in each state, as this node sees them (self included).",
+            ("state",),
+        )
+        self.cluster_quorum_available = gauge(
+            "cluster_quorum_available",
+            "1 when this node sees a quorum of the total membership alive (writes possible), else 0.",
+        )
+        self.node_state_transitions = counter(
+            "node_state_transitions_total",
+            "Membership state changes of any node observed by this node.",
+            ("from", "to"),
+        )
         self.gossip_rounds = counter("gossip_rounds_total", "Gossip rounds (one message to one peer).")
-        self.gossip_failures = counter("gossip_failures_total", "Gossip rounds that failed (peer did not "
-                                       "answer in time).")
-        self.ping_req = counter("ping_req_total", "Indirect probes (SWIM ping-req) sent on behalf of a "
-                                "failing direct probe.")
+        self.gossip_failures = counter(
+            "gossip_failures_total", "Gossip rounds that failed (peer did not answer in time)."
+        )
+        self.ping_req = counter(
+            "ping_req_total", "Indirect probes (SWIM ping-req) sent on behalf of a failing direct probe."
+        )
 
         # -- MySQL -----------------------------------------------------------------------------------------
         self.mysql_connections = gauge("mysql_connections", "MySQL client connections open now.")
         # Not "mysql_connections_total": a counter's family name drops "_total", which would clash with
         # the gauge above (prometheus_client refuses it; Prometheus/OpenMetrics treat them as one family).
-        self.mysql_connections_total = counter("mysql_connections_accepted_total", "MySQL client "
-                                               "connections accepted since start.")
+        self.mysql_connections_total = counter(
+            "mysql_connections_accepted_total", "MySQL client connections accepted since start."
+        )
         self.queries = counter("queries_total", "Statements executed, by type.", ("type",))
-        self.query_errors = counter("query_errors_total", "Statements answered with a MySQL error, by "
-                                    "error code.", ("code",))
-        self.query_duration = histogram("query_duration_seconds", "Statement execution time, by type.",
-                                        QUERY_BUCKETS, ("type",))
+        self.query_errors = counter(
+            "query_errors_total", "Statements answered with a MySQL error, by error code.", ("code",)
+        )
+        self.query_duration = histogram(
+            "query_duration_seconds", "Statement execution time, by type.", QUERY_BUCKETS, ("type",)
+        )
 
         # -- transactions / replication ---------------------------------------------------------------------
-        self.txn = counter("txn_total", "Transactions coordinated by this node, by type and result.",
-                           ("type", "result"))
-        self.twophase_prepare = histogram("twophase_prepare_seconds", "Coordinator time of the 2PC PREPARE "
-                                          "phase (send to quorum acks).", TWOPHASE_BUCKETS)
-        self.twophase_commit = histogram("twophase_commit_seconds", "Coordinator time of the 2PC COMMIT "
-                                         "phase.", TWOPHASE_BUCKETS)
-        self.write_conflicts = counter("write_conflicts_total", "Writes rejected because another "
-                                       "transaction held a write intent on the same row (MySQL 1213).")
+        self.txn = counter(
+            "txn_total", "Transactions coordinated by this node, by type and result.", ("type", "result")
+        )
+        self.twophase_prepare = histogram(
+            "twophase_prepare_seconds",
+            "Coordinator time of the 2PC PREPARE phase (send to quorum acks).",
+            TWOPHASE_BUCKETS,
+        )
+        self.twophase_commit = histogram(
+            "twophase_commit_seconds", "Coordinator time of the 2PC COMMIT phase.", TWOPHASE_BUCKETS
+        )
+        self.write_conflicts = counter(
+            "write_conflicts_total",
+            "Writes rejected because another transaction held a write intent on the same row (MySQL 1213).",
+        )
 
         # -- storage --------------------------------------------------------------------------------------
-        self.database_size_bytes = gauge("database_size_bytes", "Size of each database's SQLite file(s).",
-                                         ("database",))
+        self.database_size_bytes = gauge(
+            "database_size_bytes", "Size of each database's SQLite file(s).", ("database",)
+        )
         self.databases = gauge("databases", "Number of user databases on this node.")
 
         # -- convergence / anti-entropy ------------------------------------------------------------------
-        self.table_rows = gauge("table_rows", "Live rows of each table that went through replication (the "
-                                "row count of its digest).", ("database", "table"))
-        self.table_digest_info = gauge("table_digest_info", "Always 1; the digest label is the table's "
-                                       "order-independent digest (16 hex digits): equal on every node when "
-                                       "they hold the same rows.", ("database", "table", "digest"))
-        self.replication_lag_transactions = gauge("replication_lag_transactions", "Transactions the last "
-                                                  "anti-entropy round found missing here, per peer and "
-                                                  "database.", ("peer", "database"))
-        self.replication_lag_seconds = gauge("replication_lag_seconds", "Seconds since an anti-entropy round "
-                                             "last found this node caught up with the peer's database.",
-                                             ("peer", "database"))
+        self.table_rows = gauge(
+            "table_rows",
+            "Live rows of each table that went through replication (the row count of its digest).",
+            ("database", "table"),
+        )
+        self.table_digest_info = gauge(
+            "table_digest_info",
+            "Always 1; the digest label is the table's "
+            "order-independent digest (16 hex digits): equal on every node when "
+            "they hold the same rows.",
+            ("database", "table", "digest"),
+        )
+        self.replication_lag_transactions = gauge(
+            "replication_lag_transactions",
+            "Transactions the last anti-entropy round found missing here, per peer and database.",
+            ("peer", "database"),
+        )
+        self.replication_lag_seconds = gauge(
+            "replication_lag_seconds",
+            "Seconds since an anti-entropy round last found this node caught up with the peer's database.",
+            ("peer", "database"),
+        )
         self.antientropy_rounds = counter("antientropy_rounds_total", "Anti-entropy rounds run by this node.")
-        self.antientropy_applied = counter("antientropy_applied_total", "Transactions anti-entropy pulled "
-                                           "from peers and applied here.")
+        self.antientropy_applied = counter(
+            "antientropy_applied_total", "Transactions anti-entropy pulled from peers and applied here."
+        )
 
         # -- bound children (the hot path never calls .labels()) -------------------------------------------
         self._query_children: dict[str, tuple[Any, Any]] = {}
         for kind in QUERY_TYPES:
-            self._query_children[kind] = (self.queries.labels(nid, kind), self.query_duration.labels(nid, kind))
+            self._query_children[kind] = (
+                self.queries.labels(nid, kind),
+                self.query_duration.labels(nid, kind),
+            )
         for alias, kind in _QUERY_ALIASES.items():
             self._query_children[alias] = self._query_children[kind]
         self._query_other = self._query_children["other"]
@@ -278,8 +340,11 @@ class Metrics:
 
     def sync_gossip(self, stats: dict[str, int]) -> None:
         """Advance the gossip counters to the membership driver's own running totals."""
-        for name, child in (("gossip_sent", self._gossip_rounds), ("gossip_failed", self._gossip_failures),
-                            ("probe_direct_failed", self._ping_req)):
+        for name, child in (
+            ("gossip_sent", self._gossip_rounds),
+            ("gossip_failed", self._gossip_failures),
+            ("probe_direct_failed", self._ping_req),
+        ):
             total = int(stats.get(name, 0))
             seen = self._gossip_seen.get(name, 0)
             if total > seen:
@@ -341,7 +406,9 @@ class Metrics:
             try:
                 self.set_digests(digests())
             except Exception:
-                log.warning("metrics: reading table digests failed; digest gauges not refreshed", exc_info=True)
+                log.warning(
+                    "metrics: reading table digests failed; digest gauges not refreshed", exc_info=True
+                )
         status = getattr(control, "replication_status", None)
         if callable(status):
             try:
@@ -351,7 +418,9 @@ class Metrics:
                 elif isinstance(result, dict):
                     self.set_replication(result)
             except Exception:
-                log.warning("metrics: reading replication lag failed; lag gauges not refreshed", exc_info=True)
+                log.warning(
+                    "metrics: reading replication lag failed; lag gauges not refreshed", exc_info=True
+                )
 
     def refresh_membership(self, control: ClusterControl) -> None:
         """Member gauges, quorum, and the gossip counters (when ``control`` has ``gossip_stats()``)."""

@@ -71,12 +71,24 @@ __all__ = ["ALIVE", "DEAD", "JOINING", "LEAVING", "REMOVED", "SUSPECT", "Gossip"
 
 
 class Gossip:
-    def __init__(self, node_id: int, address: str, *, send: Send, seeds: list[str], data_dir: str,
-                 gossip_interval_ms: int = 1000, gossip_fanout: int = 3, suspect_timeout_ms: int = 5000,
-                 dead_timeout_ms: int = 10000, indirect_probes: int = 3,
-                 ready_check: Callable[[], Awaitable[bool]] | None = None,
-                 on_change: Callable[[int, str, str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        address: str,
+        *,
+        send: Send,
+        seeds: list[str],
+        data_dir: str,
+        gossip_interval_ms: int = 1000,
+        gossip_fanout: int = 3,
+        suspect_timeout_ms: int = 5000,
+        dead_timeout_ms: int = 10000,
+        indirect_probes: int = 3,
+        ready_check: Callable[[], Awaitable[bool]] | None = None,
+        on_change: Callable[[int, str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
         self.node_id = node_id
         self.address = address
         self._send = send
@@ -94,9 +106,16 @@ class Gossip:
         self.ping_req_timeout = max(0.02, self.interval * 0.8)
         self.rpc_timeout = min(2.0, max(0.1, self.interval * 2))
         self.join_timeout = min(5.0, max(0.25, self.interval * 5))
-        self.m = Membership(node_id, address, now=clock(), joining=bool(self._seeds),
-                            suspect_timeout=suspect_timeout_ms / 1000.0, dead_timeout=dead_timeout_ms / 1000.0,
-                            rng=rng, on_change=self._on_change)
+        self.m = Membership(
+            node_id,
+            address,
+            now=clock(),
+            joining=bool(self._seeds),
+            suspect_timeout=suspect_timeout_ms / 1000.0,
+            dead_timeout=dead_timeout_ms / 1000.0,
+            rng=rng,
+            on_change=self._on_change,
+        )
         self._joined = not self._seeds
         self._was_member = False
         self.join_error: str | None = None
@@ -110,9 +129,18 @@ class Gossip:
         self._saved_version = -1
         self._last_save = float("-inf")
         self._last_warn: dict[str, float] = {}
-        self.stats = {"gossip_rounds": 0, "gossip_sent": 0, "gossip_failed": 0, "gossip_received": 0,
-                      "probes": 0, "probe_direct_failed": 0, "probe_indirect_ok": 0, "join_accepted": 0,
-                      "join_refused": 0, "transitions": 0}
+        self.stats = {
+            "gossip_rounds": 0,
+            "gossip_sent": 0,
+            "gossip_failed": 0,
+            "gossip_received": 0,
+            "probes": 0,
+            "probe_direct_failed": 0,
+            "probe_indirect_ok": 0,
+            "join_accepted": 0,
+            "join_refused": 0,
+            "transitions": 0,
+        }
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -131,8 +159,12 @@ class Gossip:
             self._was_member = restored > 0
             if self.m.peers():  # REMOVED peers included: it was admitted once, whatever became of them
                 self.join_status.restored_member()
-            log.info("node %d: restored membership view with %d peers, incarnation %d", self.node_id,
-                     restored, self.m.incarnation)
+            log.info(
+                "node %d: restored membership view with %d peers, incarnation %d",
+                self.node_id,
+                restored,
+                self.m.incarnation,
+            )
         await self._persist(force=True)
         self._join_now = asyncio.Event()
         if self._seeds and not await self._join_round():
@@ -219,8 +251,11 @@ class Gossip:
     # ---- RPC handlers ----------------------------------------------------------------------------
 
     async def handle_gossip(self, payload: Any) -> Any:
-        if not isinstance(payload, dict) or not is_int(payload.get("from")) or not isinstance(
-                payload.get("nodes"), list):
+        if (
+            not isinstance(payload, dict)
+            or not is_int(payload.get("from"))
+            or not isinstance(payload.get("nodes"), list)
+        ):
             return self._malformed("gossip", payload)
         self.stats["gossip_received"] += 1
         self._merge(payload["nodes"], payload["from"], "gossip")
@@ -235,8 +270,13 @@ class Gossip:
         return {"node_id": self.node_id, "nodes": [self.m.me.entry()]}
 
     async def handle_ping_req(self, payload: Any) -> Any:
-        if (not isinstance(payload, dict) or not is_int(payload.get("from")) or not is_int(payload.get("target"))
-                or not isinstance(payload.get("target_addr"), str) or not payload["target_addr"]):
+        if (
+            not isinstance(payload, dict)
+            or not is_int(payload.get("from"))
+            or not is_int(payload.get("target"))
+            or not isinstance(payload.get("target_addr"), str)
+            or not payload["target_addr"]
+        ):
             return self._malformed("ping_req", payload)
         nodes = payload.get("nodes", [])
         self._merge(nodes, payload["from"], "ping_req")
@@ -244,12 +284,23 @@ class Gossip:
         if target == self.node_id:
             return {"ok": True, "nodes": [self.m.me.entry()]}
         timeout = payload.get("timeout")
-        timeout = min(float(timeout), self.rpc_timeout) if isinstance(timeout, int | float) and timeout > 0 \
+        timeout = (
+            min(float(timeout), self.rpc_timeout)
+            if isinstance(timeout, int | float) and timeout > 0
             else self.ping_timeout
+        )
         # Forward the requester's claim about the target, so a wrongly suspected target refutes it.
-        claims = [e for e in nodes if isinstance(e, dict) and e.get("id") == target] if isinstance(nodes, list) \
+        claims = (
+            [e for e in nodes if isinstance(e, dict) and e.get("id") == target]
+            if isinstance(nodes, list)
             else []
-        ping = {"from": self.node_id, "addr": self.address, "to": target, "nodes": [self.m.me.entry(), *claims]}
+        )
+        ping = {
+            "from": self.node_id,
+            "addr": self.address,
+            "to": target,
+            "nodes": [self.m.me.entry(), *claims],
+        }
         try:
             ack = await self._send(payload["target_addr"], "ping", ping, timeout)
         except Exception:
@@ -285,8 +336,9 @@ class Gossip:
     async def _join_round(self) -> bool:
         """Ask every seed at once; True if at least one admitted us. A fatal refusal raises."""
         req = {"node_id": self.node_id, "address": self.address, "incarnation": self.m.incarnation}
-        replies = await asyncio.gather(*(self._send(s, "join", req, self.join_timeout) for s in self._seeds),
-                                       return_exceptions=True)
+        replies = await asyncio.gather(
+            *(self._send(s, "join", req, self.join_timeout) for s in self._seeds), return_exceptions=True
+        )
         admitted = False
         fatal: list[str] = []
         status = self.join_status
@@ -296,7 +348,9 @@ class Gossip:
                 status.failed(seed, describe_failure(reply))
                 continue
             if not isinstance(reply, dict):
-                self._warn(f"join-reply-{seed}", "node %d: seed %s sent a malformed join reply", self.node_id, seed)
+                self._warn(
+                    f"join-reply-{seed}", "node %d: seed %s sent a malformed join reply", self.node_id, seed
+                )
                 status.failed(seed, f"malformed join reply: {reply!r:.100}")
                 continue
             if reply.get("ok") is True and isinstance(reply.get("nodes"), list):
@@ -312,7 +366,9 @@ class Gossip:
                 log.info("node %d: seed %s did not admit us: %s", self.node_id, seed, err)
         if fatal:
             status.round_failed()  # the error below says it, every time
-            self.join_error = f"node {self.node_id} at {self.address} was refused by the cluster: " + "; ".join(fatal)
+            self.join_error = (
+                f"node {self.node_id} at {self.address} was refused by the cluster: " + "; ".join(fatal)
+            )
             log.error("%s", self.join_error)
             raise MembershipError(self.join_error)
         if admitted:
@@ -323,8 +379,12 @@ class Gossip:
             return True
         if status.round_failed():
             what = "writes and DDL are refused meanwhile" if not status.member else "JOINING meanwhile"
-            log.warning("node %d: no seed admitted this node (%s); retrying in the background, %s",
-                        self.node_id, status.summary(), what)
+            log.warning(
+                "node %d: no seed admitted this node (%s); retrying in the background, %s",
+                self.node_id,
+                status.summary(),
+                what,
+            )
         return False
 
     async def _join_loop(self) -> None:
@@ -388,11 +448,18 @@ class Gossip:
             reply = await self._send(target.address, "gossip", payload, self.rpc_timeout)
         except Exception as e:
             self.stats["gossip_failed"] += 1
-            log.debug("node %d: gossip to %d at %s failed: %r", self.node_id, target.node_id, target.address, e)
+            log.debug(
+                "node %d: gossip to %d at %s failed: %r", self.node_id, target.node_id, target.address, e
+            )
             return
         if not isinstance(reply, dict) or not isinstance(reply.get("nodes"), list):
-            self._warn(f"gossip-reply-{target.node_id}", "node %d: malformed gossip reply from %s: %.200r",
-                       self.node_id, target.address, reply)
+            self._warn(
+                f"gossip-reply-{target.node_id}",
+                "node %d: malformed gossip reply from %s: %.200r",
+                self.node_id,
+                target.address,
+                reply,
+            )
             return
         src = reply.get("node_id")
         self._merge(reply["nodes"], src if is_int(src) else None, "gossip reply")
@@ -404,8 +471,12 @@ class Gossip:
         if target is None:
             return
         self.stats["probes"] += 1
-        ping: dict[str, Any] = {"from": self.node_id, "addr": self.address, "to": target.node_id,
-                                "nodes": self.m.piggyback_for(target.node_id)}
+        ping: dict[str, Any] = {
+            "from": self.node_id,
+            "addr": self.address,
+            "to": target.node_id,
+            "nodes": self.m.piggyback_for(target.node_id),
+        }
         try:
             ack = await self._send(target.address, "ping", ping, self.ping_timeout)
             if _valid_ack(ack, target.node_id):
@@ -420,21 +491,39 @@ class Gossip:
             return
         if self.m.probe_failed(target.node_id, self.clock()):
             # the transition itself is logged once by the membership table; this is only the reason
-            log.debug("node %d: node %d suspected: no ack directly or through %d helpers", self.node_id,
-                     target.node_id, len(helpers))
+            log.debug(
+                "node %d: node %d suspected: no ack directly or through %d helpers",
+                self.node_id,
+                target.node_id,
+                len(helpers),
+            )
 
-    async def _indirect_probe(self, target: Member, helpers: list[Member], nodes: list[dict[str, Any]]) -> bool:
-        req = {"from": self.node_id, "addr": self.address, "target": target.node_id,
-               "target_addr": target.address, "timeout": self.ping_timeout, "nodes": nodes}
-        tasks = [asyncio.ensure_future(self._send(h.address, "ping_req", req, self.ping_req_timeout))
-                 for h in helpers]
+    async def _indirect_probe(
+        self, target: Member, helpers: list[Member], nodes: list[dict[str, Any]]
+    ) -> bool:
+        req = {
+            "from": self.node_id,
+            "addr": self.address,
+            "target": target.node_id,
+            "target_addr": target.address,
+            "timeout": self.ping_timeout,
+            "nodes": nodes,
+        }
+        tasks = [
+            asyncio.ensure_future(self._send(h.address, "ping_req", req, self.ping_req_timeout))
+            for h in helpers
+        ]
         try:
             for fut in asyncio.as_completed(tasks):
                 try:
                     reply = await fut
                 except Exception:
                     continue
-                if isinstance(reply, dict) and reply.get("ok") is True and isinstance(reply.get("nodes"), list):
+                if (
+                    isinstance(reply, dict)
+                    and reply.get("ok") is True
+                    and isinstance(reply.get("nodes"), list)
+                ):
                     self._merge(reply["nodes"], target.node_id, "relayed ack")
                     return True
             return False
@@ -462,12 +551,23 @@ class Gossip:
     def _merge(self, nodes: Any, source: int | None, what: str) -> None:
         bad = self.m.merge(nodes, self.clock(), source=source)
         if bad:
-            self._warn(f"bad-{what}", "node %d: dropped %d malformed entries in a %s from node %s",
-                       self.node_id, bad, what, source)
+            self._warn(
+                f"bad-{what}",
+                "node %d: dropped %d malformed entries in a %s from node %s",
+                self.node_id,
+                bad,
+                what,
+                source,
+            )
 
     def _malformed(self, method: str, payload: Any) -> dict[str, Any]:
-        self._warn(f"malformed-{method}", "node %d: malformed %s payload dropped: %.200r", self.node_id, method,
-                   payload)
+        self._warn(
+            f"malformed-{method}",
+            "node %d: malformed %s payload dropped: %.200r",
+            self.node_id,
+            method,
+            payload,
+        )
         return {"error": f"malformed {method} payload"}
 
     def _warn(self, key: str, msg: str, *args: Any) -> None:
@@ -484,14 +584,18 @@ class Gossip:
     async def _persist(self, force: bool = False) -> None:
         if self.m.version == self._saved_version and not force:
             return
-        if not force and (self._persist_lock.locked() or self.clock() - self._last_save < PERSIST_MIN_INTERVAL_S):
+        if not force and (
+            self._persist_lock.locked() or self.clock() - self._last_save < PERSIST_MIN_INTERVAL_S
+        ):
             return
         async with self._persist_lock:
             version, snap = self.m.version, self.m.snapshot()
             try:
                 await asyncio.to_thread(store.save, self.data_dir, snap)
             except Exception:
-                log.exception("node %d: cannot persist the membership view in %s", self.node_id, self.data_dir)
+                log.exception(
+                    "node %d: cannot persist the membership view in %s", self.node_id, self.data_dir
+                )
                 return
             self._saved_version = version
             self._last_save = self.clock()
@@ -499,4 +603,3 @@ class Gossip:
 
 def _valid_ack(ack: Any, target: int) -> bool:
     return isinstance(ack, dict) and ack.get("node_id") == target and isinstance(ack.get("nodes"), list)
-

@@ -106,9 +106,11 @@ class JoinStatus:
         """The 1105 message for a write on a node that is not a member of any cluster; None for a member."""
         if self.member:
             return None
-        return (f"node {self.node_id} has not joined a cluster: no seed admitted it ({self.summary()}); "
-                f"writes and DDL are refused until one does, so that it never acts as a cluster of one "
-                f"(the join is retried in the background)")
+        return (
+            f"node {self.node_id} has not joined a cluster: no seed admitted it ({self.summary()}); "
+            f"writes and DDL are refused until one does, so that it never acts as a cluster of one "
+            f"(the join is retried in the background)"
+        )
 
     def as_json(self) -> dict[str, Any]:
         """For ``/admin/cluster/health``: ``{joined, seeds, failures, attempts, last_attempt_ms_ago,
@@ -116,9 +118,13 @@ class JoinStatus:
         out: dict[str, Any] = {"joined": self.member, "seeds": list(self.seeds)}
         if not self.member:
             now = self._clock()
-            out.update(failures={s: self.failures.get(s, "no answer yet") for s in self.seeds},
-                       attempts=self.attempts,
-                       last_attempt_ms_ago=None if self._last_attempt is None
-                       else int((now - self._last_attempt) * 1000),
-                       not_joined_for_s=round(now - self._since, 1), reason=self.refusal())
+            out.update(
+                failures={s: self.failures.get(s, "no answer yet") for s in self.seeds},
+                attempts=self.attempts,
+                last_attempt_ms_ago=None
+                if self._last_attempt is None
+                else int((now - self._last_attempt) * 1000),
+                not_joined_for_s=round(now - self._since, 1),
+                reason=self.refusal(),
+            )
         return out

@@ -22,8 +22,12 @@ SNIFF_LIMIT = 64  # bytes; an HTTP request line always differs from the preamble
 
 
 class _Sniffer(asyncio.Protocol):
-    def __init__(self, preamble: bytes, rpc_factory: Callable[[bytes], asyncio.BaseProtocol],
-                 http_factory: Callable[[], asyncio.Protocol] | None) -> None:
+    def __init__(
+        self,
+        preamble: bytes,
+        rpc_factory: Callable[[bytes], asyncio.BaseProtocol],
+        http_factory: Callable[[], asyncio.Protocol] | None,
+    ) -> None:
         self.preamble = preamble
         self.rpc_factory = rpc_factory
         self.http_factory = http_factory
@@ -57,16 +61,27 @@ class _Sniffer(asyncio.Protocol):
         self.transport = None
 
 
-async def serve_shared_port(host: str, port: int, *, preamble: bytes,
-                            rpc_factory: Callable[[bytes], asyncio.BaseProtocol],
-                            http_factory: Callable[[], asyncio.Protocol] | None,
-                            ssl: ssl_module.SSLContext | None = None) -> asyncio.Server:
+async def serve_shared_port(
+    host: str,
+    port: int,
+    *,
+    preamble: bytes,
+    rpc_factory: Callable[[bytes], asyncio.BaseProtocol],
+    http_factory: Callable[[], asyncio.Protocol] | None,
+    ssl: ssl_module.SSLContext | None = None,
+) -> asyncio.Server:
     """Listen on host:port; route each connection to RPC or HTTP by its first bytes (inside TLS when
     ``ssl`` is given: the whole port is then TLS, RPC and HTTPS alike)."""
     loop = asyncio.get_running_loop()
     try:
-        server = await loop.create_server(lambda: _Sniffer(preamble, rpc_factory, http_factory), host, port,
-                                          reuse_address=True, backlog=1024, ssl=ssl)
+        server = await loop.create_server(
+            lambda: _Sniffer(preamble, rpc_factory, http_factory),
+            host,
+            port,
+            reuse_address=True,
+            backlog=1024,
+            ssl=ssl,
+        )
     except OSError as err:
         raise listen_error("cluster port", host, port, err) from None
     log.info("cluster port listening on %s:%d (RPC and HTTP)", host, port)

@@ -88,8 +88,14 @@ class Member:
     restored: bool = False  # loaded from disk and not confirmed since: local only, never gossiped
 
     def entry(self) -> dict[str, Any]:
-        return {"id": self.node_id, "addr": self.address, "state": self.state, "inc": self.incarnation,
-                "gen": self.gen, "extra": dict(self.extra)}
+        return {
+            "id": self.node_id,
+            "addr": self.address,
+            "state": self.state,
+            "inc": self.incarnation,
+            "gen": self.gen,
+            "extra": dict(self.extra),
+        }
 
 
 def decode_entry(raw: Any) -> Member | None:
@@ -118,9 +124,19 @@ def id_bits(node_id: int) -> int:
 
 
 class Membership:
-    def __init__(self, node_id: int, address: str, *, now: float, incarnation: int = 0, joining: bool = False,
-                 suspect_timeout: float = 5.0, dead_timeout: float = 10.0,
-                 rng: random.Random | None = None, on_change: OnChange | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        address: str,
+        *,
+        now: float,
+        incarnation: int = 0,
+        joining: bool = False,
+        suspect_timeout: float = 5.0,
+        dead_timeout: float = 10.0,
+        rng: random.Random | None = None,
+        on_change: OnChange | None = None,
+    ) -> None:
         if not is_int(node_id) or node_id <= 0:
             raise ValueError(f"node_id must be a positive integer, got {node_id!r}")
         self.node_id = node_id
@@ -129,8 +145,15 @@ class Membership:
         self.dead_timeout = dead_timeout
         self.rng = rng or random.Random()
         self.on_change = on_change
-        self.me = Member(node_id, address, JOINING if joining else ALIVE, incarnation,
-                         last_seen=now, heard=True, state_since=now)
+        self.me = Member(
+            node_id,
+            address,
+            JOINING if joining else ALIVE,
+            incarnation,
+            last_seen=now,
+            heard=True,
+            state_since=now,
+        )
         self._members: dict[int, Member] = {node_id: self.me}
         self._probe_queue: list[int] = []
         self.version = 0  # raised on every change worth persisting
@@ -167,7 +190,9 @@ class Membership:
 
     def alive_peers(self) -> dict[int, str]:
         """ALIVE members other than this node: {node_id: address} (who gets a PREPARE)."""
-        return {nid: m.address for nid, m in self._members.items() if m.state == ALIVE and nid != self.node_id}
+        return {
+            nid: m.address for nid, m in self._members.items() if m.state == ALIVE and nid != self.node_id
+        }
 
     def has_quorum(self) -> bool:
         """Alive members are a majority of all members. A removed node never has quorum."""
@@ -185,8 +210,16 @@ class Membership:
                 ago: int | None = 0
             else:
                 ago = int(max(0.0, now - m.last_seen) * 1000) if m.heard else None
-            out.append({"node_id": nid, "address": m.address, "state": m.state, "incarnation": m.incarnation,
-                        "last_seen_ms_ago": ago, "extra": dict(m.extra)})
+            out.append(
+                {
+                    "node_id": nid,
+                    "address": m.address,
+                    "state": m.state,
+                    "incarnation": m.incarnation,
+                    "last_seen_ms_ago": ago,
+                    "extra": dict(m.extra),
+                }
+            )
         return out
 
     def view(self) -> list[dict[str, Any]]:
@@ -252,14 +285,25 @@ class Membership:
             key = (self.node_id, e.address)
             if key not in self._conflicts_logged:
                 self._conflicts_logged.add(key)
-                log.error("another process claims to be node %d at %s (this node is at %s): node ids "
-                          "must be unique", self.node_id, e.address, me.address)
+                log.error(
+                    "another process claims to be node %d at %s (this node is at %s): node ids "
+                    "must be unique",
+                    self.node_id,
+                    e.address,
+                    me.address,
+                )
         differs = e.state != me.state or (e.address and e.address != me.address)
         if e.incarnation > me.incarnation or (e.incarnation == me.incarnation and differs):
             me.incarnation = e.incarnation + 1
             self.stats["refutations"] += 1
-            log.info("refuting claim that node %d is %s at incarnation %d: now %s at %d",
-                     self.node_id, e.state, e.incarnation, me.state, me.incarnation)
+            log.info(
+                "refuting claim that node %d is %s at incarnation %d: now %s at %d",
+                self.node_id,
+                e.state,
+                e.incarnation,
+                me.state,
+                me.incarnation,
+            )
             self._changed()
 
     def _merge_peer(self, e: Member, now: float) -> None:
@@ -311,8 +355,12 @@ class Membership:
                 key = (min(m.node_id, e.node_id), max(m.node_id, e.node_id))
                 if key not in self._conflicts_logged:
                     self._conflicts_logged.add(key)
-                    log.error("nodes %d and %d share node id bits %d: they would mint colliding ids",
-                              m.node_id, e.node_id, id_bits(e.node_id))
+                    log.error(
+                        "nodes %d and %d share node id bits %d: they would mint colliding ids",
+                        m.node_id,
+                        e.node_id,
+                        id_bits(e.node_id),
+                    )
 
     # ---- signs of life and the failure detector ------------------------------------------------
 
@@ -326,8 +374,9 @@ class Membership:
         cands = {m.node_id: m for m in self.peers() if m.state in PROBE_STATES and m.address}
         if not cands:
             return None
-        urgent = [m for m in cands.values()
-                  if m.state != SUSPECT and now - m.last_seen >= self.suspect_timeout / 2]
+        urgent = [
+            m for m in cands.values() if m.state != SUSPECT and now - m.last_seen >= self.suspect_timeout / 2
+        ]
         if urgent:
             target = min(urgent, key=lambda m: (m.last_probed, m.last_seen, m.node_id))
         else:
@@ -446,23 +495,31 @@ class Membership:
         if node_id == self.node_id:
             if address == self.address:
                 return f"seed {address} is the joining node itself", False
-            return (f"node id {node_id} is already used by the member at {self.address} "
-                    f"(joiner at {address}): node ids must be unique"), True
+            return (
+                f"node id {node_id} is already used by the member at {self.address} "
+                f"(joiner at {address}): node ids must be unique"
+            ), True
         cur = self._members.get(node_id)
         if cur is not None:
             if cur.state == REMOVED:
-                return (f"node {node_id} was removed from the cluster by an administrator; "
-                        f"allow it again (POST /admin/cluster/allow/{node_id}) before it rejoins"), True
+                return (
+                    f"node {node_id} was removed from the cluster by an administrator; "
+                    f"allow it again (POST /admin/cluster/allow/{node_id}) before it rejoins"
+                ), True
             if cur.address and cur.address != address:
-                return (f"node id {node_id} is already used by the member at {cur.address} (state "
-                        f"{cur.state}), joiner is at {address}: node ids must be unique; to move node "
-                        f"{node_id} to a new address, remove and then allow it"), True
+                return (
+                    f"node id {node_id} is already used by the member at {cur.address} (state "
+                    f"{cur.state}), joiner is at {address}: node ids must be unique; to move node "
+                    f"{node_id} to a new address, remove and then allow it"
+                ), True
         for m in self._members.values():
             if m.node_id != node_id and m.state != REMOVED and id_bits(m.node_id) == id_bits(node_id):
-                return (f"node id {node_id} collides with member {m.node_id} at {m.address}: both are "
-                        f"{id_bits(node_id)} modulo 64, the part of a node id that goes into transaction "
-                        f"and AUTO_INCREMENT ids; choose another node_id (or remove member {m.node_id} if it is gone "
-                        f"for good)"), True
+                return (
+                    f"node id {node_id} collides with member {m.node_id} at {m.address}: both are "
+                    f"{id_bits(node_id)} modulo 64, the part of a node id that goes into transaction "
+                    f"and AUTO_INCREMENT ids; choose another node_id (or remove member {m.node_id} if it is gone "
+                    f"for good)"
+                ), True
         return None
 
     def accept_join(self, node_id: int, address: str, incarnation: int, now: float) -> None:
@@ -485,8 +542,12 @@ class Membership:
     # ---- persistence -----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {"format": SNAPSHOT_FORMAT, "node_id": self.node_id, "address": self.address,
-                "members": [m.entry() for _, m in sorted(self._members.items())]}
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "node_id": self.node_id,
+            "address": self.address,
+            "members": [m.entry() for _, m in sorted(self._members.items())],
+        }
 
     def restore(self, snap: Any, now: float) -> int:
         """Load a persisted view; returns the number of peers restored (REMOVED ones not counted).
@@ -496,13 +557,17 @@ class Membership:
         they count in :meth:`total_members` but not as alive, and are not gossiped, until we hear from
         them or about them. REMOVED entries are admin decisions and come back as they were.
         """
-        if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT or not isinstance(
-                snap.get("members"), list):
+        if (
+            not isinstance(snap, dict)
+            or snap.get("format") != SNAPSHOT_FORMAT
+            or not isinstance(snap.get("members"), list)
+        ):
             raise MembershipError("persisted membership view has an unknown format")
         if snap.get("node_id") != self.node_id:
             raise MembershipError(
                 f"persisted membership view belongs to node {snap.get('node_id')!r}, this is node "
-                f"{self.node_id}: the data directory of another node was reused")
+                f"{self.node_id}: the data directory of another node was reused"
+            )
         peers = 0
         for raw in snap["members"]:
             e = decode_entry(raw)

@@ -67,7 +67,8 @@ def load(data_dir: str) -> dict[str, Any] | None:
     except Exception as e:
         raise MembershipError(
             f"persisted membership view {final} is corrupt ({e}); it tells this node how many peers "
-            f"the cluster has. Move it away only if this node will rejoin through seed_nodes") from e
+            f"the cluster has. Move it away only if this node will rejoin through seed_nodes"
+        ) from e
     if not isinstance(snap, dict):
         raise MembershipError(f"persisted membership view {final} is corrupt (not a map)")
     return snap

@@ -59,9 +59,15 @@ def tls_contexts(cfg: ClusterConfig) -> tuple[ssl.SSLContext | None, ssl.SSLCont
 
 
 class ClusterService:
-    def __init__(self, node_id: int, cfg: ClusterConfig, data_dir: str, *,
-                 ready_check: Callable[[], Awaitable[bool]] | None = None,
-                 on_change: Callable[[int, str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        cfg: ClusterConfig,
+        data_dir: str,
+        *,
+        ready_check: Callable[[], Awaitable[bool]] | None = None,
+        on_change: Callable[[int, str, str], None] | None = None,
+    ) -> None:
         self.node_id = node_id
         self.cfg = cfg
         self.secret = cfg.cluster_secret
@@ -70,15 +76,26 @@ class ClusterService:
         self.server_ssl, client_ssl = tls_contexts(cfg)
         self.pool = ClientPool(secret=self.secret, node_id=node_id, ssl=client_ssl)
         self.gossip = Gossip(
-            node_id, self.address, send=self.send, seeds=list(cfg.seed_nodes), data_dir=data_dir,
-            gossip_interval_ms=cfg.gossip_interval_ms, gossip_fanout=cfg.gossip_fanout,
-            suspect_timeout_ms=cfg.suspect_timeout_ms, dead_timeout_ms=cfg.dead_timeout_ms,
-            ready_check=ready_check, on_change=self._member_changed,
+            node_id,
+            self.address,
+            send=self.send,
+            seeds=list(cfg.seed_nodes),
+            data_dir=data_dir,
+            gossip_interval_ms=cfg.gossip_interval_ms,
+            gossip_fanout=cfg.gossip_fanout,
+            suspect_timeout_ms=cfg.suspect_timeout_ms,
+            dead_timeout_ms=cfg.dead_timeout_ms,
+            ready_check=ready_check,
+            on_change=self._member_changed,
         )
         self._on_change = on_change
         self._dial = dict(p.split("=", 1) for p in cfg.dial_overrides)  # advertised -> dialled address
-        for method, handler in (("gossip", self.gossip.handle_gossip), ("ping", self.gossip.handle_ping),
-                                ("ping_req", self.gossip.handle_ping_req), ("join", self.gossip.handle_join)):
+        for method, handler in (
+            ("gossip", self.gossip.handle_gossip),
+            ("ping", self.gossip.handle_ping),
+            ("ping_req", self.gossip.handle_ping_req),
+            ("join", self.gossip.handle_join),
+        ):
             self.router.unary(method, _ignore_ctx(handler))
         self._server: asyncio.Server | None = None
         self._auth_logged: dict[str, float] = {}
@@ -112,12 +129,18 @@ class ClusterService:
 
     async def start(self, http_factory: Callable[[], asyncio.Protocol] | None = None) -> None:
         if not self.secret:
-            log.warning("cluster authentication is disabled: set [cluster] cluster_secret or MARMOT_CLUSTER_SECRET")
+            log.warning(
+                "cluster authentication is disabled: set [cluster] cluster_secret or MARMOT_CLUSTER_SECRET"
+            )
         self._server = await serve_shared_port(
-            self.cfg.grpc_bind_address, self.cfg.grpc_port, preamble=PREAMBLE,
-            rpc_factory=lambda data: RpcServerProtocol(self.router, secret=self.secret, node_id=self.node_id,
-                                                       initial_data=data),
-            http_factory=http_factory, ssl=self.server_ssl,
+            self.cfg.grpc_bind_address,
+            self.cfg.grpc_port,
+            preamble=PREAMBLE,
+            rpc_factory=lambda data: RpcServerProtocol(
+                self.router, secret=self.secret, node_id=self.node_id, initial_data=data
+            ),
+            http_factory=http_factory,
+            ssl=self.server_ssl,
         )
         await self.gossip.start()
 

@@ -95,8 +95,9 @@ class ChangeCapture:
 
     __slots__ = ("schema", "ignored_schemas", "_conn", "_active", "_raw", "_errors", "_hook")
 
-    def __init__(self, schema: SchemaCache | None = None, *,
-                 ignored_schemas: Collection[str] = DEFAULT_IGNORED_SCHEMAS) -> None:
+    def __init__(
+        self, schema: SchemaCache | None = None, *, ignored_schemas: Collection[str] = DEFAULT_IGNORED_SCHEMAS
+    ) -> None:
         self.schema = schema if schema is not None else SchemaCache()
         self.ignored_schemas = frozenset(ignored_schemas)
         self._conn: apsw.Connection | None = None
@@ -213,8 +214,10 @@ class ChangeCapture:
         """Old/new tuples unreadable (VIRTUAL generated columns): read stored columns by rowid."""
         ts = self.schema.get(u.connection, table)
         if not ts.has_virtual or not ts.rowid_key or ts.rowid_name is None:
-            self._error(f"cannot read rows of {table} in the preupdate hook "
-                        "(WITHOUT ROWID or shadowed rowid with VIRTUAL generated columns)")
+            self._error(
+                f"cannot read rows of {table} in the preupdate hook "
+                "(WITHOUT ROWID or shadowed rowid with VIRTUAL generated columns)"
+            )
             return
         if op == _INSERT:
             self._raw.append((_INSERT, table, None, u.rowid_new, None, _ReadLater(u.rowid_new)))
@@ -265,7 +268,13 @@ class ChangeCapture:
                     net[key] = (i << 34 | i << 2 | 1) if v is None else (v & _KEEP_FIRST) | (i << 2) | 1
                     continue
                 old_key: bytes | None = rowid_prefix + _pack_q(rid_old)
-                new_key: bytes | None = None if new is None else old_key if rid_new == rid_old else rowid_prefix + _pack_q(rid_new)
+                new_key: bytes | None = (
+                    None
+                    if new is None
+                    else old_key
+                    if rid_new == rid_old
+                    else rowid_prefix + _pack_q(rid_new)
+                )
             else:
                 old_key = ts.key_of(old) if old is not None else None
                 new_key = ts.key_of(new) if new is not None else None
@@ -291,16 +300,32 @@ class ChangeCapture:
                 if new is None:
                     raise CaptureError(f"{t.name}: row {key!r} missing when reading its new image")
             if (old is not None and len(old) != ncol) or (new is not None and len(new) != ncol):
-                raise CaptureError(f"{t.name}: a row image does not match the cached table schema "
-                                   "(stale schema generation, or DDL inside the capture)")
+                raise CaptureError(
+                    f"{t.name}: a row image does not match the cached table schema "
+                    "(stale schema generation, or DDL inside the capture)"
+                )
             # lengths checked just above, so zip needs no strict=True (which costs ~30% of the dict)
             if old is None:
-                append(new_tuple(RowChange, (t.name, "INSERT", key, None, dict(zip(cols, new, strict=False)))))
+                append(
+                    new_tuple(RowChange, (t.name, "INSERT", key, None, dict(zip(cols, new, strict=False))))
+                )
             elif new is not None:
-                append(new_tuple(RowChange, (t.name, "UPDATE", key, dict(zip(cols, old, strict=False)),
-                                             dict(zip(cols, new, strict=False)))))
+                append(
+                    new_tuple(
+                        RowChange,
+                        (
+                            t.name,
+                            "UPDATE",
+                            key,
+                            dict(zip(cols, old, strict=False)),
+                            dict(zip(cols, new, strict=False)),
+                        ),
+                    )
+                )
             else:
-                append(new_tuple(RowChange, (t.name, "DELETE", key, dict(zip(cols, old, strict=False)), None)))
+                append(
+                    new_tuple(RowChange, (t.name, "DELETE", key, dict(zip(cols, old, strict=False)), None))
+                )
         return out
 
     def _table(self, conn: apsw.Connection, table: str) -> TableSchema:
@@ -309,8 +334,10 @@ class ChangeCapture:
         except UnknownTableError as e:
             raise CaptureError(f"captured a write to {table}, which is not a table: {e}") from None
         if ts.kind != "table":
-            raise CaptureError(f"{table} is a {ts.kind} table (storage of a virtual table): its writes "
-                               "cannot be replicated row by row")
+            raise CaptureError(
+                f"{table} is a {ts.kind} table (storage of a virtual table): its writes "
+                "cannot be replicated row by row"
+            )
         return ts
 
 

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 class SessionConnections:
     """Opens, sets up and closes the per-database connections of one session (module docstring)."""
 
-    def __init__(self, ctx: EngineContext, install_session_functions: Callable[[apsw.Connection], None]) -> None:
+    def __init__(
+        self, ctx: EngineContext, install_session_functions: Callable[[apsw.Connection], None]
+    ) -> None:
         self.ctx = ctx
         self._install_session_functions = install_session_functions
         self.foreign_keys = True  # SET foreign_key_checks: applied to connections opened later too

@@ -80,7 +80,9 @@ def from_sqlite(err: Exception, database: str) -> MySQLError:
         if m:
             return MySQLError(1048, "23000", f"Column '{m.group(1)}' cannot be null")
         if "FOREIGN KEY" in text:
-            return MySQLError(1452, "23000", "Cannot add or update a child row: a foreign key constraint fails")
+            return MySQLError(
+                1452, "23000", "Cannot add or update a child row: a foreign key constraint fails"
+            )
         if "CHECK constraint" in text:
             return MySQLError(3819, "HY000", f"Check constraint is violated: {text}")
         return MySQLError(1105, "HY000", text)

@@ -24,14 +24,18 @@ def resolve(directory: str, name: str) -> Path:
     if not directory:
         raise MySQLError(1105, "HY000", "LOAD EXTENSION is disabled: set [extensions] directory")
     if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
-        raise MySQLError(1105, "HY000", f"invalid extension name '{name}': names cannot contain path separators")
+        raise MySQLError(
+            1105, "HY000", f"invalid extension name '{name}': names cannot contain path separators"
+        )
     base = Path(directory).resolve()
     candidates = [name] + [f"{prefix}{name}{suffix}" for suffix in _SUFFIXES for prefix in ("", "lib")]
     for candidate in candidates:
         path = (base / candidate).resolve()
         if path.is_file():
             if os.path.commonpath([base, path]) != str(base):
-                raise MySQLError(1105, "HY000", f"extension '{name}' resolves outside the extensions directory")
+                raise MySQLError(
+                    1105, "HY000", f"extension '{name}' resolves outside the extensions directory"
+                )
             return path
     raise MySQLError(1105, "HY000", f"extension '{name}' not found in {base}")
 

@@ -97,8 +97,19 @@ CREATE TABLE IF NOT EXISTS information_schema.COLLATIONS (COLLATION_NAME TEXT, C
 # table names are case-insensitive too, so every text column gets NOCASE.
 _DDL = re.sub(r"\b(TEXT)(?=[,)])", "TEXT COLLATE NOCASE", _DDL)
 
-_TABLES = ("SCHEMATA", "TABLES", "COLUMNS", "STATISTICS", "KEY_COLUMN_USAGE", "REFERENTIAL_CONSTRAINTS",
-           "TABLE_CONSTRAINTS", "CHECK_CONSTRAINTS", "VIEWS", "TRIGGERS", "PARTITIONS")
+_TABLES = (
+    "SCHEMATA",
+    "TABLES",
+    "COLUMNS",
+    "STATISTICS",
+    "KEY_COLUMN_USAGE",
+    "REFERENTIAL_CONSTRAINTS",
+    "TABLE_CONSTRAINTS",
+    "CHECK_CONSTRAINTS",
+    "VIEWS",
+    "TRIGGERS",
+    "PARTITIONS",
+)
 
 
 def _data_type(column_type: str) -> str:
@@ -121,8 +132,11 @@ def _lengths(column_type: str) -> tuple[int | None, int | None, int | None, int 
         return n, n, None, None
     if dt in ("enum", "set"):
         values = [v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", column_type)]
-        n = (max(map(len, values), default=0) if dt == "enum"
-             else sum(map(len, values)) + max(len(values) - 1, 0))
+        n = (
+            max(map(len, values), default=0)
+            if dt == "enum"
+            else sum(map(len, values)) + max(len(values) - 1, 0)
+        )
         return n, n * 4, None, None
     precision = {"tinyint": 3, "smallint": 5, "mediumint": 7, "int": 10, "integer": 10, "bigint": 19}
     if dt in precision:
@@ -140,57 +154,202 @@ def _rows_for_database(connections: SessionConnections, db: str) -> dict[str, li
     out: dict[str, list[Row]] = {t: [] for t in _TABLES}
     conn = connections.get(db)
     for order, t in enumerate(table_description.user_triggers(conn), 1):
-        out["TRIGGERS"].append(("def", db, t.name, t.event, "def", db, t.table, order, None, t.body, "ROW", t.timing,
-                                None, None, "OLD", "NEW", None, connections.ctx.global_variables.get("sql_mode", ""),
-                                "root@%", "utf8mb4", "utf8mb4_general_ci", "utf8mb4_general_ci"))
+        out["TRIGGERS"].append(
+            (
+                "def",
+                db,
+                t.name,
+                t.event,
+                "def",
+                db,
+                t.table,
+                order,
+                None,
+                t.body,
+                "ROW",
+                t.timing,
+                None,
+                None,
+                "OLD",
+                "NEW",
+                None,
+                connections.ctx.global_variables.get("sql_mode", ""),
+                "root@%",
+                "utf8mb4",
+                "utf8mb4_general_ci",
+                "utf8mb4_general_ci",
+            )
+        )
     for name, _kind in table_description.user_objects(conn):
         described = table_description.describe(conn, name)
         if described is None:
             continue
         view = described.is_view
         if view:
-            out["VIEWS"].append(("def", db, name, described.view_select, "NONE", "NO", "root@%", "DEFINER",
-                                 "utf8mb4", "utf8mb4_general_ci"))
-        out["TABLES"].append(("def", db, name, "VIEW" if view else "BASE TABLE", None if view else "InnoDB",
-                              None if view else 10, None if view else "Dynamic", None, 0, 0, 0, 0, 0, None,
-                              None, None, None, None if view else "utf8mb4_general_ci", None, "",
-                              "VIEW" if view else ""))
+            out["VIEWS"].append(
+                (
+                    "def",
+                    db,
+                    name,
+                    described.view_select,
+                    "NONE",
+                    "NO",
+                    "root@%",
+                    "DEFINER",
+                    "utf8mb4",
+                    "utf8mb4_general_ci",
+                )
+            )
+        out["TABLES"].append(
+            (
+                "def",
+                db,
+                name,
+                "VIEW" if view else "BASE TABLE",
+                None if view else "InnoDB",
+                None if view else 10,
+                None if view else "Dynamic",
+                None,
+                0,
+                0,
+                0,
+                0,
+                0,
+                None,
+                None,
+                None,
+                None,
+                None if view else "utf8mb4_general_ci",
+                None,
+                "",
+                "VIEW" if view else "",
+            )
+        )
         if not view:
-            out["PARTITIONS"].append(("def", db, name, None, None, None, None, None, None, None, None, None, None,
-                                      0, 0, 0, 0, 0, None, None, None, None, "", "", None))
+            out["PARTITIONS"].append(
+                (
+                    "def",
+                    db,
+                    name,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "",
+                    "",
+                    None,
+                )
+            )
         nullable = {c.name: c.nullable for c in described.columns}
         for ix in described.indexes:
             for seq, col in enumerate(ix.columns, 1):
-                out["STATISTICS"].append(("def", db, name, 0 if ix.unique else 1, db, ix.name, seq, col, "A",
-                                          None, None, None, "YES" if nullable.get(col) else "", "BTREE", "", "",
-                                          "YES", None))
+                out["STATISTICS"].append(
+                    (
+                        "def",
+                        db,
+                        name,
+                        0 if ix.unique else 1,
+                        db,
+                        ix.name,
+                        seq,
+                        col,
+                        "A",
+                        None,
+                        None,
+                        None,
+                        "YES" if nullable.get(col) else "",
+                        "BTREE",
+                        "",
+                        "",
+                        "YES",
+                        None,
+                    )
+                )
             if ix.unique:
-                out["TABLE_CONSTRAINTS"].append(("def", db, ix.name, db, name,
-                                                 "PRIMARY KEY" if ix.primary else "UNIQUE", "YES"))
+                out["TABLE_CONSTRAINTS"].append(
+                    ("def", db, ix.name, db, name, "PRIMARY KEY" if ix.primary else "UNIQUE", "YES")
+                )
                 for seq, col in enumerate(ix.columns, 1):
-                    out["KEY_COLUMN_USAGE"].append(("def", db, ix.name, "def", db, name, col, seq, None, None,
-                                                    None, None))
+                    out["KEY_COLUMN_USAGE"].append(
+                        ("def", db, ix.name, "def", db, name, col, seq, None, None, None, None)
+                    )
         for fk in described.foreign_keys:
             parent = table_description.describe(conn, fk.parent)
-            unique_name = next((ix.name for ix in parent.indexes if ix.unique and ix.columns == fk.parent_columns),
-                               "PRIMARY") if parent is not None else "PRIMARY"
+            unique_name = (
+                next(
+                    (ix.name for ix in parent.indexes if ix.unique and ix.columns == fk.parent_columns),
+                    "PRIMARY",
+                )
+                if parent is not None
+                else "PRIMARY"
+            )
             out["TABLE_CONSTRAINTS"].append(("def", db, fk.name, db, name, "FOREIGN KEY", "YES"))
-            out["REFERENTIAL_CONSTRAINTS"].append(("def", db, fk.name, "def", db, unique_name, "NONE",
-                                                   fk.on_update, fk.on_delete, name, fk.parent))
+            out["REFERENTIAL_CONSTRAINTS"].append(
+                (
+                    "def",
+                    db,
+                    fk.name,
+                    "def",
+                    db,
+                    unique_name,
+                    "NONE",
+                    fk.on_update,
+                    fk.on_delete,
+                    name,
+                    fk.parent,
+                )
+            )
             for pos, (col, ref_col) in enumerate(zip(fk.columns, fk.parent_columns, strict=False), 1):
-                out["KEY_COLUMN_USAGE"].append(("def", db, fk.name, "def", db, name, col, pos, pos, db,
-                                                fk.parent, ref_col))
+                out["KEY_COLUMN_USAGE"].append(
+                    ("def", db, fk.name, "def", db, name, col, pos, pos, db, fk.parent, ref_col)
+                )
         for ck in described.checks:
             out["TABLE_CONSTRAINTS"].append(("def", db, ck.name, db, name, "CHECK", "YES"))
             out["CHECK_CONSTRAINTS"].append(("def", db, ck.name, ck.clause))
         for c in described.columns:
             char_len, octets, precision, scale = _lengths(c.type)
             is_text = char_len is not None and "blob" not in c.type and "binary" not in c.type
-            out["COLUMNS"].append(("def", db, name, c.name, c.position, c.default, "YES" if c.nullable else "NO",
-                                   c.data_type, char_len, octets, precision, scale,
-                                   _datetime_precision(c.type), "utf8mb4" if is_text else None,
-                                   "utf8mb4_general_ci" if is_text else None, c.type, c.key, c.extra,
-                                   "select,insert,update,references", "", c.generated, None))
+            out["COLUMNS"].append(
+                (
+                    "def",
+                    db,
+                    name,
+                    c.name,
+                    c.position,
+                    c.default,
+                    "YES" if c.nullable else "NO",
+                    c.data_type,
+                    char_len,
+                    octets,
+                    precision,
+                    scale,
+                    _datetime_precision(c.type),
+                    "utf8mb4" if is_text else None,
+                    "utf8mb4_general_ci" if is_text else None,
+                    c.type,
+                    c.key,
+                    c.extra,
+                    "select,insert,update,references",
+                    "",
+                    c.generated,
+                    None,
+                )
+            )
     return out
 
 
@@ -225,25 +384,36 @@ def refresh(connections: SessionConnections, conn: apsw.Connection) -> None:
         for table in _TABLES:
             conn.execute(f"DELETE FROM information_schema.{table}")
         for name in names:
-            conn.execute("INSERT INTO information_schema.SCHEMATA VALUES ('def', ?, 'utf8mb4', 'utf8mb4_general_ci', "
-                         "NULL, 'NO')", (name,))
+            conn.execute(
+                "INSERT INTO information_schema.SCHEMATA VALUES ('def', ?, 'utf8mb4', 'utf8mb4_general_ci', "
+                "NULL, 'NO')",
+                (name,),
+            )
             for table, rows in _rows_for_database(connections, name).items():
                 if rows:
                     marks = ",".join("?" * len(rows[0]))
                     conn.executemany(f"INSERT INTO information_schema.{table} VALUES ({marks})", rows)
-        conn.execute("INSERT INTO information_schema.SCHEMATA VALUES ('def', 'information_schema', 'utf8mb3', "
-                     "'utf8mb3_general_ci', NULL, 'NO')")
+        conn.execute(
+            "INSERT INTO information_schema.SCHEMATA VALUES ('def', 'information_schema', 'utf8mb3', "
+            "'utf8mb3_general_ci', NULL, 'NO')"
+        )
         if not conn.execute("SELECT 1 FROM information_schema.ENGINES").fetchone():
-            conn.execute("INSERT INTO information_schema.ENGINES VALUES ('InnoDB', 'DEFAULT', "
-                         "'SQLite storage replicated by Marmot', 'YES', 'NO', 'YES')")
-            conn.execute("INSERT INTO information_schema.CHARACTER_SETS VALUES ('utf8mb4', 'utf8mb4_general_ci', "
-                         "'UTF-8 Unicode', 4), ('binary', 'binary', 'Binary pseudo charset', 1)")
-            conn.execute("INSERT INTO information_schema.COLLATIONS VALUES "
-                         "('utf8mb4_general_ci', 'utf8mb4', 45, 'Yes', 'Yes', 1, 'PAD SPACE'), "
-                         "('utf8mb4_bin', 'utf8mb4', 46, '', 'Yes', 1, 'PAD SPACE'), "
-                         "('utf8mb4_unicode_ci', 'utf8mb4', 224, '', 'Yes', 8, 'PAD SPACE'), "
-                         "('utf8mb4_0900_ai_ci', 'utf8mb4', 255, '', 'Yes', 0, 'NO PAD'), "
-                         "('binary', 'binary', 63, 'Yes', 'Yes', 1, 'NO PAD')")
+            conn.execute(
+                "INSERT INTO information_schema.ENGINES VALUES ('InnoDB', 'DEFAULT', "
+                "'SQLite storage replicated by Marmot', 'YES', 'NO', 'YES')"
+            )
+            conn.execute(
+                "INSERT INTO information_schema.CHARACTER_SETS VALUES ('utf8mb4', 'utf8mb4_general_ci', "
+                "'UTF-8 Unicode', 4), ('binary', 'binary', 'Binary pseudo charset', 1)"
+            )
+            conn.execute(
+                "INSERT INTO information_schema.COLLATIONS VALUES "
+                "('utf8mb4_general_ci', 'utf8mb4', 45, 'Yes', 'Yes', 1, 'PAD SPACE'), "
+                "('utf8mb4_bin', 'utf8mb4', 46, '', 'Yes', 1, 'PAD SPACE'), "
+                "('utf8mb4_unicode_ci', 'utf8mb4', 224, '', 'Yes', 8, 'PAD SPACE'), "
+                "('utf8mb4_0900_ai_ci', 'utf8mb4', 255, '', 'Yes', 0, 'NO PAD'), "
+                "('binary', 'binary', 63, 'Yes', 'Yes', 1, 'NO PAD')"
+            )
         conn.execute("DELETE FROM information_schema.__marmot_built")
         conn.execute("INSERT INTO information_schema.__marmot_built VALUES (?)", (stamp,))
         conn.execute("RELEASE __marmot_is")

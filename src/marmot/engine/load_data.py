@@ -102,7 +102,9 @@ def parse(sql: str) -> LoadSpec:
             i += 1
             while i < len(toks) and toks[i].text != ")":
                 if toks[i].text != ",":
-                    spec.columns.append(toks[i].text if toks[i].kind == "var" else lexer.unquote_identifier(toks[i].text))
+                    spec.columns.append(
+                        toks[i].text if toks[i].kind == "var" else lexer.unquote_identifier(toks[i].text)
+                    )
                 i += 1
             i += 1
         elif w == "SET":

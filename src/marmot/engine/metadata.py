@@ -47,7 +47,9 @@ def answer(session: Session, sql: str) -> ResultSet:
             break
     head = rw[0] if rw else ""
     if head in ("DATABASES", "SCHEMAS"):
-        return _filtered(ResultSet(_cols("Database"), [(n,) for n in session.ctx.databases.names()]), rest[1:])
+        return _filtered(
+            ResultSet(_cols("Database"), [(n,) for n in session.ctx.databases.names()]), rest[1:]
+        )
     if head == "TABLES":
         return _tables(session, rest[1:], full)
     if head in ("COLUMNS", "FIELDS"):
@@ -59,12 +61,17 @@ def answer(session: Session, sql: str) -> ResultSet:
         rows: list[Row] = [(k, _show_value(k, v)) for k, v in sorted(merged.items())]
         return _filtered(ResultSet(_cols("Variable_name", "Value"), rows), rest[1:])
     if head == "STATUS":
-        rows = [("Threads_connected", str(len(session.ctx.sessions))), ("Uptime", "1"),
-                ("Questions", "0"), ("Ssl_cipher", "")]
+        rows = [
+            ("Threads_connected", str(len(session.ctx.sessions))),
+            ("Uptime", "1"),
+            ("Questions", "0"),
+            ("Ssl_cipher", ""),
+        ]
         return _filtered(ResultSet(_cols("Variable_name", "Value"), rows), rest[1:])
     if head in ("WARNINGS", "ERRORS"):
-        return ResultSet(_cols("Level", "Code", "Message", types=(_TEXT, _INT, _TEXT)),
-                         list(session.warnings))
+        return ResultSet(
+            _cols("Level", "Code", "Message", types=(_TEXT, _INT, _TEXT)), list(session.warnings)
+        )
     if head == "CREATE" and rw[1:2] == ["TABLE"]:
         return _create_table(session, rest[2:])
     if head == "CREATE" and rw[1:2] == ["VIEW"]:
@@ -79,48 +86,150 @@ def answer(session: Session, sql: str) -> ResultSet:
             raise errors.unknown_database(name)
         # mariadb-dump --databases / --all-databases asks with IF NOT EXISTS and replays the answer.
         exists = "/*!32312 IF NOT EXISTS*/ " if rw[2:5] == ["IF", "NOT", "EXISTS"] else ""
-        return ResultSet(_cols("Database", "Create Database"),
-                         [(name, f"CREATE DATABASE {exists}`{name}` /*!40100 DEFAULT CHARACTER SET utf8mb4 "
-                                 "COLLATE utf8mb4_general_ci */")])
+        return ResultSet(
+            _cols("Database", "Create Database"),
+            [
+                (
+                    name,
+                    f"CREATE DATABASE {exists}`{name}` /*!40100 DEFAULT CHARACTER SET utf8mb4 "
+                    "COLLATE utf8mb4_general_ci */",
+                )
+            ],
+        )
     if head == "ENGINES":
-        return ResultSet(_cols("Engine", "Support", "Comment", "Transactions", "XA", "Savepoints"),
-                         [("InnoDB", "DEFAULT", "SQLite storage replicated by Marmot", "YES", "NO", "YES")])
+        return ResultSet(
+            _cols("Engine", "Support", "Comment", "Transactions", "XA", "Savepoints"),
+            [("InnoDB", "DEFAULT", "SQLite storage replicated by Marmot", "YES", "NO", "YES")],
+        )
     if head in ("COLLATION",):
-        rows = [("utf8mb4_general_ci", "utf8mb4", 45, "Yes", "Yes", 1),
-                ("utf8mb4_bin", "utf8mb4", 46, "", "Yes", 1),
-                ("utf8mb4_unicode_ci", "utf8mb4", 224, "", "Yes", 8),
-                ("utf8mb4_0900_ai_ci", "utf8mb4", 255, "", "Yes", 0),
-                ("binary", "binary", 63, "Yes", "Yes", 1)]
-        return _filtered(ResultSet(_cols("Collation", "Charset", "Id", "Default", "Compiled", "Sortlen",
-                                         types=(_TEXT, _TEXT, _INT, _TEXT, _TEXT, _INT)), rows), rest[1:])
+        rows = [
+            ("utf8mb4_general_ci", "utf8mb4", 45, "Yes", "Yes", 1),
+            ("utf8mb4_bin", "utf8mb4", 46, "", "Yes", 1),
+            ("utf8mb4_unicode_ci", "utf8mb4", 224, "", "Yes", 8),
+            ("utf8mb4_0900_ai_ci", "utf8mb4", 255, "", "Yes", 0),
+            ("binary", "binary", 63, "Yes", "Yes", 1),
+        ]
+        return _filtered(
+            ResultSet(
+                _cols(
+                    "Collation",
+                    "Charset",
+                    "Id",
+                    "Default",
+                    "Compiled",
+                    "Sortlen",
+                    types=(_TEXT, _TEXT, _INT, _TEXT, _TEXT, _INT),
+                ),
+                rows,
+            ),
+            rest[1:],
+        )
     if head in ("CHARACTER", "CHARSET"):
-        rows = [("utf8mb4", "UTF-8 Unicode", "utf8mb4_general_ci", 4), ("binary", "Binary pseudo charset", "binary", 1)]
+        rows = [
+            ("utf8mb4", "UTF-8 Unicode", "utf8mb4_general_ci", 4),
+            ("binary", "Binary pseudo charset", "binary", 1),
+        ]
         skip = 2 if head == "CHARACTER" else 1
-        return _filtered(ResultSet(_cols("Charset", "Description", "Default collation", "Maxlen",
-                                         types=(_TEXT, _TEXT, _TEXT, _INT)), rows), rest[skip:])
+        return _filtered(
+            ResultSet(
+                _cols(
+                    "Charset", "Description", "Default collation", "Maxlen", types=(_TEXT, _TEXT, _TEXT, _INT)
+                ),
+                rows,
+            ),
+            rest[skip:],
+        )
     if head == "PROCESSLIST":
         rows = []
         for cid, other in sorted(session.ctx.sessions.items()):
-            rows.append((cid, getattr(other, "user", ""), getattr(other, "host", ""), getattr(other, "database", None),
-                         getattr(other, "command", "Sleep"), 0, "", getattr(other, "info", "") or None))
-        return ResultSet(_cols("Id", "User", "Host", "db", "Command", "Time", "State", "Info",
-                               types=(_INT, _TEXT, _TEXT, _TEXT, _TEXT, _INT, _TEXT, _TEXT)), rows)
+            rows.append(
+                (
+                    cid,
+                    getattr(other, "user", ""),
+                    getattr(other, "host", ""),
+                    getattr(other, "database", None),
+                    getattr(other, "command", "Sleep"),
+                    0,
+                    "",
+                    getattr(other, "info", "") or None,
+                )
+            )
+        return ResultSet(
+            _cols(
+                "Id",
+                "User",
+                "Host",
+                "db",
+                "Command",
+                "Time",
+                "State",
+                "Info",
+                types=(_INT, _TEXT, _TEXT, _TEXT, _TEXT, _INT, _TEXT, _TEXT),
+            ),
+            rows,
+        )
     if head == "GRANTS":
-        return ResultSet(_cols(f"Grants for {session.user}@%"),
-                         [(f"GRANT ALL PRIVILEGES ON *.* TO `{session.user}`@`%` WITH GRANT OPTION",)])
+        return ResultSet(
+            _cols(f"Grants for {session.user}@%"),
+            [(f"GRANT ALL PRIVILEGES ON *.* TO `{session.user}`@`%` WITH GRANT OPTION",)],
+        )
     if head in ("INDEX", "INDEXES", "KEYS"):
         return _indexes(session, rest[1:])
     if head == "TABLE" and rw[1:2] == ["STATUS"]:
         return _table_status(session, rest[2:])
-    if head in ("PROCEDURE", "FUNCTION") and rw[1:2] == ["STATUS"]:  # no stored routines: MySQL's columns, no rows
-        return ResultSet(_cols("Db", "Name", "Type", "Definer", "Modified", "Created", "Security_type", "Comment",
-                               "character_set_client", "collation_connection", "Database Collation"), [])
+    if head in ("PROCEDURE", "FUNCTION") and rw[1:2] == [
+        "STATUS"
+    ]:  # no stored routines: MySQL's columns, no rows
+        return ResultSet(
+            _cols(
+                "Db",
+                "Name",
+                "Type",
+                "Definer",
+                "Modified",
+                "Created",
+                "Security_type",
+                "Comment",
+                "character_set_client",
+                "collation_connection",
+                "Database Collation",
+            ),
+            [],
+        )
     if head == "EVENTS":
-        return ResultSet(_cols("Db", "Name", "Definer", "Time zone", "Type", "Execute at", "Interval value",
-                               "Interval field", "Starts", "Ends", "Status", "Originator", "character_set_client",
-                               "collation_connection", "Database Collation"), [])
-    if head in ("EVENTS", "PLUGINS", "PROCEDURE", "FUNCTION", "PRIVILEGES", "PROFILES",
-                "OPEN", "MASTER", "SLAVE", "REPLICAS", "BINARY"):
+        return ResultSet(
+            _cols(
+                "Db",
+                "Name",
+                "Definer",
+                "Time zone",
+                "Type",
+                "Execute at",
+                "Interval value",
+                "Interval field",
+                "Starts",
+                "Ends",
+                "Status",
+                "Originator",
+                "character_set_client",
+                "collation_connection",
+                "Database Collation",
+            ),
+            [],
+        )
+    if head in (
+        "EVENTS",
+        "PLUGINS",
+        "PROCEDURE",
+        "FUNCTION",
+        "PRIVILEGES",
+        "PROFILES",
+        "OPEN",
+        "MASTER",
+        "SLAVE",
+        "REPLICAS",
+        "BINARY",
+    ):
         return ResultSet(_cols("Name"), [])
     raise errors.syntax_error(
         "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version "
@@ -221,9 +330,22 @@ def _columns(session: Session, toks: list[lexer.Token], full: bool) -> ResultSet
     for c in described.columns:
         null = "YES" if c.nullable else "NO"
         if full:
-            collation = "utf8mb4_general_ci" if any(x in c.type for x in ("char", "text", "enum", "set")) else None
-            rows.append((c.name, c.type, collation, null, c.key, c.default, c.extra,
-                         "select,insert,update,references", ""))
+            collation = (
+                "utf8mb4_general_ci" if any(x in c.type for x in ("char", "text", "enum", "set")) else None
+            )
+            rows.append(
+                (
+                    c.name,
+                    c.type,
+                    collation,
+                    null,
+                    c.key,
+                    c.default,
+                    c.extra,
+                    "select,insert,update,references",
+                    "",
+                )
+            )
         else:
             rows.append((c.name, c.type, null, c.key, c.default, c.extra))
     if full:
@@ -237,10 +359,14 @@ def _create_table(session: Session, toks: list[lexer.Token], view_only: bool = F
     db, table, _ = _table_name(session, toks)
     _conn, described = _describe(session, db, table)
     if described.is_view:
-        ddl = (f"CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `{described.name}` AS "
-               f"{described.view_select}")
-        return ResultSet(_cols("View", "Create View", "character_set_client", "collation_connection"),
-                         [(described.name, ddl, "utf8mb4", "utf8mb4_general_ci")])
+        ddl = (
+            f"CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW `{described.name}` AS "
+            f"{described.view_select}"
+        )
+        return ResultSet(
+            _cols("View", "Create View", "character_set_client", "collation_connection"),
+            [(described.name, ddl, "utf8mb4", "utf8mb4_general_ci")],
+        )
     if view_only:
         raise MySQLError(1347, "HY000", f"'{db}.{described.name}' is not VIEW")
     lines = []
@@ -263,20 +389,49 @@ def _create_table(session: Session, toks: list[lexer.Token], view_only: bool = F
         lines.append(f"  {kind} ({cols})")
     lines.extend("  " + table_description.foreign_key_clause(fk) for fk in described.foreign_keys)
     lines.extend(f"  CONSTRAINT `{ck.name}` CHECK ({ck.clause})" for ck in described.checks)
-    ddl = (f"CREATE TABLE `{described.name}` (\n" + ",\n".join(lines)
-           + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci")
+    ddl = (
+        f"CREATE TABLE `{described.name}` (\n"
+        + ",\n".join(lines)
+        + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"
+    )
     return ResultSet(_cols("Table", "Create Table"), [(described.name, ddl)])
 
 
-_TRIGGER_COLUMNS = ("Trigger", "Event", "Table", "Statement", "Timing", "Created", "sql_mode", "Definer",
-                    "character_set_client", "collation_connection", "Database Collation")
+_TRIGGER_COLUMNS = (
+    "Trigger",
+    "Event",
+    "Table",
+    "Statement",
+    "Timing",
+    "Created",
+    "sql_mode",
+    "Definer",
+    "character_set_client",
+    "collation_connection",
+    "Database Collation",
+)
 
 
 def _trigger_rows(session: Session, db: str) -> list[Row]:
     """SHOW TRIGGERS rows, each followed by the trigger's CREATE statement."""
     sql_mode = session.ctx.global_variables.get("sql_mode", "")
-    return [(t.name, t.event, t.table, t.body, t.timing, None, sql_mode, "root@%", "utf8mb4", "utf8mb4_general_ci",
-             "utf8mb4_general_ci", t.create_statement) for t in table_description.user_triggers(session.connections.get(db))]
+    return [
+        (
+            t.name,
+            t.event,
+            t.table,
+            t.body,
+            t.timing,
+            None,
+            sql_mode,
+            "root@%",
+            "utf8mb4",
+            "utf8mb4_general_ci",
+            "utf8mb4_general_ci",
+            t.create_statement,
+        )
+        for t in table_description.user_triggers(session.connections.get(db))
+    ]
 
 
 def _triggers(session: Session, rest: list[lexer.Token]) -> ResultSet:
@@ -286,18 +441,27 @@ def _triggers(session: Session, rest: list[lexer.Token]) -> ResultSet:
     if rest and rest[0].text.upper() == "LIKE" and len(rest) > 1:
         rx = like_to_regex(lexer.unquote_string(rest[1].text))
         rows, rest = [r for r in rows if rx.match(r[2])], []
-    return _filtered(ResultSet(_cols(*_TRIGGER_COLUMNS, types=(*[_TEXT] * 5, "DATETIME", *[_TEXT] * 5)), rows),
-                     rest)
+    return _filtered(
+        ResultSet(_cols(*_TRIGGER_COLUMNS, types=(*[_TEXT] * 5, "DATETIME", *[_TEXT] * 5)), rows), rest
+    )
 
 
 def _create_trigger(session: Session, toks: list[lexer.Token]) -> ResultSet:
     db, name, _ = _table_name(session, toks)
     for row in _trigger_rows(session, db):
         if row[0].lower() == name.lower():
-            return ResultSet(_cols("Trigger", "sql_mode", "SQL Original Statement", "character_set_client",
-                                   "collation_connection", "Database Collation", "Created"),
-                             [(row[0], row[6], row[-1], "utf8mb4", "utf8mb4_general_ci", "utf8mb4_general_ci",
-                               None)])
+            return ResultSet(
+                _cols(
+                    "Trigger",
+                    "sql_mode",
+                    "SQL Original Statement",
+                    "character_set_client",
+                    "collation_connection",
+                    "Database Collation",
+                    "Created",
+                ),
+                [(row[0], row[6], row[-1], "utf8mb4", "utf8mb4_general_ci", "utf8mb4_general_ci", None)],
+            )
     raise MySQLError(1360, "HY000", "Trigger does not exist")
 
 
@@ -310,12 +474,59 @@ def _indexes(session: Session, toks: list[lexer.Token]) -> ResultSet:
     rows = []
     for ix in described.indexes:
         for seq, col in enumerate(ix.columns, 1):
-            rows.append((described.name, 0 if ix.unique else 1, ix.name, seq, col, "A", None, None, None,
-                         "YES" if nullable.get(col) else "", "BTREE", "", "", "YES", None))
-    cols = _cols("Table", "Non_unique", "Key_name", "Seq_in_index", "Column_name", "Collation", "Cardinality",
-                 "Sub_part", "Packed", "Null", "Index_type", "Comment", "Index_comment", "Visible", "Expression",
-                 types=(_TEXT, _INT, _TEXT, _INT, _TEXT, _TEXT, _INT, _INT, _TEXT, _TEXT, _TEXT, _TEXT, _TEXT,
-                        _TEXT, _TEXT))
+            rows.append(
+                (
+                    described.name,
+                    0 if ix.unique else 1,
+                    ix.name,
+                    seq,
+                    col,
+                    "A",
+                    None,
+                    None,
+                    None,
+                    "YES" if nullable.get(col) else "",
+                    "BTREE",
+                    "",
+                    "",
+                    "YES",
+                    None,
+                )
+            )
+    cols = _cols(
+        "Table",
+        "Non_unique",
+        "Key_name",
+        "Seq_in_index",
+        "Column_name",
+        "Collation",
+        "Cardinality",
+        "Sub_part",
+        "Packed",
+        "Null",
+        "Index_type",
+        "Comment",
+        "Index_comment",
+        "Visible",
+        "Expression",
+        types=(
+            _TEXT,
+            _INT,
+            _TEXT,
+            _INT,
+            _TEXT,
+            _TEXT,
+            _INT,
+            _INT,
+            _TEXT,
+            _TEXT,
+            _TEXT,
+            _TEXT,
+            _TEXT,
+            _TEXT,
+            _TEXT,
+        ),
+    )
     return _filtered(ResultSet(cols, rows), rest)
 
 
@@ -326,11 +537,66 @@ def _table_status(session: Session, rest: list[lexer.Token]) -> ResultSet:
     for name, kind in table_description.user_objects(conn):
         counted = conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone() if kind == "table" else None
         count = counted[0] if counted is not None else None
-        rows.append((name, "InnoDB" if kind == "table" else None, 10, "Dynamic", count, 0, 0, 0, 0, 0, None,
-                     None, None, None, "utf8mb4_general_ci", None, "", "VIEW" if kind == "view" else ""))
-    cols = _cols("Name", "Engine", "Version", "Row_format", "Rows", "Avg_row_length", "Data_length",
-                 "Max_data_length", "Index_length", "Data_free", "Auto_increment", "Create_time", "Update_time",
-                 "Check_time", "Collation", "Checksum", "Create_options", "Comment",
-                 types=(_TEXT, _TEXT, _INT, _TEXT, _INT, _INT, _INT, _INT, _INT, _INT, _INT, "DATETIME",
-                        "DATETIME", "DATETIME", _TEXT, _INT, _TEXT, _TEXT))
+        rows.append(
+            (
+                name,
+                "InnoDB" if kind == "table" else None,
+                10,
+                "Dynamic",
+                count,
+                0,
+                0,
+                0,
+                0,
+                0,
+                None,
+                None,
+                None,
+                None,
+                "utf8mb4_general_ci",
+                None,
+                "",
+                "VIEW" if kind == "view" else "",
+            )
+        )
+    cols = _cols(
+        "Name",
+        "Engine",
+        "Version",
+        "Row_format",
+        "Rows",
+        "Avg_row_length",
+        "Data_length",
+        "Max_data_length",
+        "Index_length",
+        "Data_free",
+        "Auto_increment",
+        "Create_time",
+        "Update_time",
+        "Check_time",
+        "Collation",
+        "Checksum",
+        "Create_options",
+        "Comment",
+        types=(
+            _TEXT,
+            _TEXT,
+            _INT,
+            _TEXT,
+            _INT,
+            _INT,
+            _INT,
+            _INT,
+            _INT,
+            _INT,
+            _INT,
+            "DATETIME",
+            "DATETIME",
+            "DATETIME",
+            _TEXT,
+            _INT,
+            _TEXT,
+            _TEXT,
+        ),
+    )
     return _filtered(ResultSet(cols, rows), rest)

@@ -65,8 +65,12 @@ class PlanRunner:
         plan = self.plan(norm, sql)
         if plan.kind == READ:  # the common case, straight to the read
             return await self._read(plan, norm.literals, params)
-        if plan.attach and not plan.needs_database and len(plan.attach) == 1 \
-                and s.ctx.replication is not None:
+        if (
+            plan.attach
+            and not plan.needs_database
+            and len(plan.attach) == 1
+            and s.ctx.replication is not None
+        ):
             # Every table is qualified with one other database: run it as a statement of that database,
             # so its rows are captured and replicated in that database's stream.
             target = next(iter(plan.attach))
@@ -78,7 +82,9 @@ class PlanRunner:
                 s.database = saved
         return await self._run_retrying(plan, norm, sql, params)
 
-    async def _run_retrying(self, plan: Plan, norm: lexer.Normalized, sql: str, params: list[object]) -> Result:
+    async def _run_retrying(
+        self, plan: Plan, norm: lexer.Normalized, sql: str, params: list[object]
+    ) -> Result:
         """DDL is serialised cluster-wide: a DDL that meets another one in flight (a write conflict on the
         database's DDL intent) waits and retries, re-planned against the schema the other one left, for up
         to ``[ddl] lock_lease_seconds`` before the client gets the 1213."""
@@ -108,8 +114,12 @@ class PlanRunner:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         if plan.kind == DDL:
             if not s.ctx.ddl_implicit_commit and (s.txn.in_transaction or s.txn.replicated is not None):
-                raise MySQLError(1105, "HY000", "DDL inside a transaction is refused ([transaction] "
-                                 "ddl_implicit_commit = false): COMMIT or ROLLBACK first")
+                raise MySQLError(
+                    1105,
+                    "HY000",
+                    "DDL inside a transaction is refused ([transaction] "
+                    "ddl_implicit_commit = false): COMMIT or ROLLBACK first",
+                )
             await s.transactions.implicit_commit()
             if s.ctx.replication is not None and not _is_truncate(plan):
                 return await self._ddl(plan)
@@ -134,8 +144,9 @@ class PlanRunner:
         try:
             rows = self._read_steps(conn, plan, literals, params, cursor)
         except apsw.BusyError:
-            rows = await retry_busy(lambda: self._read_steps(conn, plan, literals, params),
-                                    s.ctx.lock_wait_timeout_s)
+            rows = await retry_busy(
+                lambda: self._read_steps(conn, plan, literals, params), s.ctx.lock_wait_timeout_s
+            )
         except _STATEMENT_ERRORS as err:
             if s.database is None and isinstance(err, apsw.SQLError) and "no such table" in str(err):
                 raise MySQLError(1046, "3D000", "No database selected") from err
@@ -149,8 +160,14 @@ class PlanRunner:
             return ResultSet(known, rows)
         return ResultSet(self.columns.of_plan(plan), rows)
 
-    def _read_steps(self, conn: apsw.Connection, plan: Plan, literals: list[object],
-                    params: list[object], cursor: apsw.Cursor | None = None) -> list[Row]:
+    def _read_steps(
+        self,
+        conn: apsw.Connection,
+        plan: Plan,
+        literals: list[object],
+        params: list[object],
+        cursor: apsw.Cursor | None = None,
+    ) -> list[Row]:
         if cursor is None:
             cursor = conn.cursor()
             cursor.exec_trace = self.columns.trace
@@ -193,10 +210,15 @@ class PlanRunner:
         sqls = [step.sql for step in plan.steps]
         database = s.database
         if database is None or plan.attach or writer.is_local_ddl(conn, sqls):
-            writer.made_temp_tables = True  # from now on, writes check whether they only touch TEMPORARY tables
+            writer.made_temp_tables = (
+                True  # from now on, writes check whether they only touch TEMPORARY tables
+            )
             if plan.attach and not writer.is_local_ddl(conn, sqls):
-                raise MySQLError(1105, "HY000", "DDL on another database than the current one is not "
-                                 "replicated: USE that database first")
+                raise MySQLError(
+                    1105,
+                    "HY000",
+                    "DDL on another database than the current one is not replicated: USE that database first",
+                )
             return await self._write(plan, [], [])
         if plan.rebuild:
             conn.execute("PRAGMA foreign_keys=OFF").fetchall()
@@ -230,8 +252,9 @@ class PlanRunner:
                     conn.execute("PRAGMA foreign_keys=ON").fetchall()
         return await self._write_locked(conn, plan, literals, params)
 
-    async def _write_locked(self, conn: apsw.Connection, plan: Plan, literals: list[object],
-                            params: list[object]) -> Result:
+    async def _write_locked(
+        self, conn: apsw.Connection, plan: Plan, literals: list[object], params: list[object]
+    ) -> Result:
         s = self.session
         s.functions.start_statement()
         counter = _AffectedRows(plan.affected, s.client_found_rows) if plan.affected else None

@@ -78,7 +78,9 @@ class RawSQL:
             text = stmt.rest
         return result
 
-    async def _statement(self, conn: apsw.Connection, stmt: rs.RawStatement, bindings: list[object] | None) -> Result:
+    async def _statement(
+        self, conn: apsw.Connection, stmt: rs.RawStatement, bindings: list[object] | None
+    ) -> Result:
         s = self.session
         if stmt.kind == rs.READ:
             return await self._read(conn, stmt.sql, bindings)
@@ -128,7 +130,9 @@ class RawSQL:
             return ResultSet([d[:2] for d in self._description], rows)
         return OkResult(affected_rows=conn.changes())
 
-    async def _write(self, conn: apsw.Connection, stmt: rs.RawStatement, bindings: list[object] | None) -> Result:
+    async def _write(
+        self, conn: apsw.Connection, stmt: rs.RawStatement, bindings: list[object] | None
+    ) -> Result:
         """A write to the database's tables: captured in a dry run and replicated like any write."""
         s = self.session
         db = s.database
@@ -160,8 +164,12 @@ class RawSQL:
         db = s.database
         assert db is not None
         if not s.ctx.ddl_implicit_commit and (s.txn.in_transaction or s.txn.replicated is not None):
-            raise MySQLError(1105, "HY000", "DDL inside a transaction is refused ([transaction] "
-                             "ddl_implicit_commit = false): COMMIT or ROLLBACK first")
+            raise MySQLError(
+                1105,
+                "HY000",
+                "DDL inside a transaction is refused ([transaction] "
+                "ddl_implicit_commit = false): COMMIT or ROLLBACK first",
+            )
         await s.transactions.implicit_commit()
         statement = _without_final_semicolon(sql)
 

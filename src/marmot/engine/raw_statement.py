@@ -49,24 +49,43 @@ TEMP_DDL = "temp_ddl"
 MAINTENANCE = "maintenance"
 
 _WRITES = frozenset({apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE})
-_SCHEMA_CHANGES = frozenset({
-    apsw.SQLITE_CREATE_INDEX, apsw.SQLITE_CREATE_TABLE, apsw.SQLITE_CREATE_TRIGGER, apsw.SQLITE_CREATE_VIEW,
-    apsw.SQLITE_DROP_INDEX, apsw.SQLITE_DROP_TABLE, apsw.SQLITE_DROP_TRIGGER, apsw.SQLITE_DROP_VIEW,
-    apsw.SQLITE_ALTER_TABLE, apsw.SQLITE_CREATE_VTABLE, apsw.SQLITE_DROP_VTABLE,
-})
-_TEMP_SCHEMA_CHANGES = frozenset({
-    apsw.SQLITE_CREATE_TEMP_INDEX, apsw.SQLITE_CREATE_TEMP_TABLE, apsw.SQLITE_CREATE_TEMP_TRIGGER,
-    apsw.SQLITE_CREATE_TEMP_VIEW, apsw.SQLITE_DROP_TEMP_INDEX, apsw.SQLITE_DROP_TEMP_TABLE,
-    apsw.SQLITE_DROP_TEMP_TRIGGER, apsw.SQLITE_DROP_TEMP_VIEW,
-})
-_ON_TABLE = frozenset({apsw.SQLITE_CREATE_INDEX, apsw.SQLITE_DROP_INDEX, apsw.SQLITE_CREATE_TRIGGER,
-                       apsw.SQLITE_DROP_TRIGGER})
+_SCHEMA_CHANGES = frozenset(
+    {
+        apsw.SQLITE_CREATE_INDEX,
+        apsw.SQLITE_CREATE_TABLE,
+        apsw.SQLITE_CREATE_TRIGGER,
+        apsw.SQLITE_CREATE_VIEW,
+        apsw.SQLITE_DROP_INDEX,
+        apsw.SQLITE_DROP_TABLE,
+        apsw.SQLITE_DROP_TRIGGER,
+        apsw.SQLITE_DROP_VIEW,
+        apsw.SQLITE_ALTER_TABLE,
+        apsw.SQLITE_CREATE_VTABLE,
+        apsw.SQLITE_DROP_VTABLE,
+    }
+)
+_TEMP_SCHEMA_CHANGES = frozenset(
+    {
+        apsw.SQLITE_CREATE_TEMP_INDEX,
+        apsw.SQLITE_CREATE_TEMP_TABLE,
+        apsw.SQLITE_CREATE_TEMP_TRIGGER,
+        apsw.SQLITE_CREATE_TEMP_VIEW,
+        apsw.SQLITE_DROP_TEMP_INDEX,
+        apsw.SQLITE_DROP_TEMP_TABLE,
+        apsw.SQLITE_DROP_TEMP_TRIGGER,
+        apsw.SQLITE_DROP_TEMP_VIEW,
+    }
+)
+_ON_TABLE = frozenset(
+    {apsw.SQLITE_CREATE_INDEX, apsw.SQLITE_DROP_INDEX, apsw.SQLITE_CREATE_TRIGGER, apsw.SQLITE_DROP_TRIGGER}
+)
 _TRANSACTION_CONTROL = frozenset({apsw.SQLITE_TRANSACTION, apsw.SQLITE_SAVEPOINT})
 # Pragmas SQLite counts as read-only that still change what later writes store or how the schema is read
 _UNSAFE_SETTINGS = frozenset({"writable_schema", "ignore_check_constraints"})
 # Pragmas that write to the file but leave every row as it is
-_MAINTENANCE_PRAGMAS = frozenset({"optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory",
-                                  "journal_mode"})
+_MAINTENANCE_PRAGMAS = frozenset(
+    {"optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory", "journal_mode"}
+)
 _TEMP_SCHEMAS = frozenset({"temp"})
 _SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
 _VACUUM_INTO = re.compile(r"^\s*VACUUM\b(?:\s+\S+)?\s+INTO\b", re.IGNORECASE)
@@ -98,8 +117,9 @@ class _Seen:
     transaction_control: bool = False
 
 
-def classify(conn: apsw.Connection, sql: str, database: str, bindings: list[object] | None = None
-             ) -> RawStatement | None:
+def classify(
+    conn: apsw.Connection, sql: str, database: str, bindings: list[object] | None = None
+) -> RawStatement | None:
     """Classify the first statement of ``sql`` on ``conn`` without running it; None when ``sql`` holds no
     statement (only whitespace or comments). Raises ``MySQLError`` for a statement refused here and
     for one SQLite cannot prepare (syntax, unknown table)."""
@@ -151,7 +171,7 @@ def classify(conn: apsw.Connection, sql: str, database: str, bindings: list[obje
     if "first" not in traced or not traced["does_something"]:
         return None
     first = str(traced["first"])
-    rest = sql[len(first):] if len(sql) > len(first) else None
+    rest = sql[len(first) :] if len(sql) > len(first) else None
     kind, tables = _kind(conn, first, seen, bool(traced["readonly"]))
     return RawStatement(first, rest, kind, tables, seen.direct_insert and kind == WRITE)
 
@@ -162,22 +182,30 @@ def _refuse(what: str) -> MySQLError:
 
 def _kind(conn: apsw.Connection, sql: str, seen: _Seen, readonly: bool) -> tuple[str, frozenset[str]]:
     if seen.transaction_control:
-        raise _refuse("raw SQLite transaction control is not accepted; use BEGIN, COMMIT, ROLLBACK, "
-                      "SAVEPOINT and RELEASE (they apply to the replicated transaction)")
+        raise _refuse(
+            "raw SQLite transaction control is not accepted; use BEGIN, COMMIT, ROLLBACK, "
+            "SAVEPOINT and RELEASE (they apply to the replicated transaction)"
+        )
     for name, value in seen.pragmas:
         if name in _UNSAFE_SETTINGS and value is not None:
-            raise _refuse(f"PRAGMA {name} is refused: it changes what this node's writes store or how its "
-                          "schema is read, which other nodes would not share")
+            raise _refuse(
+                f"PRAGMA {name} is refused: it changes what this node's writes store or how its "
+                "schema is read, which other nodes would not share"
+            )
     if seen.schema_changes:
         for _code, schema, obj in seen.schema_changes:
             if schema != "main":
-                raise _refuse(f"DDL on attached database '{schema}' ({obj}) is not replicated; USE that "
-                              "database and run it there")
+                raise _refuse(
+                    f"DDL on attached database '{schema}' ({obj}) is not replicated; USE that "
+                    "database and run it there"
+                )
         for module in seen.modules:
             if module.lower() not in _builtin_modules():
-                raise _refuse(f"virtual table module '{module}' is not built into SQLite: the nodes apply "
-                              "replicated DDL without session extensions, so the table cannot be replicated "
-                              "(a TEMPORARY virtual table can use it: CREATE VIRTUAL TABLE temp.name ...)")
+                raise _refuse(
+                    f"virtual table module '{module}' is not built into SQLite: the nodes apply "
+                    "replicated DDL without session extensions, so the table cannot be replicated "
+                    "(a TEMPORARY virtual table can use it: CREATE VIRTUAL TABLE temp.name ...)"
+                )
         return DDL, frozenset(obj.lower() for _code, _schema, obj in seen.schema_changes if obj)
     if seen.temp_schema_changes:
         return TEMP_DDL, frozenset()
@@ -190,8 +218,10 @@ def _kind(conn: apsw.Connection, sql: str, seen: _Seen, readonly: bool) -> tuple
         if schema in _TEMP_SCHEMAS:
             continue
         if schema != "main":
-            raise _refuse(f"a write to attached database '{schema}' (table {table}) is not replicated; USE "
-                          "that database and write there")
+            raise _refuse(
+                f"a write to attached database '{schema}' (table {table}) is not replicated; USE "
+                "that database and write there"
+            )
         lower = table.lower()
         if lower.startswith("__marmot"):
             raise errors.internal_table_write(table)
@@ -203,8 +233,10 @@ def _kind(conn: apsw.Connection, sql: str, seen: _Seen, readonly: bool) -> tuple
             kind = _table_kind(conn, table)
             if kind in ("virtual", "shadow"):
                 what = "virtual table" if kind == "virtual" else "storage table of a virtual table"
-                raise _refuse(f"{table} is a {what}: its writes cannot be captured row by row, so they "
-                              "cannot be replicated")
+                raise _refuse(
+                    f"{table} is a {what}: its writes cannot be captured row by row, so they "
+                    "cannot be replicated"
+                )
         return WRITE, frozenset(main_writes)
     if seen.writes:
         return TEMP_WRITE, frozenset()
@@ -219,10 +251,13 @@ def _kind(conn: apsw.Connection, sql: str, seen: _Seen, readonly: bool) -> tuple
     if _VACUUM_INTO.match(sql) or sql.lstrip()[:7].upper() == "REINDEX":
         return MAINTENANCE, frozenset()
     if sql.lstrip()[:6].upper() == "VACUUM":
-        raise _refuse("VACUUM is refused: it may renumber the rowids of tables without an INTEGER PRIMARY "
-                      "KEY, and those rowids are the rows' keys on every node (VACUUM INTO 'file' is fine)")
-    raise _refuse(f"this statement may change the database without being a replicable write or DDL: "
-                  f"{sql.strip()[:80]}")
+        raise _refuse(
+            "VACUUM is refused: it may renumber the rowids of tables without an INTEGER PRIMARY "
+            "KEY, and those rowids are the rows' keys on every node (VACUUM INTO 'file' is fine)"
+        )
+    raise _refuse(
+        f"this statement may change the database without being a replicable write or DDL: {sql.strip()[:80]}"
+    )
 
 
 @functools.cache
@@ -237,6 +272,7 @@ def _builtin_modules() -> frozenset[str]:
 
 def _table_kind(conn: apsw.Connection, table: str) -> str:
     """``PRAGMA table_list`` type of ``main.table``: 'table', 'view', 'virtual', 'shadow' ('' if absent)."""
-    row = conn.execute("SELECT type FROM pragma_table_list WHERE schema = 'main' AND name = ? COLLATE NOCASE",
-                       (table,)).fetchone()
+    row = conn.execute(
+        "SELECT type FROM pragma_table_list WHERE schema = 'main' AND name = ? COLLATE NOCASE", (table,)
+    ).fetchone()
     return str(row[0]) if row else ""

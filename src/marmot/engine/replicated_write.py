@@ -58,7 +58,9 @@ if TYPE_CHECKING:
     from marmot.hlc import Timestamp
     from marmot.replication.service import Replication
 
-_HINT = re.compile(r"MARMOT_CONSISTENCY\s*\(\s*['\"]?(ONE|TWO|THREE|QUORUM|ALL|LOCAL_ONE)['\"]?\s*\)", re.IGNORECASE)
+_HINT = re.compile(
+    r"MARMOT_CONSISTENCY\s*\(\s*['\"]?(ONE|TWO|THREE|QUORUM|ALL|LOCAL_ONE)['\"]?\s*\)", re.IGNORECASE
+)
 _TEMP_DDL = re.compile(r"^\s*CREATE\s+TEMP(?:ORARY)?\s", re.IGNORECASE)
 _DROP_TABLE = re.compile(r"^\s*DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(.+)$", re.IGNORECASE | re.DOTALL)
 _STATEMENT_ERRORS = errors.STATEMENT_ERRORS
@@ -87,8 +89,9 @@ class ReplicatedWriter:
     """Statement-scoped capture, the open transaction's view and kept changes (in ``TransactionState``),
     and the hand-over to the replication layer, for one session."""
 
-    def __init__(self, ctx: EngineContext, state: TransactionState,
-                 session_level: Callable[[], str | None]) -> None:
+    def __init__(
+        self, ctx: EngineContext, state: TransactionState, session_level: Callable[[], str | None]
+    ) -> None:
         self.ctx = ctx
         self.state = state
         self._session_level = session_level  # SET marmot_write_consistency, if set
@@ -160,8 +163,11 @@ class ReplicatedWriter:
                 apply_changes(conn, pending.merged(), self._schema(db))
             except (apsw.Error, ApplyError) as e:
                 self.unlock(conn, db)
-                raise MySQLError(1105, "HY000", f"this transaction's earlier writes no longer fit the table "
-                                                f"(schema changed?): {e}") from e
+                raise MySQLError(
+                    1105,
+                    "HY000",
+                    f"this transaction's earlier writes no longer fit the table (schema changed?): {e}",
+                ) from e
         self._view = conn
 
     def reads_in_view(self, db: str | None) -> bool:
@@ -191,32 +197,49 @@ class ReplicatedWriter:
             db = self.state.replicated.db if self.state.replicated is not None else self.view_db
             self.unlock(view, db)
 
-    async def run_captured(self, conn: apsw.Connection, db: str, body: Callable[[], int],
-                           observer: Callable[[apsw.PreUpdate], None] | None,
-                           errors_of: Callable[[Exception], MySQLError]) -> int:
+    async def run_captured(
+        self,
+        conn: apsw.Connection,
+        db: str,
+        body: Callable[[], int],
+        observer: Callable[[apsw.PreUpdate], None] | None,
+        errors_of: Callable[[Exception], MySQLError],
+    ) -> int:
         """Run one write statement in the view with the hook on; keep its net changes and the row
         versions it saw. In autocommit mode the view is rolled back at once (the 2PC follows)."""
         state = self.state
         pending = state.replicated
         if pending is not None and pending.db != db:
-            raise MySQLError(1105, "HY000", "A Marmot transaction can write to one database only "
-                                            f"(this one already wrote to '{pending.db}')")
+            raise MySQLError(
+                1105,
+                "HY000",
+                "A Marmot transaction can write to one database only "
+                f"(this one already wrote to '{pending.db}')",
+            )
         if not state.autocommit:
             state.in_transaction = True
         await self.enter_view(conn, db)
         self.view_db = db
         rep = self.replication
-        if rep is not None and pending is not None and pending.table_schemas and (
-                changed := _changed_tables(rep, db, pending.table_schemas)):
+        if (
+            rep is not None
+            and pending is not None
+            and pending.table_schemas
+            and (changed := _changed_tables(rep, db, pending.table_schemas))
+        ):
             # A DDL on a table this transaction wrote landed between its statements: its earlier images
             # were computed against the old schema. MySQL would have blocked the DDL; here the
             # transaction loses. (DDL on other tables leaves it alone.)
             self.close_view()
             state.replicated = None
             state.in_transaction = False
-            raise MySQLError(1213, "40001", "Deadlock found when trying to get lock; try restarting "
-                                            f"transaction (the schema of {', '.join(changed)} in '{db}' "
-                                            "changed during it)")
+            raise MySQLError(
+                1213,
+                "40001",
+                "Deadlock found when trying to get lock; try restarting "
+                f"transaction (the schema of {', '.join(changed)} in '{db}' "
+                "changed during it)",
+            )
         ok = False
         try:
             cap = self._captures.get(conn)
@@ -294,10 +317,20 @@ class ReplicatedWriter:
         assert rep is not None
         base = [pending.base.get(c.key) for c in changes]
         try:
-            sv = pending.schema_version if pending.schema_version is not None else rep.schema_version(pending.db)
-            result = await rep.commit_changes(pending.db, changes, base, sv, level,
-                                              epoch=pending.epoch if pending.epoch is not None and pending.epoch >= 0
-                                              else None, table_schemas=pending.table_schemas)
+            sv = (
+                pending.schema_version
+                if pending.schema_version is not None
+                else rep.schema_version(pending.db)
+            )
+            result = await rep.commit_changes(
+                pending.db,
+                changes,
+                base,
+                sv,
+                level,
+                epoch=pending.epoch if pending.epoch is not None and pending.epoch >= 0 else None,
+                table_schemas=pending.table_schemas,
+            )
         except ReplicationError as e:
             raise replication_error(e) from e
         self.last_commit_ts = result.commit_ts
@@ -309,12 +342,15 @@ class ReplicatedWriter:
             return True
         if len(sqls) == 1 and (m := _DROP_TABLE.match(sqls[0])) is not None:
             names = [n.strip().strip('"`') for n in m.group(1).split(",")]
-            temp = {r[0].lower() for r in conn.execute("SELECT name FROM temp.sqlite_schema WHERE type = 'table'")}
+            temp = {
+                r[0].lower() for r in conn.execute("SELECT name FROM temp.sqlite_schema WHERE type = 'table'")
+            }
             return all(n.lower() in temp for n in names)
         return False
 
-    async def replicate_ddl(self, conn: apsw.Connection, db: str, sqls: list[str],
-                            validate: Callable[[], None]) -> None:
+    async def replicate_ddl(
+        self, conn: apsw.Connection, db: str, sqls: list[str], validate: Callable[[], None]
+    ) -> None:
         """DDL: validate it in a rolled-back SQLite transaction here (so errors reach the client before
         anything is sent), then replicate the SQLite statements; every node runs them idempotently.
         The caller holds the lock (``lock_for_write``); it is given back here."""

@@ -30,7 +30,9 @@ class ResultColumns:
         self._session = session
         self.description: Description | None = None  # of the statement last traced
         self._by_description: dict[tuple[object, ...], list[Column]] = {}
-        self._by_plan: dict[int, tuple[Plan, tuple[object, ...], list[Column]]] = {}  # id(plan) -> (plan, stamp, columns)
+        self._by_plan: dict[
+            int, tuple[Plan, tuple[object, ...], list[Column]]
+        ] = {}  # id(plan) -> (plan, stamp, columns)
         self._stamp: tuple[object, ...] = ()
 
     def trace(self, cursor: apsw.Cursor, sql: str, bindings: object) -> bool:
@@ -52,7 +54,9 @@ class ResultColumns:
         """The columns of the run of ``plan`` just traced (after ``known`` said None), kept for later runs."""
         description = self.of_description(self.description) if self.description else []
         if plan.result_types and len(plan.result_types) == len(description):
-            description = [(c[0], c[1] or rt, *c[2:]) for c, rt in zip(description, plan.result_types, strict=True)]
+            description = [
+                (c[0], c[1] or rt, *c[2:]) for c, rt in zip(description, plan.result_types, strict=True)
+            ]
         if self.description is not None:
             if len(self._by_plan) > 1024:
                 self._by_plan.clear()

@@ -38,26 +38,98 @@ class Command(enum.Enum):
 
 # Statements a MySQL server accepts that have no meaning for a SQLite node (upstream: "Parsed").
 ACCEPTED_NOOPS = frozenset(
-    {"LOCK", "UNLOCK", "XA", "GRANT", "REVOKE", "FLUSH", "OPTIMIZE", "REPAIR", "ANALYZE", "CHECK", "CHECKSUM",
-     "RESET", "PURGE", "INSTALL", "UNINSTALL", "HANDLER", "CACHE", "LOAD_INDEX"}
+    {
+        "LOCK",
+        "UNLOCK",
+        "XA",
+        "GRANT",
+        "REVOKE",
+        "FLUSH",
+        "OPTIMIZE",
+        "REPAIR",
+        "ANALYZE",
+        "CHECK",
+        "CHECKSUM",
+        "RESET",
+        "PURGE",
+        "INSTALL",
+        "UNINSTALL",
+        "HANDLER",
+        "CACHE",
+        "LOAD_INDEX",
+    }
 )
 _USER_DDL = frozenset({"USER", "ROLE"})
-_SIMPLE = {"BEGIN": Command.BEGIN, "START": Command.BEGIN, "COMMIT": Command.COMMIT, "ROLLBACK": Command.ROLLBACK,
-           "SAVEPOINT": Command.SAVEPOINT, "RELEASE": Command.RELEASE, "SET": Command.SET, "USE": Command.USE}
+_SIMPLE = {
+    "BEGIN": Command.BEGIN,
+    "START": Command.BEGIN,
+    "COMMIT": Command.COMMIT,
+    "ROLLBACK": Command.ROLLBACK,
+    "SAVEPOINT": Command.SAVEPOINT,
+    "RELEASE": Command.RELEASE,
+    "SET": Command.SET,
+    "USE": Command.USE,
+}
 # First words of statements that are never one of the session's own (the hot path: no further test)
 _ALWAYS_SQL = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH"})
 # EXPLAIN followed by one of these is a query plan (transpiled); otherwise EXPLAIN t is DESCRIBE t
-_EXPLAIN_QUERY = frozenset({"SELECT", "UPDATE", "DELETE", "INSERT", "REPLACE", "WITH", "FORMAT", "ANALYZE",
-                            "EXTENDED"})
+_EXPLAIN_QUERY = frozenset(
+    {"SELECT", "UPDATE", "DELETE", "INSERT", "REPLACE", "WITH", "FORMAT", "ANALYZE", "EXTENDED"}
+)
 # First words of the statements this server knows (others are a syntax error already at PREPARE)
 KNOWN_KEYWORDS = frozenset(
-    {"SELECT", "WITH", "(", "INSERT", "REPLACE", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP", "RENAME",
-     "TRUNCATE", "SET", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "USE", "BEGIN", "START", "COMMIT", "ROLLBACK",
-     "SAVEPOINT", "RELEASE", "LOAD", "DO", "VALUES", "TABLE", "CALL", "KILL"} | ACCEPTED_NOOPS)
+    {
+        "SELECT",
+        "WITH",
+        "(",
+        "INSERT",
+        "REPLACE",
+        "UPDATE",
+        "DELETE",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "RENAME",
+        "TRUNCATE",
+        "SET",
+        "SHOW",
+        "DESCRIBE",
+        "DESC",
+        "EXPLAIN",
+        "USE",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "LOAD",
+        "DO",
+        "VALUES",
+        "TABLE",
+        "CALL",
+        "KILL",
+    }
+    | ACCEPTED_NOOPS
+)
 # The kind a statement counts as in the query metrics (``statement_kind``)
-_METRIC_KINDS = {"SELECT": "select", "WITH": "select", "SHOW": "select", "DESCRIBE": "select", "DESC": "select",
-                 "INSERT": "insert", "REPLACE": "insert", "LOAD": "insert", "UPDATE": "update", "DELETE": "delete",
-                 "CREATE": "ddl", "ALTER": "ddl", "DROP": "ddl", "RENAME": "ddl", "TRUNCATE": "ddl"}
+_METRIC_KINDS = {
+    "SELECT": "select",
+    "WITH": "select",
+    "SHOW": "select",
+    "DESCRIBE": "select",
+    "DESC": "select",
+    "INSERT": "insert",
+    "REPLACE": "insert",
+    "LOAD": "insert",
+    "UPDATE": "update",
+    "DELETE": "delete",
+    "CREATE": "ddl",
+    "ALTER": "ddl",
+    "DROP": "ddl",
+    "RENAME": "ddl",
+    "TRUNCATE": "ddl",
+}
 
 
 def metric_kind(keyword: str) -> str:
@@ -74,12 +146,15 @@ def command_of(sql: str, norm: lexer.Normalized, transpilation: bool) -> Command
     simple = _SIMPLE.get(kw)
     if simple is not None:
         return simple
-    if kw in ("SHOW", "DESCRIBE", "DESC") or (kw == "EXPLAIN" and len(words) > 1 and words[1] not in _EXPLAIN_QUERY):
+    if kw in ("SHOW", "DESCRIBE", "DESC") or (
+        kw == "EXPLAIN" and len(words) > 1 and words[1] not in _EXPLAIN_QUERY
+    ):
         return Command.SHOW
     if kw in ("CREATE", "DROP", "ALTER") and len(words) > 1 and words[1] in ("DATABASE", "SCHEMA"):
         return Command.DATABASE_DDL
-    if kw in ACCEPTED_NOOPS or (kw in ("CREATE", "DROP", "ALTER", "RENAME") and words[1:2]
-                                and words[1] in _USER_DDL):
+    if kw in ACCEPTED_NOOPS or (
+        kw in ("CREATE", "DROP", "ALTER", "RENAME") and words[1:2] and words[1] in _USER_DDL
+    ):
         return Command.NOOP
     if kw == "ALTER" and is_keys_toggle(sql):
         return Command.NOOP
@@ -104,5 +179,7 @@ class StatementRouter:
             raise ValueError(f"no handler for {', '.join(missing)}")
         self._handlers = dict(handlers)
 
-    async def route(self, sql: str, norm: lexer.Normalized, params: list[object], transpilation: bool) -> Result:
+    async def route(
+        self, sql: str, norm: lexer.Normalized, params: list[object], transpilation: bool
+    ) -> Result:
         return await self._handlers[command_of(sql, norm, transpilation)](sql, norm, params)

@@ -49,8 +49,14 @@ from marmot.storage.databases import DEFAULT_DATABASE
 class Session:
     """State and statement execution for one MySQL connection."""
 
-    def __init__(self, ctx: EngineContext, connection_id: int, user: str, database: str | None,
-                 client_found_rows: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: EngineContext,
+        connection_id: int,
+        user: str,
+        database: str | None,
+        client_found_rows: bool = False,
+    ) -> None:
         self.ctx = ctx
         self.connection_id = connection_id
         self.user = user
@@ -77,23 +83,27 @@ class Session:
         self.plans = PlanRunner(self)
         self.raw = RawSQL(self)
         self.commands = SessionCommands(self)
-        self.router = StatementRouter({
-            Command.BEGIN: self._begin,
-            Command.COMMIT: self._commit,
-            Command.ROLLBACK: self._rollback,
-            Command.SAVEPOINT: self._savepoint,
-            Command.RELEASE: self._release,
-            Command.SET: lambda sql, _norm, _params: self.commands.set(sql),
-            Command.USE: self._use,
-            Command.SHOW: self._show,
-            Command.DATABASE_DDL: lambda sql, norm, _params: self.commands.database_ddl(sql, norm.keyword),
-            Command.NOOP: self._noop,
-            Command.LOAD_EXTENSION: self._load_extension,
-            Command.LOAD_DATA: lambda sql, _norm, _params: self.commands.load_data(sql),
-            Command.DO: self._do,
-            Command.RAW: self.raw.run,
-            Command.PLAN: self.plans.run_statement,
-        })
+        self.router = StatementRouter(
+            {
+                Command.BEGIN: self._begin,
+                Command.COMMIT: self._commit,
+                Command.ROLLBACK: self._rollback,
+                Command.SAVEPOINT: self._savepoint,
+                Command.RELEASE: self._release,
+                Command.SET: lambda sql, _norm, _params: self.commands.set(sql),
+                Command.USE: self._use,
+                Command.SHOW: self._show,
+                Command.DATABASE_DDL: lambda sql, norm, _params: self.commands.database_ddl(
+                    sql, norm.keyword
+                ),
+                Command.NOOP: self._noop,
+                Command.LOAD_EXTENSION: self._load_extension,
+                Command.LOAD_DATA: lambda sql, _norm, _params: self.commands.load_data(sql),
+                Command.DO: self._do,
+                Command.RAW: self.raw.run,
+                Command.PLAN: self.plans.run_statement,
+            }
+        )
         if database is not None:
             self.use(database)
         elif ctx.databases.exists(DEFAULT_DATABASE):
@@ -151,7 +161,7 @@ class Session:
         except lexer.LexError as err:
             raise errors.syntax_error(
                 "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server "
-                f"version for the right syntax to use near '{sql[err.position:err.position + 80]}' at line 1"
+                f"version for the right syntax to use near '{sql[err.position : err.position + 80]}' at line 1"
             ) from err
         if params is not None and len(params) != norm.param_count:
             raise MySQLError(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
@@ -174,14 +184,17 @@ class Session:
         try:
             norm = lexer.normalize(sql)
         except lexer.LexError as err:
-            raise errors.syntax_error(f"You have an error in your SQL syntax near '{sql[err.position:]}'") from err
+            raise errors.syntax_error(
+                f"You have an error in your SQL syntax near '{sql[err.position :]}'"
+            ) from err
         if not norm.keyword:
             raise MySQLError(1065, "42000", "Query was empty")
         if self.transpilation and norm.keyword not in KNOWN_KEYWORDS:
             # MySQL rejects a statement it cannot parse at PREPARE, not at the first EXECUTE
             raise errors.syntax_error(
                 "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server "
-                f"version for the right syntax to use near '{sql.strip()[:80]}' at line 1")
+                f"version for the right syntax to use near '{sql.strip()[:80]}' at line 1"
+            )
         if self.transpilation and norm.keyword in ("INSERT", "REPLACE", "UPDATE", "DELETE"):
             self.plans.plan(norm, sql)  # a syntax error surfaces now; the plan is cached for EXECUTE
         columns: list[tuple[str, str]] = []

@@ -40,11 +40,18 @@ class SessionCommands:
         s = self.session
         spec = load_data.parse(sql)
         if not spec.local:
-            raise MySQLError(1290, "HY000", "The MySQL server is running with the --secure-file-priv option so it "
-                                            "cannot execute this statement")
+            raise MySQLError(
+                1290,
+                "HY000",
+                "The MySQL server is running with the --secure-file-priv option so it "
+                "cannot execute this statement",
+            )
         if not s.ctx.local_infile or s.request_local_file is None:
-            raise MySQLError(3948, "42000", "Loading local data is disabled; this must be enabled on both the "
-                                            "client and server sides")
+            raise MySQLError(
+                3948,
+                "42000",
+                "Loading local data is disabled; this must be enabled on both the client and server sides",
+            )
         data = (await s.request_local_file(spec.filename)).decode("utf-8", "surrogateescape")
         rows = load_data.split_rows(data, spec)
         database = spec.database or s.database
@@ -110,9 +117,15 @@ class SessionCommands:
             if a.kind == "user":
                 s.user_variables[a.name] = value
                 continue
-            if a.name == "autocommit" and a.scope != "global" and not s.autocommit \
-                    and str(value).upper() in ("1", "ON", "TRUE"):
-                await s.transactions.commit()  # MySQL commits an open transaction when autocommit is switched on
+            if (
+                a.name == "autocommit"
+                and a.scope != "global"
+                and not s.autocommit
+                and str(value).upper() in ("1", "ON", "TRUE")
+            ):
+                await (
+                    s.transactions.commit()
+                )  # MySQL commits an open transaction when autocommit is switched on
             self._set_system(a.name, a.scope, value)
         return OkResult()
 
@@ -131,14 +144,19 @@ class SessionCommands:
         if name == "marmot_write_consistency":
             level = str(value or "").upper()
             if level not in LEVELS and level not in ("", "DEFAULT"):
-                raise MySQLError(1231, "42000", f"Variable 'marmot_write_consistency' can't be set to the value "
-                                                f"of '{value}' (use one of {', '.join(LEVELS)})")
+                raise MySQLError(
+                    1231,
+                    "42000",
+                    f"Variable 'marmot_write_consistency' can't be set to the value "
+                    f"of '{value}' (use one of {', '.join(LEVELS)})",
+                )
             s.variables[name] = "" if level in ("", "DEFAULT") else level
             return
         if name in ("general_log", "general_log_file") and ctx.general_log is not None:
             if scope != "global":
-                raise MySQLError(1229, "HY000", f"Variable '{name}' is a GLOBAL variable and should be set "
-                                                "with SET GLOBAL")
+                raise MySQLError(
+                    1229, "HY000", f"Variable '{name}' is a GLOBAL variable and should be set with SET GLOBAL"
+                )
             if name == "general_log":
                 on = str(value).upper() in ("1", "ON", "TRUE")
                 ctx.general_log.set_enabled(on)

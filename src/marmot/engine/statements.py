@@ -82,10 +82,13 @@ def extension_name(sql: str) -> str:
 def is_keys_toggle(sql: str) -> bool:
     """``ALTER TABLE t DISABLE|ENABLE KEYS``: MyISAM index maintenance, a no-op here."""
     words = [t.text.upper() for t in lexer.code_tokens(sql)]
-    return len(words) >= 5 and words[1] == "TABLE" and words[-1] == "KEYS" and words[-2] in ("DISABLE", "ENABLE")
+    return (
+        len(words) >= 5 and words[1] == "TABLE" and words[-1] == "KEYS" and words[-2] in ("DISABLE", "ENABLE")
+    )
 
 
 # -- SET -----------------------------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class Assignment:
@@ -98,8 +101,13 @@ class Assignment:
     extra: str = ""  # NAMES collation / TRANSACTION characteristics
 
 
-_SCOPE_WORDS = {"SESSION": "session", "LOCAL": "session", "GLOBAL": "global", "PERSIST": "global",
-                "PERSIST_ONLY": "global"}
+_SCOPE_WORDS = {
+    "SESSION": "session",
+    "LOCAL": "session",
+    "GLOBAL": "global",
+    "PERSIST": "global",
+    "PERSIST_ONLY": "global",
+}
 
 
 def _split_top_level(tokens: list[lexer.Token]) -> Iterator[list[lexer.Token]]:

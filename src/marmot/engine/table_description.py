@@ -53,7 +53,9 @@ class Column:
     position: int  # 1-based, as ORDINAL_POSITION
     type: str  # MySQL COLUMN_TYPE spelling: ``varchar(191)``, ``bigint unsigned``, ``enum('a','b')``
     nullable: bool
-    default: str | None  # COLUMN_DEFAULT: the value as text, ``CURRENT_TIMESTAMP``, or None (no default / NULL)
+    default: (
+        str | None
+    )  # COLUMN_DEFAULT: the value as text, ``CURRENT_TIMESTAMP``, or None (no default / NULL)
     default_clause: str  # what SHOW CREATE TABLE writes after DEFAULT ("" = no DEFAULT clause)
     key: str = ""  # PRI / UNI / MUL / ""
     auto_increment: bool = False
@@ -73,7 +75,11 @@ class Column:
         if self.generated:
             return "STORED GENERATED" if self.stored else "VIRTUAL GENERATED"
         words = []
-        if self.default_clause and self.default_clause not in ("NULL",) and not self.default_clause.startswith("'"):
+        if (
+            self.default_clause
+            and self.default_clause not in ("NULL",)
+            and not self.default_clause.startswith("'")
+        ):
             words.append("DEFAULT_GENERATED")
         if self.on_update:
             words.append("on update CURRENT_TIMESTAMP")
@@ -141,15 +147,19 @@ def user_objects(conn: apsw.Connection, schema: str = "main") -> list[tuple[str,
 class Trigger:
     name: str
     table: str
-    timing: str  # BEFORE / AFTER (a MySQL BEFORE trigger that sets NEW.x is stored as AFTER, see sql/triggers.py)
+    timing: (
+        str  # BEFORE / AFTER (a MySQL BEFORE trigger that sets NEW.x is stored as AFTER, see sql/triggers.py)
+    )
     event: str  # INSERT / UPDATE / DELETE
     body: str  # ACTION_STATEMENT: ``BEGIN ...; END`` in MySQL dialect
 
     @property
     def create_statement(self) -> str:
         """SHOW CREATE TRIGGER's ``SQL Original Statement`` (mysqldump replays it)."""
-        return (f"CREATE DEFINER=`root`@`%` TRIGGER `{self.name}` {self.timing} {self.event} ON `{self.table}` "
-                f"FOR EACH ROW {self.body}")
+        return (
+            f"CREATE DEFINER=`root`@`%` TRIGGER `{self.name}` {self.timing} {self.event} ON `{self.table}` "
+            f"FOR EACH ROW {self.body}"
+        )
 
 
 _TRIGGER_RE = re.compile(
@@ -172,8 +182,15 @@ def user_triggers(conn: apsw.Connection) -> list[Trigger]:
         if m is None:
             continue
         timing = (m.group(1) or "BEFORE").upper()
-        out.append(Trigger(name, table, "BEFORE" if timing.startswith("INSTEAD") else timing, m.group(2).upper(),
-                           _trigger_body_mysql(m.group(3))))
+        out.append(
+            Trigger(
+                name,
+                table,
+                "BEFORE" if timing.startswith("INSTEAD") else timing,
+                m.group(2).upper(),
+                _trigger_body_mysql(m.group(3)),
+            )
+        )
     return out
 
 
@@ -233,7 +250,8 @@ def describe(conn: apsw.Connection, name: str) -> TableDescription | None:
     """The table or view ``name`` (case-insensitive) of ``conn``'s main database, or None."""
     row: tuple[Any, ...] | None = conn.execute(
         "SELECT name, type, sql FROM sqlite_schema WHERE type IN ('table','view') AND name = ? COLLATE NOCASE "
-        "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\'", (name,)
+        "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\'",
+        (name,),
     ).fetchone()
     if row is None:
         return None
@@ -261,8 +279,12 @@ def describe(conn: apsw.Connection, name: str) -> TableDescription | None:
         )
     }
     auto = "AUTOINCREMENT" in sql.upper()
-    unique_single = {ix.columns[0] for ix in table.indexes if ix.unique and not ix.primary and len(ix.columns) == 1}
-    multiple = {ix.columns[0] for ix in table.indexes if not ix.primary and not (ix.unique and len(ix.columns) == 1)}
+    unique_single = {
+        ix.columns[0] for ix in table.indexes if ix.unique and not ix.primary and len(ix.columns) == 1
+    }
+    multiple = {
+        ix.columns[0] for ix in table.indexes if not ix.primary and not (ix.unique and len(ix.columns) == 1)
+    }
     position = 0
     for _cid, col, decl, notnull, default, pk, hidden in info:
         if hidden == 1:
@@ -276,7 +298,9 @@ def describe(conn: apsw.Connection, name: str) -> TableDescription | None:
         c.on_update = col in on_update
         if hidden in (2, 3):
             c.generated, c.stored = extra.get("generated", ""), hidden == 3
-        c.default, c.default_clause = _default(default, ctype, nullable, bool(c.generated or c.auto_increment))
+        c.default, c.default_clause = _default(
+            default, ctype, nullable, bool(c.generated or c.auto_increment)
+        )
         c.key = "PRI" if pk else "UNI" if col in unique_single else "MUL" if col in multiple else ""
         table.columns.append(c)
     return table
@@ -301,7 +325,9 @@ def _default(stored: str | None, ctype: str, nullable: bool, computed: bool) -> 
         m = _DECIMAL_TYPE_RE.match(ctype)
         if m:  # MySQL stores a DECIMAL default with the column's scale: DEFAULT 0 -> '0.00'
             with contextlib.suppress(decimal.InvalidOperation):
-                text = format(decimal.Decimal(text).quantize(decimal.Decimal(1).scaleb(-int(m.group(1)))), "f")
+                text = format(
+                    decimal.Decimal(text).quantize(decimal.Decimal(1).scaleb(-int(m.group(1)))), "f"
+                )
         return text, quote_string(text)  # MySQL quotes numeric defaults too: DEFAULT '0'
     if text.startswith("(") and text.endswith(")"):
         text = text[1:-1]
@@ -313,10 +339,20 @@ def _indexes(conn: apsw.Connection, table: str, info: list[tuple[Any, ...]]) -> 
     pk_cols = [c[1] for c in sorted(info, key=lambda c: c[5]) if c[5]]
     if pk_cols:
         out.append(Index("PRIMARY", pk_cols, True, True))
-    order = {n: i for i, (n,) in enumerate(_rows(
-        conn, "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? ORDER BY rowid", (table,)))}
-    listed = sorted(_rows(conn, f'PRAGMA index_list("{table}")'),
-                    key=lambda r: (not r[2], order.get(r[1], len(order)), r[1]))
+    order = {
+        n: i
+        for i, (n,) in enumerate(
+            _rows(
+                conn,
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? ORDER BY rowid",
+                (table,),
+            )
+        )
+    }
+    listed = sorted(
+        _rows(conn, f'PRAGMA index_list("{table}")'),
+        key=lambda r: (not r[2], order.get(r[1], len(order)), r[1]),
+    )
     for _seq, sqlite_name, unique, origin, _partial in listed:
         if origin == "pk":
             continue
@@ -326,7 +362,9 @@ def _indexes(conn: apsw.Connection, table: str, info: list[tuple[Any, ...]]) -> 
         if sqlite_name.startswith(table + "__"):
             name = sqlite_name[len(table) + 2 :]
         elif sqlite_name.startswith("sqlite_autoindex_"):
-            name = cols[0]  # UNIQUE written inside the SQLite table definition: MySQL names it after the column
+            name = cols[
+                0
+            ]  # UNIQUE written inside the SQLite table definition: MySQL names it after the column
         else:
             name = sqlite_name
         out.append(Index(name, cols, bool(unique)))
@@ -350,8 +388,11 @@ def _foreign_keys(conn: apsw.Connection, table: str, create_sql: str) -> list[Fo
         cols = [r[3] for r in rows]
         parent_cols = [r[4] for r in rows]
         if any(c is None for c in parent_cols):  # REFERENCES parent without columns: its primary key
-            pk = [c[1] for c in sorted(_rows(conn, f'PRAGMA table_info("{parent}")'), key=lambda c: c[5])
-                  if c[5]]
+            pk = [
+                c[1]
+                for c in sorted(_rows(conn, f'PRAGMA table_info("{parent}")'), key=lambda c: c[5])
+                if c[5]
+            ]
             parent_cols = pk if len(pk) == len(cols) else [c or "id" for c in parent_cols]
         name = names.get(tuple(c.lower() for c in cols))
         if name is None:
@@ -363,8 +404,10 @@ def _foreign_keys(conn: apsw.Connection, table: str, create_sql: str) -> list[Fo
 
 def foreign_key_clause(fk: ForeignKey) -> str:
     """The ``CONSTRAINT ... FOREIGN KEY`` line of SHOW CREATE TABLE (without indentation)."""
-    line = (f"CONSTRAINT `{fk.name}` FOREIGN KEY ({', '.join(f'`{c}`' for c in fk.columns)}) "
-            f"REFERENCES `{fk.parent}` ({', '.join(f'`{c}`' for c in fk.parent_columns)})")
+    line = (
+        f"CONSTRAINT `{fk.name}` FOREIGN KEY ({', '.join(f'`{c}`' for c in fk.columns)}) "
+        f"REFERENCES `{fk.parent}` ({', '.join(f'`{c}`' for c in fk.parent_columns)})"
+    )
     if fk.on_delete in _FK_ACTIONS:
         line += f" ON DELETE {fk.on_delete}"
     if fk.on_update in _FK_ACTIONS:
@@ -387,8 +430,11 @@ def _parsed_table(create_sql: str) -> tuple[dict[str, dict[str, str]], list[tupl
         return columns, checks
     for item in schema.expressions:
         if isinstance(item, exp.Constraint):
-            checks.extend((item.name, _mysql(c.this)) for c in item.expressions
-                          if isinstance(c, exp.CheckColumnConstraint))
+            checks.extend(
+                (item.name, _mysql(c.this))
+                for c in item.expressions
+                if isinstance(c, exp.CheckColumnConstraint)
+            )
             continue
         if isinstance(item, exp.CheckColumnConstraint):
             checks.append((None, _mysql(item.this)))
@@ -457,4 +503,4 @@ def view_select_mysql(create_view_sql: str) -> str:
     except (ParseError, TokenError, ValueError):
         pass
     m = re.search(r"\bAS\b", create_view_sql, re.IGNORECASE)
-    return create_view_sql[m.end():].strip() if m else create_view_sql
+    return create_view_sql[m.end() :].strip() if m else create_view_sql

@@ -29,8 +29,13 @@ _STATEMENT_ERRORS = errors.STATEMENT_ERRORS
 class TransactionControl:
     """Transaction and savepoint statements, and the SQLite-transaction helpers behind them."""
 
-    def __init__(self, ctx: EngineContext, state: TransactionState, writer: ReplicatedWriter,
-                 current_database: Callable[[], str | None]) -> None:
+    def __init__(
+        self,
+        ctx: EngineContext,
+        state: TransactionState,
+        writer: ReplicatedWriter,
+        current_database: Callable[[], str | None],
+    ) -> None:
         self.ctx = ctx
         self.state = state
         self.writer = writer

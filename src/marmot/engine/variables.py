@@ -112,7 +112,7 @@ def default_globals(server_version: str, max_allowed_packet: int, max_connection
         "session_track_schema": 1,
         "session_track_state_change": 0,
         "session_track_system_variables": "time_zone,autocommit,character_set_client,character_set_results,"
-                                          "character_set_connection",
+        "character_set_connection",
         "session_track_transaction_info": "OFF",
         "sort_buffer_size": 262144,
         "sql_big_selects": 1,
@@ -131,11 +131,30 @@ def default_globals(server_version: str, max_allowed_packet: int, max_connection
 
 _ON = {"ON": 1, "TRUE": 1, "OFF": 0, "FALSE": 0}
 BOOLEAN_VARIABLES = frozenset(
-    {"autocommit", "foreign_key_checks", "unique_checks", "sql_auto_is_null", "sql_safe_updates", "read_only",
-     "transaction_read_only", "tx_read_only", "big_tables", "sql_big_selects", "sql_buffer_result", "sql_log_bin",
-     "sql_log_off", "sql_notes", "sql_quote_show_create", "sql_require_primary_key", "sql_warnings",
-     "explicit_defaults_for_timestamp", "old_alter_table", "local_infile", "session_track_schema",
-     "session_track_state_change"}
+    {
+        "autocommit",
+        "foreign_key_checks",
+        "unique_checks",
+        "sql_auto_is_null",
+        "sql_safe_updates",
+        "read_only",
+        "transaction_read_only",
+        "tx_read_only",
+        "big_tables",
+        "sql_big_selects",
+        "sql_buffer_result",
+        "sql_log_bin",
+        "sql_log_off",
+        "sql_notes",
+        "sql_quote_show_create",
+        "sql_require_primary_key",
+        "sql_warnings",
+        "explicit_defaults_for_timestamp",
+        "old_alter_table",
+        "local_infile",
+        "session_track_schema",
+        "session_track_state_change",
+    }
 )
 
 

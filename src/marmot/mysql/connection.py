@@ -104,7 +104,9 @@ class MySQLConnection(asyncio.Protocol):
         self.salt = auth.new_salt()
         self.statements: dict[int, PreparedStatement] = {}
         # result-set column metadata by the identity of the session's cached column list
-        self._column_meta: dict[int, tuple[Sequence[encode.Column], tuple[ColumnType, ...], tuple[bytes, ...]]] = {}
+        self._column_meta: dict[
+            int, tuple[Sequence[encode.Column], tuple[ColumnType, ...], tuple[bytes, ...]]
+        ] = {}
         self._next_stmt_id = 1
         self.seq = 0
         self._tls: TlsSession | None = None
@@ -161,7 +163,11 @@ class MySQLConnection(asyncio.Protocol):
             if self._framing_error is not None:
                 err = self._framing_error
                 if isinstance(err, packets.PacketTooLarge):
-                    self._send(packets.err_packet(1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes"))
+                    self._send(
+                        packets.err_packet(
+                            1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes"
+                        )
+                    )
                 raise _Closed(str(err))
             if self._closed:
                 raise _Closed("peer closed")
@@ -204,8 +210,14 @@ class MySQLConnection(asyncio.Protocol):
         r = result or OkResult()
         # An info string goes length-encoded: libmariadb and PHP's mysqlnd read it so (as MariaDB servers
         # send it) whatever CLIENT_SESSION_TRACK says; without info the packet simply ends.
-        return packets.ok_packet(r.affected_rows, r.last_insert_id, self._status(more), r.warnings,
-                                 r.info.encode() if r.info else b"", session_track=bool(r.info))
+        return packets.ok_packet(
+            r.affected_rows,
+            r.last_insert_id,
+            self._status(more),
+            r.warnings,
+            r.info.encode() if r.info else b"",
+            session_track=bool(r.info),
+        )
 
     def _eof(self, more: bool = False) -> bytes:
         if self.capabilities & _DEPRECATE_EOF:
@@ -268,8 +280,17 @@ class MySQLConnection(asyncio.Protocol):
         if self.s.ssl_context is not None:
             caps |= Capability.CLIENT_SSL
         self.seq = 0
-        self._send(packets.handshake_v10(self.connection_id, self.s.server_version, self.salt, int(caps), 45,
-                                         int(ServerStatus.SERVER_STATUS_AUTOCOMMIT), self.s.auth_plugin))
+        self._send(
+            packets.handshake_v10(
+                self.connection_id,
+                self.s.server_version,
+                self.salt,
+                int(caps),
+                45,
+                int(ServerStatus.SERVER_STATUS_AUTOCOMMIT),
+                self.s.auth_plugin,
+            )
+        )
         resp = packets.parse_handshake_response(await self._read())
         if resp.is_ssl_request:
             if self.s.ssl_context is None:
@@ -284,8 +305,13 @@ class MySQLConnection(asyncio.Protocol):
             return False
         database = resp.database or None
         try:
-            self.session = Session(self.s.engine, self.connection_id, resp.username, database,
-                                   client_found_rows=bool(self.capabilities & Capability.CLIENT_FOUND_ROWS))
+            self.session = Session(
+                self.s.engine,
+                self.connection_id,
+                resp.username,
+                database,
+                client_found_rows=bool(self.capabilities & Capability.CLIENT_FOUND_ROWS),
+            )
         except MySQLError as err:
             self._send(self._error(err))
             return False
@@ -330,8 +356,13 @@ class MySQLConnection(asyncio.Protocol):
             good = password is not None and auth.verify_native(password, self.salt, response)
         if not good:
             using = "YES" if response else "NO"
-            self._send(packets.err_packet(1045, "28000", f"Access denied for user '{user}'@'{self._peer_host()}' "
-                                                        f"(using password: {using})"))
+            self._send(
+                packets.err_packet(
+                    1045,
+                    "28000",
+                    f"Access denied for user '{user}'@'{self._peer_host()}' (using password: {using})",
+                )
+            )
             return False
         return True
 
@@ -362,7 +393,11 @@ class MySQLConnection(asyncio.Protocol):
         elif cmd == Command.COM_STMT_RESET:
             stmt = self.statements.get(packets.parse_stmt_reset(payload))
             if stmt is None:
-                self._send(packets.err_packet(1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_reset"))
+                self._send(
+                    packets.err_packet(
+                        1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_reset"
+                    )
+                )
             else:
                 stmt.long_data.clear()
                 self._send(self._ok())
@@ -411,8 +446,12 @@ class MySQLConnection(asyncio.Protocol):
             if not statements:
                 raise MySQLError(1065, "42000", "Query was empty")
             if len(statements) > 1 and not self.capabilities & _MULTI_STATEMENTS:
-                raise MySQLError(1064, "42000", "You have an error in your SQL syntax; multiple statements "
-                                                "were sent but the client did not enable CLIENT_MULTI_STATEMENTS")
+                raise MySQLError(
+                    1064,
+                    "42000",
+                    "You have an error in your SQL syntax; multiple statements "
+                    "were sent but the client did not enable CLIENT_MULTI_STATEMENTS",
+                )
             last = len(statements) - 1
             metrics = self.s.metrics
             for i, stmt in enumerate(statements):
@@ -443,8 +482,12 @@ class MySQLConnection(asyncio.Protocol):
         else:
             types = encode.column_types(columns, rows)
             names = tuple(c[0] for c in columns)
-            defs = encode.column_definitions(names, types, (self.session.database if self.session else "") or "",
-                                             encode.origins_of(columns))
+            defs = encode.column_definitions(
+                names,
+                types,
+                (self.session.database if self.session else "") or "",
+                encode.origins_of(columns),
+            )
             if isinstance(columns, list) and all(c[1] for c in columns):  # types come from the schema alone
                 if len(self._column_meta) > 256:
                     self._column_meta.clear()
@@ -492,7 +535,9 @@ class MySQLConnection(asyncio.Protocol):
                 out.append(packets.eof_packet(0, self._status()))
         if info.columns:
             types = tuple(mysql_type_for_decl(d) if d else _VARIANT for _n, d in info.columns)
-            out.extend(encode.column_definitions(tuple(n for n, _ in info.columns), types, sess.database or ""))
+            out.extend(
+                encode.column_definitions(tuple(n for n, _ in info.columns), types, sess.database or "")
+            )
             if not deprecate_eof:
                 out.append(packets.eof_packet(0, self._status()))
         self._send_many(out)
@@ -505,7 +550,11 @@ class MySQLConnection(asyncio.Protocol):
         stmt_id = int.from_bytes(payload[1:5], "little")
         stmt = self.statements.get(stmt_id)
         if stmt is None:
-            self._send(packets.err_packet(1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_execute"))
+            self._send(
+                packets.err_packet(
+                    1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_execute"
+                )
+            )
             return
         req = packets.parse_stmt_execute(payload, stmt.param_count, stmt.param_types, stmt.long_data)
         stmt.param_types = req.param_types
@@ -553,8 +602,13 @@ class MySQLConnection(asyncio.Protocol):
         if not await self._authenticate(user, plugin or NATIVE, response):
             return False
         try:
-            self.session = Session(self.s.engine, self.connection_id, user, database or None,
-                                   client_found_rows=bool(self.capabilities & Capability.CLIENT_FOUND_ROWS))
+            self.session = Session(
+                self.s.engine,
+                self.connection_id,
+                user,
+                database or None,
+                client_found_rows=bool(self.capabilities & Capability.CLIENT_FOUND_ROWS),
+            )
         except MySQLError as err:
             self._send(self._error(err))
             return False

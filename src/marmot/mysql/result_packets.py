@@ -89,8 +89,12 @@ def decimal_text(v: object, scale: int) -> object:
 
 
 @lru_cache(maxsize=4096)
-def column_definitions(names: tuple[str, ...], types: tuple[ColumnType, ...], schema: str,
-                       origins: tuple[Origin | None, ...] | None = None) -> tuple[bytes, ...]:
+def column_definitions(
+    names: tuple[str, ...],
+    types: tuple[ColumnType, ...],
+    schema: str,
+    origins: tuple[Origin | None, ...] | None = None,
+) -> tuple[bytes, ...]:
     """Column-definition packets; ``origins`` gives per column (database, table, origin column, flags)
     for columns read from a table (None entries for expressions)."""
     if origins is None:

@@ -43,8 +43,14 @@ def _claim_unix_path(path: Path) -> None:
 class MySQLServer:
     """Owns the listening sockets; each accepted client becomes a ``MySQLConnection``."""
 
-    def __init__(self, settings: ServerSettings, host: str, port: int, unix_socket: str = "",
-                 unix_socket_perm: int = 0o660) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        host: str,
+        port: int,
+        unix_socket: str = "",
+        unix_socket_perm: int = 0o660,
+    ) -> None:
         self.settings = settings
         self.host = host
         self.port = port
@@ -56,8 +62,9 @@ class MySQLServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            tcp = await loop.create_server(lambda: MySQLConnection(self.settings), self.host, self.port,
-                                           reuse_address=True, backlog=1024)
+            tcp = await loop.create_server(
+                lambda: MySQLConnection(self.settings), self.host, self.port, reuse_address=True, backlog=1024
+            )
         except OSError as err:
             raise listen_error("MySQL port", self.host, self.port, err) from None
         self._servers.append(tcp)
@@ -68,8 +75,9 @@ class MySQLServer:
             path = Path(self.unix_socket)
             try:
                 _claim_unix_path(path)
-                unix = await loop.create_unix_server(lambda: MySQLConnection(self.settings, is_unix=True),
-                                                     str(path))
+                unix = await loop.create_unix_server(
+                    lambda: MySQLConnection(self.settings, is_unix=True), str(path)
+                )
             except OSError as err:
                 raise StartupError(f"cannot listen on unix socket {path}: {err.strerror or err}") from None
             self._unix_bound = True

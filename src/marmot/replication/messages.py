@@ -55,8 +55,9 @@ class Body:
     dbop: tuple[str, str] | None
 
 
-def encode_body(kind: str, rows: bytes = b"", ddl: list[str] | None = None,
-                dbop: tuple[str, str] | None = None) -> bytes:
+def encode_body(
+    kind: str, rows: bytes = b"", ddl: list[str] | None = None, dbop: tuple[str, str] | None = None
+) -> bytes:
     doc: dict[str, Any] = {"v": BODY_VERSION, "kind": kind}
     if rows:
         doc["rows"] = rows
@@ -75,8 +76,12 @@ def decode_body(data: Any) -> Body:
         doc = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises many kinds
         raise MessageError(f"body is not msgpack: {type(e).__name__}") from None
-    if type(doc) is not dict or type(doc.get("v")) is not int or doc["v"] != BODY_VERSION \
-            or doc.get("kind") not in KINDS:
+    if (
+        type(doc) is not dict
+        or type(doc.get("v")) is not int
+        or doc["v"] != BODY_VERSION
+        or doc.get("kind") not in KINDS
+    ):
         raise MessageError("body: bad version or kind")
     changes: list[RowChange] = []
     rows = doc.get("rows")
@@ -92,8 +97,13 @@ def decode_body(data: Any) -> Body:
         raise MessageError("body: ddl must be a list of statements")
     dbop = doc.get("dbop")
     if dbop is not None:
-        if (type(dbop) is not list or len(dbop) != 2 or dbop[0] not in ("create", "drop")
-                or type(dbop[1]) is not str or not dbop[1]):
+        if (
+            type(dbop) is not list
+            or len(dbop) != 2
+            or dbop[0] not in ("create", "drop")
+            or type(dbop[1]) is not str
+            or not dbop[1]
+        ):
             raise MessageError("body: bad dbop")
         dbop = (dbop[0], dbop[1])
     if (doc["kind"] == "dbop") != (dbop is not None):
@@ -106,8 +116,13 @@ def ts_out(ts: Timestamp) -> list[int]:
 
 
 def ts_in(v: Any, what: str = "timestamp") -> Timestamp:
-    if (type(v) is not list or len(v) != 3 or not all(type(x) is int and x >= 0 for x in v)
-            or v[1] > LOGICAL_MAX or v[0] >= 1 << 63):
+    if (
+        type(v) is not list
+        or len(v) != 3
+        or not all(type(x) is int and x >= 0 for x in v)
+        or v[1] > LOGICAL_MAX
+        or v[0] >= 1 << 63
+    ):
         raise MessageError(f"{what} must be [wall_ns, logical, node_id]")
     return Timestamp(v[0], v[1], v[2])
 

@@ -49,10 +49,19 @@ class Replication:
     outside this layer (the engine's sessions) lets go of it — before a DROP DATABASE removes the file,
     and before a snapshot replaces it (sessions keep it as their current database then)."""
 
-    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, transport: Transport,
-                 membership: Membership, *, settings: ReplicationSettings | None = None, metrics: Any = None,
-                 before_drop: Callable[[str], None] | None = None,
-                 before_replace: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        hlc: HLC,
+        databases: DatabaseManager,
+        transport: Transport,
+        membership: Membership,
+        *,
+        settings: ReplicationSettings | None = None,
+        metrics: Any = None,
+        before_drop: Callable[[str], None] | None = None,
+        before_replace: Callable[[str], None] | None = None,
+    ) -> None:
         settings = settings or ReplicationSettings()
         self.node_id = node_id
         self.hlc = hlc
@@ -65,35 +74,85 @@ class Replication:
         self.before_replace = before_replace
         self.queues = ApplyQueues(databases, max_batch=settings.max_batch)
         self.participant = Participant(
-            node_id, hlc, databases, self.queues, heartbeat_timeout=settings.heartbeat_timeout,
-            ddl_lease=settings.ddl_lease, ask_peers=self._ask_peers, coordinator_state=self._coordinator_state,
-            apply_dbop=self._apply_dbop, leaving=membership.leaving)
+            node_id,
+            hlc,
+            databases,
+            self.queues,
+            heartbeat_timeout=settings.heartbeat_timeout,
+            ddl_lease=settings.ddl_lease,
+            ask_peers=self._ask_peers,
+            coordinator_state=self._coordinator_state,
+            apply_dbop=self._apply_dbop,
+            leaving=membership.leaving,
+        )
         self.queues.on_applied = self._applied
-        self.coordinator = Coordinator(node_id, hlc, self.participant, transport, membership,
-                                       write_timeout=settings.write_timeout, ddl_timeout=settings.ddl_timeout,
-                                       metrics=metrics, stream_chunk=settings.stream_chunk)
+        self.coordinator = Coordinator(
+            node_id,
+            hlc,
+            self.participant,
+            transport,
+            membership,
+            write_timeout=settings.write_timeout,
+            ddl_timeout=settings.ddl_timeout,
+            metrics=metrics,
+            stream_chunk=settings.stream_chunk,
+        )
         self._resolver: asyncio.Task[None] | None = None
         # the two ends of the log exchange (catch-up): this node pulls from its peers and serves them
         self.readers = ReadConnections(databases)
         state = NodeState(databases.system)
         self.log_server = LogServer(databases, self.queues, state, settings.stream_chunk, self.readers)
-        self.log_pull = LogPull(node_id, hlc, databases, self.queues, transport, peers=membership.alive_peers,
-                                readers=self.readers, state=state, settings=settings,
-                                on_database_created=self._database_created, release=self._release_database)
-        self.gc = LogGC(databases, self.queues, members=membership.members, interval=settings.gc_interval,
-                        min_retention_h=settings.gc_min_retention_h, max_retention_h=settings.gc_max_retention_h)
+        self.log_pull = LogPull(
+            node_id,
+            hlc,
+            databases,
+            self.queues,
+            transport,
+            peers=membership.alive_peers,
+            readers=self.readers,
+            state=state,
+            settings=settings,
+            on_database_created=self._database_created,
+            release=self._release_database,
+        )
+        self.gc = LogGC(
+            databases,
+            self.queues,
+            members=membership.members,
+            interval=settings.gc_interval,
+            min_retention_h=settings.gc_min_retention_h,
+            max_retention_h=settings.gc_max_retention_h,
+        )
         for name in databases.names():
             rt.ensure_tables(self.queues.connection(name))
         self._publish_schema_versions()
 
     @classmethod
-    def from_config(cls, cfg: Config, *, node_id: int, hlc: HLC, databases: DatabaseManager,
-                    transport: Transport, membership: Membership, metrics: Any = None,
-                    before_drop: Callable[[str], None] | None = None,
-                    before_replace: Callable[[str], None] | None = None) -> Replication:
+    def from_config(
+        cls,
+        cfg: Config,
+        *,
+        node_id: int,
+        hlc: HLC,
+        databases: DatabaseManager,
+        transport: Transport,
+        membership: Membership,
+        metrics: Any = None,
+        before_drop: Callable[[str], None] | None = None,
+        before_replace: Callable[[str], None] | None = None,
+    ) -> Replication:
         """The node's replication layer as ``cfg`` configures it (``ReplicationSettings.from_config``)."""
-        return cls(node_id, hlc, databases, transport, membership, settings=ReplicationSettings.from_config(cfg),
-                   metrics=metrics, before_drop=before_drop, before_replace=before_replace)
+        return cls(
+            node_id,
+            hlc,
+            databases,
+            transport,
+            membership,
+            settings=ReplicationSettings.from_config(cfg),
+            metrics=metrics,
+            before_drop=before_drop,
+            before_replace=before_replace,
+        )
 
     @property
     def anti_entropy_interval(self) -> float | None:
@@ -108,7 +167,9 @@ class Replication:
     def _publish_schema_versions(self) -> None:
         """Every database's schema version, gossiped (``extra.schema_versions`` in the member list): who
         is behind on DDL is visible cluster-wide, and anti-entropy picks sources from it."""
-        self.membership.publish_schema({db: self.participant.schema_version(db) for db in self.databases.names()})
+        self.membership.publish_schema(
+            {db: self.participant.schema_version(db) for db in self.databases.names()}
+        )
 
     # -- wiring ---------------------------------------------------------------------------------
 
@@ -209,20 +270,41 @@ class Replication:
         """This node's schema fingerprint of each of ``tables`` (lower-cased) of ``db``."""
         return self.participant.table_fingerprints(db, tables)
 
-    async def commit_changes(self, db: str, changes: list[RowChange], base: list[list[int] | None],
-                             schema_version: int, level: str | None = None, epoch: int | None = None,
-                             table_schemas: dict[str, bytes | None] | None = None) -> CommitResult:
+    async def commit_changes(
+        self,
+        db: str,
+        changes: list[RowChange],
+        base: list[list[int] | None],
+        schema_version: int,
+        level: str | None = None,
+        epoch: int | None = None,
+        table_schemas: dict[str, bytes | None] | None = None,
+    ) -> CommitResult:
         rows = encode_transaction(db, self.hlc.peek(), changes)
         body = m.encode_body("dml", rows=rows)
-        return await self.coordinator.replicate(db, body, base=base, schema_version=schema_version,
-                                                level=self.level(level), decoded=m.Body("dml", changes, [], None),
-                                                epoch=epoch, table_schemas=table_schemas)
+        return await self.coordinator.replicate(
+            db,
+            body,
+            base=base,
+            schema_version=schema_version,
+            level=self.level(level),
+            decoded=m.Body("dml", changes, [], None),
+            epoch=epoch,
+            table_schemas=table_schemas,
+        )
 
-    async def commit_ddl(self, db: str, statements: list[str], schema_version: int,
-                         level: str | None = None, tables: list[str] | None = None) -> CommitResult:
+    async def commit_ddl(
+        self,
+        db: str,
+        statements: list[str],
+        schema_version: int,
+        level: str | None = None,
+        tables: list[str] | None = None,
+    ) -> CommitResult:
         body = m.encode_body("ddl", ddl=statements)
-        return await self.coordinator.replicate(db, body, schema_version=schema_version,
-                                                level=self.level(level), ddl=True, ddl_tables=tables)
+        return await self.coordinator.replicate(
+            db, body, schema_version=schema_version, level=self.level(level), ddl=True, ddl_tables=tables
+        )
 
     async def database_op(self, op: str, name: str, level: str | None = None) -> CommitResult:
         body = m.encode_body("dbop", dbop=(op, name))

@@ -78,7 +78,9 @@ class ReplicationSettings:
             ddl_lease=float(cfg.ddl.lock_lease_seconds),
             max_batch=cfg.batch_commit.max_batch_size if cfg.batch_commit.enabled else 1,
             stream_chunk=rcfg.stream_chunk_size_kb * 1024,
-            anti_entropy_interval=float(rcfg.anti_entropy_interval_seconds) if rcfg.enable_anti_entropy else None,
+            anti_entropy_interval=float(rcfg.anti_entropy_interval_seconds)
+            if rcfg.enable_anti_entropy
+            else None,
             gc_interval=float(rcfg.gc_interval_seconds),
             gc_min_retention_h=float(rcfg.gc_min_retention_hours),
             gc_max_retention_h=float(rcfg.gc_max_retention_hours),

@@ -138,8 +138,11 @@ class AlterBuilder:
         current = self._need_table()
         if name.lower() not in (c.lower() for c in current.columns):
             raise DDLError(f"Can't DROP '{name}'; check that column/key exists")
-        self.items = [(n, t) for n, t in self.items
-                      if not ((n is not None and n.lower() == name.lower()) or (n is None and _mentions(t, name)))]
+        self.items = [
+            (n, t)
+            for n, t in self.items
+            if not ((n is not None and n.lower() == name.lower()) or (n is None and _mentions(t, name)))
+        ]
         self.rebuild = True
 
     def modify_column(self, old: str, cd: exp.ColumnDef) -> None:
@@ -165,17 +168,25 @@ class AlterBuilder:
             else:
                 inner, name = node, ""
             if isinstance(inner, exp.IndexColumnConstraint):
-                self.after.append(index_statement(self.table, inner.name or name or "idx", inner.expressions,
-                                                  False))
+                self.after.append(
+                    index_statement(self.table, inner.name or name or "idx", inner.expressions, False)
+                )
             elif isinstance(inner, exp.UniqueColumnConstraint):
                 target = inner.this
                 cols = target.expressions if isinstance(target, exp.Schema) else [target]
-                key = (target.this.name if isinstance(target, exp.Schema) and target.this else "") or name or "uniq"
+                key = (
+                    (target.this.name if isinstance(target, exp.Schema) and target.this else "")
+                    or name
+                    or "uniq"
+                )
                 self.after.append(index_statement(self.table, key, cols, True))
             elif isinstance(inner, exp.PrimaryKey):
                 key_cols = ", ".join(_quote(c.name) for c in inner.expressions)
-                self.items = [(n, t.replace(" PRIMARY KEY", "") if n else t) for n, t in self.items
-                              if not (n is None and t.upper().startswith("PRIMARY KEY"))]
+                self.items = [
+                    (n, t.replace(" PRIMARY KEY", "") if n else t)
+                    for n, t in self.items
+                    if not (n is None and t.upper().startswith("PRIMARY KEY"))
+                ]
                 self.items.append((None, f"PRIMARY KEY ({key_cols})"))
                 self.rebuild = True
             elif isinstance(inner, exp.ForeignKey) or inner is not None:
@@ -211,8 +222,10 @@ class AlterBuilder:
                 targets.append(_quote(name))
                 sources.append(_quote(src))
         if targets:
-            out.append(f"INSERT INTO {schema}{_quote(tmp)} ({', '.join(targets)}) "
-                       f"SELECT {', '.join(sources)} FROM {self._qualified()}")
+            out.append(
+                f"INSERT INTO {schema}{_quote(tmp)} ({', '.join(targets)}) "
+                f"SELECT {', '.join(sources)} FROM {self._qualified()}"
+            )
         out.append(f"DROP TABLE {self._qualified()}")
         out.append(f"ALTER TABLE {schema}{_quote(tmp)} RENAME TO {_quote(self.table.name)}")
         remaining = {n.lower() for n, _ in self.items if n is not None}
@@ -248,8 +261,11 @@ def _implicit_default(cd: exp.ColumnDef) -> str:
     """The value MySQL gives existing rows for a new NOT NULL column without a DEFAULT."""
     kind = cd.args.get("kind")
     t = kind.this if kind is not None else None
-    if t is not None and (t in exp.DataType.INTEGER_TYPES or t in exp.DataType.REAL_TYPES
-                          or t in (exp.DataType.Type.DECIMAL, exp.DataType.Type.UDECIMAL)):
+    if t is not None and (
+        t in exp.DataType.INTEGER_TYPES
+        or t in exp.DataType.REAL_TYPES
+        or t in (exp.DataType.Type.DECIMAL, exp.DataType.Type.UDECIMAL)
+    ):
         return "0"
     if t in (exp.DataType.Type.DATETIME, exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ):
         return "'0000-00-00 00:00:00'"
@@ -288,8 +304,10 @@ def translate_alter(alter: exp.Alter, current: StoredTable | None) -> tuple[list
         elif isinstance(action, exp.AlterRename):
             builder.before.append(f"ALTER TABLE {builder._qualified()} RENAME TO {_quote(action.this.name)}")
         elif isinstance(action, exp.RenameColumn):
-            builder.before.append(f"ALTER TABLE {builder._qualified()} RENAME COLUMN "
-                                  f"{_quote(action.this.name)} TO {_quote(action.args['to'].name)}")
+            builder.before.append(
+                f"ALTER TABLE {builder._qualified()} RENAME COLUMN "
+                f"{_quote(action.this.name)} TO {_quote(action.args['to'].name)}"
+            )
         else:
             continue  # table options (ENGINE=, AUTO_INCREMENT=, COMMENT=, CHARSET): nothing to do in SQLite
     return builder.statements(), builder.rebuild

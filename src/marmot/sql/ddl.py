@@ -68,7 +68,12 @@ def _index_columns(items: list[exp.Expression]) -> str:
             node = node.this
         if isinstance(node, exp.ColumnPrefix):
             node = node.this
-        if isinstance(node, exp.Anonymous) and node.expressions and isinstance(node.expressions[0], exp.Literal) or isinstance(node, (exp.Column, exp.Identifier)):
+        if (
+            isinstance(node, exp.Anonymous)
+            and node.expressions
+            and isinstance(node.expressions[0], exp.Literal)
+            or isinstance(node, (exp.Column, exp.Identifier))
+        ):
             name = node.name
         else:
             name = node.sql("sqlite").strip('"')
@@ -85,11 +90,20 @@ def index_statement(table: exp.Table, name: str, columns: list[exp.Expression], 
     )
 
 
-_TEXT_TYPES = frozenset({
-    exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR, exp.DataType.Type.NCHAR, exp.DataType.Type.NVARCHAR,
-    exp.DataType.Type.TEXT, exp.DataType.Type.TINYTEXT, exp.DataType.Type.MEDIUMTEXT,
-    exp.DataType.Type.LONGTEXT, exp.DataType.Type.ENUM, exp.DataType.Type.SET,
-})
+_TEXT_TYPES = frozenset(
+    {
+        exp.DataType.Type.CHAR,
+        exp.DataType.Type.VARCHAR,
+        exp.DataType.Type.NCHAR,
+        exp.DataType.Type.NVARCHAR,
+        exp.DataType.Type.TEXT,
+        exp.DataType.Type.TINYTEXT,
+        exp.DataType.Type.MEDIUMTEXT,
+        exp.DataType.Type.LONGTEXT,
+        exp.DataType.Type.ENUM,
+        exp.DataType.Type.SET,
+    }
+)
 
 
 def collation_clause(cd: exp.ColumnDef, table_binary: bool = False) -> str:
@@ -246,17 +260,24 @@ def translate_create_table(create: exp.Create) -> list[str]:
         columns.append("PRIMARY KEY (" + ", ".join(f'"{c}"' for c in pk_cols) + ")")
     columns.extend(others)
     exists = " IF NOT EXISTS" if create.args.get("exists") else ""
-    temp = " TEMPORARY" if any(
-        isinstance(p, exp.TemporaryProperty) for p in (create.args.get("properties") or exp.Properties()).expressions
-    ) else ""
+    temp = (
+        " TEMPORARY"
+        if any(
+            isinstance(p, exp.TemporaryProperty)
+            for p in (create.args.get("properties") or exp.Properties()).expressions
+        )
+        else ""
+    )
     qual = f'"{table.db}".' if table.db else ""
     body = ",\n  ".join(columns)
     stmt = f'CREATE{temp} TABLE{exists} {qual}"{table.name}" (\n  {body}\n)'
     if exists:
         extra = [e.replace("INDEX ", "INDEX IF NOT EXISTS ", 1) for e in extra]
     for item, _parts in defs:
-        if any(isinstance(c.args.get("kind"), exp.OnUpdateColumnConstraint)
-               for c in item.args.get("constraints") or []):
+        if any(
+            isinstance(c.args.get("kind"), exp.OnUpdateColumnConstraint)
+            for c in item.args.get("constraints") or []
+        ):
             extra.append(on_update_trigger(table, item.name, bool(exists)))
     return [stmt, *extra]
 

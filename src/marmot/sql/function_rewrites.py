@@ -110,15 +110,33 @@ def _mysql_format(node: exp.Expression) -> exp.Expression:
 # ---------------------------------------------------------------------------------------- date/time
 
 _DATE_PART_NAMES: dict[type, str] = {
-    exp.Year: "YEAR", exp.Month: "MONTH", exp.Day: "DAY", exp.DayOfMonth: "DAYOFMONTH",
-    exp.DayOfWeek: "DAYOFWEEK", exp.DayOfYear: "DAYOFYEAR", exp.Quarter: "QUARTER",
-    exp.WeekOfYear: "WEEKOFYEAR", exp.Hour: "HOUR", exp.Minute: "MINUTE", exp.Second: "SECOND",
-    exp.Dayname: "DAYNAME", exp.LastDay: "LAST_DAY",
+    exp.Year: "YEAR",
+    exp.Month: "MONTH",
+    exp.Day: "DAY",
+    exp.DayOfMonth: "DAYOFMONTH",
+    exp.DayOfWeek: "DAYOFWEEK",
+    exp.DayOfYear: "DAYOFYEAR",
+    exp.Quarter: "QUARTER",
+    exp.WeekOfYear: "WEEKOFYEAR",
+    exp.Hour: "HOUR",
+    exp.Minute: "MINUTE",
+    exp.Second: "SECOND",
+    exp.Dayname: "DAYNAME",
+    exp.LastDay: "LAST_DAY",
 }
 # sqlglot wraps the argument of these in one TsOrDsToDate/TsOrDsToTimestamp of its own: their rules drop
 # that one layer (a user's DATE() inside stays, as a second layer).
-_WRAPPED = (exp.Year, exp.Month, exp.Day, exp.DayOfMonth, exp.DayOfWeek, exp.DayOfYear, exp.WeekOfYear,
-            exp.Week, exp.TimeToStr)
+_WRAPPED = (
+    exp.Year,
+    exp.Month,
+    exp.Day,
+    exp.DayOfMonth,
+    exp.DayOfWeek,
+    exp.DayOfYear,
+    exp.WeekOfYear,
+    exp.Week,
+    exp.TimeToStr,
+)
 
 
 def _date_part(node: exp.Expression) -> exp.Expression:
@@ -222,7 +240,9 @@ def _maketime(node: exp.Expression) -> exp.Expression:
 
 
 def _convert_tz(node: exp.Expression) -> exp.Expression:
-    return _call("CONVERT_TZ", node.args.get("timestamp"), node.args.get("source_tz"), node.args.get("target_tz"))
+    return _call(
+        "CONVERT_TZ", node.args.get("timestamp"), node.args.get("source_tz"), node.args.get("target_tz")
+    )
 
 
 _CAST_FUNCS = {
@@ -307,7 +327,9 @@ def _trim(node: exp.Expression) -> exp.Expression:
 
 
 def _stuff(node: exp.Expression) -> exp.Expression:
-    return _call("__mysql_insert", node.this, node.args.get("start"), node.args.get("length"), node.expression)
+    return _call(
+        "__mysql_insert", node.this, node.args.get("start"), node.args.get("length"), node.expression
+    )
 
 
 def _chr(node: exp.Expression) -> exp.Expression:
@@ -470,12 +492,27 @@ _RULES: dict[type, Rule] = {
 # ------------------------------------------------------------------------------ result column types
 
 _RESULT_TYPES = {
-    "NOW": "DATETIME", "SYSDATE": "DATETIME", "LOCALTIME": "DATETIME", "LOCALTIMESTAMP": "DATETIME",
-    "UTC_TIMESTAMP": "DATETIME", "__MYSQL_TIMESTAMP": "DATETIME", "CONVERT_TZ": "DATETIME",
-    "CURDATE": "DATE", "UTC_DATE": "DATE", "__MYSQL_DATE": "DATE", "LAST_DAY": "DATE", "MAKEDATE": "DATE",
+    "NOW": "DATETIME",
+    "SYSDATE": "DATETIME",
+    "LOCALTIME": "DATETIME",
+    "LOCALTIMESTAMP": "DATETIME",
+    "UTC_TIMESTAMP": "DATETIME",
+    "__MYSQL_TIMESTAMP": "DATETIME",
+    "CONVERT_TZ": "DATETIME",
+    "CURDATE": "DATE",
+    "UTC_DATE": "DATE",
+    "__MYSQL_DATE": "DATE",
+    "LAST_DAY": "DATE",
+    "MAKEDATE": "DATE",
     "FROM_DAYS": "DATE",
-    "__MYSQL_NOW": "DATETIME", "CURTIME": "TIME", "UTC_TIME": "TIME", "__MYSQL_CURTIME": "TIME", "__MYSQL_TIME": "TIME", "MAKETIME": "TIME",
-    "SEC_TO_TIME": "TIME", "__MYSQL_TIMEDIFF": "TIME",
+    "__MYSQL_NOW": "DATETIME",
+    "CURTIME": "TIME",
+    "UTC_TIME": "TIME",
+    "__MYSQL_CURTIME": "TIME",
+    "__MYSQL_TIME": "TIME",
+    "MAKETIME": "TIME",
+    "SEC_TO_TIME": "TIME",
+    "__MYSQL_TIMEDIFF": "TIME",
 }
 
 

@@ -43,17 +43,44 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 
-_ESCAPES = {"0": "\0", "'": "'", '"': '"', "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a", "\\": "\\"}
+_ESCAPES = {
+    "0": "\0",
+    "'": "'",
+    '"': '"',
+    "b": "\b",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "Z": "\x1a",
+    "\\": "\\",
+}
 _ESCAPE_RE = re.compile(r"\\([\s\S])")
 
 # Statements whose literals are data and may be bound as parameters.
 _DML = frozenset({"SELECT", "INSERT", "REPLACE", "UPDATE", "DELETE", "WITH"})
 # A string after one of these words is part of the syntax, not a value.
-_TYPED_LITERAL_WORDS = frozenset({"DATE", "TIME", "TIMESTAMP", "N", "COLLATE", "CHARACTER", "CHARSET", "ESCAPE"})
+_TYPED_LITERAL_WORDS = frozenset(
+    {"DATE", "TIME", "TIMESTAMP", "N", "COLLATE", "CHARACTER", "CHARSET", "ESCAPE"}
+)
 # Clause keywords that end an ORDER BY / GROUP BY list.
 _CLAUSE_WORDS = frozenset(
-    {"LIMIT", "HAVING", "WINDOW", "UNION", "FOR", "LOCK", "INTO", "FROM", "WHERE", "ON", "SET", "VALUES",
-     "EXCEPT", "INTERSECT", "PROCEDURE"}
+    {
+        "LIMIT",
+        "HAVING",
+        "WINDOW",
+        "UNION",
+        "FOR",
+        "LOCK",
+        "INTO",
+        "FROM",
+        "WHERE",
+        "ON",
+        "SET",
+        "VALUES",
+        "EXCEPT",
+        "INTERSECT",
+        "PROCEDURE",
+    }
 )
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, escaped by the wire layer
 MAX_BOUND_LITERALS = 30000  # SQLite (apsw build) allows 32766 variables per statement.
@@ -223,8 +250,9 @@ def normalize(sql: str) -> Normalized:
 
 def _normalize(sql: str) -> Normalized:
     pairs = [(m.lastgroup, m.group()) for m in _TOKEN_RE.finditer(sql)]
-    if "/*" in sql or (("'" in sql or '"' in sql or "`" in sql)
-                       and any(k == "punct" and t in "'\"`" for k, t in pairs)):
+    if "/*" in sql or (
+        ("'" in sql or '"' in sql or "`" in sql) and any(k == "punct" and t in "'\"`" for k, t in pairs)
+    ):
         tokens = tokenize(sql)  # validates unterminated literals and comments; the rare slow path
         if any(t.kind == "vcomment" for t in tokens):
             tokens = _expand_version_comments(tokens)
@@ -305,8 +333,11 @@ def _normalize(sql: str) -> Normalized:
             append(text)
             prev2_word, prev_word = prev_word, text
             continue
-        if bind and kind in ("num", "sq", "dq") and len(literals) < MAX_BOUND_LITERALS and not (
-            kind == "num" and _out_of_int64(text)
+        if (
+            bind
+            and kind in ("num", "sq", "dq")
+            and len(literals) < MAX_BOUND_LITERALS
+            and not (kind == "num" and _out_of_int64(text))
         ):
             keep = (
                 select_list_depth is not None
@@ -318,8 +349,11 @@ def _normalize(sql: str) -> Normalized:
             if keep and introducer and kind != "num":
                 # a literal that stays in the text (select list): drop the introducer, keep the value
                 value = _value(kind, text)
-                append("X'" + value.encode("utf-8", "surrogateescape").hex() + "'" if introducer == "_BINARY"
-                       and isinstance(value, str) else text)
+                append(
+                    "X'" + value.encode("utf-8", "surrogateescape").hex() + "'"
+                    if introducer == "_BINARY" and isinstance(value, str)
+                    else text
+                )
                 introducer = ""
                 prev2_word, prev_word = prev_word, text
                 continue
@@ -337,9 +371,24 @@ def _normalize(sql: str) -> Normalized:
     return Normalized("".join(out).strip(), literals, params, keyword, words)
 
 
-_SELECT_NOOP_MODIFIERS = frozenset({"SQL_NO_CACHE", "SQL_CACHE", "HIGH_PRIORITY", "STRAIGHT_JOIN", "SQL_SMALL_RESULT",
-                                    "SQL_BIG_RESULT", "SQL_BUFFER_RESULT"})
-_SELECT_MODIFIER_CONTEXT = _SELECT_NOOP_MODIFIERS | {"SELECT", "DISTINCT", "ALL", "DISTINCTROW", "SQL_CALC_FOUND_ROWS"}
+_SELECT_NOOP_MODIFIERS = frozenset(
+    {
+        "SQL_NO_CACHE",
+        "SQL_CACHE",
+        "HIGH_PRIORITY",
+        "STRAIGHT_JOIN",
+        "SQL_SMALL_RESULT",
+        "SQL_BIG_RESULT",
+        "SQL_BUFFER_RESULT",
+    }
+)
+_SELECT_MODIFIER_CONTEXT = _SELECT_NOOP_MODIFIERS | {
+    "SELECT",
+    "DISTINCT",
+    "ALL",
+    "DISTINCTROW",
+    "SQL_CALC_FOUND_ROWS",
+}
 _INTRODUCERS = frozenset({"_BINARY", "_UTF8", "_UTF8MB4", "_UTF8MB3", "_LATIN1", "_ASCII", "_UTF16", "_UCS2"})
 _INT64_MAX = 2**63 - 1
 

@@ -138,12 +138,36 @@ class PlanCache:
 
 
 _MODIFIERS = frozenset(
-    {"DISTINCT", "ALL", "DISTINCTROW", "HIGH_PRIORITY", "STRAIGHT_JOIN", "SQL_SMALL_RESULT", "SQL_BIG_RESULT",
-     "SQL_BUFFER_RESULT", "SQL_NO_CACHE", "SQL_CACHE", "SQL_CALC_FOUND_ROWS"}
+    {
+        "DISTINCT",
+        "ALL",
+        "DISTINCTROW",
+        "HIGH_PRIORITY",
+        "STRAIGHT_JOIN",
+        "SQL_SMALL_RESULT",
+        "SQL_BIG_RESULT",
+        "SQL_BUFFER_RESULT",
+        "SQL_NO_CACHE",
+        "SQL_CACHE",
+        "SQL_CALC_FOUND_ROWS",
+    }
 )
 _SELECT_END = frozenset(
-    {"FROM", "INTO", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "UNION", "FOR", "LOCK", "WINDOW", "EXCEPT",
-     "INTERSECT"}
+    {
+        "FROM",
+        "INTO",
+        "WHERE",
+        "GROUP",
+        "HAVING",
+        "ORDER",
+        "LIMIT",
+        "UNION",
+        "FOR",
+        "LOCK",
+        "WINDOW",
+        "EXCEPT",
+        "INTERSECT",
+    }
 )
 
 
@@ -219,8 +243,11 @@ class Transpiler:
         shape = norm.shape
         if norm.keyword == "RENAME" and norm.words[1:2] == ["TABLE"]:
             return self._rename_tables(norm, original)
-        if norm.keyword == "CREATE" and "TRIGGER" in norm.words[1:4] or (
-                norm.keyword == "CREATE" and norm.words[1:2] == ["DEFINER"]):
+        if (
+            norm.keyword == "CREATE"
+            and "TRIGGER" in norm.words[1:4]
+            or (norm.keyword == "CREATE" and norm.words[1:2] == ["DEFINER"])
+        ):
             try:
                 sql, table = triggers.translate(original, _rewrite_functions)
             except triggers.TriggerError as err:
@@ -232,7 +259,7 @@ class Transpiler:
             return Plan(DDL, (Step(sql),), frozenset({table.lower()}))
         replace = norm.keyword == "REPLACE"
         if replace:  # sqlglot's MySQL parser gives up on REPLACE; it is INSERT with another conflict rule
-            shape = "INSERT" + shape[len("REPLACE"):]
+            shape = "INSERT" + shape[len("REPLACE") :]
         try:
             trees = [t for t in sqlglot.parse(shape, read="mysql") if t is not None]
         except (ParseError, TokenError) as err:
@@ -254,7 +281,9 @@ class Transpiler:
         if isinstance(tree, exp.Alter) and (tree.args.get("kind") or "TABLE").upper() == "TABLE":
             table = tree.this
             try:
-                sqls, rebuild = translate_alter(tree, self.schema.table_schema(table.db or database, table.name))
+                sqls, rebuild = translate_alter(
+                    tree, self.schema.table_schema(table.db or database, table.name)
+                )
             except DDLError as err:
                 if "doesn't exist" in str(err):
                     raise NoSuchTable(f"Table '{table.db or database}.{table.name}' doesn't exist") from err
@@ -265,11 +294,17 @@ class Transpiler:
             return self._finish(DDL, [_create_index(tree)], tree, attach)
         if isinstance(tree, exp.Drop) and (tree.args.get("kind") or "").upper() == "INDEX":
             return self._finish(DDL, [_drop_index(tree)], tree, attach)
-        if isinstance(tree, exp.Drop) and (tree.args.get("kind") or "").upper() == "TABLE" \
-                and tree.args.get("exists"):
+        if (
+            isinstance(tree, exp.Drop)
+            and (tree.args.get("kind") or "").upper() == "TABLE"
+            and tree.args.get("exists")
+        ):
             # MySQL: DROP TABLE IF EXISTS skips names that are not tables (views included, with a note)
-            kept = [t for t in tree.args.get("tables") or []
-                    if self.schema.table_schema(t.db or database, t.name) is not None]
+            kept = [
+                t
+                for t in tree.args.get("tables") or []
+                if self.schema.table_schema(t.db or database, t.name) is not None
+            ]
             if not kept:
                 return Plan(DDL, (), frozenset())
             tree.set("tables", kept)
@@ -306,15 +341,22 @@ class Transpiler:
                 found_rows = dml.calc_found_rows(tree)
                 _alias_select_list(tree, norm.shape)
         plan = self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, affected)
-        if isinstance(tree, exp.Select) and not any(isinstance(e, exp.Star) or e.find(exp.Star)
-                                                    for e in tree.expressions):
+        if isinstance(tree, exp.Select) and not any(
+            isinstance(e, exp.Star) or e.find(exp.Star) for e in tree.expressions
+        ):
             types = tuple(function_rewrites.result_type(e.unalias()) for e in tree.expressions)
             if any(types):
                 plan = dataclasses.replace(plan, result_types=types)
         if found_rows is not None:
             count = _bind_step(found_rows.sql("sqlite"))
-            plan = Plan(plan.kind, (Step(count.sql, count.binds, "found_rows"), *plan.steps), plan.tables,
-                        plan.attach, plan.autoinc, plan.affected)
+            plan = Plan(
+                plan.kind,
+                (Step(count.sql, count.binds, "found_rows"), *plan.steps),
+                plan.tables,
+                plan.attach,
+                plan.autoinc,
+                plan.affected,
+            )
         return plan
 
     def _finish(
@@ -542,8 +584,13 @@ def _collate(node: exp.Collate) -> exp.Expression:
 def _drop_dual(select: exp.Select) -> None:
     """``SELECT ... FROM DUAL`` is MySQL for a select without tables, which SQLite writes without FROM."""
     src = select.args.get("from_")
-    if src is not None and isinstance(src.this, exp.Table) and src.this.name.upper() == "DUAL" \
-            and not src.this.args.get("joins") and not src.this.db:
+    if (
+        src is not None
+        and isinstance(src.this, exp.Table)
+        and src.this.name.upper() == "DUAL"
+        and not src.this.args.get("joins")
+        and not src.this.db
+    ):
         select.set("from_", None)
 
 

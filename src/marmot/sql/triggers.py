@@ -43,7 +43,11 @@ def translate(sql: str, rewrite: Callable[[exp.Expr], exp.Expr]) -> tuple[str, s
         exists, i = "IF NOT EXISTS ", i + 3
     name = lexer.unquote_identifier(toks[i].text)
     timing, event = words[i + 1], words[i + 2]
-    if timing not in ("BEFORE", "AFTER") or event not in ("INSERT", "UPDATE", "DELETE") or words[i + 3] != "ON":
+    if (
+        timing not in ("BEFORE", "AFTER")
+        or event not in ("INSERT", "UPDATE", "DELETE")
+        or words[i + 3] != "ON"
+    ):
         raise TriggerError("expected {BEFORE|AFTER} {INSERT|UPDATE|DELETE} ON table")
     table = lexer.unquote_identifier(toks[i + 4].text)
     j = i + 5
@@ -81,8 +85,10 @@ def translate(sql: str, rewrite: Callable[[exp.Expr], exp.Expr]) -> tuple[str, s
             raise TriggerError("SET NEW in a DELETE trigger")
         timing = "AFTER"
     body_sql = " ".join(s.rstrip(";") + ";" for s in out)
-    return (f"CREATE TRIGGER {exists}{_q(name)} {timing} {event} ON {_q(table)} FOR EACH ROW BEGIN {body_sql} END",
-            table)
+    return (
+        f"CREATE TRIGGER {exists}{_q(name)} {timing} {event} ON {_q(table)} FOR EACH ROW BEGIN {body_sql} END",
+        table,
+    )
 
 
 def _statement(stmt: str, rewrite: Callable[[exp.Expr], exp.Expr]) -> str:
@@ -107,8 +113,12 @@ def _set_new(stmt: str, table: str, rewrite: Callable[[exp.Expr], exp.Expr]) -> 
         elif tok.text == ")":
             depth -= 1
         if tok.text == "," and depth == 0:
-            if len(current) < 5 or current[0].text.upper() != "NEW" or current[1].text != "." \
-                    or current[3].text not in ("=", ":="):
+            if (
+                len(current) < 5
+                or current[0].text.upper() != "NEW"
+                or current[1].text != "."
+                or current[3].text not in ("=", ":=")
+            ):
                 raise TriggerError(f"only SET NEW.col = expr is supported in triggers: {stmt.strip()[:80]}")
             column = lexer.unquote_identifier(current[2].text)
             start = current[4].start

@@ -177,8 +177,13 @@ class DatabaseManager:
         conn.set_busy_timeout(0)
         # One execute per pragma: apsw runs a multi-statement string lazily and stops at the first
         # statement that returns a row (journal_mode does), silently skipping the rest.
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
-                       f"cache_size=-{self._cache_size_kib}", "temp_store=MEMORY"):
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            f"cache_size=-{self._cache_size_kib}",
+            "temp_store=MEMORY",
+        ):
             conn.execute(f"PRAGMA {pragma}").fetchall()
         return conn
 
@@ -224,10 +229,14 @@ class DatabaseManager:
         """User tables in ``database`` (internal ``__marmot*`` and ``sqlite_*`` tables not counted)."""
         if not self.exists(database):
             return 0
-        row = self._meta(database).execute(
-            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-            "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\'"
-        ).fetchone()
+        row = (
+            self._meta(database)
+            .execute(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\'"
+            )
+            .fetchone()
+        )
         assert row is not None  # COUNT(*) always gives one row
         return int(row[0])
 
@@ -242,10 +251,19 @@ class DatabaseManager:
         if row is None:
             return None
         name, sql = row
-        indexes = [r[0] for r in conn.execute(
-            "SELECT sql FROM sqlite_schema WHERE type='index' AND tbl_name = ? AND sql IS NOT NULL", (name,))]
-        triggers = [r[0] for r in conn.execute(
-            "SELECT sql FROM sqlite_schema WHERE type='trigger' AND tbl_name = ?", (name,))]
+        indexes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT sql FROM sqlite_schema WHERE type='index' AND tbl_name = ? AND sql IS NOT NULL",
+                (name,),
+            )
+        ]
+        triggers = [
+            r[0]
+            for r in conn.execute(
+                "SELECT sql FROM sqlite_schema WHERE type='trigger' AND tbl_name = ?", (name,)
+            )
+        ]
         return name, sql, indexes, triggers
 
     def column_flags(self, database: str, table: str) -> dict[str, int]:
@@ -261,8 +279,9 @@ class DatabaseManager:
         flags: dict[str, int] = {}
         if self.exists(database):
             conn = self._meta(database)
-            row = conn.execute("SELECT sql FROM sqlite_schema WHERE type='table' AND name = ? COLLATE NOCASE",
-                               (table,)).fetchone()
+            row = conn.execute(
+                "SELECT sql FROM sqlite_schema WHERE type='table' AND name = ? COLLATE NOCASE", (table,)
+            ).fetchone()
             if row is not None:
                 auto = "AUTOINCREMENT" in (row[0] or "").upper()
                 for _cid, name, decl, notnull, _default, pk in conn.execute(f'PRAGMA table_info("{table}")'):
@@ -297,8 +316,10 @@ class DatabaseManager:
             ).fetchone()
             if row and row[0]:
                 # (cid, name, type, notnull, dflt_value, pk), as SQLite documents PRAGMA table_info
-                cols = cast(list[tuple[int, str, str, int, Any, int]],
-                            conn.execute(f'PRAGMA table_info("{table}")').fetchall())
+                cols = cast(
+                    list[tuple[int, str, str, int, Any, int]],
+                    conn.execute(f'PRAGMA table_info("{table}")').fetchall(),
+                )
                 pks = [c for c in cols if c[5]]
                 if len(pks) == 1 and str(pks[0][2]).upper() == "INTEGER":
                     pk = pks[0]

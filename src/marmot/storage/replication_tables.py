@@ -50,8 +50,10 @@ TXN_LOG = "__marmot_txn_log"
 SCHEMA_VERSION = "__marmot_schema_version"
 TABLE_DIGEST = "__marmot_table_digest"
 
-_DIGEST_DDL = (f"CREATE TABLE IF NOT EXISTS {TABLE_DIGEST} (tbl TEXT PRIMARY KEY, digest INTEGER NOT NULL,"
-               " rows INTEGER NOT NULL) WITHOUT ROWID")
+_DIGEST_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE_DIGEST} (tbl TEXT PRIMARY KEY, digest INTEGER NOT NULL,"
+    " rows INTEGER NOT NULL) WITHOUT ROWID"
+)
 _DDL = (
     f"CREATE TABLE IF NOT EXISTS {ROW_VERSION} (pk BLOB PRIMARY KEY, tbl TEXT NOT NULL, wall INTEGER NOT NULL,"
     " logical INTEGER NOT NULL, node INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
@@ -67,8 +69,12 @@ _DDL = (
 
 def ensure_tables(conn: apsw.Connection) -> None:
     """Create the replication tables of ``conn``'s main database if they are missing (idempotent)."""
-    found = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE name IN (?, ?)",
-                                        (SCHEMA_VERSION, TABLE_DIGEST))}
+    found = {
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE name IN (?, ?)", (SCHEMA_VERSION, TABLE_DIGEST)
+        )
+    }
     if SCHEMA_VERSION in found:
         cols = {r[1] for r in conn.execute(f"PRAGMA table_info({SCHEMA_VERSION})")}
         if "log_id" not in cols:  # a file made before commit logs had identities
@@ -92,18 +98,27 @@ def log_id(conn: apsw.Connection) -> str:
 
 def log_after(conn: apsw.Connection, after_seq: int, limit: int) -> list[tuple[int, int]]:
     """(seq, txn_id) of this node's commit log after ``after_seq``, in order, at most ``limit``."""
-    return [(int(s), int(t)) for s, t in conn.execute(
-        f"SELECT seq, txn_id FROM {TXN_LOG} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))]
+    return [
+        (int(s), int(t))
+        for s, t in conn.execute(
+            f"SELECT seq, txn_id FROM {TXN_LOG} WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+        )
+    ]
 
 
 def log_entries(conn: apsw.Connection, seqs: list[int]) -> list[tuple[int, int, int, int, int, int, bytes]]:
     """(seq, txn_id, wall, logical, node, origin, payload) of the given log positions, in seq order."""
     out: list[tuple[int, int, int, int, int, int, bytes]] = []
     for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+        chunk = seqs[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        out.extend(conn.execute(f"SELECT seq, txn_id, wall, logical, node, origin, payload FROM {TXN_LOG} "
-                                f"WHERE seq IN ({marks}) ORDER BY seq", chunk))
+        out.extend(
+            conn.execute(
+                f"SELECT seq, txn_id, wall, logical, node, origin, payload FROM {TXN_LOG} "
+                f"WHERE seq IN ({marks}) ORDER BY seq",
+                chunk,
+            )
+        )
     out.sort()
     return out
 
@@ -112,9 +127,11 @@ def applied_of(conn: apsw.Connection, txn_ids: list[int]) -> set[int]:
     """The ones among ``txn_ids`` this database has applied."""
     found: set[int] = set()
     for start in range(0, len(txn_ids), 500):
-        chunk = txn_ids[start:start + 500]
+        chunk = txn_ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        found.update(r[0] for r in conn.execute(f"SELECT txn_id FROM {TXN_LOG} WHERE txn_id IN ({marks})", chunk))
+        found.update(
+            r[0] for r in conn.execute(f"SELECT txn_id FROM {TXN_LOG} WHERE txn_id IN ({marks})", chunk)
+        )
     return found
 
 
@@ -149,10 +166,11 @@ def row_versions(conn: apsw.Connection, keys: list[bytes]) -> dict[bytes, tuple[
     """The stored version (wall, logical, node) of each key that has one (tombstones included)."""
     out: dict[bytes, tuple[int, int, int]] = {}
     for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
+        chunk = keys[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for pk, wall, logical, node in conn.execute(
-                f"SELECT pk, wall, logical, node FROM {ROW_VERSION} WHERE pk IN ({marks})", chunk):
+            f"SELECT pk, wall, logical, node FROM {ROW_VERSION} WHERE pk IN ({marks})", chunk
+        ):
             out[pk] = (wall, logical, node)
     return out
 
@@ -165,10 +183,11 @@ def row_states(conn: apsw.Connection, keys: list[bytes]) -> dict[bytes, tuple[in
     (``v3 > s4`` iff ``v3 > s4[:3]``), so last-writer-wins needs no slicing."""
     out: dict[bytes, tuple[int, int, int, int]] = {}
     for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
+        chunk = keys[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for pk, wall, logical, node, deleted in conn.execute(
-                f"SELECT pk, wall, logical, node, deleted FROM {ROW_VERSION} WHERE pk IN ({marks})", chunk):
+            f"SELECT pk, wall, logical, node, deleted FROM {ROW_VERSION} WHERE pk IN ({marks})", chunk
+        ):
             out[pk] = (wall, logical, node, deleted)
     return out
 
@@ -223,9 +242,12 @@ _WRAPPED_SUM = (
     f"THEN (digest - {_I64_MAX} - 1) + (excluded.digest - {_I64_MAX} - 1) "
     f"WHEN excluded.digest < 0 AND digest < (-{_I64_MAX} - 1) - excluded.digest "
     f"THEN (digest + {_I64_MAX} + 1) + (excluded.digest + {_I64_MAX} + 1) "
-    "ELSE digest + excluded.digest END")
-ADD_DIGEST = (f"INSERT INTO {TABLE_DIGEST} (tbl, digest, rows) VALUES (?, ?, ?) ON CONFLICT (tbl) DO UPDATE "
-              f"SET digest = {_WRAPPED_SUM}, rows = rows + excluded.rows")
+    "ELSE digest + excluded.digest END"
+)
+ADD_DIGEST = (
+    f"INSERT INTO {TABLE_DIGEST} (tbl, digest, rows) VALUES (?, ?, ?) ON CONFLICT (tbl) DO UPDATE "
+    f"SET digest = {_WRAPPED_SUM}, rows = rows + excluded.rows"
+)
 
 
 def add_digests(conn: apsw.Connection, deltas: dict[str, list[int]]) -> None:
@@ -253,14 +275,20 @@ def compute_digests(conn: apsw.Connection, tables: list[str] | None = None) -> d
     ones with (0, 0). A full scan of the versions (of ``tables``' keys only, when given)."""
     sums: dict[str, list[int]] = {}
     if tables is None:
-        rows: list[tuple[str, bytes, int, int, int, int]] = list(conn.execute(
-            f"SELECT tbl, pk, wall, logical, node, deleted FROM {ROW_VERSION}"))
+        rows: list[tuple[str, bytes, int, int, int, int]] = list(
+            conn.execute(f"SELECT tbl, pk, wall, logical, node, deleted FROM {ROW_VERSION}")
+        )
     else:
         rows = []
         for t in tables:
             low, high = key_range(t)
-            rows.extend(conn.execute(f"SELECT tbl, pk, wall, logical, node, deleted FROM {ROW_VERSION} "
-                                     "WHERE pk >= ? AND pk < ?", (low, high)))
+            rows.extend(
+                conn.execute(
+                    f"SELECT tbl, pk, wall, logical, node, deleted FROM {ROW_VERSION} "
+                    "WHERE pk >= ? AND pk < ?",
+                    (low, high),
+                )
+            )
     for tbl, pk, wall, logical, node, deleted in rows:
         acc = sums.get(tbl)
         if acc is None:
@@ -279,8 +307,10 @@ def recompute_digests(conn: apsw.Connection, tables: list[str] | None = None) ->
         conn.execute(f"DELETE FROM {TABLE_DIGEST}")
     else:
         conn.executemany(f"DELETE FROM {TABLE_DIGEST} WHERE tbl = ?", [(t,) for t in tables])
-    conn.executemany(f"INSERT OR REPLACE INTO {TABLE_DIGEST} (tbl, digest, rows) VALUES (?, ?, ?)",
-                     [(t, to_signed(d), n) for t, (d, n) in fresh.items()])
+    conn.executemany(
+        f"INSERT OR REPLACE INTO {TABLE_DIGEST} (tbl, digest, rows) VALUES (?, ?, ?)",
+        [(t, to_signed(d), n) for t, (d, n) in fresh.items()],
+    )
     return fresh
 
 

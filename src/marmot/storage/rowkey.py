@@ -380,13 +380,17 @@ _TableXInfoRow = tuple[int, str, str, int, Any, int, int]  # cid, name, type, no
 def load_table_schema(conn: apsw.Connection, table: str, schema: str = "main") -> TableSchema:
     """Read ``table``'s schema from ``conn`` (PRAGMA table_list / table_xinfo / index_list / index_xinfo)."""
     sch = quote_ident(schema)
-    listing = cast(list[_TableListRow], conn.execute(f"PRAGMA {sch}.table_list({quote_ident(table)})").fetchall())
+    listing = cast(
+        list[_TableListRow], conn.execute(f"PRAGMA {sch}.table_list({quote_ident(table)})").fetchall()
+    )
     if not listing:
         raise UnknownTableError(f"no such table: {schema}.{table}")
     _schema, name, kind, _ncol, wr, _strict = listing[0]
     if kind not in ("table", "shadow"):
         raise UnknownTableError(f"{schema}.{table} is a {kind}, not a table")
-    xinfo = cast(list[_TableXInfoRow], conn.execute(f"PRAGMA {sch}.table_xinfo({quote_ident(name)})").fetchall())
+    xinfo = cast(
+        list[_TableXInfoRow], conn.execute(f"PRAGMA {sch}.table_xinfo({quote_ident(name)})").fetchall()
+    )
     columns: list[str] = []
     writable: set[str] = set()
     pk_pos: list[tuple[int, str]] = []
@@ -405,7 +409,9 @@ def load_table_schema(conn: apsw.Connection, table: str, schema: str = "main") -
     pk_cols = tuple(c for _, c in sorted(pk_pos))
     pk_index_name = None
     unique_names: list[str] = []
-    for _seq, idx_name, is_unique, origin, partial in conn.execute(f"PRAGMA {sch}.index_list({quote_ident(name)})"):
+    for _seq, idx_name, is_unique, origin, partial in conn.execute(
+        f"PRAGMA {sch}.index_list({quote_ident(name)})"
+    ):
         if origin == "pk":
             pk_index_name = idx_name
         elif is_unique and not partial:
@@ -416,9 +422,13 @@ def load_table_schema(conn: apsw.Connection, table: str, schema: str = "main") -
     lower_cols = {row[1].lower() for row in xinfo}  # any column, generated ones too, shadows a rowid name
     rowid_name = None
     if not without_rowid:
-        rowid_name = rowid_alias or next((n for n in ("rowid", "_rowid_", "oid") if n not in lower_cols), None)
+        rowid_name = rowid_alias or next(
+            (n for n in ("rowid", "_rowid_", "oid") if n not in lower_cols), None
+        )
     folds = None
-    key_cols: frozenset[tuple[str, str]] | None = None  # (column, collation) pairs a unique index must not cover
+    key_cols: frozenset[tuple[str, str]] | None = (
+        None  # (column, collation) pairs a unique index must not cover
+    )
     if not rowid_key and pk_index_name is not None:
         colls = dict(_index_key_columns(conn, sch, pk_index_name) or ())
         fl = tuple(_FOLDS.get(colls.get(c, "BINARY")) for c in pk_cols)
@@ -457,7 +467,9 @@ def load_table_schema(conn: apsw.Connection, table: str, schema: str = "main") -
 def _index_key_columns(conn: apsw.Connection, sch: str, index: str) -> tuple[tuple[str, str], ...] | None:
     """(column, collation upper-cased) of each key column of ``index``; None if one is an expression."""
     cols: list[tuple[str, str]] = []
-    for _seqno, _cid, col, _desc, coll, is_key in conn.execute(f"PRAGMA {sch}.index_xinfo({quote_ident(index)})"):
+    for _seqno, _cid, col, _desc, coll, is_key in conn.execute(
+        f"PRAGMA {sch}.index_xinfo({quote_ident(index)})"
+    ):
         if is_key:
             if col is None:
                 return None

@@ -23,8 +23,10 @@ import apsw
 Fingerprint = bytes  # 8 bytes
 
 _OF_TABLES = "SELECT lower(tbl_name), type, name, sql FROM sqlite_schema WHERE lower(tbl_name) IN ({}) ORDER BY 1, 2, 3"
-_ALL = ("SELECT lower(tbl_name), type, name, sql FROM sqlite_schema "
-        "WHERE tbl_name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1, 2, 3")
+_ALL = (
+    "SELECT lower(tbl_name), type, name, sql FROM sqlite_schema "
+    "WHERE tbl_name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1, 2, 3"
+)
 
 
 def _hash(rows: list[tuple[str, str, str | None]]) -> Fingerprint:

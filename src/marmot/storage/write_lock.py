@@ -47,7 +47,9 @@ class WriterLock:
     def locked(self) -> bool:
         return self._locked
 
-    async def acquire(self, timeout: float, patience: float = DEFAULT_PATIENCE, priority: bool = False) -> None:
+    async def acquire(
+        self, timeout: float, patience: float = DEFAULT_PATIENCE, priority: bool = False
+    ) -> None:
         """Take the lock; preempt an idle holder after ``patience`` s; ``LockTimeout`` after ``timeout``."""
         if not self._locked and not self._waiters and not self._priority:
             self._locked = True

@@ -18,8 +18,9 @@ SECRET = "replicated-test-secret"
 
 
 def _request(node: NodeProcess, path: str, secret: str, method: str = "GET") -> urllib.request.Request:
-    return urllib.request.Request(f"http://127.0.0.1:{node.grpc_port}{path}", method=method,
-                                  headers={"X-Marmot-Secret": secret})
+    return urllib.request.Request(
+        f"http://127.0.0.1:{node.grpc_port}{path}", method=method, headers={"X-Marmot-Secret": secret}
+    )
 
 
 def admin_json(node: NodeProcess, path: str, secret: str = SECRET, timeout: float = 5.0) -> Any:
@@ -28,8 +29,9 @@ def admin_json(node: NodeProcess, path: str, secret: str = SECRET, timeout: floa
         return json.loads(resp.read())
 
 
-def admin_call(node: NodeProcess, path: str, method: str = "GET", secret: str = SECRET,
-               timeout: float = 15.0) -> tuple[int, dict[str, Any]]:
+def admin_call(
+    node: NodeProcess, path: str, method: str = "GET", secret: str = SECRET, timeout: float = 15.0
+) -> tuple[int, dict[str, Any]]:
     """Call an admin route of ``node``: (HTTP status, JSON body); an error status is returned, not raised."""
     try:
         with urllib.request.urlopen(_request(node, path, secret, method), timeout=timeout) as resp:

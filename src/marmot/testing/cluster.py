@@ -59,8 +59,10 @@ def join_keys(seed: NodeProcess | None, secret: str = SECRET, timers: str = TIME
 
 
 # the node's own startup error (marmot.startup.listen_error), and asyncio's wording of the same failure
-_IN_USE = (re.compile(r"cannot listen on 127\.0\.0\.1:(\d+) \([^)]*\): address already in use", re.I),
-           re.compile(r"bind on address \('127\.0\.0\.1', (\d+)\)\S*: address already in use", re.I))
+_IN_USE = (
+    re.compile(r"cannot listen on 127\.0\.0\.1:(\d+) \([^)]*\): address already in use", re.I),
+    re.compile(r"bind on address \('127\.0\.0\.1', (\d+)\)\S*: address already in use", re.I),
+)
 
 
 def _port_in_use(err: RuntimeError) -> int | None:
@@ -92,12 +94,27 @@ class LocalCluster:
     """``size`` nodes (ids 1..size) under ``workdir`` (a temporary directory, removed by ``stop()``
     unless ``keep_dir``, when None). Usable as a context manager (start on enter, stop on exit)."""
 
-    def __init__(self, size: int = 3, workdir: Path | None = None, *, consistency: str = "QUORUM",
-                 secret: str = SECRET, timers: str = TIMERS, extra_toml: str = "", mysql_extra: str = "",
-                 replication_extra: str = "", cluster_extra: str = "", logging_extra: str = "",
-                 env: Mapping[int, Mapping[str, str]] | None = None, proxied: bool = False,
-                 tmpfs_size: str | None = None, stop_signal: int = signal.SIGTERM,
-                 start_timeout: float = 20.0, alive_timeout: float = 30.0, keep_dir: bool = False) -> None:
+    def __init__(
+        self,
+        size: int = 3,
+        workdir: Path | None = None,
+        *,
+        consistency: str = "QUORUM",
+        secret: str = SECRET,
+        timers: str = TIMERS,
+        extra_toml: str = "",
+        mysql_extra: str = "",
+        replication_extra: str = "",
+        cluster_extra: str = "",
+        logging_extra: str = "",
+        env: Mapping[int, Mapping[str, str]] | None = None,
+        proxied: bool = False,
+        tmpfs_size: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+        start_timeout: float = 20.0,
+        alive_timeout: float = 30.0,
+        keep_dir: bool = False,
+    ) -> None:
         if not 1 <= size <= 63:
             raise ValueError("cluster size must be 1..63")
         self.size = size
@@ -108,8 +125,9 @@ class LocalCluster:
         self.cluster_extra = cluster_extra
         self.mysql_extra = mysql_extra
         self.logging_extra = logging_extra
-        self.node_toml = (f'[replication]\ndefault_write_consistency = "{consistency}"\n{replication_extra}'
-                          + extra_toml)
+        self.node_toml = (
+            f'[replication]\ndefault_write_consistency = "{consistency}"\n{replication_extra}' + extra_toml
+        )
         self.env = {i: dict(e) for i, e in (env or {}).items()}
         self.proxied = proxied
         self.tmpfs_size = tmpfs_size
@@ -159,8 +177,10 @@ class LocalCluster:
                     self._signal(node, signal.SIGCONT)
                 node.stop(self.stop_signal)
             except Exception as err:  # keep stopping the others
-                print(f"stopping node {i} (pid {node.proc.pid if node.proc else '?'}) failed: {err!r}",
-                      file=sys.stderr)
+                print(
+                    f"stopping node {i} (pid {node.proc.pid if node.proc else '?'}) failed: {err!r}",
+                    file=sys.stderr,
+                )
         self.paused.clear()
         if self.proxy is not None:
             self.proxy.close()
@@ -221,9 +241,11 @@ class LocalCluster:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
                 lagging = [i for i, seen in last.items() if seen != want]
-                raise RuntimeError(f"not every node sees all {len(want)} members ALIVE within {timeout:.0f}s: "
-                                   + "; ".join(f"node {i} sees {s}" for i, s in last.items())
-                                   + f"\nlog of node {lagging[0]}:\n{self.log_tail(lagging[0])}")
+                raise RuntimeError(
+                    f"not every node sees all {len(want)} members ALIVE within {timeout:.0f}s: "
+                    + "; ".join(f"node {i} sees {s}" for i, s in last.items())
+                    + f"\nlog of node {lagging[0]}:\n{self.log_tail(lagging[0])}"
+                )
             time.sleep(0.1)
 
     # -- process faults (by PID) -----------------------------------------------------------------------
@@ -272,9 +294,15 @@ class LocalCluster:
     def _configure(self, i: int) -> NodeProcess:
         """Write node i's config (fresh ports, none used by another node of this cluster)."""
         seed = self.by_id.get(1) if i > 1 else None
-        node = make_node(self.workdir / f"n{i}", node_id=i, unix_socket=False, mysql_extra=self.mysql_extra,
-                         cluster_extra=join_keys(seed, self.secret, self.timers) + self.cluster_extra,
-                         logging_extra=self.logging_extra, extra_toml=self.node_toml)
+        node = make_node(
+            self.workdir / f"n{i}",
+            node_id=i,
+            unix_socket=False,
+            mysql_extra=self.mysql_extra,
+            cluster_extra=join_keys(seed, self.secret, self.timers) + self.cluster_extra,
+            logging_extra=self.logging_extra,
+            extra_toml=self.node_toml,
+        )
         with self._lock:
             clash = {node.mysql_port, node.grpc_port} & self._used_ports or node.mysql_port == node.grpc_port
             self._used_ports.update((node.mysql_port, node.grpc_port))
@@ -291,9 +319,14 @@ class LocalCluster:
                 if i != j:
                     self.proxy.add(i, j, self._fresh_port(), dst.grpc_port)
         for i, node in self.by_id.items():
-            overrides = ", ".join(f'"127.0.0.1:{dst.grpc_port}=127.0.0.1:{self.proxy.link(i, j).listen_port}"'
-                                  for j, dst in self.by_id.items() if j != i)
-            text = node.config_path.read_text().replace("[cluster]\n", f"[cluster]\ndial_overrides = [{overrides}]\n", 1)
+            overrides = ", ".join(
+                f'"127.0.0.1:{dst.grpc_port}=127.0.0.1:{self.proxy.link(i, j).listen_port}"'
+                for j, dst in self.by_id.items()
+                if j != i
+            )
+            text = node.config_path.read_text().replace(
+                "[cluster]\n", f"[cluster]\ndial_overrides = [{overrides}]\n", 1
+            )
             node.config_path.write_text(text)
 
     def _mount_tmpfs(self) -> None:
@@ -320,7 +353,9 @@ class LocalCluster:
                     self._move_cluster_port(i)
                 else:  # it may have joined under its cluster port: keep that, move the MySQL port
                     new = self._fresh_port()
-                    text = node.config_path.read_text().replace(f"\nport = {node.mysql_port}\n", f"\nport = {new}\n")
+                    text = node.config_path.read_text().replace(
+                        f"\nport = {node.mysql_port}\n", f"\nport = {new}\n"
+                    )
                     node.config_path.write_text(text)
                     node.mysql_port = new
 

@@ -140,12 +140,12 @@ class ProxyPool:
 
     def isolate(self, node: int, mode: str = "reject") -> None:
         """Cut ``node`` off from every other node, both directions."""
-        for (src, dst) in self.links:
+        for src, dst in self.links:
             if node in (src, dst):
                 self.set(src, dst, mode)
 
     def heal(self) -> None:
-        for (src, dst) in self.links:
+        for src, dst in self.links:
             self.set(src, dst, "pass")
 
     def close(self) -> None:
@@ -158,6 +158,7 @@ class ProxyPool:
             for t in others:
                 t.cancel()
             await asyncio.gather(*others, return_exceptions=True)
+
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -70,7 +70,10 @@ class NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "marmot.cli", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=None if self.cwd is None else str(self.cwd),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=None if self.cwd is None else str(self.cwd),
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -108,8 +111,15 @@ class NodeProcess:
             return self.proc.wait(5)
 
 
-def make_node(tmp: Path, extra_toml: str = "", unix_socket: bool = True, mysql_extra: str = "",
-              node_id: int = 1, cluster_extra: str = "", logging_extra: str = "") -> NodeProcess:
+def make_node(
+    tmp: Path,
+    extra_toml: str = "",
+    unix_socket: bool = True,
+    mysql_extra: str = "",
+    node_id: int = 1,
+    cluster_extra: str = "",
+    logging_extra: str = "",
+) -> NodeProcess:
     """Write a config for a node with free ports under ``tmp`` (not started).
 
     ``cluster_extra``, ``mysql_extra`` and ``logging_extra`` are more keys of those sections;

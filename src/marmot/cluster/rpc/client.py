@@ -75,8 +75,11 @@ def split_address(address: str) -> tuple[str, int]:
 
 class _ClientConnection(Connection):
     def __init__(self, client: RpcClient) -> None:
-        super().__init__(keepalive_interval=client.keepalive_interval,
-                         keepalive_timeout=client.keepalive_timeout, max_frame_size=client.max_frame_size)
+        super().__init__(
+            keepalive_interval=client.keepalive_interval,
+            keepalive_timeout=client.keepalive_timeout,
+            max_frame_size=client.max_frame_size,
+        )
         self._client = client
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = loop.create_future()
@@ -200,7 +203,8 @@ class _ClientConnection(Connection):
             elif t == WELCOME and self._state == _WELCOME_WAIT:
                 node_id, mac = f[2], f[3]
                 if not (0 <= node_id < 2**64) or not hmac.compare_digest(
-                        mac, server_mac(client._secret, self._cnonce, self._snonce, node_id)):
+                    mac, server_mac(client._secret, self._cnonce, self._snonce, node_id)
+                ):
                     self._refuse(AuthError("invalid cluster secret (the server could not prove it knows it)"))
                     return []
                 self.remote_node_id = node_id
@@ -208,7 +212,7 @@ class _ClientConnection(Connection):
                 self.decoder.max_frame_size = self.max_frame_size
                 self.start_keepalive()
                 self.ready.set_result(None)
-                return frames[i + 1:]
+                return frames[i + 1 :]
             elif t == ERROR and f[1] == 0:
                 self._refuse(AuthError(f[3]) if f[2] == "auth" else RpcError(f[2], f[3]))
                 return []
@@ -267,8 +271,9 @@ class _ClientConnection(Connection):
         self._write(data)
         return rs
 
-    async def client_stream(self, method: str, chunks: AsyncIterable[Any] | Iterable[Any],
-                            timeout: float | None) -> Any:
+    async def client_stream(
+        self, method: str, chunks: AsyncIterable[Any] | Iterable[Any], timeout: float | None
+    ) -> Any:
         rid = self._next_rid
         self._next_rid = rid + 1
         assert self._loop is not None  # calls are made on connected connections only
@@ -296,8 +301,9 @@ class _ClientConnection(Connection):
             self._pending.pop(rid, None)
             self._windows.pop(rid, None)
 
-    async def _send_chunks(self, rid: int, chunks: AsyncIterable[Any] | Iterable[Any], sw: SendWindow,
-                           fut: asyncio.Future[Any]) -> None:
+    async def _send_chunks(
+        self, rid: int, chunks: AsyncIterable[Any] | Iterable[Any], sw: SendWindow, fut: asyncio.Future[Any]
+    ) -> None:
         async def from_sync(it: Iterable[Any]) -> AsyncIterator[Any]:
             for x in it:
                 yield x
@@ -324,7 +330,9 @@ class ServerStreamCall:
     whole stream: past it, iteration raises ``RpcError("deadline")``.
     """
 
-    def __init__(self, client: RpcClient, method: str, payload: Any, timeout: float | None, window: int) -> None:
+    def __init__(
+        self, client: RpcClient, method: str, payload: Any, timeout: float | None, window: int
+    ) -> None:
         self._client = client
         self._method = method
         self._payload = payload
@@ -370,7 +378,9 @@ class ServerStreamCall:
     def _expire(self) -> None:
         self._timer = None
         if self._stream is not None and not self._stream.finished:
-            self._stream.fail(RpcError("deadline", f"{self._method}: stream not finished within {self._timeout}s"))
+            self._stream.fail(
+                RpcError("deadline", f"{self._method}: stream not finished within {self._timeout}s")
+            )
             if self._conn is not None:
                 self._conn.cancel(self._stream.rid)
 
@@ -405,10 +415,21 @@ def _expire_stream(ref: weakref.ref[ServerStreamCall]) -> None:
 class RpcClient:
     """Calls to one peer node over one multiplexed connection (see the module docstring)."""
 
-    def __init__(self, address: str, *, secret: str, node_id: int, ssl: _ssl.SSLContext | None = None,
-                 connect_timeout: float = 3.0, keepalive_interval: float = 10.0, keepalive_timeout: float = 3.0,
-                 max_backoff: float = 5.0, initial_backoff: float = 0.05,
-                 max_frame_size: int = DEFAULT_MAX_FRAME, stream_window: int = STREAM_WINDOW) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        secret: str,
+        node_id: int,
+        ssl: _ssl.SSLContext | None = None,
+        connect_timeout: float = 3.0,
+        keepalive_interval: float = 10.0,
+        keepalive_timeout: float = 3.0,
+        max_backoff: float = 5.0,
+        initial_backoff: float = 0.05,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+        stream_window: int = STREAM_WINDOW,
+    ) -> None:
         self.address = address
         self.host, self.port = split_address(address)
         self._secret = secret.encode()
@@ -478,13 +499,15 @@ class RpcClient:
             if timeout is not None:
                 conn._deadlines.pop(rid, None)
 
-    def server_stream(self, method: str, payload: Any = None, timeout: float | None = 30.0,
-                      window: int | None = None) -> ServerStreamCall:
+    def server_stream(
+        self, method: str, payload: Any = None, timeout: float | None = 30.0, window: int | None = None
+    ) -> ServerStreamCall:
         """``async for chunk in client.server_stream(...)``; at most ``window`` chunks in flight."""
         return ServerStreamCall(self, method, payload, timeout, window or self.stream_window)
 
-    async def client_stream(self, method: str, chunks: AsyncIterable[Any] | Iterable[Any],
-                            timeout: float | None = 30.0) -> Any:
+    async def client_stream(
+        self, method: str, chunks: AsyncIterable[Any] | Iterable[Any], timeout: float | None = 30.0
+    ) -> Any:
         """Send ``chunks`` (an async or plain iterable) as one call; return the handler's answer. The
         sender waits for flow-control credit, so a fast producer never runs ahead of the server."""
         loop = asyncio.get_running_loop()
@@ -535,8 +558,12 @@ class RpcClient:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _ClientConnection(self), self.host, self.port, ssl=self.ssl,
-                    server_hostname=self.host if self.ssl is not None else None)
+                    lambda: _ClientConnection(self),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl is not None else None,
+                )
                 await conn.ready
         except BaseException as exc:
             if conn is not None:
@@ -547,13 +574,17 @@ class RpcClient:
             if isinstance(exc, RpcError) and exc.code in ("auth", "protocol"):
                 err = exc
             elif isinstance(exc, TimeoutError):
-                err = RpcError("unavailable", f"cannot connect to {self.address}: "
-                               f"no handshake within {self.connect_timeout}s")
+                err = RpcError(
+                    "unavailable",
+                    f"cannot connect to {self.address}: no handshake within {self.connect_timeout}s",
+                )
             elif isinstance(exc, ConnectionRefusedError):  # asyncio says "Connect call failed (host, port)"
                 err = RpcError("unavailable", f"cannot connect to {self.address}: connection refused")
             else:
                 err = RpcError("unavailable", f"cannot connect to {self.address}: {exc}")
-            self._backoff = min(self.max_backoff, self._backoff * 2 if self._backoff else self.initial_backoff)
+            self._backoff = min(
+                self.max_backoff, self._backoff * 2 if self._backoff else self.initial_backoff
+            )
             self._retry_at = loop.time() + self._backoff * random.uniform(0.8, 1.0)
             self._last_error = err
             self._connecting = None
@@ -577,8 +608,9 @@ class ClientPool:
     """One ``RpcClient`` per peer address, created on first use; all share our identity and TLS context.
     Extra keyword arguments go to every ``RpcClient``."""
 
-    def __init__(self, *, secret: str, node_id: int, ssl: _ssl.SSLContext | None = None,
-                 **client_options: Any) -> None:
+    def __init__(
+        self, *, secret: str, node_id: int, ssl: _ssl.SSLContext | None = None, **client_options: Any
+    ) -> None:
         self.secret = secret
         self.node_id = check_node_id(node_id)
         self.ssl = ssl
@@ -588,8 +620,9 @@ class ClientPool:
     def get(self, address: str) -> RpcClient:
         client = self._clients.get(address)
         if client is None:
-            client = self._clients[address] = RpcClient(address, secret=self.secret, node_id=self.node_id,
-                                                        ssl=self.ssl, **self.client_options)
+            client = self._clients[address] = RpcClient(
+                address, secret=self.secret, node_id=self.node_id, ssl=self.ssl, **self.client_options
+            )
         return client
 
     def reset_backoff(self, address: str) -> None:

@@ -92,9 +92,20 @@ PING = 12
 PONG = 13
 
 TYPE_NAMES = {
-    HELLO: "HELLO", AUTH: "AUTH", WELCOME: "WELCOME", REQUEST: "REQUEST", RESPONSE: "RESPONSE",
-    ERROR: "ERROR", CANCEL: "CANCEL", SSTREAM: "SSTREAM", CSTREAM: "CSTREAM", CHUNK: "CHUNK", END: "END",
-    CREDIT: "CREDIT", PING: "PING", PONG: "PONG",
+    HELLO: "HELLO",
+    AUTH: "AUTH",
+    WELCOME: "WELCOME",
+    REQUEST: "REQUEST",
+    RESPONSE: "RESPONSE",
+    ERROR: "ERROR",
+    CANCEL: "CANCEL",
+    SSTREAM: "SSTREAM",
+    CSTREAM: "CSTREAM",
+    CHUNK: "CHUNK",
+    END: "END",
+    CREDIT: "CREDIT",
+    PING: "PING",
+    PONG: "PONG",
 }
 
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
@@ -209,14 +220,16 @@ class FrameDecoder:
                 while end - pos >= 4:
                     size = _unpack_header(view, pos)[0]
                     if size > self.max_frame_size:
-                        raise ProtocolError(f"frame of {size} bytes exceeds the limit of {self.max_frame_size}")
+                        raise ProtocolError(
+                            f"frame of {size} bytes exceeds the limit of {self.max_frame_size}"
+                        )
                     if size == 0:
                         raise ProtocolError("empty frame")
                     stop = pos + 4 + size
                     if stop > end:
                         break
                     try:
-                        frame = _unpack(view[pos + 4:stop])
+                        frame = _unpack(view[pos + 4 : stop])
                     except Exception as exc:  # msgpack raises many kinds: ExtraData, ValueError, ...
                         raise ProtocolError(f"undecodable frame body: {type(exc).__name__}: {exc}") from None
                     _validate(frame)

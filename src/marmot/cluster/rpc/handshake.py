@@ -23,12 +23,16 @@ def _node_id_bytes(node_id: int) -> bytes:
 
 def client_mac(secret: bytes, server_nonce: bytes, client_nonce: bytes, client_node_id: int) -> bytes:
     """The client's proof: HMAC-SHA256(secret, server_nonce || client_nonce || client_node_id)."""
-    return hmac.new(secret, server_nonce + client_nonce + _node_id_bytes(client_node_id), hashlib.sha256).digest()
+    return hmac.new(
+        secret, server_nonce + client_nonce + _node_id_bytes(client_node_id), hashlib.sha256
+    ).digest()
 
 
 def server_mac(secret: bytes, client_nonce: bytes, server_nonce: bytes, server_node_id: int) -> bytes:
     """The server's proof: HMAC-SHA256(secret, client_nonce || server_nonce || server_node_id)."""
-    return hmac.new(secret, client_nonce + server_nonce + _node_id_bytes(server_node_id), hashlib.sha256).digest()
+    return hmac.new(
+        secret, client_nonce + server_nonce + _node_id_bytes(server_node_id), hashlib.sha256
+    ).digest()
 
 
 def check_node_id(node_id: int) -> int:

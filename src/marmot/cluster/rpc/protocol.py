@@ -44,8 +44,9 @@ class Connection(asyncio.BufferedProtocol):
     pings. The timer is a single rescheduled ``call_at`` per connection.
     """
 
-    def __init__(self, *, keepalive_interval: float, keepalive_timeout: float,
-                 max_frame_size: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self, *, keepalive_interval: float, keepalive_timeout: float, max_frame_size: int = DEFAULT_MAX_FRAME
+    ) -> None:
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
         self.max_frame_size = max_frame_size

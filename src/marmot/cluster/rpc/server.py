@@ -63,11 +63,23 @@ class RpcServerProtocol(Connection):
     processed inside ``connection_made``; do not feed it again through ``data_received``.
     """
 
-    def __init__(self, router: RpcRouter, *, secret: str, node_id: int, initial_data: bytes = b"",
-                 keepalive_interval: float = 10.0, keepalive_timeout: float = 3.0,
-                 handshake_timeout: float = 5.0, max_frame_size: int = DEFAULT_MAX_FRAME) -> None:
-        super().__init__(keepalive_interval=keepalive_interval, keepalive_timeout=keepalive_timeout,
-                         max_frame_size=max_frame_size)
+    def __init__(
+        self,
+        router: RpcRouter,
+        *,
+        secret: str,
+        node_id: int,
+        initial_data: bytes = b"",
+        keepalive_interval: float = 10.0,
+        keepalive_timeout: float = 3.0,
+        handshake_timeout: float = 5.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        super().__init__(
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            max_frame_size=max_frame_size,
+        )
         self.router = router
         self._methods = router.methods
         self._secret = secret.encode()
@@ -170,7 +182,7 @@ class RpcServerProtocol(Connection):
                 return
             if not self._authenticate(f[2], f[3], f[4]):
                 return
-            for g in frames[i + 1:]:
+            for g in frames[i + 1 :]:
                 if g[0] == REQUEST:
                     self._on_request(g[1], g[2], g[3], g[4])
                 else:
@@ -182,8 +194,11 @@ class RpcServerProtocol(Connection):
             self.abort("malformed AUTH frame")
             return False
         if not hmac.compare_digest(mac, client_mac(self._secret, self._nonce, cnonce, peer_id)):
-            log.warning("rpc: refused connection from %s (claims node %d): invalid cluster secret",
-                        self.peer_address, peer_id)
+            log.warning(
+                "rpc: refused connection from %s (claims node %d): invalid cluster secret",
+                self.peer_address,
+                peer_id,
+            )
             self.send([ERROR, 0, "auth", "invalid cluster secret"])
             self._state = _REFUSED
             self.close()
@@ -347,7 +362,9 @@ class RpcServerProtocol(Connection):
             self._end_spare_call(sp, rid)
             self._finish_unary(rid, asyncio.CancelledError(), sp.deadline_hit)
 
-    def _on_server_stream(self, rid: int, method: str, payload: Any, timeout: float | None, window: int) -> None:
+    def _on_server_stream(
+        self, rid: int, method: str, payload: Any, timeout: float | None, window: int
+    ) -> None:
         fn = self._lookup(rid, method, SERVER_STREAM)
         if fn is None:
             return
@@ -434,8 +451,9 @@ class RpcServerProtocol(Connection):
         finally:
             self._tasks.pop(rid, None)
 
-    async def _run_server_stream(self, rid: int, fn: Any, payload: Any, ctx: CallContext,
-                                 sw: SendWindow) -> None:
+    async def _run_server_stream(
+        self, rid: int, fn: Any, payload: Any, ctx: CallContext, sw: SendWindow
+    ) -> None:
         agen: Any = None
         cm = asyncio.timeout_at(ctx.deadline if ctx.deadline != INF else None)
         try:
@@ -457,7 +475,9 @@ class RpcServerProtocol(Connection):
                     try:
                         self.send([CHUNK, rid, item])
                     except _ENCODE_ERRORS as exc:
-                        self.send([ERROR, rid, "handler", f"chunk cannot be sent: {type(exc).__name__}: {exc}"])
+                        self.send(
+                            [ERROR, rid, "handler", f"chunk cannot be sent: {type(exc).__name__}: {exc}"]
+                        )
                         return
             self.send([END, rid])
         except TimeoutError as exc:
@@ -546,9 +566,17 @@ def _drive(coro: Any, yielded: Any, cvars: contextvars.Context, exc: BaseExcepti
                 return e2
 
 
-async def serve_rpc(router: RpcRouter, host: str, port: int, *, secret: str, node_id: int,
-                    ssl: _ssl.SSLContext | None = None, server_ssl: _ssl.SSLContext | None = None,
-                    **protocol_options: Any) -> asyncio.Server:
+async def serve_rpc(
+    router: RpcRouter,
+    host: str,
+    port: int,
+    *,
+    secret: str,
+    node_id: int,
+    ssl: _ssl.SSLContext | None = None,
+    server_ssl: _ssl.SSLContext | None = None,
+    **protocol_options: Any,
+) -> asyncio.Server:
     """A standalone RPC listener (tests, benchmarks; a node serves RPC on its shared cluster port).
 
     ``ssl`` (alias ``server_ssl``) is a server-side ``SSLContext``: TLS is terminated by the listener and
@@ -561,4 +589,7 @@ async def serve_rpc(router: RpcRouter, host: str, port: int, *, secret: str, nod
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: RpcServerProtocol(router, secret=secret, node_id=node_id, **protocol_options),
-        host, port, ssl=ctx)
+        host,
+        port,
+        ssl=ctx,
+    )

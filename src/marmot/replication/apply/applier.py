@@ -104,8 +104,9 @@ class ApplyOutcome:
     ddl: bool = False
 
 
-def apply_items(conn: apsw.Connection, schema: SchemaCache, items: list[ApplyItem],
-                on_ddl: Callable[[], None]) -> list[ApplyOutcome | Exception]:
+def apply_items(
+    conn: apsw.Connection, schema: SchemaCache, items: list[ApplyItem], on_ddl: Callable[[], None]
+) -> list[ApplyOutcome | Exception]:
     """Apply ``items`` inside the caller's open write transaction; one outcome (or error) per item.
 
     The digest deltas of the items that applied are summed and written once, at the end (and before a
@@ -150,8 +151,9 @@ def apply_items(conn: apsw.Connection, schema: SchemaCache, items: list[ApplyIte
 _NO_DELTAS: dict[str, list[int]] = {}
 
 
-def _apply_one(conn: apsw.Connection, schema: SchemaCache, item: ApplyItem
-               ) -> tuple[ApplyOutcome, dict[str, list[int]]]:
+def _apply_one(
+    conn: apsw.Connection, schema: SchemaCache, item: ApplyItem
+) -> tuple[ApplyOutcome, dict[str, list[int]]]:
     """Apply one item; its outcome and its digest deltas (``_digest_deltas``; not written yet)."""
     if rt.is_applied(conn, item.txn_id):
         return ApplyOutcome(applied=False), _NO_DELTAS
@@ -180,9 +182,13 @@ def _apply_one(conn: apsw.Connection, schema: SchemaCache, item: ApplyItem
             else:
                 apply_changes(conn, winners, schema)
             wall, logical, node = version
-            conn.executemany(_UPSERT_VERSION, [
-                (c.key, c.table, wall, logical, node, 1 if c.op == "DELETE" or c.key in lost else 0)
-                for c in winners])
+            conn.executemany(
+                _UPSERT_VERSION,
+                [
+                    (c.key, c.table, wall, logical, node, 1 if c.op == "DELETE" or c.key in lost else 0)
+                    for c in winners
+                ],
+            )
             deltas = _digest_deltas(winners, stored, version, lost, tombstoned)
         outcome.rows = len(winners) - len(lost)
         outcome.skipped = len(changes) - outcome.rows
@@ -190,10 +196,13 @@ def _apply_one(conn: apsw.Connection, schema: SchemaCache, item: ApplyItem
     return outcome, deltas
 
 
-def _digest_deltas(winners: list[RowChange], stored: dict[bytes, tuple[int, int, int, int]],
-                   version: tuple[int, int, int], lost: set[bytes],
-                   tombstoned: list[tuple[bytes, str, tuple[int, int, int, int] | None]]
-                   ) -> dict[str, list[int]]:
+def _digest_deltas(
+    winners: list[RowChange],
+    stored: dict[bytes, tuple[int, int, int, int]],
+    version: tuple[int, int, int],
+    lost: set[bytes],
+    tombstoned: list[tuple[bytes, str, tuple[int, int, int, int] | None]],
+) -> dict[str, list[int]]:
     """``{table: [digest delta, row-count delta]}`` of this transaction (module docstring, step 3).
 
     Before-states come from ``stored`` (read before anything was written) and, for rows a UNIQUE
@@ -282,9 +291,13 @@ def _conflicting_keys(conn: apsw.Connection, ts: TableSchema, c: RowChange) -> l
     return out
 
 
-def _apply_checked(conn: apsw.Connection, schema: SchemaCache, winners: list[RowChange],
-                   version: tuple[int, int, int],
-                   tombstoned: list[tuple[bytes, str, tuple[int, int, int, int] | None]]) -> set[bytes]:
+def _apply_checked(
+    conn: apsw.Connection,
+    schema: SchemaCache,
+    winners: list[RowChange],
+    version: tuple[int, int, int],
+    tombstoned: list[tuple[bytes, str, tuple[int, int, int, int] | None]],
+) -> set[bytes]:
     """``apply_changes(winners)`` with UNIQUE collisions resolved by version first; returns the keys
     of the changes that lost (not written; the caller tombstones them at ``version``). Appends to
     ``tombstoned`` each other row it deleted and tombstoned: (key, table, its version state before or
@@ -315,8 +328,11 @@ def _apply_checked(conn: apsw.Connection, schema: SchemaCache, winners: list[Row
         keys = _conflicting_keys(conn, ts, c)
         if keys:
             stored = rt.row_states(conn, keys)
-            older = [(k, v) for k in keys
-                     if (v := (s[:3] if (s := stored.get(k)) is not None else _UNVERSIONED)) != version]
+            older = [
+                (k, v)
+                for k in keys
+                if (v := (s[:3] if (s := stored.get(k)) is not None else _UNVERSIONED)) != version
+            ]
             if any(v > version for _, v in older):
                 lost.add(c.key)
                 pending.append(RowChange(c.table, "DELETE", c.key, c.old, None))
@@ -347,7 +363,9 @@ class RepairOutcome:
     failed: int = 0  # keys that could not be written (bad key, image that does not fit the table)
 
 
-def repair_rows(conn: apsw.Connection, schema: SchemaCache, table: str, rows: list[RepairRow]) -> RepairOutcome:
+def repair_rows(
+    conn: apsw.Connection, schema: SchemaCache, table: str, rows: list[RepairRow]
+) -> RepairOutcome:
     """Bring ``table``'s keys to a peer's state, last-writer-wins, inside the caller's open write
     transaction. ``rows``: ``(key, version, deleted, image)`` as the peer stores them (``image`` the
     full row when live).

@@ -23,8 +23,9 @@ import re
 
 import apsw
 
-_CREATE = re.compile(r"^(\s*CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX|VIEW|TRIGGER)\s+)(?!IF\s+NOT\s+EXISTS\b)",
-                     re.IGNORECASE)
+_CREATE = re.compile(
+    r"^(\s*CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX|VIEW|TRIGGER)\s+)(?!IF\s+NOT\s+EXISTS\b)", re.IGNORECASE
+)
 _DROP = re.compile(r"^(\s*DROP\s+(?:TABLE|INDEX|VIEW|TRIGGER)\s+)(?!IF\s+EXISTS\b)", re.IGNORECASE)
 _NAME = r'("(?:[^"]|"")+"|`(?:[^`]|``)+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
 _ALTER = re.compile(r"^\s*ALTER\s+TABLE\s+" + _NAME + r"\s+(.*)$", re.IGNORECASE | re.DOTALL)
@@ -53,12 +54,19 @@ def _unquote(name: str) -> str:
 
 
 def _table_exists(conn: apsw.Connection, table: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE",
-                        (table,)).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE", (table,)
+        ).fetchone()
+        is not None
+    )
 
 
 def _columns(conn: apsw.Connection, table: str) -> set[str]:
-    return {str(r[1]).lower() for r in conn.execute(f'PRAGMA main.table_xinfo("{table.replace(chr(34), chr(34) * 2)}")')}
+    return {
+        str(r[1]).lower()
+        for r in conn.execute(f'PRAGMA main.table_xinfo("{table.replace(chr(34), chr(34) * 2)}")')
+    }
 
 
 def already_applied(conn: apsw.Connection, sql: str) -> bool:
@@ -72,8 +80,13 @@ def already_applied(conn: apsw.Connection, sql: str) -> bool:
     if not _table_exists(conn, table):
         return False
     cols = _columns(conn, table)
-    if (r := _ADD.match(rest)) is not None and r.group(1).upper() not in ("CONSTRAINT", "PRIMARY", "UNIQUE",
-                                                                             "CHECK", "FOREIGN"):
+    if (r := _ADD.match(rest)) is not None and r.group(1).upper() not in (
+        "CONSTRAINT",
+        "PRIMARY",
+        "UNIQUE",
+        "CHECK",
+        "FOREIGN",
+    ):
         return _unquote(r.group(1)).lower() in cols
     if (r := _DROP_COL.match(rest)) is not None:
         return _unquote(r.group(1)).lower() not in cols

@@ -38,9 +38,12 @@ _MAX_SLEEP = 0.01
 class ApplyQueues:
     """``await apply(db, item)`` returns once the item is durably applied (or raises why not)."""
 
-    def __init__(self, databases: DatabaseManager, max_batch: int = 128,
-                 on_applied: Callable[[str, list[ApplyItem], list[ApplyOutcome | Exception]], None] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        databases: DatabaseManager,
+        max_batch: int = 128,
+        on_applied: Callable[[str, list[ApplyItem], list[ApplyOutcome | Exception]], None] | None = None,
+    ) -> None:
         self.databases = databases
         self.max_batch = max_batch
         self.on_applied = on_applied
@@ -173,7 +176,8 @@ class ApplyQueues:
     async def _apply_batch(self, db: str, items: list[ApplyItem]) -> list[ApplyOutcome | Exception]:
         schema = self.schema(db)
         outcomes = await self.write(
-            db, lambda conn: apply_items(conn, schema, items, lambda: self.databases.bump_generation(db)))
+            db, lambda conn: apply_items(conn, schema, items, lambda: self.databases.bump_generation(db))
+        )
         for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.error("transaction %d could not be applied to %s: %s", item.txn_id, db, outcome)

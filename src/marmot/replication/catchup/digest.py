@@ -81,20 +81,25 @@ def verify_digests(conn: apsw.Connection) -> dict[str, tuple[tuple[int, int], tu
     with conn:
         stored = table_digests(conn)
         fresh = {t: v for t, v in rt.compute_digests(conn).items() if v[1] or v[0]}
-    return {t: (stored.get(t, (0, 0)), fresh.get(t, (0, 0)))
-            for t in sorted(stored.keys() | fresh.keys()) if stored.get(t) != fresh.get(t)}
+    return {
+        t: (stored.get(t, (0, 0)), fresh.get(t, (0, 0)))
+        for t in sorted(stored.keys() | fresh.keys())
+        if stored.get(t) != fresh.get(t)
+    }
 
 
-def table_keys(conn: apsw.Connection, table: str, after: bytes | None = None,
-               limit: int = KEYS_LIMIT) -> list[tuple[bytes, Version]]:
+def table_keys(
+    conn: apsw.Connection, table: str, after: bytes | None = None, limit: int = KEYS_LIMIT
+) -> list[tuple[bytes, Version]]:
     """The live row keys of ``table`` with their versions, in key order, after ``after`` (exclusive),
     at most ``limit``: what ``table``'s digest sums, paginated for ``marmot verify``. A range scan of
     the row-version primary key (keys start with the table name)."""
     return [(k, v) for k, v, _ in _version_page(conn, table, after, limit, live_only=True)]
 
 
-def diff_keys(local_keys: Iterable[tuple[bytes, Version]], remote_keys: Iterable[tuple[bytes, Version]]
-              ) -> list[tuple[bytes, Version | None, Version | None]]:
+def diff_keys(
+    local_keys: Iterable[tuple[bytes, Version]], remote_keys: Iterable[tuple[bytes, Version]]
+) -> list[tuple[bytes, Version | None, Version | None]]:
     """The keys where two key lists differ: ``(key, local version or None, remote version or None)``,
     sorted by key. None means the key has no live row on that side."""
     local = dict(local_keys)
@@ -120,17 +125,26 @@ def digest_document(conn: apsw.Connection, db: str) -> dict[str, Any]:
             version = rt.schema_version(conn)
         except apsw.SQLError:
             version = 0
-    return {"database": db, "schema_version": version,
-            "tables": {t: {"digest": f"{d:016x}", "rows": n} for t, (d, n) in digests.items()}}
+    return {
+        "database": db,
+        "schema_version": version,
+        "tables": {t: {"digest": f"{d:016x}", "rows": n} for t, (d, n) in digests.items()},
+    }
 
 
-def keys_document(conn: apsw.Connection, db: str, table: str, after: bytes | None, limit: int) -> dict[str, Any]:
+def keys_document(
+    conn: apsw.Connection, db: str, table: str, after: bytes | None, limit: int
+) -> dict[str, Any]:
     """``{"database", "table", "keys": [[hex key, [wall, logical, node]], ...], "next": hex or null}``;
     ``next`` is the ``after`` of the following page (null on the last page)."""
     limit = max(1, min(int(limit), KEYS_LIMIT))
     keys = table_keys(conn, table, after, limit)
-    return {"database": db, "table": table, "keys": [[k.hex(), list(v)] for k, v in keys],
-            "next": keys[-1][0].hex() if len(keys) == limit else None}
+    return {
+        "database": db,
+        "table": table,
+        "keys": [[k.hex(), list(v)] for k, v in keys],
+        "next": keys[-1][0].hex() if len(keys) == limit else None,
+    }
 
 
 def database_digest(databases: DatabaseManager, db: str) -> dict[str, Any] | None:
@@ -145,8 +159,9 @@ def database_digest(databases: DatabaseManager, db: str) -> dict[str, Any] | Non
             conn.close()
 
 
-def database_keys(databases: DatabaseManager, db: str, table: str, after: bytes | None,
-                  limit: int) -> dict[str, Any] | None:
+def database_keys(
+    databases: DatabaseManager, db: str, table: str, after: bytes | None, limit: int
+) -> dict[str, Any] | None:
     """``keys_document`` on a short-lived connection; None when there is no such database."""
     if not databases.exists(db):
         return None
@@ -196,16 +211,18 @@ def differing_tables(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]
 # -- repair: what a peer serves so a divergent table can be pulled back row by row ------------------
 
 
-def table_versions(conn: apsw.Connection, table: str, after: bytes | None = None,
-                   limit: int = KEYS_LIMIT) -> list[tuple[bytes, Version, bool]]:
+def table_versions(
+    conn: apsw.Connection, table: str, after: bytes | None = None, limit: int = KEYS_LIMIT
+) -> list[tuple[bytes, Version, bool]]:
     """Like ``table_keys`` but with tombstones: ``(key, version, deleted)`` of every key of ``table``
     in ``__marmot_row_version``, in key order, after ``after`` (exclusive), at most ``limit``. What
     repair compares: a newer tombstone on the peer must win over an older live row here."""
     return _version_page(conn, table, after, limit, live_only=False)
 
 
-def _version_page(conn: apsw.Connection, table: str, after: bytes | None, limit: int, *,
-                  live_only: bool) -> list[tuple[bytes, Version, bool]]:
+def _version_page(
+    conn: apsw.Connection, table: str, after: bytes | None, limit: int, *, live_only: bool
+) -> list[tuple[bytes, Version, bool]]:
     """One page of ``table``'s row versions (a range scan of the row-version primary key, whose keys
     start with the table name), tombstones left out when ``live_only``; [] while the table is absent."""
     low, high = rt.key_range(table)
@@ -214,8 +231,11 @@ def _version_page(conn: apsw.Connection, table: str, after: bytes | None, limit:
     limit = max(1, min(int(limit), KEYS_LIMIT))
     live = "AND deleted = 0 " if live_only else ""
     try:
-        rows = conn.execute(f"SELECT pk, wall, logical, node, deleted FROM {rt.ROW_VERSION} WHERE pk {op} ? "
-                            f"AND pk < ? {live}AND tbl = ? ORDER BY pk LIMIT ?", (start, high, table, limit))
+        rows = conn.execute(
+            f"SELECT pk, wall, logical, node, deleted FROM {rt.ROW_VERSION} WHERE pk {op} ? "
+            f"AND pk < ? {live}AND tbl = ? ORDER BY pk LIMIT ?",
+            (start, high, table, limit),
+        )
         return [(bytes(pk), (int(w), int(lg), int(n)), bool(d)) for pk, w, lg, n, d in rows]
     except apsw.SQLError:
         return []
@@ -234,8 +254,9 @@ def all_table_versions(conn: apsw.Connection, table: str) -> dict[bytes, tuple[V
         after = page[-1][0]
 
 
-def read_rows(conn: apsw.Connection, table: str, keys: list[bytes]
-              ) -> list[tuple[bytes, Version | None, bool, dict[str, Any] | None]]:
+def read_rows(
+    conn: apsw.Connection, table: str, keys: list[bytes]
+) -> list[tuple[bytes, Version | None, bool, dict[str, Any] | None]]:
     """For each key: ``(key, stored version or None, deleted, row image or None)``. The image is the
     row as stored, every column of ``TableSchema.columns``, addressed like the applier addresses it
     (``apply.rows.where_clause``); a table without a declared primary key needs no rowid column in it, the key
@@ -266,7 +287,9 @@ def read_rows(conn: apsw.Connection, table: str, keys: list[bytes]
                     out.append((k, version, deleted, None))
                     continue
                 cond = " AND ".join(f"{quote_ident(c)} IS ?" for c in where)
-                row = conn.execute(f"SELECT {select} FROM main.{quote_ident(table)} WHERE {cond}", values).fetchone()
+                row = conn.execute(
+                    f"SELECT {select} FROM main.{quote_ident(table)} WHERE {cond}", values
+                ).fetchone()
                 if row is not None:
                     image = dict(zip(cols, row, strict=True))
             out.append((k, version, deleted, image))

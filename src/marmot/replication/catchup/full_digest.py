@@ -73,7 +73,9 @@ async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
     way (also cancelled), so a scan nobody waits for stops at its next page."""
     stop = threading.Event()
     try:
-        return await asyncio.get_running_loop().run_in_executor(_SCANS, functools.partial(fn, *args, stop=stop))
+        return await asyncio.get_running_loop().run_in_executor(
+            _SCANS, functools.partial(fn, *args, stop=stop)
+        )
     finally:
         stop.set()
 
@@ -117,8 +119,13 @@ def _order(ts: TableSchema) -> tuple[list[str], str] | None:
     return list(ts.pk), ""
 
 
-def content_pages(conn: apsw.Connection, ts: TableSchema, after: bytes | None = None, page: int = PAGE,
-                  stop: threading.Event | None = None) -> Iterator[list[tuple[bytes, State | None, int]]]:
+def content_pages(
+    conn: apsw.Connection,
+    ts: TableSchema,
+    after: bytes | None = None,
+    page: int = PAGE,
+    stop: threading.Event | None = None,
+) -> Iterator[list[tuple[bytes, State | None, int]]]:
     """``[(key, state, content hash), ...]`` of ``ts``'s rows in key order, page by page, starting after
     the row whose key is ``after`` (exclusive). Raises ``ValueError`` when ``after`` is not a key of
     this table, ``LookupError`` when the table's rows cannot be addressed, ``ScanStopped`` when
@@ -146,8 +153,9 @@ def content_pages(conn: apsw.Connection, ts: TableSchema, after: bytes | None = 
             rows = conn.execute(f"{base} ORDER BY {ordered} LIMIT ?", (page,)).fetchall()
         else:
             marks = ", ".join("?" * len(position))
-            rows = conn.execute(f"{base} WHERE ({ordered}) > ({marks}) ORDER BY {ordered} LIMIT ?",
-                                (*position, page)).fetchall()
+            rows = conn.execute(
+                f"{base} WHERE ({ordered}) > ({marks}) ORDER BY {ordered} LIMIT ?", (*position, page)
+            ).fetchall()
         if not rows:
             return
         out: list[tuple[bytes, tuple[Any, ...]]] = []
@@ -165,8 +173,9 @@ def content_pages(conn: apsw.Connection, ts: TableSchema, after: bytes | None = 
             return
 
 
-def table_full_digest(conn: apsw.Connection, ts: TableSchema, stop: threading.Event | None = None
-                      ) -> tuple[int, int]:
+def table_full_digest(
+    conn: apsw.Connection, ts: TableSchema, stop: threading.Event | None = None
+) -> tuple[int, int]:
     """``(digest, rows)`` of one table from its contents (inside the caller's read transaction)."""
     total = 0
     count = 0
@@ -177,7 +186,9 @@ def table_full_digest(conn: apsw.Connection, ts: TableSchema, stop: threading.Ev
     return total & rt.MASK64, count
 
 
-def full_digest_document(conn: apsw.Connection, db: str, stop: threading.Event | None = None) -> dict[str, Any]:
+def full_digest_document(
+    conn: apsw.Connection, db: str, stop: threading.Event | None = None
+) -> dict[str, Any]:
     """``{"database", "schema_version", "full": true, "tables": {table: {"digest", "rows"}}, "skipped":
     {table: reason}}`` — the shape of ``digest.digest_document`` (empty tables left out the same way),
     computed from the tables' contents in one read transaction."""
@@ -197,12 +208,23 @@ def full_digest_document(conn: apsw.Connection, db: str, stop: threading.Event |
                 continue
             if rows:
                 tables[name] = {"digest": f"{digest:016x}", "rows": rows}
-    return {"database": db, "schema_version": version, "full": True, "tables": tables,
-            "skipped": dict(sorted(skipped.items()))}
+    return {
+        "database": db,
+        "schema_version": version,
+        "full": True,
+        "tables": tables,
+        "skipped": dict(sorted(skipped.items())),
+    }
 
 
-def full_keys_document(conn: apsw.Connection, db: str, table: str, after: bytes | None,
-                       limit: int, stop: threading.Event | None = None) -> dict[str, Any]:
+def full_keys_document(
+    conn: apsw.Connection,
+    db: str,
+    table: str,
+    after: bytes | None,
+    limit: int,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
     """``{"database", "table", "full": true, "keys": [[hex key, [wall, logical, node] or null, content
     hash hex], ...], "next"}``: one page of the rows ``table`` holds, in key order (``next`` as in
     ``digest.keys_document``). A table absent here has no keys. Raises ``ValueError`` for a bad
@@ -225,8 +247,13 @@ def full_keys_document(conn: apsw.Connection, db: str, table: str, after: bytes 
                         break
             except LookupError:
                 keys = []
-    return {"database": db, "table": table, "full": True, "keys": keys,
-            "next": keys[-1][0] if len(keys) == limit else None}
+    return {
+        "database": db,
+        "table": table,
+        "full": True,
+        "keys": keys,
+        "next": keys[-1][0] if len(keys) == limit else None,
+    }
 
 
 def _on_own_connection(databases: DatabaseManager, db: str, fn: Any) -> Any:
@@ -240,17 +267,27 @@ def _on_own_connection(databases: DatabaseManager, db: str, fn: Any) -> Any:
             conn.close()
 
 
-def database_full_digest(databases: DatabaseManager, db: str, stop: threading.Event | None = None
-                         ) -> dict[str, Any] | None:
+def database_full_digest(
+    databases: DatabaseManager, db: str, stop: threading.Event | None = None
+) -> dict[str, Any] | None:
     """``full_digest_document`` on a connection of its own; None when there is no such database. Blocks
     for a full scan: run it with ``off_loop``."""
-    doc: dict[str, Any] | None = _on_own_connection(databases, db, lambda conn: full_digest_document(conn, db, stop))
+    doc: dict[str, Any] | None = _on_own_connection(
+        databases, db, lambda conn: full_digest_document(conn, db, stop)
+    )
     return doc
 
 
-def database_full_keys(databases: DatabaseManager, db: str, table: str, after: bytes | None,
-                       limit: int, stop: threading.Event | None = None) -> dict[str, Any] | None:
+def database_full_keys(
+    databases: DatabaseManager,
+    db: str,
+    table: str,
+    after: bytes | None,
+    limit: int,
+    stop: threading.Event | None = None,
+) -> dict[str, Any] | None:
     """``full_keys_document`` on a connection of its own; None when there is no such database."""
     doc: dict[str, Any] | None = _on_own_connection(
-        databases, db, lambda conn: full_keys_document(conn, db, table, after, limit, stop))
+        databases, db, lambda conn: full_keys_document(conn, db, table, after, limit, stop)
+    )
     return doc

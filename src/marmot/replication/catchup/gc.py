@@ -48,8 +48,9 @@ def consumed_key(db: str, member: int) -> str:
     return f"consumed:{db}:{member}"
 
 
-def collect(conn: apsw.Connection, *, safe_seq: int, now_ns: int, min_retention_h: float,
-            max_retention_h: float) -> tuple[int, int]:
+def collect(
+    conn: apsw.Connection, *, safe_seq: int, now_ns: int, min_retention_h: float, max_retention_h: float
+) -> tuple[int, int]:
     """Delete what may go, inside the caller's write transaction. Returns (log entries, tombstones) deleted."""
     min_cut = now_ns - int(min_retention_h * NS_PER_HOUR)
     # The newest entry always stays: ``seq`` is an INTEGER PRIMARY KEY (max + 1), so an emptied log would
@@ -72,9 +73,17 @@ def collect(conn: apsw.Connection, *, safe_seq: int, now_ns: int, min_retention_
 class LogGC:
     """The periodic collector of one node."""
 
-    def __init__(self, databases: DatabaseManager, queues: ApplyQueues, *, members: Callable[[], list[int]],
-                 interval: float, min_retention_h: float, max_retention_h: float,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        databases: DatabaseManager,
+        queues: ApplyQueues,
+        *,
+        members: Callable[[], list[int]],
+        interval: float,
+        min_retention_h: float,
+        max_retention_h: float,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.databases = databases
         self.queues = queues
         self.members = members  # every member but this node, REMOVED ones excluded
@@ -92,16 +101,20 @@ class LogGC:
         return min(consumed) if consumed else 1 << 62
 
     def _collect(self, conn: apsw.Connection, *, safe_seq: int) -> tuple[int, int]:
-        return collect(conn, safe_seq=safe_seq, now_ns=self.clock_ns(), min_retention_h=self.min_retention_h,
-                       max_retention_h=self.max_retention_h)
+        return collect(
+            conn,
+            safe_seq=safe_seq,
+            now_ns=self.clock_ns(),
+            min_retention_h=self.min_retention_h,
+            max_retention_h=self.max_retention_h,
+        )
 
     async def run_once(self) -> tuple[int, int]:
         self.stats["runs"] += 1
         total = (0, 0)
         for db in self.databases.names():
             safe = self.safe_seq(db)
-            done = await self.queues.write(db, functools.partial(
-                self._collect, safe_seq=safe))
+            done = await self.queues.write(db, functools.partial(self._collect, safe_seq=safe))
             if done[0] or done[1]:
                 log.info("gc %s: %d log entries, %d tombstones deleted", db, *done)
             total = (total[0] + done[0], total[1] + done[1])

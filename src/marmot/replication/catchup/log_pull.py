@@ -89,12 +89,23 @@ PARALLEL = 4
 class LogPull:
     """Pulls missing transactions from peers: this end of the exchange whose other end is ``LogServer``."""
 
-    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, queues: ApplyQueues,
-                 transport: Transport, *, peers: Callable[[], dict[int, str]], readers: ReadConnections | None = None,
-                 state: NodeState | None = None,
-                 settings: ReplicationSettings | None = None, timeout: float = 10.0,
-                 max_rate: float = 5000.0, on_database_created: Callable[[str], None] | None = None,
-                 release: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        hlc: HLC,
+        databases: DatabaseManager,
+        queues: ApplyQueues,
+        transport: Transport,
+        *,
+        peers: Callable[[], dict[int, str]],
+        readers: ReadConnections | None = None,
+        state: NodeState | None = None,
+        settings: ReplicationSettings | None = None,
+        timeout: float = 10.0,
+        max_rate: float = 5000.0,
+        on_database_created: Callable[[str], None] | None = None,
+        release: Callable[[str], None] | None = None,
+    ) -> None:
         """``peers``: ALIVE members other than this node ({node_id: address}); ``release(db)``: every
         holder of a connection to ``db`` lets go of it before a snapshot replaces its file (this object's
         own readers are always released). ``settings``: the interval and the snapshot knobs."""
@@ -120,10 +131,22 @@ class LogPull:
         self.divergence_grace = max(2.0, 2 * self.interval)  # how long a difference must stay put to count
         # (peer, db) -> tables whose digests differ and did not move for two rounds (silent divergence)
         self.divergent: dict[tuple[int, str], list[str]] = {}
-        self.stats = {"divergent": 0, "repaired": 0, "rounds": 0, "pulled": 0, "applied": 0, "failed": 0, "databases_created": 0,
-                      "snapshots": 0, "snapshots_failed": 0, "snapshots_refused": 0}
+        self.stats = {
+            "divergent": 0,
+            "repaired": 0,
+            "rounds": 0,
+            "pulled": 0,
+            "applied": 0,
+            "failed": 0,
+            "databases_created": 0,
+            "snapshots": 0,
+            "snapshots_failed": 0,
+            "snapshots_refused": 0,
+        }
         self.release = release
-        self.snapshot_threshold = settings.snapshot_threshold  # [replication] delta_sync_threshold_transactions
+        self.snapshot_threshold = (
+            settings.snapshot_threshold
+        )  # [replication] delta_sync_threshold_transactions
         # [replication] delta_sync_threshold_seconds (0 = not used)
         self.snapshot_threshold_seconds = settings.snapshot_threshold_seconds
         self.chunk_size = settings.stream_chunk  # [replication] stream_chunk_size_kb
@@ -236,15 +259,22 @@ class LogPull:
         self._digest_seen[key] = now
         if stuck:
             if self.divergent.get(key) != stuck:
-                log.warning("anti-entropy: %s differs from node %d in table(s) %s although both logs are "
-                            "applied (run `marmot verify` for the keys)", db, peer, ", ".join(stuck))
+                log.warning(
+                    "anti-entropy: %s differs from node %d in table(s) %s although both logs are "
+                    "applied (run `marmot verify` for the keys)",
+                    db,
+                    peer,
+                    ", ".join(stuck),
+                )
                 self.stats["divergent"] += 1
             self.divergent[key] = stuck
             for table in stuck:
                 try:
                     await self._repair(peer, address, db, table)
                 except (ConnectionError, OSError, TimeoutError) as e:
-                    log.debug("anti-entropy: repair of %s.%s from node %d interrupted: %s", db, table, peer, e)
+                    log.debug(
+                        "anti-entropy: repair of %s.%s from node %d interrupted: %s", db, table, peer, e
+                    )
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:
@@ -265,8 +295,9 @@ class LogPull:
         after: bytes | None = None
         while True:
             try:
-                page = RepairKeys.decode(await self._send(address, RepairKeysRequest(db, table, after,
-                                                                                    digest.KEYS_LIMIT)))
+                page = RepairKeys.decode(
+                    await self._send(address, RepairKeysRequest(db, table, after, digest.KEYS_LIMIT))
+                )
             except m.MessageError as e:
                 raise RuntimeError(f"repair_keys: {e}") from None
             for kv in page.keys:
@@ -280,7 +311,7 @@ class LogPull:
             return 0
         total = RepairOutcome()
         for i in range(0, len(wanted), REPAIR_BATCH):
-            chunk = wanted[i:i + REPAIR_BATCH]
+            chunk = wanted[i : i + REPAIR_BATCH]
             try:
                 answer = RepairRows.decode(await self._send(address, RepairRowsRequest(db, table, chunk)))
             except m.MessageError as e:
@@ -298,9 +329,16 @@ class LogPull:
                 total.failed += out.failed
         self.stats["repaired"] += total.repaired
         if total.repaired or total.failed:
-            log.warning("anti-entropy: repaired %d row(s) of %s.%s from node %d, last-writer-wins (%d already "
-                        "newer here, %d could not be written)", total.repaired, db, table, peer, total.skipped,
-                        total.failed)
+            log.warning(
+                "anti-entropy: repaired %d row(s) of %s.%s from node %d, last-writer-wins (%d already "
+                "newer here, %d could not be written)",
+                total.repaired,
+                db,
+                table,
+                peer,
+                total.skipped,
+                total.failed,
+            )
         return total.repaired
 
     async def _write_repair(self, db: str, table: str, rows: list[RepairRow]) -> RepairOutcome:
@@ -322,8 +360,9 @@ class LogPull:
         first_batch = True
         while True:  # at least one list per round: it also tells the peer how far this node consumed
             try:
-                listed = LogList.decode(await self._send(address, LogListRequest(db, cursor, LIST_LIMIT,
-                                                                                 self.node_id, log_id)))
+                listed = LogList.decode(
+                    await self._send(address, LogListRequest(db, cursor, LIST_LIMIT, self.node_id, log_id))
+                )
             except m.MessageError:
                 break  # the peer refused (e.g. the database is gone there): next round
             entries, first = listed.entries, listed.first
@@ -337,7 +376,9 @@ class LogPull:
                 first_batch = False
                 # a txn id carries its millisecond (``hlc.to_txn_id``): the age of the oldest missing one
                 age = time.time() - (min(missing_txns) >> 22) / 1000 if missing_txns else 0.0
-                reason = self._snapshot_reason(db, local, cursor, first, last, len(entries), len(missing), age)
+                reason = self._snapshot_reason(
+                    db, local, cursor, first, last, len(entries), len(missing), age
+                )
                 if reason is not None:
                     seq = await self._try_snapshot(peer, address, db, reason, first, cursor)
                     if seq is not None:  # installed: continue after it, on the (possibly new) log id
@@ -346,12 +387,18 @@ class LogPull:
                         local = self.queues.connection(db)
                         continue
                     if first > cursor + 1:
-                        log.warning("anti-entropy: node %d already collected %s's log up to seq %d, this node "
-                                    "had consumed only %d: transactions in between may be missing here until "
-                                    "a snapshot can be installed", peer, db, first - 1, cursor)
+                        log.warning(
+                            "anti-entropy: node %d already collected %s's log up to seq %d, this node "
+                            "had consumed only %d: transactions in between may be missing here until "
+                            "a snapshot can be installed",
+                            peer,
+                            db,
+                            first - 1,
+                            cursor,
+                        )
             self.lag[(peer, db)] = (len(missing), time.time())
             for i in range(0, len(missing), FETCH_BATCH):
-                chunk = missing[i:i + FETCH_BATCH]
+                chunk = missing[i : i + FETCH_BATCH]
                 ok_upto = await self._fetch_and_apply(address, db, chunk)
                 applied += ok_upto[1]
                 if ok_upto[0] is not None:  # stopped at an entry that could not be applied yet
@@ -407,7 +454,9 @@ class LogPull:
                 outcome = await fut
             except Exception as e:
                 self.stats["failed"] += 1
-                log.warning("anti-entropy: transaction at seq %d of %s could not be applied yet: %s", seq, db, e)
+                log.warning(
+                    "anti-entropy: transaction at seq %d of %s could not be applied yet: %s", seq, db, e
+                )
                 for _, other in futures:
                     if not other.done():
                         other.cancel()
@@ -429,8 +478,17 @@ class LogPull:
 
     # -- snapshots ------------------------------------------------------------------------------
 
-    def _snapshot_reason(self, db: str, local: Any, cursor: int, first: int, last: int, listed: int,
-                         missing: int, age: float = 0.0) -> str | None:
+    def _snapshot_reason(
+        self,
+        db: str,
+        local: Any,
+        cursor: int,
+        first: int,
+        last: int,
+        listed: int,
+        missing: int,
+        age: float = 0.0,
+    ) -> str | None:
         """Why this database should be caught up by snapshot rather than replay (None: replay)."""
         if missing == 0:
             return None  # nothing of the listed batch is missing: whatever lies in a gap came another way
@@ -439,8 +497,10 @@ class LogPull:
         if last - cursor > self.snapshot_threshold and missing * 2 >= listed:
             return f"{last - cursor} transactions behind (delta_sync_threshold_transactions = {self.snapshot_threshold})"
         if 0 < self.snapshot_threshold_seconds < age and missing * 2 >= listed:
-            return (f"the oldest missing transaction is {age:.0f} s old (delta_sync_threshold_seconds = "
-                    f"{self.snapshot_threshold_seconds:g})")
+            return (
+                f"the oldest missing transaction is {age:.0f} s old (delta_sync_threshold_seconds = "
+                f"{self.snapshot_threshold_seconds:g})"
+            )
         if cursor == 0 and local.execute(f"SELECT 1 FROM {rt.TXN_LOG} LIMIT 1").fetchone() is None:
             return "this node's copy is empty"
         return None
@@ -448,33 +508,53 @@ class LogPull:
     async def _peer_lacks(self, address: str, db: str) -> list[int]:
         """Transactions among the newest ``HAVE_SAMPLE`` of this node's log that the peer does not have
         (those older than the peer's oldest kept entry are assumed collected there, not missing)."""
-        rows = self.queues.connection(db).execute(
-            f"SELECT txn_id, wall FROM {rt.TXN_LOG} ORDER BY seq DESC LIMIT {HAVE_SAMPLE}").fetchall()
+        rows = (
+            self.queues.connection(db)
+            .execute(f"SELECT txn_id, wall FROM {rt.TXN_LOG} ORDER BY seq DESC LIMIT {HAVE_SAMPLE}")
+            .fetchall()
+        )
         if not rows:
             return []
         try:
-            answer = LogHave.decode(await self._send(address, LogHaveRequest(db, [cast(int, r[0]) for r in rows])))
+            answer = LogHave.decode(
+                await self._send(address, LogHaveRequest(db, [cast(int, r[0]) for r in rows]))
+            )
         except m.MessageError as e:
             raise RuntimeError(f"log_have: {e}") from None
         have, oldest = set(answer.have), answer.oldest_wall
         # (txn_id INTEGER, wall INTEGER): the log's column types
-        return [cast(int, t) for t, wall in rows if t not in have and oldest is not None and cast(int, wall) >= oldest]
+        return [
+            cast(int, t)
+            for t, wall in rows
+            if t not in have and oldest is not None and cast(int, wall) >= oldest
+        ]
 
-    async def _try_snapshot(self, peer: int, address: str, db: str, reason: str, first: int,
-                            cursor: int) -> tuple[str, int] | None:
+    async def _try_snapshot(
+        self, peer: int, address: str, db: str, reason: str, first: int, cursor: int
+    ) -> tuple[str, int] | None:
         """Install a snapshot of ``db`` from ``peer``; returns (peer log id, seq to continue after) or None
         (refused or failed: the caller replays what the log still has)."""
         try:
             lacking = await self._peer_lacks(address, db)
         except (ConnectionError, OSError, TimeoutError, RuntimeError) as e:
-            log.warning("anti-entropy: cannot check %s against node %d before a snapshot (%s): replaying", db, peer, e)
+            log.warning(
+                "anti-entropy: cannot check %s against node %d before a snapshot (%s): replaying", db, peer, e
+            )
             return None
         if lacking:
             self.stats["snapshots_refused"] += 1
-            log.warning("anti-entropy: database %s needs a snapshot from node %d (%s) but this node has %d "
-                        "transaction(s) node %d lacks (e.g. txn %d): a file swap would lose them, replaying "
-                        "from the oldest position node %d still has instead", db, peer, reason, len(lacking),
-                        peer, lacking[0], peer)
+            log.warning(
+                "anti-entropy: database %s needs a snapshot from node %d (%s) but this node has %d "
+                "transaction(s) node %d lacks (e.g. txn %d): a file swap would lose them, replaying "
+                "from the oldest position node %d still has instead",
+                db,
+                peer,
+                reason,
+                len(lacking),
+                peer,
+                lacking[0],
+                peer,
+            )
             return None
         log.info("anti-entropy: %s catches up from node %d by snapshot: %s", db, peer, reason)
         started = time.monotonic()
@@ -484,7 +564,11 @@ class LogPull:
                 req = SnapshotRequest(db)
                 stream = self.transport.stream(address, req.method, req.encode(), self.restore_timeout)
                 path, manifest = await snap.receive(
-                    stream, self.databases.data_dir, db, lambda man: snap.Progress(db, peer, man.size, bar=bar))
+                    stream,
+                    self.databases.data_dir,
+                    db,
+                    lambda man: snap.Progress(db, peer, man.size, bar=bar),
+                )
                 await snap.install(self.databases, db, path, self._release, self.restore_timeout)
         except asyncio.CancelledError:
             raise
@@ -498,9 +582,15 @@ class LogPull:
         rt.ensure_tables(self.queues.connection(db))
         if self.on_database_created is not None:
             self.on_database_created(db)  # schema version changed: tell the participant and gossip
-        log.info("anti-entropy: installed a snapshot of %s from node %d (%d bytes, up to its log seq %d) in "
-                 "%.2fs; delta sync continues from there", db, peer, manifest.size, seq,
-                 time.monotonic() - started)
+        log.info(
+            "anti-entropy: installed a snapshot of %s from node %d (%d bytes, up to its log seq %d) in "
+            "%.2fs; delta sync continues from there",
+            db,
+            peer,
+            manifest.size,
+            seq,
+            time.monotonic() - started,
+        )
         return peer_log, seq
 
     def _release(self, db: str) -> None:

@@ -78,8 +78,14 @@ class LogServer:
     ``sync_messages``). A malformed request, or one for a database this node lacks, is answered with
     ``{"error": why}``. ``state`` (the node's durable key/value state) records what each member consumed."""
 
-    def __init__(self, databases: DatabaseManager, queues: ApplyQueues, state: NodeState, chunk_size: int,
-                 readers: ReadConnections) -> None:
+    def __init__(
+        self,
+        databases: DatabaseManager,
+        queues: ApplyQueues,
+        state: NodeState,
+        chunk_size: int,
+        readers: ReadConnections,
+    ) -> None:
         self.databases = databases
         self.queues = queues
         self.state = state
@@ -154,7 +160,9 @@ class LogServer:
             return error(f"unknown database {req.db}")
         conn = self.readers.get(req.db)
         row = conn.execute(f"SELECT wall FROM {rt.TXN_LOG} ORDER BY seq LIMIT 1").fetchone()
-        return LogHave(sorted(rt.applied_of(conn, req.txn_ids)), None if row is None else int(row[0])).encode()
+        return LogHave(
+            sorted(rt.applied_of(conn, req.txn_ids)), None if row is None else int(row[0])
+        ).encode()
 
     async def handle_repair_keys(self, payload: Any, _ctx: Any) -> Any:
         """This node's row versions of a table, tombstones included, one page in key order."""
@@ -166,8 +174,9 @@ class LogServer:
             return error(f"unknown database {req.db}")
         limit = max(1, min(req.limit, digest.KEYS_LIMIT))
         page = digest.table_versions(self.readers.get(req.db), req.table, req.after, limit)
-        return RepairKeys([KeyVersion(k, v, d) for k, v, d in page],
-                          page[-1][0] if len(page) == limit else None).encode()
+        return RepairKeys(
+            [KeyVersion(k, v, d) for k, v, d in page], page[-1][0] if len(page) == limit else None
+        ).encode()
 
     async def handle_repair_rows(self, payload: Any, _ctx: Any) -> Any:
         """This node's version of each key and, when the row is live, its full image (``digest.read_rows``)."""

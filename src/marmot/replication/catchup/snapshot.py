@@ -69,7 +69,9 @@ def export_to(src: Path, dest: Path) -> dict[str, Any]:
         conn.close()
     copy = apsw.Connection(str(dest), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        has_tables = copy.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (rt.SCHEMA_VERSION,)).fetchone()
+        has_tables = copy.execute(
+            "SELECT 1 FROM sqlite_schema WHERE name = ?", (rt.SCHEMA_VERSION,)
+        ).fetchone()
         if has_tables:
             log_id = rt.log_id(copy)
             last = rt.last_seq(copy)
@@ -78,8 +80,13 @@ def export_to(src: Path, dest: Path) -> dict[str, Any]:
             log_id, last, sv = "", 0, 0
     finally:
         copy.close()
-    return {"size": dest.stat().st_size, "sha256": _sha256_file(dest), "log_id": log_id, "last_seq": last,
-            "schema_version": sv}
+    return {
+        "size": dest.stat().st_size,
+        "sha256": _sha256_file(dest),
+        "log_id": log_id,
+        "last_seq": last,
+        "schema_version": sv,
+    }
 
 
 def _read_chunk(f: Any, size: int) -> tuple[bytes, str]:
@@ -87,8 +94,9 @@ def _read_chunk(f: Any, size: int) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-async def serve(databases: DatabaseManager, db: str,
-                chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[SnapshotManifest | SnapshotChunk]:
+async def serve(
+    databases: DatabaseManager, db: str, chunk_size: int = DEFAULT_CHUNK
+) -> AsyncIterator[SnapshotManifest | SnapshotChunk]:
     """The ``snapshot_stream`` handler's body: manifest, then chunks (``SnapshotError`` when ``db`` does
     not exist)."""
     if not databases.exists(db):
@@ -98,8 +106,13 @@ async def serve(databases: DatabaseManager, db: str,
         started = time.monotonic()
         manifest = await asyncio.to_thread(export_to, databases.path(db), tmp)
         chunks = (manifest["size"] + chunk_size - 1) // chunk_size
-        log.info("snapshot of %s taken for a peer: %d bytes, up to log seq %d, in %.2fs", db, manifest["size"],
-                 manifest["last_seq"], time.monotonic() - started)
+        log.info(
+            "snapshot of %s taken for a peer: %d bytes, up to log seq %d, in %.2fs",
+            db,
+            manifest["size"],
+            manifest["last_seq"],
+            time.monotonic() - started,
+        )
         yield SnapshotManifest(db=db, **manifest, chunks=chunks)
         with open(tmp, "rb") as f:
             for i in range(chunks):
@@ -122,20 +135,31 @@ class Progress:
         frac = min(done / self.total, 1.0)
         if self.bar:
             filled = int(frac * 30)
-            sys.stderr.write(f"\rrestoring {self.db} from node {self.peer} [{'#' * filled}{'.' * (30 - filled)}] "
-                             f"{frac * 100:5.1f}% {done / 1048576:.1f}/{self.total / 1048576:.1f} MiB")
+            sys.stderr.write(
+                f"\rrestoring {self.db} from node {self.peer} [{'#' * filled}{'.' * (30 - filled)}] "
+                f"{frac * 100:5.1f}% {done / 1048576:.1f}/{self.total / 1048576:.1f} MiB"
+            )
             if frac >= 1.0:
                 sys.stderr.write("\n")
             sys.stderr.flush()
         while frac * 10 >= self._next_tenth and self._next_tenth <= 10:
-            log.info("snapshot of %s from node %d: %d%% (%d of %d bytes)", self.db, self.peer,
-                     self._next_tenth * 10, done, self.total)
+            log.info(
+                "snapshot of %s from node %d: %d%% (%d of %d bytes)",
+                self.db,
+                self.peer,
+                self._next_tenth * 10,
+                done,
+                self.total,
+            )
             self._next_tenth += 1
 
 
-async def receive(messages: AsyncIterator[Any], data_dir: Path, db: str,
-                  progress: Callable[[SnapshotManifest], Callable[[int], None]] | None = None
-                  ) -> tuple[Path, SnapshotManifest]:
+async def receive(
+    messages: AsyncIterator[Any],
+    data_dir: Path,
+    db: str,
+    progress: Callable[[SnapshotManifest], Callable[[int], None]] | None = None,
+) -> tuple[Path, SnapshotManifest]:
     """Write a ``snapshot_stream`` (the messages as they came off the network) to a temporary file next
     to the database, verifying every chunk and the whole file. Returns (file, manifest); raises
     ``SnapshotError`` (file removed) on any mismatch or malformed message."""
@@ -178,7 +202,9 @@ async def receive(messages: AsyncIterator[Any], data_dir: Path, db: str,
             f.flush()
             os.fsync(f.fileno())
         if expect != chunks or written != size:
-            raise SnapshotError(f"snapshot of {db}: got {expect} chunks / {written} bytes, expected {chunks} / {size}")
+            raise SnapshotError(
+                f"snapshot of {db}: got {expect} chunks / {written} bytes, expected {chunks} / {size}"
+            )
         if whole.hexdigest() != want:
             raise SnapshotError(f"snapshot of {db}: file checksum mismatch")
         ok = True
@@ -201,8 +227,9 @@ def prepare(path: Path) -> None:
         conn.close()
 
 
-async def install(databases: DatabaseManager, db: str, path: Path, release: Callable[[str], None],
-                  lock_timeout: float) -> None:
+async def install(
+    databases: DatabaseManager, db: str, path: Path, release: Callable[[str], None], lock_timeout: float
+) -> None:
     """Swap the verified copy at ``path`` in as ``db`` (see the module docstring). On failure the copy
     is removed and the old file stays."""
     try:

@@ -89,8 +89,13 @@ class LogDatabases:
         dbs = field(answer(payload), "dbs", dict)
         out: dict[str, tuple[str, int]] = {}
         for name, info in dbs.items():
-            if (type(name) is not str or type(info) is not list or len(info) != 2 or type(info[0]) is not str
-                    or type(info[1]) is not int):
+            if (
+                type(name) is not str
+                or type(info) is not list
+                or len(info) != 2
+                or type(info[0]) is not str
+                or type(info[1]) is not int
+            ):
                 raise MessageError(f"dbs: bad entry for {name!r} (want [log_id, last_seq])")
             out[name] = (info[0], info[1])
         return cls(out)
@@ -120,8 +125,13 @@ class LogListRequest:
     @classmethod
     def decode(cls, payload: Any) -> LogListRequest:
         p = request(payload)
-        return cls(field(p, "db", str), field(p, "after", int), field(p, "limit", int),
-                   optional(p, "node", int), optional(p, "log_id", str))
+        return cls(
+            field(p, "db", str),
+            field(p, "after", int),
+            field(p, "limit", int),
+            optional(p, "node", int),
+            optional(p, "log_id", str),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +142,27 @@ class LogList:
     first: int  # the oldest seq it still keeps (0: empty log)
 
     def encode(self) -> dict[str, Any]:
-        return {"log_id": self.log_id, "entries": [[s, t] for s, t in self.entries], "last": self.last,
-                "first": self.first}
+        return {
+            "log_id": self.log_id,
+            "entries": [[s, t] for s, t in self.entries],
+            "last": self.last,
+            "first": self.first,
+        }
 
     @classmethod
     def decode(cls, payload: Any) -> LogList:
         p = answer(payload)
         entries = field(p, "entries", list)
-        if not all(type(e) is list and len(e) == 2 and type(e[0]) is int and type(e[1]) is int for e in entries):
+        if not all(
+            type(e) is list and len(e) == 2 and type(e[0]) is int and type(e[1]) is int for e in entries
+        ):
             raise MessageError("entries must be [seq, txn_id] pairs")
-        return cls(field(p, "log_id", str), [(e[0], e[1]) for e in entries], field(p, "last", int),
-                   field(p, "first", int))
+        return cls(
+            field(p, "log_id", str),
+            [(e[0], e[1]) for e in entries],
+            field(p, "last", int),
+            field(p, "first", int),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +194,15 @@ class LogEntry:
     body: bytes
 
     def encode(self) -> list[Any]:
-        return [self.seq, self.txn_id, self.cts.wall_ns, self.cts.logical, self.cts.node_id, self.origin,
-                self.body]
+        return [
+            self.seq,
+            self.txn_id,
+            self.cts.wall_ns,
+            self.cts.logical,
+            self.cts.node_id,
+            self.origin,
+            self.body,
+        ]
 
     @classmethod
     def from_row(cls, row: tuple[int, int, int, int, int, int, bytes]) -> LogEntry:
@@ -362,7 +389,11 @@ class RepairRows:
                 raise MessageError("rows must be [key, version, deleted, image] lists")
             key, version, deleted, image = e[0], version_in(e[1]), e[2], e[3]
             try:
-                image = None if deleted or version is None or image is None else _check_image(image, "repair image")
+                image = (
+                    None
+                    if deleted or version is None or image is None
+                    else _check_image(image, "repair image")
+                )
             except ChangeFormatError as err:
                 raise MessageError(str(err)) from None
             rows.append(PeerRow(key, version, deleted, image))
@@ -402,14 +433,28 @@ class SnapshotManifest:
     chunks: int
 
     def encode(self) -> dict[str, Any]:
-        return {"db": self.db, "size": self.size, "sha256": self.sha256, "log_id": self.log_id,
-                "last_seq": self.last_seq, "schema_version": self.schema_version, "chunks": self.chunks}
+        return {
+            "db": self.db,
+            "size": self.size,
+            "sha256": self.sha256,
+            "log_id": self.log_id,
+            "last_seq": self.last_seq,
+            "schema_version": self.schema_version,
+            "chunks": self.chunks,
+        }
 
     @classmethod
     def decode(cls, payload: Any) -> SnapshotManifest:
         p = answer(payload)
-        return cls(field(p, "db", str), field(p, "size", int), field(p, "sha256", str), field(p, "log_id", str),
-                   field(p, "last_seq", int), field(p, "schema_version", int), field(p, "chunks", int))
+        return cls(
+            field(p, "db", str),
+            field(p, "size", int),
+            field(p, "sha256", str),
+            field(p, "log_id", str),
+            field(p, "last_seq", int),
+            field(p, "schema_version", int),
+            field(p, "chunks", int),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,4 +478,3 @@ class SnapshotChunk:
 def error(why: str) -> dict[str, Any]:
     """A refusal: what a handler answers when it cannot serve a request (decoded as ``MessageError``)."""
     return {"error": why}
-

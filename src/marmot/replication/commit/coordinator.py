@@ -101,9 +101,19 @@ class CommitResult:
 class Coordinator:
     """Runs 2PC for writes that start on this node."""
 
-    def __init__(self, node_id: int, hlc: HLC, participant: Participant, transport: Transport,
-                 membership: Membership, *, write_timeout: float, ddl_timeout: float, metrics: Any = None,
-                 stream_chunk: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        hlc: HLC,
+        participant: Participant,
+        transport: Transport,
+        membership: Membership,
+        *,
+        write_timeout: float,
+        ddl_timeout: float,
+        metrics: Any = None,
+        stream_chunk: int = 1 << 20,
+    ) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.participant = participant
@@ -113,8 +123,14 @@ class Coordinator:
         self.ddl_timeout = ddl_timeout
         self._states: OrderedDict[int, tuple[str, Timestamp | None]] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
-        self.stats = {"committed": 0, "conflicts": 0, "quorum_failures": 0, "incomplete": 0, "unconfirmed": 0,
-                      "given_up": 0}
+        self.stats = {
+            "committed": 0,
+            "conflicts": 0,
+            "quorum_failures": 0,
+            "incomplete": 0,
+            "unconfirmed": 0,
+            "given_up": 0,
+        }
         # Duck-typed metrics sink (admin.metrics.Metrics): observe_prepare/observe_commit(seconds),
         # txn_finished(kind, result), write_conflict(). None: no metrics.
         self.metrics = metrics
@@ -138,11 +154,20 @@ class Coordinator:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def replicate(self, db: str, body: bytes, *, base: list[list[int] | None] | None = None,
-                        schema_version: int = 0, level: str = "QUORUM", ddl: bool = False,
-                        decoded: m.Body | None = None, epoch: int | None = None,
-                        table_schemas: dict[str, bytes | None] | None = None,
-                        ddl_tables: list[str] | None = None) -> CommitResult:
+    async def replicate(
+        self,
+        db: str,
+        body: bytes,
+        *,
+        base: list[list[int] | None] | None = None,
+        schema_version: int = 0,
+        level: str = "QUORUM",
+        ddl: bool = False,
+        decoded: m.Body | None = None,
+        epoch: int | None = None,
+        table_schemas: dict[str, bytes | None] | None = None,
+        ddl_tables: list[str] | None = None,
+    ) -> CommitResult:
         """Run one transaction through 2PC. ``decoded`` is ``body`` already decoded, if the caller has it
         (this node's participant then skips decoding its own coordinator's message). ``table_schemas``:
         DML's schema fingerprint of every table it changes, as planned; ``ddl_tables``: the tables a DDL
@@ -154,13 +179,22 @@ class Coordinator:
         need = required_acks(level, total)
         if len(peers) + 1 < need:
             self.stats["quorum_failures"] += 1
-            raise QuorumNotReached(f"quorum not reached: {len(peers) + 1} of {total} nodes alive, "
-                                   f"{need} needed for {level}")
+            raise QuorumNotReached(
+                f"quorum not reached: {len(peers) + 1} of {total} nodes alive, {need} needed for {level}"
+            )
         start = self.hlc.now()
         txn = to_txn_id(start)
-        req = Prepare(db, txn, start, self.node_id, body, schema_version,
-                      tuple(None if v is None else (v[0], v[1], v[2]) for v in base or ()), table_schemas,
-                      None if ddl_tables is None else tuple(ddl_tables))
+        req = Prepare(
+            db,
+            txn,
+            start,
+            self.node_id,
+            body,
+            schema_version,
+            tuple(None if v is None else (v[0], v[1], v[2]) for v in base or ()),
+            table_schemas,
+            None if ddl_tables is None else tuple(ddl_tables),
+        )
         self._set_state(txn, "pending")
         # a large transaction takes longer to ship and to apply: its deadlines grow with its size
         timeout = (self.ddl_timeout if ddl else self.write_timeout) + len(body) / BYTES_PER_SECOND
@@ -178,9 +212,13 @@ class Coordinator:
                 self._spawn(self._settle(db, txn, cts, peers, req, _Tally()))
             if self.metrics is not None:
                 outcomes: dict[type[BaseException], str] = {
-                    WriteConflict: "conflict", QuorumNotReached: "quorum_not_reached",
-                    TransactionAborted: "quorum_not_reached", CommitIncomplete: "incomplete",
-                    CommitUnknown: "unknown", Rejected: "rejected"}
+                    WriteConflict: "conflict",
+                    QuorumNotReached: "quorum_not_reached",
+                    TransactionAborted: "quorum_not_reached",
+                    CommitIncomplete: "incomplete",
+                    CommitUnknown: "unknown",
+                    Rejected: "rejected",
+                }
                 outcome = outcomes.get(type(e), "error")
                 self.metrics.txn_finished(kind, outcome)
                 if outcome == "conflict":
@@ -190,9 +228,19 @@ class Coordinator:
             self.metrics.txn_finished(kind, "committed")
         return result
 
-    async def _run(self, db: str, txn: int, req: Prepare, peers: dict[int, str], total: int,
-                   need: int, level: str, timeout: float, decoded: m.Body | None,
-                   epoch: int | None) -> CommitResult:
+    async def _run(
+        self,
+        db: str,
+        txn: int,
+        req: Prepare,
+        peers: dict[int, str],
+        total: int,
+        need: int,
+        level: str,
+        timeout: float,
+        decoded: m.Body | None,
+        epoch: int | None,
+    ) -> CommitResult:
         local = await self.participant.prepare_waiting(req, decoded, epoch)
         if not local.ok:
             self._set_state(txn, "aborted")
@@ -206,14 +254,17 @@ class Coordinator:
         answers: dict[int, Answer] = {}  # remote node id -> its PREPARE answer or the error
         decision: dict[str, Any] = {}  # set once decided: {"commit": bool, "cts": Timestamp}
         payload = req.encode()  # once for every peer (a large transaction's bv is long)
-        tasks = {asyncio.ensure_future(self._call(addr, req, timeout, payload)): nid for nid, addr in peers.items()}
+        tasks = {
+            asyncio.ensure_future(self._call(addr, req, timeout, payload)): nid for nid, addr in peers.items()
+        }
         conflict: str | None = None
         pending = set(tasks)
         deadline = time.monotonic() + timeout
         prepared = 1
         while pending and prepared < need and conflict is None:
-            done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()),
-                                               return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(
+                pending, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            )
             if not done:
                 break
             for t in done:
@@ -228,7 +279,9 @@ class Coordinator:
         tally.outstanding = len(pending)
         decision["tally"] = tally
         for t in pending:  # late answers get the decision once there is one (decided below, no await)
-            t.add_done_callback(functools.partial(self._late_answer, peers[tasks[t]], decision=decision, req=req))
+            t.add_done_callback(
+                functools.partial(self._late_answer, peers[tasks[t]], decision=decision, req=req)
+            )
         if conflict is not None or prepared < need:
             decision["commit"] = False
             for addr, t in decision.pop("undecided", []):
@@ -242,12 +295,17 @@ class Coordinator:
                 self.stats["conflicts"] += 1
                 raise WriteConflict(_conflict_message(conflict))
             self.stats["quorum_failures"] += 1
-            refused = [f"node {nid}: {a.reject if isinstance(a, PrepareAnswer) else a}"
-                       for nid, a in answers.items() if not _ok(a)]
+            refused = [
+                f"node {nid}: {a.reject if isinstance(a, PrepareAnswer) else a}"
+                for nid, a in answers.items()
+                if not _ok(a)
+            ]
             refused += [f"node {tasks[t]}: no answer within {timeout:g} s" for t in pending]
             detail = f" ({'; '.join(refused)})" if refused else ""
-            raise QuorumNotReached(f"quorum not reached: {prepared} of {total} nodes acknowledged "
-                                   f"PREPARE, {need} needed for {level}{detail}")
+            raise QuorumNotReached(
+                f"quorum not reached: {prepared} of {total} nodes acknowledged "
+                f"PREPARE, {need} needed for {level}{detail}"
+            )
         await failpoints.hit("coordinator_after_prepare")
         decided_at = time.monotonic()
         if self.metrics is not None:
@@ -286,17 +344,22 @@ class Coordinator:
         res = await self.participant.commit_local(db, txn, cts)
         self._set_state(txn, "committed", cts)  # if the apply failed here, our resolver retries it
         if not res.ok:
-            raise CommitIncomplete(f"transaction committed on {acks} other node(s) but could not be applied "
-                                   f"on this one: {res.err}")
+            raise CommitIncomplete(
+                f"transaction committed on {acks} other node(s) but could not be applied "
+                f"on this one: {res.err}"
+            )
         self.stats["committed"] += 1
         if 1 + acks < need:
             self.stats["incomplete"] += 1
-            raise CommitIncomplete(f"transaction committed on {1 + acks} of {total} nodes, {need} needed for "
-                                   f"{level}; the others will receive it through anti-entropy")
+            raise CommitIncomplete(
+                f"transaction committed on {1 + acks} of {total} nodes, {need} needed for "
+                f"{level}; the others will receive it through anti-entropy"
+            )
         return CommitResult(txn, cts, prepared, 1 + acks)
 
-    def _unconfirmed(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: Prepare,
-                     tally: _Tally) -> NoReturn:
+    def _unconfirmed(
+        self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: Prepare, tally: _Tally
+    ) -> NoReturn:
         """No majority confirmed the COMMIT: do not apply it here alone. The participants that could not
         reach this node for ``heartbeat_timeout_seconds`` abort it (``Participant.resolve_stale``) and
         release its rows; a write they then let through would be overwritten, row by row, by this one's
@@ -310,17 +373,20 @@ class Coordinator:
             self.stats["given_up"] += 1
             raise TransactionAborted(
                 f"transaction aborted: every participant gave up waiting for its COMMIT ({len(peers)} of "
-                f"{len(peers)}); nothing was applied anywhere")
+                f"{len(peers)}); nothing was applied anywhere"
+            )
         self._set_state(txn, "pending")
         self.stats["unconfirmed"] += 1
         self._spawn(self._settle(db, txn, cts, peers, req, tally))
         raise CommitUnknown(
             "transaction outcome unknown: no other node confirmed its COMMIT within the write timeout; "
             "it is being settled with the participants (committed if any applied it, aborted if all gave "
-            "up on it)")
+            "up on it)"
+        )
 
-    async def _settle(self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: Prepare,
-                      tally: _Tally) -> None:
+    async def _settle(
+        self, db: str, txn: int, cts: Timestamp, peers: dict[int, str], req: Prepare, tally: _Tally
+    ) -> None:
         """SETTLE with every peer until one has applied the transaction (then apply it here; the round
         committed it wherever it was prepared, anti-entropy brings it to the rest) or every one gave it up
         (then abort it here). SETTLE, unlike COMMIT and REPLAY, never makes
@@ -331,8 +397,10 @@ class Coordinator:
         settle = Settle(req.db, txn, cts)
         while True:
             refused = 0
-            calls = {nid: asyncio.ensure_future(self._call(addr, settle, self.write_timeout))
-                     for nid, addr in peers.items()}
+            calls = {
+                nid: asyncio.ensure_future(self._call(addr, settle, self.write_timeout))
+                for nid, addr in peers.items()
+            }
             await asyncio.wait(calls.values())
             if self.participant.has_applied(db, txn):  # an apply interrupted by a stop may have landed
                 tally.count += 1
@@ -346,8 +414,11 @@ class Coordinator:
             if tally.count > 0:  # some node has it: it is committed; apply it here too
                 res = await self.participant.commit_local(db, txn, cts)
                 self._set_state(txn, "committed", cts)
-                log.warning("transaction %d: settled as committed after the write timeout (%s)", txn,
-                            "applied here" if res.ok else f"not applied here yet: {res.err}")
+                log.warning(
+                    "transaction %d: settled as committed after the write timeout (%s)",
+                    txn,
+                    "applied here" if res.ok else f"not applied here yet: {res.err}",
+                )
                 return
             if refused == len(peers):
                 self._set_state(txn, "aborted")
@@ -357,7 +428,9 @@ class Coordinator:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _late_answer(self, addr: str, task: asyncio.Future[Any], decision: dict[str, Any], req: Prepare) -> None:
+    def _late_answer(
+        self, addr: str, task: asyncio.Future[Any], decision: dict[str, Any], req: Prepare
+    ) -> None:
         ans = _answer(task)
         if "commit" not in decision:  # not decided yet (only across an await, e.g. a failpoint pause)
             decision.setdefault("undecided", []).append((addr, task))
@@ -372,15 +445,21 @@ class Coordinator:
         elif decision.get("commit") is False and _ok(ans):
             self._spawn(self._send_quiet(addr, Abort(req.db, req.txn)))
 
-    async def _call(self, addr: str, msg: Prepare | Commit | Replay | Settle | Abort, timeout: float,
-                    payload: dict[str, Any] | None = None) -> Any:
+    async def _call(
+        self,
+        addr: str,
+        msg: Prepare | Commit | Replay | Settle | Abort,
+        timeout: float,
+        payload: dict[str, Any] | None = None,
+    ) -> Any:
         """One RPC (``payload``: ``msg`` already encoded), its answer decoded (a malformed answer raises
         ``MessageError``, like no answer). A PREPARE or REPLAY whose body is larger than ``stream_chunk``
         goes as a client stream (``txn_messages.split_body``)."""
         payload = payload if payload is not None else msg.encode()
         if isinstance(msg, Prepare | Replay) and len(msg.body) > self.stream_chunk:
-            raw = await self.transport.send_stream(addr, msg.method + "_stream",
-                                                   split_body(payload, self.stream_chunk), timeout)
+            raw = await self.transport.send_stream(
+                addr, msg.method + "_stream", split_body(payload, self.stream_chunk), timeout
+            )
         else:
             raw = await self.transport.send(addr, msg.method, payload, timeout)
         return PrepareAnswer.decode(raw) if isinstance(msg, Prepare) else Ack.decode(raw)

@@ -43,8 +43,9 @@ class IntentTable:
     def __init__(self) -> None:
         self._dbs: dict[str, _DbIntents] = {}
 
-    def acquire(self, db: str, txn_id: int, keys: list[bytes], ddl: bool,
-                tables: frozenset[str] | None = None) -> int | None:
+    def acquire(
+        self, db: str, txn_id: int, keys: list[bytes], ddl: bool, tables: frozenset[str] | None = None
+    ) -> int | None:
         """Take the intents of ``txn_id``; returns the id of a conflicting transaction (nothing is taken
         then), or None on success. Re-acquiring keys a transaction already owns is allowed.
 
@@ -54,8 +55,11 @@ class IntentTable:
         if d is None:
             d = self._dbs[db] = _DbIntents()
         owner = d.ddl_owner
-        if owner is not None and owner != txn_id and (
-                ddl or tables is None or d.ddl_tables is None or not tables.isdisjoint(d.ddl_tables)):
+        if (
+            owner is not None
+            and owner != txn_id
+            and (ddl or tables is None or d.ddl_tables is None or not tables.isdisjoint(d.ddl_tables))
+        ):
             return owner
         if ddl:
             for other, other_tables in d.tables.items():

@@ -93,12 +93,21 @@ class Participant:
     returns {node_id: its answer as received, or the error}; ``coordinator_state(txn)`` is this node's own
     coordinator's view (for STATUS); ``apply_dbop(op, name)`` creates or drops a database file."""
 
-    def __init__(self, node_id: int, hlc: HLC, databases: DatabaseManager, queues: ApplyQueues, *,
-                 heartbeat_timeout: float, ddl_lease: float,
-                 ask_peers: Callable[[StatusRequest], Awaitable[dict[int, Any]]] | None = None,
-                 coordinator_state: Callable[[int], tuple[str, Timestamp | None]] | None = None,
-                 apply_dbop: Callable[[str, str], None] | None = None,
-                 leaving: Callable[[], bool] | None = None, conflict_wait: float = 0.25) -> None:
+    def __init__(
+        self,
+        node_id: int,
+        hlc: HLC,
+        databases: DatabaseManager,
+        queues: ApplyQueues,
+        *,
+        heartbeat_timeout: float,
+        ddl_lease: float,
+        ask_peers: Callable[[StatusRequest], Awaitable[dict[int, Any]]] | None = None,
+        coordinator_state: Callable[[int], tuple[str, Timestamp | None]] | None = None,
+        apply_dbop: Callable[[str, str], None] | None = None,
+        leaving: Callable[[], bool] | None = None,
+        conflict_wait: float = 0.25,
+    ) -> None:
         self.node_id = node_id
         self.hlc = hlc
         self.databases = databases
@@ -119,8 +128,16 @@ class Participant:
         self._released: dict[int, asyncio.Event] = {}  # txn id -> set when its intents are released
         self.conflict_wait = conflict_wait
         self.ready_timeout = ddl_lease
-        self.stats = {"prepared": 0, "committed": 0, "aborted": 0, "conflicts": 0, "rejected": 0,
-                      "resolved_commit": 0, "resolved_abort": 0, "replayed": 0}
+        self.stats = {
+            "prepared": 0,
+            "committed": 0,
+            "aborted": 0,
+            "conflicts": 0,
+            "rejected": 0,
+            "resolved_commit": 0,
+            "resolved_abort": 0,
+            "replayed": 0,
+        }
 
     # -- local state ----------------------------------------------------------------------------
 
@@ -220,17 +237,21 @@ class Participant:
             if local_sv < sv:
                 return self._reject(f"schema of '{db}' on node {self.node_id} is behind ({local_sv} < {sv})")
             if local_sv > sv:
-                return self._conflict(f"schema of '{db}' changed (version {local_sv}, statement planned at {sv})")
+                return self._conflict(
+                    f"schema of '{db}' changed (version {local_sv}, statement planned at {sv})"
+                )
         else:
             assert tables is not None  # DML: the tables it changes
             here = self.table_fingerprints(db, tables)
             changed = sorted(t for t in tables if here[t] != planned[t])
             if changed:
                 if self.schema_version(db) < sv:
-                    return self._reject(f"schema of {', '.join(changed)} in '{db}' on node {self.node_id} "
-                                        "is behind")
-                return self._conflict(f"schema of {', '.join(changed)} in '{db}' changed since the statement "
-                                      "was planned")
+                    return self._reject(
+                        f"schema of {', '.join(changed)} in '{db}' on node {self.node_id} is behind"
+                    )
+                return self._conflict(
+                    f"schema of {', '.join(changed)} in '{db}' changed since the statement was planned"
+                )
         if ddl:
             tables = None if req.dt is None else frozenset(t.lower() for t in req.dt)
         keys = [c.key for c in body.changes]
@@ -263,8 +284,9 @@ class Participant:
         self.stats["conflicts"] += 1
         return PrepareAnswer(False, self.hlc.now(), conflict=why, owner=owner)
 
-    async def prepare_waiting(self, req: Prepare, decoded: m.Body | None = None,
-                              epoch: int | None = None) -> PrepareAnswer:
+    async def prepare_waiting(
+        self, req: Prepare, decoded: m.Body | None = None, epoch: int | None = None
+    ) -> PrepareAnswer:
         """PREPARE that waits a little (``conflict_wait``) for an intent held by another transaction
         to be released before calling it a conflict. The holder is usually already decided and only its
         COMMIT or apply is still on the way (a DDL a moment ago, a row written a moment ago on another
@@ -366,8 +388,11 @@ class Participant:
     def _gave_up(self, txn: int) -> Ack:
         """The definite refusal of a decision for a transaction this node aborted: the coordinator must
         not count it, and once every participant says so, it aborts the transaction itself."""
-        return Ack(False, f"transaction {txn} was aborted on node {self.node_id} (no decision reached it in time)",
-                   aborted=True)
+        return Ack(
+            False,
+            f"transaction {txn} was aborted on node {self.node_id} (no decision reached it in time)",
+            aborted=True,
+        )
 
     def abort(self, req: Abort) -> Ack:
         self.abort_local(req.txn)
@@ -445,8 +470,12 @@ class Participant:
             if coord is not None and coord.state in ("pending", "prepared"):
                 p.since = time.monotonic()  # its coordinator is still working on it
                 continue
-            log.warning("transaction %d: no decision from coordinator %d after %.0f s, aborting it",
-                        p.txn_id, p.coordinator, p.timeout)
+            log.warning(
+                "transaction %d: no decision from coordinator %d after %.0f s, aborting it",
+                p.txn_id,
+                p.coordinator,
+                p.timeout,
+            )
             self.stats["resolved_abort"] += 1
             self.abort_local(p.txn_id)
 
@@ -459,8 +488,9 @@ class Participant:
                 log.exception("resolving stale transactions failed")
 
 
-def _planned_fingerprints(tv: dict[str, Fingerprint | None] | None,
-                          tables: frozenset[str]) -> dict[str, Fingerprint | None] | None:
+def _planned_fingerprints(
+    tv: dict[str, Fingerprint | None] | None, tables: frozenset[str]
+) -> dict[str, Fingerprint | None] | None:
     """The coordinator's ``tv`` (``{table: fingerprint or None}``) if it covers every table the
     transaction changes; None (compare the database's schema version instead) otherwise."""
     if tv is None or not all(t in tv for t in tables):

@@ -73,8 +73,14 @@ def handlers(p: Participant) -> dict[str, UnaryHandler]:
             return StatusAnswer("unknown").encode()
         return p.status(req).encode()
 
-    return {Prepare.method: prepare, Commit.method: commit, Abort.method: abort, Replay.method: replay,
-            StatusRequest.method: status, Settle.method: settle}
+    return {
+        Prepare.method: prepare,
+        Commit.method: commit,
+        Abort.method: abort,
+        Replay.method: replay,
+        StatusRequest.method: status,
+        Settle.method: settle,
+    }
 
 
 def register(router: Router, p: Participant) -> None:
@@ -83,15 +89,19 @@ def register(router: Router, p: Participant) -> None:
     for name, fn in unary.items():
         router.unary(name, fn)
 
-    def streamed(fn: UnaryHandler, malformed: dict[str, Any]) -> Callable[[AsyncIterator[Any], Any],
-                                                                          Awaitable[Any]]:
+    def streamed(
+        fn: UnaryHandler, malformed: dict[str, Any]
+    ) -> Callable[[AsyncIterator[Any], Any], Awaitable[Any]]:
         async def handle(chunks: AsyncIterator[Any], ctx: Any) -> Any:
             req = await join_body(chunks)
             return await fn(req, ctx) if req is not None else malformed
 
         return handle
 
-    router.client_stream(Prepare.method + "_stream", streamed(
-        unary[Prepare.method], PrepareAnswer(False, reject="malformed stream").encode()))
-    router.client_stream(Replay.method + "_stream", streamed(
-        unary[Replay.method], Ack(False, "malformed stream").encode()))
+    router.client_stream(
+        Prepare.method + "_stream",
+        streamed(unary[Prepare.method], PrepareAnswer(False, reject="malformed stream").encode()),
+    )
+    router.client_stream(
+        Replay.method + "_stream", streamed(unary[Replay.method], Ack(False, "malformed stream").encode())
+    )

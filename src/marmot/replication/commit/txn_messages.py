@@ -66,8 +66,16 @@ class Prepare:
     dt: tuple[str, ...] | None = None
 
     def encode(self) -> dict[str, Any]:
-        out = versioned({"db": self.db, "txn": self.txn, "ts": ts_out(self.ts), "coord": self.coord,
-                         "body": self.body, "sv": self.sv})
+        out = versioned(
+            {
+                "db": self.db,
+                "txn": self.txn,
+                "ts": ts_out(self.ts),
+                "coord": self.coord,
+                "body": self.body,
+                "sv": self.sv,
+            }
+        )
         if self.bv:
             out["bv"] = [version_out(v) for v in self.bv]
         if self.tv is not None:
@@ -85,14 +93,25 @@ class Prepare:
         if type(bv) is not list:
             raise MessageError("bv must list one base version per change")
         tv = p.get("tv")
-        if tv is not None and (type(tv) is not dict or not all(
-                type(k) is str and (v is None or type(v) is bytes) for k, v in tv.items())):
+        if tv is not None and (
+            type(tv) is not dict
+            or not all(type(k) is str and (v is None or type(v) is bytes) for k, v in tv.items())
+        ):
             raise MessageError("tv must map table names to schema fingerprints (bytes or nil)")
         dt = p.get("dt")
         if dt is not None and (type(dt) is not list or not all(type(t) is str for t in dt)):
             raise MessageError("dt must list table names")
-        return cls(db, txn, ts, coord, body, sv, tuple(version_in(v) for v in bv), tv,
-                   None if dt is None else tuple(dt))
+        return cls(
+            db,
+            txn,
+            ts,
+            coord,
+            body,
+            sv,
+            tuple(version_in(v) for v in bv),
+            tv,
+            None if dt is None else tuple(dt),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,14 +198,28 @@ class Replay:
     sv: int
 
     def encode(self) -> dict[str, Any]:
-        return versioned({"db": self.db, "txn": self.txn, "cts": ts_out(self.cts), "coord": self.coord,
-                          "body": self.body, "sv": self.sv})
+        return versioned(
+            {
+                "db": self.db,
+                "txn": self.txn,
+                "cts": ts_out(self.cts),
+                "coord": self.coord,
+                "body": self.body,
+                "sv": self.sv,
+            }
+        )
 
     @classmethod
     def decode(cls, payload: Any) -> Replay:
         p = request(payload)
-        return cls(field(p, "db", str), field(p, "txn", int), ts_in(p.get("cts"), "commit timestamp"),
-                   field(p, "coord", int), field(p, "body", bytes), field(p, "sv", int))
+        return cls(
+            field(p, "db", str),
+            field(p, "txn", int),
+            ts_in(p.get("cts"), "commit timestamp"),
+            field(p, "coord", int),
+            field(p, "body", bytes),
+            field(p, "sv", int),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +329,7 @@ def split_body(payload: dict[str, Any], step: int) -> list[Any]:
     body = payload["body"]
     head = {k: v for k, v in payload.items() if k != "body"}
     head["size"] = len(body)
-    return [head] + [body[i:i + step] for i in range(0, len(body), step)]
+    return [head] + [body[i : i + step] for i in range(0, len(body), step)]
 
 
 async def join_body(chunks: AsyncIterator[Any]) -> dict[str, Any] | None:

@@ -284,8 +284,10 @@ def str_to_date(value: object, fmt: object) -> str | None:  # noqa: PLR0911, PLR
             word = m.group().lower()
             names = MONTH_NAMES if spec in "Mb" else DAY_NAMES
             full = spec in "MW"
-            found = next((k for k, name in enumerate(names) if word == (name.lower() if full else name[:3].lower())),
-                         None)
+            found = next(
+                (k for k, name in enumerate(names) if word == (name.lower() if full else name[:3].lower())),
+                None,
+            )
             if found is None:
                 return None
             if spec in "Mb":

@@ -268,8 +268,14 @@ _COMPOUND = {
     "MINUTE_MICROSECOND": ("MINUTE", "SECOND", "MICROSECOND"),
     "SECOND_MICROSECOND": ("SECOND", "MICROSECOND"),
 }
-_US = {"MICROSECOND": 1, "SECOND": 1_000_000, "MINUTE": 60_000_000, "HOUR": 3_600_000_000,
-       "DAY": 86_400_000_000, "WEEK": 604_800_000_000}
+_US = {
+    "MICROSECOND": 1,
+    "SECOND": 1_000_000,
+    "MINUTE": 60_000_000,
+    "HOUR": 3_600_000_000,
+    "DAY": 86_400_000_000,
+    "WEEK": 604_800_000_000,
+}
 _DIGITS_RE = re.compile(r"\d+")
 
 
@@ -295,7 +301,7 @@ def _interval(amount: object, unit: str) -> tuple[int, int] | None:
     if len(groups) > len(fields):
         return None
     values = dict.fromkeys(fields, 0)
-    for name, digits in zip(fields[len(fields) - len(groups):], groups, strict=True):
+    for name, digits in zip(fields[len(fields) - len(groups) :], groups, strict=True):
         values[name] = int(digits.ljust(6, "0")[:6]) if name == "MICROSECOND" else int(digits)
     months = values.get("YEAR", 0) * 12 + values.get("MONTH", 0)
     us = sum(values.get(name, 0) * _US[name] for name in ("DAY", "HOUR", "MINUTE", "SECOND", "MICROSECOND"))
@@ -458,8 +464,18 @@ def sec_to_time(v: object) -> str | None:
 
 def extract(unit: str, v: object) -> int | None:  # noqa: PLR0911
     unit = unit.upper()
-    if unit in ("HOUR", "MINUTE", "SECOND", "MICROSECOND", "HOUR_MINUTE", "HOUR_SECOND", "MINUTE_SECOND",
-                "HOUR_MICROSECOND", "MINUTE_MICROSECOND", "SECOND_MICROSECOND"):
+    if unit in (
+        "HOUR",
+        "MINUTE",
+        "SECOND",
+        "MICROSECOND",
+        "HOUR_MINUTE",
+        "HOUR_SECOND",
+        "MINUTE_SECOND",
+        "HOUR_MICROSECOND",
+        "MINUTE_MICROSECOND",
+        "SECOND_MICROSECOND",
+    ):
         t = parse_time(v)
         if t is None:
             return None
@@ -468,8 +484,13 @@ def extract(unit: str, v: object) -> int | None:  # noqa: PLR0911
         h, rest = divmod(secs, 3600)
         mi, s = divmod(rest, 60)
         value = {
-            "HOUR": h, "MINUTE": mi, "SECOND": s, "MICROSECOND": micro, "HOUR_MINUTE": h * 100 + mi,
-            "HOUR_SECOND": h * 10000 + mi * 100 + s, "MINUTE_SECOND": mi * 100 + s,
+            "HOUR": h,
+            "MINUTE": mi,
+            "SECOND": s,
+            "MICROSECOND": micro,
+            "HOUR_MINUTE": h * 100 + mi,
+            "HOUR_SECOND": h * 10000 + mi * 100 + s,
+            "MINUTE_SECOND": mi * 100 + s,
             "HOUR_MICROSECOND": (h * 10000 + mi * 100 + s) * 1_000_000 + micro,
             "MINUTE_MICROSECOND": (mi * 100 + s) * 1_000_000 + micro,
             "SECOND_MICROSECOND": s * 1_000_000 + micro,

@@ -63,7 +63,9 @@ def dumps(v: object) -> str:
 
 
 def _invalid_json(fn: str, arg: int, msg: str, pos: int) -> FunctionError:
-    return FunctionError(3141, "22032", f'Invalid JSON text in argument {arg} to function {fn}: "{msg}" at position {pos}.')
+    return FunctionError(
+        3141, "22032", f'Invalid JSON text in argument {arg} to function {fn}: "{msg}" at position {pos}.'
+    )
 
 
 def _parse_constant(name: str) -> object:
@@ -74,8 +76,12 @@ def loads(doc: object, fn: str, arg: int = 1) -> object:
     if type(doc) is bytes:
         doc = doc.decode("utf-8", "replace")
     elif type(doc) is not str:
-        raise FunctionError(3146, "22032", f"Invalid data type for JSON data in argument {arg} to function {fn}; "
-                                           "a JSON string or JSON type is required.")
+        raise FunctionError(
+            3146,
+            "22032",
+            f"Invalid data type for JSON data in argument {arg} to function {fn}; "
+            "a JSON string or JSON type is required.",
+        )
     try:
         return json.loads(doc, parse_constant=_parse_constant)
     except json.JSONDecodeError as err:
@@ -92,7 +98,9 @@ def loads(doc: object, fn: str, arg: int = 1) -> object:
 
 
 def _path_error(pos: int) -> FunctionError:
-    return FunctionError(3143, "42000", f"Invalid JSON path expression. The error is around character position {pos}.")
+    return FunctionError(
+        3143, "42000", f"Invalid JSON path expression. The error is around character position {pos}."
+    )
 
 
 def _skip_ws(s: str, i: int) -> int:
@@ -225,7 +233,9 @@ def evaluate(doc: object, legs: tuple[Leg, ...]) -> list[object]:
                 if type(v) is list:
                     nxt.extend(v)
             else:
-                arr: list[object] = v if type(v) is list else [v]  # a non-array is a one-element array for [0]/[last]
+                arr: list[object] = (
+                    v if type(v) is list else [v]
+                )  # a non-array is a one-element array for [0]/[last]
                 size = len(arr)
                 if kind == "idx":
                     k = _index(leg[1], leg[2], size)
@@ -291,9 +301,13 @@ def json_unquote(v: object) -> str | None:
         try:
             out, end = _scanstring(s, 1)
         except json.JSONDecodeError as err:
-            raise _invalid_json("json_unquote", 1, "Missing a closing quotation mark in string.", err.pos) from None
+            raise _invalid_json(
+                "json_unquote", 1, "Missing a closing quotation mark in string.", err.pos
+            ) from None
         if end != len(s):
-            raise _invalid_json("json_unquote", 1, "The document root must not be followed by other values.", end)
+            raise _invalid_json(
+                "json_unquote", 1, "The document root must not be followed by other values.", end
+            )
         return out
     return s
 
@@ -337,7 +351,11 @@ def json_length(doc: object, *path: object) -> int | None:
     if path:
         legs, wild = parse_path(_path_text(path[0]))
         if wild:
-            raise FunctionError(3149, "42000", "In this situation, path expressions may not contain the * and ** tokens or an array range.")
+            raise FunctionError(
+                3149,
+                "42000",
+                "In this situation, path expressions may not contain the * and ** tokens or an array range.",
+            )
         found = evaluate(value, legs)
         if not found:
             return None
@@ -376,7 +394,9 @@ def json_array(*values: object) -> str:
 
 def json_object(*args: object) -> str:
     if len(args) % 2:
-        raise FunctionError(1582, "42000", "Incorrect parameter count in the call to native function 'json_object'")
+        raise FunctionError(
+            1582, "42000", "Incorrect parameter count in the call to native function 'json_object'"
+        )
     out: dict[str, object] = {}
     for k, v in zip(args[::2], args[1::2], strict=True):
         if k is None:

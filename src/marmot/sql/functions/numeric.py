@@ -290,9 +290,20 @@ def bit_count(v: object) -> int | None:
 
 # locale -> (thousands separator, decimal point); other locales format as en_US, as MySQL does for
 # locales it does not know.
-_LOCALES = {"en_US": (",", "."), "de_DE": (".", ","), "de_AT": (".", ","), "de_CH": ("'", "."),
-            "es_ES": (".", ","), "it_IT": (".", ","), "nl_NL": (".", ","), "pt_BR": (".", ","),
-            "fr_FR": ("\u202f", ","), "ru_RU": ("\u00a0", ","), "en_GB": (",", "."), "ja_JP": (",", ".")}
+_LOCALES = {
+    "en_US": (",", "."),
+    "de_DE": (".", ","),
+    "de_AT": (".", ","),
+    "de_CH": ("'", "."),
+    "es_ES": (".", ","),
+    "it_IT": (".", ","),
+    "nl_NL": (".", ","),
+    "pt_BR": (".", ","),
+    "fr_FR": ("\u202f", ","),
+    "ru_RU": ("\u00a0", ","),
+    "en_GB": (",", "."),
+    "ja_JP": (",", "."),
+}
 
 
 def format_(x: object, d: object, locale: object = None) -> str | None:

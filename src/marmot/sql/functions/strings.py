@@ -364,8 +364,14 @@ def char(*args: object) -> bytes:
     return _char_bytes(args)
 
 
-_CHARSETS = {"utf8mb4": "utf-8", "utf8": "utf-8", "utf8mb3": "utf-8", "latin1": "cp1252", "ascii": "ascii",
-             "binary": ""}
+_CHARSETS = {
+    "utf8mb4": "utf-8",
+    "utf8": "utf-8",
+    "utf8mb3": "utf-8",
+    "latin1": "cp1252",
+    "ascii": "ascii",
+    "binary": "",
+}
 
 
 def char_using(charset: object, *args: object) -> str | bytes | None:

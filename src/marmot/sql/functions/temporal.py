@@ -23,8 +23,20 @@ from typing import NamedTuple
 
 MAX_TIME_US = (838 * 3600 + 59 * 60 + 59) * 1_000_000  # TIME range is -838:59:59 .. 838:59:59
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-               "October", "November", "December")
+MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -117,8 +129,20 @@ def parse_datetime(value: object) -> DT | None:
             if p is not None and p.tzinfo is None:
                 if n == 10:
                     return _new(DT, (p.year, p.month, p.day, 0, 0, 0, 0, False, 0))
-                return _new(DT, (p.year, p.month, p.day, p.hour, p.minute, p.second, p.microsecond, True,
-                                 6 if n == 26 else 0))
+                return _new(
+                    DT,
+                    (
+                        p.year,
+                        p.month,
+                        p.day,
+                        p.hour,
+                        p.minute,
+                        p.second,
+                        p.microsecond,
+                        True,
+                        6 if n == 26 else 0,
+                    ),
+                )
     elif type(value) is int:
         return _from_number(value)
     elif type(value) is float:
