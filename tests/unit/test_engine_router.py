@@ -1,4 +1,4 @@
-"""The session's statement routing (engine/router.py) and its parser of session statements
+"""The session's statement routing (engine/statement_router.py) and its parser of session statements
 (engine/statements.py): which handler a statement reaches, and what the handler reads from its text.
 
 The behaviour behind each handler is covered end to end by tests/integration (real clients against a
@@ -13,7 +13,7 @@ import pytest
 from marmot.engine import statements
 from marmot.engine.errors import MySQLError
 from marmot.engine.results import OkResult, Result
-from marmot.engine.router import Command, StatementRouter, command_of, metric_kind
+from marmot.engine.statement_router import Command, StatementRouter, command_of, metric_kind
 from marmot.sql import lexer
 
 

@@ -1,6 +1,6 @@
 """One client session: its identity, current database and variables, and the parts that run its statements.
 
-Path of a statement: ``execute(sql)`` -> ``lexer.normalize`` -> ``StatementRouter`` (``router.py``: the
+Path of a statement: ``execute(sql)`` -> ``lexer.normalize`` -> ``StatementRouter`` (``statement_router.py``: the
 statement's ``Command`` picks the handler). Session-level statements (transactions, SET, USE, SHOW,
 database DDL, accepted no-ops) are answered by the session's parts; everything else becomes a cached
 ``Plan`` and runs on this session's SQLite connection (``plan_runner.py``), or, with transpilation OFF,
@@ -36,9 +36,9 @@ from marmot.engine.plan_runner import PlanRunner
 from marmot.engine.raw_sql import RawSQL
 from marmot.engine.replicated_write import ReplicatedWriter, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result
-from marmot.engine.router import KNOWN_KEYWORDS, Command, StatementRouter, metric_kind
 from marmot.engine.session_commands import SessionCommands
 from marmot.engine.session_functions import SessionFunctions
+from marmot.engine.statement_router import KNOWN_KEYWORDS, Command, StatementRouter, metric_kind
 from marmot.engine.transaction_control import TransactionControl
 from marmot.engine.transaction_state import TransactionState
 from marmot.hlc import Timestamp

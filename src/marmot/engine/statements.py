@@ -9,7 +9,7 @@ LOCAL VARIABLES`` and ``SHOW CREATE SCHEMA`` fall back to an unparsed command, `
 NOT EXISTS`` (mariadb-dump) is an error — so SHOW needs our parser anyway, and moving SET alone would
 give the session two parsers and hand the engine a regenerated value text (``0x41`` comes back as
 ``x'41'``) where it evaluates the client's own. So the engine keeps one tokenizer-based parser for them,
-here, and the router (``router.py``) decides from the first words which handler gets the statement.
+here, and the router (``statement_router.py``) decides from the first words which handler gets the statement.
 Parsing errors are MySQL's 1064 (``errors.syntax_error``), raised when the handler parses its statement.
 """
 
