@@ -776,7 +776,9 @@ def test_reference_config_says_which_keys_do_nothing() -> None:
 
 def test_no_warning_for_inert_keys_left_at_their_defaults(tmp_path: Path) -> None:
     assert load_config(REFERENCE, env=NO_ENV).warnings == []
-    cfg = load_text(tmp_path, "[metastore]\ncache_size_mb = 128\n[transaction]\nconflict_window_seconds = 10\n")
+    cfg = load_text(
+        tmp_path, "[metastore]\ncache_size_mb = 128\n[transaction]\nconflict_window_seconds = 10\n"
+    )
     assert cfg.warnings == [] and inert_keys_set(cfg) == []
 
 
