@@ -95,7 +95,7 @@ class ReadBarrier:
         peers = self.alive_peers()
         if len(peers) < need:
             self.stats.failed += 1
-            raise self._failure(level, need, total, set(), {p: "not alive" for p in self._absent(peers)})
+            raise self._failure(level, need, total, set(), {}, peers)
         tasks = {asyncio.ensure_future(self._catch_up(peer, addr, dbs)): peer for peer, addr in peers.items()}
         done_peers: set[int] = set()
         why: dict[int, str] = {}
@@ -111,15 +111,15 @@ class ReadBarrier:
                             done_peers.add(peer)
                         else:
                             why[peer] = _reason(err)
-                        if len(pending) + len(done_peers) < need:
-                            pending_peers = {tasks[p] for p in pending}
-                            raise self._failure(
-                                level, need, total, done_peers, {**why, **self._quiet(pending_peers)}
-                            )
+                    if len(pending) + len(done_peers) < need:  # the rest cannot make up the count
+                        pending_peers = {tasks[p] for p in pending}
+                        raise self._failure(
+                            level, need, total, done_peers, {**why, **self._quiet(pending_peers)}, peers
+                        )
         except TimeoutError:
             why.update(self._quiet({tasks[t] for t in pending}))
             self.stats.failed += 1
-            raise self._failure(level, need, total, done_peers, why) from None
+            raise self._failure(level, need, total, done_peers, why, peers) from None
         except ReadBarrierFailed:
             self.stats.failed += 1
             raise
@@ -171,9 +171,15 @@ class ReadBarrier:
         return {p: f"no answer within {self.timeout * 1000:.0f} ms" for p in pending}
 
     def _failure(
-        self, level: str, need: int, total: int, answered: set[int], why: dict[int, str]
+        self,
+        level: str,
+        need: int,
+        total: int,
+        answered: set[int],
+        why: dict[int, str],
+        asked: dict[int, str],
     ) -> ReadBarrierFailed:
-        for p in self._absent(self.alive_peers()):
+        for p in self._absent(asked):  # members not ALIVE when the barrier began were not asked
             why.setdefault(p, "not alive")
         detail = "; ".join(f"node {p}: {r}" for p, r in sorted(why.items()))
         return ReadBarrierFailed(
