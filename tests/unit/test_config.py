@@ -776,20 +776,22 @@ def test_reference_config_says_which_keys_do_nothing() -> None:
 
 def test_no_warning_for_inert_keys_left_at_their_defaults(tmp_path: Path) -> None:
     assert load_config(REFERENCE, env=NO_ENV).warnings == []
-    cfg = load_text(tmp_path, "[metastore]\ncache_size_mb = 128\n[replication]\nread_timeout_ms = 2000\n")
+    cfg = load_text(
+        tmp_path, "[metastore]\ncache_size_mb = 128\n[transaction]\nconflict_window_seconds = 10\n"
+    )
     assert cfg.warnings == [] and inert_keys_set(cfg) == []
 
 
 def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
     text = (
-        "[cluster]\nstandalone = true\n[replication]\nread_timeout_ms = 5\n[metastore]\ncache_size_mb = 256\n"
+        "[cluster]\nstandalone = true\n[transaction]\nconflict_window_seconds = 5\n[metastore]\ncache_size_mb = 256\n"
         '[[publisher.sinks]]\nname = "n"\ntype = "nats"\nnats_url = "nats://h:4222"\n'
         "[vector_index]\nenabled = true\n"
     )
     cfg = load_text(tmp_path, text, env={"MARMOT_REPLICA_SECRET": "r"})
     keys = [
         "cluster.standalone",
-        "replication.read_timeout_ms",
+        "transaction.conflict_window_seconds",
         "metastore.cache_size_mb",
         "replica.secret",
         "publisher.sinks",

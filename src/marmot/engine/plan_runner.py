@@ -28,6 +28,18 @@ if TYPE_CHECKING:
     from marmot.engine.session import Session
 
 _STATEMENT_ERRORS = errors.STATEMENT_ERRORS
+_READ_KEYWORDS = frozenset({"SELECT", "WITH", "TABLE", "VALUES", "("})
+
+
+def _read_databases(plan: Plan, current: str | None) -> set[str] | None:
+    """The databases a read names, for its read barrier: the current one when a table is unqualified,
+    and every ``otherdb.table``; None (every database) when it reads INFORMATION_SCHEMA."""
+    if "information_schema" in plan.attach:
+        return None
+    dbs = set(plan.attach)
+    if plan.needs_database and current:
+        dbs.add(current)
+    return dbs
 
 
 class PlanRunner:
@@ -62,7 +74,21 @@ class PlanRunner:
     async def run_statement(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
         """``Command.PLAN``: plan the statement and run it."""
         s = self.session
-        plan = self.plan(norm, sql)
+        try:
+            plan = self.plan(norm, sql)
+        except MySQLError as err:
+            # a table created on another node may be missing here only: a read with a barrier to run
+            # catches up first and plans again
+            if err.code != 1146 or norm.keyword not in _READ_KEYWORDS or s.reads.needed(sql) is None:
+                raise
+            await s.reads.before_read(sql, [s.database] if s.database else None)
+            plan = self.plan(norm, sql)
+        else:
+            if plan.kind == READ and s.reads.needed(sql) is not None:
+                dbs = _read_databases(plan, s.database)
+                if dbs is None or dbs:
+                    await s.reads.before_read(sql, dbs)
+                    plan = self.plan(norm, sql)  # the barrier may have applied DDL: the cached plan if not
         if plan.kind == READ:  # the common case, straight to the read
             return await self._read(plan, norm.literals, params)
         if (

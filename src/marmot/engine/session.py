@@ -34,6 +34,7 @@ from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
 from marmot.engine.plan_runner import PlanRunner
 from marmot.engine.raw_sql import RawSQL
+from marmot.engine.read_consistency import ReadConsistency, show_needs_barrier
 from marmot.engine.replicated_write import ReplicatedWriter, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result
 from marmot.engine.session_commands import SessionCommands
@@ -81,6 +82,7 @@ class Session:
         self.writer = ReplicatedWriter(ctx, self.txn, self._session_write_level)
         self.transactions = TransactionControl(ctx, self.txn, self.writer, lambda: self.database)
         self.plans = PlanRunner(self)
+        self.reads = ReadConsistency(self)  # read level and read barriers
         self.raw = RawSQL(self)
         self.commands = SessionCommands(self)
         self.router = StatementRouter(
@@ -254,6 +256,8 @@ class Session:
         return OkResult()
 
     async def _show(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
+        if show_needs_barrier(norm.words):
+            await self.reads.before_read(sql, None)
         return metadata.answer(self, sql)
 
     async def _noop(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from marmot.engine import errors, extensions, load_data, statements
 from marmot.engine.errors import MySQLError
+from marmot.engine.read_consistency import VARIABLE as READ_VARIABLE
+from marmot.engine.read_consistency import check_level
 from marmot.engine.replicated_write import LEVELS
 from marmot.engine.results import OkResult, Result, ResultSet
 from marmot.engine.variables import normalize_system_value, simple_value
@@ -151,6 +153,16 @@ class SessionCommands:
                     f"of '{value}' (use one of {', '.join(LEVELS)})",
                 )
             s.variables[name] = "" if level in ("", "DEFAULT") else level
+            return
+        if name == READ_VARIABLE:
+            level = check_level(value)
+            if scope == "global":  # the node's default until restart; DEFAULT: the config's again
+                rep = ctx.replication
+                ctx.global_variables[name] = level or (rep.default_read_level if rep else "LOCAL_ONE")
+            elif level:
+                s.variables[name] = level
+            else:
+                s.variables.pop(name, None)  # DEFAULT: the node's level again
             return
         if name in ("general_log", "general_log_file") and ctx.general_log is not None:
             if scope != "global":

@@ -95,6 +95,7 @@ class TransactionControl:
         if state.replicated is not None:
             await self.writer.replicate_transaction()
         state.level = None
+        state.read_barrier_done = False
         if conn is None:
             return
         state.local_conn = None
@@ -116,6 +117,7 @@ class TransactionControl:
         state = self.state
         state.forget_savepoints()
         state.level = None
+        state.read_barrier_done = False
         self.writer.close_view()
         state.replicated = None
         conn = state.local_conn

@@ -92,6 +92,8 @@ class TransactionState:
     replicated: PendingTransaction | None = None
     # consistency level named by a hint comment for this transaction (``replicated_write.consistency_hint``)
     level: str | None = None
+    # a read barrier ran in this transaction (``read_consistency.py``: the read level applies at its first read)
+    read_barrier_done: bool = False
     # SAVEPOINTs taken before the transaction's first write (created in SQLite once it holds the lock),
     # and each savepoint's position in ``replicated.statements``
     pending_savepoints: list[str] = field(default_factory=list)

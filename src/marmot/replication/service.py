@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from marmot.config import Config
@@ -28,6 +28,7 @@ from marmot.replication.background import stop_task
 from marmot.replication.catchup.gc import LogGC
 from marmot.replication.catchup.log_pull import LogPull
 from marmot.replication.catchup.log_server import LogServer, ReadConnections
+from marmot.replication.catchup.read_barrier import ReadBarrier
 from marmot.replication.changes import RowChange, encode_transaction
 from marmot.replication.commit import txn_handlers
 from marmot.replication.commit.coordinator import CommitResult, Coordinator
@@ -114,6 +115,13 @@ class Replication:
             settings=settings,
             on_database_created=self._database_created,
             release=self._release_database,
+        )
+        self.barrier = ReadBarrier(
+            self.log_pull,
+            alive_peers=membership.alive_peers,
+            members=membership.members,
+            total_members=membership.total_members,
+            timeout=settings.read_timeout,
         )
         self.gc = LogGC(
             databases,
@@ -209,6 +217,7 @@ class Replication:
         await stop_task(self._resolver)
         self._resolver = None
         await self.log_pull.stop()
+        await self.barrier.stop()
         self.readers.close()
         await self.gc.stop()
         await self.coordinator.close()
@@ -261,6 +270,18 @@ class Replication:
 
     def schema_version(self, db: str) -> int:
         return self.participant.schema_version(db)
+
+    @property
+    def default_read_level(self) -> str:
+        """``[replication] default_read_consistency``: the level of a read that names none."""
+        return self.settings.read_level.upper()
+
+    async def read_barrier(self, dbs: Collection[str] | None, level: str) -> int:
+        """Before a read at ``level`` of ``dbs`` (None: every database): catch up with enough peers that
+        the read sees every write acknowledged at a level it intersects (``catchup/read_barrier.py``).
+        LOCAL_ONE returns at once. Raises ``ReadBarrierFailed`` (1105) when too few peers answer within
+        ``[replication] read_timeout_ms``. Returns the number of peers caught up with."""
+        return await self.barrier.wait(dbs, level)
 
     def apply_epoch(self, db: str) -> int:
         """Read with the row versions of a dry run (see ``ApplyQueues.epoch``)."""

@@ -52,6 +52,8 @@ class ReplicationSettings:
 
     default_level: str = "QUORUM"  # [replication] default_write_consistency
     write_timeout: float = 5.0  # [replication] write_timeout_ms, in seconds
+    read_level: str = "LOCAL_ONE"  # [replication] default_read_consistency
+    read_timeout: float = 2.0  # [replication] read_timeout_ms, in seconds (read barriers)
     ddl_timeout: float = 60.0  # [replication] ddl_validation_timeout_ms, in seconds
     heartbeat_timeout: float = 10.0  # [transaction] heartbeat_timeout_seconds
     ddl_lease: float = 30.0  # [ddl] lock_lease_seconds
@@ -73,6 +75,8 @@ class ReplicationSettings:
         return cls(
             default_level=rcfg.default_write_consistency,
             write_timeout=rcfg.write_timeout_ms / 1000,
+            read_level=rcfg.default_read_consistency,
+            read_timeout=rcfg.read_timeout_ms / 1000,
             ddl_timeout=rcfg.ddl_validation_timeout_ms / 1000,
             heartbeat_timeout=float(cfg.transaction.heartbeat_timeout_seconds),
             ddl_lease=float(cfg.ddl.lock_lease_seconds),

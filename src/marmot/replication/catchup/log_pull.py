@@ -124,6 +124,7 @@ class LogPull:
         self.readers = readers if readers is not None else ReadConnections(databases)
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
+        self._db_locks: dict[str, asyncio.Lock] = {}  # one pull per database at a time (pull_database)
         # when a round last reached every ALIVE peer and left nothing to pull (None: not yet)
         self.caught_up_at: float | None = None
         # (peer, db) -> {table: ((local digest, peer digest), since when that pair is unchanged)}
@@ -208,27 +209,47 @@ class LogPull:
             return 0
         todo: list[tuple[str, str, int]] = []
         for db, (log_id, last) in sorted(dbs.items()):
-            if not self.databases.exists(db):
-                try:
-                    if self.databases.create(db, if_not_exists=True):
-                        log.info("anti-entropy: database %s exists on node %d, created here", db, peer)
-                        self.stats["databases_created"] += 1
-                        if self.on_database_created is not None:
-                            self.on_database_created(db)
-                except InvalidDatabaseName:
-                    continue
-            rt.ensure_tables(self.queues.connection(db))
-            todo.append((db, log_id, last))
+            if self.ensure_database(peer, db):
+                todo.append((db, log_id, last))
         limit = asyncio.Semaphore(PARALLEL)
 
         async def one(db: str, log_id: str, last: int) -> int:
             async with limit:
-                applied = await self._pull_database(peer, address, db, log_id, last)
+                applied = await self.pull_database(peer, address, db, log_id, last)
                 if self.lag.get((peer, db), (1, 0.0))[0] == 0:
                     await self._compare_digests(peer, address, db)
                 return applied
 
         return sum(await asyncio.gather(*(one(*t) for t in todo)))
+
+    def ensure_database(self, peer: int, db: str) -> bool:
+        """``db`` exists on ``peer``: create it here if it is missing (created while this node was away),
+        with the replication tables. False: a name this node cannot hold."""
+        if not self.databases.exists(db):
+            try:
+                if self.databases.create(db, if_not_exists=True):
+                    log.info("anti-entropy: database %s exists on node %d, created here", db, peer)
+                    self.stats["databases_created"] += 1
+                    if self.on_database_created is not None:
+                        self.on_database_created(db)
+            except InvalidDatabaseName:
+                return False
+        rt.ensure_tables(self.queues.connection(db))
+        return True
+
+    async def pull_database(self, peer: int, address: str, db: str, log_id: str, last: int) -> int:
+        """Pull ``db`` from ``peer`` up to at least its position ``last`` (``_pull_database``), one pull of
+        a database at a time: anti-entropy and read barriers (``read_barrier.py``) both pull, and two
+        pulls of one database must not both install a snapshot of it. Returns the transactions applied."""
+        lock = self._db_locks.get(db)
+        if lock is None:
+            lock = self._db_locks[db] = asyncio.Lock()
+        async with lock:
+            return await self._pull_database(peer, address, db, log_id, last)
+
+    def cursor(self, peer: int, db: str, log_id: str) -> int:
+        """How far this node has consumed ``peer``'s log ``log_id`` of ``db`` (its persisted cursor)."""
+        return self.state.get_int(self._cursor_key(peer, db, log_id))
 
     async def _compare_digests(self, peer: int, address: str, db: str) -> None:
         """Convergence check after a round that left nothing to pull: compare per-table digests with the
