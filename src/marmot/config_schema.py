@@ -363,7 +363,6 @@ INERT_KEYS: dict[str, str] = {
     "cluster.promotion": "a joining node turns ALIVE as soon as anti-entropy reports it caught up, checked "
     "every gossip round",
     "replication.default_read_consistency": "reads are always served from this node's copy (LOCAL_ONE)",
-    "replication.read_timeout_ms": "reads never leave this node",
     "transaction.conflict_window_seconds": "conflicts are found by write intents and row versions, not by a "
     "time window",
     "metastore": "there is no Pebble meta store: transaction metadata lives in each database's SQLite file",

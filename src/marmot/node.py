@@ -66,6 +66,15 @@ class GossipMembership:
     def publish_schema(self, versions: dict[str, int]) -> None:
         self.gossip.set_metadata("schema_versions", versions)
 
+    def peer_schema_versions(self) -> dict[int, dict[str, int]]:
+        alive = self.gossip.alive_peers()
+        out: dict[int, dict[str, int]] = {}
+        for nid, extra in self.gossip.extra.items():
+            versions = extra.get("schema_versions")
+            if nid in alive and isinstance(versions, dict):
+                out[nid] = {db: v for db, v in versions.items() if isinstance(db, str) and isinstance(v, int)}
+        return out
+
 
 def mysql_advertise_address(cfg: Config, port: int) -> str:
     """Where clients reach this node's MySQL listener, as gossiped to peers (``marmot members``): the

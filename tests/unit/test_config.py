@@ -782,14 +782,13 @@ def test_no_warning_for_inert_keys_left_at_their_defaults(tmp_path: Path) -> Non
 
 def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
     text = (
-        "[cluster]\nstandalone = true\n[replication]\nread_timeout_ms = 5\n[metastore]\ncache_size_mb = 256\n"
+        "[cluster]\nstandalone = true\n[metastore]\ncache_size_mb = 256\n"
         '[[publisher.sinks]]\nname = "n"\ntype = "nats"\nnats_url = "nats://h:4222"\n'
         "[vector_index]\nenabled = true\n"
     )
     cfg = load_text(tmp_path, text, env={"MARMOT_REPLICA_SECRET": "r"})
     keys = [
         "cluster.standalone",
-        "replication.read_timeout_ms",
         "metastore.cache_size_mb",
         "replica.secret",
         "publisher.sinks",

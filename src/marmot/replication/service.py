@@ -33,6 +33,7 @@ from marmot.replication.commit import txn_handlers
 from marmot.replication.commit.coordinator import CommitResult, Coordinator
 from marmot.replication.commit.participant import Participant
 from marmot.replication.commit.txn_messages import StatusRequest
+from marmot.replication.schema_follow import SchemaFollower
 from marmot.replication.wiring import Membership, ReplicationSettings
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
@@ -114,6 +115,12 @@ class Replication:
             settings=settings,
             on_database_created=self._database_created,
             release=self._release_database,
+        )
+        self.schema_follower = SchemaFollower(
+            self.participant,
+            databases,
+            membership,
+            kick=self.log_pull.kick if settings.anti_entropy_interval is not None else None,
         )
         self.gc = LogGC(
             databases,
@@ -261,6 +268,12 @@ class Replication:
 
     def schema_version(self, db: str) -> int:
         return self.participant.schema_version(db)
+
+    async def follow_schema(self, db: str) -> bool:
+        """``db`` is missing here, or a table of it is: wait (at most ``read_timeout``) for a newer schema
+        of it that gossip or a pending PREPARE shows exists (``schema_follow.py``). True when the schema
+        changed here meanwhile, so the statement is worth running again."""
+        return await self.schema_follower.follow(db, self.settings.read_timeout)
 
     def apply_epoch(self, db: str) -> int:
         """Read with the row versions of a dry run (see ``ApplyQueues.epoch``)."""

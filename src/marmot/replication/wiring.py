@@ -44,6 +44,11 @@ class Membership(Protocol):
         """Gossip this node's schema version of every database (``extra.schema_versions``)."""
         ...
 
+    def peer_schema_versions(self) -> dict[int, dict[str, int]]:
+        """What ALIVE peers gossiped with ``publish_schema``: ``{node_id: {database: version}}`` (a peer
+        that published nothing yet is absent). "Schema follows" waits for a newer one (``schema_follow``)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicationSettings:
@@ -53,6 +58,7 @@ class ReplicationSettings:
     default_level: str = "QUORUM"  # [replication] default_write_consistency
     write_timeout: float = 5.0  # [replication] write_timeout_ms, in seconds
     ddl_timeout: float = 60.0  # [replication] ddl_validation_timeout_ms, in seconds
+    read_timeout: float = 2.0  # [replication] read_timeout_ms, in seconds: schema follows waits this long
     heartbeat_timeout: float = 10.0  # [transaction] heartbeat_timeout_seconds
     ddl_lease: float = 30.0  # [ddl] lock_lease_seconds
     status_timeout: float = 2.0  # how long stale-transaction resolution waits for each peer's STATUS
@@ -74,6 +80,7 @@ class ReplicationSettings:
             default_level=rcfg.default_write_consistency,
             write_timeout=rcfg.write_timeout_ms / 1000,
             ddl_timeout=rcfg.ddl_validation_timeout_ms / 1000,
+            read_timeout=rcfg.read_timeout_ms / 1000,
             heartbeat_timeout=float(cfg.transaction.heartbeat_timeout_seconds),
             ddl_lease=float(cfg.ddl.lock_lease_seconds),
             max_batch=cfg.batch_commit.max_batch_size if cfg.batch_commit.enabled else 1,
