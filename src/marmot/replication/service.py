@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from marmot.config import Config
-from marmot.hlc import HLC
+from marmot.hlc import HLC, Timestamp
+from marmot.replication import causal
 from marmot.replication import messages as m
 from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.background import stop_task
@@ -274,6 +275,11 @@ class Replication:
         of it that gossip or a pending PREPARE shows exists (``schema_follow.py``). True when the schema
         changed here meanwhile, so the statement is worth running again."""
         return await self.schema_follower.follow(db, self.settings.read_timeout)
+
+    async def wait_applied(self, ts: Timestamp) -> bool:
+        """``SET marmot_read_after``: wait (at most ``read_timeout``) until this node has applied the
+        transaction committed at ``ts`` (``causal.py``); False when it has not by then."""
+        return await causal.wait_applied(self.participant, self.databases, ts, self.settings.read_timeout)
 
     def apply_epoch(self, db: str) -> int:
         """Read with the row versions of a dry run (see ``ApplyQueues.epoch``)."""
