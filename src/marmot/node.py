@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from marmot import __version__, failpoints
-from marmot.admin.control import NodeControl
+from marmot.admin.control import MYSQL_ADDRESS_KEY, NodeControl
 from marmot.admin.http import make_app
 from marmot.admin.metrics import Metrics
 from marmot.cluster.gossip import Gossip
-from marmot.cluster.service import ClusterService
+from marmot.cluster.service import ClusterService, advertise_address
 from marmot.config import Config, resolve_node_id
 from marmot.engine.context import EngineContext
 from marmot.engine.general_log import GeneralLog
@@ -65,6 +65,27 @@ class GossipMembership:
 
     def publish_schema(self, versions: dict[str, int]) -> None:
         self.gossip.set_metadata("schema_versions", versions)
+
+    def peer_schema_versions(self) -> dict[int, dict[str, int]]:
+        alive = self.gossip.alive_peers()
+        out: dict[int, dict[str, int]] = {}
+        for nid, extra in self.gossip.extra.items():
+            versions = extra.get("schema_versions")
+            if nid in alive and isinstance(versions, dict):
+                out[nid] = {db: v for db, v in versions.items() if isinstance(db, str) and isinstance(v, int)}
+        return out
+
+
+def mysql_advertise_address(cfg: Config, port: int) -> str:
+    """Where clients reach this node's MySQL listener, as gossiped to peers (``marmot members``): the
+    MySQL bind address, or, when it binds every interface (0.0.0.0 / ::), the host this node advertises
+    to the cluster (it is reachable there)."""
+    host = cfg.mysql.bind_address
+    if host in ("0.0.0.0", "::", ""):
+        host = advertise_address(cfg.cluster).rsplit(":", 1)[0]
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal: host:port stays parseable
+    return f"{host}:{port}"
 
 
 class Node:
@@ -148,6 +169,10 @@ class Node:
                 mysql_cfg.unix_socket_perm,
             )
             await self.mysql.start()
+            if self.cluster is not None:  # peers learn where this node's MySQL listener is
+                self.cluster.gossip.set_metadata(
+                    MYSQL_ADDRESS_KEY, mysql_advertise_address(cfg, self.mysql.port)
+                )
         log.info("node %d started (data_dir=%s)", self.node_id, cfg.data_dir)
 
     async def _start_cluster(self) -> None:

@@ -54,12 +54,16 @@ def replicated_cluster(
 
 @contextmanager
 def proxied_cluster(
-    tmp: Path, env: dict[int, dict[str, str]] | None = None, extra_toml: str = ""
+    tmp: Path,
+    env: dict[int, dict[str, str]] | None = None,
+    extra_toml: str = "",
+    replication_extra: str = "",
 ) -> Iterator[tuple[list[NodeProcess], ProxyPool]]:
     """Three nodes (ids 1..3) that reach each other only through a fault proxy's directed links
     (``[cluster] dial_overrides``), so a test can cut, hold or delay any direction on 127.0.0.1.
     Anti-entropy runs every second and writes time out after 2 s. ``env[i]`` is node i's extra
-    environment (failpoints); ``extra_toml`` is appended to every config. Every node is SIGKILLed by its
+    environment (failpoints); ``extra_toml`` is appended to every config and ``replication_extra`` to its
+    ``[replication]`` section. Every node is SIGKILLed by its
     PID afterwards and the proxy closed."""
     with LocalCluster(
         3,
@@ -68,7 +72,7 @@ def proxied_cluster(
         env=env,
         extra_toml=extra_toml,
         stop_signal=signal.SIGKILL,
-        replication_extra="anti_entropy_interval_seconds = 1\nwrite_timeout_ms = 2000\n",
+        replication_extra="anti_entropy_interval_seconds = 1\nwrite_timeout_ms = 2000\n" + replication_extra,
     ) as cluster:
         assert cluster.proxy is not None
         yield cluster.nodes, cluster.proxy

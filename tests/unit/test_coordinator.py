@@ -296,6 +296,9 @@ class MemberView:
     def publish_schema(self, versions: dict[str, int]) -> None:
         pass
 
+    def peer_schema_versions(self) -> dict[int, dict[str, int]]:
+        return {}
+
 
 def run(tmp_path: Path, fn: Callable[[Cluster], Awaitable[None]]) -> None:
     """Each test on a fresh loop and cluster, bounded so a lost wake-up fails instead of hanging."""

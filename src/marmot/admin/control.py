@@ -30,6 +30,7 @@ from marmot.storage.databases import DatabaseManager
 log = logging.getLogger("marmot.admin")
 
 DECOMMISSION_KEY = "decommission"  # membership metadata: "done" once the node finished its drain
+MYSQL_ADDRESS_KEY = "mysql_address"  # membership metadata: where the node's MySQL listener is (host:port)
 DRAIN_POLL_S = 0.05  # how often a draining node looks at its in-flight transactions
 FORWARD_TIMEOUT_S = 5.0
 REFUSED = "refused"  # RPC error code of a forwarded command the target node refused (-> ValueError)
@@ -61,7 +62,12 @@ class NodeControl:
     # -- membership ---------------------------------------------------------------------------------
 
     def members(self) -> list[dict[str, Any]]:
-        return self.cluster.gossip.members()
+        """Gossip's member list; each node's own ``mysql_address`` metadata is lifted to a field."""
+        out = []
+        for m in self.cluster.gossip.members():
+            mysql = (m.get("extra") or {}).get(MYSQL_ADDRESS_KEY)
+            out.append({**m, MYSQL_ADDRESS_KEY: mysql} if isinstance(mysql, str) and mysql else m)
+        return out
 
     def total_members(self) -> int:
         return self.cluster.gossip.total_members()

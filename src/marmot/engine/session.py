@@ -37,6 +37,7 @@ from marmot.engine.raw_sql import RawSQL
 from marmot.engine.read_consistency import ReadConsistency, show_needs_barrier
 from marmot.engine.replicated_write import ReplicatedWriter, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result
+from marmot.engine.schema_follow import missing_in
 from marmot.engine.session_commands import SessionCommands
 from marmot.engine.session_functions import SessionFunctions
 from marmot.engine.statement_router import KNOWN_KEYWORDS, Command, StatementRouter, metric_kind
@@ -172,7 +173,21 @@ class Session:
         self.statement_kind = metric_kind(norm.keyword)
         if self.ctx.replication is not None and (level := consistency_hint(sql)) is not None:
             self.txn.level = level
-        return await self.router.route(sql, norm, params or [], self.transpilation)
+        try:
+            return await self.router.route(sql, norm, params or [], self.transpilation)
+        except MySQLError as err:
+            if not await self._schema_followed(err):
+                raise
+            return await self.router.route(sql, norm, params or [], self.transpilation)
+
+    async def _schema_followed(self, err: MySQLError) -> bool:
+        """``err`` is 1146/1049 and replication waited for a newer schema of that database created
+        through another node ("schema follows", ``replication/schema_follow.py``): worth running again."""
+        replication = self.ctx.replication
+        if replication is None:
+            return False
+        db = missing_in(err, self.database)
+        return db is not None and await replication.follow_schema(db)
 
     @staticmethod
     def split(sql: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from marmot.engine import errors, extensions, load_data, statements
+from marmot.engine.causal_token import read_after
 from marmot.engine.errors import MySQLError
 from marmot.engine.read_consistency import VARIABLE as READ_VARIABLE
 from marmot.engine.read_consistency import check_level
@@ -118,6 +119,10 @@ class SessionCommands:
                 value = await self._evaluate(a.value_sql)
             if a.kind == "user":
                 s.user_variables[a.name] = value
+                continue
+            if a.name == "marmot_read_after":
+                await read_after(s.ctx.replication, value)
+                s.variables[a.name] = "" if value is None else str(value)
                 continue
             if (
                 a.name == "autocommit"

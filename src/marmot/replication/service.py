@@ -21,7 +21,8 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from marmot.config import Config
-from marmot.hlc import HLC
+from marmot.hlc import HLC, Timestamp
+from marmot.replication import causal
 from marmot.replication import messages as m
 from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.background import stop_task
@@ -34,6 +35,7 @@ from marmot.replication.commit import txn_handlers
 from marmot.replication.commit.coordinator import CommitResult, Coordinator
 from marmot.replication.commit.participant import Participant
 from marmot.replication.commit.txn_messages import StatusRequest
+from marmot.replication.schema_follow import SchemaFollower
 from marmot.replication.wiring import Membership, ReplicationSettings
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
@@ -122,6 +124,12 @@ class Replication:
             members=membership.members,
             total_members=membership.total_members,
             timeout=settings.read_timeout,
+        )
+        self.schema_follower = SchemaFollower(
+            self.participant,
+            databases,
+            membership,
+            kick=self.log_pull.kick if settings.anti_entropy_interval is not None else None,
         )
         self.gc = LogGC(
             databases,
@@ -282,6 +290,17 @@ class Replication:
         LOCAL_ONE returns at once. Raises ``ReadBarrierFailed`` (1105) when too few peers answer within
         ``[replication] read_timeout_ms``. Returns the number of peers caught up with."""
         return await self.barrier.wait(dbs, level)
+
+    async def follow_schema(self, db: str) -> bool:
+        """``db`` is missing here, or a table of it is: wait (at most ``read_timeout``) for a newer schema
+        of it that gossip or a pending PREPARE shows exists (``schema_follow.py``). True when the schema
+        changed here meanwhile, so the statement is worth running again."""
+        return await self.schema_follower.follow(db, self.settings.read_timeout)
+
+    async def wait_applied(self, ts: Timestamp) -> bool:
+        """``SET marmot_read_after``: wait (at most ``read_timeout``) until this node has applied the
+        transaction committed at ``ts`` (``causal.py``); False when it has not by then."""
+        return await causal.wait_applied(self.participant, self.databases, ts, self.settings.read_timeout)
 
     def apply_epoch(self, db: str) -> int:
         """Read with the row versions of a dry run (see ``ApplyQueues.epoch``)."""

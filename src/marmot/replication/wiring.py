@@ -44,6 +44,11 @@ class Membership(Protocol):
         """Gossip this node's schema version of every database (``extra.schema_versions``)."""
         ...
 
+    def peer_schema_versions(self) -> dict[int, dict[str, int]]:
+        """What ALIVE peers gossiped with ``publish_schema``: ``{node_id: {database: version}}`` (a peer
+        that published nothing yet is absent). "Schema follows" waits for a newer one (``schema_follow``)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicationSettings:
@@ -53,7 +58,9 @@ class ReplicationSettings:
     default_level: str = "QUORUM"  # [replication] default_write_consistency
     write_timeout: float = 5.0  # [replication] write_timeout_ms, in seconds
     read_level: str = "LOCAL_ONE"  # [replication] default_read_consistency
-    read_timeout: float = 2.0  # [replication] read_timeout_ms, in seconds (read barriers)
+    read_timeout: float = (
+        2.0  # [replication] read_timeout_ms, in seconds: read barriers, schema follows, causal tokens
+    )
     ddl_timeout: float = 60.0  # [replication] ddl_validation_timeout_ms, in seconds
     heartbeat_timeout: float = 10.0  # [transaction] heartbeat_timeout_seconds
     ddl_lease: float = 30.0  # [ddl] lock_lease_seconds

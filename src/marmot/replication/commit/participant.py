@@ -178,6 +178,10 @@ class Participant:
         event, self._schema_changed = self._schema_changed, asyncio.Event()
         event.set()
 
+    async def schema_changed(self) -> None:
+        """Return at the next DDL or database operation landing here (or a decided PREPARE of one)."""
+        await self._schema_changed.wait()
+
     async def wait_ready(self, db: str, sv: int, timeout: float) -> bool:
         """Wait until ``db`` exists here with at least schema version ``sv`` (a DDL or CREATE DATABASE
         this transaction depends on may still be on its way to this node)."""
