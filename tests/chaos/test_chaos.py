@@ -53,4 +53,4 @@ def test_seeded_schedule(tmp_path, seed):
     assert stale is not None and stale.ok
     judged = result.report.find_note(f"read-levels[{q}]")
     assert judged is not None and judged.count >= 50, judged
-    assert result.report.passed >= 17
+    assert result.report.passed >= 16  # 11 before register_quorum, which adds 5 (stale-read among them)
