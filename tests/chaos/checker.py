@@ -7,7 +7,8 @@ lines, then ``N passed, M failed``, and exits 1 when a check failed.
 
 What is strict and what is only reported follows Marmot's promises under last-writer-wins: nodes
 converge, acknowledged writes survive (possibly under a later LWW version), nobody reads a value that
-was never written or whose write definitely failed, and one node's reads never go back in time. A
+was never written or whose write definitely failed, one node's reads never go back in time, and a read
+at QUORUM or ALL is never older than a write acknowledged before it began (``stale-read``). A
 later write losing to clock skew, or money created by concurrent ONE-level transfers, is what LWW
 legitimately does, so those are NOTEs, never failures.
 
@@ -508,6 +509,80 @@ def _note_lww_overwritten(name: str, ops: list[Op]) -> Note | None:
     )
 
 
+# -- read levels: a read sees every write acknowledged before it began ----------------------------------
+
+# Per checked read level, the write levels whose acknowledged writes it must see (docs/replication.md,
+# "Read consistency": R sees W when their counts exceed the membership; on 3 nodes QUORUM + QUORUM does,
+# and ALL sees everything). LOCAL_ONE reads (the plain reader's, logged with no level) may be stale.
+READ_SEES: dict[str, frozenset[str]] = {
+    "QUORUM": frozenset({"QUORUM", "ALL"}),
+    "ALL": frozenset({"ONE", "QUORUM", "ALL"}),
+}
+
+
+def _check_stale_reads(name: str, ops: list[Op], value_ts: dict[Any, Ts]) -> tuple[Check, Note]:
+    """``stale-read``: an ok read at QUORUM/ALL of key k, invoked at t, must return a value whose LWW
+    version is not older than that of the newest write of k acknowledged (at a level the read sees)
+    before t. The value may come from any write, acknowledged or not (a write still in flight or of
+    unknown outcome may be seen), as long as it is not older. Failed reads (1105: too few nodes
+    answered) carry no value and are not judged; a value whose version is unknown (an unacknowledged
+    write later overwritten everywhere) is counted as unjudged."""
+    found, checked, unjudged = _Findings(), 0, 0
+    writer = {op.arg: op for op in ops if op.is_write}
+    outcomes: Counter[str] = Counter()
+    for key, group in _group(ops, lambda op: op.key).items():
+        reads = [op for op in group if op.f == "read" and op.level in READ_SEES]
+        for op in reads:
+            outcomes[f"{op.level} {op.status}"] += 1
+        for level in sorted({r.level for r in reads if r.level is not None}):
+            acked = sorted(
+                (
+                    w
+                    for w in group
+                    if w.is_write and w.status == "ok" and w.ts and w.level in READ_SEES[level]
+                ),
+                key=lambda w: w.complete_t,
+            )
+            i, newest = 0, None  # the highest-versioned write acknowledged before the read began
+            for r in sorted((r for r in reads if r.level == level and r.ok_read), key=lambda r: r.invoke_t):
+                while i < len(acked) and acked[i].complete_t < r.invoke_t:
+                    if newest is None or acked[i].ts > newest.ts:  # type: ignore[operator]
+                        newest = acked[i]
+                    i += 1
+                got = NULL_TS if r.result is None else value_ts.get(r.result)
+                if got is None:
+                    unjudged += 1
+                    continue
+                checked += 1
+                if newest is not None and newest.ts is not None and got < newest.ts:
+                    found.add(_stale_text(key, r, got, writer.get(r.result), newest))
+    stats = f"{checked} reads checked, {unjudged} unjudged (value of unknown version); " + ", ".join(
+        f"{k}={n}" for k, n in sorted(outcomes.items())
+    )
+    check = Check(
+        f"stale-read[{name}]",
+        not found.count,
+        f"{found.count} reads older than a write acknowledged before they began: {found.text()}"
+        if found.count
+        else "",
+    )
+    return check, Note(f"read-levels[{name}]", checked, stats)
+
+
+def _stale_text(key: Any, r: Op, got: Ts, source: Op | None, newest: Op) -> str:
+    if r.result is None:
+        came = " (no row)"
+    elif source is None:
+        came = ""
+    else:
+        came = f" (write op {source.id} on n{source.node}, {source.status})"
+    return (
+        f"key {key}: read op {r.id} on n{r.node} at {r.level} invoked t={r.invoke_t:.3f} saw {r.result} "
+        f"ts {_fmt_ts(got)}{came}, but write op {newest.id} of {newest.arg} on n{newest.node} "
+        f"({newest.level}) ts {_fmt_ts(newest.ts)} was acknowledged at t={newest.complete_t:.3f}"
+    )
+
+
 # -- bank ----------------------------------------------------------------------------------------------
 
 
@@ -599,12 +674,18 @@ def _check_workload(
     ]
     if kind == "set":
         return checks + [_check_monotonic_set(name, ops)], []
+    value_ts = _register_value_ts(ops, nodes, name)
     checks += [
         _check_register_durable(name, ops, nodes),
-        _check_monotonic_register(name, ops, _register_value_ts(ops, nodes, name)),
+        _check_monotonic_register(name, ops, value_ts),
     ]
     lww = _note_lww_overwritten(name, ops)
-    return checks, [lww] if lww else []
+    notes = [lww] if lww else []
+    if any(op.f == "read" and op.level in READ_SEES for op in ops):  # only workloads that read at a level
+        stale, stats = _check_stale_reads(name, ops, value_ts)
+        checks.append(stale)
+        notes.append(stats)
+    return checks, notes
 
 
 def check(history: Iterable[dict[str, Any]], final: dict[str, Any]) -> Report:

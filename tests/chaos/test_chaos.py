@@ -2,18 +2,22 @@
 
 One run of tests/chaos/runner.py: 3 nodes behind fault proxies, every nemesis this machine supports at
 least once (tmpfs and libfiu are installed by .ci/run), set/register/bank workloads at ONE, QUORUM and
-ALL with a reader per node, then the history checker. The seed is fixed so a failure can be replayed
+ALL with a LOCAL_ONE reader per node, the QUORUM register (QUORUM writes and QUORUM reads through other
+nodes, checked by ``stale-read``) sharing the same 60 s, then the history checker. The seed is fixed so a failure can be replayed
 with ``python -m tests.chaos.runner --seeds N``; ``make chaos`` runs ten longer schedules.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 
 import pytest
 
 from tests.chaos.nemesis import NEMESES
 from tests.chaos.runner import run_schedule
+from tests.chaos.workloads import QUORUM_REGISTER, WORKLOADS
 
 CI_SEEDS = [int(s) for s in os.environ.get("MARMOT_CHAOS_SEEDS", "7").split(",")]
 CI_DURATION = float(os.environ.get("MARMOT_CHAOS_DURATION", "60"))
@@ -34,4 +38,19 @@ def test_seeded_schedule(tmp_path, seed):
     supported = {n.name for n in NEMESES if not n.needs or result.capabilities.get(n.needs)}
     assert applied == supported, f"nemeses not exercised: {sorted(supported - applied)}"
     assert result.ops > 2000, f"only {result.ops} operations ran"
-    assert result.report.passed >= 11
+    # every workload ran: ok operations of each, and QUORUM reads judged by stale-read
+    done = Counter()
+    for line in (result.workdir / "history.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("type") == "ok":
+            done[(rec["workload"], rec["f"], rec.get("level"))] += 1
+    for wl in WORKLOADS:
+        assert any(n for (name, f, _), n in done.items() if name == wl.name and f != "read"), wl.name
+        assert any(n for (name, f, _), n in done.items() if name == wl.name and f == "read"), wl.name
+    q = QUORUM_REGISTER.name
+    assert done[(q, "write", "QUORUM")] >= 50 and done[(q, "read", "QUORUM")] >= 50, done
+    stale = result.report.find_check(f"stale-read[{q}]")
+    assert stale is not None and stale.ok
+    judged = result.report.find_note(f"read-levels[{q}]")
+    assert judged is not None and judged.count >= 50, judged
+    assert result.report.passed >= 16  # 11 before register_quorum, which adds 5 (stale-read among them)

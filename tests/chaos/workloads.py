@@ -12,6 +12,10 @@ Kinds (tests/chaos/checker.py checks each):
 * **bank**: transfers between accounts inside ``BEGIN … COMMIT``; the total must be preserved (at QUORUM
   and ALL; at ONE last-writer-wins may create or destroy money and the checker only reports it).
 * reads: one reader per node reads the set, a register and the banks, so monotonic reads are per node.
+  These reads are LOCAL_ONE (logged with no level): they may be stale.
+* **register_quorum**: QUORUM upserts of unique values and QUORUM reads of a few keys by clients that
+  roam between nodes, each read going to a node other than the one that took the key's last write; the
+  checker's ``stale-read`` fails any read older than a write acknowledged before the read began.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from tests.chaos.cluster import DB, ChaosCluster
 from tests.support import connect
 
 REGISTER_KEYS = 8
+QUORUM_KEYS = 4  # few keys: a read often follows a recent write of its key on another node
+QUORUM_CLIENTS = 3
 BANK_ACCOUNTS = 8
 BANK_START = 100
 
@@ -47,11 +53,15 @@ class Workload:
     levels: tuple[str, ...]
 
 
+# Its clients are not pinned to a node (see ``quorum_register_op``); its rows are checked as a register.
+QUORUM_REGISTER = Workload("register_quorum", "register", "chaos_register_quorum", ("QUORUM",))
+
 WORKLOADS = (
     Workload("set", "set", "chaos_set", ("ONE", "QUORUM", "ALL")),
     Workload("register", "register", "chaos_register", ("ONE", "QUORUM", "ALL")),
     Workload("bank", "bank", "chaos_bank", ("QUORUM", "ALL")),
     Workload("bank_one", "bank", "chaos_bank_one", ("ONE",)),
+    QUORUM_REGISTER,
 )
 
 SCHEMA = {
@@ -201,6 +211,44 @@ class Client(threading.Thread):
             return None
 
 
+class RoamingClient(Client):
+    """A client with one connection per node, switching ``self.node`` before each operation: what a
+    load-balanced application does, and what a read must survive to see writes taken by other nodes.
+    With ``session_level`` its connections say ``SET marmot_read_consistency = 'QUORUM'`` once and read
+    without a hint; otherwise each read carries the hint."""
+
+    def __init__(self, *args: Any, session_level: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session_level = session_level
+        self.conns: dict[int, Any] = {}
+
+    def connect(self) -> Any:
+        conn = self.conns.get(self.node)
+        if conn is None:
+            self.conn = None
+            conn = super().connect()
+            if self.session_level:
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SET marmot_read_consistency = 'QUORUM'")
+                except pymysql.err.MySQLError:
+                    self.drop()
+                    raise
+            self.conns[self.node] = conn
+        self.conn = conn
+        return conn
+
+    def drop(self) -> None:
+        self.conn = self.conns.pop(self.node, self.conn)
+        super().drop()
+
+    def run(self) -> None:
+        super().run()
+        for node in list(self.conns):
+            self.node = node
+            self.drop()
+
+
 _values = itertools.count(1)
 _values_lock = threading.Lock()
 
@@ -321,6 +369,44 @@ def reads(workloads: tuple[Workload, ...]) -> Callable[[Client], None]:
     return op
 
 
+def quorum_register_op(wl: Workload, last_writer: dict[int, int]) -> Callable[[Client], None]:
+    """Half QUORUM upserts through a random node, half QUORUM reads of a random key through a node other
+    than the one that took that key's last write (``last_writer``, shared by the workload's clients)."""
+
+    def op(c: Client) -> None:
+        key = c.rng.randrange(QUORUM_KEYS)
+        if c.rng.random() < 0.5:
+            c.node = c.rng.choice((1, 2, 3))
+            last_writer[key] = c.node
+            value = unique_value()
+            inv = c.record(wl, "write", key=key, value=value, level="QUORUM")
+            _autocommit_write(
+                c,
+                inv,
+                f"INSERT /*+ MARMOT_CONSISTENCY(QUORUM) */ INTO {wl.table} (k, v) "
+                "VALUES (%s, %s) ON DUPLICATE KEY UPDATE v = VALUES(v)",
+                (key, value),
+            )
+            return
+        c.node = c.rng.choice([n for n in (1, 2, 3) if n != last_writer.get(key)])
+        session = isinstance(c, RoamingClient) and c.session_level
+        hint = "" if session else "/*+ MARMOT_CONSISTENCY(QUORUM) */ "
+        inv = c.record(wl, "read", key=key, level="QUORUM", via="session" if session else "hint")
+        try:
+            with c.connect().cursor() as cur:
+                cur.execute(f"SELECT {hint}v FROM {wl.table} WHERE k = %s", (key,))
+                rows = cur.fetchall()
+        except pymysql.err.MySQLError as e:  # 1105 (too few answers), a timeout, a dead node: no value
+            code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+            c.complete(inv, "fail", error=f"{type(e).__name__}: {e}", code=code)
+            if code != 1105:  # after 1105 the connection is still good
+                c.drop()
+            return
+        c.complete(inv, "ok", value=rows[0][0] if rows else None)
+
+    return op
+
+
 def setup(cluster: ChaosCluster, history: History, workloads: tuple[Workload, ...] = WORKLOADS) -> None:
     """Create every table at ALL and fund the banks, then wait until every node has them."""
     for wl in workloads:
@@ -357,14 +443,25 @@ def start_clients(
     seed: int,
     workloads: tuple[Workload, ...] = WORKLOADS,
 ) -> list[Client]:
-    """Per node: a set writer, a register writer, a bank writer per bank workload, and a reader."""
+    """Per node: a set writer, a register writer, a bank writer per bank workload, and a (LOCAL_ONE)
+    reader; then the QUORUM register's roaming clients, half reading with the hint, half with the
+    session variable."""
     clients: list[Client] = []
     proc = itertools.count(1)
+    pinned = tuple(wl for wl in workloads if wl != QUORUM_REGISTER)
     for node in (1, 2, 3):
-        for wl in workloads:
+        for wl in pinned:
             maker = {"set": set_add, "register": register_write, "bank": bank_transfer}[wl.kind]
             clients.append(Client(next(proc), node, cluster, history, stop, seed, op=maker(wl)))
-        clients.append(Client(next(proc), node, cluster, history, stop, seed, op=reads(workloads), pace=0.02))
+        clients.append(Client(next(proc), node, cluster, history, stop, seed, op=reads(pinned), pace=0.02))
+    if QUORUM_REGISTER in workloads:
+        last_writer: dict[int, int] = {}
+        for i in range(QUORUM_CLIENTS):
+            op = quorum_register_op(QUORUM_REGISTER, last_writer)
+            p = next(proc)
+            clients.append(
+                RoamingClient(p, i % 3 + 1, cluster, history, stop, seed, op=op, session_level=p % 2 == 1)
+            )
     for c in clients:
         c.start()
     return clients

@@ -406,6 +406,121 @@ def test_register_read_of_unknown_version_is_skipped() -> None:
     assert details(h, final, "monotonic-reads[register]").startswith("1 reads went back in time")
 
 
+# -- stale reads: a QUORUM/ALL read is never older than a write acknowledged before it began ------------
+
+
+def quorum_key(h: Hist, final: dict[str, Any], value: int = 31, ts: list[int] | None = None) -> None:
+    """Key 3: two QUORUM writes acknowledged on nodes 1 and 2 (30 at [400,0,1], then 31 at [500,0,2]);
+    every node ends with ``value`` at ``ts`` (31 unless a test writes a later one)."""
+    h.write(3, 30, [400, 0, 1], node=1)
+    h.write(3, 31, [500, 0, 2], node=2)
+    for n in (1, 2, 3):
+        rows(final, n, "register").append({"key": 3, "value": value, "ts": ts or [500, 0, 2]})
+
+
+def test_quorum_read_of_the_newest_acknowledged_write_passes() -> None:
+    h, final = clean()
+    quorum_key(h, final)
+    h.reg_read(3, 31, node=3, level="QUORUM")
+    report = check(h.records, final)
+    assert report.ok, report.summary()
+    stale = report.find_check("stale-read[register]")
+    assert stale is not None and stale.ok
+    stats = report.find_note("read-levels[register]")
+    assert stats is not None and stats.count == 1 and "QUORUM ok=1" in stats.details
+
+
+def test_stale_quorum_read_fails_with_the_read_and_the_write_it_missed() -> None:
+    h, final = clean()
+    quorum_key(h, final)
+    read = h.reg_read(3, 30, node=3, level="QUORUM")  # 31 was acknowledged before: 30 is older
+    assert failed(h, final) == {"stale-read[register]"}
+    text = details(h, final, "stale-read[register]")
+    assert text.startswith("1 reads older than a write acknowledged before they began: key 3: ")
+    assert f"read op {read} on n3 at QUORUM" in text and "saw 30 ts [400,0,1]" in text
+    assert "of 31 on n2 (QUORUM) ts [500,0,2] was acknowledged" in text
+
+
+def test_quorum_read_of_no_row_after_an_acknowledged_write_is_stale() -> None:
+    h, final = clean()
+    quorum_key(h, final)
+    h.reg_read(3, None, node=1, level="QUORUM")
+    assert failed(h, final) == {"stale-read[register]"}
+    assert "saw None ts null (no row)" in details(h, final, "stale-read[register]")
+
+
+def test_quorum_read_before_any_acknowledged_write_may_see_nothing() -> None:
+    h, final = clean()
+    h.reg_read(3, None, node=3, level="QUORUM")
+    quorum_key(h, final)
+    assert check(h.records, final).ok
+
+
+def test_concurrent_write_may_be_seen_or_not() -> None:
+    for seen in (31, 32):
+        h, final = clean()
+        quorum_key(h, final, value=32, ts=[600, 0, 3])
+        t = h.t
+        h.write(3, 32, [600, 0, 3], node=3, t0=t + 1, t1=t + 3)  # acknowledged after the read began
+        h.reg_read(3, seen, node=1, level="QUORUM", t0=t + 2, t1=t + 4)
+        h.t = t + 4
+        report = check(h.records, final)
+        assert report.ok, (seen, report.summary())
+
+
+def test_unacknowledged_write_may_be_seen_when_not_older() -> None:
+    h, final = clean()
+    quorum_key(h, final, value=33, ts=[700, 0, 1])
+    h.write(3, 33, None, node=1, status="info")  # landed: its version is known from the final state
+    h.reg_read(3, 33, node=2, level="QUORUM")
+    assert check(h.records, final).ok
+
+
+def test_value_of_unknown_version_is_unjudged_not_failed() -> None:
+    h, final = clean()
+    quorum_key(h, final)
+    h.write(3, 34, None, node=1, status="info")  # overwritten or lost: version unknown
+    h.reg_read(3, 34, node=2, level="QUORUM")
+    report = check(h.records, final)
+    assert report.ok, report.summary()
+    stats = report.find_note("read-levels[register]")
+    assert stats is not None and stats.count == 0 and "1 unjudged" in stats.details
+
+
+def test_failed_quorum_reads_are_not_judged() -> None:
+    h, final = clean()
+    quorum_key(h, final)
+    h.op("register", "read", key=3, status="fail", node=3, level="QUORUM")  # 1105: too few answers
+    h.op("register", "read", key=3, status="info", node=3, level="QUORUM")  # timed out
+    report = check(h.records, final)
+    assert report.ok, report.summary()
+    stats = report.find_note("read-levels[register]")
+    assert stats is not None and "QUORUM fail=1" in stats.details and "QUORUM info=1" in stats.details
+
+
+def test_local_one_reads_are_not_checked() -> None:
+    h, final = clean()
+    quorum_key(h, final)
+    h.reg_read(3, 30, node=3)  # the plain reader: no level, may be stale
+    report = check(h.records, final)
+    assert report.ok and report.find_check("stale-read[register]") is None
+    h.reg_read(3, 31, node=1, level="QUORUM")
+    h.reg_read(3, 30, node=2)
+    report = check(h.records, final)
+    assert report.ok and report.find_check("stale-read[register]") is not None
+
+
+def test_quorum_read_need_not_see_a_write_acknowledged_at_one_but_all_must() -> None:
+    h, final = clean()
+    quorum_key(h, final, value=36, ts=[800, 0, 1])
+    h.write(3, 36, [800, 0, 1], level="ONE", node=1)
+    h.reg_read(3, 31, node=2, level="QUORUM")
+    assert check(h.records, final).ok
+    h.reg_read(3, 31, node=3, level="ALL")
+    assert failed(h, final) == {"stale-read[register]"}
+    assert "at ALL" in details(h, final, "stale-read[register]")
+
+
 # -- bank -------------------------------------------------------------------------------------------------
 
 

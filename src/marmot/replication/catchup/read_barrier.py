@@ -147,8 +147,16 @@ class ReadBarrier:
         ]
         pull = asyncio.ensure_future(self._pull(peer, address, wanted))
         self._background.add(pull)
-        pull.add_done_callback(self._background.discard)
+        pull.add_done_callback(self._pull_done)
         return await asyncio.shield(pull)
+
+    def _pull_done(self, pull: asyncio.Task[int]) -> None:
+        """Forget a finished pull and retrieve its failure: a pull that outlived its barrier has nobody
+        else to (asyncio would log "Task exception was never retrieved"); the next barrier or
+        anti-entropy round pulls again."""
+        self._background.discard(pull)
+        if not pull.cancelled() and (err := pull.exception()) is not None:
+            log.debug("read barrier: a pull failed: %s", _reason(err))
 
     async def _pull(self, peer: int, address: str, wanted: list[tuple[str, str, int]]) -> int:
         applied = 0
