@@ -120,6 +120,7 @@ class Node:
         globals_["lock_wait_timeout"] = cfg.transaction.lock_wait_timeout_seconds
         globals_["server_id"] = self.node_id
         globals_["marmot_read_consistency"] = cfg.replication.default_read_consistency.upper()
+        globals_["marmot_write_consistency"] = cfg.replication.default_write_consistency.upper()
         general_log = GeneralLog(str(Path(cfg.data_dir) / "general.log"))
         globals_["general_log"] = 0
         globals_["general_log_file"] = general_log.path

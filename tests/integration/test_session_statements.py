@@ -75,3 +75,20 @@ def test_general_log(conn, tmp_path):
     assert cur.fetchone() == (0, str(path))
     text = path.read_text()
     assert "SELECT 'logged me'" in text and "not me" not in text
+
+
+def test_write_consistency_variable_reads_back_and_defaults(conn):
+    """@@marmot_write_consistency is readable before any SET (the node's level), follows SET, and SET ...
+    = DEFAULT returns to the node's level; an unknown variable is MySQL's 1193, not a generic error."""
+    cur = conn.cursor()
+    cur.execute("SELECT @@marmot_write_consistency, @@session.marmot_write_consistency")
+    assert cur.fetchone() == ("QUORUM", "QUORUM")
+    cur.execute("SET marmot_write_consistency = 'all'")
+    cur.execute("SELECT @@marmot_write_consistency, @@global.marmot_write_consistency")
+    assert cur.fetchone() == ("ALL", "QUORUM")
+    cur.execute("SET marmot_write_consistency = DEFAULT")
+    cur.execute("SELECT @@marmot_write_consistency")
+    assert cur.fetchone() == ("QUORUM",)
+    with pytest.raises(pymysql.err.OperationalError) as ei:
+        cur.execute("SELECT @@no_such_variable_here")
+    assert ei.value.args[0] == 1193 and "no_such_variable_here" in ei.value.args[1]

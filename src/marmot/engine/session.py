@@ -143,7 +143,9 @@ class Session:
         return self.writer.last_commit_ts
 
     def _session_write_level(self) -> str | None:
-        v = self.variables.get("marmot_write_consistency")
+        v = self.variables.get(
+            "marmot_write_consistency", self.ctx.global_variables.get("marmot_write_consistency")
+        )
         return str(v).upper() if v else None
 
     # -- public API -----------------------------------------------------------------------------------

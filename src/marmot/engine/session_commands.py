@@ -157,7 +157,14 @@ class SessionCommands:
                     f"Variable 'marmot_write_consistency' can't be set to the value "
                     f"of '{value}' (use one of {', '.join(LEVELS)})",
                 )
-            s.variables[name] = "" if level in ("", "DEFAULT") else level
+            if scope == "global":  # the node's default until restart; DEFAULT: the config's again
+                rep = ctx.replication
+                default = rep.default_level if rep is not None else "QUORUM"
+                ctx.global_variables[name] = default if level in ("", "DEFAULT") else level
+            elif level in ("", "DEFAULT"):
+                s.variables.pop(name, None)  # DEFAULT: the node's level again
+            else:
+                s.variables[name] = level
             return
         if name == READ_VARIABLE:
             level = check_level(value)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, cast
 
 import apsw
 
+from marmot.sql.functions.conversions import FunctionError
+
 if TYPE_CHECKING:
     from marmot.engine.session import Session
 
@@ -80,7 +82,7 @@ class SessionFunctions:
             if key == "autocommit":
                 value = 1 if s.autocommit else 0
         if value is None and key not in s.ctx.global_variables and key not in s.variables:
-            raise apsw.SQLError(f"Unknown system variable '{name}'")
+            raise FunctionError(1193, "HY000", f"Unknown system variable '{name}'")
         return cast("apsw.SQLiteValue", value)  # variables hold SQL values (numbers, strings, NULL)
 
     def _uservar(self, name: str) -> apsw.SQLiteValue:

@@ -81,6 +81,8 @@ def default_globals(server_version: str, max_allowed_packet: int, max_connection
         "marmot_transpilation": "ON",
         # the read level of statements that name none (node.py: [replication] default_read_consistency)
         "marmot_read_consistency": "LOCAL_ONE",
+        # the write level of statements that name none (node.py: [replication] default_write_consistency)
+        "marmot_write_consistency": "QUORUM",
         # Probed or SET by mysqldump / mariadb-dump, the mysql CLI and JDBC GUIs (DBeaver, Connector/J):
         # MySQL answers SET of an unknown variable with 1193, which aborts a dump.
         "big_tables": 0,
