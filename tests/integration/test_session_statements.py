@@ -5,6 +5,8 @@ from __future__ import annotations
 import pymysql
 import pytest
 
+from tests.support import connect
+
 
 def test_transpilation_toggle_gives_raw_sqlite(conn):
     cur = conn.cursor()
@@ -92,3 +94,22 @@ def test_write_consistency_variable_reads_back_and_defaults(conn):
     with pytest.raises(pymysql.err.OperationalError) as ei:
         cur.execute("SELECT @@no_such_variable_here")
     assert ei.value.args[0] == 1193 and "no_such_variable_here" in ei.value.args[1]
+
+
+def test_global_write_consistency_is_the_nodes_until_default(node, conn):
+    cur = conn.cursor()
+    try:
+        cur.execute("SET GLOBAL marmot_write_consistency = 'ONE'")
+        other = connect(node)
+        try:
+            other_cur = other.cursor()
+            other_cur.execute("SELECT @@marmot_write_consistency")
+            assert other_cur.fetchone() == ("ONE",)
+            other_cur.execute("CREATE TABLE wc_global (id INT PRIMARY KEY)")
+            other_cur.execute("INSERT INTO wc_global VALUES (1)")  # a single node: ONE and QUORUM both commit
+        finally:
+            other.close()
+    finally:
+        cur.execute("SET GLOBAL marmot_write_consistency = DEFAULT")
+    cur.execute("SELECT @@global.marmot_write_consistency")
+    assert cur.fetchone() == ("QUORUM",)
