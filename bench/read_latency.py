@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import multiprocessing as mp
 import os
 import platform
-import queue
 import random
 import signal
 import subprocess
@@ -61,6 +59,7 @@ from replicated_load import (  # noqa: E402  (bench/ is not a package)
     error_text,
     fmt_int,
 )
+from workers import run_workers  # noqa: E402  (bench/ is not a package)
 
 LEVELS = ("LOCAL_ONE", "QUORUM", "CAUSAL")
 MAX_MESSAGES = 5
@@ -268,49 +267,8 @@ def _reader(cfg: ReaderConfig, start_ev: Any, start_at: Any, out: Any) -> None:
 
 def run_readers(base: ReaderConfig, readers: int) -> dict[str, Any]:
     """``readers`` reader processes from one start instant for ``base.seconds``; merged figures."""
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    start_ev, start_at = ctx.Event(), ctx.Value("d", 0.0)
-    procs = [
-        ctx.Process(
-            target=_reader,
-            args=(ReaderConfig(**{**base.__dict__, "reader": i}), start_ev, start_at, out),
-            daemon=True,
-        )
-        for i in range(readers)
-    ]
-    results: list[dict[str, Any]] = []
-    finished = False
-    try:
-        for p in procs:
-            p.start()
-        ready = 0
-        while ready < readers and any(p.is_alive() for p in procs):
-            with contextlib.suppress(queue.Empty):
-                if out.get(timeout=1.0)[0] == "ready":
-                    ready += 1
-        start_at.value = time.monotonic() + 0.2
-        start_ev.set()
-        while len(results) < readers:
-            try:
-                msg = out.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    break
-                continue
-            if msg[0] == "result":
-                results.append(msg[1])
-        finished = True
-    finally:
-        for p in procs:  # by PID: terminate, then kill
-            if finished:
-                p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=3)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=3)
+    configs = [ReaderConfig(**{**base.__dict__, "reader": i}) for i in range(readers)]
+    results, _ = run_workers(_reader, configs)
     total = _new_stats()
     for r in results:
         for lvl in LEVELS:

@@ -33,8 +33,6 @@ import contextlib
 import hashlib
 import json
 import math
-import multiprocessing as mp
-import queue
 import random
 import re
 import signal
@@ -50,6 +48,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
+
+from workers import run_workers  # noqa: E402  (bench/ is not a package)
 
 # the cluster this tool starts: its own secret, and gossip timers looser than the tests' (a node busy
 # with the load must not be suspected); no debug logging
@@ -484,56 +484,8 @@ def merge_stats(results: list[dict[str, Any]], nodes: int) -> dict[str, Any]:
 
 def run_phase(base: WorkerConfig, clients: int) -> dict[str, Any]:
     """Run ``clients`` worker processes from one start instant; return the phase's figures."""
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    start_ev = ctx.Event()
-    start_at = ctx.Value("d", 0.0)
-    procs = []
-    for c in range(clients):
-        cfg = WorkerConfig(**{**base.__dict__, "client": c, "clients": clients})
-        procs.append(ctx.Process(target=_worker, args=(cfg, start_ev, start_at, out), daemon=True))
-    results: list[dict[str, Any]] = []
-    finished = False
-    t_start = 0.0
-    try:
-        for p in procs:
-            p.start()
-        ready = 0
-        while ready < clients:
-            try:
-                msg = out.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    break
-                continue
-            if msg[0] == "ready":
-                ready += 1
-            else:
-                results.append(msg[1])
-        t_start = start_at.value = time.monotonic() + 0.2
-        start_ev.set()
-        while len(results) < clients:
-            try:
-                msg = out.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    break
-                continue
-            if msg[0] == "result":
-                results.append(msg[1])
-        finished = True
-    finally:
-        # Normal end: every worker has delivered its result and exits by itself. Error / Ctrl-C: stop
-        # them now, by PID (a worker blocked on a full result pipe would never exit by itself).
-        for p in procs:
-            if finished:
-                p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=3)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=3)
+    configs = [WorkerConfig(**{**base.__dict__, "client": c, "clients": clients}) for c in range(clients)]
+    results, t_start = run_workers(_worker, configs)
     total = merge_stats(results, len(base.endpoints))
     if len(results) < clients:
         missing = clients - len(results)
