@@ -167,20 +167,29 @@ def _ts(line: str) -> float:
     return datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.UTC).timestamp()
 
 
-def test_pid_file_is_written_once_the_listeners_are_bound(tmp_path: Path):
-    n = make_node(tmp_path, unix_socket=False, extra_toml=f'file = "{tmp_path / "node.log"}"\n')
-    pid_file = tmp_path / "run" / "marmot.pid"
-    proc = subprocess.Popen(
+def _start_with_pid_file(n: NodeProcess, pid_file: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [*CLI, "--config", str(n.config_path), "-pid-file", str(pid_file)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _wait_for_pid_file(proc: subprocess.Popen[bytes], pid_file: Path, timeout: float = 60) -> None:
+    """Until the node wrote its PID file; it must not have exited meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not pid_file.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_pid_file_is_written_once_the_listeners_are_bound(tmp_path: Path):
+    n = make_node(tmp_path, unix_socket=False, extra_toml=f'file = "{tmp_path / "node.log"}"\n')
+    pid_file = tmp_path / "run" / "marmot.pid"
+    proc = _start_with_pid_file(n, pid_file)
     try:
-        deadline = time.monotonic() + 60
-        while not pid_file.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
+        _wait_for_pid_file(proc, pid_file)
         # the moment it exists, both listeners already accept connections
         for port in (n.mysql_port, n.grpc_port):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -238,17 +247,9 @@ def test_pid_file_is_not_removed_by_a_process_that_did_not_write_it(tmp_path: Pa
     n = make_node(tmp_path, unix_socket=False)
     pid_file = tmp_path / "marmot.pid"
     keeper = subprocess.Popen(["sleep", "300"])
-    proc = subprocess.Popen(
-        [*CLI, "--config", str(n.config_path), "-pid-file", str(pid_file)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_with_pid_file(n, pid_file)
     try:
-        deadline = time.monotonic() + 60
-        while not pid_file.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+        _wait_for_pid_file(proc, pid_file)
         pid_file.write_text(f"{keeper.pid}\n")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

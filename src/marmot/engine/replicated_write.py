@@ -267,7 +267,7 @@ class ReplicatedWriter:
                 pending.schema_version = rep.schema_version(db) if rep is not None else None
             if rep is not None and changes:
                 known = pending.table_schemas
-                if new_tables := frozenset(t for c in changes if (t := c.table.lower()) not in known):
+                if new_tables := frozenset(t.lower() for t in {c.table for c in changes}).difference(known):
                     known.update(rep.table_fingerprints(db, new_tables))
             new_keys = [c.key for c in changes if c.key not in pending.base]
             if pending.epoch is None:

@@ -234,7 +234,9 @@ class Participant:
         if ddl:
             tables = planned = None
         else:
-            tables = frozenset(c.table.lower() for c in body.changes)
+            tables = frozenset(
+                t.lower() for t in {c.table for c in body.changes}
+            )  # lower() per table, not per row
             planned = _planned_fingerprints(req.tv, tables)
         if planned is None:  # DDL (serialised per database), or a coordinator that sent no fingerprints
             local_sv = self.schema_version(db)
