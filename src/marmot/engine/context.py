@@ -10,9 +10,12 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from marmot.engine import table_description
+from marmot.engine.column_checks import ColumnCheck
 from marmot.engine.general_log import GeneralLog
 from marmot.sql.alter import StoredTable, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
+from marmot.sql.value_checks import ColumnFacts
 from marmot.storage.databases import DatabaseManager
 
 if TYPE_CHECKING:
@@ -41,6 +44,37 @@ class _StorageSchema(SchemaInfo):
         name, sql, indexes, triggers = found
         return StoredTable(name, split_create_table(name, sql), indexes, triggers)
 
+    def column_facts(self, database: str, table: str) -> tuple[ColumnFacts, ...] | None:
+        """From ``describe`` (the order the engine's column checks use) and SQLite's DEFAULT texts."""
+        conn = self._databases.schema_connection(database)
+        desc = table_description.describe(conn, table) if conn is not None else None
+        if desc is None or desc.is_view:
+            return None
+        defaults = {r[1].lower(): r[4] for r in conn.execute(f'PRAGMA table_xinfo("{desc.name}")')}  # type: ignore[union-attr]
+        rowid = [c for c in desc.columns if c.key == "PRI"]
+        return tuple(
+            ColumnFacts(
+                c.name,
+                required=not c.nullable and defaults.get(c.name.lower()) is None,
+                # a single INTEGER PRIMARY KEY made outside MySQL syntax gets a rowid for NULL
+                # (``autoinc_column``); MySQL's INT/BIGINT PRIMARY KEY is stored as INT/BIGINT
+                exempt=c.auto_increment
+                or bool(c.generated)
+                or (rowid == [c] and c.type == "bigint" and _is_rowid(conn, desc.name, c.name)),
+                generated=bool(c.generated),
+                default_sql=defaults.get(c.name.lower()),
+            )
+            for c in desc.columns
+        )
+
+
+def _is_rowid(conn: object, table: str, column: str) -> bool:
+    """Is ``column`` declared exactly ``INTEGER`` (SQLite's rowid alias when it is the primary key)?"""
+    for row in conn.execute(f'PRAGMA table_info("{table}")'):  # type: ignore[attr-defined]
+        if row[1] == column:
+            return str(row[2]).upper() == "INTEGER"
+    return False
+
 
 @dataclass
 class EngineContext:
@@ -60,6 +94,8 @@ class EngineContext:
     ddl_lock_lease_s: float = 30.0  # [ddl] lock_lease_seconds: how long a DDL retries a conflicting DDL
     ddl_implicit_commit: bool = True  # [transaction] ddl_implicit_commit
     transpiler: Transpiler = field(init=False)
+    # (database, table lower-case, schema generation) -> its columns' checks (``column_checks.py``)
+    column_checks: dict[tuple[str, str, int], tuple[ColumnCheck, ...]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:

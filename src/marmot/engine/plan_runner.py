@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from marmot.engine import errors
+from marmot.engine import errors, sql_mode
+from marmot.engine.column_checks import ColumnCheck, StatementChecks, table_checks
 from marmot.engine.errors import MySQLError
 from marmot.engine.locking import retry_busy
 from marmot.engine.result_columns import ResultColumns
 from marmot.engine.results import OkResult, Result, ResultSet, Row
+from marmot.engine.table_description import describe
 from marmot.sql import lexer
 from marmot.sql.transpiler import DDL, READ, NoSuchTable, Plan, SQLSyntaxError, Unsupported
 
@@ -283,6 +285,7 @@ class PlanRunner:
     ) -> Result:
         s = self.session
         s.functions.start_statement()
+        self.begin_checks(plan)
         counter = _AffectedRows(plan.affected, s.client_found_rows) if plan.affected else None
 
         def run_steps() -> int:
@@ -323,7 +326,30 @@ class PlanRunner:
         elif plan.autoinc and s.functions.last_explicit is not None:
             insert_id = s.functions.last_explicit
         s.variables["__row_count"] = affected
-        return OkResult(affected_rows=affected, last_insert_id=insert_id)
+        return OkResult(affected_rows=affected, last_insert_id=insert_id, warnings=len(s.warnings))
+
+    def begin_checks(self, plan: Plan, ignore: bool = False) -> None:
+        """Give the session's ``__marmot_chk`` the column checks of the tables ``plan`` stores into
+        (built once per table and schema generation) and the statement's mode (``sql_mode``, IGNORE)."""
+        s = self.session
+        tables: list[tuple[ColumnCheck, ...]] = []
+        cache = s.ctx.column_checks
+        for db, table in plan.checked:
+            database = db or s.database or ""
+            key = (database, table.lower(), s.ctx.databases.generation(database))
+            checks = cache.get(key)
+            if checks is None:
+                found = describe(s.connections.get(database), table) if database else None
+                checks = table_checks(found) if found is not None else ()
+                if len(cache) > 4096:
+                    cache.clear()
+                cache[key] = checks
+            tables.append(checks)
+        mode = s.variables.get("sql_mode", s.ctx.global_variables.get("sql_mode", ""))
+        flags = sql_mode.flags(str(mode or ""))
+        s.functions.begin_checks(
+            tables, StatementChecks(flags, plan.ignore or ignore, plan.single_row, s.warnings)
+        )
 
     async def write_batch(self, plan: Plan, param_sets: list[list[object]]) -> int:
         """Run one write plan for many parameter sets in a single transaction (LOAD DATA)."""
@@ -331,10 +357,14 @@ class PlanRunner:
         if s.ctx.read_only:
             raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
         conn = self.connection_for(plan)
+        s.functions.start_statement()
+        # LOAD DATA LOCAL: MySQL turns data errors into warnings (the server cannot stop the client's file)
+        self.begin_checks(plan, ignore=True)
 
         def run_rows() -> int:
             changed = 0
-            for params in param_sets:
+            for row, params in enumerate(param_sets):
+                s.functions.row_base = row
                 for step in plan.steps:
                     conn.execute(step.sql, _bind(step.binds, [], params))
                     changed += conn.changes()

@@ -48,6 +48,16 @@ from marmot.sql import lexer
 from marmot.storage.databases import DEFAULT_DATABASE
 
 
+def _keeps_diagnostics(sql: str) -> bool:
+    """SHOW WARNINGS / SHOW ERRORS / SHOW COUNT(*) WARNINGS and ``SELECT @@warning_count`` read the previous
+    statement's warnings: as in MySQL, they do not clear them."""
+    head = sql.lstrip()[:40].upper()
+    if head.startswith("SHOW"):
+        words = head.split()
+        return len(words) > 1 and (words[1] in ("WARNINGS", "ERRORS") or words[1].startswith("COUNT"))
+    return head.startswith("SELECT") and "@@" in head and "_COUNT" in head and len(sql) < 60
+
+
 class Session:
     """State and statement execution for one MySQL connection."""
 
@@ -157,7 +167,8 @@ class Session:
 
     async def execute(self, sql: str, params: list[object] | None = None) -> Result:
         """Run one statement (multi-statement text is split by the caller with ``split``)."""
-        self.warnings = []
+        if not _keeps_diagnostics(sql):
+            self.warnings = []
         glog = self.ctx.general_log
         if glog is not None and glog.enabled:
             glog.write(self.connection_id, "Query" if params is None else "Execute", sql)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from marmot.engine import errors, extensions, load_data, statements
+from marmot.engine import errors, extensions, load_data, sql_mode, statements
 from marmot.engine.causal_token import read_after
 from marmot.engine.errors import MySQLError
 from marmot.engine.read_consistency import VARIABLE as READ_VARIABLE
 from marmot.engine.read_consistency import check_level
 from marmot.engine.replicated_write import LEVELS
 from marmot.engine.results import OkResult, Result, ResultSet
-from marmot.engine.variables import normalize_system_value, simple_value
+from marmot.engine.variables import DEFAULT_SQL_MODE, normalize_system_value, simple_value
 from marmot.sql import lexer
 from marmot.storage.databases import (
     DatabaseError,
@@ -81,8 +81,8 @@ class SessionCommands:
             stmt = f"{verb} INTO {target} ({', '.join(f'`{c}`' for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
             plan = s.plans.plan(lexer.normalize(stmt), stmt)
             affected += await s.plans.write_batch(plan, batch)
-        info = f"Records: {len(rows)}  Deleted: 0  Skipped: {skipped + len(rows) - affected if spec.mode == 'IGNORE' else skipped}  Warnings: 0"
-        return OkResult(affected_rows=affected, info=info)
+        info = f"Records: {len(rows)}  Deleted: 0  Skipped: {skipped + len(rows) - affected if spec.mode == 'IGNORE' else skipped}  Warnings: {len(s.warnings)}"
+        return OkResult(affected_rows=affected, info=info, warnings=len(s.warnings))
 
     def load_extension(self, sql: str) -> Result:
         s = self.session
@@ -197,9 +197,11 @@ class SessionCommands:
             s.connections.set_foreign_keys(on)
             return
         if value is None:  # DEFAULT
-            value = ctx.global_variables[name]
+            value = (
+                DEFAULT_SQL_MODE if name == "sql_mode" and scope == "global" else ctx.global_variables[name]
+            )
         try:
-            value = normalize_system_value(name, value)
+            value = sql_mode.normalize(value) if name == "sql_mode" else normalize_system_value(name, value)
         except ValueError as err:
             raise MySQLError(1231, "42000", str(err)) from err
         if name == "autocommit" and scope != "global":

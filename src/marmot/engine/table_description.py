@@ -478,6 +478,14 @@ def _enum_values(check: exp.Expression | None, column: str) -> list[str] | None:
     """The values of ``CHECK ("c" IS NULL OR "c" IN ('a', 'b'))`` (how ddl.py stores an ENUM), else None."""
     if not isinstance(check, exp.Or):
         return None
+    error_value = check.expression
+    if (
+        isinstance(check.this, exp.Or)
+        and isinstance(error_value, exp.EQ)
+        and isinstance(error_value.expression, exp.Literal)
+        and error_value.expression.this == ""
+    ):
+        check = check.this  # ``OR c = ''``: MySQL's error value of the ENUM (sql/ddl.py)
     test = check.expression
     if isinstance(test, exp.Paren):
         test = test.this

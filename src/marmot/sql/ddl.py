@@ -54,7 +54,8 @@ def _enum_check(column: str, kind: exp.DataType) -> str | None:
     if kind.this is not exp.DataType.Type.ENUM:
         return None
     values = ", ".join(v.sql("sqlite") for v in kind.expressions)
-    return f'CHECK ("{column}" IS NULL OR "{column}" IN ({values}))'
+    # '' is MySQL's error value of every ENUM: a non-strict session stores it for a value that is no member
+    return f'CHECK ("{column}" IS NULL OR "{column}" IN ({values}) OR "{column}" = \'\')'
 
 
 def _index_columns(items: list[exp.Expression]) -> str:
@@ -156,6 +157,12 @@ def _first_column(items: list[exp.Expression]) -> str:
     return node.name if node is not None else "key"
 
 
+def _not_null(parts: list[str]) -> list[str]:
+    """A primary key column is NOT NULL in MySQL; SQLite lets a non-rowid primary key hold NULL unless
+    told (``id INT PRIMARY KEY`` stored NULLs before), so the constraint is written out."""
+    return parts if any(p.upper() == "NOT NULL" for p in parts) else ["NOT NULL", *parts]
+
+
 def column_definition(cd: exp.ColumnDef, table: exp.Table) -> tuple[str, list[str], bool]:
     """One column as SQLite DDL: (definition text, index statements it implies, is it a primary key).
 
@@ -186,7 +193,7 @@ def column_definition(cd: exp.ColumnDef, table: exp.Table) -> tuple[str, list[st
     else:
         type_name = sqlite_type_name(kind) if kind is not None else ""
         if pk:
-            parts.append("PRIMARY KEY")
+            parts = _not_null(parts) + ["PRIMARY KEY"]
     collate = collation_clause(cd)
     marker = set_marker(kind)
     return " ".join(x for x in (f'"{cd.name}"', type_name, collate, marker, *parts) if x), indexes, pk
@@ -251,6 +258,8 @@ def translate_create_table(create: exp.Create) -> list[str]:
             parts = [p for p in parts if p.upper() != "NOT NULL"] + ["PRIMARY KEY AUTOINCREMENT"]
         else:
             type_name = sqlite_type_name(kind) if kind is not None else ""
+            if item.name in pk_cols:
+                parts = _not_null(parts)
             if not table_pk and pk_cols == [item.name]:
                 parts.append("PRIMARY KEY")
         collate = collation_clause(item, table_binary)

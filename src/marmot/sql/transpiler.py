@@ -31,7 +31,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from marmot.sql import dml, function_rewrites, lexer, triggers
+from marmot.sql import dml, function_rewrites, lexer, triggers, value_checks
 from marmot.sql.alter import StoredTable, translate_alter
 from marmot.sql.ddl import DDLError, index_statement, translate_create_table
 
@@ -86,6 +86,11 @@ class Plan:
     needs_database: bool = True  # some table is named without a database (so one must be selected)
     # MySQL type of each result column SQLite cannot describe (NOW() is DATETIME, not text), or None
     result_types: tuple[str | None, ...] = ()
+    # (database or "" for the current one, table) whose column checks the statement's values go through
+    # (``value_checks.py``: the slot argument of ``__marmot_chk`` indexes this)
+    checked: tuple[tuple[str, str], ...] = ()
+    single_row: bool = False  # an INSERT of one VALUES row (MySQL: NULL into NOT NULL fails even non-strict)
+    ignore: bool = False  # INSERT/UPDATE IGNORE: data errors become warnings, as without strict mode
 
 
 class SchemaInfo:
@@ -97,6 +102,10 @@ class SchemaInfo:
 
     def table_schema(self, database: str, table: str) -> StoredTable | None:
         """The table as stored (for ALTER TABLE rebuilds), or None when it does not exist."""
+        return None
+
+    def column_facts(self, database: str, table: str) -> tuple[value_checks.ColumnFacts, ...] | None:
+        """The table's columns in order, as ``value_checks`` needs them; None: do not check its values."""
         return None
 
 
@@ -316,6 +325,7 @@ class Transpiler:
             return self._finish(DDL, sqls, tree, attach)
         tree = _rewrite_functions(tree)
         found_rows: exp.Select | None = None
+        checks: dict[str, object] = {}
         if isinstance(tree, exp.Insert):
             if replace:
                 tree.set("alternative", "REPLACE")
@@ -324,10 +334,12 @@ class Transpiler:
             elif replace:
                 affected = "replace"
             autoinc = self._inject_autoid(tree, database)
+            checks = self._wrap_checks(tree, database)
             kind = WRITE
         elif isinstance(tree, exp.Update):
             dml.update_join(tree)
             _rewrite_order_limit(tree)
+            checks = self._wrap_checks(tree, database)
             affected = "update"
             kind = WRITE
         elif isinstance(tree, exp.Delete):
@@ -341,6 +353,8 @@ class Transpiler:
                 found_rows = dml.calc_found_rows(tree)
                 _alias_select_list(tree, norm.shape)
         plan = self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, affected)
+        if checks:
+            plan = dataclasses.replace(plan, **checks)  # type: ignore[arg-type]
         if isinstance(tree, exp.Select) and not any(
             isinstance(e, exp.Star) or e.find(exp.Star) for e in tree.expressions
         ):
@@ -422,6 +436,23 @@ class Transpiler:
             else:
                 attach.add(db)
         return attach
+
+    def _wrap_checks(self, tree: exp.Insert | exp.Update, database: str) -> dict[str, object]:
+        """Route the statement's values through their columns' checks (``value_checks.py``); the Plan
+        fields that tell the engine which table's checks and how (empty when nothing is checked)."""
+        target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        if not isinstance(target, exp.Table) or (isinstance(tree, exp.Update) and target.args.get("joins")):
+            return {}
+        facts = self.schema.column_facts(target.db or database, target.name)
+        if not facts:
+            return {}
+        ignore = bool(tree.args.get("ignore"))
+        if isinstance(tree, exp.Insert):
+            single = value_checks.wrap_insert(tree, facts, 0)
+        else:
+            value_checks.wrap_update(tree, facts, 0)
+            single = False
+        return {"checked": ((target.db or "", target.name),), "single_row": single, "ignore": ignore}
 
     def _inject_autoid(self, insert: exp.Insert, database: str) -> bool:
         target = insert.this

@@ -225,6 +225,11 @@ class DatabaseManager:
             conn = self._meta_conns[name] = self.open(name)
         return conn
 
+    def schema_connection(self, database: str) -> apsw.Connection | None:
+        """The node's own connection of ``database`` for reading its schema (None if there is no such
+        database): the transpiler reads column facts through it when it plans a write."""
+        return self._meta(database) if self.exists(database) else None
+
     def table_count(self, database: str) -> int:
         """User tables in ``database`` (internal ``__marmot*`` and ``sqlite_*`` tables not counted)."""
         if not self.exists(database):
