@@ -134,7 +134,10 @@ def _column_check(column: Column) -> ColumnCheck:
         return ColumnCheck(column.name, column.nullable, "", _set(members))
     unsigned = "unsigned" in rest.split()
     if base in _INT_BITS:
-        bits = _INT_BITS[base]
+        # INT holds Marmot's AUTO_INCREMENT ids (53-bit, or 64-bit with auto_id_mode = extended) wherever
+        # an application keeps them (a foreign key to an ``INT AUTO_INCREMENT`` id): it is checked against
+        # BIGINT's range, a deliberate exception (docs/transpiler.md). The smaller types keep their own.
+        bits = 64 if base in ("int", "integer") else _INT_BITS[base]
         lo, hi = (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         return ColumnCheck(column.name, column.nullable, 0, _integer(lo, hi))
     if base in ("decimal", "numeric", "dec", "fixed"):
