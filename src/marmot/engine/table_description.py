@@ -362,9 +362,11 @@ def _indexes(conn: apsw.Connection, table: str, info: list[tuple[Any, ...]]) -> 
         if sqlite_name.startswith(table + "__"):
             name = sqlite_name[len(table) + 2 :]
         elif sqlite_name.startswith("sqlite_autoindex_"):
-            name = cols[
-                0
-            ]  # UNIQUE written inside the SQLite table definition: MySQL names it after the column
+            # UNIQUE written inside the SQLite table definition: MySQL names it after the column
+            name = cols[0]
+        elif "__" in sqlite_name.strip("_"):
+            # named after the table's earlier name (renamed before RENAME re-created its indexes)
+            name = sqlite_name.split("__", 1)[1]
         else:
             name = sqlite_name
         out.append(Index(name, cols, bool(unique)))

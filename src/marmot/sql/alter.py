@@ -12,17 +12,20 @@ split into column/constraint items); the plan cache is keyed on the schema gener
 rebuilds from a stale shape.
 
 MySQL index names are per table, SQLite's per database, so an index ``k`` on table ``t`` is stored as
-``t__k`` (the same naming CREATE TABLE uses for inline keys).
+``t__k`` (the same naming CREATE TABLE uses for inline keys). Renaming the table (RENAME TABLE, ALTER
+TABLE ... RENAME TO) re-creates those indexes, and the ``t__c__on_update`` triggers, under the new name
+(``renamed_objects``), so SHOW INDEX and DROP INDEX keep MySQL's key names afterwards.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sqlglot import exp
 
 from marmot.sql import lexer
-from marmot.sql.ddl import DDLError, column_definition, index_statement
+from marmot.sql.ddl import DDLError, column_definition, index_statement, on_update_trigger
 
 REBUILD_PREFIX = "__marmot_rebuild_"
 
@@ -303,6 +306,8 @@ def translate_alter(alter: exp.Alter, current: StoredTable | None) -> tuple[list
             builder.add_constraint(action)
         elif isinstance(action, exp.AlterRename):
             builder.before.append(f"ALTER TABLE {builder._qualified()} RENAME TO {_quote(action.this.name)}")
+            if current is not None and not builder.rebuild:
+                builder.after.extend(renamed_objects(current, action.this.name)[0])
         elif isinstance(action, exp.RenameColumn):
             builder.before.append(
                 f"ALTER TABLE {builder._qualified()} RENAME COLUMN "
@@ -311,3 +316,41 @@ def translate_alter(alter: exp.Alter, current: StoredTable | None) -> tuple[list
         else:
             continue  # table options (ENGINE=, AUTO_INCREMENT=, COMMENT=, CHARSET): nothing to do in SQLite
     return builder.statements(), builder.rebuild
+
+
+_ON_UPDATE_NAME = re.compile(r'^\s*CREATE\s+TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?"?([^"\s]+)"?', re.IGNORECASE)
+
+
+def renamed_objects(current: StoredTable, new: str) -> tuple[list[str], StoredTable]:
+    """After SQLite's ``ALTER TABLE old RENAME TO new``: the statements that re-create the indexes and
+    ON UPDATE triggers named after the table (``old__key``, ``old__col__on_update``) under ``new``'s
+    name, and the table as it then stands (a RENAME TABLE with several pairs renames it again)."""
+    prefix = current.name.lower() + "__"
+    out: list[str] = []
+    indexes: list[str] = []
+    for sql in current.index_sql:
+        name = _index_name(sql)
+        on = re.search(r"\sON\s", sql, re.IGNORECASE)
+        if not name.lower().startswith(prefix) or on is None or "(" not in sql[on.end() :]:
+            indexes.append(sql)
+            continue
+        unique = "UNIQUE " if re.match(r"\s*CREATE\s+UNIQUE\b", sql, re.IGNORECASE) else ""
+        columns = sql[sql.index("(", on.end()) :]
+        created = (
+            f"CREATE {unique}INDEX {_quote(new + '__' + name[len(prefix) :])} ON {_quote(new)} {columns}"
+        )
+        out += [f"DROP INDEX {_quote(name)}", created]
+        indexes.append(created)
+    triggers: list[str] = []
+    for sql in current.trigger_sql:
+        m = _ON_UPDATE_NAME.match(sql)
+        name = m.group(1) if m else ""
+        if not (name.lower().startswith(prefix) and name.endswith("__on_update")):
+            triggers.append(sql)
+            continue
+        created = on_update_trigger(
+            exp.Table(this=exp.to_identifier(new)), name[len(prefix) : -len("__on_update")]
+        )
+        out += [f"DROP TRIGGER {_quote(name)}", created]
+        triggers.append(created)
+    return out, StoredTable(new, current.items, indexes, triggers)

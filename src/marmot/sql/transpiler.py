@@ -32,7 +32,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from marmot.sql import dml, function_rewrites, lexer, triggers, value_checks
-from marmot.sql.alter import StoredTable, translate_alter
+from marmot.sql.alter import StoredTable, renamed_objects, translate_alter
 from marmot.sql.ddl import DDLError, index_statement, translate_create_table
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -251,7 +251,7 @@ class Transpiler:
     def _build_plan(self, norm: lexer.Normalized, database: str, original: str) -> Plan:
         shape = norm.shape
         if norm.keyword == "RENAME" and norm.words[1:2] == ["TABLE"]:
-            return self._rename_tables(norm, original)
+            return self._rename_tables(norm, original, database)
         if (
             norm.keyword == "CREATE"
             and "TRIGGER" in norm.words[1:4]
@@ -394,11 +394,13 @@ class Transpiler:
                 written.add(t.name.lower())
         return Plan(kind, steps, frozenset(written), frozenset(attach), autoinc, affected)
 
-    def _rename_tables(self, norm: lexer.Normalized, original: str) -> Plan:
-        """``RENAME TABLE a TO b, c TO d`` (sqlglot does not parse it) -> one ALTER per pair."""
+    def _rename_tables(self, norm: lexer.Normalized, original: str, database: str) -> Plan:
+        """``RENAME TABLE a TO b, c TO d`` (sqlglot does not parse it) -> one ALTER per pair, each followed
+        by the re-creation of the table's indexes and triggers under its new name (``renamed_objects``)."""
         toks = [t for t in lexer.tokenize(norm.shape) if t.kind not in ("ws", "comment")][2:]
         sqls: list[str] = []
         names: set[str] = set()
+        renamed: dict[str, StoredTable | None] = {}  # tables this statement renamed, by their new name
         i = 0
         while i + 2 < len(toks) + 0 and toks[i + 1].text.upper() == "TO":
             old, new = lexer.unquote_identifier(toks[i].text), lexer.unquote_identifier(toks[i + 2].text)
@@ -406,6 +408,15 @@ class Transpiler:
                 raise NoSuchTable(f"Table '{old}' doesn't exist")
             sqls.append(f'ALTER TABLE "{old}" RENAME TO "{new}"')
             names.update((old.lower(), new.lower()))
+            stored = (
+                renamed.pop(old.lower())
+                if old.lower() in renamed
+                else self.schema.table_schema(database, old)
+            )
+            if stored is not None:
+                extra, stored = renamed_objects(stored, new)
+                sqls.extend(extra)
+            renamed[new.lower()] = stored
             i += 3
             if i < len(toks) and toks[i].text == ",":
                 i += 1
