@@ -75,6 +75,7 @@ class Session:
         self.host = "localhost"
         self.database: str | None = None
         self.variables: dict[str, object] = {}
+        self._copy_session_globals()
         self.user_variables: dict[str, object] = {}
         self.client_found_rows = client_found_rows
         # LOAD DATA LOCAL INFILE: the wire layer fetches the file from the client (None = not possible)
@@ -151,6 +152,11 @@ class Session:
     def last_commit_ts(self) -> Timestamp | None:
         """@@marmot_last_commit_ts: the timestamp of this session's latest replicated commit."""
         return self.writer.last_commit_ts
+
+    def _copy_session_globals(self) -> None:
+        """Variables whose session value is the global one *at connect* (MySQL): a later SET GLOBAL
+        sql_mode changes new sessions only."""
+        self.variables["sql_mode"] = self.ctx.global_variables.get("sql_mode", "")
 
     def _session_write_level(self) -> str | None:
         v = self.variables.get(
@@ -242,6 +248,7 @@ class Session:
         self.transactions.rollback()
         self.txn.in_transaction = False
         self.variables.clear()
+        self._copy_session_globals()
         self.user_variables.clear()
         self.txn.autocommit = True
         self.last_insert_id = 0
