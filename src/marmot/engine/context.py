@@ -45,35 +45,35 @@ class _StorageSchema(SchemaInfo):
         return StoredTable(name, split_create_table(name, sql), indexes, triggers)
 
     def column_facts(self, database: str, table: str) -> tuple[ColumnFacts, ...] | None:
-        """From ``describe`` (the order the engine's column checks use) and SQLite's DEFAULT texts."""
+        """From ``describe`` (the column order the engine's checks use) and SQLite's declared types and
+        DEFAULT texts (``PRAGMA table_xinfo``: cid, name, type, notnull, dflt_value, pk, hidden)."""
         conn = self._databases.schema_connection(database)
-        desc = table_description.describe(conn, table) if conn is not None else None
+        if conn is None:
+            return None
+        desc = table_description.describe(conn, table)
         if desc is None or desc.is_view:
             return None
-        defaults = {r[1].lower(): r[4] for r in conn.execute(f'PRAGMA table_xinfo("{desc.name}")')}  # type: ignore[union-attr]
-        rowid = [c for c in desc.columns if c.key == "PRI"]
-        return tuple(
-            ColumnFacts(
-                c.name,
-                required=not c.nullable and defaults.get(c.name.lower()) is None,
-                # a single INTEGER PRIMARY KEY made outside MySQL syntax gets a rowid for NULL
-                # (``autoinc_column``); MySQL's INT/BIGINT PRIMARY KEY is stored as INT/BIGINT
-                exempt=c.auto_increment
-                or bool(c.generated)
-                or (rowid == [c] and c.type == "bigint" and _is_rowid(conn, desc.name, c.name)),
-                generated=bool(c.generated),
-                default_sql=defaults.get(c.name.lower()),
+        declared: dict[str, tuple[str, str | None]] = {
+            str(r[1]).lower(): (str(r[2]).upper(), None if r[4] is None else str(r[4]))
+            for r in conn.execute(f'PRAGMA table_xinfo("{desc.name}")')
+        }
+        primary = [c.name for c in desc.columns if c.key == "PRI"]
+        facts = []
+        for c in desc.columns:
+            decl, default = declared.get(c.name.lower(), ("", None))
+            # a lone INTEGER PRIMARY KEY (a table made outside MySQL syntax) is SQLite's rowid and gets an id
+            # for NULL (``autoinc_column``); MySQL's INT / BIGINT PRIMARY KEY is stored as INT / BIGINT
+            rowid = primary == [c.name] and decl == "INTEGER"
+            facts.append(
+                ColumnFacts(
+                    c.name,
+                    required=not c.nullable and default is None,
+                    exempt=c.auto_increment or bool(c.generated) or rowid,
+                    generated=bool(c.generated),
+                    default_sql=default,
+                )
             )
-            for c in desc.columns
-        )
-
-
-def _is_rowid(conn: object, table: str, column: str) -> bool:
-    """Is ``column`` declared exactly ``INTEGER`` (SQLite's rowid alias when it is the primary key)?"""
-    for row in conn.execute(f'PRAGMA table_info("{table}")'):  # type: ignore[attr-defined]
-        if row[1] == column:
-            return str(row[2]).upper() == "INTEGER"
-    return False
+        return tuple(facts)
 
 
 @dataclass
