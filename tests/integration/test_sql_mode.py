@@ -85,6 +85,11 @@ def test_strict_insert_refuses_and_stores_nothing(cur, column, value, code, stat
     assert count(cur) == 0
 
 
+def test_show_warnings_lists_the_error_of_a_refused_statement(cur):
+    refused(cur, "INSERT INTO sm (id, v) VALUES (1, 'toolong')")
+    assert warnings(cur) == [("Error", 1406, "Data too long for column 'v' at row 1")]
+
+
 def test_strict_is_the_default_mode(cur):
     cur.execute("SELECT @@sql_mode, @@global.sql_mode")
     session, global_ = cur.fetchone()

@@ -196,6 +196,7 @@ class Session:
             return await self.router.route(sql, norm, params or [], self.transpilation)
         except MySQLError as err:
             if not await self._schema_followed(err):
+                self.warnings.append(("Error", err.code, err.message))  # SHOW WARNINGS lists it, as MySQL
                 raise
             return await self.router.route(sql, norm, params or [], self.transpilation)
 

@@ -117,7 +117,7 @@ class SessionFunctions:
         if key == "warning_count":
             return len(s.warnings)
         if key == "error_count":
-            return 0
+            return sum(1 for level, _code, _message in s.warnings if level == "Error")
         if key == "marmot_last_commit_ts":
             ts = s.last_commit_ts
             return "" if ts is None else f"{ts.wall_ns}.{ts.logical}.{ts.node_id}"
