@@ -12,6 +12,8 @@ Rules applied here (issue 2 set; the dialect issue grows them):
 - internal ``__marmot*`` tables are invisible (1146) to client SQL;
 - AUTO_INCREMENT ids: the auto-increment column's value is wrapped in ``__marmot_autoid(v)`` (a per-session
   SQLite function that returns ``v`` unless it is NULL/0), and added when the column is omitted;
+- stored values: each value of an INSERT/REPLACE/UPDATE/upsert is wrapped in its column's check
+  (``value_checks.py``; the engine applies sql_mode), ``Plan.checked`` says which table's checks;
 - ``UPDATE/DELETE ... ORDER BY ... LIMIT`` (the apsw SQLite build lacks it) -> ``rowid IN (subquery)``;
 - ``@@var``/``@var``/``DATABASE()``/``VERSION()`` become calls of per-session SQLite functions;
 - unaliased select-list expressions get their MySQL column name (the original text) as alias.
