@@ -35,7 +35,7 @@ Warning_ = tuple[str, int, str]
 class StatementChecks:
     """The state the checks of one write statement share: mode, row number, warnings."""
 
-    __slots__ = ("strict", "null_fails", "mode", "row", "warnings")
+    __slots__ = ("strict", "null_fails", "mode", "row", "warnings", "stored")
 
     def __init__(self, mode: ModeFlags, ignore: bool, single_row: bool, warnings: list[Warning_]) -> None:
         self.mode = mode
@@ -44,6 +44,8 @@ class StatementChecks:
         self.null_fails = self.strict or (single_row and not ignore)
         self.row = 0
         self.warnings = warnings
+        # column position -> the value last checked for it (what a 1062 names: ``error_details.py``)
+        self.stored: dict[int, Value] = {}
 
     def bad(
         self, code: int, state: str, message: str, adjusted: Value, warn_code: int = 0, warn_message: str = ""

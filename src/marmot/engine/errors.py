@@ -53,6 +53,8 @@ def internal_table_write(name: str) -> MySQLError:
 
 _NO_TABLE = re.compile(r"no such table: (?:(\w+)\.)?(.+)")
 _NO_COLUMN = re.compile(r"no such column: (.+)")
+_NO_COLUMN_NAMED = re.compile(r"table \S+ has no column named (.+)")  # INSERT's column list
+_USING_COLUMN = re.compile(r"cannot join using column (\S+) - column not present")
 _TABLE_EXISTS = re.compile(r"table (?:\"?(\S+?)\"?) already exists")
 _INDEX_EXISTS = re.compile(r"index (\S+) already exists")
 _UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
@@ -90,9 +92,12 @@ def from_sqlite(err: Exception, database: str) -> MySQLError:
         m = _NO_TABLE.search(text)
         if m:
             return no_such_table(f"Table '{m.group(1) or database}.{m.group(2)}' doesn't exist")
-        m = _NO_COLUMN.search(text)
+        m = _NO_COLUMN.search(text) or _NO_COLUMN_NAMED.search(text)
         if m:
             return MySQLError(1054, "42S22", f"Unknown column '{m.group(1)}' in 'field list'")
+        m = _USING_COLUMN.search(text)
+        if m:
+            return MySQLError(1054, "42S22", f"Unknown column '{m.group(1)}' in 'from clause'")
         m = _TABLE_EXISTS.search(text)
         if m:
             return MySQLError(1050, "42S01", f"Table '{m.group(1)}' already exists")

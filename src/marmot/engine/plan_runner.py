@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import apsw
 
-from marmot.engine import errors, sql_mode
+from marmot.engine import error_details, errors, sql_mode
 from marmot.engine.column_checks import ColumnCheck, StatementChecks, table_checks
 from marmot.engine.errors import MySQLError
 from marmot.engine.locking import retry_busy
@@ -178,7 +179,7 @@ class PlanRunner:
         except _STATEMENT_ERRORS as err:
             if s.database is None and isinstance(err, apsw.SQLError) and "no such table" in str(err):
                 raise MySQLError(1046, "3D000", "No database selected") from err
-            raise errors.from_sqlite(err, s.database or "") from err
+            raise self.detailed(errors.from_sqlite(err, s.database or ""), plan, conn) from err
         finally:
             if view:
                 s.writer.park_view()
@@ -295,23 +296,10 @@ class PlanRunner:
                 changed = conn.changes() if plan.kind != DDL else 0
             return changed
 
-        if self._replicates(conn, plan):
-            assert s.database is not None
-            affected = await s.writer.run_captured(conn, s.database, run_steps, counter, self.statement_error)
-        else:
-            if s.ctx.replication is None or plan.kind == DDL:
-                await s.transactions.begin_write(conn)
-            else:
-                # a write to TEMPORARY tables only, with replication on: it commits at once (a SAVEPOINT
-                # outside a transaction is one), outside the view, holding no lock across statements
-                s.writer.close_view()
-            if counter is not None:
-                conn.preupdate_hook(counter)
-            try:
-                affected = s.transactions.atomic_statement(conn, run_steps)
-            finally:
-                if counter is not None:
-                    conn.preupdate_hook(None)
+        try:
+            affected = await self._run_write(conn, plan, run_steps, counter)
+        except MySQLError as err:
+            raise self.detailed(err, plan, conn) from err.__cause__
         if counter is not None:
             affected = counter.count
         if plan.kind == DDL:
@@ -327,6 +315,41 @@ class PlanRunner:
             insert_id = s.functions.last_explicit
         s.variables["__row_count"] = affected
         return OkResult(affected_rows=affected, last_insert_id=insert_id, warnings=len(s.warnings))
+
+    async def _run_write(
+        self, conn: apsw.Connection, plan: Plan, run_steps: Callable[[], int], counter: _AffectedRows | None
+    ) -> int:
+        """Run a write's steps: captured for 2PC, or under the session's own SQLite transaction."""
+        s = self.session
+        if self._replicates(conn, plan):
+            assert s.database is not None
+            return await s.writer.run_captured(conn, s.database, run_steps, counter, self.statement_error)
+        if s.ctx.replication is None or plan.kind == DDL:
+            await s.transactions.begin_write(conn)
+        else:
+            # a write to TEMPORARY tables only, with replication on: it commits at once (a SAVEPOINT
+            # outside a transaction is one), outside the view, holding no lock across statements
+            s.writer.close_view()
+        if counter is not None:
+            conn.preupdate_hook(counter)
+        try:
+            return s.transactions.atomic_statement(conn, run_steps)
+        finally:
+            if counter is not None:
+                conn.preupdate_hook(None)
+
+    def detailed(self, err: MySQLError, plan: Plan, conn: apsw.Connection) -> MySQLError:
+        """``err`` with the details MySQL gives and SQLite's message lacks (``error_details.py``): the value
+        and key of a duplicate entry, the clause of an unknown column."""
+        if err.code == 1062:
+            checks = self.session.functions.checks
+            stored = checks.stored if checks is not None else {}
+            return error_details.duplicate_entry(
+                err, err.__cause__, conn, stored.get, self.session.functions.last_auto_value
+            )
+        if err.code == 1054:
+            return error_details.unknown_column_clause(err, (step.sql for step in plan.steps))
+        return err
 
     def begin_checks(self, plan: Plan, ignore: bool = False) -> None:
         """Give the session's ``__marmot_chk`` the column checks of the tables ``plan`` stores into
@@ -370,12 +393,15 @@ class PlanRunner:
                     changed += conn.changes()
             return changed
 
-        if self._replicates(conn, plan):
-            assert s.database is not None
-            affected = await s.writer.run_captured(conn, s.database, run_rows, None, self.statement_error)
-        else:
-            await s.transactions.begin_write(conn)
-            affected = s.transactions.atomic_statement(conn, run_rows)
+        try:
+            if self._replicates(conn, plan):
+                assert s.database is not None
+                affected = await s.writer.run_captured(conn, s.database, run_rows, None, self.statement_error)
+            else:
+                await s.transactions.begin_write(conn)
+                affected = s.transactions.atomic_statement(conn, run_rows)
+        except MySQLError as err:
+            raise self.detailed(err, plan, conn) from err.__cause__
         if not s.txn.in_transaction:
             await s.transactions.commit()
         return affected

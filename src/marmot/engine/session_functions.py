@@ -34,11 +34,13 @@ class SessionFunctions:
         self.checks: StatementChecks | None = None
         self.check_tables: list[tuple[ColumnCheck, ...]] = []
         self.zero_generates = True  # 0 mints an AUTO_INCREMENT id (not under NO_AUTO_VALUE_ON_ZERO)
+        self.last_auto_value: object = None  # the AUTO_INCREMENT value the statement last wrote
         self.row_base = 0  # added to a VALUES row number (LOAD DATA runs one row per execution)
 
     def start_statement(self) -> None:
         self.first_generated = None
         self.last_explicit = None
+        self.last_auto_value = None
         self.checks = None
         self.check_tables = []
         self.row_base = 0
@@ -91,18 +93,27 @@ class SessionFunctions:
 
     def _check(self, value: apsw.SQLiteValue, slot: int, column: int, row: int) -> apsw.SQLiteValue:
         found = self._column(slot, column, row)
-        return value if found is None else check_value(found[0], value, found[1])
+        if found is None:
+            return value
+        st = found[1]
+        out = st.stored[column] = check_value(found[0], value, st)
+        return out
 
     def _no_default(self, slot: int, column: int, row: int) -> apsw.SQLiteValue:
         found = self._column(slot, column, row)
-        return None if found is None else missing_value(found[0], found[1])
+        if found is None:
+            return None
+        out = found[1].stored[column] = missing_value(found[0], found[1])
+        return out
 
     def _autoid(self, value: apsw.SQLiteValue) -> apsw.SQLiteValue:
         if value is None or ((value == 0 or value == "0") and self.zero_generates):
             new = self._session.ctx.id_generator.next_id()
             if self.first_generated is None:
                 self.first_generated = new
+            self.last_auto_value = new
             return new
+        self.last_auto_value = value
         self.last_explicit = value if isinstance(value, int) else self.last_explicit
         return value
 

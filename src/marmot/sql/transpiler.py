@@ -325,6 +325,7 @@ class Transpiler:
             else:
                 sqls = [tree.sql("sqlite")]
             return self._finish(DDL, sqls, tree, attach)
+        _refuse_negative_limit(tree, original)
         tree = _rewrite_functions(tree)
         found_rows: exp.Select | None = None
         checks: dict[str, object] = {}
@@ -506,6 +507,17 @@ class Transpiler:
             insert.set("expression", wrapped)
             return True
         return False
+
+
+_NEGATIVE_LIMIT = re.compile(r"\b(?:LIMIT|OFFSET)\s+(?:[^,\s]+\s*,\s*)?(-.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def _refuse_negative_limit(tree: exp.Expr, original: str) -> None:
+    """``LIMIT -1`` is a syntax error in MySQL (SQLite reads it as "no limit")."""
+    for node in tree.find_all(exp.Limit, exp.Offset):
+        if any(isinstance(n, exp.Neg) for n in node.iter_expressions()):
+            m = _NEGATIVE_LIMIT.search(original)
+            raise SQLSyntaxError(m.group(1).strip() if m else original.strip(), 1)
 
 
 def _syntax_error(original: str) -> SQLSyntaxError:
