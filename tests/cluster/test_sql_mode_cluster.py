@@ -1,6 +1,7 @@
 """sql_mode on 3 nodes (issue 13 point 1): the node that takes a write checks its values, and replicas
 apply the checked row images — a non-strict session's adjusted values (truncated, clamped, zero, the
-implicit default) arrive as those values on every node, and a strict refusal stores nothing anywhere."""
+implicit default) arrive as those values on every node, and a strict refusal stores nothing anywhere.
+Point 4's RENAME TABLE keeps MySQL's index names on every node."""
 
 from __future__ import annotations
 
@@ -44,4 +45,22 @@ def test_adjusted_values_replicate_as_adjusted(cluster):
         "SELECT id, ti, v, CAST(d AS CHAR), e, nn, s FROM smc ORDER BY id",
         timeout=30,
         expected=expected,
+    )
+
+
+def test_rename_keeps_index_names_on_every_node(cluster):
+    n1, n2, n3 = cluster
+    c = connect(n3)
+    try:
+        cur = c.cursor()
+        cur.execute("CREATE TABLE ren1 (id INT PRIMARY KEY, a INT, b INT, KEY ka (a), UNIQUE KEY ub (b))")
+        cur.execute("RENAME TABLE ren1 TO ren2")
+        cur.execute("DROP INDEX ka ON ren2")
+    finally:
+        c.close()
+    wait_until_equal(
+        [n1, n2, n3],
+        "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_NAME = 'ren2' ORDER BY INDEX_NAME",
+        timeout=30,
+        expected=(("PRIMARY",), ("ub",)),
     )

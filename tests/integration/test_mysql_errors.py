@@ -38,7 +38,10 @@ def error(cur, sql):
         ("INSERT INTO kv (k, v) VALUES ('c', 5), ('d', 5)", "Duplicate entry '5' for key 'kv.uv'"),
         ("INSERT INTO pair VALUES (1, 'x', 11)", "Duplicate entry '1-x' for key 'pair.PRIMARY'"),
         ("INSERT INTO pair VALUES (2, 'y', 10)", "Duplicate entry '10' for key 'pair.n'"),
-        ("INSERT INTO kv (k, v) SELECT CONCAT(b, a), n FROM pair", "Duplicate entry 'x1' for key 'kv.PRIMARY'"),
+        (
+            "INSERT INTO kv (k, v) SELECT CONCAT(b, a), n FROM pair",
+            "Duplicate entry 'x1' for key 'kv.PRIMARY'",
+        ),
     ],
 )
 def test_duplicate_entry_names_value_and_key(cur, sql, message):
