@@ -459,6 +459,8 @@ def _temporal(kind: str, fsp: int) -> Checker:
     def check(value: Value, st: StatementChecks, column: str) -> Value:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
+        if value == 0:  # the number 0 is the zero date, as '0000-00-00' is
+            value = "0000-00-00"
         parts = _parts(str(value) if isinstance(value, int) else _text(value))
         if parts is None:
             return bad_value(value, st, column, 1265)
