@@ -352,3 +352,19 @@ def test_rename_table_keeps_mysql_index_names(cur):
     cur.execute("SHOW CREATE TABLE ren_c")
     assert "KEY" not in cur.fetchone()[1].replace("PRIMARY KEY", "")
     cur.execute("INSERT INTO ren_c VALUES (1, 1, 'x'), (2, 1, 'x')")  # the unique key is really gone
+
+
+def test_enum_beside_unsigned_display_width_is_checked_and_shown(cur):
+    # ``bigint(20) unsigned`` is stored as ``BIGINT UNSIGNED(20)``, which the schema reader used to fail
+    # on, losing the table's ENUM/SET types (and CHECKs) for SHOW CREATE TABLE and the checks alike
+    cur.execute("DROP TABLE IF EXISTS wide")
+    cur.execute(
+        "CREATE TABLE wide (id BIGINT(20) UNSIGNED NOT NULL, st ENUM('draft','publish') NOT NULL DEFAULT 'draft', "
+        "PRIMARY KEY (id))"
+    )
+    assert refused(cur, "INSERT INTO wide (id, st) VALUES (1, 'trash')")[:2] == (
+        1265,
+        "Data truncated for column 'st' at row 1",
+    )
+    cur.execute("SHOW CREATE TABLE wide")
+    assert "`st` enum('draft','publish') NOT NULL DEFAULT 'draft'" in cur.fetchone()[1]

@@ -417,6 +417,9 @@ def foreign_key_clause(fk: ForeignKey) -> str:
     return line
 
 
+_ARGS_AFTER_WORDS = re.compile(r"((?:\b(?:UNSIGNED|ZEROFILL|SIGNED)\b\s*)+)\((\d+(?:\s*,\s*\d+)?)\)", re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=256)
 def _parsed_table(create_sql: str) -> tuple[dict[str, dict[str, str]], list[tuple[str | None, str]]]:
     """From the stored DDL: per column (lower-case name) its ``enum`` type text and ``generated`` expression;
@@ -424,7 +427,9 @@ def _parsed_table(create_sql: str) -> tuple[dict[str, dict[str, str]], list[tupl
     columns: dict[str, dict[str, str]] = {}
     checks: list[tuple[str | None, str]] = []
     try:
-        tree = sqlglot.parse_one(create_sql, read="sqlite")
+        # ``BIGINT UNSIGNED(20)`` (how sql/ddl.py spells ``bigint(20) unsigned`` for SQLite) does not parse
+        # as SQLite: the arguments go back before the words for this reading only
+        tree = sqlglot.parse_one(_ARGS_AFTER_WORDS.sub(r"(\2) \1", create_sql), read="sqlite")
     except (ParseError, TokenError, ValueError):
         return columns, checks
     schema = tree.this if isinstance(tree, exp.Create) else None
