@@ -368,3 +368,16 @@ def test_enum_beside_unsigned_display_width_is_checked_and_shown(cur):
     )
     cur.execute("SHOW CREATE TABLE wide")
     assert "`st` enum('draft','publish') NOT NULL DEFAULT 'draft'" in cur.fetchone()[1]
+
+
+def test_warning_count_counts_beyond_the_kept_1024(cur):
+    cur.execute("SET SESSION sql_mode = ''")
+    rows = ", ".join(f"({i}, 1000)" for i in range(1, 1101))
+    assert cur.execute(f"INSERT INTO sm (id, ti) VALUES {rows}") == 1100
+    assert cur.warning_count == 1100  # the OK packet counts every adjustment
+    kept = warnings(cur)
+    assert len(kept) == 1024 and kept[-1] == (
+        "Warning",
+        1264,
+        "Out of range value for column 'ti' at row 1024",
+    )

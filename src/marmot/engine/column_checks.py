@@ -28,6 +28,7 @@ from marmot.engine.sql_mode import ModeFlags
 from marmot.engine.table_description import Column, TableDescription
 from marmot.sql.functions.conversions import FunctionError
 
+MAX_KEPT = 1024  # warnings kept per statement (MySQL's max_error_count default)
 Value = int | float | str | bytes | None  # a SQLite value, as apsw passes and takes it
 Warning_ = tuple[str, int, str]
 
@@ -35,7 +36,7 @@ Warning_ = tuple[str, int, str]
 class StatementChecks:
     """The state the checks of one write statement share: mode, row number, warnings."""
 
-    __slots__ = ("strict", "null_fails", "mode", "row", "warnings", "stored")
+    __slots__ = ("strict", "null_fails", "mode", "row", "warnings", "dropped", "stored")
 
     def __init__(self, mode: ModeFlags, ignore: bool, single_row: bool, warnings: list[Warning_]) -> None:
         self.mode = mode
@@ -44,6 +45,7 @@ class StatementChecks:
         self.null_fails = self.strict or (single_row and not ignore)
         self.row = 0
         self.warnings = warnings
+        self.dropped = 0  # warnings beyond MAX_KEPT: counted, not kept
         # column position -> the value last checked for it (what a 1062 names: ``error_details.py``)
         self.stored: dict[int, Value] = {}
 
@@ -54,11 +56,19 @@ class StatementChecks:
         with the same code and message; MySQL warns 1265 'Data truncated' where strict fails 1406)."""
         if self.strict:
             raise FunctionError(code, state, message)
-        self.warnings.append(("Warning", warn_code or code, warn_message or message))
+        self.warn("Warning", warn_code or code, warn_message or message)
         return adjusted
 
     def note(self, code: int, message: str) -> None:
-        self.warnings.append(("Note", code, message))
+        self.warn("Note", code, message)
+
+    def warn(self, level: str, code: int, message: str) -> None:
+        """Keep a warning for SHOW WARNINGS — the first ``MAX_KEPT`` of them, as MySQL's max_error_count;
+        the OK packet counts them all (``dropped``)."""
+        if len(self.warnings) < MAX_KEPT:
+            self.warnings.append((level, code, message))
+        else:
+            self.dropped += 1
 
     def truncated(self, column: str) -> str:
         return f"Data truncated for column '{column}' at row {self.row}"
@@ -96,7 +106,7 @@ def check_value(rule: ColumnCheck, value: Value, st: StatementChecks) -> Value:
         message = f"Column '{rule.name}' cannot be null"
         if st.null_fails:
             raise FunctionError(1048, "23000", message)
-        st.warnings.append(("Warning", 1048, message))
+        st.warn("Warning", 1048, message)
         return rule.implicit_default
     if rule.check is None:
         return value
@@ -108,7 +118,7 @@ def missing_value(rule: ColumnCheck, st: StatementChecks) -> Value:
     message = f"Field '{rule.name}' doesn't have a default value"
     if st.strict:
         raise FunctionError(1364, "HY000", message)
-    st.warnings.append(("Warning", 1364, message))
+    st.warn("Warning", 1364, message)
     return rule.implicit_default
 
 
@@ -472,7 +482,7 @@ def _temporal(kind: str, fsp: int) -> Checker:
             if mode.no_zero_date and not (hour or minute or second):
                 if st.strict:
                     return bad_value(value, st, column, 1264)
-                st.warnings.append(("Warning", 1264, st.out_of_range(column)))
+                st.warn("Warning", 1264, st.out_of_range(column))
             elif hour or minute or second:
                 return bad_value(value, st, column, 1264)
             return zero

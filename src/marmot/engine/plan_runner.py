@@ -314,7 +314,9 @@ class PlanRunner:
         elif plan.autoinc and s.functions.last_explicit is not None:
             insert_id = s.functions.last_explicit
         s.variables["__row_count"] = affected
-        return OkResult(affected_rows=affected, last_insert_id=insert_id, warnings=len(s.warnings))
+        checks = s.functions.checks
+        warnings = len(s.warnings) + (checks.dropped if checks is not None else 0)
+        return OkResult(affected_rows=affected, last_insert_id=insert_id, warnings=warnings)
 
     async def _run_write(
         self, conn: apsw.Connection, plan: Plan, run_steps: Callable[[], int], counter: _AffectedRows | None

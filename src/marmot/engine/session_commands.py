@@ -76,13 +76,17 @@ class SessionCommands:
                 continue
             by_width.setdefault(len(row), []).append(values)
         affected = 0
+        dropped = 0  # warnings beyond those SHOW WARNINGS keeps
         for width, batch in by_width.items():
             cols = [c for c in columns[:width] if not c.startswith("@")]
             stmt = f"{verb} INTO {target} ({', '.join(f'`{c}`' for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
             plan = s.plans.plan(lexer.normalize(stmt), stmt)
             affected += await s.plans.write_batch(plan, batch)
-        info = f"Records: {len(rows)}  Deleted: 0  Skipped: {skipped + len(rows) - affected if spec.mode == 'IGNORE' else skipped}  Warnings: {len(s.warnings)}"
-        return OkResult(affected_rows=affected, info=info, warnings=len(s.warnings))
+            checks = s.functions.checks
+            dropped += checks.dropped if checks is not None else 0
+        warned = len(s.warnings) + dropped
+        info = f"Records: {len(rows)}  Deleted: 0  Skipped: {skipped + len(rows) - affected if spec.mode == 'IGNORE' else skipped}  Warnings: {warned}"
+        return OkResult(affected_rows=affected, info=info, warnings=warned)
 
     def load_extension(self, sql: str) -> Result:
         s = self.session

@@ -417,7 +417,9 @@ def foreign_key_clause(fk: ForeignKey) -> str:
     return line
 
 
-_ARGS_AFTER_WORDS = re.compile(r"((?:\b(?:UNSIGNED|ZEROFILL|SIGNED)\b\s*)+)\((\d+(?:\s*,\s*\d+)?)\)", re.IGNORECASE)
+_ARGS_AFTER_WORDS = re.compile(
+    r"((?:\b(?:UNSIGNED|ZEROFILL|SIGNED)\b\s*)+)\((\d+(?:\s*,\s*\d+)?)\)", re.IGNORECASE
+)
 
 
 @functools.lru_cache(maxsize=256)
