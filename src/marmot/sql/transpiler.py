@@ -455,8 +455,10 @@ class Transpiler:
         """Route the statement's values through their columns' checks (``value_checks.py``); the Plan
         fields that tell the engine which table's checks and how (empty when nothing is checked)."""
         target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
-        if not isinstance(target, exp.Table) or (isinstance(tree, exp.Update) and target.args.get("joins")):
-            return {}
+        if not isinstance(target, exp.Table) or (
+            isinstance(tree, exp.Update) and (target.args.get("joins") or tree.args.get("from_"))
+        ):
+            return {}  # a multi-table UPDATE (``UPDATE a JOIN b``, now ``UPDATE a ... FROM b``): unchecked
         facts = self.schema.column_facts(target.db or database, target.name)
         if not facts:
             return {}
