@@ -381,3 +381,28 @@ def test_warning_count_counts_beyond_the_kept_1024(cur):
         1264,
         "Out of range value for column 'ti' at row 1024",
     )
+
+
+def test_default_keyword_and_empty_values(cur):
+    cur.execute("DROP TABLE IF EXISTS dflt")
+    cur.execute(
+        "CREATE TABLE dflt (id INT AUTO_INCREMENT PRIMARY KEY, a INT DEFAULT 3, b VARCHAR(4) DEFAULT 'x')"
+    )
+    cur.execute("INSERT INTO dflt VALUES ()")
+    cur.execute("INSERT INTO dflt () VALUES ()")
+    cur.execute("INSERT INTO dflt VALUES (DEFAULT, DEFAULT, 'q')")
+    cur.execute("INSERT INTO dflt (a, b) VALUES (DEFAULT, DEFAULT)")
+    cur.execute("SELECT COUNT(DISTINCT id), SUM(id IS NULL) FROM dflt")
+    assert cur.fetchone() == (4, 0)
+    cur.execute("SELECT a, b FROM dflt ORDER BY b, id")
+    assert cur.fetchall() == ((3, "q"), (3, "x"), (3, "x"), (3, "x"))
+    # no DEFAULT: MySQL's 1364 for DEFAULT, an omitted column and an empty VALUES alike
+    assert refused(cur, "INSERT INTO need VALUES ()")[:2] == (1364, "Field 'id' doesn't have a default value")
+    assert refused(cur, "INSERT INTO need VALUES (1, DEFAULT, 1)")[:2] == (
+        1364,
+        "Field 'req' doesn't have a default value",
+    )
+    cur.execute("UPDATE dflt SET a = 9")
+    cur.execute("UPDATE dflt SET a = DEFAULT")
+    cur.execute("SELECT DISTINCT a FROM dflt")
+    assert cur.fetchall() == ((3,),)

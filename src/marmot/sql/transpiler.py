@@ -336,6 +336,7 @@ class Transpiler:
                 affected = "upsert"
             elif replace:
                 affected = "replace"
+            value_checks.empty_values_as_column_list(tree)
             autoinc = self._inject_autoid(tree, database)
             checks = self._wrap_checks(tree, database)
             kind = WRITE

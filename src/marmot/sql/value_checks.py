@@ -76,12 +76,27 @@ def _is_default_keyword(node: exp.Expression) -> bool:
     )
 
 
+def empty_values_as_column_list(insert: exp.Insert) -> None:
+    """``INSERT INTO t VALUES ()`` is ``INSERT INTO t () VALUES ()`` (every column its default): given
+    an empty column list, the AUTO_INCREMENT rule adds the id column and ``wrap_insert`` the columns that
+    have no default. Run before both."""
+    source = insert.expression
+    if (
+        isinstance(insert.this, exp.Table)
+        and isinstance(source, exp.Values)
+        and len(source.expressions) == 1
+        and not source.expressions[0].expressions
+    ):
+        insert.set("this", exp.Schema(this=insert.this.copy(), expressions=[]))
+
+
 def wrap_insert(insert: exp.Insert, facts: tuple[ColumnFacts, ...], slot: int) -> bool:
     """Wrap the values of an INSERT/REPLACE (VALUES or SELECT source, and its ON DUPLICATE KEY UPDATE
     assignments) in their columns' checks; add the required columns it leaves out. True when the
     statement inserts exactly one VALUES row (MySQL's rule for NULL into NOT NULL differs for those)."""
     target = insert.this
     position = {f.name.lower(): i for i, f in enumerate(facts)}
+    source = insert.expression
     if isinstance(target, exp.Schema):
         given = [c.name for c in target.expressions]
     else:
@@ -93,7 +108,6 @@ def wrap_insert(insert: exp.Insert, facts: tuple[ColumnFacts, ...], slot: int) -
     ]
     if missing and not isinstance(target, exp.Schema):
         missing = []  # without a column list every column is given (or SQLite reports the count)
-    source = insert.expression
     single_row = False
     if isinstance(source, exp.Values):
         rows = source.expressions
@@ -107,7 +121,11 @@ def wrap_insert(insert: exp.Insert, facts: tuple[ColumnFacts, ...], slot: int) -
                 value = values[j]
                 if _is_default_keyword(value):
                     value.replace(_default_value(fact, slot, column, r))
-                elif not fact.exempt:
+                elif fact.exempt:
+                    for arg in list(value.find_all(exp.Var, exp.Column)):
+                        if _is_default_keyword(arg):
+                            arg.replace(exp.null())  # ``__marmot_autoid(DEFAULT)``: a new id
+                else:
                     value.replace(_check(value.copy(), slot, column, r))
             if missing:
                 row.set("expressions", [*row.expressions, *(_no_default(slot, i, r) for i in missing)])
@@ -137,6 +155,17 @@ def wrap_insert(insert: exp.Insert, facts: tuple[ColumnFacts, ...], slot: int) -
         insert.set("with_", exp.With(expressions=[rows_cte]))
     if missing and isinstance(target, exp.Schema):
         target.set("expressions", [*target.expressions, *(exp.to_identifier(facts[i].name) for i in missing)])
+    elif (
+        isinstance(target, exp.Schema)
+        and not target.expressions
+        and isinstance(source, exp.Values)
+        and len(source.expressions) == 1
+        and not source.expressions[0].expressions
+    ):
+        # ``INSERT INTO t () VALUES ()``: every column takes its default (SQLite: DEFAULT VALUES)
+        insert.set("this", target.this)
+        insert.set("expression", None)
+        insert.set("default", True)
     conflict = insert.args.get("conflict")
     if isinstance(conflict, exp.OnConflict):
         _wrap_assignments(conflict.expressions, facts, slot, position, -1)
