@@ -124,6 +124,16 @@ def test_strict_update_replace_and_insert_select(cur):
     assert cur.fetchall() == ((1, 1, "a"), (2, 2, "b"))
 
 
+def test_strict_multi_table_update(cur):
+    cur.execute("INSERT INTO sm (id, v, i) VALUES (1, 'a', 1)")
+    cur.execute("INSERT INTO need (id, req) VALUES (1, 'long')")
+    code, message, _ = refused(cur, "UPDATE sm JOIN need ON need.id = sm.id SET sm.v = need.req")
+    assert (code, message) == (1406, "Data too long for column 'v' at row 1")
+    cur.execute("UPDATE sm s JOIN need n ON n.id = s.id SET s.i = LENGTH(n.req)")
+    cur.execute("SELECT v, i FROM sm")
+    assert cur.fetchall() == (("a", 4),)
+
+
 def test_strict_missing_value_without_default(cur):
     assert refused(cur, "INSERT INTO need (id, opt) VALUES (1, 1)") == (
         1364,

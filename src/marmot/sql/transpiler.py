@@ -341,9 +341,10 @@ class Transpiler:
             checks = self._wrap_checks(tree, database)
             kind = WRITE
         elif isinstance(tree, exp.Update):
+            own = _sets_own_columns(tree)
             dml.update_join(tree)
             _rewrite_order_limit(tree)
-            checks = self._wrap_checks(tree, database)
+            checks = self._wrap_checks(tree, database) if own else {}
             affected = "update"
             kind = WRITE
         elif isinstance(tree, exp.Delete):
@@ -456,10 +457,8 @@ class Transpiler:
         """Route the statement's values through their columns' checks (``value_checks.py``); the Plan
         fields that tell the engine which table's checks and how (empty when nothing is checked)."""
         target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
-        if not isinstance(target, exp.Table) or (
-            isinstance(tree, exp.Update) and (target.args.get("joins") or tree.args.get("from_"))
-        ):
-            return {}  # a multi-table UPDATE (``UPDATE a JOIN b``, now ``UPDATE a ... FROM b``): unchecked
+        if not isinstance(target, exp.Table) or target.args.get("joins"):
+            return {}
         facts = self.schema.column_facts(target.db or database, target.name)
         if not facts:
             return {}
@@ -510,6 +509,20 @@ class Transpiler:
             insert.set("expression", wrapped)
             return True
         return False
+
+
+def _sets_own_columns(update: exp.Update) -> bool:
+    """Does every SET of this UPDATE name a column of its (first) table? A multi-table UPDATE that sets
+    another table's column is left unchecked (``dml.update_join`` writes the first table only)."""
+    target = update.this
+    if not isinstance(target, exp.Table) or not target.args.get("joins"):
+        return True
+    names = {target.name.lower(), target.alias_or_name.lower()}
+    return all(
+        not eq.this.table or eq.this.table.lower() in names
+        for eq in update.expressions
+        if isinstance(eq, exp.EQ) and isinstance(eq.this, exp.Column)
+    )
 
 
 _NEGATIVE_LIMIT = re.compile(r"\b(?:LIMIT|OFFSET)\s+(?:[^,\s]+\s*,\s*)?(-.*)$", re.IGNORECASE | re.DOTALL)
