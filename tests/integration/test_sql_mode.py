@@ -4,6 +4,8 @@ warning in SHOW WARNINGS and in the OK packet; the mode is per session and globa
 
 from __future__ import annotations
 
+import re
+
 import pymysql
 import pytest
 
@@ -192,6 +194,20 @@ def test_non_strict_adjusts_and_warns(cur):
     assert cur.fetchone() == (7,)
     cur.execute("SELECT i, ti, tu, v, CAST(d AS CHAR), e, s FROM sm WHERE id = 1")
     assert cur.fetchone() == (0, 127, 0, "too", "0000-00-00", "", "x")
+
+
+def test_non_strict_warnings_follow_the_statements_column_order(cur):
+    cur.execute("SET SESSION sql_mode = ''")
+    cur.execute("INSERT INTO sm (s, v, id, i) VALUES ('x,q', 'toolong', 1, 'abc'), ('q', 'ok', 2, 'z')")
+    assert [(w[1], re.search(r"column '(\w+)'", w[2]).group(1), w[2][-1]) for w in warnings(cur)] == [
+        (1265, "s", "1"),
+        (1265, "v", "1"),
+        (1366, "i", "1"),
+        (1265, "s", "2"),
+        (1366, "i", "2"),
+    ]
+    cur.execute("UPDATE sm SET v = 'long again', i = 'x' WHERE id = 1")
+    assert [re.search(r"column '(\w+)'", w[2]).group(1) for w in warnings(cur)] == ["v", "i"]
 
 
 def test_non_strict_null_and_missing_values(cur):

@@ -36,7 +36,18 @@ Warning_ = tuple[str, int, str]
 class StatementChecks:
     """The state the checks of one write statement share: mode, row number, warnings."""
 
-    __slots__ = ("strict", "null_fails", "mode", "row", "warnings", "dropped", "stored")
+    __slots__ = (
+        "strict",
+        "null_fails",
+        "mode",
+        "row",
+        "column",
+        "warnings",
+        "first",
+        "keys",
+        "dropped",
+        "stored",
+    )
 
     def __init__(self, mode: ModeFlags, ignore: bool, single_row: bool, warnings: list[Warning_]) -> None:
         self.mode = mode
@@ -44,7 +55,10 @@ class StatementChecks:
         # NULL into NOT NULL: an error in strict mode, and for a one-row INSERT in any mode but IGNORE
         self.null_fails = self.strict or (single_row and not ignore)
         self.row = 0
+        self.column = 0  # position of the column being checked (``warn`` keys its warnings by it)
         self.warnings = warnings
+        self.first = len(warnings)  # this statement's warnings start here in the session's list
+        self.keys: list[tuple[int, int]] = []  # (row, column) of each warning it kept, for ``in_order``
         self.dropped = 0  # warnings beyond MAX_KEPT: counted, not kept
         # column position -> the value last checked for it (what a 1062 names: ``error_details.py``)
         self.stored: dict[int, Value] = {}
@@ -67,8 +81,21 @@ class StatementChecks:
         the OK packet counts them all (``dropped``)."""
         if len(self.warnings) < MAX_KEPT:
             self.warnings.append((level, code, message))
+            self.keys.append((self.row, self.column))
         else:
             self.dropped += 1
+
+    def in_order(self, value_order: tuple[int, ...]) -> None:
+        """Put this statement's warnings in MySQL's order: by row, then by the column's place in the
+        statement (``value_order``), not in the table column order SQLite computed the values in."""
+        kept = self.warnings[self.first :]
+        if len(kept) < 2 or len(kept) != len(self.keys):
+            return
+        rank = {
+            i: (row, value_order[c] if c < len(value_order) else c) for i, (row, c) in enumerate(self.keys)
+        }
+        order = sorted(range(len(kept)), key=rank.__getitem__)
+        self.warnings[self.first :] = [kept[i] for i in order]
 
     def truncated(self, column: str) -> str:
         return f"Data truncated for column '{column}' at row {self.row}"

@@ -315,6 +315,8 @@ class PlanRunner:
             insert_id = s.functions.last_explicit
         s.variables["__row_count"] = affected
         checks = s.functions.checks
+        if checks is not None and plan.value_order:
+            checks.in_order(plan.value_order)
         warnings = len(s.warnings) + (checks.dropped if checks is not None else 0)
         return OkResult(affected_rows=affected, last_insert_id=insert_id, warnings=warnings)
 

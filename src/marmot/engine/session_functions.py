@@ -89,6 +89,7 @@ class SessionFunctions:
         tables = self.check_tables
         if slot >= len(tables) or column >= len(tables[slot]):
             return None  # the table changed between planning and running (or is TEMPORARY): unchecked
+        st.column = column
         return tables[slot][column], st
 
     def _check(self, value: apsw.SQLiteValue, slot: int, column: int, row: int) -> apsw.SQLiteValue:

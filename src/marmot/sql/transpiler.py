@@ -93,6 +93,9 @@ class Plan:
     checked: tuple[tuple[str, str], ...] = ()
     single_row: bool = False  # an INSERT of one VALUES row (MySQL: NULL into NOT NULL fails even non-strict)
     ignore: bool = False  # INSERT/UPDATE IGNORE: data errors become warnings, as without strict mode
+    # per column position of the checked table, its place in the statement's column list: the order of
+    # MySQL's warnings within a row (SQLite computes a row's values in table column order)
+    value_order: tuple[int, ...] = ()
 
 
 class SchemaInfo:
@@ -464,11 +467,16 @@ class Transpiler:
             return {}
         ignore = bool(tree.args.get("ignore"))
         if isinstance(tree, exp.Insert):
-            single = value_checks.wrap_insert(tree, facts, 0)
+            single, order = value_checks.wrap_insert(tree, facts, 0)
         else:
-            value_checks.wrap_update(tree, facts, 0)
+            order = value_checks.wrap_update(tree, facts, 0)
             single = False
-        return {"checked": ((target.db or "", target.name),), "single_row": single, "ignore": ignore}
+        return {
+            "checked": ((target.db or "", target.name),),
+            "single_row": single,
+            "ignore": ignore,
+            "value_order": order,
+        }
 
     def _inject_autoid(self, insert: exp.Insert, database: str) -> bool:
         target = insert.this

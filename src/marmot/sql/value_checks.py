@@ -90,10 +90,14 @@ def empty_values_as_column_list(insert: exp.Insert) -> None:
         insert.set("this", exp.Schema(this=insert.this.copy(), expressions=[]))
 
 
-def wrap_insert(insert: exp.Insert, facts: tuple[ColumnFacts, ...], slot: int) -> bool:
+def wrap_insert(
+    insert: exp.Insert, facts: tuple[ColumnFacts, ...], slot: int
+) -> tuple[bool, tuple[int, ...]]:
     """Wrap the values of an INSERT/REPLACE (VALUES or SELECT source, and its ON DUPLICATE KEY UPDATE
-    assignments) in their columns' checks; add the required columns it leaves out. True when the
-    statement inserts exactly one VALUES row (MySQL's rule for NULL into NOT NULL differs for those)."""
+    assignments) in their columns' checks; add the required columns it leaves out. Returns: does the
+    statement insert exactly one VALUES row (MySQL's rule for NULL into NOT NULL differs for those), and
+    ``value_order`` — per column position, its place in the statement's column list (SQLite computes a
+    row's values in table order, MySQL warns in the statement's order)."""
     target = insert.this
     position = {f.name.lower(): i for i, f in enumerate(facts)}
     source = insert.expression
@@ -169,13 +173,28 @@ def wrap_insert(insert: exp.Insert, facts: tuple[ColumnFacts, ...], slot: int) -
     conflict = insert.args.get("conflict")
     if isinstance(conflict, exp.OnConflict):
         _wrap_assignments(conflict.expressions, facts, slot, position, -1)
-    return single_row
+    listed_order = [c for c in columns if c is not None] + missing
+    return single_row, _order(len(facts), listed_order)
 
 
-def wrap_update(update: exp.Update, facts: tuple[ColumnFacts, ...], slot: int) -> None:
-    """Wrap the assigned values of an UPDATE in their columns' checks."""
+def _order(count: int, listed: list[int]) -> tuple[int, ...]:
+    """Per column position, its place among ``listed`` (the ones not listed after them, in table order)."""
+    order = [len(listed) + i for i in range(count)]
+    for place, column in enumerate(listed):
+        order[column] = place
+    return tuple(order)
+
+
+def wrap_update(update: exp.Update, facts: tuple[ColumnFacts, ...], slot: int) -> tuple[int, ...]:
+    """Wrap the assigned values of an UPDATE in their columns' checks; the ``value_order`` of its SET."""
     position = {f.name.lower(): i for i, f in enumerate(facts)}
     _wrap_assignments(update.expressions, facts, slot, position, 0)
+    listed = [
+        position[eq.this.name.lower()]
+        for eq in update.expressions
+        if isinstance(eq, exp.EQ) and isinstance(eq.this, exp.Column) and eq.this.name.lower() in position
+    ]
+    return _order(len(facts), list(dict.fromkeys(listed)))
 
 
 def _wrap_assignments(
