@@ -52,8 +52,11 @@ def once(mode: str, rows: list[tuple[int, int, str, str]]) -> tuple[float, list[
         st = StatementChecks(flags(DEFAULT_SQL_MODE), False, True, [])
 
         def chk(value: object, slot: int, column: int, row: int) -> object:
+            # what SessionFunctions._check does per value: row and column for messages, the value kept
             st.row = row
-            return check_value(checks[column], value, st)  # type: ignore[index, arg-type]
+            st.column = column
+            out = st.stored[column] = check_value(checks[column], value, st)  # type: ignore[index, arg-type]
+            return out
 
         conn.create_scalar_function("__marmot_chk", chk, 4)
     conn.execute("BEGIN")
