@@ -214,9 +214,8 @@ def _wrap_assignments(
         if column is None or facts[column].exempt:
             continue
         targets.append((column, eq))
-    if not targets:
-        return
-    first = min(c for c, _ in targets)
+    checked = [c for c, eq in targets if not _is_default_keyword(eq.expression)]
+    first = min(checked) if checked else -1
     for column, eq in targets:
         value = eq.expression
         if _is_default_keyword(value):
