@@ -40,6 +40,7 @@ class StatementChecks:
         "strict",
         "null_fails",
         "mode",
+        "notes",
         "row",
         "column",
         "warnings",
@@ -49,8 +50,11 @@ class StatementChecks:
         "stored",
     )
 
-    def __init__(self, mode: ModeFlags, ignore: bool, single_row: bool, warnings: list[Warning_]) -> None:
+    def __init__(
+        self, mode: ModeFlags, ignore: bool, single_row: bool, warnings: list[Warning_], notes: bool = True
+    ) -> None:
         self.mode = mode
+        self.notes = notes  # @@sql_notes: record Note-level diagnostics
         self.strict = mode.strict and not ignore  # IGNORE turns data errors into warnings
         # NULL into NOT NULL: an error in strict mode, and for a one-row INSERT in any mode but IGNORE
         self.null_fails = self.strict or (single_row and not ignore)
@@ -74,7 +78,8 @@ class StatementChecks:
         return adjusted
 
     def note(self, code: int, message: str) -> None:
-        self.warn("Note", code, message)
+        if self.notes:
+            self.warn("Note", code, message)
 
     def warn(self, level: str, code: int, message: str) -> None:
         """Keep a warning for SHOW WARNINGS — the first ``MAX_KEPT`` of them, as MySQL's max_error_count;

@@ -374,8 +374,12 @@ class PlanRunner:
             tables.append(checks)
         mode = s.variables.get("sql_mode", s.ctx.global_variables.get("sql_mode", ""))
         flags = sql_mode.flags(str(mode or ""))
+        notes = str(s.variables.get("sql_notes", s.ctx.global_variables.get("sql_notes", 1))) not in (
+            "0",
+            "OFF",
+        )
         s.functions.begin_checks(
-            tables, StatementChecks(flags, plan.ignore or ignore, plan.single_row, s.warnings)
+            tables, StatementChecks(flags, plan.ignore or ignore, plan.single_row, s.warnings, notes)
         )
 
     async def write_batch(self, plan: Plan, param_sets: list[list[object]]) -> int:
