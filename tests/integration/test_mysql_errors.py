@@ -77,3 +77,25 @@ def test_negative_limit_is_a_syntax_error(cur):
     assert error(cur, "SELECT k FROM kv LIMIT 1, -5")[0] == 1064
     cur.execute("SELECT k FROM kv ORDER BY k LIMIT 1")
     assert cur.fetchall() == (("a",),)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM nodb.t1",
+        "INSERT INTO nodb.t1 VALUES (1)",
+        "UPDATE nodb.t1 SET a = 1",
+        "DELETE FROM nodb.t1",
+        "SELECT * FROM kv JOIN nodb.t1 ON t1.a = kv.v",
+    ],
+)
+def test_table_of_a_missing_database_is_1146_with_db_and_table(cur, sql):
+    assert error(cur, sql) == (1146, "Table 'nodb.t1' doesn't exist")
+
+
+def test_missing_table_names_database_and_table(cur):
+    assert error(cur, "SELECT * FROM nosuch") == (1146, "Table 'marmot.nosuch' doesn't exist")
+    assert error(cur, "SELECT * FROM marmot.nosuch") == (1146, "Table 'marmot.nosuch' doesn't exist")
+    with pytest.raises(pymysql.MySQLError) as info:
+        cur.execute("USE nodb")
+    assert info.value.args[0] == 1049  # USE keeps MySQL's unknown-database error

@@ -7,7 +7,8 @@ kv.k`` — the value is the one the statement's column checks last saw for that 
 AUTO_INCREMENT id it gave), the key is found among the table's keys by its columns. (An INSERT ... SELECT
 that reads its own table has SQLite compute every row before storing any: the value named is then
 the last row's, a duplicate too but maybe not the first one MySQL names.) 1054 ``Unknown column
-'x' in 'where clause'`` names the clause, found in the statement's SQLite text.
+'x' in 'where clause'`` names the clause, found in the statement's SQLite text. A table of a database
+that does not exist is MySQL's 1146 ``Table 'db.t' doesn't exist`` (not 1049, which is for USE).
 """
 
 from __future__ import annotations
@@ -107,3 +108,31 @@ def _identifier(text: str) -> str:
     if len(text) >= 2 and text[0] in '"`[' and text[-1] in '"`]':
         text = text[1:-1]
     return text.lower()
+
+
+_UNKNOWN_DATABASE = re.compile(r"^Unknown database '(.+)'$")
+
+
+def missing_database_table(err: MySQLError, sqls: Iterable[str]) -> MySQLError:
+    """``err`` (a 1049 for a database a statement names) as MySQL's 1146 for the first table it names in
+    that database, found in the statement's SQLite text (a write whose tables all live in that database
+    runs as one of its own statements, its tables unqualified: then its first table)."""
+    m = _UNKNOWN_DATABASE.match(err.message) if err.code == 1049 else None
+    if m is None:
+        return err
+    db = m.group(1).lower()
+    first: str | None = None
+    for sql in sqls:
+        toks = lexer.code_tokens(sql)
+        for i in range(len(toks) - 1):
+            if _identifier(toks[i].text) == db and toks[i + 1].text == "." and i + 2 < len(toks):
+                return _no_table(m.group(1), toks[i + 2].text)
+            if first is None and toks[i].text.upper() in ("INTO", "UPDATE", "FROM", "JOIN"):
+                first = toks[i + 1].text
+    return _no_table(m.group(1), first) if first is not None else err
+
+
+def _no_table(db: str, table: str) -> MySQLError:
+    if len(table) >= 2 and table[0] in '"`[':
+        table = table[1:-1]
+    return MySQLError(1146, "42S02", f"Table '{db}.{table}' doesn't exist")

@@ -71,8 +71,12 @@ class PlanRunner:
         with the databases it names ATTACHed."""
         s = self.session
         local = s.txn.local_conn
-        conn = local if local is not None else s.connections.get(s.database)
-        return s.connections.attach_all(conn, plan.attach) if plan.attach else conn
+        try:
+            conn = local if local is not None else s.connections.get(s.database)
+            return s.connections.attach_all(conn, plan.attach) if plan.attach else conn
+        except MySQLError as err:
+            # a table of a database that does not exist: MySQL names the table (1146 'db.t')
+            raise error_details.missing_database_table(err, (step.sql for step in plan.steps)) from err
 
     async def run_statement(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
         """``Command.PLAN``: plan the statement and run it."""
