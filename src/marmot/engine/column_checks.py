@@ -562,6 +562,9 @@ def _time(fsp: int) -> Checker:
         if m:
             sign, days, h, mi, s, frac = m.groups()
             hours, minute, second = int(h) + 24 * int(days or 0), int(mi), int(s or 0)
+        elif (dated := _parts(text)) is not None and dated[7]:  # a datetime: its time of day
+            sign, frac = None, dated[6]
+            hours, minute, second = dated[3], dated[4], dated[5]
         else:
             c = _TIME_COMPACT.match(text)
             if c is None:
