@@ -92,6 +92,22 @@ def test_show_warnings_lists_the_error_of_a_refused_statement(cur):
     assert warnings(cur) == [("Error", 1406, "Data too long for column 'v' at row 1")]
 
 
+def test_show_warnings_forms(cur):
+    cur.execute("SET SESSION sql_mode = ''")
+    cur.execute("INSERT INTO sm (id, v, i) VALUES (1, 'abcd', 'x')")
+    cur.execute("SHOW COUNT(*) WARNINGS")
+    assert cur.fetchall() == ((2,),)
+    cur.execute("SHOW WARNINGS LIMIT 1, 1")
+    assert cur.fetchall() == (("Warning", 1366, "Incorrect integer value: 'x' for column 'i' at row 1"),)
+    cur.execute("SHOW ERRORS")
+    assert cur.fetchall() == ()
+    refused(cur, "INSERT INTO sm (id) VALUES (1)")
+    cur.execute("SHOW COUNT(*) ERRORS")
+    assert cur.fetchall() == ((1,),)
+    cur.execute("SHOW ERRORS")
+    assert cur.fetchall() == (("Error", 1062, "Duplicate entry '1' for key 'sm.PRIMARY'"),)
+
+
 def test_strict_is_the_default_mode(cur):
     cur.execute("SELECT @@sql_mode, @@global.sql_mode")
     session, global_ = cur.fetchone()

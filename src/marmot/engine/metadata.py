@@ -69,9 +69,12 @@ def answer(session: Session, sql: str) -> ResultSet:
         ]
         return _filtered(ResultSet(_cols("Variable_name", "Value"), rows), rest[1:])
     if head in ("WARNINGS", "ERRORS"):
-        return ResultSet(
-            _cols("Level", "Code", "Message", types=(_TEXT, _INT, _TEXT)), list(session.warnings)
-        )
+        return _diagnostics(session.warnings, head == "ERRORS", rw[1:])
+    if head == "COUNT" and rw[1:5] in (["(", "*", ")", "WARNINGS"], ["(", "*", ")", "ERRORS"]):
+        errors_only = rw[4] == "ERRORS"
+        count = sum(1 for w in session.warnings if not errors_only or w[0] == "Error")
+        name = "@@session.error_count" if errors_only else "@@session.warning_count"
+        return ResultSet(_cols(name, types=(_INT,)), [(count,)])
     if head == "CREATE" and rw[1:2] == ["TABLE"]:
         return _create_table(session, rest[2:])
     if head == "CREATE" and rw[1:2] == ["VIEW"]:
@@ -242,6 +245,17 @@ def _show_value(name: str, v: object) -> str:
     if name in BOOLEAN_VARIABLES and v in (0, 1):
         return "ON" if v else "OFF"
     return "" if v is None else str(v)
+
+
+def _diagnostics(warnings: list[tuple[str, int, str]], errors_only: bool, rest: list[str]) -> ResultSet:
+    """SHOW WARNINGS / SHOW ERRORS [LIMIT [offset,] count]: the previous statement's diagnostics
+    (ERRORS: its Error-level ones)."""
+    rows = [w for w in warnings if not errors_only or w[0] == "Error"]
+    if rest[:1] == ["LIMIT"]:
+        nums = [int(w) for w in rest[1:] if w.isdigit()]
+        offset, count = (nums[0], nums[1]) if len(nums) > 1 else (0, nums[0] if nums else len(rows))
+        rows = rows[offset : offset + count]
+    return ResultSet(_cols("Level", "Code", "Message", types=(_TEXT, _INT, _TEXT)), list(rows))
 
 
 def _filtered(rs: ResultSet, rest: list[lexer.Token]) -> ResultSet:
