@@ -419,6 +419,22 @@ class _Handlers:
         return json_response({"node_id": node_id, **dict(status or {})})
 
 
+def make_database_app(control: ClusterControl, *, secret: str) -> web.Application:
+    """The admin application of a node that is no member (a replica, ``marmot.replica.admin``): the
+    same authentication and error bodies, and only the database routes (list, digests, keys) that
+    ``marmot verify`` reads. ``control`` needs ``node_id``, ``databases``, ``digest`` and ``digest_keys``."""
+    h = _Handlers(control, secret or "", None)
+    app = web.Application(middlewares=[_errors, _auth_middleware(secret or "")])
+    app.add_routes(
+        [
+            web.get("/admin/databases", h.databases),
+            web.get("/admin/databases/{db}/digest", h.digest),
+            web.get("/admin/databases/{db}/digest/{table}/keys", h.digest_keys),
+        ]
+    )
+    return app
+
+
 def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = None) -> web.Application:
     """The admin application: ``/admin/...`` routes, and ``GET /metrics`` when ``metrics`` is given."""
     h = _Handlers(control, secret or "", metrics)
