@@ -232,7 +232,7 @@ class Node:
         )
         self.replicas.add_routes(app)
         if cfg.prometheus.enabled:
-            self.metrics.registry.register(self.replicas.collector())  # type: ignore[arg-type]
+            self.metrics.registry.register(self.replicas.collector())
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._http_runner = runner

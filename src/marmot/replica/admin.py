@@ -130,7 +130,7 @@ def make_replica_app(control: ReplicaControl, *, secret: str, metrics: Metrics |
 
     app.router.add_get("/admin/replica/health", health)
     if metrics is not None:
-        metrics.registry.register(ReplicaStatusCollector(control.follower))  # type: ignore[arg-type]
+        metrics.registry.register(ReplicaStatusCollector(control.follower))
 
         async def metrics_text(_request: web.Request) -> web.Response:
             return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

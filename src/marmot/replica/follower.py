@@ -56,6 +56,7 @@ BOOTSTRAPPING = "BOOTSTRAPPING"
 STREAMING = "STREAMING"
 RECONNECTING = "RECONNECTING"
 STALE = "STALE"
+LAST_SOURCE_KEY = "replica:last_source"  # node state: the address of the node followed last
 STATES = (INITIALIZING, BOOTSTRAPPING, STREAMING, RECONNECTING, STALE)
 
 
@@ -178,11 +179,14 @@ class Follower:
             self._wake.clear()
 
     def _candidates(self) -> list[str]:
-        """Addresses to try, in order: live known nodes (the failed source last), then the configured
-        follow addresses, then the other known nodes."""
+        """Addresses to try, in order: the source this replica followed last (persisted: a restarted
+        replica resumes on the log its cursors belong to), live known nodes (the failed source last),
+        then the configured follow addresses, then the other known nodes."""
         alive = sorted((n for n in self.nodes.values() if n.state == "ALIVE"), key=lambda n: n.node_id)
         alive.sort(key=lambda n: n.node_id == self._failed_source)
-        order = [n.address for n in alive]
+        last = self.pull.state.get(LAST_SOURCE_KEY)
+        order = [last] if isinstance(last, str) and last and self._failed_source is None else []
+        order += [n.address for n in alive if n.address not in order]
         order += [a for a in self.settings.follow_addresses if a not in order]
         order += [n.address for n in self.nodes.values() if n.address not in order]
         return order
@@ -217,6 +221,8 @@ class Follower:
                 log.info("replica: following node %d at %s", answer.node_id, address)
             self.lost_at = None
             self._failure = None
+            self._failed_source = None
+            self.pull.state.set(LAST_SOURCE_KEY, address)
             self._next_discovery = now + self.settings.discovery_interval
             self._next_db_discovery = now  # take up every database at once
             return True
@@ -398,6 +404,8 @@ class Follower:
                 for f in sorted(self.dbs.values(), key=lambda f: f.name)
             ],
             "pull": {
-                k: v for k, v in self.pull.stats.items() if k in ("applied", "snapshots", "snapshots_failed")
+                k: v
+                for k, v in self.pull.stats.items()
+                if k in ("applied", "pulled", "snapshots", "snapshots_failed")
             },
         }

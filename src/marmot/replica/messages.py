@@ -15,7 +15,7 @@ decode the same maps; strict decoding (``MessageError``) like every other messag
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from marmot.replication.messages import MessageError, answer, request, versioned
 from marmot.replication.messages import field as get
@@ -78,7 +78,7 @@ class DatabasePosition:
         lag = p.get("lag_seconds") if isinstance(p, dict) else None
         if type(lag) not in (int, float):
             raise MessageError("lag_seconds must be a number")
-        return cls(get(p, "position", int), get(p, "behind_txns", int), float(lag))
+        return cls(get(p, "position", int), get(p, "behind_txns", int), float(cast(float, lag)))
 
 
 @dataclass(frozen=True, slots=True)
