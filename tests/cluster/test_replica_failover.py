@@ -131,6 +131,15 @@ def test_source_killed_mid_load_fails_over_and_ends_identical(
         load.stop()
     assert failover_s < FAILOVER_TIMEOUT_S
     assert status["failovers"] >= 1 and status["source"]["node_id"] in (1, 3)
+    # the node list is refreshed from the new source (discovery_interval_seconds = 2): node 2 is not ALIVE
+    wait_for(
+        lambda: (
+            {n["node_id"]: n["state"] for n in _status(replica)["cluster_nodes"]}.get(2)
+            in ("SUSPECT", "DEAD")
+        ),
+        15,
+        "the replica's node list to show node 2 down",
+    )
     assert load.commits > 20, (load.commits, load.errors)
     # the cluster's own copy converges once node 2 is back; the replica must equal it, row for row
     cl.restart(2)
