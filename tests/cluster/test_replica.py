@@ -125,6 +125,21 @@ def test_writes_and_ddl_are_refused_with_1290(
         assert cur.fetchone() == (1, 1)
     finally:
         conn.close()
+    # a server-side prepared statement (COM_STMT_PREPARE / EXECUTE) is refused at execution the same way
+    import mysql.connector
+
+    prepared = mysql.connector.connect(
+        host="127.0.0.1", port=full.mysql_port, user="root", password="", database="billing"
+    )
+    try:
+        cur = prepared.cursor(prepared=True)
+        with pytest.raises(mysql.connector.Error) as cerr:
+            cur.execute("INSERT INTO invoices VALUES (?, ?)", (4, 40))
+        assert (cerr.value.errno, cerr.value.sqlstate) == (1290, "HY000") and READ_ONLY in str(cerr.value)
+        cur.execute("SELECT total FROM invoices WHERE id = ?", (2,))
+        assert cur.fetchall() == [(20,)]
+    finally:
+        prepared.close()
     # the SQLSTATE a MySQL client prints
     out = subprocess.run(
         ["mysql", "-h127.0.0.1", f"-P{full.mysql_port}", "-uroot", "billing", "-e", "DELETE FROM invoices"],
