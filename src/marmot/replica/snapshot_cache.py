@@ -118,7 +118,8 @@ class SnapshotCache:
         installed the copy would then skip what lies in between)."""
         conn = self.databases.open(db)
         try:
-            first = conn.execute(f"SELECT MIN(seq) FROM {rt.TXN_LOG}").fetchone()[0]
+            row = conn.execute(f"SELECT MIN(seq) FROM {rt.TXN_LOG}").fetchone()
+            first = row[0] if row is not None else None
             log_id = rt.log_id(conn) if first is not None else copy.manifest["log_id"]
         except apsw.Error:  # no replication tables (yet): nothing to compare, build a fresh copy
             return False
