@@ -192,6 +192,9 @@ class Follower:
         return order
 
     async def _connect(self) -> bool:
+        """Find a source: the first candidate that answers and calls itself ALIVE (a node still joining
+        or catching up says JOINING); one that answers otherwise is taken only when none is ALIVE."""
+        fallback: tuple[str, rm.ClusterNodes] | None = None
         for address in self._candidates():
             try:
                 answer = rm.ClusterNodes.decode(
@@ -204,31 +207,44 @@ class Follower:
             except Exception as e:
                 log.debug("replica: %s did not answer: %s", address, e)
                 continue
-            self._learn(answer)
-            me = self.nodes.get(answer.node_id)
-            self.source = rm.NodeInfo(answer.node_id, address, me.mysql_address if me else "", "ALIVE")
-            now = time.monotonic()
-            if self._failed_source is not None and self._failed_source != answer.node_id:
-                self.failovers += 1
-            if self.lost_at is not None:
-                log.warning(
-                    "replica: now following node %d at %s (%.2fs after the previous source was lost)",
-                    answer.node_id,
-                    address,
-                    now - self.lost_at,
-                )
-            else:
-                log.info("replica: following node %d at %s", answer.node_id, address)
-            self.lost_at = None
-            self._failure = None
-            self._failed_source = None
-            self.pull.state.set(LAST_SOURCE_KEY, address)
-            self._next_discovery = now + self.settings.discovery_interval
-            self._next_db_discovery = now  # take up every database at once
+            me = next((n for n in answer.nodes if n.node_id == answer.node_id), None)
+            if me is not None and me.state != "ALIVE":
+                fallback = fallback or (address, answer)
+                continue
+            self._follow(address, answer)
+            return True
+        if fallback is not None:
+            self._follow(*fallback)
             return True
         if self.lost_at is None:
             self.lost_at = time.monotonic()
         return False
+
+    def _follow(self, address: str, answer: rm.ClusterNodes) -> None:
+        """Make the node that gave ``answer`` at ``address`` the source."""
+        self._learn(answer)
+        me = self.nodes.get(answer.node_id)
+        self.source = rm.NodeInfo(
+            answer.node_id, address, me.mysql_address if me else "", me.state if me else "ALIVE"
+        )
+        now = time.monotonic()
+        if self._failed_source is not None and self._failed_source != answer.node_id:
+            self.failovers += 1
+        if self.lost_at is not None:
+            log.warning(
+                "replica: now following node %d at %s (%.2fs after the previous source was lost)",
+                answer.node_id,
+                address,
+                now - self.lost_at,
+            )
+        else:
+            log.info("replica: following node %d at %s", answer.node_id, address)
+        self.lost_at = None
+        self._failure = None
+        self._failed_source = None
+        self.pull.state.set(LAST_SOURCE_KEY, address)
+        self._next_discovery = now + self.settings.discovery_interval
+        self._next_db_discovery = now  # take up every database at once
 
     def _learn(self, answer: rm.ClusterNodes) -> None:
         self.nodes = {n.node_id: n for n in answer.nodes}
