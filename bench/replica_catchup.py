@@ -12,7 +12,8 @@ What it measures (real processes on 127.0.0.1, ``marmot.testing``: a cluster and
 3. **Lag under load.** ``bench/replicated_load.py`` (YCSB-style transactions on every node, its own
    client processes) runs against the cluster while a probe commits one marker row every 200 ms on a
    cluster node and polls the replica until the row is there. Figure: lag p50 / p99 / max (commit
-   acknowledged on the cluster -> visible on the replica), and the load's own throughput.
+   acknowledged on the cluster -> visible on the replica), and the load's own throughput; afterwards
+   ``marmot verify`` against the replica's address says whether it ends identical to the cluster.
 
 It prints figures; it never asserts a speed. ``docs/benchmarks.md`` has the results on this machine kind.
 
@@ -35,7 +36,8 @@ from typing import Any
 
 import pymysql
 
-from marmot.testing import LocalCluster, NodeProcess, admin_json
+from marmot.admin.commands import format_verify, verify
+from marmot.testing import SECRET, LocalCluster, NodeProcess, admin_json
 from marmot.testing.replicas import make_replica
 
 BENCH = Path(__file__).resolve().parent
@@ -201,6 +203,11 @@ def lag_under_load(cl: LocalCluster, work: Path, seconds: float, clients: int) -
             reader.close()
         output, _ = load.communicate(timeout=600)
         figures = json.loads(out_json.read_text()) if out_json.exists() else {}
+        # the replica ends identical to the cluster: marmot verify against its address
+        report = verify([f"127.0.0.1:{replica.grpc_port}"], SECRET, settle=3.0)
+        identical = report.ok
+        if not identical:
+            print(format_verify(report), file=sys.stderr)
     finally:
         replica.stop()
     lags.sort()
@@ -215,6 +222,7 @@ def lag_under_load(cl: LocalCluster, work: Path, seconds: float, clients: int) -
         "lag_ms_p99": pct(0.99),
         "lag_ms_max": round(lags[-1] * 1000, 1) if lags else float("nan"),
         "lag_ms_mean": round(statistics.mean(lags) * 1000, 1) if lags else float("nan"),
+        "verify_identical": identical,
         "load_txns_per_second": run.get("txn_per_s"),
         "load_ops_per_second": run.get("ops_per_s"),
         "load_output_tail": output.strip().splitlines()[-12:],
@@ -262,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         lag = out["lag"]
         print(
             f"| lag under replicated_load.py ({args.load_clients} clients, {args.load_seconds:.0f} s; "
-            f"{lag['probes']} probes) | p50 {lag['lag_ms_p50']} ms, p99 {lag['lag_ms_p99']} ms, max {lag['lag_ms_max']} ms |"
+            f"{lag['probes']} probes) | p50 {lag['lag_ms_p50']} ms, p99 {lag['lag_ms_p99']} ms, max {lag['lag_ms_max']} ms; "
+            f"marmot verify afterwards: {'identical' if lag['verify_identical'] else 'DIFFERS'} |"
         )
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
