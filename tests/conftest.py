@@ -22,6 +22,9 @@ SLOW = {
     "cluster/test_ddl_isolation.py::test_sysbench_parallel_prepare_and_read_write",
     "cluster/test_digest_verify.py::test_digests_verify_and_lag",
     "cluster/test_scripts.py::test_run_cluster_status_restart_and_stop",
+    "cluster/test_scripts.py::test_run_cluster_with_a_replica",
+    "cluster/test_replica_snapshots.py::test_replicas_bootstrapping_together_cost_one_snapshot",
+    "cluster/test_replica_states.py::test_gc_does_not_wait_for_a_replica_which_re_snapshots",
     "cluster/test_wordpress_cluster.py",
 }
 

@@ -151,6 +151,15 @@ def _fsync_heal(c: ChaosCluster, what: dict[str, Any]) -> None:
     c.fail_fsync(what["node"], False)
 
 
+def _kill_replica(c: ChaosCluster, _rng: random.Random) -> dict[str, Any]:
+    c.kill_replica()
+    return {"killed": "replica"}
+
+
+def _restart_replica(c: ChaosCluster, _what: dict[str, Any]) -> None:
+    c.restart_replica()
+
+
 NEMESES: tuple[Nemesis, ...] = (
     Nemesis(
         "isolate",
@@ -240,8 +249,23 @@ NEMESES: tuple[Nemesis, ...] = (
     ),
 )
 
-BY_NAME = {n.name: n for n in NEMESES}
-__doc__ = (__doc__ or "") + "\n".join(f"* ``{n.name}`` ({n.family}): {n.doc}" for n in NEMESES) + "\n"
+# Faults of the read-only replica a run may add (``runner --replica``): kept apart from NEMESES so that the
+# schedules of runs without a replica stay what their seeds always gave.
+REPLICA_NEMESES: tuple[Nemesis, ...] = (
+    Nemesis(
+        "replica-kill",
+        "replica",
+        "SIGKILL the read-only replica (runs with --replica); restart it on its data at the heal",
+        _kill_replica,
+        _restart_replica,
+        needs="replica",
+    ),
+)
+
+BY_NAME = {n.name: n for n in (*NEMESES, *REPLICA_NEMESES)}
+__doc__ = (
+    (__doc__ or "") + "\n".join(f"* ``{n.name}`` ({n.family}): {n.doc}" for n in BY_NAME.values()) + "\n"
+)
 
 
 @dataclass
