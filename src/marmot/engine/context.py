@@ -16,6 +16,7 @@ from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.storage.databases import DatabaseManager
 
 if TYPE_CHECKING:
+    from marmot.engine.forwarding import StatementForwarder
     from marmot.engine.session import Session
     from marmot.replication.service import Replication
 
@@ -59,6 +60,8 @@ class EngineContext:
     replication: Replication | None = None
     ddl_lock_lease_s: float = 30.0  # [ddl] lock_lease_seconds: how long a DDL retries a conflicting DDL
     ddl_implicit_commit: bool = True  # [transaction] ddl_implicit_commit
+    # A read-only replica with [replica] forward_writes: takes the sessions' writes (engine/forwarding.py)
+    forwarder: StatementForwarder | None = None
     transpiler: Transpiler = field(init=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 

@@ -32,6 +32,7 @@ from marmot.engine import errors, metadata, statements
 from marmot.engine.connections import SessionConnections
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
+from marmot.engine.forwarding import WriteNeedsForwarding
 from marmot.engine.plan_runner import PlanRunner
 from marmot.engine.raw_sql import RawSQL
 from marmot.engine.read_consistency import ReadConsistency, show_needs_barrier
@@ -175,8 +176,17 @@ class Session:
         self.statement_kind = metric_kind(norm.keyword)
         if self.ctx.replication is not None and (level := consistency_hint(sql)) is not None:
             self.txn.level = level
+        forwarder = self.ctx.forwarder  # a replica forwarding writes (``forwarding.py``)
+        if forwarder is not None:
+            answer = await forwarder.intercept(self, sql, norm, params or [])
+            if answer is not None:
+                return answer
         try:
             return await self.router.route(sql, norm, params or [], self.transpilation)
+        except WriteNeedsForwarding:
+            if forwarder is None:
+                raise
+            return await forwarder.forward(self, sql, params or [])
         except MySQLError as err:
             if not await self._schema_followed(err):
                 raise
@@ -223,11 +233,15 @@ class Session:
 
     def close(self) -> None:
         """Roll back whatever is open and release every connection (client gone or COM_QUIT)."""
+        if self.ctx.forwarder is not None:
+            self.ctx.forwarder.session_closed(self)
         self.transactions.rollback()
         self.connections.close()
 
     def reset(self) -> None:
         """COM_RESET_CONNECTION: forget session state, keep the login and database."""
+        if self.ctx.forwarder is not None:
+            self.ctx.forwarder.session_closed(self)
         self.transactions.rollback()
         self.txn.in_transaction = False
         self.variables.clear()
