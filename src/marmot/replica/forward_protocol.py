@@ -34,6 +34,7 @@ CLOSE_METHOD = "forward_close"  # the replica session ended: roll back what it l
 REPLICA_ONLY_VARIABLES = frozenset({"marmot_wait_for_replication", "marmot_read_after"})
 
 _SCALARS = (str, int, float, bytes, bool, type(None))
+_VALUES = (str, int, float, bytes, type(None))  # what SQLite returns; anything else is sent as text
 
 
 def _scalars(values: dict[str, object]) -> dict[str, object]:
@@ -138,7 +139,7 @@ class ForwardAnswer:
             msg["error"] = [self.error.code, self.error.sqlstate, self.error.message]
         elif isinstance(self.result, ResultSet):
             msg["columns"] = [list(c) for c in self.result.columns]
-            msg["rows"] = [list(r) for r in self.result.rows]
+            msg["rows"] = [[v if isinstance(v, _VALUES) else str(v) for v in r] for r in self.result.rows]
             msg["warning_count"] = self.result.warnings
         elif isinstance(self.result, OkResult):
             r = self.result
