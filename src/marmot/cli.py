@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     flag(
         "follow-addresses",
         metavar="ADDRS",
-        help="comma-separated cluster addresses a replica follows (replica mode is not built yet: refused)",
+        help="comma-separated cluster addresses (host:grpc_port) to follow as a read-only replica: turns "
+        "replica mode on (needs [replica] secret or MARMOT_REPLICA_SECRET)",
     )
     flag(
         "daemon",
@@ -77,6 +78,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
         out["cluster.grpc_bind_address"] = args.bind_address
     if args.follow_addresses:
         out["replica.follow_addresses"] = [a.strip() for a in args.follow_addresses.split(",") if a.strip()]
+        out["replica.enabled"] = True
     return out
 
 
@@ -140,7 +142,12 @@ def _serve(cfg: Config, pid_file: PidFile | None, readiness: Readiness | None) -
             runner = uvloop.run
         except ImportError:
             runner = asyncio.run
-        runner(Node(cfg).run_until_signalled(on_serving=serving))
+        if cfg.replica.enabled:  # a read-only follower of a cluster, no member (src/marmot/replica/)
+            from marmot.replica.node import ReplicaNode
+
+            runner(ReplicaNode(cfg).run_until_signalled(on_serving=serving))
+        else:
+            runner(Node(cfg).run_until_signalled(on_serving=serving))
     except StartupError as err:
         error = str(err)
     except MembershipError as err:  # refused by the cluster (removed, duplicate node id, ...)

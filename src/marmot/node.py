@@ -30,6 +30,7 @@ from marmot.id_lease import IdLease
 from marmot.ids import make_id_generator
 from marmot.mysql.connection import ServerSettings
 from marmot.mysql.server import MySQLServer, make_ssl_context
+from marmot.replica.cluster_side import ReplicaService
 from marmot.replica.forward_server import ForwardSessions
 from marmot.replication.service import Replication
 from marmot.startup import DataDirLock
@@ -109,6 +110,7 @@ class Node:
         self.forward_sessions: ForwardSessions | None = None  # writes forwarded by read-only replicas
         self._http_runner: object | None = None
         self._dir_lock: DataDirLock | None = None
+        self.replicas: ReplicaService | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -211,6 +213,15 @@ class Node:
             replication=self.replication,
         )
         control.register_rpc()
+        # what replicas call: discovery, heartbeats, cached snapshots (src/marmot/replica/cluster_side.py)
+        self.replicas = ReplicaService(
+            self.node_id,
+            self.databases,
+            control.members,
+            chunk_size=cfg.replication.stream_chunk_size_kb * 1024,
+            cache_ttl=float(cfg.replica.snapshot_cache_ttl_seconds),
+        )
+        self.replicas.register(self.cluster.router)
         self.replication.register(self.cluster.router)
         self.replication.start()
         self.forward_sessions = ForwardSessions(self.engine)  # replicas' forwarded writes (replica/)
@@ -224,6 +235,9 @@ class Node:
             secret=cfg.cluster.cluster_secret,
             metrics=self.metrics if cfg.prometheus.enabled else None,
         )
+        self.replicas.add_routes(app)
+        if cfg.prometheus.enabled:
+            self.metrics.registry.register(self.replicas.collector())
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._http_runner = runner
@@ -255,6 +269,9 @@ class Node:
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None
+        if self.replicas is not None:
+            self.replicas.close()
+            self.replicas = None
         if self._http_runner is not None:
             await self._http_runner.cleanup()  # type: ignore[attr-defined]
             self._http_runner = None

@@ -28,8 +28,7 @@ def run_marmot(*args: str) -> subprocess.CompletedProcess[str]:
     ("toml", "flags", "key", "what"),
     [
         ("[publisher]\nenabled = true\n", [], "publisher.enabled", "the CDC publisher"),
-        ("[replica]\nenabled = true\n", [], "replica.enabled", "replica mode"),
-        ("", ["-follow-addresses", "127.0.0.1:1,127.0.0.1:2"], "replica.follow_addresses", "replica mode"),
+        ("[replica]\nforward_writes = true\n", [], "replica.forward_writes", "forwarding a replica's writes"),
     ],
 )
 def test_unbuilt_mode_stops_startup(tmp_path: Path, toml: str, flags: list[str], key: str, what: str) -> None:

@@ -715,10 +715,21 @@ def test_inert_and_unbuilt_entries_are_schema_keys() -> None:
     for entry in [*INERT_KEYS, *NOT_BUILT]:
         assert _lookup(entry) is not None, entry
     assert not set(inert_keys()) & set(NOT_BUILT)
-    assert {"metastore.cache_size_mb", "replica.secret", "publisher.sinks", "vector_index.enabled"} <= set(
-        inert_keys()
-    )
-    assert "replica.enabled" not in inert_keys() and "publisher.enabled" not in inert_keys()
+    assert {
+        "metastore.cache_size_mb",
+        "replica.forward_write_timeout_sec",
+        "publisher.sinks",
+        "vector_index.enabled",
+    } <= set(inert_keys())
+    assert "publisher.enabled" not in inert_keys() and "replica.forward_writes" not in inert_keys()
+    # replica mode acts: its keys are neither inert nor refused
+    for key in (
+        "replica.enabled",
+        "replica.follow_addresses",
+        "replica.secret",
+        "replica.snapshot_concurrency",
+    ):
+        assert key not in inert_keys() and key not in NOT_BUILT, key
 
 
 def test_readme_lists_exactly_the_inert_keys_with_their_reasons() -> None:
@@ -786,14 +797,14 @@ def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
     text = (
         "[cluster]\nstandalone = true\n[transaction]\nconflict_window_seconds = 5\n[metastore]\ncache_size_mb = 256\n"
         '[[publisher.sinks]]\nname = "n"\ntype = "nats"\nnats_url = "nats://h:4222"\n'
-        "[vector_index]\nenabled = true\n"
+        "[vector_index]\nenabled = true\n[replica]\nforward_write_timeout_sec = 5\n"
     )
     cfg = load_text(tmp_path, text, env={"MARMOT_REPLICA_SECRET": "r"})
     keys = [
         "cluster.standalone",
         "transaction.conflict_window_seconds",
         "metastore.cache_size_mb",
-        "replica.secret",
+        "replica.forward_write_timeout_sec",
         "publisher.sinks",
         "vector_index.enabled",
     ]
@@ -828,17 +839,10 @@ def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
         ),
         # refused before the replica section is checked for completeness (follow_addresses, secret)
         (
-            "[replica]\nenabled = true\n",
+            "[replica]\nforward_writes = true\n",
             {},
-            "replica.enabled: replica mode (a read-only follower of a cluster) "
-            "is not built yet; this node cannot start with it set (remove it from the config)",
-        ),
-        (
-            "",
-            {"replica.follow_addresses": "a:1,b:2"},
-            "replica.follow_addresses: replica mode "
-            "(--follow-addresses: a read-only follower of a cluster) is not built yet; this node cannot start "
-            "with it set (remove it from the config and the command line)",
+            "replica.forward_writes: forwarding a replica's writes to the cluster is not built yet (a replica "
+            "refuses writes with 1290); this node cannot start with it set (remove it from the config)",
         ),
     ],
 )
@@ -860,12 +864,28 @@ def test_unbuilt_modes_without_refusal() -> None:
 
 def test_unbuilt_modes_name_every_key_set(tmp_path: Path) -> None:
     text = (
-        '[replica]\nenabled = true\nfollow_addresses = ["a:1"]\nsecret = "s"\n[publisher]\nenabled = true\n'
+        '[replica]\nenabled = true\nfollow_addresses = ["a:1"]\nsecret = "s"\nforward_writes = true\n'
+        "[publisher]\nenabled = true\n"
     )
     err = error_of(tmp_path, text, refuse_unbuilt=True)
     assert [e.split(":", 1)[0] for e in err.errors] == [
-        "replica.enabled",
-        "replica.follow_addresses",
+        "replica.forward_writes",
         "publisher.enabled",
     ]
     assert load_text(tmp_path, "[replica]\nenabled = false\n", refuse_unbuilt=True).replica.enabled is False
+    # replica mode itself is built: a complete [replica] section loads with refuse_unbuilt
+    text = '[replica]\nenabled = true\nfollow_addresses = ["a:1"]\nsecret = "s"\n'
+    assert load_text(tmp_path, text, refuse_unbuilt=True).replica.enabled is True
+
+
+def test_follow_addresses_flag_turns_replica_mode_on() -> None:
+    """``--follow-addresses`` alone means "run as a replica of these nodes" (the secret still required)."""
+    from marmot.cli import build_parser, overrides_from
+
+    args = build_parser().parse_args(["--follow-addresses", "127.0.0.1:1, 127.0.0.1:2"])
+    overrides = overrides_from(args)
+    assert overrides["replica.enabled"] is True
+    with pytest.raises(ConfigError, match="replica.secret: required"):
+        load_config(None, overrides=overrides, env=NO_ENV)
+    cfg = load_config(None, overrides=overrides, env={"MARMOT_REPLICA_SECRET": "s"})
+    assert cfg.replica.enabled and cfg.replica.follow_addresses == ["127.0.0.1:1", "127.0.0.1:2"]

@@ -323,13 +323,38 @@ def verify_nodes(addresses: list[str], secret: str, timeout: float) -> list[tupl
         return [(a, a) for a in addresses]
     members = _get_ok(addresses[0], "/admin/cluster/members", secret, timeout)
     if members is None:
-        raise VerifyFailed(f"{base_url_of(addresses[0])} has no member list")
+        replica = _get_ok(addresses[0], "/admin/replica/status", secret, timeout)
+        if replica is None:
+            raise VerifyFailed(f"{base_url_of(addresses[0])} has no member list")
+        # a replica (no member): the cluster nodes it knows, and the replica itself
+        nodes = [
+            (f"node {n.get('node_id')}", str(n["address"]))
+            for n in sorted(replica.get("cluster_nodes") or [], key=lambda n: n.get("node_id", 0))
+            if str(n.get("state", "")).upper() != "REMOVED" and n.get("address")
+        ]
+        return [*nodes, (f"replica {replica.get('node_id')}", addresses[0])]
     out = []
     for m in sorted(members.get("members") or [], key=lambda m: m.get("node_id", 0)):
         if str(m.get("state", "")).upper() == "REMOVED" or not m.get("address"):
             continue
         out.append((f"node {m.get('node_id')}", str(m["address"])))
     return out
+
+
+def replicated_databases(nodes: list[tuple[str, str]], secret: str, timeout: float) -> list[str] | None:
+    """With a replica among ``nodes``: the databases every such replica follows (a replica may follow
+    only some, ``[replica] replicate_databases``), the ones to compare; None (every database) without one."""
+    common: set[str] | None = None
+    for _label, address in nodes:
+        try:
+            status = _get_ok(address, "/admin/replica/status", secret, timeout)
+        except VerifyFailed:
+            continue  # unreachable: collect_digests reports it
+        if status is None:
+            continue
+        names = {str(d.get("database")) for d in status.get("databases") or [] if d.get("database")}
+        common = names if common is None else common & names
+    return None if common is None else sorted(common)
 
 
 def _quote(part: str) -> str:
@@ -484,6 +509,8 @@ def verify(
     if not nodes:
         raise VerifyFailed("no nodes to compare")
     report = VerifyReport([label for label, _ in nodes], full=full)
+    if databases is None:
+        databases = replicated_databases(nodes, secret, timeout)
     digests = collect_digests(nodes, databases, secret, timeout, report)
 
     def rows_of(dbs: dict[str, list[dict[str, tuple[int, str]] | None]]) -> list[dict[str, Any]]:
@@ -576,7 +603,8 @@ def main_verify(argv: list[str] | None = None) -> int:
     p = _parser(
         "marmot verify",
         "Compare every node's table digests; list the keys of tables that differ.",
-        "a node's cluster port (admin API); with one, every member it knows is compared, with several "
+        "a node's cluster port (admin API); with one, every member it knows is compared (a replica's: "
+        "the replica and the cluster nodes it knows, over the databases it follows), with several "
         f"(comma-separated) exactly those (default {DEFAULT_ADDRESS})",
     )
     p.add_argument(

@@ -26,7 +26,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 
 from aiohttp import web
 
@@ -417,6 +417,36 @@ class _Handlers:
         status = await self._call(self.control.cancel_decommission, node_id, "cancel the decommission of")
         log.warning("admin API: decommission of node %d cancelled", node_id)
         return json_response({"node_id": node_id, **dict(status or {})})
+
+
+class DatabaseControl(Protocol):
+    """The part of ``ClusterControl`` the database routes use (what a replica has)."""
+
+    node_id: int
+
+    def databases(self) -> Maybe[list[dict[str, Any]]]: ...
+
+    def digest(self, database: str, full: bool = False) -> Maybe[dict[str, Any] | None]: ...
+
+    def digest_keys(
+        self, database: str, table: str, after: bytes | None, limit: int, full: bool = False
+    ) -> Maybe[dict[str, Any] | None]: ...
+
+
+def make_database_app(control: DatabaseControl, *, secret: str) -> web.Application:
+    """The admin application of a node that is no member (a replica, ``marmot.replica.admin``): the
+    same authentication and error bodies, and only the database routes (list, digests, keys) that
+    ``marmot verify`` reads. ``control`` needs ``node_id``, ``databases``, ``digest`` and ``digest_keys``."""
+    h = _Handlers(cast("ClusterControl", control), secret or "", None)  # only the database handlers run
+    app = web.Application(middlewares=[_errors, _auth_middleware(secret or "")])
+    app.add_routes(
+        [
+            web.get("/admin/databases", h.databases),
+            web.get("/admin/databases/{db}/digest", h.digest),
+            web.get("/admin/databases/{db}/digest/{table}/keys", h.digest_keys),
+        ]
+    )
+    return app
 
 
 def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = None) -> web.Application:

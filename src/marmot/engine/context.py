@@ -16,9 +16,16 @@ from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.storage.databases import DatabaseManager
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from marmot.engine.forwarding import StatementForwarder
+    from marmot.engine.results import Result
     from marmot.engine.session import Session
     from marmot.replication.service import Replication
+    from marmot.sql.lexer import Normalized
+
+    # what a read-only node does with a statement that writes (``EngineContext.write_gate``)
+    WriteGate = Callable[[Session, str, Normalized, list[object]], Awaitable[Result]]
 
 
 class IdGenerator(Protocol):
@@ -50,7 +57,10 @@ class EngineContext:
     global_variables: dict[str, object]
     transpiler_cache_size: int = 10000
     lock_wait_timeout_s: float = 50.0
-    read_only: bool = False
+    read_only: bool = False  # a replica: writes go to ``write_gate`` (``engine/read_only.py``)
+    # On a read-only node, what a statement that writes gets: (session, sql, normalized, params) -> result.
+    # None: refused with 1290 (``read_only.read_only_error``); write forwarding plugs in here.
+    write_gate: WriteGate | None = None
     sessions: dict[int, Session] = field(default_factory=dict)  # connection id -> Session
     general_log: GeneralLog | None = None
     extensions_dir: str = ""  # [extensions] directory ("" = LOAD EXTENSION off)

@@ -108,7 +108,11 @@ def from_sqlite(err: Exception, database: str) -> MySQLError:
     if isinstance(err, apsw.TooBigError):
         return MySQLError(1153, "08S01", "Got a packet bigger than 'max_allowed_packet' bytes")
     if isinstance(err, apsw.ReadOnlyError):
-        return MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
+        return MySQLError(
+            1290,
+            "HY000",
+            "The MySQL server is running with the --read-only option so it cannot execute this statement",
+        )
     if isinstance(err, apsw.FullError):
         return MySQLError(1114, "HY000", "The table is full")
     return MySQLError(1105, "HY000", text)

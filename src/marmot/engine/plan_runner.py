@@ -19,6 +19,7 @@ import apsw
 from marmot.engine import errors
 from marmot.engine.errors import MySQLError
 from marmot.engine.locking import retry_busy
+from marmot.engine.read_only import read_only_error
 from marmot.engine.result_columns import ResultColumns
 from marmot.engine.results import OkResult, Result, ResultSet, Row
 from marmot.sql import lexer
@@ -137,7 +138,7 @@ class PlanRunner:
         if s.database is None and plan.needs_database:
             raise MySQLError(1046, "3D000", "No database selected")
         if s.ctx.read_only:
-            raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
+            raise read_only_error()
         if plan.kind == DDL:
             if not s.ctx.ddl_implicit_commit and (s.txn.in_transaction or s.txn.replicated is not None):
                 raise MySQLError(
@@ -329,7 +330,7 @@ class PlanRunner:
         """Run one write plan for many parameter sets in a single transaction (LOAD DATA)."""
         s = self.session
         if s.ctx.read_only:
-            raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
+            raise read_only_error()
         conn = self.connection_for(plan)
 
         def run_rows() -> int:

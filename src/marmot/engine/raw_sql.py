@@ -32,6 +32,7 @@ from marmot.engine import errors
 from marmot.engine import raw_statement as rs
 from marmot.engine.errors import MySQLError
 from marmot.engine.locking import retry_busy
+from marmot.engine.read_only import read_only_error
 from marmot.engine.result_columns import Description
 from marmot.engine.results import OkResult, Result, ResultSet, Row
 from marmot.sql import lexer
@@ -85,7 +86,7 @@ class RawSQL:
         if stmt.kind == rs.READ:
             return await self._read(conn, stmt.sql, bindings)
         if s.ctx.read_only:
-            raise MySQLError(1290, "HY000", "The MySQL server is running with the --read-only option")
+            raise read_only_error()
         if stmt.kind == rs.WRITE:
             return await self._write(conn, stmt, bindings)
         if stmt.kind == rs.DDL:

@@ -36,6 +36,7 @@ from marmot.engine.forwarding import WriteNeedsForwarding
 from marmot.engine.plan_runner import PlanRunner
 from marmot.engine.raw_sql import RawSQL
 from marmot.engine.read_consistency import ReadConsistency, show_needs_barrier
+from marmot.engine.read_only import read_only_error
 from marmot.engine.replicated_write import ReplicatedWriter, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result
 from marmot.engine.schema_follow import missing_in
@@ -106,7 +107,8 @@ class Session:
                 Command.DO: self._do,
                 Command.RAW: self.raw.run,
                 Command.PLAN: self.plans.run_statement,
-            }
+            },
+            write_gate=self._write_on_read_only if ctx.read_only else None,
         )
         if database is not None:
             self.use(database)
@@ -260,6 +262,14 @@ class Session:
             self.database = None
 
     # -- handlers of the session's own statements (the router's table) --------------------------------
+
+    async def _write_on_read_only(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
+        """A statement that writes, on a read-only node (a replica): the context's gate (write forwarding),
+        else MySQL's 1290 (``engine/read_only.py``)."""
+        gate = self.ctx.write_gate
+        if gate is None:
+            raise read_only_error()
+        return await gate(self, sql, norm, params)
 
     async def _begin(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
         statements.check_begin(sql, norm.words)

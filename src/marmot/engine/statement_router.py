@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 
+from marmot.engine import read_only
 from marmot.engine.results import Result
 from marmot.engine.statements import is_keys_toggle
 from marmot.sql import lexer
@@ -173,13 +174,19 @@ Handler = Callable[[str, lexer.Normalized, list[object]], Awaitable[Result]]
 class StatementRouter:
     """One handler per ``Command``; ``route`` runs a statement's."""
 
-    def __init__(self, handlers: Mapping[Command, Handler]) -> None:
+    def __init__(self, handlers: Mapping[Command, Handler], write_gate: Handler | None = None) -> None:
+        """``write_gate``: on a read-only node (a replica), the handler of every statement that writes
+        (``read_only.writes``) instead of its own: the one seam where a replica refuses (1290) or forwards."""
         missing = [c.name for c in Command if c not in handlers]
         if missing:
             raise ValueError(f"no handler for {', '.join(missing)}")
         self._handlers = dict(handlers)
+        self._write_gate = write_gate
 
     async def route(
         self, sql: str, norm: lexer.Normalized, params: list[object], transpilation: bool
     ) -> Result:
-        return await self._handlers[command_of(sql, norm, transpilation)](sql, norm, params)
+        command = command_of(sql, norm, transpilation)
+        if self._write_gate is not None and read_only.writes(command.value, norm):
+            return await self._write_gate(sql, norm, params)
+        return await self._handlers[command](sql, norm, params)

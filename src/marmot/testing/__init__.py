@@ -11,6 +11,7 @@ from marmot.testing.admin import SECRET, admin_call, admin_json, member_states
 from marmot.testing.cluster import TIMERS, LocalCluster, join_keys
 from marmot.testing.faultproxy import Link, ProxyPool
 from marmot.testing.nodes import NodeProcess, free_port, make_node, pid_alive
+from marmot.testing.replicas import make_replica
 
 __all__ = [
     "SECRET",
@@ -24,6 +25,7 @@ __all__ = [
     "free_port",
     "join_keys",
     "make_node",
+    "make_replica",
     "member_states",
     "pid_alive",
 ]
