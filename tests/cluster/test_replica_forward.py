@@ -1,27 +1,133 @@
 """Writes forwarded from a read-only replica to a three-node cluster, with real node processes.
 
-The ``forward`` RPC driven directly (as a replica sends it): a retried request id is answered from
-memory and applied once cluster-wide, and the answer carries a causal token another node accepts.
+One cluster for the module, a replica with ``forward_writes = true`` following node 2 and one without
+following node 3. Through the forwarding replica: an autocommit INSERT returns the affected rows and the
+id the cluster assigned (``LAST_INSERT_ID()`` on the replica too); ``BEGIN; INSERT; UPDATE; COMMIT`` is
+one transaction (nothing visible on the cluster before COMMIT, all of it after; ROLLBACK leaves nothing);
+a duplicate key arrives as 1062; with ``marmot_wait_for_replication = ON`` the next read sees the
+session's write although the replica's following is held back (failpoint ``replica_before_pull``),
+while a session without it does not. The ``forward`` RPC driven directly: a retried request id is
+answered from memory and applied once cluster-wide. The other replica refuses writes with 1290.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 
 from marmot.cluster.rpc import ClientPool
 from marmot.replica.forward_protocol import METHOD, ForwardAnswer, ForwardRequest
-from marmot.testing.admin import SECRET
+from marmot.testing.admin import SECRET, admin_json
 from marmot.testing.nodes import NodeProcess
-from tests.support import connect, replicated_cluster, run, run_async, wait_until_equal
+from marmot.testing.replicas import FAST_REPLICA, make_replica
+from tests.support import connect, replicated_cluster, run, run_async, wait_for, wait_until_equal
+
+FORWARDING = FAST_REPLICA + "forward_writes = true\nforward_write_timeout_sec = 20\n"
+
+
+class Setup:
+    def __init__(self, nodes: list[NodeProcess], fwd: NodeProcess, ro: NodeProcess, failpoints: Path) -> None:
+        self.nodes, self.fwd, self.ro, self.failpoints = nodes, fwd, ro, failpoints
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[NodeProcess]]:
-    with replicated_cluster(tmp_path_factory.mktemp("forward")) as nodes:
-        yield nodes
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    tmp = tmp_path_factory.mktemp("forward")
+    with replicated_cluster(tmp / "cluster") as nodes:
+        n1, n2, n3 = nodes
+        run(
+            n1,
+            "CREATE DATABASE fwd",
+            "CREATE TABLE fwd.items (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(20) UNIQUE, n INT DEFAULT 0)",
+        )
+        failpoints = tmp / "replica-failpoints"
+        failpoints.write_text("")
+        fwd = make_replica(tmp / "fwd-replica", [n2], node_id=61, replica_extra=FORWARDING)
+        fwd.env = {"MARMOT_FAILPOINTS_FILE": str(failpoints)}
+        ro = make_replica(tmp / "ro-replica", [n3], node_id=62)
+        try:
+            fwd.start()
+            ro.start()
+            for replica in (fwd, ro):
+                wait_for(
+                    lambda r=replica: admin_json(r, "/admin/replica/status")["state"] == "STREAMING",
+                    30,
+                    "the replica to stream",
+                )
+                wait_for(
+                    lambda r=replica: run(r, "SELECT COUNT(*) FROM items", db="fwd") == ((0,),), 30, "items"
+                )
+            yield Setup(nodes, fwd, ro, failpoints)
+        finally:
+            fwd.stop()
+            ro.stop()
+
+
+def _cluster_rows(setup: Setup, sql: str) -> Any:
+    return run(setup.nodes[0], sql, db="fwd")
+
+
+def test_autocommit_insert_answers_as_if_local(setup: Setup) -> None:
+    conn = connect(setup.fwd, "fwd")
+    try:
+        cur = conn.cursor()
+        assert cur.execute("INSERT INTO items (v) VALUES ('auto')") == 1  # affected rows
+        new_id = cur.lastrowid  # the OK packet's insert id
+        assert new_id and new_id > 0
+        cur.execute("SELECT LAST_INSERT_ID()")  # a local read on the replica
+        assert cur.fetchall() == ((new_id,),)
+        cur.execute("SELECT @@marmot_last_commit_ts")
+        assert cur.fetchall()[0][0].count(".") == 2  # the forwarded commit's causal token
+    finally:
+        conn.close()
+    # the cluster assigned that id: every node has the row under it, and so does the replica in time
+    wait_until_equal(setup.nodes, "SELECT id FROM fwd.items WHERE v = 'auto'", expected=((new_id,),))
+    wait_for(
+        lambda: run(setup.fwd, "SELECT id FROM items WHERE v = 'auto'", db="fwd") == ((new_id,),), 20, "row"
+    )
+
+
+def test_transaction_is_forwarded_as_one(setup: Setup) -> None:
+    conn = connect(setup.fwd, "fwd")
+    try:
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        assert cur.execute("INSERT INTO items (v, n) VALUES ('txn', 1)") == 1
+        txn_id = cur.lastrowid
+        assert cur.execute("UPDATE items SET n = n + 41 WHERE v = 'txn'") == 1
+        cur.execute("SELECT n FROM items WHERE v = 'txn'")  # inside the transaction: sees its own writes
+        assert cur.fetchall() == ((42,),)
+        assert _cluster_rows(setup, "SELECT COUNT(*) FROM items WHERE v = 'txn'") == ((0,),)  # not yet
+        cur.execute("COMMIT")
+        wait_until_equal(setup.nodes, "SELECT id, n FROM fwd.items WHERE v = 'txn'", expected=((txn_id, 42),))
+
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO items (v) VALUES ('undone')")
+        cur.execute("UPDATE items SET n = 0 WHERE v = 'txn'")
+        cur.execute("ROLLBACK")
+        cur.execute("SELECT 1")  # the session goes on
+    finally:
+        conn.close()
+    time.sleep(0.5)
+    assert _cluster_rows(setup, "SELECT COUNT(*) FROM items WHERE v = 'undone'") == ((0,),)
+    assert _cluster_rows(setup, "SELECT n FROM items WHERE v = 'txn'") == ((42,),)
+
+
+def test_duplicate_key_arrives_as_1062(setup: Setup) -> None:
+    run(setup.nodes[0], "INSERT INTO items (v) VALUES ('dup')", db="fwd")
+    conn = connect(setup.fwd, "fwd")
+    try:
+        with pytest.raises(pymysql.err.IntegrityError) as err:
+            conn.cursor().execute("INSERT INTO items (v) VALUES ('dup')")
+        assert err.value.args[0] == 1062 and "Duplicate entry" in err.value.args[1]
+        conn.cursor().execute("SELECT 1")  # the connection stays usable
+    finally:
+        conn.close()
 
 
 def _forward(node: NodeProcess, *requests: ForwardRequest) -> list[ForwardAnswer]:
@@ -42,25 +148,61 @@ def _forward(node: NodeProcess, *requests: ForwardRequest) -> list[ForwardAnswer
     return run_async(main(), timeout=60)
 
 
-def test_retried_request_id_applies_once(cluster: list[NodeProcess]) -> None:
-    n1, n2, n3 = cluster
-    run(n1, "CREATE TABLE fwd_once (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT)")
-    wait_until_equal(cluster, "SELECT COUNT(*) FROM fwd_once", expected=((0,),))
-    insert = ForwardRequest("rpc-once-1", 1, "INSERT INTO fwd_once (v) VALUES ('x')", database="marmot")
+def test_retried_request_id_applies_once(setup: Setup) -> None:
+    n1, n2, n3 = setup.nodes
+    insert = ForwardRequest("rpc-once-1", 1, "INSERT INTO items (v) VALUES ('once')", database="fwd")
     first, retried = _forward(n2, insert, insert)
     assert first.error is None, first.error
     assert first.result is not None and first.result.affected_rows == 1  # type: ignore[union-attr]
     assert retried == first  # the kept answer, not a second run
     new_id = first.result.last_insert_id  # type: ignore[union-attr]
     assert new_id > 0 and first.session_last_insert_id == new_id
-    wait_until_equal(cluster, "SELECT id, v FROM fwd_once", expected=((new_id, "x"),))
+    wait_until_equal(setup.nodes, "SELECT id FROM fwd.items WHERE v = 'once'", expected=((new_id,),))
     assert first.commit_ts is not None
     token = f"{first.commit_ts.wall_ns}.{first.commit_ts.logical}.{first.commit_ts.node_id}"
-    conn = connect(n3)
+    conn = connect(n3, "fwd")
     try:
         cur = conn.cursor()
         cur.execute("SET marmot_read_after = %s", (token,))  # a real causal token of the cluster
-        cur.execute("SELECT COUNT(*) FROM fwd_once")
+        cur.execute("SELECT COUNT(*) FROM items WHERE v = 'once'")
         assert cur.fetchall() == ((1,),)
     finally:
         conn.close()
+
+
+def test_wait_for_replication_reads_the_session_own_write(setup: Setup) -> None:
+    setup.failpoints.write_text("replica_before_pull=sleep:4*")  # every pull of the replica waits 4 s
+    time.sleep(1.0)  # the pulls under way before it was armed have finished
+    plain, waiting = connect(setup.fwd, "fwd"), connect(setup.fwd, "fwd")
+    try:
+        cur = plain.cursor()
+        cur.execute("INSERT INTO items (v) VALUES ('unseen')")
+        cur.execute("SELECT COUNT(*) FROM items WHERE v = 'unseen'")
+        assert cur.fetchall() == ((0,),)  # without the wait: the replica has not applied it yet
+
+        cur = waiting.cursor()
+        cur.execute("SET marmot_wait_for_replication = ON")
+        cur.execute("INSERT INTO items (v) VALUES ('seen')")
+        started = time.monotonic()
+        cur.execute("SELECT COUNT(*) FROM items WHERE v = 'seen'")
+        assert cur.fetchall() == ((1,),)  # the read waited until the replica applied the commit
+        assert time.monotonic() - started > 0.5  # it did wait (the pulls are held 4 s)
+    finally:
+        setup.failpoints.write_text("")
+        plain.close()
+        waiting.close()
+
+
+def test_without_forward_writes_writes_get_1290(setup: Setup) -> None:
+    conn = connect(setup.ro, "fwd")
+    try:
+        for sql in ("INSERT INTO items (v) VALUES ('refused')", "CREATE TABLE nope (id INT PRIMARY KEY)"):
+            with pytest.raises(pymysql.err.MySQLError) as err:
+                conn.cursor().execute(sql)
+            assert err.value.args[0] == 1290 and "--read-only" in err.value.args[1], sql
+        cur = conn.cursor()
+        cur.execute("SET marmot_wait_for_replication = ON")  # accepted: there is nothing to wait for
+        cur.execute("SELECT COUNT(*) FROM items WHERE v = 'auto'")
+    finally:
+        conn.close()
+    assert _cluster_rows(setup, "SELECT COUNT(*) FROM items WHERE v = 'refused'") == ((0,),)

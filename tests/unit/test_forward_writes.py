@@ -21,7 +21,6 @@ import pytest
 from marmot.cluster.rpc import ClientPool, RpcRouter, serve_rpc
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
-from marmot.engine.forwarding import WriteNeedsForwarding
 from marmot.engine.results import OkResult, ResultSet
 from marmot.engine.session import Session
 from marmot.engine.variables import default_globals
@@ -76,7 +75,8 @@ def _with_replica(tmp: Path, scenario: Scenario) -> None:
             return False
 
         client = ForwardClient(send, lambda: [f"127.0.0.1:{port}"], timeout_s=10.0)
-        replica.forwarder = WriteForwarder(client, 2, never_applied)
+        forwarder = WriteForwarder(client, 2, never_applied)
+        replica.read_only, replica.forwarder, replica.write_gate = True, forwarder, forwarder.gate
         session = Session(replica, replica.next_connection_id(), "app", "marmot")
         replica.sessions[session.connection_id] = session
         try:
@@ -149,10 +149,17 @@ def test_refused_write_is_forwarded_and_wait_times_out(tmp_path: Path) -> None:
         await s.execute(CREATE)
         forwarder = replica.forwarder
         assert isinstance(forwarder, WriteForwarder)
-        # a write the first look did not recognise reaches the read-only refusal: forwarded from there
-        got = await forwarder.forward(s, "INSERT INTO items (v) VALUES ('late')", [])
+        await s.execute("INSERT INTO items (v) VALUES ('a'), ('b')")
+        # a write behind a read's first words passes the router's look and reaches the plan runner's
+        # read-only check: forwarded from there (the replica needs the table to plan it)
+        local = replica.databases.open("marmot")
+        local.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+        local.close()
+        got = await s.execute(
+            "WITH gone AS (SELECT 'a' AS v) DELETE FROM items WHERE v IN (SELECT v FROM gone)"
+        )
         assert isinstance(got, OkResult) and got.affected_rows == 1
-        assert WriteNeedsForwarding().code == 1290
+        assert _rows(cluster, "SELECT v FROM items") == [("b",)]
         # a forwarded commit this replica never applies: with the wait on, the next read gives 1105
         state = forwarder._states[s.connection_id]
         state.pending = Timestamp(1, 0, 1)

@@ -32,11 +32,10 @@ from marmot.engine import errors, metadata, statements
 from marmot.engine.connections import SessionConnections
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
-from marmot.engine.forwarding import WriteNeedsForwarding
 from marmot.engine.plan_runner import PlanRunner
 from marmot.engine.raw_sql import RawSQL
 from marmot.engine.read_consistency import ReadConsistency, show_needs_barrier
-from marmot.engine.read_only import read_only_error
+from marmot.engine.read_only import ReadOnlyRefusal, read_only_error
 from marmot.engine.replicated_write import ReplicatedWriter, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result
 from marmot.engine.schema_follow import missing_in
@@ -185,7 +184,7 @@ class Session:
                 return answer
         try:
             return await self.router.route(sql, norm, params or [], self.transpilation)
-        except WriteNeedsForwarding:
+        except ReadOnlyRefusal:  # a write only the second check caught (``read_only.py``)
             if forwarder is None:
                 raise
             return await forwarder.forward(self, sql, params or [])

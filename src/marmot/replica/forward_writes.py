@@ -2,9 +2,10 @@
 
 What goes to the cluster (``[replica] forward_writes = true``; ``engine/forwarding.py`` is the seam):
 
-* **Writes**: INSERT, REPLACE, UPDATE, DELETE, DDL (CREATE/ALTER/DROP/RENAME/TRUNCATE), CREATE/DROP
-  DATABASE, LOAD DATA LOCAL (the replica reads the file from its client and sends it along), and any
-  other statement that reaches the replica's read-only refusal.
+* **Writes**: whatever the replica's read-only seam catches (``engine/read_only.py``: INSERT, REPLACE,
+  UPDATE, DELETE, DDL, CREATE/DROP DATABASE, LOAD DATA, and a write behind a read's first words such as
+  ``WITH … DELETE``) comes to ``gate``/``forward`` instead of getting 1290. LOAD DATA LOCAL: the replica
+  reads the file from its client and sends it along.
 * **Transactions**: BEGIN only opens a local transaction; reads before its first write run here, like any
   read. The first write is sent with ``BEGIN`` (and the savepoints taken so far) in front, so the cluster
   node opens the transaction then; from that write on, *every* statement of the transaction goes to that
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from marmot.engine import load_data, statements
 from marmot.engine.errors import MySQLError
+from marmot.engine.read_only import writes
 from marmot.engine.statement_router import Command, command_of
 from marmot.hlc import Timestamp
 from marmot.replica.forward_client import ForwardClient, SessionLink
@@ -46,11 +48,6 @@ if TYPE_CHECKING:
 
 WaitApplied = Callable[[Timestamp, float], Awaitable[bool]]  # (commit timestamp, timeout) -> applied here
 
-# First words of the statements that are writes (PLAN/RAW): forwarded without a local try
-WRITE_KEYWORDS = frozenset(
-    {"INSERT", "REPLACE", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE"}
-)
-_FORWARDED_COMMANDS = frozenset({Command.DATABASE_DDL, Command.LOAD_DATA})
 # Statements that read: they wait for the session's forwarded commits (marmot_wait_for_replication)
 _READS = frozenset({Command.PLAN, Command.RAW, Command.SHOW, Command.DO})
 # Statements that stay local even inside a forwarded transaction
@@ -68,13 +65,6 @@ class ForwardState:
     remote_open: bool = False  # a transaction of this session is open on ``link.node``
     savepoints: list[str] = field(default_factory=list)  # taken locally before the transaction's first write
     pending: Timestamp | None = None  # the latest forwarded commit a read may have to wait for
-
-
-def is_write(cmd: Command, norm: lexer.Normalized) -> bool:
-    """Is this statement a write a replica forwards without trying it locally?"""
-    if cmd in _FORWARDED_COMMANDS:
-        return True
-    return cmd in (Command.PLAN, Command.RAW) and norm.keyword in WRITE_KEYWORDS
 
 
 def _on(value: object) -> bool:
@@ -121,11 +111,13 @@ class WriteForwarder:
             if st is not None or cmd is Command.SAVEPOINT:
                 self._track_savepoints(self._state(session), sql, cmd)
             return None
-        if is_write(cmd, norm):
-            return await self.forward(session, sql, params)
-        if cmd in _READS and st is not None and st.pending is not None:
+        if st is not None and st.pending is not None and cmd in _READS and not writes(cmd.value, norm):
             await self._wait_for_own_writes(session, st)
-        return None
+        return None  # a write goes on to the read-only seam, whose gate is ``gate``
+
+    async def gate(self, session: Session, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
+        """``EngineContext.write_gate``: a write on this read-only node runs on the cluster."""
+        return await self.forward(session, sql, params)
 
     async def forward(self, session: Session, sql: str, params: list[object]) -> Result:
         """Run a write on the cluster: alone (autocommit) or as the first write of a transaction."""
