@@ -41,10 +41,12 @@ describe_node() {
   local id="$1" pid dir="$RUN_DIR/node-$1"
   pid="$(node_pid "$id")"
   local where="MySQL 127.0.0.1:$(config_value "$id" port), cluster 127.0.0.1:$(config_value "$id" grpc_port)"
+  local what="node"
+  grep -q '^\[replica\]' "$dir/config.toml" && what="node (read-only replica)"
   if [ -n "$pid" ]; then
-    echo "node $id: running, pid $pid, $where, log $dir/marmot.log"
+    echo "${what/node/node $id}: running, pid $pid, $where, log $dir/marmot.log"
   else
-    echo "node $id: not running ($where, log $dir/marmot.log)"
+    echo "${what/node/node $id}: not running ($where, log $dir/marmot.log)"
   fi
 }
 
@@ -70,6 +72,48 @@ port = $mysql_port
 format = "console"
 file = "$dir/marmot.log"
 TOML
+}
+
+# write_replica_config ID MYSQL_PORT CLUSTER_PORT FOLLOW_ADDR...: the config of a read-only replica that
+# follows the cluster through the nodes listed (it learns the others from them)
+write_replica_config() {
+  local id="$1" mysql_port="$2" cluster_port="$3"; shift 3
+  local dir="$RUN_DIR/node-$id" follow=""
+  mkdir -p "$dir"
+  for s in "$@"; do follow="$follow\"$s\", "; done
+  cat > "$dir/config.toml" <<TOML
+node_id = $id
+data_dir = "$dir/data"
+[cluster]
+grpc_bind_address = "127.0.0.1"
+grpc_advertise_address = "127.0.0.1:$cluster_port"
+grpc_port = $cluster_port
+[mysql]
+bind_address = "127.0.0.1"
+port = $mysql_port
+[logging]
+format = "console"
+file = "$dir/marmot.log"
+[replica]
+enabled = true
+follow_addresses = [${follow%, }]
+secret = "$SECRET"
+reconnect_interval_seconds = 1
+reconnect_max_backoff_seconds = 5
+database_discovery_interval_seconds = 1
+TOML
+}
+
+# start_replica ID MYSQL_PORT CLUSTER_PORT FOLLOW_ADDR...: write its config and start it, unless it runs
+start_replica() {
+  local id="$1" pid
+  pid="$(node_pid "$id")"
+  if [ -n "$pid" ]; then
+    echo "replica node $id already runs (pid $pid): left as it is"
+    return 0
+  fi
+  write_replica_config "$@"
+  launch_node "$id"
 }
 
 # launch_node ID: start node ID from its config in the background; marmot -daemon returns once the node

@@ -107,6 +107,7 @@ def test_writes_and_ddl_are_refused_with_1290(
             "TRUNCATE TABLE invoices",
             "CREATE DATABASE other",
             "DROP DATABASE billing",
+            "LOAD DATA INFILE '/nonexistent.csv' INTO TABLE invoices",
         ):
             with pytest.raises(pymysql.err.MySQLError) as err:
                 conn.cursor().execute(sql)
@@ -120,6 +121,8 @@ def test_writes_and_ddl_are_refused_with_1290(
         cur.execute("ROLLBACK")
         cur.execute("SELECT SUM(total) FROM invoices")
         assert cur.fetchone()[0] == 30
+        cur.execute("SELECT @@read_only, @@global.read_only")
+        assert cur.fetchone() == (1, 1)
     finally:
         conn.close()
     # the SQLSTATE a MySQL client prints

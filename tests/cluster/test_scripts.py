@@ -129,3 +129,66 @@ def test_run_cluster_status_restart_and_stop(tmp_path):
     assert not list(tmp_path.glob("node-*/marmot.pid"))
     status = run("status")
     assert status.returncode == 3 and status.stdout.count("not running") == 3
+
+
+@pytest.mark.skipif(
+    not all(_port_free(p) for p in (*PORTS, 3310, 8091)),
+    reason="the example ports 3307-3310/8081-8083/8091 are busy",
+)
+def test_run_cluster_with_a_replica(tmp_path):
+    """``run-cluster.sh --replicas 1``: a read-only replica on MySQL 3310 that follows the cluster, refuses
+    writes with 1290, shows in ``status`` and is stopped by ``stop`` with the nodes."""
+    env = dict(os.environ, MARMOT_RUN_DIR=str(tmp_path), MARMOT=MARMOT)
+    script = REPO / "examples" / "run-cluster.sh"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=180
+        )
+
+    def replica_pid() -> int | None:
+        pidfile = tmp_path / "node-51" / "marmot.pid"
+        return int(pidfile.read_text()) if pidfile.exists() else None
+
+    seen: set[int] = set()
+    try:
+        started = run("--replicas", "1")
+        seen.update(_pids(tmp_path).values())
+        if replica_pid():
+            seen.add(replica_pid())
+        assert started.returncode == 0, started.stderr
+        assert re.search(
+            r"^node 51 \(read-only replica\): running, pid \d+, MySQL 127\.0\.0\.1:3310, cluster 127\.0\.0\.1:8091",
+            started.stdout,
+            re.M,
+        ), started.stdout
+        primary = pymysql.connect(host="127.0.0.1", port=3307, user="root", password="", autocommit=True)
+        primary.cursor().execute("CREATE DATABASE ex")
+        primary.cursor().execute("CREATE TABLE ex.t (id INT PRIMARY KEY)")
+        primary.cursor().execute("INSERT INTO ex.t VALUES (1), (2)")
+        primary.close()
+
+        def replica_rows() -> object:
+            conn = pymysql.connect(host="127.0.0.1", port=3310, user="root", password="")
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT COUNT(*) FROM ex.t")
+                return cur.fetchone()[0]
+            finally:
+                conn.close()
+
+        wait_for(lambda: replica_rows() == 2, timeout=30, ignore=(pymysql.err.MySQLError,))
+        conn = pymysql.connect(host="127.0.0.1", port=3310, user="root", password="")
+        with pytest.raises(pymysql.err.MySQLError) as err:
+            conn.cursor().execute("INSERT INTO ex.t VALUES (3)")
+        conn.close()
+        assert err.value.args[0] == 1290
+        status = run("status")
+        assert status.returncode == 0 and "node 51 (read-only replica): running" in status.stdout
+    finally:
+        stopped = run("stop")
+        for pid in seen:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert stopped.returncode == 0 and stopped.stdout.count("stopped pid") == 4, stopped.stdout
+    assert not list(tmp_path.glob("node-*/marmot.pid"))

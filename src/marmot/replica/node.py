@@ -55,6 +55,7 @@ class ReplicaNode(Node):
         cfg = self.cfg
         assert self.engine is not None and self.databases is not None
         self.engine.read_only = True
+        self.engine.global_variables["read_only"] = 1  # what clients that check @@read_only see
         settings = ReplicationSettings.from_config(cfg)
         self.queues = ApplyQueues(self.databases, max_batch=settings.max_batch)
         self.readers = ReadConnections(self.databases)
