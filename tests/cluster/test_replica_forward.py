@@ -6,7 +6,7 @@ id the cluster assigned (``LAST_INSERT_ID()`` on the replica too); ``BEGIN; INSE
 one transaction (nothing visible on the cluster before COMMIT, all of it after; ROLLBACK leaves nothing);
 a duplicate key arrives as 1062; with ``marmot_wait_for_replication = ON`` the next read sees the
 session's write although the replica's following is held back (failpoint ``replica_before_pull``),
-while a session without it does not. The ``forward`` RPC driven directly: a retried request id is
+while a session without it does not; LOAD DATA LOCAL goes with its file. The ``forward`` RPC driven directly: a retried request id is
 answered from memory and applied once cluster-wide. The other replica refuses writes with 1290.
 """
 
@@ -118,6 +118,24 @@ def test_transaction_is_forwarded_as_one(setup: Setup) -> None:
     assert _cluster_rows(setup, "SELECT n FROM items WHERE v = 'txn'") == ((42,),)
 
 
+def test_load_data_local_is_forwarded_with_its_file(setup: Setup, tmp_path: Path) -> None:
+    data = tmp_path / "items.tsv"
+    data.write_text("loaded1\t7\nloaded2\t8\n")
+    conn = connect(setup.fwd, "fwd")
+    try:
+        cur = conn.cursor()
+        assert cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE items (v, n)") == 2
+        cur.execute("SELECT @@read_only")  # a forwarding replica takes writes
+        assert cur.fetchall() == ((0,),)
+    finally:
+        conn.close()
+    wait_until_equal(
+        setup.nodes,
+        "SELECT v, n FROM fwd.items WHERE v LIKE 'loaded%' ORDER BY v",
+        expected=(("loaded1", 7), ("loaded2", 8)),
+    )
+
+
 def test_duplicate_key_arrives_as_1062(setup: Setup) -> None:
     run(setup.nodes[0], "INSERT INTO items (v) VALUES ('dup')", db="fwd")
     conn = connect(setup.fwd, "fwd")
@@ -201,6 +219,8 @@ def test_without_forward_writes_writes_get_1290(setup: Setup) -> None:
                 conn.cursor().execute(sql)
             assert err.value.args[0] == 1290 and "--read-only" in err.value.args[1], sql
         cur = conn.cursor()
+        cur.execute("SELECT @@read_only")
+        assert cur.fetchall() == ((1,),)
         cur.execute("SET marmot_wait_for_replication = ON")  # accepted: there is nothing to wait for
         cur.execute("SELECT COUNT(*) FROM items WHERE v = 'auto'")
     finally:

@@ -46,4 +46,7 @@ def install_forwarding(
     forwarder = WriteForwarder(client, node_id, AppliedCheck(databases).wait)
     engine.forwarder = forwarder
     engine.write_gate = forwarder.gate
+    engine.global_variables["read_only"] = (
+        0  # it accepts writes: clients that check @@read_only may send them
+    )
     return forwarder
