@@ -7,11 +7,14 @@ one transaction (nothing visible on the cluster before COMMIT, all of it after; 
 a duplicate key arrives as 1062; with ``marmot_wait_for_replication = ON`` the next read sees the
 session's write although the replica's following is held back (failpoint ``replica_before_pull``),
 while a session without it does not; LOAD DATA LOCAL goes with its file. The ``forward`` RPC driven directly: a retried request id is
-answered from memory and applied once cluster-wide. The other replica refuses writes with 1290.
+answered from memory and applied once cluster-wide. A client that goes away mid-transaction leaves
+nothing; with the followed node SIGKILLed, writes go to another node. The other replica refuses writes
+with 1290.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,6 +208,13 @@ def test_wait_for_replication_reads_the_session_own_write(setup: Setup) -> None:
         cur.execute("SELECT COUNT(*) FROM items WHERE v = 'seen'")
         assert cur.fetchall() == ((1,),)  # the read waited until the replica applied the commit
         assert time.monotonic() - started > 0.5  # it did wait (the pulls are held 4 s)
+
+        cur.execute("BEGIN")  # a forwarded transaction, then a read of its outcome
+        cur.execute("INSERT INTO items (v, n) VALUES ('seen-txn', 1)")
+        cur.execute("UPDATE items SET n = 2 WHERE v IN ('seen', 'seen-txn')")
+        cur.execute("COMMIT")
+        cur.execute("SELECT v, n FROM items WHERE v LIKE 'seen%' ORDER BY v")
+        assert cur.fetchall() == (("seen", 2), ("seen-txn", 2))
     finally:
         setup.failpoints.write_text("")
         plain.close()
@@ -226,3 +236,34 @@ def test_without_forward_writes_writes_get_1290(setup: Setup) -> None:
     finally:
         conn.close()
     assert _cluster_rows(setup, "SELECT COUNT(*) FROM items WHERE v = 'refused'") == ((0,),)
+
+
+def _forward_sessions_on(node: NodeProcess, replica_node_id: int) -> int:
+    rows = run(node, "SHOW PROCESSLIST")
+    return sum(1 for r in rows if r[2] == f"replica:{replica_node_id}")
+
+
+def test_a_client_gone_mid_transaction_leaves_nothing(setup: Setup) -> None:
+    n2 = setup.nodes[1]  # the node the replica follows: forwarded writes go there first
+    conn = connect(setup.fwd, "fwd")
+    cur = conn.cursor()
+    cur.execute("BEGIN")
+    cur.execute("INSERT INTO items (v) VALUES ('abandoned')")
+    assert _forward_sessions_on(n2, 61) >= 1  # its forward session holds the open transaction
+    conn.close()  # the client goes away: the replica closes the forward session, which rolls back
+    wait_for(lambda: _forward_sessions_on(n2, 61) == 0, 20, "the forward sessions to close")
+    assert _cluster_rows(setup, "SELECT COUNT(*) FROM items WHERE v = 'abandoned'") == ((0,),)
+
+
+def test_forwarding_moves_on_when_the_followed_node_dies(setup: Setup) -> None:
+    """Last in the module: it SIGKILLs node 2 (the replica's source and first forwarding target)."""
+    n1, n2, n3 = setup.nodes
+    n2.stop(signal.SIGKILL)
+    time.sleep(1.0)
+    conn = connect(setup.fwd, "fwd")
+    try:
+        cur = conn.cursor()
+        assert cur.execute("INSERT INTO items (v) VALUES ('after-kill')") == 1  # never reached node 2
+    finally:
+        conn.close()
+    wait_until_equal([n1, n3], "SELECT COUNT(*) FROM fwd.items WHERE v = 'after-kill'", expected=((1,),))
