@@ -15,8 +15,8 @@ the file the replica already read from its client.
 The answer is the statement's result as the cluster node's engine produced it — an OK (affected rows,
 insert id, info), rows with their columns (reads inside a forwarded transaction), or the MySQL error
 (code, SQLSTATE, message, unchanged) — plus the warnings, the session's ``LAST_INSERT_ID()``, whether a
-transaction is open there now, and the causal token (``@@marmot_last_commit_ts``) when the request
-committed a transaction.
+transaction is open there now, and the causal token (``@@marmot_last_commit_ts``) with the database
+whose commit log holds it when the request committed a transaction.
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ class ForwardAnswer:
     session_last_insert_id: int = 0  # the session's LAST_INSERT_ID() after the statement
     in_transaction: bool = False  # a transaction of this session is open on the cluster node now
     commit_ts: Timestamp | None = None  # the request committed a transaction at this timestamp
+    commit_db: str | None = None  # in this database's commit log (None: CREATE/DROP DATABASE)
 
     def to_wire(self) -> dict[str, Any]:
         msg: dict[str, Any] = {
@@ -134,6 +135,7 @@ class ForwardAnswer:
             "lid": self.session_last_insert_id,
             "in_txn": self.in_transaction,
             "commit_ts": None if (ts := self.commit_ts) is None else [ts.wall_ns, ts.logical, ts.node_id],
+            "commit_db": self.commit_db,
         }
         if self.error is not None:
             msg["error"] = [self.error.code, self.error.sqlstate, self.error.message]
@@ -160,6 +162,8 @@ class ForwardAnswer:
         ts = msg.get("commit_ts")
         if ts is not None:
             ans.commit_ts = Timestamp(int(ts[0]), int(ts[1]), int(ts[2]))
+            db = msg.get("commit_db")
+            ans.commit_db = db if isinstance(db, str) else None
         if "error" in msg:
             code, sqlstate, message = msg["error"]
             ans.error = MySQLError(int(code), str(sqlstate), str(message))

@@ -211,22 +211,16 @@ class ForwardSessions:
                     await s.execute(stmt)
             result = await s.execute(req.sql, req.params)
         except MySQLError as err:
-            return ForwardAnswer(
-                req.request_id,
-                error=err,
-                warnings=list(s.warnings),
-                session_last_insert_id=s.last_insert_id,
-                in_transaction=s.status_in_transaction,
-                commit_ts=_new_commit(before, s),
-            )
-        return ForwardAnswer(
-            req.request_id,
-            result=result,
-            warnings=list(s.warnings),
-            session_last_insert_id=s.last_insert_id,
-            in_transaction=s.status_in_transaction,
-            commit_ts=_new_commit(before, s),
-        )
+            answer = ForwardAnswer(req.request_id, error=err)
+        else:
+            answer = ForwardAnswer(req.request_id, result=result)
+        answer.warnings = list(s.warnings)
+        answer.session_last_insert_id = s.last_insert_id
+        answer.in_transaction = s.status_in_transaction
+        after = s.last_commit_ts
+        if after is not None and after != before:  # this request committed (an error after a commit too)
+            answer.commit_ts, answer.commit_db = after, s.writer.last_commit_db
+        return answer
 
     @staticmethod
     def _adopt(s: Session, req: ForwardRequest) -> None:
@@ -253,9 +247,3 @@ class ForwardSessions:
             s.request_local_file = local_file
         else:
             s.request_local_file = None
-
-
-def _new_commit(before: object, s: Session) -> Any:
-    """The timestamp of the commit this request made, if it made one."""
-    after = s.last_commit_ts
-    return after if after is not None and after != before else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from marmot.config import Config
 from marmot.engine.context import EngineContext
 from marmot.replica.applied import AppliedCheck
-from marmot.replica.follower import Follower
+from marmot.replica.follower import Follower, replicated
 from marmot.replica.forward_client import ForwardClient, Send
 from marmot.replica.forward_writes import WriteForwarder
 from marmot.storage.databases import DatabaseManager
@@ -43,7 +43,10 @@ def install_forwarding(
     client = ForwardClient(
         send, lambda: forward_candidates(follower), float(cfg.replica.forward_write_timeout_sec)
     )
-    forwarder = WriteForwarder(client, node_id, AppliedCheck(databases).wait)
+    patterns = follower.settings.patterns
+    forwarder = WriteForwarder(
+        client, node_id, AppliedCheck(databases).wait, lambda db: replicated(patterns, db)
+    )
     engine.forwarder = forwarder
     engine.write_gate = forwarder.gate
     engine.global_variables["read_only"] = (

@@ -22,7 +22,8 @@ assigned (the session's ``LAST_INSERT_ID()`` follows), warnings, or the cluster'
 Reading one's own writes: with ``SET marmot_wait_for_replication = ON`` the session's first local read
 after a forwarded commit waits until this replica has applied that commit (the causal-token wait of
 ``SET marmot_read_after``), at most ``forward_write_timeout_sec``; past it the read fails with 1105 and
-the next read waits again (``= OFF`` stops waiting).
+the next read waits again (``= OFF`` stops waiting). Only commits this replica will apply count: one in a
+database it follows (the answer names the commit's database), not CREATE/DROP DATABASE.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from marmot.sql import lexer
 
 WaitApplied = Callable[[Timestamp, float], Awaitable[bool]]  # (commit timestamp, timeout) -> applied here
+Follows = Callable[[str], bool]  # does this replica follow that database?
 
 # Statements that read: they wait for the session's forwarded commits (marmot_wait_for_replication)
 _READS = frozenset({Command.PLAN, Command.RAW, Command.SHOW, Command.DO})
@@ -74,10 +76,17 @@ def _on(value: object) -> bool:
 class WriteForwarder:
     """``engine.forwarding.StatementForwarder`` of a replica (module docstring)."""
 
-    def __init__(self, client: ForwardClient, node_id: int, wait_applied: WaitApplied) -> None:
+    def __init__(
+        self,
+        client: ForwardClient,
+        node_id: int,
+        wait_applied: WaitApplied,
+        follows: Follows = lambda _db: True,
+    ) -> None:
         self.client = client
         self.node_id = node_id
         self.wait_applied = wait_applied
+        self.follows = follows
         self._states: dict[int, ForwardState] = {}  # connection id -> its forwarding
         self._closing: set[asyncio.Task[None]] = set()
         self._run_id = uuid.uuid4().hex[:12]  # session ids stay unique across replica restarts
@@ -226,8 +235,12 @@ class WriteForwarder:
         if was_open and not st.remote_open:
             self._end_local_transaction(session, st)  # committed, rolled back or ended by DDL there
         if answer.commit_ts is not None:
-            st.pending = answer.commit_ts
             session.writer.last_commit_ts = answer.commit_ts  # @@marmot_last_commit_ts: the token
+            # a read waits only for what this replica will apply: a database it follows (not CREATE/DROP
+            # DATABASE, which no database's log holds, nor a database outside replicate_databases)
+            db = answer.commit_db
+            if db is not None and self.follows(db):
+                st.pending = answer.commit_ts
         session.last_insert_id = answer.session_last_insert_id
         session.warnings = answer.warnings
         if answer.error is not None:
