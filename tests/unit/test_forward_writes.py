@@ -71,7 +71,7 @@ def _with_replica(tmp: Path, scenario: Scenario) -> None:
         async def send(address: str, method: str, payload: Any, timeout: float) -> Any:
             return await pool.get(address).call(method, payload, timeout)
 
-        async def never_applied(_ts: Timestamp, _timeout: float) -> bool:
+        async def never_applied(_ts: Timestamp, _db: str, _timeout: float) -> bool:
             return False
 
         client = ForwardClient(send, lambda: [f"127.0.0.1:{port}"], timeout_s=10.0)
@@ -162,7 +162,7 @@ def test_refused_write_is_forwarded_and_wait_times_out(tmp_path: Path) -> None:
         assert _rows(cluster, "SELECT v FROM items") == [("b",)]
         # a forwarded commit this replica never applies: with the wait on, the next read gives 1105
         state = forwarder._states[s.connection_id]
-        state.pending = Timestamp(1, 0, 1)
+        state.pending = (Timestamp(1, 0, 1), "marmot")
         forwarder.client.timeout_s = 0.3
         await s.execute("SELECT 1")  # the wait is off: no wait
         await s.execute("SET marmot_wait_for_replication = ON")

@@ -3,7 +3,7 @@
 A forwarded commit comes back with its commit timestamp (``@@marmot_last_commit_ts``). A replica applies
 the cluster's transactions through the same apply path as a cluster node, which records each one, with
 that timestamp, in the database's commit log (``__marmot_txn_log``): so "applied here" is a lookup in
-the logs of this node's databases, polled until it succeeds or the time is up — the wait of
+that database's log, polled until it succeeds or the time is up — the wait of
 ``SET marmot_read_after`` (``replication/causal.py``), on the replica's own read connections.
 """
 
@@ -24,32 +24,32 @@ _SQL = f"SELECT 1 FROM {rt.TXN_LOG} WHERE wall = ? AND logical = ? AND node = ? 
 
 
 class AppliedCheck:
-    """``wait(ts, timeout)``: True once the transaction committed at ``ts`` is in a local commit log.
+    """``wait(ts, db, timeout)``: True once the transaction committed at ``ts`` is in ``db``'s commit log.
 
     Each look opens its own connection: a snapshot restore swaps a database's file, and a kept handle
-    would go on reading the old one."""
+    would go on reading the old one. Only the commit's own database is looked at (the forward answer
+    names it)."""
 
     def __init__(self, databases: DatabaseManager) -> None:
         self.databases = databases
 
-    def applied(self, ts: Timestamp) -> bool:
-        for db in self.databases.names():
-            try:  # read-only: a database dropped meanwhile must not be created again by looking
-                conn = apsw.Connection(str(self.databases.path(db)), flags=apsw.SQLITE_OPEN_READONLY)
-            except (apsw.Error, OSError):  # being dropped or replaced right now: look again later
-                continue
-            try:
-                if conn.execute(_SQL, (ts.wall_ns, ts.logical, ts.node_id)).fetchone():
-                    return True
-            except apsw.Error:  # no commit log yet (nothing applied to it)
-                pass
-            finally:
-                conn.close()
-        return False
+    def applied(self, ts: Timestamp, db: str) -> bool:
+        if not self.databases.exists(db):  # not discovered yet: nothing applied
+            return False
+        try:  # read-only: a database dropped meanwhile must not be created again by looking
+            conn = apsw.Connection(str(self.databases.path(db)), flags=apsw.SQLITE_OPEN_READONLY)
+        except (apsw.Error, OSError):  # being dropped or replaced right now: look again later
+            return False
+        try:
+            return conn.execute(_SQL, (ts.wall_ns, ts.logical, ts.node_id)).fetchone() is not None
+        except apsw.Error:  # no commit log yet (nothing applied to it)
+            return False
+        finally:
+            conn.close()
 
-    async def wait(self, ts: Timestamp, timeout: float) -> bool:
+    async def wait(self, ts: Timestamp, db: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while not self.applied(ts):
+        while not self.applied(ts, db):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from marmot.engine.session import Session
     from marmot.sql import lexer
 
-WaitApplied = Callable[[Timestamp, float], Awaitable[bool]]  # (commit timestamp, timeout) -> applied here
+WaitApplied = Callable[[Timestamp, str, float], Awaitable[bool]]  # (commit ts, database, timeout) -> applied
 Follows = Callable[[str], bool]  # does this replica follow that database?
 
 # Statements that read: they wait for the session's forwarded commits (marmot_wait_for_replication)
@@ -66,7 +66,7 @@ class ForwardState:
     next_request_id: int = 1
     remote_open: bool = False  # a transaction of this session is open on ``link.node``
     savepoints: list[str] = field(default_factory=list)  # taken locally before the transaction's first write
-    pending: Timestamp | None = None  # the latest forwarded commit a read may have to wait for
+    pending: tuple[Timestamp, str] | None = None  # the latest forwarded commit (and its database) to wait for
 
 
 def _on(value: object) -> bool:
@@ -240,7 +240,7 @@ class WriteForwarder:
             # DATABASE, which no database's log holds, nor a database outside replicate_databases)
             db = answer.commit_db
             if db is not None and self.follows(db):
-                st.pending = answer.commit_ts
+                st.pending = (answer.commit_ts, db)
         session.last_insert_id = answer.session_last_insert_id
         session.warnings = answer.warnings
         if answer.error is not None:
@@ -257,10 +257,11 @@ class WriteForwarder:
     async def _wait_for_own_writes(self, session: Session, st: ForwardState) -> None:
         """``marmot_wait_for_replication = ON``: the session's forwarded commit is applied here first."""
         wanted = session.variables.get(_WAIT_VARIABLE, session.ctx.global_variables.get(_WAIT_VARIABLE, 0))
-        ts = st.pending
-        if ts is None or not _on(wanted):
+        pending = st.pending
+        if pending is None or not _on(wanted):
             return
-        if not await self.wait_applied(ts, self.timeout_s):
+        ts, db = pending
+        if not await self.wait_applied(ts, db, self.timeout_s):
             raise MySQLError(
                 1105,
                 "HY000",
@@ -268,7 +269,7 @@ class WriteForwarder:
                 f"{ts.wall_ns}.{ts.logical}.{ts.node_id} within [replica] forward_write_timeout_sec = "
                 f"{self.timeout_s:g} s; retry the read, or SET marmot_wait_for_replication = OFF",
             )
-        if st.pending == ts:
+        if st.pending == pending:
             st.pending = None
 
 
