@@ -31,6 +31,7 @@ from marmot.ids import make_id_generator
 from marmot.mysql.connection import ServerSettings
 from marmot.mysql.server import MySQLServer, make_ssl_context
 from marmot.replica.cluster_side import ReplicaService
+from marmot.replica.forward_metrics import ForwardSessionsCollector
 from marmot.replica.forward_server import ForwardSessions
 from marmot.replication.service import Replication
 from marmot.startup import DataDirLock
@@ -227,6 +228,8 @@ class Node:
         self.forward_sessions = ForwardSessions(self.engine)  # replicas' forwarded writes (replica/)
         self.forward_sessions.register(self.cluster.router)
         self.forward_sessions.start()
+        if cfg.prometheus.enabled:
+            self.metrics.registry.register(ForwardSessionsCollector(self.node_id, self.forward_sessions))
         # The engine hands replication its writes and replication asks the engine's sessions to let go of
         # a database file: the engine is built first, without one, and plugs into it here.
         self.engine.replication = self.replication

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,25 @@ def test_retried_request_id_applies_once(setup: Setup) -> None:
         assert cur.fetchall() == ((1,),)
     finally:
         conn.close()
+
+
+def _metric(node: NodeProcess, name: str) -> float:
+    """The value of the ``name`` series in ``node``'s /metrics (one series: labelled by node_id only)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{node.grpc_port}/metrics", headers={"X-Marmot-Secret": SECRET}
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_forwarding_is_counted(setup: Setup) -> None:
+    assert _metric(setup.nodes[1], "marmot_forward_replayed_total") >= 1  # the retried request id above
+    assert _metric(setup.nodes[1], "marmot_forward_statements_total") >= 3
+    assert _metric(setup.fwd, "marmot_replica_forwarded_statements_total") >= 3
 
 
 def test_wait_for_replication_reads_the_session_own_write(setup: Setup) -> None:

@@ -8,11 +8,13 @@ it may take, and how "this replica has applied that commit" is answered — so t
 
 from __future__ import annotations
 
+from marmot.admin.metrics import Metrics
 from marmot.config import Config
 from marmot.engine.context import EngineContext
 from marmot.replica.applied import AppliedCheck
 from marmot.replica.follower import Follower, replicated
 from marmot.replica.forward_client import ForwardClient, Send
+from marmot.replica.forward_metrics import ForwarderCollector
 from marmot.replica.forward_writes import WriteForwarder
 from marmot.storage.databases import DatabaseManager
 
@@ -38,6 +40,7 @@ def install_forwarding(
     send: Send,
     follower: Follower,
     databases: DatabaseManager,
+    metrics: Metrics | None = None,
 ) -> WriteForwarder:
     """Make the read-only ``engine`` forward its sessions' writes (``replica/forward_writes.py``)."""
     client = ForwardClient(
@@ -49,7 +52,8 @@ def install_forwarding(
     )
     engine.forwarder = forwarder
     engine.write_gate = forwarder.gate
-    engine.global_variables["read_only"] = (
-        0  # it accepts writes: clients that check @@read_only may send them
-    )
+    # it accepts writes: clients that check @@read_only before writing may send them
+    engine.global_variables["read_only"] = 0
+    if metrics is not None:
+        metrics.registry.register(ForwarderCollector(node_id, forwarder))
     return forwarder

@@ -92,6 +92,7 @@ class WriteForwarder:
         self._run_id = uuid.uuid4().hex[:12]  # session ids stay unique across replica restarts
         self._generation = 0
         self.forwarded = 0  # statements forwarded
+        self.failed = 0  # of which no answer came in time
 
     @property
     def timeout_s(self) -> float:
@@ -224,6 +225,7 @@ class WriteForwarder:
         try:
             answer = await self.client.call(st.link, req)
         except MySQLError:
+            self.failed += 1
             # No answer: what the forward session holds is unknown, so it is left to expire (rolling
             # back what it has open) and the next statement starts a new one.
             if st.remote_open:

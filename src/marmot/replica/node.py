@@ -80,8 +80,9 @@ class ReplicaNode(Node):
             FollowSettings.from_config(cfg), pull, self.transport, self.node_id, self._identity
         )
         if cfg.replica.forward_writes:  # writes go to the cluster instead of getting 1290
+            metrics = self.metrics if cfg.prometheus.enabled else None
             install_forwarding(
-                self.engine, cfg, self.node_id, self.transport.send, self.follower, self.databases
+                self.engine, cfg, self.node_id, self.transport.send, self.follower, self.databases, metrics
             )
         control = ReplicaControl(self.node_id, self.databases, self.follower)
         app = make_replica_app(
