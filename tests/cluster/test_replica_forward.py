@@ -140,6 +140,23 @@ def test_load_data_local_is_forwarded_with_its_file(setup: Setup, tmp_path: Path
     )
 
 
+def test_prepared_statement_is_forwarded_with_its_parameters(setup: Setup) -> None:
+    connector = pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
+    cnx = connector.connect(
+        host="127.0.0.1", port=setup.fwd.mysql_port, user="root", password="", database="fwd", autocommit=True
+    )
+    try:
+        cur = cnx.cursor(prepared=True)  # COM_STMT_PREPARE / COM_STMT_EXECUTE with binary parameters
+        cur.execute("INSERT INTO items (v, n) VALUES (?, ?)", ("prepared", 77))
+        assert cur.rowcount == 1
+        new_id = cur.lastrowid
+    finally:
+        cnx.close()
+    wait_until_equal(
+        setup.nodes, "SELECT id, n FROM fwd.items WHERE v = 'prepared'", expected=((new_id, 77),)
+    )
+
+
 def test_duplicate_key_arrives_as_1062(setup: Setup) -> None:
     run(setup.nodes[0], "INSERT INTO items (v) VALUES ('dup')", db="fwd")
     conn = connect(setup.fwd, "fwd")
