@@ -33,12 +33,14 @@ from typing import Any
 
 from marmot.storage.rowkey import decode_row_key
 from marmot.testing import SECRET, LocalCluster, NodeProcess, ProxyPool, admin_json, member_states
+from marmot.testing.replicas import make_replica
 from marmot.testing.tmpfs import tmpfs_available
 from tests.support import connect
 
 FIU_LIBS = ("/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so")
 TMPFS_SIZE = "256m"
 DB = "chaos"
+REPLICA = "replica"  # the replica's key where nodes are numbered (final state, sql, row_versions)
 
 # Fast timers (the launcher's gossip timers, and these): faults last seconds, so detection, intent
 # expiry and anti-entropy must too.
@@ -57,13 +59,27 @@ def fiu_available() -> bool:
 class ChaosCluster:
     """Three nodes behind fault proxies. Fault methods take node numbers 1..3."""
 
-    def __init__(self, workdir: Path, *, use_tmpfs: bool | None = None, use_fiu: bool | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        use_tmpfs: bool | None = None,
+        use_fiu: bool | None = None,
+        replica: bool = False,
+    ) -> None:
+        """``replica``: also run a read-only replica (``src/marmot/replica/``) following node 1, outside the
+        fault proxies (it reaches the nodes directly; node faults hit its source and make it fail over);
+        the ``replica-kill`` nemesis is then available, and the runner requires its final state to equal
+        the nodes'."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.capabilities = {
             "tmpfs": tmpfs_available(workdir / "probe") if use_tmpfs is None else use_tmpfs,
             "fiu": fiu_available() if use_fiu is None else use_fiu,
+            "replica": replica,
         }
+        self.replica: NodeProcess | None = None
+        self.replica_down = False
         self.cluster = LocalCluster(
             3,
             workdir,
@@ -100,10 +116,16 @@ class ChaosCluster:
         if self.capabilities["tmpfs"]:
             self.capabilities["tmpfs"] = self.cluster.on_tmpfs
         self.sql(1, f"CREATE DATABASE IF NOT EXISTS {DB}", db=None)
+        if self.capabilities["replica"]:
+            # its directory matches the runner's log glob (cluster/n*/node-*.log)
+            self.replica = make_replica(self.workdir / "nreplica", [self.nodes[1]], node_id=50)
+            self.replica.start(timeout=60)
 
     def close(self) -> None:
-        """Stop every node by its PID (resumed first: a stopped process ignores SIGTERM), the proxies,
-        and unmount every tmpfs. Safe to call twice."""
+        """Stop the replica and every node by its PID (resumed first: a stopped process ignores SIGTERM),
+        the proxies, and unmount every tmpfs. Safe to call twice."""
+        if self.replica is not None:
+            self.replica.stop(signal.SIGKILL)
         self.cluster.stop()
         for i, n in self.nodes.items():
             self._remove_fiu_fifos(i, n)
@@ -166,6 +188,16 @@ class ChaosCluster:
 
     def pause(self, i: int) -> None:
         self.cluster.pause(i)
+
+    def kill_replica(self) -> None:
+        assert self.replica is not None
+        self.replica.stop(signal.SIGKILL)
+        self.replica_down = True
+
+    def restart_replica(self) -> None:
+        if self.replica is not None and self.replica_down:
+            self.replica.start(timeout=60)
+            self.replica_down = False
 
     def resume(self, i: int) -> None:
         self.cluster.resume(i)
@@ -256,12 +288,20 @@ class ChaosCluster:
             self.resume(i)
         for i in sorted(self.down):
             self.restart(i)
+        self.restart_replica()
         self.heal_network()
 
     # -- observation -----------------------------------------------------------------------------------
 
-    def admin(self, i: int, path: str, timeout: float = 5.0) -> Any:
-        return admin_json(self.nodes[i], path, SECRET, timeout)
+    def node(self, i: int | str) -> NodeProcess:
+        """Node ``i`` (1..3), or the replica for ``REPLICA``."""
+        if i == REPLICA:
+            assert self.replica is not None, "no replica in this run"
+            return self.replica
+        return self.nodes[int(i)]
+
+    def admin(self, i: int | str, path: str, timeout: float = 5.0) -> Any:
+        return admin_json(self.node(i), path, SECRET, timeout)
 
     def states(self, i: int) -> dict[int, str]:
         return member_states(self.nodes[i])
@@ -274,8 +314,8 @@ class ChaosCluster:
             return False
         return True
 
-    def sql(self, i: int, statement: str, args: Any = None, db: str | None = DB) -> list[tuple]:
-        c = connect(self.nodes[i], db, local_infile=False, read_timeout=30)
+    def sql(self, i: int | str, statement: str, args: Any = None, db: str | None = DB) -> list[tuple]:
+        c = connect(self.node(i), db, local_infile=False, read_timeout=30)
         try:
             with c.cursor() as cur:
                 cur.execute(statement, args)
@@ -283,8 +323,9 @@ class ChaosCluster:
         finally:
             c.close()
 
-    def row_versions(self, i: int, table: str) -> dict[tuple, list[int]]:
-        """``{primary key values: [wall, logical, node]}`` of every live row of ``table`` on node i."""
+    def row_versions(self, i: int | str, table: str) -> dict[tuple, list[int]]:
+        """``{primary key values: [wall, logical, node]}`` of every live row of ``table`` on node i (or
+        the replica)."""
         out: dict[tuple, list[int]] = {}
         after = ""
         while True:

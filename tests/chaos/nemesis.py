@@ -151,6 +151,15 @@ def _fsync_heal(c: ChaosCluster, what: dict[str, Any]) -> None:
     c.fail_fsync(what["node"], False)
 
 
+def _kill_replica(c: ChaosCluster, _rng: random.Random) -> dict[str, Any]:
+    c.kill_replica()
+    return {"killed": "replica"}
+
+
+def _restart_replica(c: ChaosCluster, _what: dict[str, Any]) -> None:
+    c.restart_replica()
+
+
 NEMESES: tuple[Nemesis, ...] = (
     Nemesis(
         "isolate",
@@ -237,6 +246,14 @@ NEMESES: tuple[Nemesis, ...] = (
         _fsync,
         _fsync_heal,
         needs="fiu",
+    ),
+    Nemesis(
+        "replica-kill",
+        "replica",
+        "SIGKILL the read-only replica (runs with --replica); restart it on its data at the heal",
+        _kill_replica,
+        _restart_replica,
+        needs="replica",
     ),
 )
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos import checker
-from tests.chaos.cluster import ChaosCluster
+from tests.chaos.cluster import REPLICA, ChaosCluster
 from tests.chaos.nemesis import BY_NAME, NEMESES, schedule
 from tests.chaos.workloads import WORKLOADS, History, final_state, setup, start_clients
 
@@ -52,27 +52,37 @@ class RunResult:
 
 
 def _converge(cluster: ChaosCluster, deadline: float) -> tuple[dict[str, Any] | None, float]:
-    """Poll the dumps until all three nodes agree; (nodes, seconds) or (last dumps, -1) at the deadline."""
+    """Poll the dumps until all three nodes (and the replica, when the run has one) agree; (nodes,
+    seconds) or (last dumps, -1) at the deadline."""
     start = time.monotonic()
     last: dict[str, Any] | None = None
+    ids: tuple[int | str, ...] = (1, 2, 3, REPLICA) if cluster.replica is not None else (1, 2, 3)
     while time.monotonic() < deadline:
         try:
-            last = final_state(cluster)
+            last = final_state(cluster, ids=ids)
         except Exception:  # noqa: BLE001 - a node still restarting or catching up; try again
             time.sleep(1.0)
             continue
-        if last["1"] == last["2"] == last["3"]:
+        if all(last[str(i)] == last["1"] for i in ids):
             return last, time.monotonic() - start
         time.sleep(1.0)
     return last, -1.0
 
 
 def run_schedule(
-    seed: int, duration: float, workdir: Path, nemeses: list[str] | None = None, log: Any = print
+    seed: int,
+    duration: float,
+    workdir: Path,
+    nemeses: list[str] | None = None,
+    log: Any = print,
+    replica: bool = False,
 ) -> RunResult:
-    """Play one seeded schedule and check it. Every process started is stopped before returning."""
+    """Play one seeded schedule and check it. Every process started is stopped before returning.
+    ``replica``: a read-only replica follows the cluster throughout (``ChaosCluster``); its final rows and
+    versions join the nodes' in the final state, so the convergence and acknowledged-write checks hold
+    it to the same standard."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cluster = ChaosCluster(workdir / "cluster")
+    cluster = ChaosCluster(workdir / "cluster", replica=replica)
     history = History(workdir / "history.jsonl")
     stop = threading.Event()
     clients: list[Any] = []
@@ -186,6 +196,12 @@ def _sleep_until(t: float) -> None:
 def _unexpected_exits(cluster: ChaosCluster, history: History) -> list[str]:
     """Nodes that died without a kill nemesis: a bug (logged, counted as a failure, restarted)."""
     out = []
+    r = cluster.replica
+    if r is not None and not cluster.replica_down and r.proc is not None and r.proc.poll() is not None:
+        out.append(f"node-crash: the replica exited with status {r.proc.returncode}: {r.log()[-1500:]}")
+        history.log({"type": "crash", "node": REPLICA, "status": r.proc.returncode})
+        cluster.replica_down = True
+        cluster.restart_replica()
     for i, n in cluster.nodes.items():
         if i in cluster.down or n.proc is None or n.proc.poll() is None:
             continue
@@ -223,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of faults per schedule")
     ap.add_argument("--nemeses", help="comma-separated nemesis names (default: all this machine supports)")
     ap.add_argument("--out", type=Path, help="directory for the runs (default: a new temporary one)")
+    ap.add_argument(
+        "--replica",
+        action="store_true",
+        help="also run a read-only replica (killed by the replica-kill nemesis); its final state must "
+        "equal the nodes'",
+    )
     args = ap.parse_args(argv)
     # SIGTERM (a CI timeout, a kill) unwinds like Ctrl-C, so every node is stopped and every tmpfs unmounted
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -231,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for seed in seeds:
         r = run_schedule(
-            seed, args.duration, out / f"seed-{seed}", args.nemeses.split(",") if args.nemeses else None
+            seed,
+            args.duration,
+            out / f"seed-{seed}",
+            args.nemeses.split(",") if args.nemeses else None,
+            replica=args.replica,
         )
         results.append(r)
         print((r.workdir / "report.txt").read_text())

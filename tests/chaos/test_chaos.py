@@ -54,3 +54,27 @@ def test_seeded_schedule(tmp_path, seed):
     judged = result.report.find_note(f"read-levels[{q}]")
     assert judged is not None and judged.count >= 50, judged
     assert result.report.passed >= 16  # 11 before register_quorum, which adds 5 (stale-read among them)
+
+
+@pytest.mark.timeout(600)
+def test_short_schedule_with_a_replica(tmp_path):
+    """A read-only replica through a short schedule of process faults (its source killed or paused, the
+    replica itself killed): its final rows and versions must equal the nodes' (``convergence``), and it
+    must hold every acknowledged write like they do."""
+    seed = int(os.environ.get("MARMOT_CHAOS_REPLICA_SEED", "3"))
+    result = run_schedule(
+        seed,
+        float(os.environ.get("MARMOT_CHAOS_REPLICA_DURATION", "20")),
+        tmp_path / f"replica-seed-{seed}",
+        ["kill", "pause", "replica-kill"],
+        log=lambda *_: None,
+        replica=True,
+    )
+    report = (result.workdir / "report.txt").read_text()
+    assert result.ok, f"seed {seed} with a replica failed:\n{report}\nrun directory: {result.workdir}"
+    final = json.loads((result.workdir / "final.json").read_text())
+    assert set(final["nodes"]) == {"1", "2", "3", "replica"} and final["converged"]
+    assert final["nodes"]["replica"] == final["nodes"]["1"]
+    applied = {name for step in result.steps for name in step["faults"]}
+    assert "replica-kill" in applied, applied
+    assert result.ops > 300, f"only {result.ops} operations ran"

@@ -467,10 +467,13 @@ def start_clients(
     return clients
 
 
-def final_state(cluster: ChaosCluster, workloads: tuple[Workload, ...] = WORKLOADS) -> dict[str, Any]:
-    """Every node's rows of every workload with their LWW versions (the checker's ``nodes``)."""
+def final_state(
+    cluster: ChaosCluster, workloads: tuple[Workload, ...] = WORKLOADS, ids: tuple[int | str, ...] = (1, 2, 3)
+) -> dict[str, Any]:
+    """Every node's rows of every workload with their LWW versions (the checker's ``nodes``); ``ids`` may
+    name the replica (``cluster.REPLICA``) too."""
     nodes: dict[str, Any] = {}
-    for i in (1, 2, 3):
+    for i in ids:
         per: dict[str, Any] = {}
         for wl in workloads:
             versions = cluster.row_versions(i, wl.table)
