@@ -7,7 +7,9 @@ one transaction (nothing visible on the cluster before COMMIT, all of it after; 
 a duplicate key arrives as 1062; with ``marmot_wait_for_replication = ON`` the next read sees the
 session's write although the replica's following is held back (failpoint ``replica_before_pull``),
 while a session without it does not; LOAD DATA LOCAL goes with its file. The ``forward`` RPC driven directly: a retried request id is
-answered from memory and applied once cluster-wide. A client that goes away mid-transaction leaves
+answered from memory and applied once cluster-wide; through a fault proxy, a forwarded INSERT whose answer
+is lost (connection reset while node 1 holds it in 2PC) is retried with the same id and applied once. A
+client that goes away mid-transaction leaves
 nothing; with the followed node SIGKILLed, writes go to another node. The other replica refuses writes
 with 1290.
 """
@@ -15,6 +17,7 @@ with 1290.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +30,8 @@ import pytest
 from marmot.cluster.rpc import ClientPool
 from marmot.replica.forward_protocol import METHOD, ForwardAnswer, ForwardRequest
 from marmot.testing.admin import SECRET, admin_json
-from marmot.testing.nodes import NodeProcess
+from marmot.testing.faultproxy import ProxyPool
+from marmot.testing.nodes import NodeProcess, free_port
 from marmot.testing.replicas import FAST_REPLICA, make_replica
 from tests.support import connect, replicated_cluster, run, run_async, wait_for, wait_until_equal
 
@@ -35,14 +39,20 @@ FORWARDING = FAST_REPLICA + "forward_writes = true\nforward_write_timeout_sec = 
 
 
 class Setup:
-    def __init__(self, nodes: list[NodeProcess], fwd: NodeProcess, ro: NodeProcess, failpoints: Path) -> None:
-        self.nodes, self.fwd, self.ro, self.failpoints = nodes, fwd, ro, failpoints
+    def __init__(
+        self, nodes: list[NodeProcess], fwd: NodeProcess, ro: NodeProcess, failpoints: Path, tmp: Path
+    ) -> None:
+        self.nodes, self.fwd, self.ro, self.failpoints, self.tmp = nodes, fwd, ro, failpoints, tmp
+        self.node1_failpoints = tmp / "node1-failpoints"  # MARMOT_FAILPOINTS_FILE of cluster node 1
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("forward")
-    with replicated_cluster(tmp / "cluster") as nodes:
+    (tmp / "node1-failpoints").write_text("")
+    with replicated_cluster(
+        tmp / "cluster", env={1: {"MARMOT_FAILPOINTS_FILE": str(tmp / "node1-failpoints")}}
+    ) as nodes:
         n1, n2, n3 = nodes
         run(
             n1,
@@ -66,7 +76,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 wait_for(
                     lambda r=replica: run(r, "SELECT COUNT(*) FROM items", db="fwd") == ((0,),), 30, "items"
                 )
-            yield Setup(nodes, fwd, ro, failpoints)
+            yield Setup(nodes, fwd, ro, failpoints, tmp)
         finally:
             fwd.stop()
             ro.stop()
@@ -226,6 +236,53 @@ def test_forwarding_is_counted(setup: Setup) -> None:
     assert _metric(setup.nodes[1], "marmot_forward_replayed_total") >= 1  # the retried request id above
     assert _metric(setup.nodes[1], "marmot_forward_statements_total") >= 3
     assert _metric(setup.fwd, "marmot_replica_forwarded_statements_total") >= 3
+
+
+def test_lost_answer_is_retried_with_the_same_id_and_applied_once(setup: Setup) -> None:
+    """A third replica reaches node 1 through a fault proxy; the forwarded INSERT is held in node 1's 2PC
+    (failpoint) while the proxy resets the connection: the replica sends the same request id again and
+    gets the first run's answer — one row, counted as a replay on node 1 and a retry on the replica."""
+    n1 = setup.nodes[0]
+    proxy = ProxyPool()
+    port = free_port()
+    proxy.add(99, 1, port, n1.grpc_port)
+    flaky = make_replica(setup.tmp / "flaky-replica", [], node_id=63, replica_extra=FORWARDING)
+    flaky.config_path.write_text(
+        flaky.config_path.read_text().replace(
+            "follow_addresses = []", f'follow_addresses = ["127.0.0.1:{port}"]'
+        )
+    )
+    try:
+        flaky.start()
+        wait_for(lambda: admin_json(flaky, "/admin/replica/status")["state"] == "STREAMING", 30, "STREAMING")
+        replayed = _metric(n1, "marmot_forward_replayed_total")
+        setup.node1_failpoints.write_text("coordinator_after_prepare=sleep:2")
+        time.sleep(0.5)  # node 1 has read it
+        got: dict[str, Any] = {}
+
+        def insert() -> None:
+            conn = connect(flaky, "fwd", read_timeout=60)
+            try:
+                got["affected"] = conn.cursor().execute("INSERT INTO items (v) VALUES ('retried')")
+            except Exception as err:  # reported by the assertion below
+                got["error"] = err
+            finally:
+                conn.close()
+
+        t = threading.Thread(target=insert)
+        t.start()
+        wait_for(lambda: _metric(n1, "marmot_forward_sessions") >= 1, 10, "the request to reach node 1")
+        time.sleep(0.3)
+        proxy.reset(99, 1)  # the answer is lost: RST both ways while node 1 holds the write
+        t.join(60)
+        assert got == {"affected": 1}, got
+        assert _metric(n1, "marmot_forward_replayed_total") >= replayed + 1
+        assert _metric(flaky, "marmot_replica_forward_retries_total") >= 1
+        wait_until_equal(setup.nodes, "SELECT COUNT(*) FROM fwd.items WHERE v = 'retried'", expected=((1,),))
+    finally:
+        setup.node1_failpoints.write_text("")
+        flaky.stop()
+        proxy.close()
 
 
 def test_wait_for_replication_reads_the_session_own_write(setup: Setup) -> None:
