@@ -4,14 +4,14 @@ One cluster for the module, a replica with ``forward_writes = true`` following n
 following node 3. Through the forwarding replica: an autocommit INSERT returns the affected rows and the
 id the cluster assigned (``LAST_INSERT_ID()`` on the replica too); ``BEGIN; INSERT; UPDATE; COMMIT`` is
 one transaction (nothing visible on the cluster before COMMIT, all of it after; ROLLBACK leaves nothing);
-a duplicate key arrives as 1062; with ``marmot_wait_for_replication = ON`` the next read sees the
-session's write although the replica's following is held back (failpoint ``replica_before_pull``),
-while a session without it does not; LOAD DATA LOCAL goes with its file. The ``forward`` RPC driven directly: a retried request id is
-answered from memory and applied once cluster-wide; through a fault proxy, a forwarded INSERT whose answer
-is lost (connection reset while node 1 holds it in 2PC) is retried with the same id and applied once. A
-client that goes away mid-transaction leaves
-nothing; with the followed node SIGKILLed, writes go to another node. The other replica refuses writes
-with 1290.
+a duplicate key arrives as 1062; LOAD DATA LOCAL goes with its file and a prepared INSERT with its
+parameters; with ``marmot_wait_for_replication = ON`` the next read sees the session's write although
+the replica's following is held back (failpoint ``replica_before_pull``), while a session without it
+does not. The ``forward`` RPC driven directly: a retried request id is answered from memory and applied
+once cluster-wide; through a fault proxy, a forwarded INSERT whose answer is lost (connection reset while
+node 1 holds it in 2PC) is retried with the same id and applied once. A client that goes away
+mid-transaction leaves nothing; with the followed node SIGKILLed, writes go to another node. The other
+replica refuses writes with 1290.
 """
 
 from __future__ import annotations
