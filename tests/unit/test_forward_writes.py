@@ -134,6 +134,12 @@ def test_transaction_is_forwarded_whole(tmp_path: Path) -> None:
         await s.execute("COMMIT")
         assert _rows(cluster, "SELECT v FROM items") == [("kept2",)]
 
+        await s.execute("BEGIN")
+        await s.execute("CREATE TABLE other (id INT PRIMARY KEY)")  # DDL ends the transaction, as in MySQL
+        assert not s.status_in_transaction
+        await s.execute("INSERT INTO other VALUES (1)")  # so this one is autocommitted
+        assert _rows(cluster, "SELECT COUNT(*) FROM other") == [(1,)]
+
         await s.execute("SET autocommit = 0")
         await s.execute("DELETE FROM items")
         assert s.status_in_transaction

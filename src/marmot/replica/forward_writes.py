@@ -140,8 +140,6 @@ class WriteForwarder:
         if session.in_transaction or not session.autocommit:
             prelude = ["BEGIN"] + [f"SAVEPOINT `{name}`" for name in st.savepoints]
         result = await self._send(session, st, sql, params, prelude)
-        if st.remote_open:
-            session.in_transaction = True  # autocommit = 0: the write opened the transaction
         assert result is not None
         return result
 
@@ -149,7 +147,11 @@ class WriteForwarder:
         st = self._states.pop(session.connection_id, None)
         if st is None or st.link.node is None:
             return
-        task = asyncio.get_running_loop().create_task(self.client.close(st.link, st.session_id))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # closed outside the event loop (shutdown): the session expires there
+            return
+        task = loop.create_task(self.client.close(st.link, st.session_id))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -234,8 +236,10 @@ class WriteForwarder:
             raise
         was_open = st.remote_open
         st.remote_open = answer.in_transaction
-        if was_open and not st.remote_open:
+        if (was_open or prelude) and not st.remote_open:
             self._end_local_transaction(session, st)  # committed, rolled back or ended by DDL there
+        elif prelude:
+            session.in_transaction = True  # (autocommit = 0: the write opened the transaction)
         if answer.commit_ts is not None:
             session.writer.last_commit_ts = answer.commit_ts  # @@marmot_last_commit_ts: the token
             # a read waits only for what this replica will apply: a database it follows (not CREATE/DROP
