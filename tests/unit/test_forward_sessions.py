@@ -22,7 +22,7 @@ from marmot.engine.errors import MySQLError
 from marmot.engine.variables import default_globals
 from marmot.ids import make_id_generator
 from marmot.replica.forward_client import ForwardClient, SessionLink, never_sent
-from marmot.replica.forward_protocol import METHOD, ForwardAnswer, ForwardRequest
+from marmot.replica.forward_protocol import METHOD, NOT_RUN, ForwardAnswer, ForwardRequest
 from marmot.replica.forward_server import ForwardSessions
 from marmot.storage.databases import DatabaseManager
 from marmot.testing import free_port
@@ -84,6 +84,11 @@ def test_retried_request_id_runs_once(tmp_path: Path) -> None:
             )
             assert stale.error is not None and stale.error.code == 1105 and "older" in stale.error.message
             assert _count(engine, "t") == 1
+            await sessions.stop()  # node shutdown: later requests are refused unrun, as never sent
+            with pytest.raises(RpcError) as refused:
+                await call(METHOD, _req("s1", 3, "INSERT INTO t (v) VALUES ('c')").to_wire())
+            assert refused.value.code == NOT_RUN and never_sent(refused.value)
+            assert _count(engine, "t") == 1 and not sessions.sessions and not engine.sessions
         finally:
             await pool.close()
             await sessions.stop()

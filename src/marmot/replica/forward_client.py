@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marmot.engine.errors import MySQLError
-from marmot.replica.forward_protocol import CLOSE_METHOD, METHOD, ForwardAnswer, ForwardRequest
+from marmot.replica.forward_protocol import CLOSE_METHOD, METHOD, NOT_RUN, ForwardAnswer, ForwardRequest
 
 Send = Callable[[str, str, Any, float], Awaitable[Any]]  # (address, method, payload, timeout) -> answer
 RETRY_INTERVAL_S = 0.2  # between two tries of the same node
@@ -34,10 +34,11 @@ _NOT_SENT_PREFIXES = ("cannot connect", "not connected", "client for")
 
 
 def never_sent(err: BaseException) -> bool:
-    """The call failed before its request could reach the node (``cluster/rpc`` says so in the code and
-    message of the error: connect refused or timed out, handshake refused, unknown method)."""
+    """The call failed before its request could reach the node, or the node refused it before running any
+    of it (``cluster/rpc`` says so in the code and message of the error: connect refused or timed out,
+    handshake refused, unknown method; ``NOT_RUN`` from a node shutting down)."""
     code = getattr(err, "code", None)
-    if code in ("auth", "unknown_method"):
+    if code in ("auth", "unknown_method", NOT_RUN):  # NOT_RUN: a node shutting down refused it unrun
         return True
     message = str(getattr(err, "message", "")) or str(err)
     return code in ("unavailable", "deadline") and message.startswith(_NOT_SENT_PREFIXES)

@@ -30,6 +30,7 @@ from marmot.hlc import Timestamp
 
 METHOD = "forward"  # one statement (and its prelude) of one replica session
 CLOSE_METHOD = "forward_close"  # the replica session ended: roll back what it left open
+NOT_RUN = "forward_not_run"  # RPC error code: the node refused the request before running any of it
 # Session variables that mean something only on the replica (never sent)
 REPLICA_ONLY_VARIABLES = frozenset({"marmot_wait_for_replication", "marmot_read_after"})
 

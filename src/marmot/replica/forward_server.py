@@ -27,10 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from marmot.cluster.rpc import RpcError
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
 from marmot.engine.session import Session
-from marmot.replica.forward_protocol import CLOSE_METHOD, METHOD, ForwardAnswer, ForwardRequest
+from marmot.replica.forward_protocol import CLOSE_METHOD, METHOD, NOT_RUN, ForwardAnswer, ForwardRequest
 from marmot.transport import Router
 
 log = logging.getLogger("marmot.replica.forward")
@@ -61,6 +62,7 @@ class ForwardSessions:
         self._sweeper: asyncio.Task[None] | None = None
         self.executed = 0  # statements run (retries answered from memory are not counted)
         self.replayed = 0  # retried requests answered from memory
+        self._stopped = False
 
     def register(self, router: Router) -> None:
         router.unary(METHOD, self.handle_forward)
@@ -71,7 +73,9 @@ class ForwardSessions:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def stop(self) -> None:
-        """Node shutdown: stop sweeping, roll back every forward session's open transaction."""
+        """Node shutdown: stop sweeping, roll back every forward session's open transaction; requests
+        arriving later are refused unrun (the replica may take them to another node)."""
+        self._stopped = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -89,6 +93,8 @@ class ForwardSessions:
             return ForwardAnswer(0, error=MySQLError(1105, "HY000", f"bad forward request: {err}")).to_wire()
         peer = f"replica:{getattr(ctx, 'peer_node_id', '?')}"
         while True:
+            if self._stopped:
+                raise RpcError(NOT_RUN, "this node is shutting down: the forwarded request was not run")
             entry = self.sessions.get(req.session_id)
             if entry is None:
                 if req.in_transaction:
