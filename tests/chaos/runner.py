@@ -27,7 +27,7 @@ from typing import Any
 
 from tests.chaos import checker
 from tests.chaos.cluster import REPLICA, ChaosCluster
-from tests.chaos.nemesis import BY_NAME, NEMESES, schedule
+from tests.chaos.nemesis import BY_NAME, NEMESES, REPLICA_NEMESES, schedule
 from tests.chaos.workloads import WORKLOADS, History, final_state, setup, start_clients
 
 QUIET_AFTER_HEAL = 3.0  # seconds the clients keep going on the healed cluster
@@ -92,7 +92,7 @@ def run_schedule(
         cluster.start()
         names = [
             n.name
-            for n in NEMESES
+            for n in (*NEMESES, *REPLICA_NEMESES)
             if (not nemeses or n.name in nemeses) and (not n.needs or cluster.capabilities.get(n.needs))
         ]
         steps = schedule(seed, duration, names)

@@ -9,6 +9,8 @@ import re
 import time
 from pathlib import Path
 
+from pymysql.err import MySQLError
+
 from marmot.testing.admin import admin_call, admin_json
 from marmot.testing.cluster import LocalCluster
 from marmot.testing.replicas import make_replica
@@ -63,5 +65,58 @@ def test_states_through_a_cluster_outage(tmp_path: Path) -> None:
                 lambda: admin_json(replica, "/admin/replica/status")["state"] == "STREAMING", 30, "STREAMING"
             )
             wait_for(lambda: run(replica, "SELECT COUNT(*) FROM t", db="app") == ((2,),), 30, "the new row")
+        finally:
+            replica.stop()
+
+
+# GC as soon as every member consumed an entry (a one-node cluster: at once), whatever a replica consumed
+GC_NOW = "anti_entropy_interval_seconds = 1\ngc_interval_seconds = 1\ngc_min_retention_hours = 0\ndelta_sync_threshold_seconds = 0\n"
+
+
+def test_gc_does_not_wait_for_a_replica_which_re_snapshots(tmp_path: Path) -> None:
+    """The cluster's log GC collects past a stopped replica's position (it never waits for a replica);
+    started again, the replica finds its position gone and bootstraps that database by snapshot."""
+    import apsw
+
+    with LocalCluster(1, tmp_path / "cluster", replication_extra=GC_NOW) as cl:
+        node = cl.node(1)
+        run(
+            node,
+            "CREATE DATABASE app",
+            "CREATE TABLE app.t (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO app.t VALUES (1, 0)",
+        )
+        replica = make_replica(tmp_path / "replica", [node], node_id=56, replica_extra=TIMERS)
+        try:
+            replica.start()
+            wait_for(
+                lambda: run(replica, "SELECT COUNT(*) FROM t", db="app") == ((1,),),
+                30,
+                "bootstrap",
+                ignore=(MySQLError,),
+            )
+            position = admin_json(replica, "/admin/replica/status")["databases"][0]["position"]
+            replica.stop()
+            run(node, *(f"INSERT INTO app.t VALUES ({i}, {i})" for i in range(2, 60)), db="app")
+
+            def first_kept() -> int:
+                conn = apsw.Connection(str(node.data_dir / "app.db"), flags=apsw.SQLITE_OPEN_READONLY)
+                try:
+                    conn.set_busy_timeout(2000)
+                    return int(conn.execute("SELECT MIN(seq) FROM __marmot_txn_log").fetchone()[0] or 0)
+                finally:
+                    conn.close()
+
+            wait_for(lambda: first_kept() > position + 1, 30, "GC past the replica's position")
+            replica.start()
+            wait_for(
+                lambda: (
+                    run(replica, "SELECT COUNT(*), SUM(v) FROM t", db="app") == ((59, sum(range(2, 60))),)
+                ),
+                30,
+                "caught up",
+            )
+            assert admin_json(replica, "/admin/replica/status")["pull"]["snapshots"] == 1
+            assert "was collected past this node's position" in replica.log_path.read_text()
         finally:
             replica.stop()

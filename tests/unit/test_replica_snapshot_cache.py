@@ -89,3 +89,34 @@ def test_leftovers_of_a_crashed_process_are_removed(tmp_path: Path) -> None:
     stray.write_bytes(b"x")
     SnapshotCache(src, chunk_size=4096, ttl=30)
     assert not stray.exists()
+
+
+def _log(dbs: DatabaseManager, seqs: range) -> None:
+    conn = dbs.open("marmot")
+    with conn:
+        conn.executemany(
+            f"INSERT INTO {rt.TXN_LOG} (seq, txn_id, wall, logical, node, origin, payload) VALUES (?, ?, 0, 0, 1, 1, x'')",
+            [(q, 1000 + q) for q in seqs],
+        )
+    conn.close()
+
+
+def test_a_copy_overtaken_by_gc_is_not_served(tmp_path: Path) -> None:
+    """A cached copy whose position the node's log no longer continues (GC collected the entries right
+    after it) would make a replica skip them: a fresh copy is built instead, within the TTL too."""
+    src = DatabaseManager(tmp_path / "src")
+    _fill(src, 10)
+    _log(src, range(1, 6))
+    cache = SnapshotCache(src, chunk_size=4096, ttl=30)
+    (tmp_path / "a").mkdir()
+    _p, first = run_async(snap.receive(_wire(cache, "marmot"), tmp_path / "a", "marmot"))
+    assert first.last_seq == 5
+    _log(src, range(6, 9))  # more entries: the copy is still continued by the log (6 follows 5)
+    _p, again = run_async(snap.receive(_wire(cache, "marmot"), tmp_path / "a", "marmot"))
+    assert again.last_seq == 5 and cache.stats.builds == 1
+    conn = src.open("marmot")
+    conn.execute(f"DELETE FROM {rt.TXN_LOG} WHERE seq <= 7")  # GC: 6 and 7 are gone
+    conn.close()
+    _p, fresh = run_async(snap.receive(_wire(cache, "marmot"), tmp_path / "a", "marmot"))
+    assert fresh.last_seq == 8 and cache.stats.builds == 2
+    cache.close()

@@ -6,7 +6,9 @@ are many and often start together (a fleet of edge copies rolled out at once). A
 keeps the copy it built for a replica for ``[replica] snapshot_cache_ttl_seconds`` and streams the same
 file to every replica that asks for that database meanwhile. A copy is as consistent as a fresh one (one
 read transaction) and carries its own log position (``last_seq``), so a replica served an older copy
-simply replays more of the log after it.
+simply replays more of the log after it — as long as the node's log still holds every entry after the
+copy's position: a copy that GC has overtaken (or whose log was replaced) is never served, a fresh one
+is built instead (``_continuable``).
 
 Members never use this cache (their ``snapshot_stream`` requests go to ``LogServer`` as before): the
 cache is reached only through the replica RPC ``replica.snapshot`` (``cluster_side.py``).
@@ -29,8 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import apsw
+
 from marmot.replication.catchup import snapshot as snap
 from marmot.replication.catchup.sync_messages import SnapshotChunk, SnapshotManifest
+from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 
 log = logging.getLogger("marmot.replica.snapshot_cache")
@@ -77,7 +82,11 @@ class SnapshotCache:
         lock = self._locks.setdefault(db, asyncio.Lock())
         async with lock:
             current = self._copies.get(db)
-            if current is not None and time.monotonic() - current.built <= self.ttl:
+            if (
+                current is not None
+                and time.monotonic() - current.built <= self.ttl
+                and self._continuable(db, current)
+            ):
                 self.stats.hits += 1
                 return current
             if current is not None:
@@ -102,6 +111,22 @@ class SnapshotCache:
             copy = _Copy(path, manifest, time.monotonic())
             self._copies[db] = copy
             return copy
+
+    def _continuable(self, db: str, copy: _Copy) -> bool:
+        """Whether the live log still continues ``copy``: same log id, and every entry after the copy's
+        last position is still kept (GC may have collected past it since the export: a replica that
+        installed the copy would then skip what lies in between)."""
+        conn = self.databases.open(db)
+        try:
+            first = conn.execute(f"SELECT MIN(seq) FROM {rt.TXN_LOG}").fetchone()[0]
+            log_id = rt.log_id(conn) if first is not None else copy.manifest["log_id"]
+        except apsw.Error:  # no replication tables (yet): nothing to compare, build a fresh copy
+            return False
+        finally:
+            conn.close()
+        if log_id != copy.manifest["log_id"]:
+            return False
+        return first is None or int(first) <= int(copy.manifest["last_seq"]) + 1
 
     def _expire(self, db: str, copy: _Copy) -> None:
         if self._copies.get(db) is copy:
