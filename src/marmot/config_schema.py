@@ -343,8 +343,6 @@ class Config:
 # (``marmot.config.refuse_unbuilt_modes``, called by cli.py) instead of starting a node that silently does
 # something else. Delete an entry when its layer lands (and move its sibling keys out of INERT_KEYS).
 NOT_BUILT: dict[str, str] = {
-    "replica.forward_writes": "forwarding a replica's writes to the cluster is not built yet (a replica "
-    "refuses writes with 1290)",
     "publisher.enabled": "the CDC publisher (row changes to Kafka / NATS) is not built yet",
 }
 
@@ -371,8 +369,6 @@ INERT_KEYS: dict[str, str] = {
     "(ddl_validation_timeout_ms for DDL)",
     "ddl.enable_idempotent": "replicated DDL is always applied idempotently",
     "query_pipeline.validator_pool_size": "statements are checked on the session's own connection",
-    "replica.forward_write_timeout_sec": "write forwarding is not built yet (replica.forward_writes = true "
-    "stops startup instead)",
     "publisher.sinks": "the CDC publisher is not built yet (publisher.enabled stops startup instead)",
     "batch_commit.max_wait_ms": "a batch is whatever queued while the previous one was applied; no waiting",
     "batch_commit.checkpoint_enabled": "SQLite's own automatic WAL checkpoints run; a full checkpoint at "

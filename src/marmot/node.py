@@ -31,6 +31,8 @@ from marmot.ids import make_id_generator
 from marmot.mysql.connection import ServerSettings
 from marmot.mysql.server import MySQLServer, make_ssl_context
 from marmot.replica.cluster_side import ReplicaService
+from marmot.replica.forward_metrics import ForwardSessionsCollector
+from marmot.replica.forward_server import ForwardSessions
 from marmot.replication.service import Replication
 from marmot.startup import DataDirLock
 from marmot.storage.databases import DatabaseManager
@@ -106,6 +108,7 @@ class Node:
         self.metrics = Metrics(self.node_id, version=__version__)
         self.cluster: ClusterService | None = None
         self.replication: Replication | None = None
+        self.forward_sessions: ForwardSessions | None = None  # writes forwarded by read-only replicas
         self._http_runner: object | None = None
         self._dir_lock: DataDirLock | None = None
         self.replicas: ReplicaService | None = None
@@ -222,6 +225,11 @@ class Node:
         self.replicas.register(self.cluster.router)
         self.replication.register(self.cluster.router)
         self.replication.start()
+        self.forward_sessions = ForwardSessions(self.engine)  # replicas' forwarded writes (replica/)
+        self.forward_sessions.register(self.cluster.router)
+        self.forward_sessions.start()
+        if cfg.prometheus.enabled:
+            self.metrics.registry.register(ForwardSessionsCollector(self.node_id, self.forward_sessions))
         # The engine hands replication its writes and replication asks the engine's sessions to let go of
         # a database file: the engine is built first, without one, and plugs into it here.
         self.engine.replication = self.replication
@@ -255,6 +263,9 @@ class Node:
         if self.mysql is not None:
             await self.mysql.stop()
             self.mysql = None
+        if self.forward_sessions is not None:
+            await self.forward_sessions.stop()  # their open transactions roll back
+            self.forward_sessions = None
         if self.replication is not None:
             await self.replication.stop()
             self.replication = None

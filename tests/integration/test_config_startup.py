@@ -28,7 +28,6 @@ def run_marmot(*args: str) -> subprocess.CompletedProcess[str]:
     ("toml", "flags", "key", "what"),
     [
         ("[publisher]\nenabled = true\n", [], "publisher.enabled", "the CDC publisher"),
-        ("[replica]\nforward_writes = true\n", [], "replica.forward_writes", "forwarding a replica's writes"),
     ],
 )
 def test_unbuilt_mode_stops_startup(tmp_path: Path, toml: str, flags: list[str], key: str, what: str) -> None:

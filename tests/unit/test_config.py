@@ -717,7 +717,6 @@ def test_inert_and_unbuilt_entries_are_schema_keys() -> None:
     assert not set(inert_keys()) & set(NOT_BUILT)
     assert {
         "metastore.cache_size_mb",
-        "replica.forward_write_timeout_sec",
         "publisher.sinks",
         "vector_index.enabled",
     } <= set(inert_keys())
@@ -728,6 +727,8 @@ def test_inert_and_unbuilt_entries_are_schema_keys() -> None:
         "replica.follow_addresses",
         "replica.secret",
         "replica.snapshot_concurrency",
+        "replica.forward_writes",
+        "replica.forward_write_timeout_sec",
     ):
         assert key not in inert_keys() and key not in NOT_BUILT, key
 
@@ -797,14 +798,13 @@ def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
     text = (
         "[cluster]\nstandalone = true\n[transaction]\nconflict_window_seconds = 5\n[metastore]\ncache_size_mb = 256\n"
         '[[publisher.sinks]]\nname = "n"\ntype = "nats"\nnats_url = "nats://h:4222"\n'
-        "[vector_index]\nenabled = true\n[replica]\nforward_write_timeout_sec = 5\n"
+        "[vector_index]\nenabled = true\n"
     )
     cfg = load_text(tmp_path, text, env={"MARMOT_REPLICA_SECRET": "r"})
     keys = [
         "cluster.standalone",
         "transaction.conflict_window_seconds",
         "metastore.cache_size_mb",
-        "replica.forward_write_timeout_sec",
         "publisher.sinks",
         "vector_index.enabled",
     ]
@@ -837,13 +837,6 @@ def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
             "publisher.enabled: the CDC publisher (row changes to Kafka / NATS) is not built yet; this node "
             "cannot start with it set (remove it from the config)",
         ),
-        # refused before the replica section is checked for completeness (follow_addresses, secret)
-        (
-            "[replica]\nforward_writes = true\n",
-            {},
-            "replica.forward_writes: forwarding a replica's writes to the cluster is not built yet (a replica "
-            "refuses writes with 1290); this node cannot start with it set (remove it from the config)",
-        ),
     ],
 )
 def test_unbuilt_modes_stop_startup(tmp_path: Path, text: str, overrides: dict, message: str) -> None:
@@ -868,10 +861,7 @@ def test_unbuilt_modes_name_every_key_set(tmp_path: Path) -> None:
         "[publisher]\nenabled = true\n"
     )
     err = error_of(tmp_path, text, refuse_unbuilt=True)
-    assert [e.split(":", 1)[0] for e in err.errors] == [
-        "replica.forward_writes",
-        "publisher.enabled",
-    ]
+    assert [e.split(":", 1)[0] for e in err.errors] == ["publisher.enabled"]  # forward_writes is built
     assert load_text(tmp_path, "[replica]\nenabled = false\n", refuse_unbuilt=True).replica.enabled is False
     # replica mode itself is built: a complete [replica] section loads with refuse_unbuilt
     text = '[replica]\nenabled = true\nfollow_addresses = ["a:1"]\nsecret = "s"\n'

@@ -21,6 +21,7 @@ from marmot.storage.databases import DatabaseManager
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from marmot.engine.forwarding import StatementForwarder
     from marmot.engine.results import Result
     from marmot.engine.session import Session
     from marmot.replication.service import Replication
@@ -103,6 +104,8 @@ class EngineContext:
     replication: Replication | None = None
     ddl_lock_lease_s: float = 30.0  # [ddl] lock_lease_seconds: how long a DDL retries a conflicting DDL
     ddl_implicit_commit: bool = True  # [transaction] ddl_implicit_commit
+    # A read-only replica with [replica] forward_writes: takes the sessions' writes (engine/forwarding.py)
+    forwarder: StatementForwarder | None = None
     transpiler: Transpiler = field(init=False)
     # (database, table lower-case, schema generation) -> its columns' checks (``column_checks.py``)
     column_checks: dict[tuple[str, str, int], tuple[ColumnCheck, ...]] = field(default_factory=dict)

@@ -24,9 +24,17 @@ WRITE_KEYWORDS = frozenset(
 )
 
 
+class ReadOnlyRefusal(MySQLError):
+    """1290 for a write on a read-only node. Its own type so that ``Session.execute`` can hand a write
+    that only the second check caught (``WITH ... DELETE``) to write forwarding (``engine/forwarding.py``)."""
+
+    def __init__(self) -> None:
+        super().__init__(1290, "HY000", READ_ONLY_MESSAGE)
+
+
 def read_only_error() -> MySQLError:
     """MySQL's answer to a write on a ``--read-only`` server: 1290, SQLSTATE HY000."""
-    return MySQLError(1290, "HY000", READ_ONLY_MESSAGE)
+    return ReadOnlyRefusal()
 
 
 def writes(command_name: str, norm: lexer.Normalized) -> bool:

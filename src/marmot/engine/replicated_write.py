@@ -104,6 +104,9 @@ class ReplicatedWriter:
         # @@marmot_last_commit_ts: of this session's latest replicated commit, so a client (the fault-test
         # checker) can order its writes exactly as last-writer-wins does; formatted only when read
         self.last_commit_ts: Timestamp | None = None
+        # the database whose commit log holds that commit (None: CREATE/DROP DATABASE, logged in none),
+        # so a replica that forwarded it knows whether it will ever apply it (replica/forward_writes.py)
+        self.last_commit_db: str | None = None
 
     @property
     def replication(self) -> Replication | None:
@@ -333,7 +336,7 @@ class ReplicatedWriter:
             )
         except ReplicationError as e:
             raise replication_error(e) from e
-        self.last_commit_ts = result.commit_ts
+        self.last_commit_ts, self.last_commit_db = result.commit_ts, pending.db
 
     @staticmethod
     def is_local_ddl(conn: apsw.Connection, sqls: list[str]) -> bool:
@@ -369,7 +372,7 @@ class ReplicatedWriter:
             result = await rep.commit_ddl(db, sqls, schema_version, level, tables=tables)
         except ReplicationError as e:
             raise replication_error(e) from e
-        self.last_commit_ts = result.commit_ts
+        self.last_commit_ts, self.last_commit_db = result.commit_ts, db
 
     async def replicate_database_op(self, op: str, name: str) -> None:
         """CREATE / DROP DATABASE, through 2PC."""
@@ -381,4 +384,4 @@ class ReplicatedWriter:
             result = await rep.database_op(op, name, level)
         except ReplicationError as e:
             raise replication_error(e) from e
-        self.last_commit_ts = result.commit_ts
+        self.last_commit_ts, self.last_commit_db = result.commit_ts, None

@@ -35,7 +35,7 @@ from marmot.engine.errors import MySQLError
 from marmot.engine.plan_runner import PlanRunner
 from marmot.engine.raw_sql import RawSQL
 from marmot.engine.read_consistency import ReadConsistency, show_needs_barrier
-from marmot.engine.read_only import read_only_error
+from marmot.engine.read_only import ReadOnlyRefusal, read_only_error
 from marmot.engine.replicated_write import ReplicatedWriter, consistency_hint
 from marmot.engine.results import OkResult, PreparedInfo, Result
 from marmot.engine.schema_follow import missing_in
@@ -194,8 +194,17 @@ class Session:
         self.statement_kind = metric_kind(norm.keyword)
         if self.ctx.replication is not None and (level := consistency_hint(sql)) is not None:
             self.txn.level = level
+        forwarder = self.ctx.forwarder  # a replica forwarding writes (``forwarding.py``)
+        if forwarder is not None:
+            answer = await forwarder.intercept(self, sql, norm, params or [])
+            if answer is not None:
+                return answer
         try:
             return await self.router.route(sql, norm, params or [], self.transpilation)
+        except ReadOnlyRefusal:  # a write only the second check caught (``read_only.py``)
+            if forwarder is None:
+                raise
+            return await forwarder.forward(self, sql, params or [])
         except MySQLError as err:
             if not await self._schema_followed(err):
                 self.warnings.append(("Error", err.code, err.message))  # SHOW WARNINGS lists it, as MySQL
@@ -243,11 +252,15 @@ class Session:
 
     def close(self) -> None:
         """Roll back whatever is open and release every connection (client gone or COM_QUIT)."""
+        if self.ctx.forwarder is not None:
+            self.ctx.forwarder.session_closed(self)
         self.transactions.rollback()
         self.connections.close()
 
     def reset(self) -> None:
         """COM_RESET_CONNECTION: forget session state, keep the login and database."""
+        if self.ctx.forwarder is not None:
+            self.ctx.forwarder.session_closed(self)
         self.transactions.rollback()
         self.txn.in_transaction = False
         self.variables.clear()

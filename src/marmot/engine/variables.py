@@ -83,6 +83,8 @@ def default_globals(server_version: str, max_allowed_packet: int, max_connection
         "marmot_read_consistency": "LOCAL_ONE",
         # the write level of statements that name none (node.py: [replication] default_write_consistency)
         "marmot_write_consistency": "QUORUM",
+        # on a replica forwarding writes: the next read waits until this node applied them (replica/)
+        "marmot_wait_for_replication": 0,
         # Probed or SET by mysqldump / mariadb-dump, the mysql CLI and JDBC GUIs (DBeaver, Connector/J):
         # MySQL answers SET of an unknown variable with 1193, which aborts a dump.
         "big_tables": 0,
@@ -158,6 +160,7 @@ BOOLEAN_VARIABLES = frozenset(
         "local_infile",
         "session_track_schema",
         "session_track_state_change",
+        "marmot_wait_for_replication",
     }
 )
 

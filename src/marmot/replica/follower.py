@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from marmot import failpoints
 from marmot.config import Config
 from marmot.replica import messages as rm
 from marmot.replica.transport import ReplicaTransport
@@ -313,6 +314,7 @@ class Follower:
 
     async def _pull(self, src: rm.NodeInfo, f: DbFollow) -> None:
         try:
+            await failpoints.hit("replica_before_pull")  # tests: hold a replica's lag (forwarded writes)
             if not self.pull.ensure_database(src.node_id, f.name):
                 return
             if f.bootstrapped:

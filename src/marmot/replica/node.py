@@ -6,7 +6,8 @@ no gossip, no membership, no 2PC participant, no coordinator. In their place it 
 needs: the apply queues and the log pull members use (one apply path), a ``ReplicaTransport`` with
 ``[replica] secret``, the ``Follower`` loop, and the replica admin app (``admin.py``) on the cluster port
 (which answers no RPC method: nothing calls a replica). The engine is read-only: every write and DDL gets
-MySQL's 1290 (``engine/read_only.py``).
+MySQL's 1290 (``engine/read_only.py``), or, with ``[replica] forward_writes``, runs on the cluster
+(``forward_setup.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from marmot.config import Config
 from marmot.node import Node, mysql_advertise_address
 from marmot.replica.admin import ReplicaControl, make_replica_app
 from marmot.replica.follower import Follower, FollowSettings
+from marmot.replica.forward_setup import install_forwarding
 from marmot.replica.transport import ReplicaTransport
 from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.catchup.log_pull import LogPull
@@ -77,6 +79,11 @@ class ReplicaNode(Node):
         self.follower = Follower(
             FollowSettings.from_config(cfg), pull, self.transport, self.node_id, self._identity
         )
+        if cfg.replica.forward_writes:  # writes go to the cluster instead of getting 1290
+            metrics = self.metrics if cfg.prometheus.enabled else None
+            install_forwarding(
+                self.engine, cfg, self.node_id, self.transport.send, self.follower, self.databases, metrics
+            )
         control = ReplicaControl(self.node_id, self.databases, self.follower)
         app = make_replica_app(
             control, secret=cfg.replica.secret, metrics=self.metrics if cfg.prometheus.enabled else None
