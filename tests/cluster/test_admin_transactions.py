@@ -37,14 +37,16 @@ def query(node: NodeProcess, sql: str) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def stuck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[NodeProcess], Path]]:
+def stuck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[NodeProcess], list[Path]]]:
+    """Three nodes; nodes 1 and 2 follow a failpoints file each (``files[0]``, ``files[1]``)."""
     tmp = tmp_path_factory.mktemp("admin-txn")
-    fp_file = tmp / "failpoints-1"
-    fp_file.write_text("")
+    files = [tmp / "failpoints-1", tmp / "failpoints-2"]
+    for f in files:
+        f.write_text("")
     with LocalCluster(
         3,
         tmp,
-        env={1: {"MARMOT_FAILPOINTS_FILE": str(fp_file)}},
+        env={i + 1: {"MARMOT_FAILPOINTS_FILE": str(f)} for i, f in enumerate(files)},
         extra_toml="[transaction]\nheartbeat_timeout_seconds = 300\n",
         stop_signal=signal.SIGKILL,
     ) as cluster:
@@ -53,7 +55,30 @@ def stuck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[NodeP
         query(nodes[0], "INSERT INTO acct VALUES (1, 10), (2, 20)")
         for n in nodes:
             wait_for(lambda n=n: query(n, "SELECT v FROM acct WHERE id = 1") == ((10,),), timeout=30)
-        yield nodes, fp_file
+        yield nodes, files
+
+
+def paused_write(node: NodeProcess, fp_file: Path, sql: str) -> tuple[threading.Thread, dict]:
+    """Run ``sql`` on ``node`` in a thread, its coordinator paused between PREPARE and COMMIT; the dict
+    gets "ok" or "error" when the statement ends (the test SIGKILLs the node meanwhile)."""
+    fp_file.write_text("coordinator_after_prepare=sleep:60")
+    time.sleep(0.5)  # the node reads the file every 50 ms
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            query(node, sql)
+            out["ok"] = True
+        except Exception as e:  # the node is SIGKILLed under this client
+            out["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def pending_on(node: NodeProcess) -> list:
+    return admin_json(node, f"{META}/transactions/pending")["transactions"]
 
 
 def test_routes_when_nothing_is_in_flight(stuck):
@@ -95,24 +120,9 @@ def test_routes_when_nothing_is_in_flight(stuck):
 
 
 def test_stuck_transaction_is_shown_and_aborted_safely(stuck):
-    nodes, fp_file = stuck
+    nodes, files = stuck
     n1, n2, n3 = nodes
-    fp_file.write_text("coordinator_after_prepare=sleep:60")
-    time.sleep(0.5)  # the node reads the file every 50 ms
-    out: dict = {}
-
-    def update() -> None:
-        try:
-            query(n1, "UPDATE acct SET v = 11 WHERE id = 1")
-            out["ok"] = True
-        except Exception as e:  # n1 is SIGKILLed under this client
-            out["error"] = e
-
-    writer = threading.Thread(target=update, daemon=True)
-    writer.start()
-
-    def pending_on(node: NodeProcess) -> list:
-        return admin_json(node, f"{META}/transactions/pending")["transactions"]
+    writer, out = paused_write(n1, files[0], "UPDATE acct SET v = 11 WHERE id = 1")
 
     wait_for(lambda: len(pending_on(n2)) == 1 and len(pending_on(n3)) == 1, timeout=20, what="prepared")
     [txn] = pending_on(n2)
@@ -171,3 +181,28 @@ def test_stuck_transaction_is_shown_and_aborted_safely(stuck):
     query(n2, "UPDATE acct SET v = 12 WHERE id = 1")
     for n in (n2, n3):
         wait_for(lambda n=n: query(n, "SELECT v FROM acct WHERE id = 1") == ((12,),), timeout=20)
+
+
+def test_stuck_ddl_holds_the_ddl_lock_until_aborted(stuck):
+    """Runs after the test above (node 1 is down): node 2 coordinates an ALTER TABLE and dies between
+    PREPARE and COMMIT; node 3 shows the DDL and the database's DDL lock, and releases both on abort."""
+    nodes, files = stuck
+    _n1, n2, n3 = nodes
+    writer, out = paused_write(n2, files[1], "ALTER TABLE acct ADD COLUMN w INT")
+    wait_for(lambda: len(pending_on(n3)) == 1, timeout=20, what="the DDL prepared on node 3")
+    [txn] = pending_on(n3)
+    assert txn["kind"] == "ddl" and txn["coordinator"] == 2 and txn["rows"] == 0
+    assert any("ADD COLUMN" in s.upper() for s in txn["statements"]), txn
+    lock = admin_json(n3, f"{META}/intents")["ddl_lock"]
+    assert lock["txn_id"] == txn["txn_id"] and lock["coordinator"] == 2
+    assert lock["tables"] == ["acct"] and lock["statements"] == txn["statements"]
+
+    n2.stop(signal.SIGKILL)
+    writer.join(30)
+    assert "ok" not in out
+    status, body = admin_call(n3, f"/admin/{DB}/transactions/{txn['txn_id']}/abort", "POST")
+    assert status == 200 and body["status"] == "aborted", body
+    assert admin_json(n3, f"{META}/intents")["ddl_lock"] is None
+    assert pending_on(n3) == []
+    columns = [r[0] for r in query(n3, "SHOW COLUMNS FROM acct")]
+    assert columns == ["id", "v"]  # the aborted ALTER left no trace
