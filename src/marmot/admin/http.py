@@ -5,7 +5,8 @@ only builds the ``web.Application``. It knows the rest of the node through one n
 ``ClusterControl``, so it can be tested with a fake and does not import the membership or RPC layers.
 
 Path of a request: ``_errors`` middleware (every error body is ``{"error": "..."}``) -> ``_auth``
-middleware (PSK on every path but ``/metrics``, which stays open like upstream) -> handler -> one or two
+middleware (PSK on every path but ``/metrics``, which stays open like upstream, and the dashboard's page
+and assets, ``dashboard.OPEN_PATHS``) -> handler -> one or two
 ``ClusterControl`` calls -> JSON. docs/admin-api.md documents every route; keep it in step.
 
 Auth (upstream §11.2, tightened): with a non-empty ``cluster_secret`` every ``/admin`` request needs
