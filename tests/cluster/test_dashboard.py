@@ -3,8 +3,9 @@ through ``chromium-driver`` by Selenium, headless, against a real 3-node cluster
 
 What must hold: a wrong secret is refused and not kept; the right one signs in (kept in sessionStorage,
 never in the URL or a cookie); the page lists three members ALIVE with their cluster and MySQL
-addresses; a node SIGKILLed while the page is open turns DEAD on it without a reload (the page polls the
-JSON routes). Plus, without a browser: the page and its assets come from the node with a strict
+addresses; a transaction stuck between PREPARE and COMMIT (its coordinator, node 3, paused by a
+failpoint) shows among the in-flight transactions and intents with its exact 64-bit id; node 3
+SIGKILLed while the page is open turns DEAD on it without a reload (the page polls the JSON routes). Plus, without a browser: the page and its assets come from the node with a strict
 Content-Security-Policy and reference nothing outside it (no CDN).
 
 The browser (chromedriver and the chromium it starts) is stopped at the end, and any of its processes
@@ -13,10 +14,12 @@ still alive afterwards is killed by its PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from marmot.testing import SECRET, LocalCluster, NodeProcess, admin_call, free_port, pid_alive
+from marmot.testing import SECRET, LocalCluster, NodeProcess, admin_call, admin_json, free_port, pid_alive
+from tests.support import connect, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -41,8 +45,42 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(3, tmp_path_factory.mktemp("dashboard"), stop_signal=signal.SIGKILL) as c:
+    """Three nodes with table ``acct``; node 3 follows a failpoints file (``MARMOT_FAILPOINTS_FILE``)."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    failpoints = tmp / "failpoints-3"
+    failpoints.write_text("")
+    with LocalCluster(
+        3, tmp, env={3: {"MARMOT_FAILPOINTS_FILE": str(failpoints)}}, stop_signal=signal.SIGKILL
+    ) as c:
+        _sql(c.nodes[0], "CREATE TABLE acct (id INT PRIMARY KEY, v INT)")
+        _sql(c.nodes[0], "INSERT INTO acct VALUES (1, 10)")
+        for n in c.nodes:
+            wait_for(lambda n=n: _sql(n, "SELECT v FROM acct") == ((10,),), timeout=30)
         yield c
+
+
+def _sql(node: NodeProcess, sql: str) -> tuple:
+    conn = connect(node, read_timeout=60)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        return tuple(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def _stuck_write(node: NodeProcess) -> threading.Thread:
+    """An UPDATE coordinated by ``node``, paused between PREPARE and COMMIT (the test kills the node)."""
+    Path(node.env["MARMOT_FAILPOINTS_FILE"]).write_text("coordinator_after_prepare=sleep:60")
+    time.sleep(0.5)  # the node reads the file every 50 ms
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # the node is SIGKILLed under this client: that is the point
+            _sql(node, "UPDATE acct SET v = 11 WHERE id = 1")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def _children(pid: int) -> list[int]:
@@ -189,10 +227,33 @@ def test_sign_in_members_and_a_node_killed_while_open(cluster, browser):
         exists = admin_call(nodes[0], route)[0] != 404
         wait.until(lambda d, s=section, e=exists: d.find_element(By.ID, s).is_displayed() == e)
 
-    # a node killed while the page is open turns DEAD on it, without a reload
+    # a transaction stuck between PREPARE and COMMIT shows, with its exact 64-bit id, and its intent
     driver.execute_script("window.__stillTheSamePage = 42")
     victim = nodes[2]
+    writer = _stuck_write(victim)
+    wait_for(
+        lambda: admin_json(nodes[0], "/admin/marmot/metadata/transactions/pending")["transactions"],
+        timeout=20,
+        what="the UPDATE prepared on node 1",
+    )
+    [txn] = admin_json(nodes[0], "/admin/marmot/metadata/transactions/pending")["transactions"]
+    assert txn["txn_id"] > 2**53  # JavaScript numbers would round it
+    row = f"#transactions tbody tr[data-txn-id='{txn['txn_id']}']"
+    try:
+        wait.until(lambda d: _text(d, row))
+    except TimeoutException:
+        pytest.fail(f"transaction {txn['txn_id']} not shown: {_text(driver, '#transactions tbody')!r}")
+    cells = driver.execute_script(
+        "return [...document.querySelector(arguments[0]).cells].map(c => c.textContent)", row
+    )
+    assert cells[:5] == [str(txn["txn_id"]), "marmot", "dml", "prepared", "3"], cells
+    assert cells[7] == "acct"
+    intent = f"#intents tbody tr[data-txn-id='{txn['txn_id']}']"
+    wait.until(lambda d: _text(d, intent).startswith("marmotacct"))
+
+    # its coordinator, killed while the page is open, turns DEAD on it, without a reload
     victim.stop(signal.SIGKILL)
+    writer.join(30)
     assert not pid_alive(victim.pid)
     try:
         wait.until(lambda d: _member_rows(d).get(3, ("",))[0] == "DEAD")
