@@ -227,6 +227,28 @@ def test_sign_in_members_and_a_node_killed_while_open(cluster, browser):
         exists = admin_call(nodes[0], route)[0] != 404
         wait.until(lambda d, s=section, e=exists: d.find_element(By.ID, s).is_displayed() == e)
 
+    # what those sections render for the shapes the replica and CDC routes answer (built on other
+    # branches: rendered here through the page's own function, so it is checked before they land)
+    sample = {
+        "node_id": 1,
+        "replicas": [
+            {"address": "127.0.0.1:9", "state": "ACTIVE", "databases": {"marmot": {"behind_txns": 0}}}
+        ],
+        "enabled": False,
+        "sinks": [],
+    }
+    shown = driver.execute_script(
+        "const b = document.createElement('div'); b.replaceChildren(...renderGeneric(arguments[0]));"
+        "return [...b.querySelectorAll('th, td, dt, dd')].map(e => e.textContent)",
+        sample,
+    )
+    assert shown[:4] == ["enabled", "false", "sinks", "none"], shown
+    header, cells = shown[4:7], shown[7:10]  # one table: a column per key (in whatever order they came)
+    assert sorted(header) == ["address", "databases", "state"], shown
+    row = dict(zip(header, cells, strict=True))
+    assert row["address"] == "127.0.0.1:9" and row["state"] == "ACTIVE", shown
+    assert '"behind_txns":0' in row["databases"], shown
+
     # a transaction stuck between PREPARE and COMMIT shows, with its exact 64-bit id, and its intent
     driver.execute_script("window.__stillTheSamePage = 42")
     victim = nodes[2]

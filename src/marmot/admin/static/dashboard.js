@@ -344,7 +344,11 @@ function renderGeneric(doc) {
   const out = [];
   const facts = document.createElement("dl");
   for (const [k, v] of Object.entries(doc || {})) {
-    if (Array.isArray(v) && v.length && v.every((x) => x && typeof x === "object" && !Array.isArray(x))) {
+    if (k === "node_id") continue; // the header says which node answers
+    if (Array.isArray(v) && !v.length) {
+      facts.appendChild(el("dt", k));
+      facts.appendChild(el("dd", "none"));
+    } else if (Array.isArray(v) && v.every((x) => x && typeof x === "object" && !Array.isArray(x))) {
       out.push(el("h3", k));
       out.push(objectTable(v));
     } else {

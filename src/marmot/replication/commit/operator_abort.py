@@ -105,7 +105,7 @@ async def abort_stuck(
             raise AbortRefused(f"transaction {txn} was committed on node {participant.node_id} meanwhile")
         raise NotPending(f"transaction {txn} was resolved on node {participant.node_id} meanwhile")
     participant.abort_local(txn)
-    participant.stats["operator_aborts"] = participant.stats.get("operator_aborts", 0) + 1
+    participant.stats["operator_aborts"] += 1
     log.warning(
         "transaction %d in '%s': aborted by an operator (coordinator node %d; peers: %s)",
         txn,

@@ -137,6 +137,7 @@ class Participant:
             "resolved_commit": 0,
             "resolved_abort": 0,
             "replayed": 0,
+            "operator_aborts": 0,  # POST /admin/{db}/transactions/{txn}/abort (commit/operator_abort.py)
         }
 
     # -- local state ----------------------------------------------------------------------------
