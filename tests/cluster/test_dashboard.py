@@ -110,6 +110,12 @@ def browser(tmp_path: Path) -> Iterator[object]:
         "--disable-extensions",
         "--disable-background-networking",
         "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-domain-reliability",
+        "--no-default-browser-check",
+        # nothing but 127.0.0.1: every host name fails to resolve, so the page cannot load anything else
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         "--window-size=1280,1600",
     ):
