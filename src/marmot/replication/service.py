@@ -272,7 +272,7 @@ class Replication:
                     await self.transport.send(addr, req.method, payload, self.settings.status_timeout)
                 )
             except Exception as e:
-                return f"failed: {e or type(e).__name__}"
+                return f"failed: {str(e) or type(e).__name__}"
             return "ok" if ack.ok else f"refused: {ack.err}"
 
         answers = await asyncio.gather(*(send(a) for a in peers.values()))

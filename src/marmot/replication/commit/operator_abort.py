@@ -80,7 +80,7 @@ async def abort_stuck(
     peer_states: dict[int, str] = {}
     for nid, raw in sorted(answers.items()):
         if isinstance(raw, BaseException):
-            peer_states[nid] = f"unreachable: {raw or type(raw).__name__}"
+            peer_states[nid] = f"unreachable: {str(raw) or type(raw).__name__}"
             continue
         try:
             ans = read_status(raw)
