@@ -800,3 +800,39 @@ def test_base_url_of() -> None:
     assert client.base_url_of("127.0.0.1:8080") == "http://127.0.0.1:8080"
     assert client.base_url_of("https://n1:8443/") == "https://n1:8443"
     assert client.base_url_of("[::1]:8080") == "http://[::1]:8080"
+
+
+# -- the dashboard's open paths and the per-database routes' auth (admin/dashboard.py, admin/txn_routes.py)
+
+
+@pytest.mark.parametrize(
+    ("path", "ctype"),
+    [
+        ("/admin/", "text/html"),
+        ("/admin/assets/dashboard.js", "text/javascript"),
+        ("/admin/assets/dashboard.css", "text/css"),
+    ],
+)
+def test_dashboard_page_and_assets_are_served_without_the_secret(path: str, ctype: str) -> None:
+    r = call(FakeControl(), "GET", path)
+    assert r.status == 200 and r.headers["Content-Type"].startswith(ctype)
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Cache-Control"] == "no-store"
+
+
+def test_only_the_dashboards_exact_paths_are_open() -> None:
+    for path in ("/admin/assets/other.js", "/admin/assets/", "/admin//", "/admin/index.html"):
+        assert call(FakeControl(), "GET", path).status == 401, path
+    assert call(FakeControl(), "GET", "/admin/assets/other.js", headers=auth()).status == 404
+    r = call(FakeControl(), "GET", "/admin")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")  # followed the redirect
+
+
+def test_transaction_abort_needs_a_secret_and_the_reads_need_auth() -> None:
+    control = FakeControl()
+    r = call(control, "POST", "/admin/marmot/transactions/12/abort", secret="", headers=auth())
+    assert r.status == 403 and "aborting a transaction requires cluster_secret" in r.json["error"]
+    for path in ("/admin/marmot/metadata/transactions/pending", "/admin/marmot/metadata/intents"):
+        assert call(control, "GET", path).status == 401, path
+    r = call(control, "POST", "/admin/marmot/transactions/abc/abort", headers=auth())
+    assert r.status == 400 and "invalid transaction id" in r.json["error"]

@@ -25,6 +25,7 @@ from typing import Any
 from marmot.cluster.rpc import RpcError
 from marmot.cluster.service import ClusterService
 from marmot.replication.catchup import digest, full_digest
+from marmot.replication.commit import operator_abort, txn_inspect
 from marmot.storage.databases import DatabaseManager
 
 log = logging.getLogger("marmot.admin")
@@ -291,3 +292,70 @@ class NodeControl:
             "anti_entropy": {"enabled": interval is not None, "interval_seconds": interval, **stats},
             "lag": entries,
         }
+
+    # -- transactions, intents, schema (upstream's /admin/{db}/metadata/...) -------------------------
+
+    def _repl_for(self, database: str) -> Any:
+        """The replication layer if ``database`` exists here, else None (the route answers 404)."""
+        if self.replication is None or not self._databases.exists(database):
+            return None
+        return self.replication
+
+    def pending_transactions(self, database: str) -> list[dict[str, Any]] | None:
+        """Transactions of ``database`` prepared here and not yet applied or aborted."""
+        repl = self._repl_for(database)
+        if repl is None:
+            return None
+        return txn_inspect.pending(repl.participant, database, repl.coordinator)
+
+    def transaction(self, database: str, txn: int) -> dict[str, Any] | None:
+        """What this node knows of one transaction; None: unknown database or transaction."""
+        repl = self._repl_for(database)
+        if repl is None:
+            return None
+        return txn_inspect.transaction(repl.participant, database, txn, repl.coordinator)
+
+    def committed_transactions(self, database: str, limit: int) -> list[dict[str, Any]] | None:
+        """The newest ``limit`` entries of ``database``'s commit log here."""
+        repl = self._repl_for(database)
+        if repl is None:
+            return None
+        return txn_inspect.committed(repl.participant, database, limit)
+
+    def intents(
+        self, database: str, table: str | None = None, txn: int | None = None
+    ) -> dict[str, Any] | None:
+        """``{intents: [...], ddl_lock}`` of ``database`` here, optionally of one table or transaction."""
+        repl = self._repl_for(database)
+        if repl is None:
+            return None
+        return txn_inspect.intents(repl.participant, database, table=table, txn=txn)
+
+    def replication_states(self, database: str) -> list[dict[str, Any]] | None:
+        """The ``lag`` entries of ``replication_status`` for ``database`` (one per peer)."""
+        if self._repl_for(database) is None:
+            return None
+        return [e for e in self.replication_status()["lag"] if e["database"] == database]
+
+    def schema_version(self, database: str) -> dict[str, Any] | None:
+        """This node's schema version of ``database`` and every alive peer's, as they gossip it."""
+        repl = self._repl_for(database)
+        if repl is None:
+            return None
+        nodes = {str(self.node_id): repl.schema_version(database)}
+        for nid, versions in sorted(repl.membership.peer_schema_versions().items()):
+            if database in versions:
+                nodes[str(nid)] = versions[database]
+        return {"database": database, "schema_version": nodes[str(self.node_id)], "nodes": nodes}
+
+    async def abort_transaction(self, database: str, txn: int) -> dict[str, Any] | None:
+        """``POST /admin/{db}/transactions/{txn}/abort`` (``replication/commit/operator_abort.py``).
+        ``NotPending`` becomes ``KeyError`` (404) and ``AbortRefused`` stays a ``ValueError`` (409)."""
+        repl = self._repl_for(database)
+        if repl is None:
+            return None
+        try:
+            result: dict[str, Any] = await repl.abort_stuck(database, txn)
+        except operator_abort.NotPending as e:
+            raise KeyError(str(e)) from None
+        return {"node_id": self.node_id, **result}

@@ -5,7 +5,8 @@ only builds the ``web.Application``. It knows the rest of the node through one n
 ``ClusterControl``, so it can be tested with a fake and does not import the membership or RPC layers.
 
 Path of a request: ``_errors`` middleware (every error body is ``{"error": "..."}``) -> ``_auth``
-middleware (PSK on every path but ``/metrics``, which stays open like upstream) -> handler -> one or two
+middleware (PSK on every path but ``/metrics``, which stays open like upstream, and the dashboard's page
+and assets, ``dashboard.OPEN_PATHS``) -> handler -> one or two
 ``ClusterControl`` calls -> JSON. docs/admin-api.md documents every route; keep it in step.
 
 Auth (upstream §11.2, tightened): with a non-empty ``cluster_secret`` every ``/admin`` request needs
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 
 from aiohttp import web
 
+from marmot.admin import dashboard
 from marmot.admin.metrics import CONTENT_TYPE_LATEST, state_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +44,9 @@ Maybe: TypeAlias = T | Awaitable[T]  # a value, or an awaitable of it (for metho
 
 SECRET_HEADER = "X-Marmot-Secret"
 HEALTHY_STATES = frozenset({"ALIVE"})
-OPEN_PATHS = frozenset({"/metrics"})  # served without the secret, like upstream
+# served without the secret: /metrics like upstream, and the dashboard's page and assets (no data in them;
+# the page asks for the secret and sends it with each API call it makes)
+OPEN_PATHS = frozenset({"/metrics"}) | dashboard.OPEN_PATHS
 KEYS_PAGE = 1000  # default ``limit`` of ``…/digest/{table}/keys``
 KEYS_PAGE_MAX = 5000  # replication/catchup/digest.py KEYS_LIMIT
 
@@ -112,6 +116,32 @@ class ClusterControl(Protocol):
     def replication_status(self) -> Maybe[dict[str, Any]]:
         """``{node_id, anti_entropy: {...}, lag: [{peer, database, behind_txns, last_round_unix,
         lag_seconds}, ...]}``."""
+        ...
+
+    # The per-database routes (admin/txn_routes.py): None means no such database (404).
+
+    def pending_transactions(self, database: str) -> Maybe[list[dict[str, Any]] | None]:
+        """Transactions of ``database`` prepared here and not yet applied or aborted."""
+        ...
+
+    def transaction(self, database: str, txn: int) -> Maybe[dict[str, Any] | None]:
+        """One transaction as this node knows it (pending, committed, aborted); None: not known."""
+        ...
+
+    def committed_transactions(self, database: str, limit: int) -> Maybe[list[dict[str, Any]] | None]: ...
+
+    def intents(
+        self, database: str, table: str | None = None, txn: int | None = None
+    ) -> Maybe[dict[str, Any] | None]:
+        """``{intents: [{key, table, txn_id, ...}], ddl_lock: {...} | None}``."""
+        ...
+
+    def replication_states(self, database: str) -> Maybe[list[dict[str, Any]] | None]: ...
+
+    def schema_version(self, database: str) -> Maybe[dict[str, Any] | None]: ...
+
+    def abort_transaction(self, database: str, txn: int) -> Maybe[dict[str, Any] | None]:
+        """Abort a stuck transaction if safe: ``KeyError`` not pending (404), ``ValueError`` refused (409)."""
         ...
 
 
@@ -468,6 +498,10 @@ def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = 
             web.get("/admin/cluster/replication", h.replication),
         ]
     )
+    from marmot.admin import txn_routes  # imports this module: registered here to avoid the cycle
+
+    txn_routes.add_routes(app, control, h._require_secret)
+    dashboard.add_routes(app)
     if metrics is not None:
         app.router.add_get("/metrics", h.metrics_text)
     return app

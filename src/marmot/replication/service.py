@@ -31,10 +31,10 @@ from marmot.replication.catchup.log_pull import LogPull
 from marmot.replication.catchup.log_server import LogServer, ReadConnections
 from marmot.replication.catchup.read_barrier import ReadBarrier
 from marmot.replication.changes import RowChange, encode_transaction
-from marmot.replication.commit import txn_handlers
+from marmot.replication.commit import operator_abort, txn_handlers
 from marmot.replication.commit.coordinator import CommitResult, Coordinator
 from marmot.replication.commit.participant import Participant
-from marmot.replication.commit.txn_messages import StatusRequest
+from marmot.replication.commit.txn_messages import Abort, Ack, StatusRequest
 from marmot.replication.schema_follow import SchemaFollower
 from marmot.replication.wiring import Membership, ReplicationSettings
 from marmot.storage import replication_tables as rt
@@ -247,6 +247,35 @@ class Replication:
                 return e
 
         answers = await asyncio.gather(*(ask(a) for a in peers.values()))
+        return dict(zip(peers, answers, strict=True))
+
+    async def abort_stuck(self, db: str, txn: int) -> dict[str, Any]:
+        """An operator's abort of a transaction prepared here (``commit/operator_abort.py``: the
+        resolver's rules, applied now). Raises ``AbortRefused`` or ``NotPending``."""
+        return await operator_abort.abort_stuck(
+            self.participant,
+            self.coordinator,
+            db,
+            txn,
+            ask_peers=self._ask_peers,
+            send_abort=self._abort_peers,
+        )
+
+    async def _abort_peers(self, req: Abort) -> dict[int, str]:
+        """ABORT to every alive peer; per peer ``"ok"`` or why not."""
+        peers = self.membership.alive_peers()
+        payload = req.encode()
+
+        async def send(addr: str) -> str:
+            try:
+                ack = Ack.decode(
+                    await self.transport.send(addr, req.method, payload, self.settings.status_timeout)
+                )
+            except Exception as e:
+                return f"failed: {str(e) or type(e).__name__}"
+            return "ok" if ack.ok else f"refused: {ack.err}"
+
+        answers = await asyncio.gather(*(send(a) for a in peers.values()))
         return dict(zip(peers, answers, strict=True))
 
     def _release_database(self, name: str) -> None:

@@ -26,6 +26,16 @@ Thread-safety: used from the event loop thread only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class IntentView(NamedTuple):
+    """A copy of one database's intents, for inspection (``txn_inspect.py``): (key, owner) pairs and
+    the DDL lock."""
+
+    rows: list[tuple[bytes, int]]
+    ddl_owner: int | None
+    ddl_tables: frozenset[str] | None
 
 
 @dataclass(slots=True)
@@ -103,6 +113,13 @@ class IntentTable:
     def owner(self, db: str, key: bytes) -> int | None:
         d = self._dbs.get(db)
         return None if d is None else d.rows.get(key)
+
+    def view(self, db: str) -> IntentView:
+        """The intents of ``db`` as they are now (a copy: the caller may keep it across an ``await``)."""
+        d = self._dbs.get(db)
+        if d is None:
+            return IntentView([], None, None)
+        return IntentView(list(d.rows.items()), d.ddl_owner, d.ddl_tables)
 
     def count(self) -> int:
         """Live row intents on this node (a metric)."""

@@ -137,6 +137,7 @@ class Participant:
             "resolved_commit": 0,
             "resolved_abort": 0,
             "replayed": 0,
+            "operator_aborts": 0,  # POST /admin/{db}/transactions/{txn}/abort (commit/operator_abort.py)
         }
 
     # -- local state ----------------------------------------------------------------------------
@@ -410,6 +411,10 @@ class Participant:
             self._forget(p)
             self.stats["aborted"] += 1
         self._remember_aborted(txn)
+
+    def was_aborted(self, txn: int) -> bool:
+        """This node gave ``txn`` up (among the most recent ``_RECENT_ABORTS``)."""
+        return txn in self._aborted
 
     def _remember_aborted(self, txn: int) -> None:
         """Refuse this transaction's PREPARE, COMMIT, REPLAY and SETTLE from now on (the most recent
