@@ -106,6 +106,17 @@ def _json_value(v: Any, typ: str) -> Any:
     return v
 
 
+def _converted(image: dict[str, Any], convert: dict[str, str]) -> dict[str, Any]:
+    return {k: (_json_value(v, convert[k]) if k in convert else v) for k, v in image.items()}
+
+
+def _json_default(v: Any) -> Any:
+    """BLOB values (in any column) as base64 strings, as Debezium's JSON converter writes ``bytes``."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(v)).decode("ascii")
+    raise TypeError(f"cannot encode {type(v).__name__} in a change event")
+
+
 def row_key(key: bytes) -> bytes:
     """The message key: unpadded base64url of the binary row key (sink.py documents the format)."""
     return base64.urlsafe_b64encode(key).rstrip(b"=")
@@ -120,6 +131,10 @@ class EnvelopeBuilder:
         self.topic_prefix = topic_prefix
         self.tombstones = tombstones
         self.columns = columns
+        # (db, table, image columns) -> (declared columns it was built from, schema JSON, columns to convert)
+        self._schemas: dict[
+            tuple[str, str, tuple[str, ...]], tuple[dict[str, Column], bytes, dict[str, str]]
+        ] = {}
 
     def topic(self, db: str, table: str) -> str:
         return f"{self.topic_prefix}.{db}.{table}"
@@ -134,6 +149,36 @@ class EnvelopeBuilder:
             out.append({"type": typ, "optional": True if c is None else c.optional, "field": col})
         return out
 
+    def _schema(
+        self, db: str, table: str, image: dict[str, Any], lookup: ColumnLookup
+    ) -> tuple[bytes, dict[str, str]]:
+        """The envelope's ``schema`` as JSON bytes and the columns whose values need converting (boolean,
+        double), cached per table and column list while the table's declared columns stay the same."""
+        declared = lookup(table)
+        key = (db, table, tuple(image))
+        hit = self._schemas.get(key)
+        if hit is not None and hit[0] is declared:
+            return hit[1], hit[2]
+        fields = self._fields(image.keys(), declared, image)
+        value_schema = {"type": "struct", "name": f"{db}.{table}.Value", "optional": True, "fields": fields}
+        schema = {
+            "type": "struct",
+            "name": f"{db}.{table}.Envelope",
+            "optional": False,
+            "fields": [
+                {**value_schema, "field": "before"},
+                {**value_schema, "field": "after"},
+                {"type": "string", "optional": False, "field": "op"},
+                {"type": "int64", "optional": True, "field": "ts_ms"},
+                _SOURCE_SCHEMA,
+            ],
+        }
+        encoded = json.dumps(schema, separators=(",", ":"), ensure_ascii=False).encode()
+        convert = {f["field"]: f["type"] for f in fields if f["type"] in ("boolean", "double")}
+        if all(col in declared for col in image):  # typed by the table alone: safe to reuse
+            self._schemas[key] = (declared, encoded, convert)
+        return encoded, convert
+
     def envelope(
         self,
         db: str,
@@ -145,38 +190,25 @@ class EnvelopeBuilder:
         ts_ms: int,
         txn_id: int,
         lsn: int,
+        lookup: ColumnLookup | None = None,
     ) -> bytes:
-        """The JSON bytes of one event."""
-        declared = self.columns(db)(table)
+        """The JSON bytes of one event (``lookup``: the database's declared columns, when the caller
+        already has them)."""
         image = after if after is not None else before
         assert image is not None
-        fields = self._fields(image.keys(), declared, image)
-        types = {f["field"]: f["type"] for f in fields}
-        value_schema = {"type": "struct", "name": f"{db}.{table}.Value", "optional": True, "fields": fields}
-        doc = {
-            "schema": {
-                "type": "struct",
-                "name": f"{db}.{table}.Envelope",
-                "optional": False,
-                "fields": [
-                    {**value_schema, "field": "before"},
-                    {**value_schema, "field": "after"},
-                    {"type": "string", "optional": False, "field": "op"},
-                    {"type": "int64", "optional": True, "field": "ts_ms"},
-                    _SOURCE_SCHEMA,
-                ],
-            },
-            "payload": {
-                "before": None
-                if before is None
-                else {k: _json_value(v, types[k]) for k, v in before.items()},
-                "after": None if after is None else {k: _json_value(v, types[k]) for k, v in after.items()},
-                "op": op,
-                "ts_ms": ts_ms,
-                "source": {"connector": CONNECTOR, "db": db, "table": table, "txId": txn_id, "lsn": lsn},
-            },
+        schema, convert = self._schema(db, table, image, lookup or self.columns(db))
+        if convert:
+            before = None if before is None else _converted(before, convert)
+            after = None if after is None else _converted(after, convert)
+        payload = {
+            "before": before,
+            "after": after,
+            "op": op,
+            "ts_ms": ts_ms,
+            "source": {"connector": CONNECTOR, "db": db, "table": table, "txId": txn_id, "lsn": lsn},
         }
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+        return b'{"schema":' + schema + b',"payload":' + body.encode() + b"}"
 
     def change_messages(
         self,
@@ -190,6 +222,7 @@ class EnvelopeBuilder:
         """The messages of one committed transaction, in its row order (tables ``keep`` refuses left out)."""
         out: list[OutboundMessage] = []
         ts_ms = commit_wall_ns // 1_000_000
+        lookup = self.columns(db)
         for i, ch in enumerate(changes):
             if not keep(ch.table):
                 continue
@@ -197,7 +230,9 @@ class EnvelopeBuilder:
             topic = self.topic(db, ch.table)
             key = row_key(ch.key)
             event_id = f"{db}:{txn_id}:{i}"
-            value = self.envelope(db, ch.table, op, ch.old, ch.new, ts_ms=ts_ms, txn_id=txn_id, lsn=lsn)
+            value = self.envelope(
+                db, ch.table, op, ch.old, ch.new, ts_ms=ts_ms, txn_id=txn_id, lsn=lsn, lookup=lookup
+            )
             out.append(OutboundMessage(topic, key, value, event_id))
             if op == "d" and self.tombstones:
                 out.append(OutboundMessage(topic, key, None, event_id + ":t"))

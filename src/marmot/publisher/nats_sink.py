@@ -9,8 +9,10 @@ The stream: the one that already captures ``{topic_prefix}.>`` when there is one
 with its own limits), else one this sink creates, named after the prefix (``marmot.cdc`` ->
 ``MARMOT_CDC``), file storage, subjects ``{topic_prefix}.>``, duplicate window ``DUPLICATE_WINDOW_S``.
 
-A batch is sent with ``publish_async`` (in order, on one connection) and then every acknowledgement is
-awaited: all stored, or ``SinkUnavailable`` and the worker sends the whole batch again.
+A batch is published in order on one connection, each message with a reply subject of this sink's
+inbox (what JetStream answers with its acknowledgement), and then every acknowledgement is awaited: all
+stored, or ``SinkUnavailable`` and the worker sends the whole batch again. (``js.publish_async`` does
+the same per message with a task and a future each, which measured about 3x slower here.)
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class NatsSink:
         self.stream = ""
         self._nc: Any = None
         self._js: Any = None
+        self._inbox: str | None = None
+        self._batch = 0
+        self._acks: tuple[int, _Acks] | None = None
 
     async def start(self) -> None:
         try:
@@ -65,6 +70,8 @@ class NatsSink:
             )
             self._js = self._nc.jetstream(timeout=ACK_TIMEOUT_S)
             self.stream = await self._ensure_stream()
+            self._inbox = self._nc.new_inbox()
+            await self._nc.subscribe(f"{self._inbox}.>", cb=self._on_ack)
         except SinkUnavailable:
             await self.close()
             raise
@@ -89,28 +96,67 @@ class NatsSink:
         return name
 
     async def publish(self, batch: Sequence[OutboundMessage]) -> None:
-        if self._js is None:
+        nc = self._nc
+        if nc is None or self._inbox is None:
             raise SinkUnavailable(f"NATS {self.url}: not connected")
+        self._batch += 1
+        batch_no = self._batch
+        pending = _Acks(sum(1 for m in batch if m.value is not None))
+        self._acks = (batch_no, pending)
         try:
-            futures = []
+            n = 0
             for m in batch:
                 if m.value is None:
                     continue  # tombstones are for Kafka log compaction only
-                futures.append(
-                    await self._js.publish_async(
-                        m.topic, m.value, headers={"Nats-Msg-Id": m.event_id, "Marmot-Key": m.key.decode()}
-                    )
-                )
-            if futures:
-                await asyncio.wait_for(asyncio.gather(*futures), ACK_TIMEOUT_S)
+                headers = {"Nats-Msg-Id": m.event_id, "Marmot-Key": m.key.decode()}
+                await nc.publish(m.topic, m.value, reply=f"{self._inbox}.{batch_no}.{n}", headers=headers)
+                n += 1
+            if n:
+                await nc.flush(ACK_TIMEOUT_S)
+                await asyncio.wait_for(pending.done.wait(), ACK_TIMEOUT_S)
         except Exception as e:
             raise SinkUnavailable(f"NATS {self.url}: publish failed: {type(e).__name__}: {e}") from e
+        finally:
+            self._acks = None
+        if pending.error:
+            raise SinkUnavailable(f"NATS {self.url}: JetStream refused a message: {pending.error}")
+
+    async def _on_ack(self, msg: Any) -> None:
+        """A JetStream publish acknowledgement (or refusal) for a message of the current batch."""
+        current = self._acks
+        if current is None:
+            return
+        batch_no, pending = current
+        parts = msg.subject.rsplit(".", 2)
+        if len(parts) != 3 or parts[1] != str(batch_no):
+            return  # a late answer to an earlier, already failed batch
+        if b'"error"' in msg.data:
+            pending.error = pending.error or msg.data.decode(errors="replace")[:300]
+            pending.done.set()
+            return
+        if not msg.data:  # no responders: no stream captures the subject
+            pending.error = pending.error or f"no stream for {msg.subject}"
+            pending.done.set()
+            return
+        pending.acked.add(parts[2])
+        if len(pending.acked) >= pending.expected:
+            pending.done.set()
 
     async def close(self) -> None:
-        nc, self._nc, self._js = self._nc, None, None
+        nc, self._nc, self._js, self._inbox = self._nc, None, None, None
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.close()
+
+
+class _Acks:
+    """The acknowledgements one batch is waiting for."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.acked: set[str] = set()
+        self.error = ""
+        self.done = asyncio.Event()
 
 
 async def _ignore(_e: Exception) -> None:
