@@ -227,6 +227,7 @@ class Node:
             )
             self.publisher.register(self.cluster.router)
             self.replication.gc.hold = self.publisher.gc_hold
+            self.replication.applied_listeners.append(self.publisher.kick)
         # The engine hands replication its writes and replication asks the engine's sessions to let go of
         # a database file: the engine is built first, without one, and plugs into it here.
         self.engine.replication = self.replication

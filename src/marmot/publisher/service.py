@@ -25,12 +25,14 @@ from typing import Any
 import apsw
 
 from marmot.config import Config
+from marmot.config_schema import SinkConfig
 from marmot.publisher import source
 from marmot.publisher.envelope import Column, ColumnLookup, EnvelopeBuilder
 from marmot.publisher.metrics import PublisherMetrics
-from marmot.publisher.sink import make_sink, wants_tombstones
+from marmot.publisher.sink import Sink, make_sink, wants_tombstones
 from marmot.publisher.state import PublisherState
 from marmot.publisher.worker import Cluster, SinkWorker
+from marmot.startup import StartupError
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 from marmot.transport import Router, Transport
@@ -40,6 +42,17 @@ log = logging.getLogger("marmot.publisher")
 WATERMARK_INTERVAL_S = 1.0
 WATERMARK_RPC = "publisher_watermarks"
 WARN_FRACTION = 0.8
+
+
+def _sink(i: int, cfg: SinkConfig) -> Sink:
+    """The sink of ``[[publisher.sinks]]`` entry ``i``; a type whose module is not in this build stops
+    startup naming the key (the config check cannot know which sink modules are installed)."""
+    try:
+        return make_sink(cfg)
+    except ImportError as e:
+        raise StartupError(
+            f"publisher.sinks[{i}].type: the {cfg.type} sink is not available in this build ({e})"
+        ) from None
 
 
 class Publisher:
@@ -69,7 +82,7 @@ class Publisher:
         self.workers = [
             SinkWorker(
                 sink_cfg,
-                make_sink(sink_cfg),
+                _sink(i, sink_cfg),
                 EnvelopeBuilder(
                     sink_cfg.topic_prefix, tombstones=wants_tombstones(sink_cfg), columns=self.columns
                 ),
@@ -79,10 +92,11 @@ class Publisher:
                 reader=self.reader,
                 watermark_margin_ns=margin_ns,
             )
-            for sink_cfg in cfg.publisher.sinks
+            for i, sink_cfg in enumerate(cfg.publisher.sinks)
         ]
         self.metrics = PublisherMetrics(registry, node_id) if registry is not None else None
         self._task: asyncio.Task[None] | None = None
+        self._names: tuple[float, list[str]] | None = None
         self._warned: set[tuple[str, str]] = set()
 
     def reader(self, db: str) -> apsw.Connection:
@@ -93,7 +107,12 @@ class Publisher:
         return self._reader(db)
 
     def _database_names(self) -> list[str]:
-        return self.databases.names()
+        """The databases, listed at most once a second (a round runs per commit; ``kick`` with a
+        database not in the list refreshes it at once)."""
+        now = time.monotonic()
+        if self._names is None or now - self._names[0] > 1.0:
+            self._names = (now, self.databases.names())
+        return self._names[1]
 
     def columns(self, db: str) -> ColumnLookup:
         """Declared columns of ``db``'s tables, re-read after every schema change (the schema version)."""
@@ -131,8 +150,10 @@ class Publisher:
         for w in self.workers:
             await w.stop()
 
-    def kick(self) -> None:
-        """A commit happened: wake the workers instead of waiting for their next poll."""
+    def kick(self, db: str) -> None:
+        """Transactions were applied to ``db`` (replication's ``applied_listeners``): wake the workers."""
+        if self._names is not None and db not in self._names[1]:
+            self._names = None
         for w in self.workers:
             w.kick()
 

@@ -41,6 +41,9 @@ from marmot.storage import replication_tables as rt
 log = logging.getLogger("marmot.publisher")
 
 PERSIST_EVERY_S = 0.2  # a cursor move is written to disk at most this often (and at stop)
+# An idle worker sleeps until a commit is applied here (``kick``) or this long has passed (what arrives
+# without a local apply: nothing today; the timeout is the safety net, and paces takeover scans).
+IDLE_POLL_S = 1.0
 
 
 @dataclass
@@ -109,6 +112,7 @@ class SinkWorker:
         self.cursors: dict[tuple[str, str], int] = {}  # (db, log id) -> seq published through (in memory)
         self._persisted: dict[tuple[str, str], int] = {}
         self._fresh: set[tuple[str, str]] = set()  # logs first seen without a cursor (no loss to report)
+        self._log_ids: dict[str, tuple[apsw.Connection, str]] = {}
         self._last_persist = 0.0
         self._new_sink = state.since(cfg.name) is None
         self._taking_over: set[int] = set()
@@ -159,12 +163,14 @@ class SinkWorker:
                     log.info("publisher sink %s connected", self.cfg.name)
                 if self._new_sink:
                     await self._first_run()
+                self._wake.clear()  # before the round: a commit during it wakes the next one at once
                 moved = await self.round()
                 delay = self.cfg.retry_initial_ms / 1000
-                if not moved:
-                    self._wake.clear()
+                if moved:
+                    await asyncio.sleep(poll)  # at most one round per poll interval: batches form
+                else:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), poll)
+                        await asyncio.wait_for(self._wake.wait(), max(poll, IDLE_POLL_S))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # SinkUnavailable, or a bug: either way retry later, never skip
@@ -206,6 +212,16 @@ class SinkWorker:
         self._persist()
         return moved
 
+    def _log_id(self, db: str, conn: apsw.Connection) -> str:
+        """The commit-log id of ``db``'s file, read once per connection (a replaced file comes with a
+        new connection)."""
+        hit = self._log_ids.get(db)
+        if hit is not None and hit[0] is conn:
+            return hit[1]
+        lid = rt.log_id(conn)
+        self._log_ids[db] = (conn, lid)
+        return lid
+
     def _cursor(self, db: str, lid: str, conn: apsw.Connection) -> int:
         cur = self.cursors.get((db, lid))
         if cur is None:
@@ -229,7 +245,7 @@ class SinkWorker:
         return self.builder.change_messages(db, row.txn_id, row.wall, row.seq, body.changes, self.wants_table)
 
     async def _own(self, db: str, conn: apsw.Connection) -> bool:
-        lid = rt.log_id(conn)
+        lid = self._log_id(db, conn)
         cur = self._cursor(db, lid, conn)
         rows = source.entries_after(conn, cur, self.cfg.batch_size)
         if not rows:
@@ -256,7 +272,7 @@ class SinkWorker:
         return True
 
     async def _takeover(self, db: str, conn: apsw.Connection, origin: int) -> bool:
-        lid = rt.log_id(conn)
+        lid = self._log_id(db, conn)
         name = self.cfg.name
         after = self.state.takeover(name, db, origin, lid) or 0
         floor = self.state.watermark(name, db, origin) or 0
