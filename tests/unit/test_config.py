@@ -600,6 +600,24 @@ def test_sinks(tmp_path: Path) -> None:
     )
 
 
+def test_publisher_keys_of_ours(tmp_path: Path) -> None:
+    """snapshot_mode and max_backlog_transactions (not upstream's): defaults, values, bad values named."""
+    sink = '[[publisher.sinks]]\nname = "n"\ntype = "nats"\nnats_url = "nats://h:4222"\n'
+    cfg = load_text(tmp_path, "[publisher]\nenabled = true\n" + sink)
+    assert (
+        cfg.publisher.max_backlog_transactions == 1_000_000
+        and cfg.publisher.sinks[0].snapshot_mode == "never"
+    )
+    cfg = load_text(
+        tmp_path, "[publisher]\nmax_backlog_transactions = 5\n" + sink + 'snapshot_mode = "initial"\n'
+    )
+    assert cfg.publisher.max_backlog_transactions == 5 and cfg.publisher.sinks[0].snapshot_mode == "initial"
+    assert error_of(tmp_path, sink + 'snapshot_mode = "full"\n').key == "publisher.sinks[0].snapshot_mode"
+    assert error_of(tmp_path, "[publisher]\nmax_backlog_transactions = 0\n").key == (
+        "publisher.max_backlog_transactions"
+    )
+
+
 def test_publisher_enabled_without_sinks_warns(tmp_path: Path) -> None:
     cfg = load_text(tmp_path, "[publisher]\nenabled = true\n")
     assert cfg.warnings and cfg.warnings[0].startswith("publisher.enabled: ")

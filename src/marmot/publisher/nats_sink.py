@@ -32,6 +32,7 @@ from marmot.publisher.sink import OutboundMessage, SinkUnavailable
 DUPLICATE_WINDOW_S = 600.0
 CONNECT_TIMEOUT_S = 3.0
 ACK_TIMEOUT_S = 10.0
+CHUNK = 5000  # messages awaited together
 
 
 def stream_name(topic_prefix: str) -> str:
@@ -96,6 +97,11 @@ class NatsSink:
         return name
 
     async def publish(self, batch: Sequence[OutboundMessage]) -> None:
+        # a huge transaction must not make one wait for acknowledgements longer than ACK_TIMEOUT_S
+        for start in range(0, len(batch), CHUNK):
+            await self._publish_chunk(batch[start : start + CHUNK])
+
+    async def _publish_chunk(self, batch: Sequence[OutboundMessage]) -> None:
         nc = self._nc
         if nc is None or self._inbox is None:
             raise SinkUnavailable(f"NATS {self.url}: not connected")

@@ -247,9 +247,16 @@ class Publisher:
                 )  # fmt: skip
                 continue
             holds.append(cur + 1)
+            newest = rt.last_seq(conn)
             for origin in self._peers_with_watermarks(w.cfg.name, db):
                 wm = self.state.watermark(w.cfg.name, db, origin)
-                if wm is not None and (seq := source.first_seq_of(conn, origin, wm)) is not None:
+                seq = source.first_seq_of(conn, origin, wm) if wm is not None else None
+                if seq is None:
+                    continue
+                taken = self.state.takeover(w.cfg.name, db, origin, lid)
+                if taken is not None:  # published here already, while that member was not ALIVE
+                    seq = max(seq, taken + 1)
+                if newest - seq <= self.max_backlog:  # a member gone for good must not stop GC for ever
                     holds.append(seq)
         return min(holds) if holds else None
 
