@@ -800,3 +800,20 @@ def test_base_url_of() -> None:
     assert client.base_url_of("127.0.0.1:8080") == "http://127.0.0.1:8080"
     assert client.base_url_of("https://n1:8443/") == "https://n1:8443"
     assert client.base_url_of("[::1]:8080") == "http://[::1]:8080"
+
+
+def test_publisher_route_needs_auth_and_says_when_the_publisher_is_off() -> None:
+    assert call(FakeControl(), "GET", "/admin/publisher").status == 401
+    r = call(FakeControl(), "GET", "/admin/publisher", headers=auth())
+    assert r.status == 200 and r.json == {"node_id": 1, "enabled": False, "sinks": []}
+
+    async def go() -> Reply:
+        app = make_app(
+            FakeControl(), secret=SECRET, publisher_status=lambda: {"enabled": True, "sinks": [{"name": "n"}]}
+        )
+        async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+            resp = await c.get("/admin/publisher", headers=auth())
+            return Reply(resp.status, resp.headers, await resp.text())
+
+    r = run_async(go())
+    assert r.status == 200 and r.json["sinks"] == [{"name": "n"}]
