@@ -294,6 +294,7 @@ def test_broker_restarted_under_load_loses_nothing_and_keeps_order(
             w.join(30)
     assert all(len(w.acked) > 20 for w in writers), [len(w.acked) for w in writers]
     events = wait_rebuilt(broker, n1, "load1", timeout=90)
+    assert len({e.msg_id for e in events}) == len(events), "a re-sent batch was stored twice"
     order = in_stream_order(events, "load1")
     for w in writers:
         mine = [i for i in order if w.base <= i < w.base + 1_000_000]
@@ -346,6 +347,12 @@ def test_every_acknowledged_write_of_a_killed_coordinator_is_published(
             ) from None
         status = admin_json(n1, "/admin/publisher")["sinks"][0]
         assert 2 in status["publishing_for"] and status["takeover_events_published"] > 0, status
+        # node 1 re-published node 2's transactions from node 2's last watermark, some of which node 2
+        # had published itself: the stream stored each event id once (Nats-Msg-Id)
+        stored = [e.msg_id for e in read_stream(broker.url, "kill.cdc.x.y")]
+        assert len(stored) == len(set(stored)), "duplicates stored"
+        # the takeover started from node 2's last watermark, before the load: all it acknowledged
+        assert status["takeover_events_published"] >= len(writers[0].acked), status
 
 
 def test_new_sink_with_initial_snapshot_emits_existing_rows_then_changes(
