@@ -235,10 +235,7 @@ class Publisher:
         for w in self.workers:
             if not w.wants_db(db):
                 continue
-            cur = w.persisted_cursor(db, lid)
-            if cur is None:
-                holds.append(0)  # never published here yet: keep everything
-                continue
+            cur = w.persisted_cursor(db, lid) or 0  # none yet: everything is still to publish
             count, _oldest = source.pending_of(conn, self.node_id, cur)
             if count > self.max_backlog:
                 log.error(
