@@ -68,7 +68,15 @@ class Cluster:
 
     def __init__(self, node_id: int, states: Callable[[], dict[int, str]]) -> None:
         self.node_id = node_id
-        self.states = states
+        self._states = states
+        self._cached: tuple[float, dict[int, str]] = (-1.0, {})
+
+    def states(self) -> dict[int, str]:
+        """Member states, read from gossip at most every 0.2 s (a round runs per applied batch)."""
+        now = time.monotonic()
+        if now - self._cached[0] > 0.2:
+            self._cached = (now, self._states())
+        return self._cached[1]
 
     def self_alive(self) -> bool:
         """ALIVE: admitted and caught up with its peers (a restarted node is not, until anti-entropy says
