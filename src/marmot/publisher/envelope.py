@@ -218,11 +218,14 @@ class EnvelopeBuilder:
         lsn: int,
         changes: Sequence[RowChange],
         keep: Callable[[str], bool],
+        lookup: ColumnLookup | None = None,
     ) -> list[OutboundMessage]:
-        """The messages of one committed transaction, in its row order (tables ``keep`` refuses left out)."""
+        """The messages of one committed transaction, in its row order (tables ``keep`` refuses left out).
+        ``lookup``: the database's declared columns, when the caller read them once for many transactions."""
         out: list[OutboundMessage] = []
         ts_ms = commit_wall_ns // 1_000_000
-        lookup = self.columns(db)
+        if lookup is None:
+            lookup = self.columns(db)
         for i, ch in enumerate(changes):
             if not keep(ch.table):
                 continue

@@ -117,8 +117,7 @@ class NatsSink:
                 headers = {"Nats-Msg-Id": m.event_id, "Marmot-Key": m.key.decode()}
                 await nc.publish(m.topic, m.value, reply=f"{self._inbox}.{batch_no}.{n}", headers=headers)
                 n += 1
-            if n:
-                await nc.flush(ACK_TIMEOUT_S)
+            if n:  # nats-py's flusher writes the buffered messages on the next loop iteration
                 await asyncio.wait_for(pending.done.wait(), ACK_TIMEOUT_S)
         except Exception as e:
             raise SinkUnavailable(f"NATS {self.url}: publish failed: {type(e).__name__}: {e}") from e

@@ -32,10 +32,10 @@ import apsw
 
 from marmot.config_schema import SinkConfig
 from marmot.publisher import source
-from marmot.publisher.envelope import EnvelopeBuilder
+from marmot.publisher.envelope import ColumnLookup, EnvelopeBuilder
 from marmot.publisher.sink import OutboundMessage, Sink, SinkUnavailable
 from marmot.publisher.state import PublisherState
-from marmot.replication.messages import MessageError, decode_body
+from marmot.replication.messages import MessageError
 from marmot.storage import replication_tables as rt
 
 log = logging.getLogger("marmot.publisher")
@@ -242,15 +242,19 @@ class SinkWorker:
             self.cursors[(db, lid)] = self._persisted[(db, lid)] = cur
         return cur
 
-    def _decode(self, db: str, row: source.LogRow) -> list[OutboundMessage]:
+    def _decode(
+        self, db: str, row: source.LogRow, lookup: ColumnLookup | None = None
+    ) -> list[OutboundMessage]:
         try:
-            body = decode_body(row.payload)
+            changes = source.logged_changes(row.payload)
         except MessageError as e:  # cannot happen for a row the applier wrote; never stop on one
             log.error("publisher: %s seq %d (txn %d) unreadable, skipped: %s", db, row.seq, row.txn_id, e)
             return []
-        if not body.changes:
+        if not changes:
             return []  # DDL and database operations: later events' schemas show their effect
-        return self.builder.change_messages(db, row.txn_id, row.wall, row.seq, body.changes, self.wants_table)
+        return self.builder.change_messages(
+            db, row.txn_id, row.wall, row.seq, changes, self.wants_table, lookup
+        )
 
     async def _own(self, db: str, conn: apsw.Connection) -> bool:
         lid = self._log_id(db, conn)
@@ -268,9 +272,10 @@ class SinkWorker:
             )  # fmt: skip
         me = self.cluster.node_id
         msgs: list[OutboundMessage] = []
+        lookup = self.builder.columns(db)  # once per round: it checks the schema version
         for row in rows:
             if row.origin == me:
-                msgs.extend(self._decode(db, row))
+                msgs.extend(self._decode(db, row, lookup))
         if msgs:
             await self.sink.publish(msgs)
             self.stats.published += len(msgs)
