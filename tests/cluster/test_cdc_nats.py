@@ -363,8 +363,15 @@ def test_new_sink_with_initial_snapshot_emits_existing_rows_then_changes(
     c.execute("CREATE TABLE snap (id INT PRIMARY KEY, v VARCHAR(10))")
     c.execute("INSERT INTO snap VALUES (1, 'a'), (2, 'b'), (3, 'c')")
     c.execute("UPDATE snap SET v = 'bb' WHERE id = 2")
+    c.execute("CREATE TABLE other_t (id INT PRIMARY KEY)")  # left out by the new sink's filter_tables
+    c.execute("INSERT INTO other_t VALUES (1)")
     # add a second sink (its own subjects) to the running cluster: a rolling restart with the new config
-    extra = sink_toml(broker.url, name="snap", prefix="snap.cdc", extra='snapshot_mode = "initial"\n')
+    extra = sink_toml(
+        broker.url,
+        name="snap",
+        prefix="snap.cdc",
+        extra='snapshot_mode = "initial"\nfilter_tables = ["sn*"]\n',
+    )
     writer = Writer(cluster.node(3), "snap", 3_000_000)
     writer.start()
     try:
@@ -375,6 +382,7 @@ def test_new_sink_with_initial_snapshot_emits_existing_rows_then_changes(
             cluster.restart(i)
             cluster.wait_all_alive(60)
         connect(n1).cursor().execute("INSERT INTO snap VALUES (4, 'd')")
+        connect(n1).cursor().execute("INSERT INTO other_t VALUES (2)")
     finally:
         writer.stop_flag.set()
         writer.join(30)
@@ -387,6 +395,8 @@ def test_new_sink_with_initial_snapshot_emits_existing_rows_then_changes(
     }
     assert {1: {"id": 1, "v": "a"}, 2: {"id": 2, "v": "bb"}, 3: {"id": 3, "v": "c"}}.items() <= reads.items()
     assert any(e.doc["payload"]["op"] == "c" and e.doc["payload"]["after"]["id"] == 4 for e in snap)
+    # the second sink's table filter ("sn*") kept other_t (and the other tests' tables) out of its stream
+    assert {e.subject for e in events} == {"snap.cdc.marmot.snap"}
     # the first sink went on streaming through the restarts, and saw no "r" events
     assert all(e.doc["payload"]["op"] != "r" for e in read_stream(broker.url))
 
