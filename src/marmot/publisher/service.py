@@ -74,6 +74,7 @@ class Publisher:
         self.transport = transport
         self.alive_peers = alive_peers
         self.max_backlog = cfg.publisher.max_backlog_transactions
+        self.min_retention_ns = int(cfg.replication.gc_min_retention_hours * 3600 * 1e9)
         self.state = PublisherState(databases.system)
         # between a commit timestamp and the local apply a transaction is bounded by the write timeout
         margin_ns = int((2 * cfg.replication.write_timeout_ms / 1000 + 10) * 1e9)
@@ -236,7 +237,7 @@ class Publisher:
             if not w.wants_db(db):
                 continue
             cur = w.persisted_cursor(db, lid) or 0  # none yet: everything is still to publish
-            count, _oldest = source.pending_of(conn, self.node_id, cur)
+            count, _oldest = source.backlog(conn, cur)
             if count > self.max_backlog:
                 log.error(
                     "publisher sink %s: %d unpublished transactions in %s exceed max_backlog_transactions "
@@ -245,9 +246,12 @@ class Publisher:
                 continue
             holds.append(cur + 1)
             newest = rt.last_seq(conn)
+            at_risk = time.time_ns() - self.min_retention_ns  # GC only deletes entries older than this
             for origin in self._peers_with_watermarks(w.cfg.name, db):
                 wm = self.state.watermark(w.cfg.name, db, origin)
-                seq = source.first_seq_of(conn, origin, wm) if wm is not None else None
+                if wm is None or wm >= at_risk:
+                    continue  # everything that peer may still need is younger than any GC cut
+                seq = source.first_seq_of(conn, origin, wm)
                 if seq is None:
                     continue
                 taken = self.state.takeover(w.cfg.name, db, origin, lid)

@@ -67,16 +67,28 @@ def logged_changes(payload: bytes) -> list[RowChange]:
         return decode_body(payload).changes
 
 
-def pending_of(conn: apsw.Connection, origin: int, after: int) -> tuple[int, int | None]:
-    """(how many, oldest commit wall ns) of ``origin``'s entries after ``after``: a sink's backlog."""
-    row = conn.execute(
-        f"SELECT COUNT(*), MIN(wall) FROM {rt.TXN_LOG} WHERE seq > ? AND origin = ?", (after, origin)
+def backlog(conn: apsw.Connection, after: int) -> tuple[int, int | None]:
+    """(log entries after ``after``, commit wall ns of the first of them): what a sink with that cursor
+    still has to read and what GC keeps for it. Both are primary-key lookups, whatever the backlog."""
+    row = conn.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()
+    newest = int(row[0]) if row is not None and row[0] is not None else 0
+    first = conn.execute(
+        f"SELECT wall FROM {rt.TXN_LOG} WHERE seq > ? ORDER BY seq LIMIT 1", (after,)
     ).fetchone()
-    return (int(row[0]), row[1]) if row is not None else (0, None)
+    return max(0, newest - after), (int(first[0]) if first is not None else None)
+
+
+def first_wall_of(conn: apsw.Connection, origin: int, after: int) -> int | None:
+    """Commit wall ns of ``origin``'s first entry after ``after`` (a scan from ``after`` to that entry)."""
+    row = conn.execute(
+        f"SELECT wall FROM {rt.TXN_LOG} WHERE seq > ? AND origin = ? ORDER BY seq LIMIT 1", (after, origin)
+    ).fetchone()
+    return int(row[0]) if row is not None else None
 
 
 def first_seq_of(conn: apsw.Connection, origin: int, min_wall: int) -> int | None:
-    """The oldest entry of ``origin`` committed at or after ``min_wall`` (what a takeover would need)."""
+    """The oldest entry of ``origin`` committed at or after ``min_wall`` (what a takeover would need).
+    A scan of the whole log: only asked when that entry could be old enough for GC."""
     row = conn.execute(
         f"SELECT MIN(seq) FROM {rt.TXN_LOG} WHERE origin = ? AND wall >= ?", (origin, min_wall)
     ).fetchone()

@@ -376,18 +376,21 @@ class SinkWorker:
 
     def watermark(self, db: str, conn: apsw.Connection) -> int:
         """Commit wall ns before which every transaction this node coordinated in ``db`` is published:
-        the oldest unpublished one, or (none pending) now minus a margin covering transactions still
-        between their commit timestamp and their local apply."""
+        now, or the commit time of its first unpublished one, minus a margin covering transactions still
+        between their commit timestamp and their local apply (or applied later with an older time)."""
         floor = self.clock_ns() - self.margin_ns
-        lid = rt.log_id(conn)
+        lid = self._log_id(db, conn)
         cur = self.persisted_cursor(db, lid)
         if cur is None:
             return 0
-        _count, oldest = source.pending_of(conn, self.cluster.node_id, cur)
-        return min(floor, oldest) if oldest is not None else floor
+        # the first unpublished entry of this node (not a MIN over all of them: the log is in apply
+        # order, and an entry applied later with an older commit time is covered by the margin)
+        oldest = source.first_wall_of(conn, self.cluster.node_id, cur)
+        return min(floor, oldest - self.margin_ns) if oldest is not None else floor
 
     def refresh_backlog(self) -> dict[str, tuple[int, float]]:
-        """Per database: this node's unpublished transactions and the age of the oldest (seconds)."""
+        """Per database: commit-log transactions after the sink's cursor (what it still has to read and
+        GC keeps for it) and the age of the first of them (seconds)."""
         out: dict[str, tuple[int, float]] = {}
         now = self.clock_ns()
         for db in self.databases():
@@ -397,9 +400,9 @@ class SinkWorker:
                 conn = self.reader(db)
             except LookupError:
                 continue
-            lid = rt.log_id(conn)
+            lid = self._log_id(db, conn)
             cur = self.cursors.get((db, lid), self.state.cursor(self.cfg.name, db, lid) or 0)
-            count, oldest = source.pending_of(conn, self.cluster.node_id, cur)
+            count, oldest = source.backlog(conn, cur)
             out[db] = (count, max(0.0, (now - oldest) / 1e9) if oldest is not None else 0.0)
         self.stats.backlog = out
         return out
