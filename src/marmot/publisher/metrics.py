@@ -31,7 +31,12 @@ class PublisherMetrics:
         self.lost = counter(
             "publisher_lost_transactions", "transactions collected by log GC before a sink published them"
         )
-        self.backlog = gauge("publisher_backlog_transactions", "committed transactions not yet published")
+        self.backlog = gauge(
+            "publisher_backlog_transactions", "commit-log transactions after the sink's cursor"
+        )
+        self.backlog_events = gauge(
+            "publisher_backlog_events", "events still to publish (estimated past 2,000 transactions)"
+        )
         self.backlog_seconds = gauge("publisher_backlog_seconds", "age of the oldest unpublished transaction")
         self.backlog_limit = gauge(
             "publisher_backlog_limit_transactions", "[publisher] max_backlog_transactions"
@@ -51,6 +56,7 @@ class PublisherMetrics:
                 counter.labels(self.nid, sink).inc(value - seen[name])
                 seen[name] = value
         self.backlog.labels(self.nid, sink).set(sum(n for n, _ in stats.backlog.values()))
+        self.backlog_events.labels(self.nid, sink).set(sum(n for n, _ in stats.backlog_events.values()))
         self.backlog_seconds.labels(self.nid, sink).set(
             max((s for _, s in stats.backlog.values()), default=0.0)
         )

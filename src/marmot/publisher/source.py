@@ -15,7 +15,7 @@ import msgpack
 
 from marmot.publisher.envelope import Column, debezium_type
 from marmot.replication.changes import OP_NAMES, RowChange
-from marmot.replication.messages import decode_body
+from marmot.replication.messages import MessageError, decode_body
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import UnknownTableError, load_table_schema, quote_ident
 
@@ -76,6 +76,27 @@ def backlog(conn: apsw.Connection, after: int) -> tuple[int, int | None]:
         f"SELECT wall FROM {rt.TXN_LOG} WHERE seq > ? ORDER BY seq LIMIT 1", (after,)
     ).fetchone()
     return max(0, newest - after), (int(first[0]) if first is not None else None)
+
+
+def backlog_events(
+    conn: apsw.Connection, origin: int, after: int, total: int, sample: int
+) -> tuple[int, bool]:
+    """Events ``origin`` still has to publish after ``after``: its row changes in the first ``sample``
+    log entries, scaled to ``total`` entries when the backlog is longer (then the bool says "estimated").
+    Bounded work whatever the backlog: at most ``sample`` bodies are unpacked."""
+    rows = conn.execute(
+        f"SELECT origin, payload FROM {rt.TXN_LOG} WHERE seq > ? ORDER BY seq LIMIT ?", (after, sample)
+    ).fetchall()
+    events = 0
+    for row_origin, payload in rows:
+        if row_origin == origin and isinstance(payload, bytes):
+            try:
+                events += len(logged_changes(payload))
+            except MessageError:
+                continue
+    if not rows or total <= len(rows):
+        return events, False
+    return round(events * total / len(rows)), True
 
 
 def first_wall_of(conn: apsw.Connection, origin: int, after: int) -> int | None:

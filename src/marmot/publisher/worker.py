@@ -44,6 +44,8 @@ PERSIST_EVERY_S = 0.2  # a cursor move is written to disk at most this often (an
 # An idle worker sleeps until a commit is applied here (``kick``) or this long has passed (what arrives
 # without a local apply: nothing today; the timeout is the safety net, and paces takeover scans).
 IDLE_POLL_S = 1.0
+# the backlog in events is counted in this many log entries at most, and scaled up beyond (estimated)
+EVENTS_SAMPLE = 2000
 
 
 @dataclass
@@ -60,6 +62,7 @@ class SinkStats:
     last_error: str = ""
     last_publish_ns: int = 0
     backlog: dict[str, tuple[int, float]] = field(default_factory=dict)  # db -> (transactions, seconds)
+    backlog_events: dict[str, tuple[int, bool]] = field(default_factory=dict)  # db -> (events, estimated)
     takeovers: list[int] = field(default_factory=list)
 
 
@@ -392,6 +395,7 @@ class SinkWorker:
         """Per database: commit-log transactions after the sink's cursor (what it still has to read and
         GC keeps for it) and the age of the first of them (seconds)."""
         out: dict[str, tuple[int, float]] = {}
+        events: dict[str, tuple[int, bool]] = {}
         now = self.clock_ns()
         for db in self.databases():
             if not self.wants_db(db):
@@ -404,7 +408,13 @@ class SinkWorker:
             cur = self.cursors.get((db, lid), self.state.cursor(self.cfg.name, db, lid) or 0)
             count, oldest = source.backlog(conn, cur)
             out[db] = (count, max(0.0, (now - oldest) / 1e9) if oldest is not None else 0.0)
+            events[db] = (
+                source.backlog_events(conn, self.cluster.node_id, cur, count, EVENTS_SAMPLE)
+                if count
+                else (0, False)
+            )
         self.stats.backlog = out
+        self.stats.backlog_events = events
         return out
 
     def status(self) -> dict[str, Any]:
@@ -423,6 +433,12 @@ class SinkWorker:
             "last_error": s.last_error,
             "publishing_for": s.takeovers,
             "backlog": {
-                db: {"transactions": n, "seconds": round(sec, 3)} for db, (n, sec) in s.backlog.items()
+                db: {
+                    "transactions": n,
+                    "events": s.backlog_events.get(db, (0, False))[0],
+                    "events_estimated": s.backlog_events.get(db, (0, False))[1],
+                    "seconds": round(sec, 3),
+                }
+                for db, (n, sec) in s.backlog.items()
             },
         }
