@@ -35,7 +35,7 @@ class PublisherMetrics:
             "publisher_backlog_transactions", "commit-log transactions after the sink's cursor"
         )
         self.backlog_events = gauge(
-            "publisher_backlog_events", "events still to publish (estimated past 2,000 transactions)"
+            "publisher_backlog_events", "events still to publish (estimated past 500 transactions)"
         )
         self.backlog_seconds = gauge("publisher_backlog_seconds", "age of the oldest unpublished transaction")
         self.backlog_limit = gauge(

@@ -45,7 +45,7 @@ PERSIST_EVERY_S = 0.2  # a cursor move is written to disk at most this often (an
 # without a local apply: nothing today; the timeout is the safety net, and paces takeover scans).
 IDLE_POLL_S = 1.0
 # the backlog in events is counted in this many log entries at most, and scaled up beyond (estimated)
-EVENTS_SAMPLE = 2000
+EVENTS_SAMPLE = 500
 
 
 @dataclass
