@@ -353,6 +353,22 @@ def test_every_acknowledged_write_of_a_killed_coordinator_is_published(
         assert len(stored) == len(set(stored)), "duplicates stored"
         # the takeover started from node 2's last watermark, before the load: all it acknowledged
         assert status["takeover_events_published"] >= len(writers[0].acked), status
+        # node 2 comes back: node 1 stops publishing for it, and node 2 publishes its new writes itself
+        c.restart(2)
+        c.wait_all_alive(60)
+        wait_for(
+            lambda: 2 not in admin_json(n1, "/admin/publisher")["sinks"][0]["publishing_for"],
+            30,
+            "takeover over",
+        )
+        connect(n2).cursor().execute("INSERT INTO acked VALUES (2999999, 'back')")
+
+        def back_published() -> bool:
+            events = read_stream(broker.url, "kill.cdc.x.y")
+            return any((e.doc["payload"]["after"] or {}).get("id") == 2999999 for e in events)
+
+        wait_for(back_published, 30, "node 2's write after its restart", interval=0.5, ignore=(OSError,))
+        assert admin_json(n2, "/admin/publisher")["sinks"][0]["events_published"] >= 1
 
 
 def test_new_sink_with_initial_snapshot_emits_existing_rows_then_changes(
