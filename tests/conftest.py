@@ -19,6 +19,8 @@ BY_DIRECTORY = {"unit": "unit", "cluster": "cluster", "integration": "integratio
 SLOW = {
     "chaos/test_chaos.py",
     "cluster/test_catch_up.py::test_node_down_catches_up_by_log_pull",
+    "cluster/test_cdc_nats.py::test_every_acknowledged_write_of_a_killed_coordinator_is_published",
+    "cluster/test_cdc_nats.py::test_new_sink_with_initial_snapshot_emits_existing_rows_then_changes",
     "cluster/test_ddl_isolation.py::test_sysbench_parallel_prepare_and_read_write",
     "cluster/test_digest_verify.py::test_digests_verify_and_lag",
     "cluster/test_scripts.py::test_run_cluster_status_restart_and_stop",

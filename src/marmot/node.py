@@ -33,6 +33,7 @@ from marmot.mysql.server import MySQLServer, make_ssl_context
 from marmot.replica.cluster_side import ReplicaService
 from marmot.replica.forward_metrics import ForwardSessionsCollector
 from marmot.replica.forward_server import ForwardSessions
+from marmot.publisher.service import Publisher
 from marmot.replication.service import Replication
 from marmot.startup import DataDirLock
 from marmot.storage.databases import DatabaseManager
@@ -109,6 +110,7 @@ class Node:
         self.cluster: ClusterService | None = None
         self.replication: Replication | None = None
         self.forward_sessions: ForwardSessions | None = None  # writes forwarded by read-only replicas
+        self.publisher: Publisher | None = None
         self._http_runner: object | None = None
         self._dir_lock: DataDirLock | None = None
         self.replicas: ReplicaService | None = None
@@ -230,6 +232,21 @@ class Node:
         self.forward_sessions.start()
         if cfg.prometheus.enabled:
             self.metrics.registry.register(ForwardSessionsCollector(self.node_id, self.forward_sessions))
+        if cfg.publisher.enabled and cfg.publisher.sinks:  # the CDC publisher (docs/cdc.md)
+            gossip = self.cluster.gossip
+            self.publisher = Publisher(
+                cfg,
+                node_id=self.node_id,
+                databases=self.databases,
+                reader=self.replication.readers.get,
+                transport=self.cluster,
+                member_states=lambda: {m["node_id"]: m["state"] for m in gossip.members()},
+                alive_peers=gossip.alive_peers,
+                registry=self.metrics.registry,
+            )
+            self.publisher.register(self.cluster.router)
+            self.replication.gc.hold = self.publisher.gc_hold
+            self.replication.applied_listeners.append(self.publisher.kick)
         # The engine hands replication its writes and replication asks the engine's sessions to let go of
         # a database file: the engine is built first, without one, and plugs into it here.
         self.engine.replication = self.replication
@@ -237,6 +254,7 @@ class Node:
             control,
             secret=cfg.cluster.cluster_secret,
             metrics=self.metrics if cfg.prometheus.enabled else None,
+            publisher_status=self.publisher.status if self.publisher is not None else None,
         )
         self.replicas.add_routes(app)
         if cfg.prometheus.enabled:
@@ -245,6 +263,8 @@ class Node:
         await runner.setup()
         self._http_runner = runner
         await self.cluster.start(http_factory=runner.server)
+        if self.publisher is not None:
+            self.publisher.start()
 
     async def _ready_check(self) -> bool:
         """A joining node turns ALIVE once replication says it has caught up with its peers."""
@@ -266,6 +286,9 @@ class Node:
         if self.forward_sessions is not None:
             await self.forward_sessions.stop()  # their open transactions roll back
             self.forward_sessions = None
+        if self.publisher is not None:
+            await self.publisher.stop()
+            self.publisher = None
         if self.replication is not None:
             await self.replication.stop()
             self.replication = None

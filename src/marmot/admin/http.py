@@ -479,8 +479,15 @@ def make_database_app(control: DatabaseControl, *, secret: str) -> web.Applicati
     return app
 
 
-def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = None) -> web.Application:
-    """The admin application: ``/admin/...`` routes, and ``GET /metrics`` when ``metrics`` is given."""
+def make_app(
+    control: ClusterControl,
+    *,
+    secret: str,
+    metrics: Metrics | None = None,
+    publisher_status: Callable[[], dict[str, Any]] | None = None,
+) -> web.Application:
+    """The admin application: ``/admin/...`` routes, and ``GET /metrics`` when ``metrics`` is given.
+    ``publisher_status``: the CDC publisher's ``GET /admin/publisher`` (absent: the publisher is off)."""
     h = _Handlers(control, secret or "", metrics)
     app = web.Application(middlewares=[_errors, _auth_middleware(secret or "")])
     app.add_routes(
@@ -504,4 +511,11 @@ def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = 
     dashboard.add_routes(app)
     if metrics is not None:
         app.router.add_get("/metrics", h.metrics_text)
+
+    async def publisher(request: web.Request) -> web.Response:
+        if publisher_status is None:
+            return json_response({"node_id": control.node_id, "enabled": False, "sinks": []})
+        return json_response(publisher_status())
+
+    app.router.add_get("/admin/publisher", publisher)
     return app

@@ -89,6 +89,7 @@ class Replication:
             leaving=membership.leaving,
         )
         self.queues.on_applied = self._applied
+        self.applied_listeners: list[Callable[[str], None]] = []  # told after every applied batch
         self.coordinator = Coordinator(
             node_id,
             hlc,
@@ -177,6 +178,8 @@ class Replication:
 
     def _applied(self, db: str, items: list[Any], outcomes: list[Any]) -> None:
         self.participant.note_applied(db, items, outcomes)
+        for listener in self.applied_listeners:  # the CDC publisher: new commit-log entries in ``db``
+            listener(db)
         if any(i.body.ddl for i in items):
             self._publish_schema_versions()
 
