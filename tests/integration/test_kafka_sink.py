@@ -189,3 +189,32 @@ def test_start_with_the_broker_down_raises_and_a_later_start_works(own_broker: K
 
     run_async(scenario(), timeout=60)
     assert [m.value() for m in read_topic(own_broker, "t.db.late", 1)] == [b'{"n": 0}']
+
+
+def test_broker_restarted_between_batches_costs_at_most_one_failed_attempt(own_broker: KafkaBroker) -> None:
+    """The broker comes back empty while the sink is idle (its producer id and topics are gone): the next
+    batch may fail once, the one after is delivered, into a topic the sink made again with one partition
+    (not one the broker auto-created with its default partition count)."""
+    sink = KafkaSink(sink_config(own_broker), delivery_timeout_s=3.0)
+
+    async def scenario() -> int:
+        await sink.start()
+        try:
+            await sink.publish([msg("t.db.bounce", i) for i in range(3)])
+            own_broker.restart()
+            failures = 0
+            for _ in range(2):
+                try:
+                    await sink.publish([msg("t.db.bounce", i) for i in range(3, 6)])
+                    return failures
+                except SinkUnavailable:
+                    failures += 1
+            return failures
+        finally:
+            await sink.close()
+
+    failures = run_async(scenario(), timeout=60)
+    assert failures <= 1
+    got = read_topic(own_broker, "t.db.bounce", 3)
+    assert [m.value() for m in got] == [f'{{"n": {i}}}'.encode() for i in range(3, 6)]
+    assert partitions_of(own_broker, "t.db.bounce") == 1
