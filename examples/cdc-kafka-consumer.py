@@ -61,7 +61,9 @@ def main() -> int:
     )
     if args.assign:
         meta = consumer.list_topics(timeout=10).topics
-        consumer.assign([TopicPartition(t, p, 0) for t in args.topic if t in meta for p in meta[t].partitions])
+        consumer.assign(
+            [TopicPartition(t, p, 0) for t in args.topic if t in meta for p in meta[t].partitions]
+        )
     else:
         consumer.subscribe(args.topic)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
