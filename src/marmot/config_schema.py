@@ -36,6 +36,7 @@ AUTO_ID_MODES = ("compact", "extended")
 LOG_FORMATS = ("json", "console")
 SINK_TYPES = ("kafka", "nats")
 SINK_FORMATS = ("debezium",)
+SNAPSHOT_MODES = ("never", "initial")
 # AUTO_INCREMENT ids and transaction ids carry 6 bits of node id: allowing only 1..63 means two nodes
 # with different node ids can never mint the same id (ids 1 and 65 would).
 MAX_NODE_ID = 63
@@ -271,12 +272,15 @@ class SinkConfig:
     retry_initial_ms: int = _opt(100, **_POS)
     retry_max_ms: int = _opt(30000, **_POS)
     retry_multiplier: float = _opt(2.0, lo=1.0)
+    snapshot_mode: str = _opt("never", choices=SNAPSHOT_MODES)  # ours: "initial" emits op "r" first
 
 
 @dataclass(frozen=True)
 class PublisherConfig:
     enabled: bool = _opt(False)
     sinks: list[SinkConfig] = _opt([])
+    # ours: commit-log transactions a sink may leave unpublished before GC stops holding them for it
+    max_backlog_transactions: int = _opt(1_000_000, **_POS)
 
 
 @dataclass(frozen=True)
@@ -346,7 +350,6 @@ NOT_BUILT: dict[str, str] = {
     "replica.enabled": "replica mode (a read-only follower of a cluster) is not built yet",
     "replica.follow_addresses": "replica mode (--follow-addresses: a read-only follower of a cluster) is not "
     "built yet",
-    "publisher.enabled": "the CDC publisher (row changes to Kafka / NATS) is not built yet",
 }
 
 # Keys accepted so that an upstream config file loads unchanged, but with no effect here: dotted key (or
@@ -373,7 +376,6 @@ INERT_KEYS: dict[str, str] = {
     "ddl.enable_idempotent": "replicated DDL is always applied idempotently",
     "query_pipeline.validator_pool_size": "statements are checked on the session's own connection",
     "replica": "replica mode is not built yet (replica.enabled and follow_addresses stop startup instead)",
-    "publisher.sinks": "the CDC publisher is not built yet (publisher.enabled stops startup instead)",
     "batch_commit.max_wait_ms": "a batch is whatever queued while the previous one was applied; no waiting",
     "batch_commit.checkpoint_enabled": "SQLite's own automatic WAL checkpoints run; a full checkpoint at "
     "shutdown",

@@ -30,6 +30,7 @@ from marmot.id_lease import IdLease
 from marmot.ids import make_id_generator
 from marmot.mysql.connection import ServerSettings
 from marmot.mysql.server import MySQLServer, make_ssl_context
+from marmot.publisher.service import Publisher
 from marmot.replication.service import Replication
 from marmot.startup import DataDirLock
 from marmot.storage.databases import DatabaseManager
@@ -105,6 +106,7 @@ class Node:
         self.metrics = Metrics(self.node_id, version=__version__)
         self.cluster: ClusterService | None = None
         self.replication: Replication | None = None
+        self.publisher: Publisher | None = None
         self._http_runner: object | None = None
         self._dir_lock: DataDirLock | None = None
 
@@ -211,6 +213,20 @@ class Node:
         control.register_rpc()
         self.replication.register(self.cluster.router)
         self.replication.start()
+        if cfg.publisher.enabled and cfg.publisher.sinks:  # the CDC publisher (docs/cdc.md)
+            gossip = self.cluster.gossip
+            self.publisher = Publisher(
+                cfg,
+                node_id=self.node_id,
+                databases=self.databases,
+                reader=self.replication.readers.get,
+                transport=self.cluster,
+                member_states=lambda: {m["node_id"]: m["state"] for m in gossip.members()},
+                alive_peers=gossip.alive_peers,
+                registry=self.metrics.registry,
+            )
+            self.publisher.register(self.cluster.router)
+            self.replication.gc.hold = self.publisher.gc_hold
         # The engine hands replication its writes and replication asks the engine's sessions to let go of
         # a database file: the engine is built first, without one, and plugs into it here.
         self.engine.replication = self.replication
@@ -218,11 +234,14 @@ class Node:
             control,
             secret=cfg.cluster.cluster_secret,
             metrics=self.metrics if cfg.prometheus.enabled else None,
+            publisher_status=self.publisher.status if self.publisher is not None else None,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._http_runner = runner
         await self.cluster.start(http_factory=runner.server)
+        if self.publisher is not None:
+            self.publisher.start()
 
     async def _ready_check(self) -> bool:
         """A joining node turns ALIVE once replication says it has caught up with its peers."""
@@ -241,6 +260,9 @@ class Node:
         if self.mysql is not None:
             await self.mysql.stop()
             self.mysql = None
+        if self.publisher is not None:
+            await self.publisher.stop()
+            self.publisher = None
         if self.replication is not None:
             await self.replication.stop()
             self.replication = None

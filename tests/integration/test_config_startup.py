@@ -27,7 +27,6 @@ def run_marmot(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("toml", "flags", "key", "what"),
     [
-        ("[publisher]\nenabled = true\n", [], "publisher.enabled", "the CDC publisher"),
         ("[replica]\nenabled = true\n", [], "replica.enabled", "replica mode"),
         ("", ["-follow-addresses", "127.0.0.1:1,127.0.0.1:2"], "replica.follow_addresses", "replica mode"),
     ],

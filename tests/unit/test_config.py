@@ -715,10 +715,10 @@ def test_inert_and_unbuilt_entries_are_schema_keys() -> None:
     for entry in [*INERT_KEYS, *NOT_BUILT]:
         assert _lookup(entry) is not None, entry
     assert not set(inert_keys()) & set(NOT_BUILT)
-    assert {"metastore.cache_size_mb", "replica.secret", "publisher.sinks", "vector_index.enabled"} <= set(
-        inert_keys()
-    )
+    assert {"metastore.cache_size_mb", "replica.secret", "vector_index.enabled"} <= set(inert_keys())
     assert "replica.enabled" not in inert_keys() and "publisher.enabled" not in inert_keys()
+    # the CDC publisher is built: its keys act, and publisher.enabled no longer stops startup
+    assert not {"publisher.enabled", "publisher.sinks"} & (set(inert_keys()) | set(NOT_BUILT))
 
 
 def test_readme_lists_exactly_the_inert_keys_with_their_reasons() -> None:
@@ -760,12 +760,6 @@ def test_inert_keys_are_not_read_and_acting_keys_are() -> None:
 def test_reference_config_says_which_keys_do_nothing() -> None:
     comments = _reference_keys_and_comments()
     for key in inert_keys():
-        if key == "publisher.sinks":  # a commented example, introduced by its own comment
-            assert (
-                "have no effect"
-                in REFERENCE.read_text().split("\n[publisher]\n")[1].split("# [[publisher")[0]
-            )
-            continue
         assert "No effect" in comments[key], f"config.toml: {key}'s comment must say it has no effect"
     for key in NOT_BUILT:
         assert "Not built yet" in comments[key], key
@@ -785,7 +779,6 @@ def test_no_warning_for_inert_keys_left_at_their_defaults(tmp_path: Path) -> Non
 def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
     text = (
         "[cluster]\nstandalone = true\n[transaction]\nconflict_window_seconds = 5\n[metastore]\ncache_size_mb = 256\n"
-        '[[publisher.sinks]]\nname = "n"\ntype = "nats"\nnats_url = "nats://h:4222"\n'
         "[vector_index]\nenabled = true\n"
     )
     cfg = load_text(tmp_path, text, env={"MARMOT_REPLICA_SECRET": "r"})
@@ -794,7 +787,6 @@ def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
         "transaction.conflict_window_seconds",
         "metastore.cache_size_mb",
         "replica.secret",
-        "publisher.sinks",
         "vector_index.enabled",
     ]
     assert inert_keys_set(cfg) == keys
@@ -820,12 +812,6 @@ def test_one_warning_names_every_inert_key_set(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "overrides", "message"),
     [
-        (
-            "[publisher]\nenabled = true\n",
-            {},
-            "publisher.enabled: the CDC publisher (row changes to Kafka / NATS) is not built yet; this node "
-            "cannot start with it set (remove it from the config)",
-        ),
         # refused before the replica section is checked for completeness (follow_addresses, secret)
         (
             "[replica]\nenabled = true\n",
@@ -850,10 +836,8 @@ def test_unbuilt_modes_stop_startup(tmp_path: Path, text: str, overrides: dict, 
 def test_unbuilt_modes_without_refusal() -> None:
     """Tools that only read a config (no refuse_unbuilt) load these keys; the section rules still apply."""
     assert unbuilt_modes(Config()) == []
-    cfg = load_config(None, overrides={"publisher.enabled": True}, env=NO_ENV)
-    assert cfg.publisher.enabled is True and [e.split(":")[0] for e in unbuilt_modes(cfg)] == [
-        "publisher.enabled"
-    ]
+    cfg = load_config(None, overrides={"replica.follow_addresses": "a:1"}, env=NO_ENV)
+    assert [e.split(":")[0] for e in unbuilt_modes(cfg)] == ["replica.follow_addresses"]
     with pytest.raises(ConfigError, match="replica.follow_addresses: required"):
         load_config(None, overrides={"replica.enabled": True}, env=NO_ENV)
 
@@ -862,10 +846,9 @@ def test_unbuilt_modes_name_every_key_set(tmp_path: Path) -> None:
     text = (
         '[replica]\nenabled = true\nfollow_addresses = ["a:1"]\nsecret = "s"\n[publisher]\nenabled = true\n'
     )
-    err = error_of(tmp_path, text, refuse_unbuilt=True)
+    err = error_of(tmp_path, text, refuse_unbuilt=True)  # publisher.enabled is built: not refused
     assert [e.split(":", 1)[0] for e in err.errors] == [
         "replica.enabled",
         "replica.follow_addresses",
-        "publisher.enabled",
     ]
     assert load_text(tmp_path, "[replica]\nenabled = false\n", refuse_unbuilt=True).replica.enabled is False

@@ -419,8 +419,15 @@ class _Handlers:
         return json_response({"node_id": node_id, **dict(status or {})})
 
 
-def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = None) -> web.Application:
-    """The admin application: ``/admin/...`` routes, and ``GET /metrics`` when ``metrics`` is given."""
+def make_app(
+    control: ClusterControl,
+    *,
+    secret: str,
+    metrics: Metrics | None = None,
+    publisher_status: Callable[[], dict[str, Any]] | None = None,
+) -> web.Application:
+    """The admin application: ``/admin/...`` routes, and ``GET /metrics`` when ``metrics`` is given.
+    ``publisher_status``: the CDC publisher's ``GET /admin/publisher`` (absent: the publisher is off)."""
     h = _Handlers(control, secret or "", metrics)
     app = web.Application(middlewares=[_errors, _auth_middleware(secret or "")])
     app.add_routes(
@@ -440,4 +447,11 @@ def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = 
     )
     if metrics is not None:
         app.router.add_get("/metrics", h.metrics_text)
+
+    async def publisher(request: web.Request) -> web.Response:
+        if publisher_status is None:
+            return json_response({"node_id": control.node_id, "enabled": False, "sinks": []})
+        return json_response(publisher_status())
+
+    app.router.add_get("/admin/publisher", publisher)
     return app

@@ -49,14 +49,23 @@ def consumed_key(db: str, member: int) -> str:
 
 
 def collect(
-    conn: apsw.Connection, *, safe_seq: int, now_ns: int, min_retention_h: float, max_retention_h: float
+    conn: apsw.Connection,
+    *,
+    safe_seq: int,
+    now_ns: int,
+    min_retention_h: float,
+    max_retention_h: float,
+    keep_from: int | None = None,
 ) -> tuple[int, int]:
-    """Delete what may go, inside the caller's write transaction. Returns (log entries, tombstones) deleted."""
+    """Delete what may go, inside the caller's write transaction. Returns (log entries, tombstones) deleted.
+    ``keep_from``: no entry at or after this position goes, whatever its age (the CDC publisher's hold)."""
     min_cut = now_ns - int(min_retention_h * NS_PER_HOUR)
     # The newest entry always stays: ``seq`` is an INTEGER PRIMARY KEY (max + 1), so an emptied log would
     # restart at 1 under the same log id and peers' cursors would skip the new entries; it also lets a
     # peer see how far this log went (``last``) and that a gap exists (``first``).
     newest = rt.last_seq(conn)
+    if keep_from is not None:
+        newest = min(newest, keep_from)
     safe_seq = min(safe_seq, newest - 1)
     conn.execute(f"DELETE FROM {rt.TXN_LOG} WHERE seq <= ? AND wall < ?", (safe_seq, min_cut))
     deleted_log = conn.changes()
@@ -94,19 +103,22 @@ class LogGC:
         self.state = NodeState(databases.system)
         self._task: asyncio.Task[None] | None = None
         self.stats = {"runs": 0, "log_deleted": 0, "tombstones_deleted": 0}
+        # (db, conn) -> the lowest position to keep; set by node.py to the CDC publisher's ``gc_hold``
+        self.hold: Callable[[str, apsw.Connection], int | None] | None = None
 
     def safe_seq(self, db: str) -> int:
         """The highest log position every other member has consumed (0 when one never asked)."""
         consumed = [self.state.get_int(consumed_key(db, m)) for m in self.members()]
         return min(consumed) if consumed else 1 << 62
 
-    def _collect(self, conn: apsw.Connection, *, safe_seq: int) -> tuple[int, int]:
+    def _collect(self, conn: apsw.Connection, *, safe_seq: int, db: str = "") -> tuple[int, int]:
         return collect(
             conn,
             safe_seq=safe_seq,
             now_ns=self.clock_ns(),
             min_retention_h=self.min_retention_h,
             max_retention_h=self.max_retention_h,
+            keep_from=self.hold(db, conn) if self.hold is not None else None,
         )
 
     async def run_once(self) -> tuple[int, int]:
@@ -114,7 +126,7 @@ class LogGC:
         total = (0, 0)
         for db in self.databases.names():
             safe = self.safe_seq(db)
-            done = await self.queues.write(db, functools.partial(self._collect, safe_seq=safe))
+            done = await self.queues.write(db, functools.partial(self._collect, safe_seq=safe, db=db))
             if done[0] or done[1]:
                 log.info("gc %s: %d log entries, %d tombstones deleted", db, *done)
             total = (total[0] + done[0], total[1] + done[1])

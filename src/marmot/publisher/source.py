@@ -1,0 +1,113 @@
+"""What the publisher reads from a database file: commit-log entries, declared columns, existing rows.
+
+Every read is a plain SELECT on a read connection of the file (the replication layer's
+``ReadConnections``), synchronous on the event loop thread like the rest of the node, and never inside a
+write transaction: the publisher does not take a database's writer lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import apsw
+
+from marmot.publisher.envelope import Column, debezium_type
+from marmot.storage import replication_tables as rt
+from marmot.storage.rowkey import UnknownTableError, load_table_schema, quote_ident
+
+
+class LogRow(NamedTuple):
+    seq: int
+    txn_id: int
+    wall: int
+    origin: int
+    payload: bytes
+
+
+_COLS = f"SELECT seq, txn_id, wall, origin, payload FROM {rt.TXN_LOG}"
+
+
+def entries_after(conn: apsw.Connection, after: int, limit: int) -> list[LogRow]:
+    """Log entries after ``after``, in seq order (all origins: the caller picks its own)."""
+    return [LogRow(*r) for r in conn.execute(f"{_COLS} WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))]
+
+
+def entries_of(
+    conn: apsw.Connection, origin: int, after: int, min_wall: int, limit: int
+) -> tuple[list[LogRow], int]:
+    """Entries coordinated by ``origin`` after ``after`` with a commit time of at least ``min_wall``, and
+    the seq the scan reached (entries of other origins skipped over count as read)."""
+    rows = list(conn.execute(f"{_COLS} WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)))
+    reached = rows[-1][0] if rows else after
+    return [LogRow(*r) for r in rows if r[3] == origin and r[2] >= min_wall], reached
+
+
+def first_seq(conn: apsw.Connection) -> int:
+    row = conn.execute(f"SELECT MIN(seq) FROM {rt.TXN_LOG}").fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+def pending_of(conn: apsw.Connection, origin: int, after: int) -> tuple[int, int | None]:
+    """(how many, oldest commit wall ns) of ``origin``'s entries after ``after``: a sink's backlog."""
+    row = conn.execute(
+        f"SELECT COUNT(*), MIN(wall) FROM {rt.TXN_LOG} WHERE seq > ? AND origin = ?", (after, origin)
+    ).fetchone()
+    return (int(row[0]), row[1]) if row is not None else (0, None)
+
+
+def first_seq_of(conn: apsw.Connection, origin: int, min_wall: int) -> int | None:
+    """The oldest entry of ``origin`` committed at or after ``min_wall`` (what a takeover would need)."""
+    row = conn.execute(
+        f"SELECT MIN(seq) FROM {rt.TXN_LOG} WHERE origin = ? AND wall >= ?", (origin, min_wall)
+    ).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None
+
+
+def declared_columns(conn: apsw.Connection, table: str) -> dict[str, Column]:
+    """The table's columns as declared now: Debezium type and nullability (empty: no such table)."""
+    out: dict[str, Column] = {}
+    for _cid, name, typ, notnull, _dflt, pk, hidden in conn.execute(
+        f"PRAGMA table_xinfo({quote_ident(table)})"
+    ):
+        if hidden in (0, 3):  # ordinary and STORED generated columns are in row images
+            out[name] = Column(debezium_type(str(typ or "")), not (notnull or pk))
+    return out
+
+
+def user_tables(conn: apsw.Connection) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "AND name NOT LIKE '\\_\\_marmot%' ESCAPE '\\' ORDER BY name"
+        )
+    ]
+
+
+class SnapshotRow(NamedTuple):
+    table: str
+    key: bytes
+    row: dict[str, Any]
+    version: tuple[int, int, int]
+
+
+def snapshot_rows(conn: apsw.Connection, table: str) -> Iterator[SnapshotRow]:
+    """Every row of ``table`` with its row key and its last-writer-wins version ((0, 0, 0): none)."""
+    try:
+        schema = load_table_schema(conn, table)
+    except UnknownTableError:
+        return
+    if schema.kind != "table":
+        return
+    cols = ", ".join(quote_ident(c) for c in schema.columns)
+    rowid = schema.rowid_name if schema.rowid_key else None
+    select = f"SELECT {rowid + ', ' if rowid else ''}{cols} FROM {quote_ident(table)}"
+    for r in conn.execute(select):
+        values = list(r[1:]) if rowid else list(r)
+        key = schema.rowid_key_of(int(r[0])) if rowid else schema.key_of(values)
+        ver = conn.execute(
+            f"SELECT wall, logical, node FROM {rt.ROW_VERSION} WHERE pk = ? AND deleted = 0", (key,)
+        ).fetchone()
+        version = (int(ver[0]), int(ver[1]), int(ver[2])) if ver is not None else (0, 0, 0)
+        yield SnapshotRow(table, key, dict(zip(schema.columns, values, strict=True)), version)
