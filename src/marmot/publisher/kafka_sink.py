@@ -88,6 +88,9 @@ class KafkaSink:
             "logger": self._librdkafka_log,
             # a topic appears only through _ensure_topics (one partition), never by a metadata request
             "allow.auto.create.topics": False,
+            # librdkafka backs off reconnects up to 10 s by default: a broker back from an outage would
+            # wait that long for its first batch; 1 s keeps resumption prompt at one attempt a second
+            "reconnect.backoff.max.ms": 1000,
         }
 
     def _clients(self) -> tuple[Producer, AdminClient]:
