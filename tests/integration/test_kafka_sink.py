@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from marmot.config_schema import SinkConfig
-from marmot.publisher.kafka_sink import EVENT_ID_HEADER, KafkaSink
+from marmot.publisher.kafka_sink import EVENT_ID_HEADER, MAX_MESSAGE_BYTES, KafkaSink
 from marmot.publisher.sink import OutboundMessage, SinkUnavailable, make_sink
 from marmot.testing.kafka_broker import KafkaBroker
 from tests.support import run_async
@@ -186,3 +186,25 @@ def test_broker_restarted_between_batches_costs_at_most_one_failed_attempt(own_b
     got = read_topic(own_broker, "t.db.bounce", 3)
     assert [m.value() for m in got] == [f'{{"n": {i}}}'.encode() for i in range(3, 6)]
     assert partitions_of(own_broker, "t.db.bounce") == [0]
+
+
+def test_an_event_over_the_message_size_limit_fails_the_batch_by_name(broker: KafkaBroker) -> None:
+    """Never skipped (that would lose a committed change): the batch fails, naming the size limit (the
+    worker retries it; the operator raises the limits or the row shrinks), and the sink stays usable."""
+    sink = KafkaSink(sink_config(broker), delivery_timeout_s=3.0)
+    batch = [OutboundMessage("t.db.big", b"row-1", b"x" * (MAX_MESSAGE_BYTES + 1), "ev-big")]
+
+    async def scenario() -> None:
+        await sink.start()
+        try:
+            with pytest.raises(SinkUnavailable, match="MSG_SIZE_TOO_LARGE"):
+                await sink.publish(batch)
+            await sink.publish([msg("t.db.big", 1)])  # the sink itself is still usable
+            # past librdkafka's default 1 MB cap: the broker's (and topic's) limit decides, not the sink's
+            await sink.publish([OutboundMessage("t.db.big", b"row-2", b"y" * 2_000_000, "ev-2mb")])
+        finally:
+            await sink.close()
+
+    run_async(scenario(), timeout=60)
+    got = read_topic(broker, "t.db.big", 2)
+    assert [m.value() for m in got] == [b'{"n": 1}', b"y" * 2_000_000]

@@ -48,6 +48,7 @@ EVENT_ID_HEADER = "event_id"
 # How long one batch may wait for its delivery reports (and topic creation for its metadata) before the
 # batch counts as failed; the worker's own backoff then decides when to try again.
 DELIVERY_TIMEOUT_S = 10.0
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class _LibrdkafkaLog:
@@ -106,6 +107,9 @@ class KafkaSink:
                     "request.timeout.ms": ms,
                     # a topic missing from the broker fails the batch within the timeout (30 s by default)
                     "topic.metadata.propagation.max.ms": ms,
+                    # librdkafka's own cap is 1 MB; a larger one leaves the limit to the broker and topic
+                    # (message.max.bytes / max.message.bytes), which an operator can raise for big rows
+                    "message.max.bytes": MAX_MESSAGE_BYTES,
                 }
             )
             self._admin = AdminClient(self._common_config())
