@@ -2,9 +2,12 @@
 """Rebuild tables from Marmot's CDC stream on Kafka: a minimal Debezium-envelope consumer.
 
 Each topic ``{topic_prefix}.{database}.{table}`` carries one table's row changes as Debezium JSON
-envelopes; the message key identifies the row. The consumer keeps, per topic, the latest ``after`` image
-of every key: ``c`` / ``u`` / ``r`` set it, ``d`` and the tombstone that follows it (null value) remove it.
-Delivery is at least once, so a message whose ``event_id`` header was already applied is skipped.
+envelopes; the message key identifies the row. The consumer keeps, per topic and key, the newest event
+by commit time (``ts_ms``; on a tie the later one in the stream): ``c`` / ``u`` / ``r`` leave the row's
+``after`` image, ``d`` removes it. Commit time and not arrival order, because every node publishes the
+transactions it coordinated, so two writes of one row made through different nodes may arrive in either
+order. Delivery is at least once: a message whose ``event_id`` header was already applied is skipped.
+The tombstone (null value) after each ``d`` is for log compaction and changes nothing here.
 
     python examples/cdc-kafka-consumer.py --bootstrap localhost:9092 --topic marmot.cdc.marmot.users
 
@@ -27,23 +30,21 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 
-def apply(tables: dict[str, dict[str, Any]], seen: set[str], msg: Any) -> str | None:
-    """Apply one message to ``tables``; the line to print, or None for a repeat or a tombstone."""
-    headers = dict(msg.headers() or [])
-    event_id = headers.get("event_id", b"").decode()
+def apply(tables: dict[str, dict[str, tuple[int, Any]]], seen: set[str], msg: Any) -> str | None:
+    """Apply one message to ``tables`` (topic -> key -> (ts_ms, row or None)); the line to print, or
+    None for a repeat, a tombstone or an event older than what the row already has."""
+    event_id = dict(msg.headers() or []).get("event_id", b"").decode()
     if event_id and event_id in seen:
         return None  # delivered again after a retried batch: already applied
     seen.add(event_id)
-    rows = tables.setdefault(msg.topic(), {})
-    key = msg.key().decode()
     if msg.value() is None:  # tombstone after a DELETE: only for log compaction
-        rows.pop(key, None)
         return None
     payload = json.loads(msg.value())["payload"]
-    if payload["op"] == "d":
-        rows.pop(key, None)
-    else:  # c (insert), u (update), r (snapshot read)
-        rows[key] = payload["after"]
+    rows = tables.setdefault(msg.topic(), {})
+    key = msg.key().decode()
+    if key in rows and rows[key][0] > payload["ts_ms"]:
+        return None  # a newer commit of this row is already applied
+    rows[key] = (payload["ts_ms"], None if payload["op"] == "d" else payload["after"])
     return f"{payload['op']} {payload['source']['db']}.{payload['source']['table']} {key} {json.dumps(payload['after'])}"
 
 
@@ -67,7 +68,7 @@ def main() -> int:
     else:
         consumer.subscribe(args.topic)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    tables: dict[str, dict[str, Any]] = {}
+    tables: dict[str, dict[str, tuple[int, Any]]] = {}
     seen: set[str] = set()
     last = time.monotonic()
     try:
@@ -85,7 +86,8 @@ def main() -> int:
         pass
     finally:
         consumer.close()
-        print(json.dumps(tables, sort_keys=True), flush=True)
+        live = {t: {k: row for k, (_, row) in rows.items() if row is not None} for t, rows in tables.items()}
+        print(json.dumps(live, sort_keys=True), flush=True)
     return 0
 
 
