@@ -24,6 +24,7 @@ SLOW = {
     "cluster/test_scripts.py::test_run_cluster_status_restart_and_stop",
     "cluster/test_wordpress_cluster.py",
     "integration/test_kafka_cdc.py::test_events_written_while_the_broker_is_down_arrive_after_it_is_back",
+    "cluster/test_cdc_kafka.py",
 }
 
 

@@ -51,3 +51,26 @@ def read_topic(broker: KafkaBroker, topic: str, count: int, timeout: float = 30.
         return got
     finally:
         consumer.close()
+
+
+def read_all(broker: KafkaBroker, topic: str, idle: float = 1.5, timeout: float = 30.0) -> list[Message]:
+    """Every message of ``topic`` there is now: read from offset 0 until nothing new came for ``idle``
+    seconds (or ``timeout`` passed). An absent topic reads as no messages."""
+    try:
+        parts = partitions_of(broker, topic)
+    except KeyError:
+        return []
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "marmot-test-reader"})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        got: list[Message] = []
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() - last < idle and time.monotonic() < deadline:
+            m = consumer.poll(0.2)
+            if m is not None and m.error() is None:
+                got.append(m)
+                last = time.monotonic()
+        return got
+    finally:
+        consumer.close()

@@ -87,7 +87,7 @@ class KafkaBroker:
 
     ``start()`` returns once the broker answers a Kafka request; ``stop()`` signals its PID and waits
     (SIGKILL after ``grace`` seconds); ``restart()`` starts again on the same port (empty: memory
-    storage). Also a context manager. ``bootstrap`` is the ``bootstrap.servers`` string for clients."""
+    storage); ``pause()`` / ``resume()`` freeze and thaw it (SIGSTOP / SIGCONT). Also a context manager. ``bootstrap`` is the ``bootstrap.servers`` string for clients."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
         self.port = port if port is not None else free_port()
@@ -138,12 +138,25 @@ class KafkaBroker:
             f"Tansu broker on {self.bootstrap} did not answer within {timeout:.0f} s{self._log_tail()}"
         )
 
+    def pause(self) -> None:
+        """SIGSTOP the broker: connections stay open and requests go unanswered (a hung broker or a
+        network that drops everything), and what it stored is kept for ``resume()``."""
+        assert self.proc is not None, "broker not started"
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused broker: it answers again, with everything it had stored."""
+        assert self.proc is not None, "broker not started"
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
-        """Signal the broker's PID and reap it; SIGKILL if it is still alive after ``grace`` seconds."""
+        """Signal the broker's PID and reap it; SIGKILL if it is still alive after ``grace`` seconds.
+        A paused broker is continued after the signal, so that it can act on it."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(sig)
+        proc.send_signal(signal.SIGCONT)
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
