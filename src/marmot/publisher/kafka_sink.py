@@ -116,8 +116,9 @@ class KafkaSink:
         return self._producer, self._admin
 
     def _discard_clients(self) -> None:
-        """Drop the producer after a failure: purge what it still holds so none of it is sent after the
-        retried batch, and forget which topics exist (the broker may have come back empty)."""
+        """Drop the producer after a failure: purge what it still queues, so that nothing of the failed
+        attempt is sent later, behind the retried batch; forget which topics exist (the broker may have
+        come back empty)."""
         producer, self._producer, self._admin = self._producer, None, None
         self._topics.clear()
         if producer is not None:
