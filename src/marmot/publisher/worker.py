@@ -67,6 +67,11 @@ class Cluster:
         self.node_id = node_id
         self.states = states
 
+    def self_alive(self) -> bool:
+        """ALIVE: admitted and caught up with its peers (a restarted node is not, until anti-entropy says
+        so), which is when a first snapshot of its copy shows what the cluster committed."""
+        return self.states().get(self.node_id) == "ALIVE"
+
     def takeover_origins(self) -> list[int]:
         """The members whose transactions this node publishes besides its own: every member that is not
         ALIVE, when this node is the lowest-numbered ALIVE one (otherwise none)."""
@@ -120,6 +125,10 @@ class SinkWorker:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._new_sink and self.cfg.snapshot_mode != "initial":
+            # the sink starts with the node: its starting point is the end of every log now, whether
+            # or not the broker is reachable yet (``_first_run`` without a snapshot does not publish)
+            self._start_at_end()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"publisher-{self.cfg.name}")
 
     def kick(self) -> None:
@@ -140,6 +149,9 @@ class SinkWorker:
         poll = self.cfg.poll_interval_ms / 1000
         while True:
             try:
+                if self._new_sink and not self.cluster.self_alive():
+                    await asyncio.sleep(poll)  # the snapshot waits until this copy has caught up
+                    continue
                 if not self.stats.connected:
                     await self.sink.start()
                     self.stats.connected = True
@@ -257,6 +269,21 @@ class SinkWorker:
             self.stats.last_publish_ns = self.clock_ns()
         self.state.set_takeover(name, db, origin, lid, reached)
         return True
+
+    def _start_at_end(self) -> None:
+        for db in self.databases():
+            if not self.wants_db(db):
+                continue
+            try:
+                conn = self.reader(db)
+            except LookupError:
+                continue
+            lid = rt.log_id(conn)
+            end = rt.last_seq(conn)
+            self.cursors[(db, lid)] = self._persisted[(db, lid)] = end
+            self.state.set_cursor(self.cfg.name, db, lid, end)
+        self.state.set_since(self.cfg.name, self.clock_ns())
+        self._new_sink = False
 
     async def _first_run(self) -> None:
         """A sink new on this node starts at the end of every existing log, after emitting the rows
