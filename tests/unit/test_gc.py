@@ -100,3 +100,17 @@ def test_safe_seq_is_the_slowest_member(tmp_path: Path) -> None:
     assert run_async(gc.run_once()) == (4, 0)
     assert _seqs(conn) == [5, 6]
     dbs.close()
+
+
+def test_keep_from_holds_entries_a_publisher_has_not_published(tmp_path: Path) -> None:
+    """The CDC publisher's hold: from ``keep_from`` on, nothing goes, by min or by max retention."""
+    dbs, queues = _open(tmp_path)
+    conn = queues.connection("marmot")
+    ancient = NOW - 100 * NS_PER_HOUR
+    _fill(conn, [ancient] * 6)
+    with conn:
+        deleted = collect(conn, safe_seq=6, now_ns=NOW, min_retention_h=2, max_retention_h=24, keep_from=3)
+    assert deleted[0] == 2 and _seqs(conn) == [3, 4, 5, 6]  # only what the sink published (1, 2) went
+    with conn:
+        collect(conn, safe_seq=6, now_ns=NOW, min_retention_h=2, max_retention_h=24, keep_from=None)
+    assert _seqs(conn) == [6]  # without a hold, the newest entry alone stays

@@ -48,15 +48,20 @@ class NatsSink:
 
     async def start(self) -> None:
         try:
-            self._nc = await nats.connect(
-                self.url,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                allow_reconnect=False,  # the worker reconnects, with its own backoff
-                max_reconnect_attempts=0,
-                name=f"marmot-publisher-{self.name}",
-                error_cb=_ignore,
-                disconnected_cb=_ignore_cb,
-                closed_cb=_ignore_cb,
+            # nats-py keeps retrying a refused first connection on its own: bound it, the worker retries
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    allow_reconnect=False,  # the worker reconnects, with its own backoff
+                    max_reconnect_attempts=0,
+                    reconnect_time_wait=0.2,
+                    name=f"marmot-publisher-{self.name}",
+                    error_cb=_ignore,
+                    disconnected_cb=_ignore_cb,
+                    closed_cb=_ignore_cb,
+                ),
+                CONNECT_TIMEOUT_S + 1,
             )
             self._js = self._nc.jetstream(timeout=ACK_TIMEOUT_S)
             self.stream = await self._ensure_stream()

@@ -43,11 +43,6 @@ def entries_of(
     return [LogRow(*r) for r in rows if r[3] == origin and r[2] >= min_wall], reached
 
 
-def first_seq(conn: apsw.Connection) -> int:
-    row = conn.execute(f"SELECT MIN(seq) FROM {rt.TXN_LOG}").fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else 0
-
-
 def pending_of(conn: apsw.Connection, origin: int, after: int) -> tuple[int, int | None]:
     """(how many, oldest commit wall ns) of ``origin``'s entries after ``after``: a sink's backlog."""
     row = conn.execute(

@@ -108,6 +108,7 @@ class SinkWorker:
         self.stats = SinkStats()
         self.cursors: dict[tuple[str, str], int] = {}  # (db, log id) -> seq published through (in memory)
         self._persisted: dict[tuple[str, str], int] = {}
+        self._fresh: set[tuple[str, str]] = set()  # logs first seen without a cursor (no loss to report)
         self._last_persist = 0.0
         self._new_sink = state.since(cfg.name) is None
         self._taking_over: set[int] = set()
@@ -212,6 +213,8 @@ class SinkWorker:
             # a database this sink has not seen: all of its log (it was created after the sink started,
             # or its file was replaced by a snapshot whose log is new here)
             cur = stored if stored is not None else 0
+            if stored is None:
+                self._fresh.add((db, lid))
             self.cursors[(db, lid)] = self._persisted[(db, lid)] = cur
         return cur
 
@@ -231,7 +234,7 @@ class SinkWorker:
         rows = source.entries_after(conn, cur, self.cfg.batch_size)
         if not rows:
             return False
-        if cur > 0 and rows[0].seq > cur + 1 and source.first_seq(conn) > cur + 1:
+        if rows[0].seq > cur + 1 and (db, lid) not in self._fresh:
             lost = rows[0].seq - cur - 1
             self.stats.lost_transactions += lost
             log.error(
@@ -249,6 +252,7 @@ class SinkWorker:
             self.stats.published += len(msgs)
             self.stats.last_publish_ns = self.clock_ns()
         self.cursors[(db, lid)] = rows[-1].seq
+        self._fresh.discard((db, lid))
         return True
 
     async def _takeover(self, db: str, conn: apsw.Connection, origin: int) -> bool:
