@@ -28,6 +28,8 @@ SLOW = {
     "cluster/test_replica_snapshots.py::test_replicas_bootstrapping_together_cost_one_snapshot",
     "cluster/test_replica_states.py::test_gc_does_not_wait_for_a_replica_which_re_snapshots",
     "cluster/test_wordpress_cluster.py",
+    "integration/test_kafka_cdc.py::test_events_written_while_the_broker_is_down_arrive_after_it_is_back",
+    "cluster/test_cdc_kafka.py",
 }
 
 
