@@ -27,6 +27,7 @@ from marmot.replication import messages as m
 from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.background import stop_task
 from marmot.replication.catchup.gc import LogGC
+from marmot.replication.catchup.log_memory import LogMemory
 from marmot.replication.catchup.log_pull import LogPull
 from marmot.replication.catchup.log_server import LogServer, ReadConnections
 from marmot.replication.catchup.read_barrier import ReadBarrier
@@ -89,6 +90,9 @@ class Replication:
             leaving=membership.leaving,
         )
         self.queues.on_applied = self._applied
+        # the two ends of the log exchange (catch-up) read with these; read barriers ask ``log_memory``
+        self.readers = ReadConnections(databases)
+        self.log_memory = LogMemory(databases, self.readers.get, self.queues.connection)
         self.coordinator = Coordinator(
             node_id,
             hlc,
@@ -102,9 +106,10 @@ class Replication:
         )
         self._resolver: asyncio.Task[None] | None = None
         # the two ends of the log exchange (catch-up): this node pulls from its peers and serves them
-        self.readers = ReadConnections(databases)
         state = NodeState(databases.system)
-        self.log_server = LogServer(databases, self.queues, state, settings.stream_chunk, self.readers)
+        self.log_server = LogServer(
+            databases, self.queues, state, settings.stream_chunk, self.readers, self.log_memory
+        )
         self.log_pull = LogPull(
             node_id,
             hlc,
@@ -124,6 +129,7 @@ class Replication:
             members=membership.members,
             total_members=membership.total_members,
             timeout=settings.read_timeout,
+            memory=self.log_memory,
         )
         self.schema_follower = SchemaFollower(
             self.participant,
@@ -176,6 +182,7 @@ class Replication:
         return self.settings.anti_entropy_interval
 
     def _applied(self, db: str, items: list[Any], outcomes: list[Any]) -> None:
+        self.log_memory.note(db, items, outcomes)  # first: before any participant acknowledges them
         self.participant.note_applied(db, items, outcomes)
         if any(i.body.ddl for i in items):
             self._publish_schema_versions()

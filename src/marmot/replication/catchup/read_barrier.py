@@ -30,13 +30,22 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from marmot.replication import messages as m
+from marmot.replication.catchup.log_memory import LogMemory
 from marmot.replication.catchup.log_pull import LogPull
-from marmot.replication.catchup.sync_messages import LogDatabases, LogDatabasesRequest
+from marmot.replication.catchup.sync_messages import (
+    LogDatabases,
+    LogDatabasesRequest,
+    LogPosition,
+    LogPositions,
+    LogPositionsRequest,
+)
 from marmot.replication.commit.coordinator import required_acks
 from marmot.replication.errors import ReplicationError
+from marmot.storage import replication_tables as rt
 
 log = logging.getLogger("marmot.replication.catchup.read_barrier")
 
+HEDGE = 0.05  # seconds before the peers not asked first are asked too (``ReadBarrier.hedge``)
 READ_LEVELS = ("LOCAL_ONE", "ONE", "TWO", "THREE", "QUORUM", "ALL")
 
 
@@ -61,6 +70,8 @@ class BarrierStats:
     barriers: int = 0
     failed: int = 0
     applied: int = 0
+    fast: int = 0  # peers' answers that needed no pull (everything up to their position applied here)
+    pulls: int = 0  # peers' answers that needed one (log_list, maybe fetch and apply, cursor write)
 
 
 class ReadBarrier:
@@ -74,14 +85,24 @@ class ReadBarrier:
         members: Callable[[], list[int]],
         total_members: Callable[[], int],
         timeout: float,
+        memory: LogMemory | None = None,
+        hedge: float = HEDGE,
     ) -> None:
+        """``memory``: this node's commit logs in memory (``log_memory.py``), to tell from memory that a
+        peer's recent transactions are applied here. ``hedge``: seconds to wait for the first peers asked
+        before asking the others too (0: ask every ALIVE peer at once)."""
         self.pull = pull
         self.alive_peers = alive_peers
         self.members = members
         self.total_members = total_members
         self.timeout = timeout  # [replication] read_timeout_ms, in seconds
+        self.memory = memory
+        self.hedge = hedge
         self.stats = BarrierStats()
         self._background: set[asyncio.Task[int]] = set()  # pulls that outlived their barrier
+        # peer -> db -> how far this node has applied that peer's log: (log id, seq, this file's generation)
+        self._marks: dict[int, dict[str, tuple[str, int, int]]] = {}
+        self._turn = 0  # which peers are asked first, in turn (spreads the questions over the peers)
 
     async def wait(self, dbs: Collection[str] | None, level: str) -> int:
         """Catch ``dbs`` (None: every database) up with enough peers for ``level``; returns how many peers
@@ -96,14 +117,30 @@ class ReadBarrier:
         if len(peers) < need:
             self.stats.failed += 1
             raise self._failure(level, need, total, set(), {}, peers)
-        tasks = {asyncio.ensure_future(self._catch_up(peer, addr, dbs)): peer for peer, addr in peers.items()}
+        order = sorted(peers)
+        self._turn = (self._turn + 1) % len(order)
+        order = order[self._turn :] + order[: self._turn]
+        tasks: dict[asyncio.Future[int], int] = {}
+
+        def ask(n: int) -> None:
+            for peer in order[len(tasks) : len(tasks) + n]:
+                tasks[asyncio.ensure_future(self._catch_up(peer, peers[peer], dbs))] = peer
+
+        ask(len(order) if self.hedge <= 0 else need)
         done_peers: set[int] = set()
         why: dict[int, str] = {}
         pending = set(tasks)
         try:
             async with asyncio.timeout(self.timeout):
                 while pending and len(done_peers) < need:
-                    finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    hedge = self.hedge if len(tasks) < len(order) else None
+                    finished, pending = await asyncio.wait(
+                        pending, timeout=hedge, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not finished:  # the first asked are slow: ask the others too
+                        ask(len(order))
+                        pending |= set(tasks) - pending - {t for t in tasks if t.done()}
+                        continue
                     for t in finished:
                         peer = tasks[t]
                         err = t.exception()
@@ -111,7 +148,11 @@ class ReadBarrier:
                             done_peers.add(peer)
                         else:
                             why[peer] = _reason(err)
-                    if len(pending) + len(done_peers) < need:  # the rest cannot make up the count
+                            before = len(tasks)
+                            ask(1)  # one failed: ask the next one now
+                            pending |= set(list(tasks)[before:])
+                    if len(order) - len(tasks) + len(pending) + len(done_peers) < need:
+                        # the rest cannot make up the count
                         pending_peers = {tasks[p] for p in pending}
                         raise self._failure(
                             level, need, total, done_peers, {**why, **self._quiet(pending_peers)}, peers
@@ -137,14 +178,69 @@ class ReadBarrier:
         return len(done_peers)
 
     async def _catch_up(self, peer: int, address: str, dbs: Collection[str] | None) -> int:
-        """Ask ``peer`` for its log positions and pull ``dbs`` from it up to them. Raises when the peer
-        does not answer or a pull stops short of the position (an entry that cannot be applied yet)."""
+        """Ask ``peer`` where its logs of ``dbs`` end (one round trip, ``log_positions``) and, for a log
+        whose entries up to there are not all known to be applied here, pull it up to there. Raises when
+        the peer does not answer or a pull stops short of the position (an entry that cannot be applied
+        yet)."""
+        marks = self._marks.setdefault(peer, {})
+        known = {db: (mark[0], mark[1]) for db, mark in marks.items() if dbs is None or db in dbs}
+        req = LogPositionsRequest(None if dbs is None else sorted(dbs), known)
+        try:
+            answer = await self.pull.transport.send(address, req.method, req.encode(), self.timeout)
+        except Exception as err:
+            if getattr(err, "code", None) != "unknown_method":
+                raise
+            return await self._catch_up_listing(peer, address, dbs)  # a peer without log_positions
+        wanted: list[tuple[str, str, int]] = []
+        for db, pos in sorted(LogPositions.decode(answer).dbs.items()):
+            if not self._applied_up_to(peer, db, pos, known.get(db)):
+                wanted.append((db, pos.log_id, pos.last))
+        if not wanted:
+            self.stats.fast += 1
+            return 0
+        return await self._pull_shielded(peer, address, wanted)
+
+    def _applied_up_to(self, peer: int, db: str, pos: LogPosition, sent: tuple[str, int] | None) -> bool:
+        """Whether every entry of ``peer``'s log of ``db`` up to ``pos.last`` is applied here, known
+        without asking the peer again: this node's mark on that log is there already, or the peer listed
+        the entries after the position this node sent (``sent``) and each is applied here."""
+        if not self.pull.databases.exists(db):
+            return False
+        generation = self.pull.databases.generation(db)
+        marks = self._marks.setdefault(peer, {})
+        mark = marks.get(db)
+        if mark is None or mark[0] != pos.log_id or mark[2] != generation:
+            # first use, the peer's log was replaced, or this file changed (DDL, snapshot): from the
+            # persisted cursor, which only pulls advance (``LogPull``)
+            mark = marks[db] = (pos.log_id, self.pull.cursor(peer, db, pos.log_id), generation)
+        seq = mark[1]
+        if seq >= pos.last:
+            return True
+        if pos.tail is None or sent is None or sent[0] != pos.log_id or sent[1] > seq:
+            return False
+        txns = [txn for s, txn in pos.tail if seq < s <= pos.last]
+        applied = (
+            self.memory.applied(db, txns)
+            if self.memory is not None
+            else rt.applied_of(self.pull.readers.get(db), txns)
+        )
+        if len(applied) < len(set(txns)):
+            return False  # some not applied here yet: pulled (log_list from the persisted cursor)
+        if marks[db][1] < pos.last:  # (a concurrent barrier may have got further already)
+            marks[db] = (pos.log_id, pos.last, generation)
+        return True
+
+    async def _catch_up_listing(self, peer: int, address: str, dbs: Collection[str] | None) -> int:
+        """The barrier as peers without ``log_positions`` serve it: their log ends, then pulls."""
         req = LogDatabasesRequest()
         answer = await self.pull.transport.send(address, req.method, req.encode(), self.timeout)
         positions = LogDatabases.decode(answer).dbs
         wanted = [
             (db, log_id, last) for db, (log_id, last) in sorted(positions.items()) if dbs is None or db in dbs
         ]
+        return await self._pull_shielded(peer, address, wanted)
+
+    async def _pull_shielded(self, peer: int, address: str, wanted: list[tuple[str, str, int]]) -> int:
         pull = asyncio.ensure_future(self._pull(peer, address, wanted))
         self._background.add(pull)
         pull.add_done_callback(self._pull_done)
@@ -163,12 +259,15 @@ class ReadBarrier:
         for db, log_id, last in wanted:
             if not self.pull.ensure_database(peer, db):
                 continue
-            if self.pull.cursor(peer, db, log_id) >= last:
-                continue  # already consumed up to there: nothing to ask
-            applied += await self.pull.pull_database(peer, address, db, log_id, last)
+            if self.pull.cursor(peer, db, log_id) < last:  # else already consumed up to there
+                applied += await self.pull.pull_database(peer, address, db, log_id, last)
             reached = self.pull.cursor(peer, db, log_id)
             if reached < last:
                 raise RuntimeError(f"{db}: applied its log only up to seq {reached} of {last}")
+            mark = self._marks.setdefault(peer, {}).get(db)
+            if mark is None or mark[0] != log_id or mark[1] < reached:
+                self._marks[peer][db] = (log_id, reached, self.pull.databases.generation(db))
+        self.stats.pulls += 1
         self.stats.applied += applied
         return applied
 
