@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 from marmot.replication import messages as m
 from marmot.replication.catchup.log_memory import LogMemory
@@ -45,7 +46,8 @@ from marmot.storage import replication_tables as rt
 
 log = logging.getLogger("marmot.replication.catchup.read_barrier")
 
-HEDGE = 0.05  # seconds before the peers not asked first are asked too (``ReadBarrier.hedge``)
+import os as _os  # EXPERIMENT
+HEDGE = float(_os.environ.get("MARMOT_HEDGE", "0.05"))  # seconds before the peers not asked first are asked too (``ReadBarrier.hedge``)
 READ_LEVELS = ("LOCAL_ONE", "ONE", "TWO", "THREE", "QUORUM", "ALL")
 
 
@@ -106,7 +108,11 @@ class ReadBarrier:
 
     async def wait(self, dbs: Collection[str] | None, level: str) -> int:
         """Catch ``dbs`` (None: every database) up with enough peers for ``level``; returns how many peers
-        it caught up with. Raises ``ReadBarrierFailed`` when too few answered within the timeout."""
+        it caught up with. Raises ``ReadBarrierFailed`` when too few answered within the timeout.
+
+        The questions are sent from this (the reading session's) task and their answers handled here as
+        they come: an answer that shows everything up to the peer's position applied here settles that
+        peer at once; only a peer whose entries are missing here gets a pull (a task of its own)."""
         total = self.total_members()
         need = nodes_required(level, total) - 1
         if need <= 0:
@@ -120,53 +126,66 @@ class ReadBarrier:
         order = sorted(peers)
         self._turn = (self._turn + 1) % len(order)
         order = order[self._turn :] + order[: self._turn]
-        tasks: dict[asyncio.Future[int], int] = {}
+        asked: list[int] = []
+        # what each outstanding future is: (peer, the positions this node sent, or None for a pull)
+        pending: dict[asyncio.Future[Any], tuple[int, dict[str, tuple[str, int]] | None]] = {}
 
         def ask(n: int) -> None:
-            for peer in order[len(tasks) : len(tasks) + n]:
-                tasks[asyncio.ensure_future(self._catch_up(peer, peers[peer], dbs))] = peer
+            for peer in order[len(asked) : len(asked) + n]:
+                asked.append(peer)
+                fut, known = self._ask(peer, peers[peer], dbs)
+                pending[fut] = (peer, known)
 
         ask(len(order) if self.hedge <= 0 else need)
         done_peers: set[int] = set()
         why: dict[int, str] = {}
-        pending = set(tasks)
         try:
             async with asyncio.timeout(self.timeout):
-                while pending and len(done_peers) < need:
-                    hedge = self.hedge if len(tasks) < len(order) else None
-                    finished, pending = await asyncio.wait(
+                while len(done_peers) < need:
+                    if len(order) - len(asked) + len(pending) + len(done_peers) < need:
+                        raise self._failure(  # the rest cannot make up the count
+                            level,
+                            need,
+                            total,
+                            done_peers,
+                            {**why, **self._quiet({p for p, _ in pending.values()})},
+                            peers,
+                        )
+                    hedge = self.hedge if len(asked) < len(order) else None
+                    finished, _ = await asyncio.wait(
                         pending, timeout=hedge, return_when=asyncio.FIRST_COMPLETED
                     )
                     if not finished:  # the first asked are slow: ask the others too
                         ask(len(order))
-                        pending |= set(tasks) - pending - {t for t in tasks if t.done()}
                         continue
-                    for t in finished:
-                        peer = tasks[t]
-                        err = t.exception()
-                        if err is None:
+                    for fut in finished:
+                        peer, known = pending.pop(fut)
+                        try:
+                            outcome = fut.result()
+                            if known is not None:  # an answer to log_positions
+                                pull = self._answered(peer, peers[peer], dbs, outcome, known)
+                                if pull is not None:
+                                    pending[pull] = (peer, None)
+                                    continue
                             done_peers.add(peer)
-                        else:
+                        except Exception as err:
+                            if known is not None and getattr(err, "code", None) == "unknown_method":
+                                # a peer without log_positions (an older version): list and pull
+                                listing = self._catch_up_listing(peer, peers[peer], dbs)
+                                pending[asyncio.ensure_future(listing)] = (peer, None)
+                                continue
                             why[peer] = _reason(err)
-                            before = len(tasks)
-                            ask(1)  # one failed: ask the next one now
-                            pending |= set(list(tasks)[before:])
-                    if len(order) - len(tasks) + len(pending) + len(done_peers) < need:
-                        # the rest cannot make up the count
-                        pending_peers = {tasks[p] for p in pending}
-                        raise self._failure(
-                            level, need, total, done_peers, {**why, **self._quiet(pending_peers)}, peers
-                        )
+                            ask(1)  # this one failed: ask the next one now
         except TimeoutError:
-            why.update(self._quiet({tasks[t] for t in pending}))
+            why.update(self._quiet({p for p, _ in pending.values()}))
             self.stats.failed += 1
             raise self._failure(level, need, total, done_peers, why, peers) from None
         except ReadBarrierFailed:
             self.stats.failed += 1
             raise
         finally:
-            for t in pending:
-                t.cancel()  # only the position request is cancelled: pulls are shielded (_catch_up)
+            for fut in pending:  # left to finish (pulls are progress; a late answer costs nothing)
+                fut.add_done_callback(_retrieve)
             for peer, reason in why.items():
                 log.debug("read barrier: node %d did not answer: %s", peer, reason)
         log.debug(
@@ -177,28 +196,39 @@ class ReadBarrier:
         )
         return len(done_peers)
 
-    async def _catch_up(self, peer: int, address: str, dbs: Collection[str] | None) -> int:
-        """Ask ``peer`` where its logs of ``dbs`` end (one round trip, ``log_positions``) and, for a log
-        whose entries up to there are not all known to be applied here, pull it up to there. Raises when
-        the peer does not answer or a pull stops short of the position (an entry that cannot be applied
-        yet)."""
+    def _ask(
+        self, peer: int, address: str, dbs: Collection[str] | None
+    ) -> tuple[asyncio.Future[Any], dict[str, tuple[str, int]]]:
+        """Send ``peer`` the barrier's one question (``log_positions``) now: the future of its answer, and
+        the positions this node told it it holds (the answer lists the entries after them)."""
         marks = self._marks.setdefault(peer, {})
         known = {db: (mark[0], mark[1]) for db, mark in marks.items() if dbs is None or db in dbs}
         req = LogPositionsRequest(None if dbs is None else sorted(dbs), known)
-        try:
-            answer = await self.pull.transport.send(address, req.method, req.encode(), self.timeout)
-        except Exception as err:
-            if getattr(err, "code", None) != "unknown_method":
-                raise
-            return await self._catch_up_listing(peer, address, dbs)  # a peer without log_positions
+        transport = self.pull.transport
+        start = getattr(transport, "start_call", None)  # written and flushed at once, no task
+        fut = None if start is None else start(address, req.method, req.encode(), self.timeout)
+        if fut is None:  # not connected yet (or a transport without it): a task connects and sends
+            fut = asyncio.ensure_future(transport.send(address, req.method, req.encode(), self.timeout))
+        return fut, known
+
+    def _answered(
+        self,
+        peer: int,
+        address: str,
+        dbs: Collection[str] | None,
+        answer: Any,
+        known: dict[str, tuple[str, int]],
+    ) -> asyncio.Future[int] | None:
+        """Handle ``peer``'s answer: None when everything up to its positions is applied here, else the
+        (shielded) pull that catches the rest up."""
         wanted: list[tuple[str, str, int]] = []
         for db, pos in sorted(LogPositions.decode(answer).dbs.items()):
             if not self._applied_up_to(peer, db, pos, known.get(db)):
                 wanted.append((db, pos.log_id, pos.last))
         if not wanted:
             self.stats.fast += 1
-            return 0
-        return await self._pull_shielded(peer, address, wanted)
+            return None
+        return self._pull_shielded(peer, address, wanted)
 
     def _applied_up_to(self, peer: int, db: str, pos: LogPosition, sent: tuple[str, int] | None) -> bool:
         """Whether every entry of ``peer``'s log of ``db`` up to ``pos.last`` is applied here, known
@@ -240,11 +270,15 @@ class ReadBarrier:
         ]
         return await self._pull_shielded(peer, address, wanted)
 
-    async def _pull_shielded(self, peer: int, address: str, wanted: list[tuple[str, str, int]]) -> int:
+    def _pull_shielded(
+        self, peer: int, address: str, wanted: list[tuple[str, str, int]]
+    ) -> asyncio.Future[int]:
+        """Pull ``wanted`` from ``peer`` in a task of its own that outlives the barrier if it must (it
+        is progress); the barrier waits on a shield of it."""
         pull = asyncio.ensure_future(self._pull(peer, address, wanted))
         self._background.add(pull)
         pull.add_done_callback(self._pull_done)
-        return await asyncio.shield(pull)
+        return asyncio.shield(pull)
 
     def _pull_done(self, pull: asyncio.Task[int]) -> None:
         """Forget a finished pull and retrieve its failure: a pull that outlived its barrier has nobody
@@ -301,6 +335,12 @@ class ReadBarrier:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Retrieve a dropped future's outcome (asyncio logs an exception nobody retrieved)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _reason(err: BaseException) -> str:
