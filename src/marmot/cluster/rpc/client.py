@@ -500,13 +500,18 @@ class RpcClient:
                 conn._deadlines.pop(rid, None)
 
     def start_call(
-        self, method: str, payload: Any = None, timeout: float = 5.0
+        self,
+        method: str,
+        payload: Any = None,
+        timeout: float = 5.0,
+        fut: asyncio.Future[Any] | None = None,
     ) -> asyncio.Future[Any] | None:
         """``call`` for a caller that waits on several peers at once without a task per call (a read
         barrier): the request is written *and flushed* now, and the future that ``data_received``
         resolves is returned (a task's first step and the connection's cork would each cost an
         event-loop iteration, milliseconds under load). None when not connected: use ``call``. Cancelling
-        the future sends CANCEL; its deadline is enforced like ``call``'s."""
+        the future sends CANCEL; its deadline is enforced like ``call``'s. ``fut``: the caller's own future
+        to resolve (e.g. a subclass that tells its waiter at once), else a new one."""
         conn = self._conn
         if conn is None or conn.closed or conn._loop is None:
             return None
@@ -514,7 +519,8 @@ class RpcClient:
         conn._next_rid = rid + 1
         data = conn._encode([REQUEST, rid, method, payload, timeout])
         loop = conn._loop
-        fut: asyncio.Future[Any] = loop.create_future()
+        if fut is None:
+            fut = loop.create_future()
         pending = conn._pending
         pending[rid] = fut
         conn._deadlines[rid] = (loop.time() + timeout, method, timeout)

@@ -47,7 +47,10 @@ from marmot.storage import replication_tables as rt
 log = logging.getLogger("marmot.replication.catchup.read_barrier")
 
 import os as _os  # EXPERIMENT
-HEDGE = float(_os.environ.get("MARMOT_HEDGE", "0.05"))  # seconds before the peers not asked first are asked too (``ReadBarrier.hedge``)
+
+HEDGE = float(
+    _os.environ.get("MARMOT_HEDGE", "0.05")
+)  # seconds before the peers not asked first are asked too (``ReadBarrier.hedge``)
 READ_LEVELS = ("LOCAL_ONE", "ONE", "TWO", "THREE", "QUORUM", "ALL")
 
 
@@ -129,11 +132,12 @@ class ReadBarrier:
         asked: list[int] = []
         # what each outstanding future is: (peer, the positions this node sent, or None for a pull)
         pending: dict[asyncio.Future[Any], tuple[int, dict[str, tuple[str, int]] | None]] = {}
+        waiter = _Waiter()
 
         def ask(n: int) -> None:
             for peer in order[len(asked) : len(asked) + n]:
                 asked.append(peer)
-                fut, known = self._ask(peer, peers[peer], dbs)
+                fut, known = self._ask(peer, peers[peer], dbs, waiter.wake)
                 pending[fut] = (peer, known)
 
         ask(len(order) if self.hedge <= 0 else need)
@@ -151,13 +155,13 @@ class ReadBarrier:
                             {**why, **self._quiet({p for p, _ in pending.values()})},
                             peers,
                         )
-                    hedge = self.hedge if len(asked) < len(order) else None
-                    finished, _ = await asyncio.wait(
-                        pending, timeout=hedge, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if not finished:  # the first asked are slow: ask the others too
-                        ask(len(order))
-                        continue
+                    finished = [f for f in pending if f.done()]
+                    if not finished:
+                        await waiter.sleep(self.hedge if len(asked) < len(order) else None)
+                        finished = [f for f in pending if f.done()]
+                        if not finished:  # the first asked are slow: ask the others too
+                            ask(len(order))
+                            continue
                     for fut in finished:
                         peer, known = pending.pop(fut)
                         try:
@@ -165,14 +169,18 @@ class ReadBarrier:
                             if known is not None:  # an answer to log_positions
                                 pull = self._answered(peer, peers[peer], dbs, outcome, known)
                                 if pull is not None:
+                                    pull.add_done_callback(waiter.wake)
                                     pending[pull] = (peer, None)
                                     continue
                             done_peers.add(peer)
                         except Exception as err:
                             if known is not None and getattr(err, "code", None) == "unknown_method":
                                 # a peer without log_positions (an older version): list and pull
-                                listing = self._catch_up_listing(peer, peers[peer], dbs)
-                                pending[asyncio.ensure_future(listing)] = (peer, None)
+                                listing = asyncio.ensure_future(
+                                    self._catch_up_listing(peer, peers[peer], dbs)
+                                )
+                                listing.add_done_callback(waiter.wake)
+                                pending[listing] = (peer, None)
                                 continue
                             why[peer] = _reason(err)
                             ask(1)  # this one failed: ask the next one now
@@ -197,19 +205,24 @@ class ReadBarrier:
         return len(done_peers)
 
     def _ask(
-        self, peer: int, address: str, dbs: Collection[str] | None
+        self, peer: int, address: str, dbs: Collection[str] | None, wake: Callable[..., None]
     ) -> tuple[asyncio.Future[Any], dict[str, tuple[str, int]]]:
-        """Send ``peer`` the barrier's one question (``log_positions``) now: the future of its answer, and
-        the positions this node told it it holds (the answer lists the entries after them)."""
+        """Send ``peer`` the barrier's one question (``log_positions``) now: the future of its answer
+        (which calls ``wake`` as soon as it is set), and the positions this node told the peer it holds
+        (the answer lists the entries after them)."""
         marks = self._marks.setdefault(peer, {})
         known = {db: (mark[0], mark[1]) for db, mark in marks.items() if dbs is None or db in dbs}
         req = LogPositionsRequest(None if dbs is None else sorted(dbs), known)
         transport = self.pull.transport
         start = getattr(transport, "start_call", None)  # written and flushed at once, no task
-        fut = None if start is None else start(address, req.method, req.encode(), self.timeout)
-        if fut is None:  # not connected yet (or a transport without it): a task connects and sends
-            fut = asyncio.ensure_future(transport.send(address, req.method, req.encode(), self.timeout))
-        return fut, known
+        if start is not None:
+            fut = start(address, req.method, req.encode(), self.timeout, _Answer(wake))
+            if fut is not None:
+                return fut, known
+        # not connected yet (or a transport without start_call): a task connects and sends
+        task = asyncio.ensure_future(transport.send(address, req.method, req.encode(), self.timeout))
+        task.add_done_callback(wake)
+        return task, known
 
     def _answered(
         self,
@@ -335,6 +348,46 @@ class ReadBarrier:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Answer(asyncio.Future[Any]):
+    """The future of a barrier's question that wakes the barrier the moment the answer is set: a plain
+    future's done callbacks run one event-loop iteration later, and under load an iteration of a busy
+    node is milliseconds."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set_result(self, result: Any, /) -> None:
+        super().set_result(result)
+        self._wake()
+
+    def set_exception(self, exception: BaseException | type[BaseException], /) -> None:
+        super().set_exception(exception)
+        self._wake()
+
+
+class _Waiter:
+    """What a barrier sleeps on until an answer (``wake``) or the hedge delay."""
+
+    def __init__(self) -> None:
+        self._fut: asyncio.Future[None] | None = None
+
+    def wake(self, *_: Any) -> None:
+        if self._fut is not None and not self._fut.done():
+            self._fut.set_result(None)
+
+    async def sleep(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._fut = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, self.wake)
+        try:
+            await self._fut
+        finally:
+            self._fut = None
+            if timer is not None:
+                timer.cancel()
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
