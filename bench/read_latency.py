@@ -8,8 +8,9 @@ another node: the SET+read pair is timed, docs/replication.md "Causal tokens"). 
 as the client sees it: p50 / p90 / p99, count and errors per level, and the QUORUM / LOCAL_ONE p50 ratio
 (issue #16's target: at most 2x).
 
-Why under load: a barrier is a round trip to a peer's event loop and, while writes flow, a pull of the
-few transactions this node has not applied yet; on an idle cluster both are nearly free. So the tool
+Why under load: a barrier is a round trip to a peer's event loop (and, for a transaction this node has
+not applied yet, a pull); on an idle cluster that is nearly free, on a loaded one it waits for two busy
+event loops. So the tool
 starts a cluster (``marmot.testing.LocalCluster``, the launcher the tests and bench/replicated_load.py
 use), runs bench/replicated_load.py against it as a subprocess (``--hosts``: its load phase, then its
 mixed run phase for the whole measurement), and measures reads from separate reader processes while that
