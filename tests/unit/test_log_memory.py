@@ -101,6 +101,11 @@ def test_memory_follows_the_apply_path(tmp_path: Path) -> None:
         assert node.memory.tail(DB, log_id, entries[2][0]) == entries[3:]
         assert node.memory.tail(DB, "another-log", 0) is None  # another log: the asker lists with SQL
         assert node.memory.tail(DB, log_id, last) == []
+        run_async(apply(_item(20, ddl=["CREATE TABLE kv2 (id INTEGER PRIMARY KEY)"]), _item(21, [_ins(21)])))
+        node.check()
+        _, last, entries = node.sql()
+        # a DDL keeps the window: an asker whose mark is older than the DDL is still answered from memory
+        assert node.memory.tail(DB, log_id, entries[2][0]) == entries[3:]
     finally:
         node.close()
 

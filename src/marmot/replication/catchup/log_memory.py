@@ -11,10 +11,11 @@ a recent transaction is applied here.
 
 What keeps it true. Every row of ``__marmot_txn_log`` is written by ``applier.apply_items`` inside
 ``ApplyQueues.write``, whose outcomes carry the row's seq; ``on_applied`` runs synchronously after the
-COMMIT, so no answer can be given in between. A database's entry is dropped whenever its file's
-generation moves (``DatabaseManager.bump_generation``: DDL, create, drop, a snapshot replacing the
-file) and is loaded again from SQL on next use (log id and ``MAX(seq)``: entries after that seq are
-the ones noted since). The list of names is read again whenever ``DatabaseManager.catalog_version``
+COMMIT, so no answer can be given in between. Whenever a database file's generation moves
+(``DatabaseManager.bump_generation``: DDL, create, drop, a snapshot replacing the file) its entry is
+read again from SQL: the same log id (a DDL) keeps the remembered window and adds the rows written
+since; another log id (a file swapped in gets a fresh one) starts over from ``MAX(seq)`` (entries after
+that seq are the ones noted since). The list of names is read again whenever ``DatabaseManager.catalog_version``
 moves (a file created, dropped or replaced). GC only deletes the oldest entries and always keeps the
 newest, so seqs never go back.
 """
@@ -87,11 +88,22 @@ class LogMemory:
     def _log(self, db: str) -> _Log:
         generation = self.databases.generation(db)
         entry = self._logs.get(db)
-        if entry is None or entry.generation != generation:
-            self.prepare(db)
-            conn = self.read(db)
-            entry = self._logs[db] = _Log(generation, rt.log_id(conn), rt.last_seq(conn))
-            self.loads += 1
+        if entry is not None and entry.generation == generation:
+            return entry
+        self.prepare(db)
+        conn = self.read(db)
+        log_id = rt.log_id(conn)
+        self.loads += 1
+        if entry is not None and entry.log_id == log_id:
+            # the same log (a DDL, not another file: a file swapped in has a log id of its own): keep the
+            # window and add what was written since, so askers can still be answered from memory
+            since = rt.log_after(conn, entry.last, KEEP)
+            if len(since) < KEEP:
+                for seq, txn in since:
+                    entry.add(seq, txn)
+                entry.generation = generation
+                return entry
+        entry = self._logs[db] = _Log(generation, log_id, rt.last_seq(conn))
         return entry
 
     def position(self, db: str) -> tuple[str, int]:
@@ -131,7 +143,7 @@ class LogMemory:
         if entry is None:
             return
         if entry.generation != self.databases.generation(db):
-            del self._logs[db]
+            self._log(db)  # a DDL among them: read what was written since from SQL (once per DDL)
             return
         for item, outcome in zip(items, outcomes, strict=True):
             seq = getattr(outcome, "seq", 0)
