@@ -69,6 +69,25 @@ MAX_MESSAGES = 5
 CAUSAL_KEY = "rb_reader_%03d"
 
 
+# per node, from GET /admin/cluster/replication: barriers run, and per peer answer whether it needed nothing
+# more (fast), a wait for this node's own COMMIT (waited) or a pull (pulls)
+BARRIER_KEYS = ("barriers", "fast", "waited", "pulls", "applied", "failed")
+
+
+def _barrier_counters(cluster: Any) -> dict[str, dict[str, int]]:
+    """Each node's read-barrier counters (empty for a node that does not report them)."""
+    from marmot.testing import admin_json
+
+    out: dict[str, dict[str, int]] = {}
+    for i, node in enumerate(cluster.nodes, start=1):
+        try:
+            counters = admin_json(node, "/admin/cluster/replication", secret=CLUSTER_SECRET)["read_barriers"]
+        except Exception:  # an older node without the counters, or one that exited
+            continue
+        out[str(i)] = {k: int(counters.get(k, 0)) for k in BARRIER_KEYS}
+    return out
+
+
 # -- reader (one process per reader) ----------------------------------------------------------------------
 
 
@@ -579,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         report["causal_stale"] = merged["stale"]
         report["read_misses"] = merged["misses"]
         report["messages"] = merged["messages"]
+        report["read_barriers"] = _barrier_counters(cluster)
         if not args.no_load:
             report["load"] = load.finish(timeout=window + 120)
         run = report.get("load", {}).get("run", {})
@@ -594,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"   load meanwhile: {fmt_int(run['ops_per_s'])} ops/s, {run['txn_per_s']:,.1f} txn/s "
                 f"({args.load_clients} clients, {args.workload}), errors after retries {run['errors_total']}"
             )
+        if report["read_barriers"]:
+            totals = {k: sum(c.get(k, 0) for c in report["read_barriers"].values()) for k in BARRIER_KEYS}
+            print("   read barriers on the nodes: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))
         for msg in merged["messages"]:
             print(f"   ! {msg}")
         if merged["stale"]:

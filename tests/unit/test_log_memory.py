@@ -163,3 +163,27 @@ def test_replaced_and_new_files_are_seen(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_when_applied_is_called_by_the_apply_path(tmp_path: Path) -> None:
+    """A read barrier that finds a peer ahead only by transactions PREPAREd here waits for this node's
+    own COMMIT of them: the apply path calls it back right after its COMMIT, not at a poll."""
+    node = Node(tmp_path / "n")
+    try:
+
+        async def main() -> list[str]:
+            calls: list[str] = []
+            await node.queues.apply(DB, _item(1, ddl=["CREATE TABLE kv (id INTEGER PRIMARY KEY, v TEXT)"]))
+            node.memory.when_applied(DB, [1], lambda: calls.append("already"))
+            node.memory.when_applied(DB, [2, 3], lambda: calls.append("both"))
+            forget = node.memory.when_applied(DB, [4], lambda: calls.append("forgotten"))
+            forget()
+            await node.queues.apply(DB, _item(2, [_ins(2)]))
+            assert calls == ["already"]  # 3 is not applied yet
+            await node.queues.apply(DB, _item(3, [_ins(3)]))
+            await node.queues.apply(DB, _item(4, [_ins(4)]))
+            return calls
+
+        assert run_async(main()) == ["already", "both"]
+    finally:
+        node.close()

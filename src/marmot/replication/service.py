@@ -130,6 +130,7 @@ class Replication:
             total_members=membership.total_members,
             timeout=settings.read_timeout,
             memory=self.log_memory,
+            prepared=lambda txn: txn in self.participant.prepared,
         )
         self.schema_follower = SchemaFollower(
             self.participant,

@@ -35,6 +35,10 @@ KEEP = 4096  # (seq, txn id) pairs remembered per log: a peer that fell further 
 TAIL_LIMIT = 1024  # most pairs one answer carries (``tail``): beyond that the asker pulls (log_list)
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Log:
     """One database's log as this node knows it: every entry after ``base`` is in ``recent``."""
 
@@ -76,6 +80,8 @@ class LogMemory:
         self._names: list[str] = []
         self._names_version = -1
         self.loads = 0  # entries loaded from SQL (tests: the answers do not query per call)
+        # db -> [(transactions not applied yet, called once they all are)] (``when_applied``)
+        self._waiters: dict[str, list[tuple[set[int], Callable[[], None]]]] = {}
 
     def names(self) -> list[str]:
         """This node's databases, sorted (a glob of the data directory only after the catalogue changed)."""
@@ -136,6 +142,37 @@ class LogMemory:
             found |= rt.applied_of(self.read(db), rest)
         return found
 
+    def when_applied(self, db: str, txn_ids: Sequence[int], done: Callable[[], None]) -> Callable[[], None]:
+        """Call ``done`` (from the apply path, right after the COMMIT) once every one of ``txn_ids`` is
+        applied here — at once if they are. Returns a function that forgets the wait (a caller that
+        stopped waiting)."""
+        rest = set(txn_ids) - self.applied(db, txn_ids)
+        if not rest:
+            done()
+            return _nothing
+        waiter = (rest, done)
+        self._waiters.setdefault(db, []).append(waiter)
+
+        def forget() -> None:
+            waiting = self._waiters.get(db)
+            if waiting is not None and waiter in waiting:
+                waiting.remove(waiter)
+
+        return forget
+
+    def _wake(self, db: str, entry: _Log) -> None:
+        waiting = self._waiters.get(db)
+        if not waiting:
+            return
+        ready = []
+        for waiter in waiting:
+            waiter[0].difference_update([t for t in waiter[0] if t in entry.txns])
+            if not waiter[0]:
+                ready.append(waiter)
+        for waiter in ready:
+            waiting.remove(waiter)
+            waiter[1]()
+
     def note(self, db: str, items: Sequence[Any], outcomes: Sequence[Any]) -> None:
         """The apply path committed ``items`` to ``db`` (``ApplyQueues.on_applied``): remember the
         commit-log rows it wrote. A file whose generation moved meanwhile is loaded again on next use."""
@@ -143,12 +180,13 @@ class LogMemory:
         if entry is None:
             return
         if entry.generation != self.databases.generation(db):
-            self._log(db)  # a DDL among them: read what was written since from SQL (once per DDL)
-            return
-        for item, outcome in zip(items, outcomes, strict=True):
-            seq = getattr(outcome, "seq", 0)
-            if seq and getattr(outcome, "applied", False):
-                entry.add(seq, item.txn_id)
+            entry = self._log(db)  # a DDL among them: read what was written since from SQL (once per DDL)
+        else:
+            for item, outcome in zip(items, outcomes, strict=True):
+                seq = getattr(outcome, "seq", 0)
+                if seq and getattr(outcome, "applied", False):
+                    entry.add(seq, item.txn_id)
+        self._wake(db, entry)
 
     def forget(self, db: str) -> None:
         self._logs.pop(db, None)

@@ -48,6 +48,7 @@ log = logging.getLogger("marmot.replication.catchup.read_barrier")
 
 HEDGE = 0.05  # seconds before the peers not asked first are asked too (``ReadBarrier.hedge``)
 SPARE = 1  # peers asked at once beyond what the level needs (``ReadBarrier.spare``)
+COMMIT_WAIT = 0.1  # seconds to wait for this node's own apply of transactions prepared here, then pull
 READ_LEVELS = ("LOCAL_ONE", "ONE", "TWO", "THREE", "QUORUM", "ALL")
 
 
@@ -73,6 +74,7 @@ class BarrierStats:
     failed: int = 0
     applied: int = 0
     fast: int = 0  # peers' answers that needed no pull (everything up to their position applied here)
+    waited: int = 0  # … once this node's own 2PC applied the few it had prepared but not applied yet
     pulls: int = 0  # peers' answers that needed one (log_list, maybe fetch and apply, cursor write)
 
 
@@ -90,13 +92,16 @@ class ReadBarrier:
         memory: LogMemory | None = None,
         hedge: float = HEDGE,
         spare: int = SPARE,
+        prepared: Callable[[int], bool] | None = None,
     ) -> None:
         """``memory``: this node's commit logs in memory (``log_memory.py``), to tell from memory that a
         peer's recent transactions are applied here. Asked at once: as many peers as the level needs
         plus ``spare`` (measured: on a loaded 3-node cluster the faster of two peers answers a QUORUM
         barrier in about two thirds of the time one peer takes, docs/benchmarks.md), in turn; the others
         when one fails, or after ``hedge`` seconds without enough answers (0: ask every ALIVE peer at
-        once)."""
+        once). ``prepared(txn)``: the transaction is PREPAREd here, its COMMIT on its way — a peer that
+        already applied it need not be pulled from, this node waits (``COMMIT_WAIT`` at most) for its
+        own apply instead."""
         self.pull = pull
         self.alive_peers = alive_peers
         self.members = members
@@ -105,6 +110,7 @@ class ReadBarrier:
         self.memory = memory
         self.hedge = hedge
         self.spare = spare
+        self.prepared = prepared
         self.stats = BarrierStats()
         self._background: set[asyncio.Task[int]] = set()  # pulls that outlived their barrier
         # peer -> db -> how far this node has applied that peer's log: (log id, seq, this file's generation)
@@ -132,15 +138,16 @@ class ReadBarrier:
         self._turn = (self._turn + 1) % len(order)
         order = order[self._turn :] + order[: self._turn]
         asked: list[int] = []
-        # what each outstanding future is: (peer, the positions this node sent, or None for a pull)
-        pending: dict[asyncio.Future[Any], tuple[int, dict[str, tuple[str, int]] | None]] = {}
+        # what each outstanding future is: (peer, the positions this node sent — for a question, or for a
+        # wait for this node's own commits: then also the answer —, or None for a pull)
+        pending: dict[asyncio.Future[Any], tuple[int, _Sent | None]] = {}
         waiter = _Waiter()
 
         def ask(n: int) -> None:
             for peer in order[len(asked) : len(asked) + n]:
                 asked.append(peer)
                 fut, known = self._ask(peer, peers[peer], dbs, waiter.wake)
-                pending[fut] = (peer, known)
+                pending[fut] = (peer, _Sent(known))
 
         ask(len(order) if self.hedge <= 0 else need + self.spare)
         done_peers: set[int] = set()
@@ -165,18 +172,22 @@ class ReadBarrier:
                             ask(len(order))
                             continue
                     for fut in finished:
-                        peer, known = pending.pop(fut)
+                        peer, sent = pending.pop(fut)
                         try:
                             outcome = fut.result()
-                            if known is not None:  # an answer to log_positions
-                                pull = self._answered(peer, peers[peer], dbs, outcome, known)
-                                if pull is not None:
-                                    pull.add_done_callback(waiter.wake)
-                                    pending[pull] = (peer, None)
+                            if sent is not None:  # an answer to log_positions, or the wait that followed it
+                                if sent.answer is None:
+                                    sent.answer = LogPositions.decode(outcome)
+                                more = self._answered(peer, peers[peer], sent, waiter.wake)
+                                if more is not None:
+                                    if not isinstance(more, _Answer):  # a pull
+                                        more.add_done_callback(waiter.wake)
+                                        sent = None
+                                    pending[more] = (peer, sent)
                                     continue
                             done_peers.add(peer)
                         except Exception as err:
-                            if known is not None and getattr(err, "code", None) == "unknown_method":
+                            if sent is not None and getattr(err, "code", None) == "unknown_method":
                                 # a peer without log_positions (an older version): list and pull
                                 listing = asyncio.ensure_future(
                                     self._catch_up_listing(peer, peers[peer], dbs)
@@ -227,30 +238,75 @@ class ReadBarrier:
         return task, known
 
     def _answered(
-        self,
-        peer: int,
-        address: str,
-        dbs: Collection[str] | None,
-        answer: Any,
-        known: dict[str, tuple[str, int]],
-    ) -> asyncio.Future[int] | None:
-        """Handle ``peer``'s answer: None when everything up to its positions is applied here, else the
-        (shielded) pull that catches the rest up."""
+        self, peer: int, address: str, sent: _Sent, wake: Callable[..., None]
+    ) -> asyncio.Future[Any] | None:
+        """Handle ``peer``'s answer: None when everything up to its positions is applied here; else, when
+        the only entries missing are transactions PREPAREd here whose COMMIT is on its way (under load:
+        committed on the peer a moment before here), a future that is set once they are applied here or
+        after ``COMMIT_WAIT`` (then the answer is looked at again, ``sent.waited``); else the (shielded)
+        pull that catches the rest up."""
+        assert sent.answer is not None
         wanted: list[tuple[str, str, int]] = []
-        for db, pos in sorted(LogPositions.decode(answer).dbs.items()):
-            if not self._applied_up_to(peer, db, pos, known.get(db)):
-                wanted.append((db, pos.log_id, pos.last))
+        waits: dict[str, list[int]] = {}
+        for db, pos in sorted(sent.answer.dbs.items()):
+            missing = self._missing(peer, db, pos, sent.known.get(db))
+            if missing == []:
+                continue
+            wanted.append((db, pos.log_id, pos.last))
+            if missing is not None:
+                waits[db] = missing
         if not wanted:
-            self.stats.fast += 1
+            if sent.waited:
+                self.stats.waited += 1
+            else:
+                self.stats.fast += 1
             return None
-        return self._pull_shielded(peer, address, wanted)
+        prepared, memory = self.prepared, self.memory
+        if (
+            sent.waited
+            or prepared is None
+            or memory is None
+            or len(waits) < len(wanted)
+            or not all(prepared(t) for txns in waits.values() for t in txns)
+        ):
+            return self._pull_shielded(peer, address, wanted)
+        sent.waited = True
+        fut = _Answer(wake)
+        loop = asyncio.get_running_loop()
+        left = [len(waits)]
 
-    def _applied_up_to(self, peer: int, db: str, pos: LogPosition, sent: tuple[str, int] | None) -> bool:
-        """Whether every entry of ``peer``'s log of ``db`` up to ``pos.last`` is applied here, known
-        without asking the peer again: this node's mark on that log is there already, or the peer listed
-        the entries after the position this node sent (``sent``) and each is applied here."""
+        def one_db_applied() -> None:
+            left[0] -= 1
+            if not left[0] and not fut.done():
+                fut.set_result(True)
+
+        forget = [memory.when_applied(db, txns, one_db_applied) for db, txns in waits.items()]
+        if not fut.done():
+
+            def give_up() -> None:
+                if not fut.done():
+                    fut.set_result(False)
+
+            timer = loop.call_later(COMMIT_WAIT, give_up)
+
+            def stop_waiting(_f: asyncio.Future[Any]) -> None:
+                timer.cancel()
+                for f in forget:
+                    f()
+
+            fut.add_done_callback(stop_waiting)
+        return fut
+
+    def _missing(
+        self, peer: int, db: str, pos: LogPosition, sent: tuple[str, int] | None
+    ) -> list[int] | None:
+        """What keeps ``peer``'s log of ``db`` up to ``pos.last`` from being all applied here, known
+        without asking the peer again: [] — nothing (this node's mark on that log is there already, or
+        the peer listed the entries after the position this node sent, ``sent``, and each is applied
+        here: the mark moves to ``pos.last``); the listed transactions not applied here yet; None — it
+        cannot tell (no list, another log, a mark that moved back): pull."""
         if not self.pull.databases.exists(db):
-            return False
+            return None
         generation = self.pull.databases.generation(db)
         marks = self._marks.setdefault(peer, {})
         mark = marks.get(db)
@@ -260,20 +316,21 @@ class ReadBarrier:
             mark = marks[db] = (pos.log_id, self.pull.cursor(peer, db, pos.log_id), generation)
         seq = mark[1]
         if seq >= pos.last:
-            return True
+            return []
         if pos.tail is None or sent is None or sent[0] != pos.log_id or sent[1] > seq:
-            return False
+            return None
         txns = [txn for s, txn in pos.tail if seq < s <= pos.last]
         applied = (
             self.memory.applied(db, txns)
             if self.memory is not None
             else rt.applied_of(self.pull.readers.get(db), txns)
         )
-        if len(applied) < len(set(txns)):
-            return False  # some not applied here yet: pulled (log_list from the persisted cursor)
+        missing = [t for t in txns if t not in applied]
+        if missing:
+            return missing
         if marks[db][1] < pos.last:  # (a concurrent barrier may have got further already)
             marks[db] = (pos.log_id, pos.last, generation)
-        return True
+        return []
 
     async def _catch_up_listing(self, peer: int, address: str, dbs: Collection[str] | None) -> int:
         """The barrier as peers without ``log_positions`` serve it: their log ends, then pulls."""
@@ -350,6 +407,18 @@ class ReadBarrier:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Sent:
+    """A question to one peer as the barrier keeps it: the positions it told the peer it holds, the
+    peer's answer once there, and whether this node already waited for its own commits once."""
+
+    __slots__ = ("answer", "known", "waited")
+
+    def __init__(self, known: dict[str, tuple[str, int]]) -> None:
+        self.known = known
+        self.answer: LogPositions | None = None
+        self.waited = False
 
 
 class _Answer(asyncio.Future[Any]):
