@@ -130,7 +130,8 @@ class Replication:
             total_members=membership.total_members,
             timeout=settings.read_timeout,
             memory=self.log_memory,
-            prepared=lambda txn: txn in self.participant.prepared,
+            prepared=self._prepared_by,
+            node_id=node_id,
         )
         self.schema_follower = SchemaFollower(
             self.participant,
@@ -238,6 +239,11 @@ class Replication:
         await self.gc.stop()
         await self.coordinator.close()
         await self.queues.close()
+
+    def _prepared_by(self, txn: int) -> int | None:
+        """The coordinator of a transaction PREPAREd here and not applied yet (None: no such one)."""
+        p = self.participant.prepared.get(txn)
+        return None if p is None else p.coordinator
 
     def _coordinator_state(self, txn: int) -> tuple[str, Any]:
         return self.coordinator.state_of(txn)

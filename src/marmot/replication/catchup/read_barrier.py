@@ -92,16 +92,20 @@ class ReadBarrier:
         memory: LogMemory | None = None,
         hedge: float = HEDGE,
         spare: int = SPARE,
-        prepared: Callable[[int], bool] | None = None,
+        prepared: Callable[[int], int | None] | None = None,
+        node_id: int | None = None,
     ) -> None:
         """``memory``: this node's commit logs in memory (``log_memory.py``), to tell from memory that a
         peer's recent transactions are applied here. Asked at once: as many peers as the level needs
         plus ``spare`` (measured: on a loaded 3-node cluster the faster of two peers answers a QUORUM
         barrier in about two thirds of the time one peer takes, docs/benchmarks.md), in turn; the others
         when one fails, or after ``hedge`` seconds without enough answers (0: ask every ALIVE peer at
-        once). ``prepared(txn)``: the transaction is PREPAREd here, its COMMIT on its way — a peer that
-        already applied it need not be pulled from, this node waits (``COMMIT_WAIT`` at most) for its
-        own apply instead."""
+        once). ``prepared(txn)``: the node coordinating a transaction PREPAREd here (None: not
+        prepared here) — its COMMIT is on its way, so a peer that already applied it need not be pulled
+        from: this node waits (``COMMIT_WAIT`` at most) for its own apply instead; and when this node
+        (``node_id``) coordinates it, not even that: a coordinator applies a transaction before it
+        acknowledges it (``Coordinator.replicate``), so one not applied here is not acknowledged yet,
+        and a read need not see it."""
         self.pull = pull
         self.alive_peers = alive_peers
         self.members = members
@@ -111,6 +115,7 @@ class ReadBarrier:
         self.hedge = hedge
         self.spare = spare
         self.prepared = prepared
+        self.node_id = node_id
         self.stats = BarrierStats()
         self._background: set[asyncio.Task[int]] = set()  # pulls that outlived their barrier
         # peer -> db -> how far this node has applied that peer's log: (log id, seq, this file's generation)
@@ -267,7 +272,7 @@ class ReadBarrier:
             or prepared is None
             or memory is None
             or len(waits) < len(wanted)
-            or not all(prepared(t) for txns in waits.values() for t in txns)
+            or not all(prepared(t) is not None for txns in waits.values() for t in txns)
         ):
             return self._pull_shielded(peer, address, wanted)
         sent.waited = True
@@ -325,12 +330,18 @@ class ReadBarrier:
             if self.memory is not None
             else rt.applied_of(self.pull.readers.get(db), txns)
         )
-        missing = [t for t in txns if t not in applied]
+        missing = [t for t in txns if t not in applied and not self._own_unacknowledged(t)]
         if missing:
             return missing
         if marks[db][1] < pos.last:  # (a concurrent barrier may have got further already)
             marks[db] = (pos.log_id, pos.last, generation)
         return []
+
+    def _own_unacknowledged(self, txn: int) -> bool:
+        """``txn`` is coordinated by this node and not applied here yet, hence not acknowledged to its
+        client yet (the coordinator applies before it answers): a read that begins now need not see it,
+        and a later one will, since it will be applied here before its acknowledgement."""
+        return self.node_id is not None and self.prepared is not None and self.prepared(txn) == self.node_id
 
     async def _catch_up_listing(self, peer: int, address: str, dbs: Collection[str] | None) -> int:
         """The barrier as peers without ``log_positions`` serve it: their log ends, then pulls."""
