@@ -8,8 +8,9 @@ another node: the SET+read pair is timed, docs/replication.md "Causal tokens"). 
 as the client sees it: p50 / p90 / p99, count and errors per level, and the QUORUM / LOCAL_ONE p50 ratio
 (issue #16's target: at most 2x).
 
-Why under load: a barrier is a round trip to a peer's event loop and, while writes flow, a pull of the
-few transactions this node has not applied yet; on an idle cluster both are nearly free. So the tool
+Why under load: a barrier is a round trip to a peer's event loop (and, for a transaction this node has
+not applied yet, a pull); on an idle cluster that is nearly free, on a loaded one it waits for two busy
+event loops. So the tool
 starts a cluster (``marmot.testing.LocalCluster``, the launcher the tests and bench/replicated_load.py
 use), runs bench/replicated_load.py against it as a subprocess (``--hosts``: its load phase, then its
 mixed run phase for the whole measurement), and measures reads from separate reader processes while that
@@ -66,6 +67,25 @@ MAX_MESSAGES = 5
 # the causal level's own rows: keys below every ``rec_%012d`` key of the load ('b' < 'e'), so the load's
 # "highest key" query and its random keys never meet them, and the load's writes never conflict with ours
 CAUSAL_KEY = "rb_reader_%03d"
+
+
+# per node, from GET /admin/cluster/replication: barriers run, and per peer answer whether it needed nothing
+# more (fast), a wait for this node's own COMMIT (waited) or a pull (pulls)
+BARRIER_KEYS = ("barriers", "fast", "waited", "pulls", "applied", "failed")
+
+
+def _barrier_counters(cluster: Any) -> dict[str, dict[str, int]]:
+    """Each node's read-barrier counters (empty for a node that does not report them)."""
+    from marmot.testing import admin_json
+
+    out: dict[str, dict[str, int]] = {}
+    for i, node in enumerate(cluster.nodes, start=1):
+        try:
+            counters = admin_json(node, "/admin/cluster/replication", secret=CLUSTER_SECRET)["read_barriers"]
+        except Exception:  # an older node without the counters, or one that exited
+            continue
+        out[str(i)] = {k: int(counters.get(k, 0)) for k in BARRIER_KEYS}
+    return out
 
 
 # -- reader (one process per reader) ----------------------------------------------------------------------
@@ -578,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         report["causal_stale"] = merged["stale"]
         report["read_misses"] = merged["misses"]
         report["messages"] = merged["messages"]
+        report["read_barriers"] = _barrier_counters(cluster)
         if not args.no_load:
             report["load"] = load.finish(timeout=window + 120)
         run = report.get("load", {}).get("run", {})
@@ -593,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"   load meanwhile: {fmt_int(run['ops_per_s'])} ops/s, {run['txn_per_s']:,.1f} txn/s "
                 f"({args.load_clients} clients, {args.workload}), errors after retries {run['errors_total']}"
             )
+        if report["read_barriers"]:
+            totals = {k: sum(c.get(k, 0) for c in report["read_barriers"].values()) for k in BARRIER_KEYS}
+            print("   read barriers on the nodes: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))
         for msg in merged["messages"]:
             print(f"   ! {msg}")
         if merged["stale"]:

@@ -513,15 +513,17 @@ def _note_lww_overwritten(name: str, ops: list[Op]) -> Note | None:
 
 # Per checked read level, the write levels whose acknowledged writes it must see (docs/replication.md,
 # "Read consistency": R sees W when their counts exceed the membership; on 3 nodes QUORUM + QUORUM does,
-# and ALL sees everything). LOCAL_ONE reads (the plain reader's, logged with no level) may be stale.
+# ONE (this node and one peer: 2) + QUORUM does, and ALL sees everything). The chaos cluster has 3
+# nodes. LOCAL_ONE reads (the plain reader's, logged with no level) may be stale.
 READ_SEES: dict[str, frozenset[str]] = {
+    "ONE": frozenset({"QUORUM", "ALL"}),
     "QUORUM": frozenset({"QUORUM", "ALL"}),
     "ALL": frozenset({"ONE", "QUORUM", "ALL"}),
 }
 
 
 def _check_stale_reads(name: str, ops: list[Op], value_ts: dict[Any, Ts]) -> tuple[Check, Note]:
-    """``stale-read``: an ok read at QUORUM/ALL of key k, invoked at t, must return a value whose LWW
+    """``stale-read``: an ok read at ONE/QUORUM/ALL of key k, invoked at t, must return a value whose LWW
     version is not older than that of the newest write of k acknowledged (at a level the read sees)
     before t. The value may come from any write, acknowledged or not (a write still in flight or of
     unknown outcome may be seen), as long as it is not older. Failed reads (1105: too few nodes

@@ -13,9 +13,10 @@ Kinds (tests/chaos/checker.py checks each):
   and ALL; at ONE last-writer-wins may create or destroy money and the checker only reports it).
 * reads: one reader per node reads the set, a register and the banks, so monotonic reads are per node.
   These reads are LOCAL_ONE (logged with no level): they may be stale.
-* **register_quorum**: QUORUM upserts of unique values and QUORUM reads of a few keys by clients that
-  roam between nodes, each read going to a node other than the one that took the key's last write; the
-  checker's ``stale-read`` fails any read older than a write acknowledged before the read began.
+* **register_quorum**: QUORUM upserts of unique values and reads of a few keys — at QUORUM, and one in
+  five each at ONE and ALL (on 3 nodes both see QUORUM writes) — by clients that roam between nodes,
+  each read going to a node other than the one that took the key's last write; the checker's
+  ``stale-read`` fails any read older than a write acknowledged before the read began.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from tests.support import connect
 REGISTER_KEYS = 8
 QUORUM_KEYS = 4  # few keys: a read often follows a recent write of its key on another node
 QUORUM_CLIENTS = 3
+# the register_quorum reads' levels, drawn per read: on 3 nodes ONE (this node and one peer) and ALL see
+# every QUORUM write too; QUORUM, the level under test, is most of them
+READ_LEVELS = ("QUORUM", "QUORUM", "QUORUM", "ONE", "ALL")
 BANK_ACCOUNTS = 8
 BANK_START = 100
 
@@ -370,8 +374,9 @@ def reads(workloads: tuple[Workload, ...]) -> Callable[[Client], None]:
 
 
 def quorum_register_op(wl: Workload, last_writer: dict[int, int]) -> Callable[[Client], None]:
-    """Half QUORUM upserts through a random node, half QUORUM reads of a random key through a node other
-    than the one that took that key's last write (``last_writer``, shared by the workload's clients)."""
+    """Half QUORUM upserts through a random node, half reads (``READ_LEVELS``) of a random key through a
+    node other than the one that took that key's last write (``last_writer``, shared by the workload's
+    clients)."""
 
     def op(c: Client) -> None:
         key = c.rng.randrange(QUORUM_KEYS)
@@ -389,9 +394,10 @@ def quorum_register_op(wl: Workload, last_writer: dict[int, int]) -> Callable[[C
             )
             return
         c.node = c.rng.choice([n for n in (1, 2, 3) if n != last_writer.get(key)])
-        session = isinstance(c, RoamingClient) and c.session_level
-        hint = "" if session else "/*+ MARMOT_CONSISTENCY(QUORUM) */ "
-        inv = c.record(wl, "read", key=key, level="QUORUM", via="session" if session else "hint")
+        level = c.rng.choice(READ_LEVELS)
+        session = isinstance(c, RoamingClient) and c.session_level and level == "QUORUM"
+        hint = "" if session else f"/*+ MARMOT_CONSISTENCY({level}) */ "
+        inv = c.record(wl, "read", key=key, level=level, via="session" if session else "hint")
         try:
             with c.connect().cursor() as cur:
                 cur.execute(f"SELECT {hint}v FROM {wl.table} WHERE k = %s", (key,))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from marmot.testing import LocalCluster, NodeProcess, ProxyPool
+from marmot.testing import LocalCluster, NodeProcess, ProxyPool, admin_json
 from tests.support import connect, run, wait_for, wait_until_equal
 
 READ_TIMEOUT_MS = 1500
@@ -162,3 +162,43 @@ def test_set_refuses_an_unknown_level(proxied):
     with pytest.raises(pymysql.err.OperationalError) as bad:
         run(nodes[0], "SET marmot_read_consistency = 'SOMETIMES'")
     assert bad.value.args[0] == 1231 and "LOCAL_ONE" in bad.value.args[1]
+
+
+def _barriers(node: NodeProcess) -> dict[str, int]:
+    return dict(admin_json(node, "/admin/cluster/replication")["read_barriers"])
+
+
+def test_an_up_to_date_node_pulls_nothing(proxied):
+    """#16 point 7: on a node that already applied everything its peers have, a QUORUM read is one
+    ``log_positions`` round trip — the peer lists the transactions after this node's mark on its log,
+    all applied here — and no pull (no ``log_list``, no cursor write). The read still sees each write;
+    a write the node missed is still pulled (the first test)."""
+    nodes, pool = proxied
+    n1, n2, _n3 = nodes
+    pool.heal()
+    run(n1, "CREATE TABLE r5 (id INT PRIMARY KEY, v INT)")
+    c = connect(n2)
+    cur = c.cursor()
+    local = "SELECT /*+ MARMOT_CONSISTENCY(LOCAL_ONE) */ COUNT(*), SUM(v) FROM r5"
+    try:
+
+        def no_pull_in_a_row() -> bool:  # marks on both peers' logs (from the cursor or a first pull)
+            pulls = _barriers(n2)["pulls"]
+            for _ in range(6):
+                cur.execute("SELECT COUNT(*) FROM r5")
+            return _barriers(n2)["pulls"] == pulls
+
+        wait_for(no_pull_in_a_row, timeout=30, what="QUORUM reads on node 2 settle without pulls")
+        before = _barriers(n2)
+        for i in range(10):
+            run(n1, f"INSERT INTO r5 VALUES ({i}, {i})")
+            expected = ((i + 1, i * (i + 1) // 2),)
+            wait_until_equal([n2], local, expected=expected)  # applied here by 2PC, not by a pull
+            cur.execute("SELECT COUNT(*), SUM(v) FROM r5")  # QUORUM: the module's default
+            assert cur.fetchall() == expected
+        after = _barriers(n2)
+    finally:
+        c.close()
+    assert after["barriers"] - before["barriers"] == 10, (before, after)
+    assert after["fast"] - before["fast"] >= 10, (before, after)
+    assert after["pulls"] == before["pulls"] and after["failed"] == before["failed"], (before, after)

@@ -116,6 +116,7 @@ def test_replication_route_and_lag_seconds(node: Any, monkeypatch: pytest.Monkey
         "node_id": 1,
         "anti_entropy": {"enabled": False, "interval_seconds": None},
         "lag": [],
+        "read_barriers": {},  # no replication layer: no barriers
     }
     repl = FakeReplication()
     control.replication = repl

@@ -521,6 +521,19 @@ def test_quorum_read_need_not_see_a_write_acknowledged_at_one_but_all_must() -> 
     assert "at ALL" in details(h, final, "stale-read[register]")
 
 
+def test_one_read_on_three_nodes_must_see_a_quorum_write_but_not_a_one_write() -> None:
+    """ONE reads through this node and one peer: 2 of 3 nodes, which meets every QUORUM write's 2."""
+    h, final = clean()
+    quorum_key(h, final, value=36, ts=[800, 0, 1])
+    h.reg_read(3, 31, node=3, level="ONE")
+    h.write(3, 36, [800, 0, 1], level="ONE", node=1)
+    h.reg_read(3, 31, node=2, level="ONE")  # misses the ONE write: allowed
+    assert check(h.records, final).ok
+    h.reg_read(3, 30, node=1, level="ONE")  # older than 31, acknowledged at QUORUM before: stale
+    assert failed(h, final) == {"stale-read[register]"}
+    assert "at ONE" in details(h, final, "stale-read[register]")
+
+
 # -- bank -------------------------------------------------------------------------------------------------
 
 

@@ -14,16 +14,27 @@ import gc
 from typing import Any
 
 from marmot.replication.catchup.read_barrier import ReadBarrier
-from marmot.replication.catchup.sync_messages import LogDatabases
+from marmot.replication.catchup.sync_messages import LogPosition, LogPositions
 from tests.support import run_async
 
 
 class Transport:
-    """Answers ``log_databases`` for every peer: one database whose log ends at seq 5."""
+    """Answers ``log_positions`` for every peer: one database whose log ends at seq 5, entries not listed
+    (so the barrier pulls)."""
 
     async def send(self, address: str, method: str, payload: Any, timeout: float) -> Any:
-        assert method == "log_databases"
-        return LogDatabases({"app": ("log-" + address, 5)}).encode()
+        assert method == "log_positions"
+        return LogPositions({"app": LogPosition("log-" + address, 5, None)}).encode()
+
+
+class Databases:
+    """The part of ``DatabaseManager`` a barrier reads: the database exists, its file never changes."""
+
+    def exists(self, db: str) -> bool:
+        return True
+
+    def generation(self, db: str) -> int:
+        return 0
 
 
 class Pull:
@@ -32,6 +43,7 @@ class Pull:
 
     def __init__(self, slow: float) -> None:
         self.transport = Transport()
+        self.databases = Databases()
         self.slow = slow
         self.cursors: dict[int, int] = {}
 
@@ -60,6 +72,7 @@ def test_background_pull_failure_is_retrieved() -> None:
             members=lambda: [1, 2, 3],
             total_members=lambda: 3,
             timeout=2.0,
+            hedge=0,  # both peers asked at once: node 2 answers, node 3's pull outlives the barrier
         )
         caught_up = await barrier.wait({"app"}, "QUORUM")  # node 2 suffices; node 3's pull goes on
         await asyncio.sleep(0.5)  # node 3's pull fails meanwhile

@@ -155,6 +155,48 @@ def test_unary_round_trip_and_identities():
     run_async(main())
 
 
+def test_start_call_sends_at_once_and_resolves_the_callers_future():
+    """``start_call`` (read barriers): no task and no cork on the way out; the answer resolves the future
+    the caller passed (a subclass that reacts the moment it is set), a refusal and a deadline fail it,
+    and an urgent method's answer (``answer_at_once``) arrives like any other."""
+    seen: list[Any] = []
+
+    class Noticing(asyncio.Future):  # type: ignore[type-arg]
+        def set_result(self, result: Any, /) -> None:
+            super().set_result(result)
+            seen.append(result)  # synchronously, inside data_received
+
+    async def main() -> None:
+        router = echo_router()
+        router.answer_at_once("Echo")
+
+        async def slow(payload: Any, ctx: CallContext) -> Any:
+            await asyncio.sleep(5)
+
+        router.unary("Slow", slow)
+        async with rpc_server(router) as (_, addr), rpc_client(addr) as client:
+            assert client.start_call("Echo", 1) is None  # not connected yet: the caller uses call()
+            assert await client.call("Echo", 0) == 0
+            fut = Noticing()
+            assert client.start_call("Echo", {"x": 1}, 2.0, fut) is fut
+            assert await fut == {"x": 1} and seen == [{"x": 1}]
+            plain = client.start_call("Echo", 7)
+            assert plain is not None and await plain == 7
+            refused = client.start_call("Nope", None, 2.0)
+            assert refused is not None
+            with pytest.raises(RpcError) as err:
+                await refused
+            assert err.value.code == "unknown_method"
+            late = client.start_call("Slow", None, 0.05)
+            assert late is not None
+            with pytest.raises(RpcError) as err:
+                await late
+            assert err.value.code == "deadline"
+            assert await client.call("Echo", "still fine") == "still fine"
+
+    run_async(main())
+
+
 def test_plain_function_and_awaitable_handlers():
     async def main() -> None:
         router = RpcRouter()

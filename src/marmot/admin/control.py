@@ -17,6 +17,7 @@ node gossips fresh metadata (a higher incarnation), which clears the mark.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -287,10 +288,13 @@ class NodeControl:
                     }
                 )
         interval = getattr(repl, "anti_entropy_interval", None)
+        barrier = getattr(repl, "barrier", None)
         return {
             "node_id": self.node_id,
             "anti_entropy": {"enabled": interval is not None, "interval_seconds": interval, **stats},
             "lag": entries,
+            # read barriers (QUORUM reads …): run, failed, peers settled without a pull / with one
+            "read_barriers": {} if barrier is None else dataclasses.asdict(barrier.stats),
         }
 
     # -- transactions, intents, schema (upstream's /admin/{db}/metadata/...) -------------------------

@@ -116,6 +116,18 @@ class ClusterService:
         if self._on_change is not None:
             self._on_change(node_id, old, new)
 
+    def start_call(
+        self,
+        address: str,
+        method: str,
+        payload: Any,
+        timeout: float,
+        fut: asyncio.Future[Any] | None = None,
+    ) -> asyncio.Future[Any] | None:
+        """``send`` without a task, written and flushed now (``RpcClient.start_call``): the future of the
+        answer (``fut`` if given), or None when there is no connection to ``address`` yet (use ``send``)."""
+        return self.pool.get(self._dial.get(address, address)).start_call(method, payload, timeout, fut)
+
     async def send(self, address: str, method: str, payload: Any, timeout: float) -> Any:
         address = self._dial.get(address, address)
         try:

@@ -27,6 +27,7 @@ from marmot.replication import messages as m
 from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.background import stop_task
 from marmot.replication.catchup.gc import LogGC
+from marmot.replication.catchup.log_memory import LogMemory
 from marmot.replication.catchup.log_pull import LogPull
 from marmot.replication.catchup.log_server import LogServer, ReadConnections
 from marmot.replication.catchup.read_barrier import ReadBarrier
@@ -90,6 +91,9 @@ class Replication:
         )
         self.queues.on_applied = self._applied
         self.applied_listeners: list[Callable[[str], None]] = []  # told after every applied batch
+        # the two ends of the log exchange (catch-up) read with these; read barriers ask ``log_memory``
+        self.readers = ReadConnections(databases)
+        self.log_memory = LogMemory(databases, self.readers.get, self.queues.connection)
         self.coordinator = Coordinator(
             node_id,
             hlc,
@@ -103,9 +107,10 @@ class Replication:
         )
         self._resolver: asyncio.Task[None] | None = None
         # the two ends of the log exchange (catch-up): this node pulls from its peers and serves them
-        self.readers = ReadConnections(databases)
         state = NodeState(databases.system)
-        self.log_server = LogServer(databases, self.queues, state, settings.stream_chunk, self.readers)
+        self.log_server = LogServer(
+            databases, self.queues, state, settings.stream_chunk, self.readers, self.log_memory
+        )
         self.log_pull = LogPull(
             node_id,
             hlc,
@@ -125,6 +130,9 @@ class Replication:
             members=membership.members,
             total_members=membership.total_members,
             timeout=settings.read_timeout,
+            memory=self.log_memory,
+            prepared=self._prepared_by,
+            node_id=node_id,
         )
         self.schema_follower = SchemaFollower(
             self.participant,
@@ -177,6 +185,7 @@ class Replication:
         return self.settings.anti_entropy_interval
 
     def _applied(self, db: str, items: list[Any], outcomes: list[Any]) -> None:
+        self.log_memory.note(db, items, outcomes)  # first: before any participant acknowledges them
         self.participant.note_applied(db, items, outcomes)
         for listener in self.applied_listeners:  # the CDC publisher: new commit-log entries in ``db``
             listener(db)
@@ -233,6 +242,11 @@ class Replication:
         await self.gc.stop()
         await self.coordinator.close()
         await self.queues.close()
+
+    def _prepared_by(self, txn: int) -> int | None:
+        """The coordinator of a transaction PREPAREd here and not applied yet (None: no such one)."""
+        p = self.participant.prepared.get(txn)
+        return None if p is None else p.coordinator
 
     def _coordinator_state(self, txn: int) -> tuple[str, Any]:
         return self.coordinator.state_of(txn)

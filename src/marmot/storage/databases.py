@@ -76,6 +76,9 @@ class DatabaseManager:
         self._meta_conns: dict[str, apsw.Connection] = {}
         self._write_locks: dict[str, WriterLock] = {}
         self._existing: set[str] = set()
+        # bumped whenever a database file appears, goes or is replaced: lets holders of a list of names or
+        # of per-file facts (``replication/catchup/log_memory.py``) know when to look again
+        self.catalog_version = 0
         self.system = self.open(SYSTEM_DATABASE)
         if not self.exists(DEFAULT_DATABASE):
             self.create(DEFAULT_DATABASE)
@@ -117,6 +120,7 @@ class DatabaseManager:
                 raise DatabaseExists(f"Can't create database '{name}'; database exists")
             conn = self.open(name)
             conn.close()
+        self.catalog_version += 1
         self.bump_generation(name)
         return True
 
@@ -135,6 +139,7 @@ class DatabaseManager:
                 p = Path(str(self.path(name)) + suffix)
                 if p.exists():
                     p.unlink()
+        self.catalog_version += 1
         self.bump_generation(name)
         return True
 
@@ -167,6 +172,7 @@ class DatabaseManager:
             finally:
                 os.close(dir_fd)
             self._existing.add(name)
+        self.catalog_version += 1
         self.bump_generation(name)
 
     # -- connections ----------------------------------------------------------------------------------
@@ -216,6 +222,7 @@ class DatabaseManager:
         return self._generations.get(name, 0)
 
     def bump_generation(self, name: str) -> None:
+        """A file's schema or the file itself changed (DDL, create, drop, replace)."""
         with self._lock:
             self._generations[name] = self._generations.get(name, 0) + 1
 

@@ -499,6 +499,44 @@ class RpcClient:
             if timeout is not None:
                 conn._deadlines.pop(rid, None)
 
+    def start_call(
+        self,
+        method: str,
+        payload: Any = None,
+        timeout: float = 5.0,
+        fut: asyncio.Future[Any] | None = None,
+    ) -> asyncio.Future[Any] | None:
+        """``call`` for a caller that waits on several peers at once without a task per call (a read
+        barrier): the request is written *and flushed* now, and the future that ``data_received``
+        resolves is returned (a task's first step and the connection's cork would each cost an
+        event-loop iteration, milliseconds under load). None when not connected: use ``call``. Cancelling
+        the future sends CANCEL; its deadline is enforced like ``call``'s. ``fut``: the caller's own future
+        to resolve (e.g. a subclass that tells its waiter at once), else a new one."""
+        conn = self._conn
+        if conn is None or conn.closed or conn._loop is None:
+            return None
+        rid = conn._next_rid
+        conn._next_rid = rid + 1
+        data = conn._encode([REQUEST, rid, method, payload, timeout])
+        loop = conn._loop
+        if fut is None:
+            fut = loop.create_future()
+        pending = conn._pending
+        pending[rid] = fut
+        conn._deadlines[rid] = (loop.time() + timeout, method, timeout)
+        if conn._sweeper is None:
+            conn.start_sweeper()
+        conn._write(data)
+        conn.uncork()
+
+        def done(f: asyncio.Future[Any]) -> None:
+            conn._deadlines.pop(rid, None)
+            if f.cancelled() and pending.pop(rid, None) is not None and not conn.closed:
+                conn._write(conn._encode([CANCEL, rid]))
+
+        fut.add_done_callback(done)
+        return fut
+
     def server_stream(
         self, method: str, payload: Any = None, timeout: float | None = 30.0, window: int | None = None
     ) -> ServerStreamCall:

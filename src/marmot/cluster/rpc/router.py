@@ -27,6 +27,7 @@ class RpcRouter:
     def __init__(self) -> None:
         self.methods: dict[str, tuple[str, Callable[..., Any]]] = {}
         self.connections: set[Any] = set()
+        self.urgent: set[str] = set()  # unary methods whose answers are flushed at once (``answer_at_once``)
 
     def _add(self, name: str, kind: str, fn: Callable[..., Any]) -> None:
         if name in self.methods:
@@ -36,6 +37,13 @@ class RpcRouter:
     def unary(self, name: str, fn: UnaryHandler) -> None:
         """``await fn(payload, ctx)`` answers one request with one value."""
         self._add(name, UNARY, fn)
+
+    def answer_at_once(self, name: str) -> None:
+        """Answers to the unary method ``name`` leave as soon as the handler returns instead of with the
+        other frames of the event-loop iteration (``RpcProtocol.send`` corks a connection until the next
+        iteration, which under load is milliseconds away): for a call a client is waiting on, e.g. a
+        read barrier's ``log_positions``."""
+        self.urgent.add(name)
 
     def server_stream(self, name: str, fn: ServerStreamHandler) -> None:
         """``fn(payload, ctx)`` returns an async iterator (an ``async def`` generator); each item is one chunk."""

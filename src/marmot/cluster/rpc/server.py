@@ -82,6 +82,7 @@ class RpcServerProtocol(Connection):
         )
         self.router = router
         self._methods = router.methods
+        self._urgent = router.urgent
         self._secret = secret.encode()
         self.node_id = check_node_id(node_id)
         self.peer_node_id: int | None = None
@@ -280,6 +281,8 @@ class RpcServerProtocol(Connection):
         if type(coro) is not types.CoroutineType:
             if not hasattr(coro, "__await__"):
                 self._reply(rid, coro)  # a plain function answered inline
+                if method in self._urgent:
+                    self.uncork()
                 return
             coro = _await(coro)
         if asyncio.current_task(loop) is not None:  # fed from inside a task (tests): no eager start
@@ -303,6 +306,8 @@ class RpcServerProtocol(Connection):
             _leave_task(loop, task)
         if outcome is not None:
             self._finish_unary(rid, outcome, False)
+            if method in self._urgent:
+                self.uncork()  # the answer leaves now, not at the next loop iteration
             return
         if sp.wake.done() or task.cancelling():
             # The handler cancelled its own (spare) task in its first step: a fresh spare delivers

@@ -102,6 +102,7 @@ class ApplyOutcome:
     rows: int = 0  # row changes that won last-writer-wins (and were written)
     skipped: int = 0  # row changes older than the stored version, or losing a UNIQUE collision
     ddl: bool = False
+    seq: int = 0  # its position in this node's commit log (0: not applied now); ``catchup/log_memory.py``
 
 
 def apply_items(
@@ -193,6 +194,7 @@ def _apply_one(
         outcome.rows = len(winners) - len(lost)
         outcome.skipped = len(changes) - outcome.rows
     conn.execute(_LOG, (item.txn_id, ts.wall_ns, ts.logical, ts.node_id, item.origin, item.payload))
+    outcome.seq = conn.last_insert_rowid()  # seq is the INTEGER PRIMARY KEY: the row id
     return outcome, deltas
 
 

@@ -18,6 +18,7 @@ from marmot.replication.apply.queue import ApplyQueues
 from marmot.replication.catchup import digest
 from marmot.replication.catchup import snapshot as snap
 from marmot.replication.catchup.gc import consumed_key
+from marmot.replication.catchup.log_memory import LogMemory
 from marmot.replication.catchup.sync_messages import (
     LIST_LIMIT,
     DigestRequest,
@@ -31,6 +32,9 @@ from marmot.replication.catchup.sync_messages import (
     LogHaveRequest,
     LogList,
     LogListRequest,
+    LogPosition,
+    LogPositions,
+    LogPositionsRequest,
     PeerRow,
     RepairKeys,
     RepairKeysRequest,
@@ -85,25 +89,40 @@ class LogServer:
         state: NodeState,
         chunk_size: int,
         readers: ReadConnections,
+        memory: LogMemory | None = None,
     ) -> None:
+        """``memory``: this node's log positions in memory (``catchup/log_memory.py``), kept current by
+        the apply path (``ApplyQueues.on_applied``)."""
         self.databases = databases
         self.queues = queues
         self.state = state
         self.chunk_size = chunk_size  # [replication] stream_chunk_size_kb: snapshot chunks
         self.readers = readers
+        self.memory = memory or LogMemory(databases, readers.get, queues.connection)
 
     async def handle_databases(self, payload: Any, _ctx: Any) -> Any:
         try:
             LogDatabasesRequest.decode(payload)
         except MessageError as e:
             return error(str(e))
-        out: dict[str, tuple[str, int]] = {}
-        for db in self.databases.names():
-            conn = self.readers.get(db)
-            self.queues.connection(db)  # makes sure the replication tables exist
-            row = conn.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()
-            out[db] = (rt.log_id(conn), int(row[0] or 0))
-        return LogDatabases(out).encode()
+        return LogDatabases({db: self.memory.position(db) for db in self.memory.names()}).encode()
+
+    async def handle_positions(self, payload: Any, _ctx: Any) -> Any:
+        """A read barrier's question, answered from memory: no glob, no query (``log_memory.py``)."""
+        try:
+            req = LogPositionsRequest.decode(payload)
+        except MessageError as e:
+            return error(str(e))
+        names = self.memory.names()
+        if req.dbs is not None:
+            names = [db for db in req.dbs if self.databases.exists(db)]
+        out: dict[str, LogPosition] = {}
+        for db in names:
+            log_id, last = self.memory.position(db)
+            known = req.known.get(db)
+            tail = None if known is None else self.memory.tail(db, known[0], known[1])
+            out[db] = LogPosition(log_id, last, tail)
+        return LogPositions(out).encode()
 
     async def handle_list(self, payload: Any, _ctx: Any) -> Any:
         """``after`` is how far the asking ``node`` has consumed this log: recorded for GC when its
@@ -141,6 +160,10 @@ class LogServer:
 
     def register(self, router: Router) -> None:
         router.unary(LogDatabasesRequest.method, self.handle_databases)
+        router.unary(LogPositionsRequest.method, self.handle_positions)
+        flush = getattr(router, "answer_at_once", None)  # a read is waiting on this answer: no cork
+        if flush is not None:
+            flush(LogPositionsRequest.method)
         router.unary(LogListRequest.method, self.handle_list)
         router.unary(LogFetchRequest.method, self.handle_fetch)
         router.unary(LogHaveRequest.method, self.handle_have)

@@ -7,6 +7,8 @@ value that travels (request maps carry ``"pv"``), ``decode(payload)`` checks eve
 reason the error carries.
 
 * ``log_databases`` ``LogDatabasesRequest {}`` → ``LogDatabases {dbs: {name: [log_id, last_seq]}}``.
+* ``log_positions`` ``LogPositionsRequest {dbs?, known: {name: [log_id, seq]}}`` → ``LogPositions {dbs:
+  {name: [log_id, last_seq, [[seq, txn_id], ...] or nil]}}``: a read barrier's single round trip.
 * ``log_list`` ``LogListRequest {db, after, limit, node?, log_id?}`` → ``LogList {log_id, entries: [[seq,
   txn_id], ...], last, first}``: the peer's log after ``after``; ``node``/``log_id`` tell it how far this
   node consumed which log (GC keeps what a member has not consumed); ``first`` is the oldest kept seq.
@@ -98,6 +100,83 @@ class LogDatabases:
             ):
                 raise MessageError(f"dbs: bad entry for {name!r} (want [log_id, last_seq])")
             out[name] = (info[0], info[1])
+        return cls(out)
+
+
+@dataclass(frozen=True, slots=True)
+class LogPositionsRequest:
+    """A read barrier's one question (``read_barrier.py``): where the peer's logs of ``dbs`` (None: all)
+    end and, for each log whose position this node already holds in ``known`` ({db: (log id, seq)}), the
+    (seq, txn id) pairs after that seq. Answered from memory (``catchup/log_memory.py``)."""
+
+    method: ClassVar[str] = "log_positions"
+    dbs: list[str] | None
+    known: dict[str, tuple[str, int]]
+
+    def encode(self) -> dict[str, Any]:
+        out = versioned({"known": {db: [log_id, seq] for db, (log_id, seq) in self.known.items()}})
+        if self.dbs is not None:
+            out["dbs"] = list(self.dbs)
+        return out
+
+    @classmethod
+    def decode(cls, payload: Any) -> LogPositionsRequest:
+        p = request(payload)
+        dbs = optional(p, "dbs", list)
+        if dbs is not None and not all(type(d) is str for d in dbs):
+            raise MessageError("dbs must be a list of names")
+        known: dict[str, tuple[str, int]] = {}
+        for db, pos in field(p, "known", dict).items():
+            if type(db) is not str or type(pos) is not list or len(pos) != 2:
+                raise MessageError(f"known: bad entry for {db!r} (want [log_id, seq])")
+            if type(pos[0]) is not str or type(pos[1]) is not int:
+                raise MessageError(f"known: bad entry for {db!r} (want [log_id, seq])")
+            known[db] = (pos[0], pos[1])
+        return cls(dbs, known)
+
+
+@dataclass(frozen=True, slots=True)
+class LogPosition:
+    """One database's log on the peer: id, last seq, and the entries after the asker's known seq (None:
+    not asked, another log, or more than the peer keeps in memory: list them with ``log_list``)."""
+
+    log_id: str
+    last: int
+    tail: list[tuple[int, int]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogPositions:
+    dbs: dict[str, LogPosition]
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "dbs": {
+                name: [p.log_id, p.last, None if p.tail is None else [[s, t] for s, t in p.tail]]
+                for name, p in self.dbs.items()
+            }
+        }
+
+    @classmethod
+    def decode(cls, payload: Any) -> LogPositions:
+        dbs = field(answer(payload), "dbs", dict)
+        out: dict[str, LogPosition] = {}
+        for name, info in dbs.items():
+            if (
+                type(name) is not str
+                or type(info) is not list
+                or len(info) != 3
+                or type(info[0]) is not str
+                or type(info[1]) is not int
+                or (info[2] is not None and type(info[2]) is not list)
+            ):
+                raise MessageError(f"dbs: bad entry for {name!r} (want [log_id, last_seq, tail or nil])")
+            tail = info[2]
+            if tail is not None and not all(
+                type(e) is list and len(e) == 2 and type(e[0]) is int and type(e[1]) is int for e in tail
+            ):
+                raise MessageError(f"dbs: {name!r}: tail must be [seq, txn_id] pairs")
+            out[name] = LogPosition(info[0], info[1], None if tail is None else [(e[0], e[1]) for e in tail])
         return cls(out)
 
 
