@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import tests.support.fuzzing  # noqa: F401  - registers and loads the Hypothesis profile (ci or fuzz)
+
 pytest_plugins = ["tests.support.fixtures"]
 
 TESTS = Path(__file__).resolve().parent

@@ -225,6 +225,9 @@ class MySQLConnection(asyncio.Protocol):
         return packets.eof_packet(0, self._status(more))
 
     def _internal_error(self, err: Exception) -> None:
+        if isinstance(err, UnicodeEncodeError):  # client bytes that are not UTF-8 reached SQLite as text
+            self._send(self._error(_invalid_text(err)))
+            return
         log.exception("internal error on connection %d", self.connection_id)
         self._send(packets.err_packet(1105, "HY000", f"Internal error: {type(err).__name__}: {err}"))
 
@@ -256,6 +259,11 @@ class MySQLConnection(asyncio.Protocol):
             pass
         except packets.ProtocolError as err:
             log.info("closing connection %d: malformed packet: %s", self.connection_id, err)
+            # MySQL's answers before it closes: "Bad handshake" while logging in, else "Malformed packet"
+            if self.session is None:
+                self._send(packets.err_packet(1043, "08S01", "Bad handshake"))
+            else:
+                self._send(packets.err_packet(1835, "HY000", f"Malformed communication packet: {err}"))
         except Exception:  # a bug must cost one connection, never the node
             log.exception("closing connection %d after an internal error", self.connection_id)
         finally:
@@ -618,6 +626,21 @@ class MySQLConnection(asyncio.Protocol):
         self.s.engine.sessions[self.connection_id] = self.session
         self._send(self._ok())
         return True
+
+
+def _invalid_text(err: UnicodeEncodeError) -> MySQLError:
+    """MySQL's 1300 for statement text that is not UTF-8.
+
+    The wire layer decodes statements with ``surrogateescape`` so that non-UTF-8 bytes in string literals
+    survive as binary data; anywhere else (an identifier, a literal kept in the statement text) they
+    reach SQLite, which takes UTF-8 only. The client sent bytes no utf8mb4 connection may send: say which.
+    """
+    bad = err.object[err.start : err.end] if isinstance(err.object, str) else ""
+    try:
+        raw = bad.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from a byte
+        raw = bad.encode("utf-8", "surrogatepass")
+    return MySQLError(1300, "HY000", f"Invalid utf8mb4 character string: '{raw.hex().upper()}'")
 
 
 _VARIANT = ColumnType(253, 0, 0, 45, 0)
