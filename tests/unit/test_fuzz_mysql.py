@@ -144,4 +144,3 @@ def test_framer_random_bytes_raise_only_packet_too_large(data: bytes, limit: int
     except PacketTooLarge:
         assert len(data) >= 4
     assert framer.pending <= len(data)
-
