@@ -67,6 +67,7 @@ class ServerSettings:
     auth_plugin: str = NATIVE  # the plugin every account uses; other plugins get an auth switch
     max_allowed_packet: int = 64 * 1024 * 1024
     max_connections: int = 1000
+    connect_timeout: float = 10.0  # seconds a client has to log in ([mysql] connect_timeout_seconds)
     ssl_context: ssl.SSLContext | None = None
     connections: set[MySQLConnection] = field(default_factory=set)
     metrics: Any = None  # admin.metrics.Metrics (optional; duck-typed so this layer does not import admin)
@@ -110,6 +111,9 @@ class MySQLConnection(asyncio.Protocol):
         self._next_stmt_id = 1
         self.seq = 0
         self._tls: TlsSession | None = None
+        self._paused = False  # the transport's write buffer is above its high-water mark
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
         # Until the handshake response is read, take one packet at a time: what follows an SSLRequest
         # is TLS, not MySQL packets.
         self._one_packet_only = True
@@ -122,7 +126,10 @@ class MySQLConnection(asyncio.Protocol):
         self.s.connections.add(self)
         if self.s.metrics is not None:
             self.s.metrics.connection_opened()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        if self.s.connect_timeout > 0:
+            self._handshake_timer = loop.call_later(self.s.connect_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         if self._framing_error is not None:
@@ -155,6 +162,29 @@ class MySQLConnection(asyncio.Protocol):
         self._closed = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        self._cancel_handshake_timer()
+        self.resume_writing()  # a writer waiting for the client to read gives up (the task ends)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def _handshake_expired(self) -> None:
+        """MySQL's connect_timeout: a client that has not logged in by now (it sent nothing, or half a
+        packet) loses its connection, so half-open connections cannot hold ``max_connections`` slots."""
+        self._handshake_timer = None
+        if self.session is None and not self._closed:
+            log.info("closing connection %d: no login within %gs", self.connection_id, self.s.connect_timeout)
+            self.close()
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
 
     # -- I/O helpers ----------------------------------------------------------------------------------
 
@@ -181,6 +211,18 @@ class MySQLConnection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self._closed:
             self.transport.write(self._tls.encrypt(data) if self._tls is not None else data)
+
+    async def _drain(self) -> None:
+        """Wait while the client is not reading (the transport's buffer is above its high-water mark).
+
+        A result is written a chunk at a time with this wait in between, so a client that never reads
+        holds at most the transport's buffer and one chunk of encoded rows, not its whole result."""
+        while self._paused and not self._closed:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+            self._drain_waiter = None
+        if self._closed:
+            raise _Closed("peer closed while a result was being sent")
 
     def _send(self, payload: bytes) -> None:
         data, self.seq = packets.frame(payload, self.seq)
@@ -270,6 +312,7 @@ class MySQLConnection(asyncio.Protocol):
             self._teardown()
 
     def _teardown(self) -> None:
+        self._cancel_handshake_timer()
         if self.session is not None:
             try:
                 self.session.close()
@@ -330,6 +373,7 @@ class MySQLConnection(asyncio.Protocol):
         if self.capabilities & Capability.CLIENT_LOCAL_FILES:
             self.session.request_local_file = self._request_local_file
         self.s.engine.sessions[self.connection_id] = self.session
+        self._cancel_handshake_timer()
         self._send(self._ok())
         return True
 
@@ -465,9 +509,11 @@ class MySQLConnection(asyncio.Protocol):
             for i, stmt in enumerate(statements):
                 started = perf_counter()
                 result = await sess.execute(stmt)
-                self._write_result(result, more=i < last, binary=False)
+                await self._write_result(result, more=i < last, binary=False)
                 if metrics is not None:
                     metrics.observe_query(sess.statement_kind, perf_counter() - started)
+        except _Closed:
+            raise  # the client left while its result was being sent: end the connection, no error
         except MySQLError as err:
             log.debug("statement failed: %d %s: %s", err.code, err.message, sql[:500])
             if self.s.metrics is not None:
@@ -478,7 +524,7 @@ class MySQLConnection(asyncio.Protocol):
         finally:
             sess.command, sess.info = "Sleep", ""
 
-    def _write_result(self, result: OkResult | ResultSet, more: bool, binary: bool) -> None:
+    async def _write_result(self, result: OkResult | ResultSet, more: bool, binary: bool) -> None:
         if isinstance(result, OkResult):
             self._send(self._ok(result, more))
             return
@@ -504,9 +550,22 @@ class MySQLConnection(asyncio.Protocol):
         out = [packets.column_count(len(defs)), *defs]
         if not self.capabilities & _DEPRECATE_EOF:
             out.append(packets.eof_packet(0, self._status(more)))
-        out.extend(encode.binary_rows(rows, types) if binary else encode.text_rows(rows))
-        out.append(self._eof(more))
+        if len(rows) <= _ROWS_PER_WRITE:  # the common case: one write
+            out.extend(encode.binary_rows(rows, types) if binary else encode.text_rows(rows))
+            out.append(self._eof(more))
+            self._send_many(out)
+            return
+        # A large result: a chunk of rows per write, waiting for the client to read whenever the
+        # transport's buffer is full, and letting the other connections run between chunks.
         self._send_many(out)
+        for start in range(0, len(rows), _ROWS_PER_WRITE):
+            chunk = rows[start : start + _ROWS_PER_WRITE]
+            self._send_many(encode.binary_rows(chunk, types) if binary else encode.text_rows(chunk))
+            if self._paused:
+                await self._drain()
+            else:
+                await asyncio.sleep(0)
+        self._send(self._eof(more))
 
     # -- prepared statements --------------------------------------------------------------------------
 
@@ -571,9 +630,11 @@ class MySQLConnection(asyncio.Protocol):
         try:
             started = perf_counter()
             result = await sess.execute(stmt.sql, req.params)
-            self._write_result(result, more=False, binary=True)
+            await self._write_result(result, more=False, binary=True)
             if self.s.metrics is not None:
                 self.s.metrics.observe_query(sess.statement_kind, perf_counter() - started)
+        except _Closed:
+            raise
         except MySQLError as err:
             log.debug("prepared statement failed: %d %s: %s", err.code, err.message, stmt.sql[:500])
             if self.s.metrics is not None:
@@ -644,6 +705,8 @@ def _invalid_text(err: UnicodeEncodeError) -> MySQLError:
 
 
 _VARIANT = ColumnType(253, 0, 0, 45, 0)
+# Rows encoded per transport write of a large result set (bounds the bytes held for a slow client).
+_ROWS_PER_WRITE = 1000
 # Plain ints for the per-packet checks (enum.IntFlag arithmetic costs microseconds per operation).
 _AUTOCOMMIT = int(ServerStatus.SERVER_STATUS_AUTOCOMMIT)
 _IN_TRANS = int(ServerStatus.SERVER_STATUS_IN_TRANS)
