@@ -104,7 +104,7 @@ def _check_answer(data: bytes, closed: bool) -> None:
 # ---------------------------------------------------------------------------------------------- MySQL
 
 
-@node_examples(ci=80, fuzz=20_000)
+@node_examples(ci=80, fuzz=10_000)
 @given(st.lists(any_command, max_size=6))
 @example([b"\x16SELECT ?, ?", b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\xfe\x00\xfe\x00\x01a\x01b"])
 @example([b"\x03SELECT '\xed\xa0\x80'"])  # a lone surrogate's UTF-8 form (not valid UTF-8)
@@ -140,7 +140,7 @@ def test_statement_text_not_utf8_is_1300(healthy_after: NodeProcess, raw: bytes)
     assert [e[:2] for e in errors_in(data)] == [(1300, "HY000")]
 
 
-@node_examples(ci=80, fuzz=20_000)
+@node_examples(ci=80, fuzz=5_000)
 @given(
     st.lists(any_command, max_size=4).flatmap(lambda cmds: mutated(command_stream(login(), cmds), max_ops=6))
 )
@@ -150,7 +150,7 @@ def test_mutated_sessions(healthy_after: NodeProcess, stream: bytes) -> None:
     _check_answer(data, closed)
 
 
-@node_examples(ci=40, fuzz=5_000)
+@node_examples(ci=40, fuzz=2_000)
 @given(handshake_response().flatmap(lambda p: mutated(p) | st.just(p)))
 def test_random_handshakes(healthy_after: NodeProcess, response: bytes) -> None:
     """Random (and broken) handshake responses: access denied, bad handshake, or logged in; never a crash."""
@@ -180,7 +180,7 @@ def test_packet_too_large_is_1153(healthy_after: NodeProcess, announced: int) ->
     assert [e[0] for e in errors_in(data)] == [1153]
 
 
-@node_examples(ci=30, fuzz=3_000)
+@node_examples(ci=30, fuzz=1_000)
 @given(st.integers(0, 12), st.data())
 def test_malformed_execute_is_1835(healthy_after: NodeProcess, n: int, data: st.DataObject) -> None:
     """A COM_STMT_EXECUTE cut short, for a prepared statement with n markers: ERR 1835, then a close."""
@@ -244,7 +244,7 @@ def _frame_bytes(f: object) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
-@node_examples(ci=60, fuzz=10_000)
+@node_examples(ci=60, fuzz=3_000)
 @given(st.binary(max_size=64).flatmap(lambda b: mutated(PREAMBLE + b) | st.just(b)))
 def test_rpc_unauthenticated_garbage(healthy_after: NodeProcess, stream: bytes) -> None:
     """Bytes on the cluster port from a stranger: HTTP's 400, an RPC abort, or a close; never a crash."""
@@ -267,7 +267,7 @@ def _authenticated(port: int, secret: str) -> socket.socket:
     return s
 
 
-@node_examples(ci=40, fuzz=5_000)
+@node_examples(ci=40, fuzz=2_000)
 @given(st.lists(rpc_frames, max_size=5), st.data())
 def test_rpc_authenticated_random_frames(
     healthy_after: NodeProcess, frames: list[object], data: st.DataObject
@@ -288,7 +288,7 @@ def test_rpc_authenticated_random_frames(
     assert closed
 
 
-@node_examples(ci=20, fuzz=2_000)
+@node_examples(ci=20, fuzz=1_000)
 @given(st.binary(min_size=0, max_size=48), st.integers(0, 2**64 - 1), st.binary(max_size=40))
 def test_rpc_auth_step_with_a_wrong_proof_is_refused(
     healthy_after: NodeProcess, cnonce: bytes, node_id: int, mac: bytes

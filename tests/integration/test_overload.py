@@ -117,6 +117,25 @@ def test_max_connections_is_enforced_with_1040(tmp_path: Path) -> None:
         node.stop()
 
 
+def test_node_raises_its_open_file_limit(tmp_path: Path) -> None:
+    """Started with the usual soft limit of 1024 descriptors, the node raises it for max_connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 1000 * 4 + 1024  # default max_connections, FDS_PER_CONNECTION, FD_MARGIN (marmot.startup)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.skip(f"hard open-file limit {hard} is below {need}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        node = make_node(tmp_path).start()  # inherits the soft limit of 1024
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        limits = Path(f"/proc/{node.pid}/limits").read_text()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert int(line.split()[3]) >= need, line
+    finally:
+        node.stop()
+
+
 def test_thousand_connections_stay_responsive(busy_node: NodeProcess, tmp_path: Path) -> None:
     """1,000 clients connect at once (8 at a time) and each runs a query; a fresh SELECT 1 stays quick."""
     before = rss_kb(busy_node.pid)

@@ -224,7 +224,7 @@ def _fuzz_server(streams: list[tuple[bytes, bytes, bool]]) -> None:
     assert not problems, problems
 
 
-@node_examples(ci=15, fuzz=3_000)
+@node_examples(ci=15, fuzz=1_000)
 @given(
     st.lists(
         st.tuples(

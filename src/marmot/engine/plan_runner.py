@@ -169,7 +169,7 @@ class PlanRunner:
             assert s.database is not None
             await s.writer.enter_view_to_read(conn, s.database)
         try:
-            if view:
+            if view or not plan.steps:
                 rows = self._read_steps(conn, plan, literals, params, cursor)
             else:
                 rows = await self._read_steps_yielding(plan, literals, params, cursor)
