@@ -5,7 +5,7 @@ Throughout, a separate probe process (tests/support/latency_probe.py) opens a fr
 below ``P99_BOUND``) and its memory bounded. ``max_connections`` is enforced with MySQL's 1040, and a
 client that does not log in within ``connect_timeout_seconds`` is disconnected.
 
-The default suite runs a short version (1,000 connections, a 10 MB result to clients that never read);
+The default suite runs a short version (1,000 connections, a 30 MB result to clients that never read);
 ``MARMOT_OVERLOAD_FULL=1`` adds the 100 MB result set (docs/reliability.md, "Overload", has the figures).
 The machine is shared and loaded, so the asserted p99 bound is generous; each test prints what it
 measured (``pytest -s``) with the load average.
@@ -61,7 +61,7 @@ def busy_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]
         mysql_extra=f"max_connections = {CONNECTIONS + 100}\nconnect_timeout_seconds = {CONNECT_TIMEOUT}\n",
     ).start()
     try:
-        _fill(n, "big10", 10_000)  # 10 MB of rows
+        _fill(n, "big30", 30_000)  # 30 MB of rows
         yield n
     finally:
         n.stop()
@@ -137,17 +137,17 @@ def test_node_raises_its_open_file_limit(tmp_path: Path) -> None:
 
 
 def test_slow_and_half_open_clients(busy_node: NodeProcess, tmp_path: Path) -> None:
-    """Clients that never read a 10 MB result, connect and send nothing, or send half a packet (the first
-    test on the module's node, so its RSS is not yet grown by the others)."""
+    """Clients that never read a 30 MB result, connect and send nothing, or send half a packet (the first
+    test on the module's node, so its RSS is not yet grown and freed by the others)."""
     port = busy_node.mysql_port
     before = rss_kb(busy_node.pid)
     sockets: list[socket.socket] = []
     with Probe(busy_node, tmp_path / "probe.json") as probe:
         try:
-            for _ in range(5):  # never read their 10 MB result
+            for _ in range(2):  # never read their 30 MB result
                 s = _login_raw(port)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                s.sendall(frame(b"\x03SELECT * FROM big10", 0)[0])
+                s.sendall(frame(b"\x03SELECT * FROM big30", 0)[0])
                 sockets.append(s)
             silent = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(100)]
             half = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(100)]
@@ -174,16 +174,14 @@ def test_slow_and_half_open_clients(busy_node: NodeProcess, tmp_path: Path) -> N
     _report(
         "slow and half-open clients",
         probe,
-        f"RSS {before / 1024:.0f} MiB before, {peak_slow / 1024:.0f} MiB with 5 clients not reading 10 MB each; "
+        f"RSS {before / 1024:.0f} MiB before, {peak_slow / 1024:.0f} MiB with 2 clients not reading 30 MB each; "
         f"200 not-logged-in connections closed within {waited:.1f} s",
     )
     assert not probe.errors, probe.errors[:5]
     assert probe.p99() < P99_BOUND, probe.summary()
-    # its rows as Python objects (about 11 MB), its SQLite page cache, one chunk of packets (measured: about
-    # 21 MB each); the encoded result is never held whole (the 100 MB test checks that sharply)
-    assert peak_slow - before < 5 * 30 * 1024, (
-        "a client that does not read costs more than 30 MB for a 10 MB result"
-    )
+    # Each holds its rows as Python objects (about 32 MB) and one chunk of packets: measured about 42 MB
+    # each; writing the result whole, as before back-pressure, held about 100 MB each.
+    assert peak_slow - before < 2 * 60 * 1024, "a client that does not read costs more than 60 MB for 30 MB"
 
 
 def test_thousand_connections_stay_responsive(busy_node: NodeProcess, tmp_path: Path) -> None:
@@ -200,10 +198,11 @@ def test_thousand_connections_stay_responsive(busy_node: NodeProcess, tmp_path: 
 
             def query(c: pymysql.connections.Connection) -> tuple:
                 with c.cursor() as cur:
-                    cur.execute("SELECT id FROM big10 WHERE id = 7")
+                    cur.execute("SELECT id FROM big30 WHERE id = 7")
                     return cur.fetchall()
 
             assert set(pool.map(query, conns)) == {((7,),)}
+            time.sleep(3)  # the probe goes on with all 1,000 sessions open
             during = rss_kb(busy_node.pid)
         finally:
             for c in conns:
@@ -219,8 +218,19 @@ def test_thousand_connections_stay_responsive(busy_node: NodeProcess, tmp_path: 
 
 
 @pytest.mark.skipif(not FULL, reason="the 100 MB result set runs with MARMOT_OVERLOAD_FULL=1")
-def test_hundred_megabyte_result_set(busy_node: NodeProcess, tmp_path: Path) -> None:
-    """A 100 MB result read by one client and sent to another that never reads, 1,000 connections open."""
+def test_hundred_megabyte_result_set(tmp_path: Path) -> None:
+    """A 100 MB result read by one client and sent to another that never reads, 1,000 connections open
+    (a node of its own, so the RSS a stalled client costs is not hidden by memory freed before)."""
+    if _fd_limit(2 * CONNECTIONS + 512) < CONNECTIONS + 256:
+        pytest.skip("the file-descriptor limit cannot be raised for 1,000 connections")
+    busy_node = make_node(tmp_path / "n", mysql_extra=f"max_connections = {CONNECTIONS + 100}\n").start()
+    try:
+        _hundred_megabytes(busy_node, tmp_path)
+    finally:
+        busy_node.stop()
+
+
+def _hundred_megabytes(busy_node: NodeProcess, tmp_path: Path) -> None:
     _fill(busy_node, "big100", 100_000)
     before = rss_kb(busy_node.pid)
     conns: list[pymysql.connections.Connection] = []
@@ -258,7 +268,7 @@ def test_hundred_megabyte_result_set(busy_node: NodeProcess, tmp_path: Path) -> 
     )
     assert not probe.errors, probe.errors[:5]
     assert probe.p99() < P99_BOUND, probe.summary()
-    # the rows (about 110 MB as Python objects) and a chunk, never also the 100 MB encoded result
-    assert stalled_cost < 170 * 1024, (
+    # the rows (about 105 MB as Python objects) and a chunk, never also the 100 MB encoded result
+    assert stalled_cost < 200 * 1024, (
         f"a client not reading a 100 MB result costs {stalled_cost / 1024:.0f} MiB"
     )
