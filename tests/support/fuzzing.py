@@ -1,7 +1,8 @@
 """Hypothesis profiles of the fuzz tests, and the byte mutations they share.
 
-``ci`` (the default) keeps the whole fuzz addition to ``make test`` within seconds; ``fuzz`` (``make
-fuzz``, or ``HYPOTHESIS_PROFILE=fuzz``) runs many more examples per test, for minutes. The profile is
+``ci`` (the default) keeps the whole fuzz addition to ``make test`` within seconds and derandomized (the
+same examples each run, so CI is deterministic); ``fuzz`` (``make fuzz``, or ``HYPOTHESIS_PROFILE=fuzz``)
+runs many more, random examples per test (tens of minutes) and keeps failures in ``.hypothesis/``. The profile is
 chosen once, when ``tests/conftest.py`` imports this module. Node-level fuzzers (one TCP connection per
 example) scale their example counts from the loaded profile with ``node_examples``.
 """
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 settings.register_profile(
     "ci",
     max_examples=150,
+    derandomize=True,  # the same examples on every run: `make test` stays deterministic
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
