@@ -193,6 +193,24 @@ def test_malformed_execute_is_1835(healthy_after: NodeProcess, n: int, data: st.
     assert errors_in(got)[-1][:2] == (1835, "HY000"), split_packets(got)
 
 
+def test_long_data_is_bounded_by_max_allowed_packet(healthy_after: NodeProcess) -> None:
+    """COM_STMT_SEND_LONG_DATA accumulates up to max_allowed_packet; past it the execute gets 1153 and
+    the connection stays usable (the chunks were once joined by bytes + bytes, without a bound)."""
+
+    def long_data(chunk: bytes) -> bytes:
+        return b"\x18\x01\x00\x00\x00\x00\x00" + chunk  # statement 1, parameter 0
+
+    execute = b"\x17\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\xfd\x00"  # VAR_STRING from long data
+    fits = [long_data(b"b" * 20_000), long_data(b"b" * 20_000), execute]
+    too_big = [long_data(b"a" * 60_000), long_data(b"a" * 60_000), execute]
+    stream = command_stream(login(), [b"\x16SELECT ?", *too_big, *fits, b"\x0e"])
+    data, closed = exchange(healthy_after.mysql_port, stream)
+    _check_answer(data, closed)
+    assert [e[0] for e in errors_in(data)] == [1153]
+    assert any(b"b" * 40_000 in p for p in split_packets(data)), "the value that fits came back whole"
+    assert split_packets(data)[-1][:1] == b"\x00", "the PING after them was answered"
+
+
 # ------------------------------------------------------------------------------------------------ RPC
 
 RPC_METHODS = (

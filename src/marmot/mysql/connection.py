@@ -79,7 +79,9 @@ class PreparedStatement:
     param_count: int
     columns: list[tuple[str, str | None]]
     param_types: list[tuple[int, bool]] | None = None  # (type code, unsigned) sent by the first execute
-    long_data: dict[int, bytes] = field(default_factory=dict)
+    long_data: dict[int, bytearray] = field(default_factory=dict)
+    long_data_size: int = 0  # bytes held in long_data: at most max_allowed_packet
+    long_data_too_big: bool = False  # more was sent: the next execute fails with 1153
 
 
 class _Closed(Exception):
@@ -451,13 +453,20 @@ class MySQLConnection(asyncio.Protocol):
                     )
                 )
             else:
-                stmt.long_data.clear()
+                _clear_long_data(stmt)
                 self._send(self._ok())
         elif cmd == Command.COM_STMT_SEND_LONG_DATA:
             stmt_id, param_id, data = packets.parse_send_long_data(payload)
             stmt = self.statements.get(stmt_id)
             if stmt is not None and param_id < stmt.param_count:
-                stmt.long_data[param_id] = stmt.long_data.get(param_id, b"") + data
+                # appended in place (not bytes + bytes, quadratic in the number of chunks), and bounded
+                # as MySQL bounds it: more than max_allowed_packet in all fails the next execute
+                if stmt.long_data_size + len(data) > self.s.max_allowed_packet:
+                    stmt.long_data_too_big = True
+                    stmt.long_data.clear()
+                elif not stmt.long_data_too_big:
+                    stmt.long_data.setdefault(param_id, bytearray()).extend(data)
+                    stmt.long_data_size += len(data)
         elif cmd == Command.COM_FIELD_LIST:
             self._field_list(payload[1:])
         elif cmd == Command.COM_RESET_CONNECTION:
@@ -623,9 +632,21 @@ class MySQLConnection(asyncio.Protocol):
                 )
             )
             return
-        req = packets.parse_stmt_execute(payload, stmt.param_count, stmt.param_types, stmt.long_data)
+        if stmt.long_data_too_big:
+            _clear_long_data(stmt)
+            self._send(
+                packets.err_packet(
+                    1153,
+                    "08S01",
+                    "Parameter of prepared statement which is set through mysql_send_long_data() is "
+                    "longer than 'max_allowed_packet' bytes",
+                )
+            )
+            return
+        long_data = {i: bytes(b) for i, b in stmt.long_data.items()} if stmt.long_data else {}
+        req = packets.parse_stmt_execute(payload, stmt.param_count, stmt.param_types, long_data)
         stmt.param_types = req.param_types
-        stmt.long_data = {}
+        _clear_long_data(stmt)
         sess.command, sess.info = "Execute", stmt.sql[:100]
         try:
             started = perf_counter()
@@ -687,6 +708,13 @@ class MySQLConnection(asyncio.Protocol):
         self.s.engine.sessions[self.connection_id] = self.session
         self._send(self._ok())
         return True
+
+
+def _clear_long_data(stmt: PreparedStatement) -> None:
+    """Forget the COM_STMT_SEND_LONG_DATA chunks of a statement (after an execute, or COM_STMT_RESET)."""
+    stmt.long_data = {}
+    stmt.long_data_size = 0
+    stmt.long_data_too_big = False
 
 
 def _invalid_text(err: UnicodeEncodeError) -> MySQLError:
