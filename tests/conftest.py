@@ -25,6 +25,7 @@ SLOW = {
     "cluster/test_digest_verify.py::test_digests_verify_and_lag",
     "cluster/test_scripts.py::test_run_cluster_status_restart_and_stop",
     "cluster/test_wordpress_cluster.py",
+    "integration/test_overload.py",
 }
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 settings.register_profile(
     "ci",
-    max_examples=150,
+    max_examples=100,
     derandomize=True,  # the same examples on every run: `make test` stays deterministic
     database=None,
     deadline=None,
