@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck format-check bench chaos clean
+.PHONY: run test lint typecheck format-check bench chaos fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ bench: $(STAMP)
 # ten seeded fault schedules of 60 s each (tests/chaos, docs/reliability.md); CI runs one short one
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.runner --schedules 10 --duration 60 $(ARGS)
+
+# the Hypothesis fuzzers with many examples (minutes; `make test` runs them for seconds), then the
+# overload tests with the 100 MB result set (docs/reliability.md, "Fuzzing" and "Overload")
+FUZZ_TESTS := tests/unit/test_fuzz_mysql.py tests/unit/test_fuzz_rpc.py tests/unit/test_fuzz_config.py \
+	tests/integration/test_fuzz_node.py
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider -o timeout=3600 $(FUZZ_TESTS) $(PYTEST_ARGS)
+	MARMOT_OVERLOAD_FULL=1 $(BIN)/pytest -q -s -o timeout=1800 tests/integration/test_overload.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) marmot-data .pytest_cache .mypy_cache

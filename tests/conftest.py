@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import tests.support.fuzzing  # noqa: F401  - registers and loads the Hypothesis profile (ci or fuzz)
+
 pytest_plugins = ["tests.support.fixtures"]
 
 TESTS = Path(__file__).resolve().parent
@@ -30,6 +32,7 @@ SLOW = {
     "cluster/test_wordpress_cluster.py",
     "integration/test_kafka_cdc.py::test_events_written_while_the_broker_is_down_arrive_after_it_is_back",
     "cluster/test_cdc_kafka.py",
+    "integration/test_overload.py",
 }
 
 

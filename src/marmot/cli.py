@@ -17,7 +17,7 @@ from marmot import __version__
 from marmot.config import Config, ConfigError, load_config
 from marmot.daemon import Readiness, daemonize
 from marmot.logsetup import configure_logging
-from marmot.startup import PidFile, StartupError, exposure_warnings
+from marmot.startup import PidFile, StartupError, exposure_warnings, raise_fd_limit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +125,8 @@ def _serve(cfg: Config, pid_file: PidFile | None, readiness: Readiness | None) -
         logging.getLogger("marmot.config").warning(warning)
     for warning in exposure_warnings(cfg):
         logging.getLogger("marmot.node").warning(warning)
+    if cfg.mysql.enabled and (fd_warning := raise_fd_limit(cfg.mysql.max_connections)) is not None:
+        logging.getLogger("marmot.node").warning(fd_warning)
 
     def serving() -> None:
         """The listeners are bound: only now does the PID file claim the process serves."""

@@ -214,6 +214,7 @@ class MySQLConfig:
     tls_cert_file: str = _opt("")
     tls_key_file: str = _opt("")
     max_allowed_packet: int = _opt(67108864, lo=1024, hi=1 << 30)
+    connect_timeout_seconds: float = _opt(10.0, positive=True)  # MySQL's connect_timeout
     server_version: str = _opt("8.0.36-marmot", nonempty=True)
     auth_plugin: str = _opt("mysql_native_password", choices=AUTH_PLUGINS)
 

@@ -166,6 +166,7 @@ class Node:
                 auth_plugin=mysql_cfg.auth_plugin,
                 max_allowed_packet=mysql_cfg.max_allowed_packet,
                 max_connections=mysql_cfg.max_connections,
+                connect_timeout=mysql_cfg.connect_timeout_seconds,
                 ssl_context=ssl_ctx,
                 metrics=self.metrics,
             )

@@ -188,3 +188,36 @@ def exposure_warnings(cfg: Config) -> list[str]:
             f'[cluster] cluster_secret (or MARMOT_CLUSTER_SECRET), or grpc_bind_address = "127.0.0.1"'
         )
     return out
+
+
+# Descriptors a client session can hold: its socket, and its database's SQLite file and WAL (plus any
+# database it ATTACHes). The rest of the node (cluster port, peers, system database) fits in the margin.
+FDS_PER_CONNECTION = 4
+FD_MARGIN = 1024
+
+
+def raise_fd_limit(max_connections: int) -> str | None:
+    """Raise the soft RLIMIT_NOFILE towards what ``max_connections`` clients need, as MySQL does with
+    ``open_files_limit``; a warning if the hard limit is lower than that.
+
+    Why: distributions start processes with a soft limit of 1024 descriptors. Past it ``accept`` fails
+    with EMFILE and SQLite cannot open a session's database, long before ``max_connections`` (default
+    1000) is reached; the hard limit is usually far higher and a process may raise its soft limit to it.
+    """
+    import resource
+
+    need = max_connections * FDS_PER_CONNECTION + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return None
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft < need:
+        return (
+            f"open-file limit is {soft} (hard limit {hard}); [mysql] max_connections = {max_connections} "
+            f"needs about {need}: raise it (ulimit -n, LimitNOFILE=) or clients may be refused"
+        )
+    return None

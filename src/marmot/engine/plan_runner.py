@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import apsw
@@ -176,7 +177,10 @@ class PlanRunner:
             assert s.database is not None
             await s.writer.enter_view_to_read(conn, s.database)
         try:
-            rows = self._read_steps(conn, plan, literals, params, cursor)
+            if view or not plan.steps:
+                rows = self._read_steps(conn, plan, literals, params, cursor)
+            else:
+                rows = await self._read_steps_yielding(plan, literals, params, cursor)
         except apsw.BusyError:
             rows = await retry_busy(
                 lambda: self._read_steps(conn, plan, literals, params), s.ctx.lock_wait_timeout_s
@@ -211,6 +215,32 @@ class PlanRunner:
             rows = cursor.execute(step.sql, _bind(step.binds, literals, params)).fetchall()
             if step.role == "found_rows":
                 found = int(rows[0][0]) if rows else 0
+        self.session.variables["__found_rows"] = len(rows) if found is None else found
+        return rows
+
+    async def _read_steps_yielding(
+        self, plan: Plan, literals: list[object], params: list[object], cursor: apsw.Cursor
+    ) -> list[Row]:
+        """``_read_steps``, but the last step's rows are fetched in batches with the event loop free
+        in between: a read of millions of rows must not stall every other connection of the node.
+
+        Only outside a transaction's write view: the cursor stays open across the pauses, which is
+        safe on the session's own connection (its commands run one at a time)."""
+        *first, last = plan.steps
+        found: int | None = None
+        rows: list[Row]
+        for step in first:
+            rows = cursor.execute(step.sql, _bind(step.binds, literals, params)).fetchall()
+            if step.role == "found_rows":
+                found = int(rows[0][0]) if rows else 0
+        it = cursor.execute(last.sql, _bind(last.binds, literals, params))
+        rows = list(islice(it, _ROWS_PER_BATCH))
+        if len(rows) == _ROWS_PER_BATCH:
+            while batch := list(islice(it, _ROWS_PER_BATCH)):
+                rows.extend(batch)
+                await asyncio.sleep(0)
+        if last.role == "found_rows":
+            found = int(rows[0][0]) if rows else 0
         self.session.variables["__found_rows"] = len(rows) if found is None else found
         return rows
 
@@ -462,6 +492,10 @@ class _AffectedRows:
                 self.count += 1
         elif self.mode != "update":
             self.count += 1
+
+
+# Rows fetched between two yields of the event loop by a large read (``_read_steps_yielding``).
+_ROWS_PER_BATCH = 2000
 
 
 def _bind(binds: tuple[tuple[str, int], ...], literals: list[object], params: list[object]) -> list[object]:

@@ -189,6 +189,14 @@ class Session:
             ) from err
         if params is not None and len(params) != norm.param_count:
             raise MySQLError(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
+        if "\x00" in norm.shape or (params is None and norm.param_count):
+            # A `?` marker is syntax only in a prepared statement. A NUL byte outside a bound literal would
+            # reach SQLite in the statement text, which ends at it (apsw refuses it).
+            at = max(sql.find("\x00" if "\x00" in norm.shape else "?"), 0)
+            raise errors.syntax_error(
+                "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server "
+                f"version for the right syntax to use near '{sql[at : at + 80]}' at line 1"
+            )
         if not norm.keyword:
             raise MySQLError(1065, "42000", "Query was empty")
         self.statement_kind = metric_kind(norm.keyword)

@@ -67,6 +67,7 @@ class ServerSettings:
     auth_plugin: str = NATIVE  # the plugin every account uses; other plugins get an auth switch
     max_allowed_packet: int = 64 * 1024 * 1024
     max_connections: int = 1000
+    connect_timeout: float = 10.0  # seconds a client has to log in ([mysql] connect_timeout_seconds)
     ssl_context: ssl.SSLContext | None = None
     connections: set[MySQLConnection] = field(default_factory=set)
     metrics: Any = None  # admin.metrics.Metrics (optional; duck-typed so this layer does not import admin)
@@ -78,7 +79,9 @@ class PreparedStatement:
     param_count: int
     columns: list[tuple[str, str | None]]
     param_types: list[tuple[int, bool]] | None = None  # (type code, unsigned) sent by the first execute
-    long_data: dict[int, bytes] = field(default_factory=dict)
+    long_data: dict[int, bytearray] = field(default_factory=dict)
+    long_data_size: int = 0  # bytes held in long_data: at most max_allowed_packet
+    long_data_too_big: bool = False  # more was sent: the next execute fails with 1153
 
 
 class _Closed(Exception):
@@ -110,6 +113,9 @@ class MySQLConnection(asyncio.Protocol):
         self._next_stmt_id = 1
         self.seq = 0
         self._tls: TlsSession | None = None
+        self._paused = False  # the transport's write buffer is above its high-water mark
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
         # Until the handshake response is read, take one packet at a time: what follows an SSLRequest
         # is TLS, not MySQL packets.
         self._one_packet_only = True
@@ -122,7 +128,10 @@ class MySQLConnection(asyncio.Protocol):
         self.s.connections.add(self)
         if self.s.metrics is not None:
             self.s.metrics.connection_opened()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        if self.s.connect_timeout > 0:
+            self._handshake_timer = loop.call_later(self.s.connect_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         if self._framing_error is not None:
@@ -155,6 +164,29 @@ class MySQLConnection(asyncio.Protocol):
         self._closed = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        self._cancel_handshake_timer()
+        self.resume_writing()  # a writer waiting for the client to read gives up (the task ends)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def _handshake_expired(self) -> None:
+        """MySQL's connect_timeout: a client that has not logged in by now (it sent nothing, or half a
+        packet) loses its connection, so half-open connections cannot hold ``max_connections`` slots."""
+        self._handshake_timer = None
+        if self.session is None and not self._closed:
+            log.info("closing connection %d: no login within %gs", self.connection_id, self.s.connect_timeout)
+            self.close()
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
 
     # -- I/O helpers ----------------------------------------------------------------------------------
 
@@ -181,6 +213,18 @@ class MySQLConnection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self._closed:
             self.transport.write(self._tls.encrypt(data) if self._tls is not None else data)
+
+    async def _drain(self) -> None:
+        """Wait while the client is not reading (the transport's buffer is above its high-water mark).
+
+        A result is written a chunk at a time with this wait in between, so a client that never reads
+        holds at most the transport's buffer and one chunk of encoded rows, not its whole result."""
+        while self._paused and not self._closed:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+            self._drain_waiter = None
+        if self._closed:
+            raise _Closed("peer closed while a result was being sent")
 
     def _send(self, payload: bytes) -> None:
         data, self.seq = packets.frame(payload, self.seq)
@@ -225,6 +269,9 @@ class MySQLConnection(asyncio.Protocol):
         return packets.eof_packet(0, self._status(more))
 
     def _internal_error(self, err: Exception) -> None:
+        if isinstance(err, UnicodeEncodeError):  # client bytes that are not UTF-8 reached SQLite as text
+            self._send(self._error(_invalid_text(err)))
+            return
         log.exception("internal error on connection %d", self.connection_id)
         self._send(packets.err_packet(1105, "HY000", f"Internal error: {type(err).__name__}: {err}"))
 
@@ -256,12 +303,18 @@ class MySQLConnection(asyncio.Protocol):
             pass
         except packets.ProtocolError as err:
             log.info("closing connection %d: malformed packet: %s", self.connection_id, err)
+            # MySQL's answers before it closes: "Bad handshake" while logging in, else "Malformed packet"
+            if self.session is None:
+                self._send(packets.err_packet(1043, "08S01", "Bad handshake"))
+            else:
+                self._send(packets.err_packet(1835, "HY000", f"Malformed communication packet: {err}"))
         except Exception:  # a bug must cost one connection, never the node
             log.exception("closing connection %d after an internal error", self.connection_id)
         finally:
             self._teardown()
 
     def _teardown(self) -> None:
+        self._cancel_handshake_timer()
         if self.session is not None:
             try:
                 self.session.close()
@@ -322,6 +375,7 @@ class MySQLConnection(asyncio.Protocol):
         if self.capabilities & Capability.CLIENT_LOCAL_FILES:
             self.session.request_local_file = self._request_local_file
         self.s.engine.sessions[self.connection_id] = self.session
+        self._cancel_handshake_timer()
         self._send(self._ok())
         return True
 
@@ -399,13 +453,20 @@ class MySQLConnection(asyncio.Protocol):
                     )
                 )
             else:
-                stmt.long_data.clear()
+                _clear_long_data(stmt)
                 self._send(self._ok())
         elif cmd == Command.COM_STMT_SEND_LONG_DATA:
             stmt_id, param_id, data = packets.parse_send_long_data(payload)
             stmt = self.statements.get(stmt_id)
             if stmt is not None and param_id < stmt.param_count:
-                stmt.long_data[param_id] = stmt.long_data.get(param_id, b"") + data
+                # appended in place (not bytes + bytes, quadratic in the number of chunks), and bounded
+                # as MySQL bounds it: more than max_allowed_packet in all fails the next execute
+                if stmt.long_data_size + len(data) > self.s.max_allowed_packet:
+                    stmt.long_data_too_big = True
+                    stmt.long_data.clear()
+                elif not stmt.long_data_too_big:
+                    stmt.long_data.setdefault(param_id, bytearray()).extend(data)
+                    stmt.long_data_size += len(data)
         elif cmd == Command.COM_FIELD_LIST:
             self._field_list(payload[1:])
         elif cmd == Command.COM_RESET_CONNECTION:
@@ -457,9 +518,11 @@ class MySQLConnection(asyncio.Protocol):
             for i, stmt in enumerate(statements):
                 started = perf_counter()
                 result = await sess.execute(stmt)
-                self._write_result(result, more=i < last, binary=False)
+                await self._write_result(result, more=i < last, binary=False)
                 if metrics is not None:
                     metrics.observe_query(sess.statement_kind, perf_counter() - started)
+        except _Closed:
+            raise  # the client left while its result was being sent: end the connection, no error
         except MySQLError as err:
             log.debug("statement failed: %d %s: %s", err.code, err.message, sql[:500])
             if self.s.metrics is not None:
@@ -470,7 +533,7 @@ class MySQLConnection(asyncio.Protocol):
         finally:
             sess.command, sess.info = "Sleep", ""
 
-    def _write_result(self, result: OkResult | ResultSet, more: bool, binary: bool) -> None:
+    async def _write_result(self, result: OkResult | ResultSet, more: bool, binary: bool) -> None:
         if isinstance(result, OkResult):
             self._send(self._ok(result, more))
             return
@@ -496,9 +559,22 @@ class MySQLConnection(asyncio.Protocol):
         out = [packets.column_count(len(defs)), *defs]
         if not self.capabilities & _DEPRECATE_EOF:
             out.append(packets.eof_packet(0, self._status(more)))
-        out.extend(encode.binary_rows(rows, types) if binary else encode.text_rows(rows))
-        out.append(self._eof(more))
+        if len(rows) <= _ROWS_PER_WRITE:  # the common case: one write
+            out.extend(encode.binary_rows(rows, types) if binary else encode.text_rows(rows))
+            out.append(self._eof(more))
+            self._send_many(out)
+            return
+        # A large result: a chunk of rows per write, waiting for the client to read whenever the
+        # transport's buffer is full, and letting the other connections run between chunks.
         self._send_many(out)
+        for start in range(0, len(rows), _ROWS_PER_WRITE):
+            chunk = rows[start : start + _ROWS_PER_WRITE]
+            self._send_many(encode.binary_rows(chunk, types) if binary else encode.text_rows(chunk))
+            if self._paused:
+                await self._drain()
+            else:
+                await asyncio.sleep(0)
+        self._send(self._eof(more))
 
     # -- prepared statements --------------------------------------------------------------------------
 
@@ -556,16 +632,30 @@ class MySQLConnection(asyncio.Protocol):
                 )
             )
             return
-        req = packets.parse_stmt_execute(payload, stmt.param_count, stmt.param_types, stmt.long_data)
+        if stmt.long_data_too_big:
+            _clear_long_data(stmt)
+            self._send(
+                packets.err_packet(
+                    1153,
+                    "08S01",
+                    "Parameter of prepared statement which is set through mysql_send_long_data() is "
+                    "longer than 'max_allowed_packet' bytes",
+                )
+            )
+            return
+        long_data = {i: bytes(b) for i, b in stmt.long_data.items()} if stmt.long_data else {}
+        req = packets.parse_stmt_execute(payload, stmt.param_count, stmt.param_types, long_data)
         stmt.param_types = req.param_types
-        stmt.long_data = {}
+        _clear_long_data(stmt)
         sess.command, sess.info = "Execute", stmt.sql[:100]
         try:
             started = perf_counter()
             result = await sess.execute(stmt.sql, req.params)
-            self._write_result(result, more=False, binary=True)
+            await self._write_result(result, more=False, binary=True)
             if self.s.metrics is not None:
                 self.s.metrics.observe_query(sess.statement_kind, perf_counter() - started)
+        except _Closed:
+            raise
         except MySQLError as err:
             log.debug("prepared statement failed: %d %s: %s", err.code, err.message, stmt.sql[:500])
             if self.s.metrics is not None:
@@ -620,7 +710,31 @@ class MySQLConnection(asyncio.Protocol):
         return True
 
 
+def _clear_long_data(stmt: PreparedStatement) -> None:
+    """Forget the COM_STMT_SEND_LONG_DATA chunks of a statement (after an execute, or COM_STMT_RESET)."""
+    stmt.long_data = {}
+    stmt.long_data_size = 0
+    stmt.long_data_too_big = False
+
+
+def _invalid_text(err: UnicodeEncodeError) -> MySQLError:
+    """MySQL's 1300 for statement text that is not UTF-8.
+
+    The wire layer decodes statements with ``surrogateescape`` so that non-UTF-8 bytes in string literals
+    survive as binary data; anywhere else (an identifier, a literal kept in the statement text) they
+    reach SQLite, which takes UTF-8 only. The client sent bytes no utf8mb4 connection may send: say which.
+    """
+    bad = err.object[err.start : err.end] if isinstance(err.object, str) else ""
+    try:
+        raw = bad.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from a byte
+        raw = bad.encode("utf-8", "surrogatepass")
+    return MySQLError(1300, "HY000", f"Invalid utf8mb4 character string: '{raw.hex().upper()}'")
+
+
 _VARIANT = ColumnType(253, 0, 0, 45, 0)
+# Rows encoded per transport write of a large result set (bounds the bytes held for a slow client).
+_ROWS_PER_WRITE = 1000
 # Plain ints for the per-packet checks (enum.IntFlag arithmetic costs microseconds per operation).
 _AUTOCOMMIT = int(ServerStatus.SERVER_STATUS_AUTOCOMMIT)
 _IN_TRANS = int(ServerStatus.SERVER_STATUS_IN_TRANS)
