@@ -20,6 +20,8 @@ value -- a decommission of another node is forwarded over RPC -- and the handler
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import hmac
 import inspect
@@ -41,6 +43,7 @@ T = TypeVar("T")
 Maybe: TypeAlias = T | Awaitable[T]  # a value, or an awaitable of it (for methods that may need RPC)
 
 SECRET_HEADER = "X-Marmot-Secret"
+BACKUP_HEADER = "X-Marmot-Backup"  # the manifest of a database copy (``GET /admin/databases/{db}/backup``)
 HEALTHY_STATES = frozenset({"ALIVE"})
 OPEN_PATHS = frozenset({"/metrics"})  # served without the secret, like upstream
 KEYS_PAGE = 1000  # default ``limit`` of ``…/digest/{table}/keys``
@@ -365,6 +368,35 @@ class _Handlers:
             raise _Refused(404, f"unknown database {db!r}")
         return json_response(doc)
 
+    async def backup(self, request: web.Request) -> web.StreamResponse:
+        """A consistent copy of one database as a SQLite file (``marmot backup``); its manifest (log
+        position, sha256, size) in the ``X-Marmot-Backup`` header. Needs the secret even when reads are
+        open: it hands out every row. ``control.export_database`` is optional (test fakes lack it)."""
+        self._require_secret("a backup")
+        db = request.match_info["db"]
+        export = getattr(self.control, "export_database", None)
+        got = await _resolve(export(db)) if callable(export) else None
+        if got is None:
+            raise _Refused(404, f"unknown database {db!r}")
+        path, manifest = got
+        try:
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Type": "application/vnd.sqlite3",
+                    "Content-Length": str(manifest["size"]),
+                    BACKUP_HEADER: _dumps(manifest),
+                }
+            )
+            await resp.prepare(request)
+            with open(path, "rb") as f:
+                while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                    await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     async def replication(self, request: web.Request) -> web.Response:
         return json_response(await _resolve(self.control.replication_status()))
 
@@ -434,6 +466,7 @@ def make_app(control: ClusterControl, *, secret: str, metrics: Metrics | None = 
             web.post("/admin/cluster/decommission/{id}/cancel", h.cancel_decommission),
             web.get("/admin/databases", h.databases),
             web.get("/admin/databases/{db}/digest", h.digest),
+            web.get("/admin/databases/{db}/backup", h.backup),
             web.get("/admin/databases/{db}/digest/{table}/keys", h.digest_keys),
             web.get("/admin/cluster/replication", h.replication),
         ]
