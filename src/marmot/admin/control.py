@@ -119,6 +119,10 @@ class NodeControl:
         self._decommission = asyncio.get_running_loop().create_task(self._drain_and_stop())
         return self._status()
 
+    def active_transactions(self) -> int:
+        """Transactions in flight on this node now (upstream's ``active_transactions`` gauge)."""
+        return self._pending()
+
     def _pending(self) -> int:
         return 0 if self.replication is None else int(self.replication.in_flight())
 

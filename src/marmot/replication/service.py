@@ -89,6 +89,7 @@ class Replication:
             leaving=membership.leaving,
         )
         self.queues.on_applied = self._applied
+        self.participant.metrics = metrics
         self.coordinator = Coordinator(
             node_id,
             hlc,
@@ -118,6 +119,7 @@ class Replication:
             on_database_created=self._database_created,
             release=self._release_database,
         )
+        self.log_pull.metrics = metrics
         self.barrier = ReadBarrier(
             self.log_pull,
             alive_peers=membership.alive_peers,
