@@ -200,3 +200,18 @@ def test_restore_refuses_a_copy_older_than_the_tombstone_retention(tmp_path: Pat
     forced = marmot("restore", str(tmp_path / "bk"), "--config", str(short), "--allow-old")
     assert forced.returncode == 0, forced.stderr
     assert read_file(tmp_path / "dst" / "marmot.db", "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+
+
+def test_a_node_without_a_secret_refuses_backups(tmp_path: Path) -> None:
+    """A backup hands out every row: with no ``cluster_secret`` (reads open) the node still refuses it."""
+    node = make_node(tmp_path / "open", unix_socket=False).start()
+    try:
+        run(node, "CREATE TABLE t (id INT PRIMARY KEY)")
+        listed = marmot("databases", "--address", f"127.0.0.1:{node.grpc_port}")
+        assert listed.returncode == 0 and "marmot" in listed.stdout, listed.stderr  # reads stay open
+        refused = marmot("backup", str(tmp_path / "bk"), "--address", f"127.0.0.1:{node.grpc_port}")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "(403)" in refused.stderr and "requires cluster_secret" in refused.stderr, refused.stderr
+        assert not list(tmp_path.glob("bk/*.db")) and not (tmp_path / "bk" / "manifest.json").exists()
+    finally:
+        node.stop()
