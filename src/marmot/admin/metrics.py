@@ -243,7 +243,7 @@ class Metrics:
         self._ae_applied = self.antientropy_applied.labels(nid)
         self._ae_seen: dict[str, int] = {}
         # upstream's ``marmot_v2_*`` families beside ours (upstream_metrics.py), fed by the methods below
-        self.v2 = UpstreamMetrics(reg, nid, QUERY_BUCKETS)
+        self.v2 = UpstreamMetrics(reg, nid, QUERY_BUCKETS, self)
         self._canonical: dict[str, str] = {}
 
     # ---------------------------------------------------------------------------------------------------------
@@ -258,7 +258,8 @@ class Metrics:
             children = self._query_kind(kind)
         children[0].inc()
         children[1].observe(seconds)
-        self.v2.query(self.canonical_kind(kind), "success", seconds, result)
+        if result is not None:
+            self.v2.rows(result)
 
     def canonical_kind(self, kind: str) -> str:
         """``kind`` folded onto ``QUERY_TYPES`` (cached)."""
@@ -280,7 +281,7 @@ class Metrics:
     def query_error(self, code: int, kind: str | None = None) -> None:
         """Count one statement answered with MySQL error ``code`` (1064, 1213, ...); ``kind``: its
         statement kind when known (upstream's ``queries_total{result="error"}``)."""
-        self.v2.query(self.canonical_kind(kind or "other"), "error", None)
+        self.v2.query_error(self.canonical_kind(kind or "other"))
         child = self._error_children.get(code)
         if child is None:
             child = self.query_errors.labels(self._nid, str(int(code)))
@@ -291,11 +292,9 @@ class Metrics:
     def connection_opened(self) -> None:
         self._conn_open.inc()
         self._conn_total.inc()
-        self.v2.child(self.v2.connections).inc()
 
     def connection_closed(self) -> None:
         self._conn_open.dec()
-        self.v2.child(self.v2.connections).dec()
 
     def state_transition(self, old: Any, new: Any) -> None:
         """Count a membership state change (states may be enum members or strings)."""
@@ -331,11 +330,9 @@ class Metrics:
 
     def observe_prepare(self, seconds: float) -> None:
         self._prepare.observe(seconds)
-        self.v2.child(self.v2.prepare).observe(seconds)
 
     def observe_commit(self, seconds: float) -> None:
         self._commit.observe(seconds)
-        self.v2.child(self.v2.commit).observe(seconds)
 
     def write_conflict(self, why: str = "", path: str = "coordinator") -> None:
         """A write conflict: ``path`` ``coordinator`` (a transaction this node coordinated was refused;

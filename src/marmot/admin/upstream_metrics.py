@@ -5,18 +5,25 @@ upstream's labels. Our own families (``marmot_*``, docs/metrics.md) keep their n
 existing dashboards use them — and where upstream's differ (name, labels, or a family we did not have),
 this module exports upstream's as well, in the same registry, with the same ``node_id`` label.
 
-``Metrics`` (``metrics.py``) owns one ``UpstreamMetrics`` and forwards to it from its own hot-path
-methods and refreshes, so the layers that report events still know only ``Metrics``; the label values
-are listed in docs/metrics.md ("Upstream names").
+``Metrics`` (``metrics.py``) owns one ``UpstreamMetrics``, so the layers that report events still know
+only ``Metrics``; the label values are listed in docs/metrics.md ("Upstream names"). Two kinds:
+
+- **mirrors** — families that are ours under another name (``query_duration_seconds``, the successes of
+  ``queries_total``, ``mysql_connections``, ``twophase_*_seconds``, ``txn_total``) are copied from our
+  metric objects when scraped (``_Mirror``): the statement and commit hot paths pay nothing for them;
+- **their own** — families we had no equivalent of (rows per statement, transaction duration, quorum
+  acks, peer requests, participant timings, DDL, anti-entropy detail) or whose labels differ, fed by
+  ``Metrics``' methods and refreshes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 ROW_BUCKETS = (0, 1, 2, 5, 10, 50, 100, 500, 1000, 10000, 100000)
 ACK_BUCKETS = (1, 2, 3, 4, 5, 7, 9, 12)
@@ -40,10 +47,41 @@ def conflict_type(why: str) -> str:
     return "other"
 
 
-class UpstreamMetrics:
-    """The ``marmot_v2_*`` families of one node; ``Metrics`` calls these methods."""
+class _Mirror:
+    """Families of ours exported again under upstream's names, built at each scrape from our metric
+    objects' own samples (``sources``: (our metric, upstream family name, extra labels)). ``errors``:
+    upstream's ``queries_total{result="error"}`` samples, added to the mirrored successes."""
 
-    def __init__(self, registry: CollectorRegistry, node_id: str, buckets: tuple[float, ...]) -> None:
+    def __init__(self, sources: list[tuple[Any, str, dict[str, str]]], errors: Counter) -> None:
+        self._sources = sources
+        self._errors = errors
+
+    def describe(self) -> Iterator[Metric]:
+        for metric, name, _labels in self._sources:
+            for fam in metric.describe():
+                yield Metric(name, fam.documentation, fam.type)
+
+    def collect(self) -> Iterator[Metric]:
+        for metric, name, labels in self._sources:
+            for fam in metric.collect():
+                out = Metric(name, fam.documentation, fam.type)
+                for s in fam.samples:
+                    out.add_sample(name + s.name[len(fam.name) :], {**s.labels, **labels}, s.value)
+                if name == "marmot_v2_queries":
+                    for err in self._errors.collect():
+                        for s in err.samples:
+                            if s.name.endswith("_total"):
+                                out.add_sample(name + "_total", {**s.labels, "result": "error"}, s.value)
+                yield out
+
+
+class UpstreamMetrics:
+    """The ``marmot_v2_*`` families of one node; ``Metrics`` calls these methods. ``ours``: the
+    ``Metrics`` whose families are mirrored (see the module docstring)."""
+
+    def __init__(
+        self, registry: CollectorRegistry, node_id: str, buckets: tuple[float, ...], ours: Any
+    ) -> None:
         nid = self._nid = node_id
 
         def counter(name: str, doc: str, labels: Iterable[str] = ()) -> Counter:
@@ -70,16 +108,28 @@ class UpstreamMetrics:
         self.transitions = counter(
             "node_state_transitions_total", "Membership state changes observed.", ("from", "to")
         )
+        # statements answered with an error, by type: the mirror adds them to queries_total (unregistered)
+        self.query_errors = Counter("marmot_v2_query_errors_by_type", "", ("node_id", "type"), registry=None)
+        registry.register(
+            _Mirror(
+                [
+                    (ours.queries, "marmot_v2_queries", {"result": "success"}),
+                    (ours.query_duration, "marmot_v2_query_duration_seconds", {}),
+                    (ours.mysql_connections, "marmot_v2_mysql_connections", {}),
+                    (ours.twophase_prepare, "marmot_v2_twophase_prepare_seconds", {}),
+                    (ours.twophase_commit, "marmot_v2_twophase_commit_seconds", {}),
+                    (ours.txn, "marmot_v2_txn", {}),
+                ],
+                self.query_errors,
+            )
+        )
         self.joins = counter(
             "cluster_join_total", "Join requests this node answered, by result.", ("result",)
         )
         # transactions
-        self.txn = counter("txn_total", "Transactions coordinated here.", ("type", "result"))
         self.txn_duration = histogram(
             "txn_duration_seconds", "Coordinator time of a transaction, start to answer.", buckets, ("type",)
         )
-        self.prepare = histogram("twophase_prepare_seconds", "2PC PREPARE phase (coordinator).", buckets)
-        self.commit = histogram("twophase_commit_seconds", "2PC COMMIT phase (coordinator).", buckets)
         self.quorum_acks = histogram(
             "twophase_quorum_acks",
             "Acknowledgements a phase collected, this node's own included.",
@@ -105,13 +155,8 @@ class UpstreamMetrics:
             "replica_replay_seconds", "Participant time to apply a peer's REPLAY durably.", buckets
         )
         # queries
-        self.queries = counter("queries_total", "Statements, by type and result.", ("type", "result"))
-        self.query_duration = histogram(
-            "query_duration_seconds", "Statement execution time.", buckets, ("type",)
-        )
         self.rows_affected = histogram("rows_affected", "Rows a write statement changed.", ROW_BUCKETS)
         self.rows_returned = histogram("rows_returned", "Rows a query returned.", ROW_BUCKETS)
-        self.connections = gauge("mysql_connections", "MySQL client connections open now.")
         # DDL
         self.ddl = counter("ddl_operations_total", "Replicated DDL (and CREATE/DROP DATABASE).", ("result",))
         self.ddl_lock_wait = histogram(
@@ -136,7 +181,7 @@ class UpstreamMetrics:
         self.stuck = gauge("log_pull_stuck_txns", "Listed transactions that could not be applied yet.")
 
         # zero series, so every family is present (and rate() works) from the first scrape
-        for g in (self.quorum, self.connections, self.active, self.stuck):
+        for g in (self.quorum, self.active, self.stuck):
             g.labels(nid).set(0)
         for c in (
             self.gossip_rounds,
@@ -147,8 +192,6 @@ class UpstreamMetrics:
         ):
             c.labels(nid)
         for h in (
-            self.prepare,
-            self.commit,
             self.replica_prepare,
             self.replica_commit,
             self.replica_replay,
@@ -171,6 +214,8 @@ class UpstreamMetrics:
                 self.ae_syncs.labels(nid, kind, result)
         for result in ("success", "failure"):
             self.pair_results.labels(nid, result)
+        self._affected = self.rows_affected.labels(nid)
+        self._returned = self.rows_returned.labels(nid)
         self._seen: dict[str, int] = {}
         self._lag_peers: set[str] = set()
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -194,22 +239,20 @@ class UpstreamMetrics:
 
     # -- events --------------------------------------------------------------------------------------------
 
-    def query(self, kind: str, result: str, seconds: float | None, outcome: Any = None) -> None:
-        self.child(self.queries, kind, result).inc()
-        if seconds is not None:
-            self.child(self.query_duration, kind).observe(seconds)
-        if outcome is None:
-            return
+    def rows(self, outcome: Any) -> None:
+        """A statement's result: an OK packet's affected rows, or a result set's row count."""
         affected = getattr(outcome, "affected_rows", None)
         if affected is not None:
-            self.child(self.rows_affected).observe(affected)
+            self._affected.observe(affected)
             return
         rows = getattr(outcome, "rows", None)
         if rows is not None:
-            self.child(self.rows_returned).observe(len(rows))
+            self._returned.observe(len(rows))
+
+    def query_error(self, kind: str) -> None:
+        self.child(self.query_errors, kind).inc()
 
     def txn_finished(self, kind: str, result: str, seconds: float | None) -> None:
-        self.child(self.txn, kind, result).inc()
         if seconds is not None:
             self.child(self.txn_duration, kind).observe(seconds)
         if kind in ("ddl", "database"):
