@@ -201,6 +201,15 @@ def test_restore_refuses_a_copy_older_than_the_tombstone_retention(tmp_path: Pat
     assert forced.returncode == 0, forced.stderr
     assert read_file(tmp_path / "dst" / "marmot.db", "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
 
+    # a manifest cannot make restore write outside the data directory
+    manifest = json.loads((tmp_path / "bk" / "manifest.json").read_text())
+    entry = manifest["databases"].pop("marmot")
+    manifest["databases"]["../escaped"] = {**entry, "file": "marmot.db"}
+    (tmp_path / "bk" / "manifest.json").write_text(json.dumps(manifest))
+    tampered = marmot("restore", str(tmp_path / "bk"), "--data-dir", str(tmp_path / "dst2"))
+    assert tampered.returncode == 1 and "invalid database '../escaped'" in tampered.stderr, tampered.stderr
+    assert not (tmp_path / "escaped.db").exists() and not list(tmp_path.glob("dst2/*.db"))
+
 
 def test_a_node_without_a_secret_refuses_backups(tmp_path: Path) -> None:
     """A backup hands out every row: with no ``cluster_secret`` (reads open) the node still refuses it."""

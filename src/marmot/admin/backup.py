@@ -243,6 +243,20 @@ def read_manifest(source: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_entries(entries: dict[str, Any]) -> None:
+    """Every entry names a valid database and its own file: a manifest cannot make restore read outside
+    the backup or write outside the data directory."""
+    from marmot.storage.databases import InvalidDatabaseName, validate_name
+
+    for db, e in sorted(entries.items()):
+        try:
+            validate_name(db)
+        except InvalidDatabaseName:
+            raise CommandFailed(f"the manifest names an invalid database {db!r}") from None
+        if not isinstance(e, dict) or e.get("file") != f"{db}.db":
+            raise CommandFailed(f"the manifest entry of {db!r} does not name the file {db}.db")
+
+
 def verify_files(source: Path, entries: dict[str, Any]) -> None:
     """Every file of the backup is there, of the recorded size and sha256, and passes quick_check."""
     for db, e in sorted(entries.items()):
@@ -289,6 +303,7 @@ def restore(args: argparse.Namespace) -> list[str]:
         if unknown:
             raise CommandFailed(f"the backup holds no database {', '.join(unknown)}")
         entries = {db: e for db, e in entries.items() if db in args.database}
+    check_entries(entries)
     data_dir, retention_h = resolve_target(args)
     oldest = min((float(e.get("taken_at_unix") or 0) for e in entries.values()), default=time.time())
     age_h = (time.time() - oldest) / 3600
