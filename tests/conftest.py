@@ -21,6 +21,7 @@ SLOW = {
     "cluster/test_catch_up.py::test_node_down_catches_up_by_log_pull",
     "cluster/test_ddl_isolation.py::test_sysbench_parallel_prepare_and_read_write",
     "cluster/test_digest_verify.py::test_digests_verify_and_lag",
+    "cluster/test_operator_cli.py::test_operator_commands_on_a_live_cluster",
     "cluster/test_scripts.py::test_run_cluster_status_restart_and_stop",
     "cluster/test_wordpress_cluster.py",
 }
