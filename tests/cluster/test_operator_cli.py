@@ -66,3 +66,10 @@ def test_operator_commands_on_a_live_cluster(tmp_path: Path) -> None:
         assert time.monotonic() - started < 90
         after = marmot("decommission", "2", "--status", *admin_args(n1))
         assert after.returncode == 0 and "phase done" in after.stdout, after.stdout + after.stderr
+
+        # asked of the leaving node itself: done once it has stopped (it can no longer answer)
+        itself = marmot("decommission", "3", "--wait", "--wait-timeout", "90", *admin_args(n3))
+        assert itself.returncode == 0 and "node 3: phase done" in itself.stdout, itself.stdout + itself.stderr
+        assert n3.proc is not None
+        n3.proc.wait(30)
+        assert n3.proc.returncode == 0, n3.log()

@@ -152,17 +152,19 @@ def main_decommission(argv: list[str] | None = None) -> int:
         elif args.cancel:
             obj = call(args, base + "/cancel", "POST")
         else:
+            asked = call(args, "/admin/cluster/members").get("node_id") if args.wait else None
             obj = call(args, base, "POST")
             if args.wait:
-                obj = _wait_done(args, base + "/status")
+                obj = _wait_done(args, base + "/status", itself=asked == args.node_id)
         _emit(args, obj, format_decommission(obj))
         return EXIT_OK
 
     return _run(p.parse_args(argv), body)
 
 
-def _wait_done(args: argparse.Namespace, status_path: str) -> dict[str, Any]:
-    """Poll the status (asking the node given, which forwards) until the phase is ``done``."""
+def _wait_done(args: argparse.Namespace, status_path: str, itself: bool = False) -> dict[str, Any]:
+    """Poll the status (asking the node given, which forwards) until the phase is ``done``. ``itself``:
+    the node asked is the one leaving, so once it no longer answers it has stopped: that is done too."""
     deadline = time.monotonic() + args.wait_timeout
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -171,6 +173,13 @@ def _wait_done(args: argparse.Namespace, status_path: str) -> dict[str, Any]:
         except CommandFailed as err:
             if err.code == EXIT_AUTH:
                 raise
+            if itself and "node unreachable" in str(err):
+                return {
+                    "node_id": args.node_id,
+                    "phase": "done",
+                    "state": "stopped",
+                    "pending_transactions": 0,
+                }
             last = {"error": str(err)}  # the target stopping may drop a forward: ask again
         if last.get("phase") == "done":
             return last
