@@ -11,7 +11,8 @@ middleware (PSK on every path but ``/metrics``, which stays open like upstream) 
 Auth (upstream §11.2, tightened): with a non-empty ``cluster_secret`` every ``/admin`` request needs
 ``X-Marmot-Secret: <secret>`` or ``Authorization: Bearer <secret>`` (constant-time compare) or gets 401.
 With an empty secret reads stay open but membership changes (remove, allow, decommission, cancel) are
-refused with 403: an unauthenticated endpoint that can evict nodes is worse than none.
+refused with 403: an unauthenticated endpoint that can evict nodes is worse than none. So are backups
+(``/admin/databases/{db}/backup`` hands out every row).
 
 Threading: handlers run on the node's event loop and call ``ClusterControl`` there. Methods that may do
 I/O (``remove``, ``allow``, the decommission trio, ``databases``) may return an awaitable instead of a
