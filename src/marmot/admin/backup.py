@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from marmot import __version__
-from marmot.admin.commands import DEFAULT_ADDRESS, EXIT_AUTH, EXIT_FAIL, EXIT_OK, SECRET_ENV, base_url_of
+from marmot.admin.commands import EXIT_AUTH, EXIT_FAIL, EXIT_OK, SECRET_ENV, _parser, base_url_of
 from marmot.admin.operate import CommandFailed, call
 
 MANIFEST = "manifest.json"
@@ -195,8 +195,6 @@ def take_backup(args: argparse.Namespace) -> dict[str, Any]:
 def main_backup(argv: list[str] | None = None) -> int:
     """``marmot backup DIR``: exit 0 with every database copied and verified, 1 on any failure (the
     partial directory is left for inspection, without a manifest), 2 on a refused secret."""
-    from marmot.admin.commands import _parser
-
     p = _parser(
         "marmot backup",
         "Copy every database of a running node into DIR (consistent per database, taken while the node "
@@ -386,4 +384,4 @@ def main_restore(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-__all__ = ["DEFAULT_ADDRESS", "main_backup", "main_restore", "restore", "take_backup"]
+__all__ = ["main_backup", "main_restore", "restore", "take_backup"]

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 from marmot.admin.commands import (
-    DEFAULT_ADDRESS,
     EXIT_AUTH,
     EXIT_FAIL,
     EXIT_OK,
@@ -275,7 +274,6 @@ def main_status(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
-    "DEFAULT_ADDRESS",
     "CommandFailed",
     "call",
     "main_allow",
