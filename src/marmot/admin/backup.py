@@ -113,12 +113,12 @@ def download(args: argparse.Namespace, db: str, dest: Path) -> dict[str, Any] | 
     except urllib.error.HTTPError as err:
         body = err.read().decode("utf-8", "replace")
         err.close()
-        if err.code == 404:
-            return None
         try:
             reason = str(json.loads(body).get("error", body))
         except (ValueError, AttributeError):
             reason = body[:300]
+        if err.code == 404 and reason.startswith("unknown database"):
+            return None  # dropped since it was listed (a 404 "no such route" is a node without backups)
         code = EXIT_AUTH if err.code == 401 else EXIT_FAIL
         raise CommandFailed(f"backup of {db!r} refused ({err.code}): {reason}", code) from None
     except (urllib.error.URLError, OSError) as err:
