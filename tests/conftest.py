@@ -25,6 +25,7 @@ SLOW = {
     "cluster/test_cdc_nats.py::test_new_sink_with_initial_snapshot_emits_existing_rows_then_changes",
     "cluster/test_ddl_isolation.py::test_sysbench_parallel_prepare_and_read_write",
     "cluster/test_digest_verify.py::test_digests_verify_and_lag",
+    "cluster/test_operator_cli.py::test_operator_commands_on_a_live_cluster",
     "cluster/test_scripts.py::test_run_cluster_status_restart_and_stop",
     "cluster/test_scripts.py::test_run_cluster_with_a_replica",
     "cluster/test_replica_snapshots.py::test_replicas_bootstrapping_together_cost_one_snapshot",

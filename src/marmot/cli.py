@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Marmot: leaderless, distributed SQLite replication server speaking the MySQL protocol.",
         epilog="Admin commands: 'marmot members [--address HOST:PORT] [--secret S]' and 'marmot health ...' "
         "print a running node's membership table / health; 'marmot verify [--address HOST:PORT,...] "
-        "[--database DB]' compares every node's table digests (they read the admin HTTP API).",
+        "[--database DB]' compares every node's table digests (they read the admin HTTP API). Operations: "
+        "'marmot status | databases', 'marmot remove | allow | decommission NODE_ID', 'marmot backup DIR', "
+        "'marmot restore DIR --config PATH' (each with --help; docs/operations.md).",
     )
 
     def flag(name: str, **kw: Any) -> None:
@@ -82,6 +84,27 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+#: ``marmot <command> --help`` for each (admin/operate.py, admin/backup.py; docs/operations.md).
+OPERATOR_COMMANDS = ("remove", "allow", "decommission", "databases", "status", "backup", "restore")
+
+
+def _operator_command(name: str, argv: list[str]) -> int:
+    """Membership changes, inspection, backup and restore: each talks to a node's admin API (restore
+    writes a stopped node's data directory)."""
+    from marmot.admin import backup, operate
+
+    main_of = {
+        "remove": operate.main_remove,
+        "allow": operate.main_allow,
+        "decommission": operate.main_decommission,
+        "databases": operate.main_databases,
+        "status": operate.main_status,
+        "backup": backup.main_backup,
+        "restore": backup.main_restore,
+    }
+    return main_of[name](argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("members", "health", "verify"):
@@ -94,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             "verify": commands.main_verify,
         }
         return main_of[argv[0]](argv[1:])
+    if argv and argv[0] in OPERATOR_COMMANDS:
+        return _operator_command(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, overrides_from(args), refuse_unbuilt=True)

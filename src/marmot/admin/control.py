@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from marmot.cluster.rpc import RpcError
 from marmot.cluster.service import ClusterService
 from marmot.replication.catchup import digest, full_digest
 from marmot.replication.commit import operator_abort, txn_inspect
+from marmot.replication.catchup.snapshot import export_to
 from marmot.storage.databases import DatabaseManager
 
 log = logging.getLogger("marmot.admin")
@@ -116,6 +120,10 @@ class NodeControl:
         self._phase = "draining"
         self._decommission = asyncio.get_running_loop().create_task(self._drain_and_stop())
         return self._status()
+
+    def active_transactions(self) -> int:
+        """Transactions in flight on this node now (upstream's ``active_transactions`` gauge)."""
+        return self._pending()
 
     def _pending(self) -> int:
         return 0 if self.replication is None else int(self.replication.in_flight())
@@ -224,6 +232,23 @@ class NodeControl:
             tables = self._databases.table_count(name)
             out.append({"name": name, "size_bytes": size, "tables": tables})
         return out
+
+    async def export_database(self, database: str) -> tuple[Path, dict[str, Any]] | None:
+        """``GET /admin/databases/{db}/backup``: a consistent copy of ``database`` while it serves writes
+        (``VACUUM INTO`` in one read transaction, on a worker thread: the snapshot path's ``export_to``),
+        in a temporary file beside it, and its manifest (size, sha256, log_id, last_seq, schema_version,
+        taken_at_unix). None for an unknown database. The caller streams the file and removes it."""
+        if not self._databases.exists(database):
+            return None
+        tmp = self._databases.data_dir / f"{database}.db.export-{secrets.token_hex(6)}"
+        taken_at = time.time()
+        try:
+            manifest = await asyncio.to_thread(export_to, self._databases.path(database), tmp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return tmp, {**manifest, "database": database, "node_id": self.node_id, "taken_at_unix": taken_at}
 
     # -- convergence checks -------------------------------------------------------------------------
 

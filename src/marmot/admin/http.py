@@ -12,7 +12,8 @@ and assets, ``dashboard.OPEN_PATHS``) -> handler -> one or two
 Auth (upstream §11.2, tightened): with a non-empty ``cluster_secret`` every ``/admin`` request needs
 ``X-Marmot-Secret: <secret>`` or ``Authorization: Bearer <secret>`` (constant-time compare) or gets 401.
 With an empty secret reads stay open but membership changes (remove, allow, decommission, cancel) are
-refused with 403: an unauthenticated endpoint that can evict nodes is worse than none.
+refused with 403: an unauthenticated endpoint that can evict nodes is worse than none. So are backups
+(``/admin/databases/{db}/backup`` hands out every row).
 
 Threading: handlers run on the node's event loop and call ``ClusterControl`` there. Methods that may do
 I/O (``remove``, ``allow``, the decommission trio, ``databases``) may return an awaitable instead of a
@@ -21,6 +22,8 @@ value -- a decommission of another node is forwarded over RPC -- and the handler
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import hmac
 import inspect
@@ -43,6 +46,7 @@ T = TypeVar("T")
 Maybe: TypeAlias = T | Awaitable[T]  # a value, or an awaitable of it (for methods that may need RPC)
 
 SECRET_HEADER = "X-Marmot-Secret"
+BACKUP_HEADER = "X-Marmot-Backup"  # the manifest of a database copy (``GET /admin/databases/{db}/backup``)
 HEALTHY_STATES = frozenset({"ALIVE"})
 # served without the secret: /metrics like upstream, and the dashboard's page and assets (no data in them;
 # the page asks for the secret and sends it with each API call it makes)
@@ -395,6 +399,35 @@ class _Handlers:
             raise _Refused(404, f"unknown database {db!r}")
         return json_response(doc)
 
+    async def backup(self, request: web.Request) -> web.StreamResponse:
+        """A consistent copy of one database as a SQLite file (``marmot backup``); its manifest (log
+        position, sha256, size) in the ``X-Marmot-Backup`` header. Needs the secret even when reads are
+        open: it hands out every row. ``control.export_database`` is optional (test fakes lack it)."""
+        self._require_secret("a backup")
+        db = request.match_info["db"]
+        export = getattr(self.control, "export_database", None)
+        got = await _resolve(export(db)) if callable(export) else None
+        if got is None:
+            raise _Refused(404, f"unknown database {db!r}")
+        path, manifest = got
+        try:
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Type": "application/vnd.sqlite3",
+                    "Content-Length": str(manifest["size"]),
+                    BACKUP_HEADER: _dumps(manifest),
+                }
+            )
+            await resp.prepare(request)
+            with open(path, "rb") as f:
+                while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                    await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     async def replication(self, request: web.Request) -> web.Response:
         return json_response(await _resolve(self.control.replication_status()))
 
@@ -501,6 +534,7 @@ def make_app(
             web.post("/admin/cluster/decommission/{id}/cancel", h.cancel_decommission),
             web.get("/admin/databases", h.databases),
             web.get("/admin/databases/{db}/digest", h.digest),
+            web.get("/admin/databases/{db}/backup", h.backup),
             web.get("/admin/databases/{db}/digest/{table}/keys", h.digest_keys),
             web.get("/admin/cluster/replication", h.replication),
         ]

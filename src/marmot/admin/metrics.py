@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from marmot.admin.upstream_metrics import UpstreamMetrics
+
 if TYPE_CHECKING:  # pragma: no cover
     from marmot.admin.http import ClusterControl
 
@@ -195,6 +197,11 @@ class Metrics:
             "Seconds since an anti-entropy round last found this node caught up with the peer's database.",
             ("peer", "database"),
         )
+        self.divergent_tables = gauge(
+            "replication_divergent_tables",
+            "Tables whose digests differ from the peer's and did not move for two anti-entropy rounds.",
+            ("peer", "database"),
+        )
         self.antientropy_rounds = counter("antientropy_rounds_total", "Anti-entropy rounds run by this node.")
         self.antientropy_applied = counter(
             "antientropy_applied_total", "Transactions anti-entropy pulled from peers and applied here."
@@ -235,18 +242,34 @@ class Metrics:
         self._ae_rounds = self.antientropy_rounds.labels(nid)
         self._ae_applied = self.antientropy_applied.labels(nid)
         self._ae_seen: dict[str, int] = {}
+        # upstream's ``marmot_v2_*`` families beside ours (upstream_metrics.py), fed by the methods below
+        self.v2 = UpstreamMetrics(reg, nid, QUERY_BUCKETS, self)
+        self._canonical: dict[str, str] = {}
 
     # ---------------------------------------------------------------------------------------------------------
     # hot path: each is a dict lookup at most plus one or two locked adds
 
-    def observe_query(self, kind: str, seconds: float) -> None:
+    def observe_query(self, kind: str, seconds: float, result: Any = None) -> None:
         """Count one statement of ``kind`` (select/insert/update/delete/ddl/other; case-insensitive,
-        "replace" counts as insert, "create"/"alter"/"drop" as ddl, anything else as other)."""
+        "replace" counts as insert, "create"/"alter"/"drop" as ddl, anything else as other). ``result``
+        (an ``OkResult`` or ``ResultSet``) feeds upstream's ``rows_affected`` / ``rows_returned``."""
         children = self._query_children.get(kind)
         if children is None:
             children = self._query_kind(kind)
         children[0].inc()
         children[1].observe(seconds)
+        if result is not None:
+            self.v2.rows(result)
+
+    def canonical_kind(self, kind: str) -> str:
+        """``kind`` folded onto ``QUERY_TYPES`` (cached)."""
+        name = self._canonical.get(kind)
+        if name is None:
+            key = str(kind).lower()
+            name = _QUERY_ALIASES.get(key, key if key in QUERY_TYPES else "other")
+            if len(self._canonical) < _CACHE_LIMIT:
+                self._canonical[kind] = name
+        return name
 
     def _query_kind(self, kind: str) -> tuple[Any, Any]:
         key = str(kind).lower()
@@ -255,8 +278,10 @@ class Metrics:
             self._query_children[kind] = children
         return children
 
-    def query_error(self, code: int) -> None:
-        """Count one statement answered with MySQL error ``code`` (1064, 1213, ...)."""
+    def query_error(self, code: int, kind: str | None = None) -> None:
+        """Count one statement answered with MySQL error ``code`` (1064, 1213, ...); ``kind``: its
+        statement kind when known (upstream's ``queries_total{result="error"}``)."""
+        self.v2.query_error(self.canonical_kind(kind or "other"))
         child = self._error_children.get(code)
         if child is None:
             child = self.query_errors.labels(self._nid, str(int(code)))
@@ -280,6 +305,7 @@ class Metrics:
             if len(self._transition_children) < _CACHE_LIMIT:
                 self._transition_children[key] = child
         child.inc()
+        self.v2.child(self.v2.transitions, state_name(old), state_name(new)).inc()
 
     def gossip_round(self, ok: bool) -> None:
         self._gossip_rounds.inc()
@@ -289,9 +315,11 @@ class Metrics:
     def ping_req_sent(self) -> None:
         self._ping_req.inc()
 
-    def txn_finished(self, kind: str, result: str) -> None:
+    def txn_finished(self, kind: str, result: str, seconds: float | None = None) -> None:
         """Count a coordinated transaction: ``txn_total{type=kind, result=result}``, e.g.
-        ``("autocommit", "committed")``, ``("explicit", "conflict")`` (docs/metrics.md lists the values)."""
+        ``("dml", "committed")``, ``("ddl", "conflict")`` (docs/metrics.md lists the values); ``seconds``
+        its coordinator time (upstream's ``txn_duration_seconds``)."""
+        self.v2.txn_finished(str(kind), str(result), seconds)
         key = (kind, result)
         child = self._txn_children.get(key)
         if child is None:
@@ -306,8 +334,34 @@ class Metrics:
     def observe_commit(self, seconds: float) -> None:
         self._commit.observe(seconds)
 
-    def write_conflict(self) -> None:
-        self._conflicts.inc()
+    def write_conflict(self, why: str = "", path: str = "coordinator") -> None:
+        """A write conflict: ``path`` ``coordinator`` (a transaction this node coordinated was refused;
+        also counted in ours) or ``participant`` (this node refused a peer's PREPARE: upstream only)."""
+        if path == "coordinator":
+            self._conflicts.inc()
+        self.v2.conflict(why, path)
+
+    def quorum_acks(self, phase: str, acks: int) -> None:
+        """Acknowledgements a 2PC phase (``prepare``/``commit``) collected, this node's own included."""
+        self.v2.child(self.v2.quorum_acks, phase).observe(acks)
+
+    def replication_request(self, phase: str, result: str, n: int = 1) -> None:
+        """``n`` 2PC requests of ``phase`` to peers ended with ``result`` (docs/metrics.md lists them)."""
+        if n > 0:
+            self.v2.child(self.v2.requests, phase, result).inc(n)
+
+    def replica_seconds(self, phase: str, seconds: float) -> None:
+        """Participant time to answer a peer's ``prepare``, ``commit`` or ``replay``."""
+        hist = {"prepare": self.v2.replica_prepare, "commit": self.v2.replica_commit}.get(
+            phase, self.v2.replica_replay
+        )
+        self.v2.child(hist).observe(seconds)
+
+    def ddl_lock_wait(self, seconds: float) -> None:
+        self.v2.child(self.v2.ddl_lock_wait).observe(seconds)
+
+    def antientropy_round(self, seconds: float) -> None:
+        self.v2.child(self.v2.ae_duration).observe(seconds)
 
     # ---------------------------------------------------------------------------------------------------------
     # state gauges
@@ -323,6 +377,7 @@ class Metrics:
                 child = self._member_children[s] = self.cluster_members.labels(self._nid, s)
             child.set(n)
         self._quorum.set(1 if has_quorum else 0)
+        self.v2.set_members(counts, has_quorum)
 
     def set_databases(self, databases: Iterable[dict[str, Any]]) -> None:
         seen: set[str] = set()
@@ -350,6 +405,7 @@ class Metrics:
             if total > seen:
                 child.inc(total - seen)
                 self._gossip_seen[name] = total
+        self.v2.sync_gossip(stats)
 
     def set_digests(self, digests: dict[str, dict[str, tuple[int, int]]]) -> None:
         """``{db: {table: (digest, rows)}}`` -> ``table_rows`` and ``table_digest_info``. A changed digest
@@ -384,8 +440,9 @@ class Metrics:
             seen.add(labels)
             self.replication_lag_transactions.labels(nid, *labels).set(float(e.get("behind_txns") or 0))
             self.replication_lag_seconds.labels(nid, *labels).set(float(e.get("lag_seconds") or 0))
+            self.divergent_tables.labels(nid, *labels).set(len(e.get("divergent_tables") or ()))
         for labels in self._lag_series - seen:
-            for g in (self.replication_lag_transactions, self.replication_lag_seconds):
+            for g in (self.replication_lag_transactions, self.replication_lag_seconds, self.divergent_tables):
                 with contextlib.suppress(KeyError):
                     g.remove(nid, *labels)
         self._lag_series = seen
@@ -396,6 +453,7 @@ class Metrics:
             if total > seen_total:
                 child.inc(total - seen_total)
                 self._ae_seen[name] = total
+        self.v2.set_replication(list(status.get("lag") or []), stats)
 
     def refresh_replication(self, control: ClusterControl) -> None:
         """Digest and lag gauges, when ``control`` offers ``table_digests()`` / ``replication_status()``
@@ -409,6 +467,10 @@ class Metrics:
                 log.warning(
                     "metrics: reading table digests failed; digest gauges not refreshed", exc_info=True
                 )
+        active = getattr(control, "active_transactions", None)
+        if callable(active):
+            with contextlib.suppress(Exception):
+                self.v2.child(self.v2.active).set(int(active()))
         status = getattr(control, "replication_status", None)
         if callable(status):
             try:

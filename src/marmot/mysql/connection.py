@@ -520,13 +520,13 @@ class MySQLConnection(asyncio.Protocol):
                 result = await sess.execute(stmt)
                 await self._write_result(result, more=i < last, binary=False)
                 if metrics is not None:
-                    metrics.observe_query(sess.statement_kind, perf_counter() - started)
+                    metrics.observe_query(sess.statement_kind, perf_counter() - started, result)
         except _Closed:
             raise  # the client left while its result was being sent: end the connection, no error
         except MySQLError as err:
             log.debug("statement failed: %d %s: %s", err.code, err.message, sql[:500])
             if self.s.metrics is not None:
-                self.s.metrics.query_error(err.code)
+                self.s.metrics.query_error(err.code, sess.statement_kind)
             self._send(self._error(err))
         except Exception as err:  # a bug in one statement costs that statement, not the connection
             self._internal_error(err)
@@ -653,13 +653,13 @@ class MySQLConnection(asyncio.Protocol):
             result = await sess.execute(stmt.sql, req.params)
             await self._write_result(result, more=False, binary=True)
             if self.s.metrics is not None:
-                self.s.metrics.observe_query(sess.statement_kind, perf_counter() - started)
+                self.s.metrics.observe_query(sess.statement_kind, perf_counter() - started, result)
         except _Closed:
             raise
         except MySQLError as err:
             log.debug("prepared statement failed: %d %s: %s", err.code, err.message, stmt.sql[:500])
             if self.s.metrics is not None:
-                self.s.metrics.query_error(err.code)
+                self.s.metrics.query_error(err.code, sess.statement_kind)
             self._send(self._error(err))
         except Exception as err:  # a bug in one statement costs that statement, not the connection
             self._internal_error(err)

@@ -94,6 +94,7 @@ class Replication:
         # the two ends of the log exchange (catch-up) read with these; read barriers ask ``log_memory``
         self.readers = ReadConnections(databases)
         self.log_memory = LogMemory(databases, self.readers.get, self.queues.connection)
+        self.participant.metrics = metrics
         self.coordinator = Coordinator(
             node_id,
             hlc,
@@ -124,6 +125,7 @@ class Replication:
             on_database_created=self._database_created,
             release=self._release_database,
         )
+        self.log_pull.metrics = metrics
         self.barrier = ReadBarrier(
             self.log_pull,
             alive_peers=membership.alive_peers,

@@ -143,7 +143,13 @@ class LogPull:
             "snapshots": 0,
             "snapshots_failed": 0,
             "snapshots_refused": 0,
+            "pairs_ok": 0,  # (peer, database) pulls that ended normally / with an error
+            "pairs_failed": 0,
+            "stuck": 0,  # a gauge: listed transactions that could not be applied yet (sum of ``_stuck``)
         }
+        self._stuck: dict[tuple[int, str], int] = {}
+        # duck-typed admin.metrics.Metrics (``antientropy_round(seconds)``); None: none. Set by the service.
+        self.metrics: Any = None
         self.release = release
         self.snapshot_threshold = (
             settings.snapshot_threshold
@@ -184,6 +190,7 @@ class LogPull:
     async def round(self) -> int:
         """Pull from every ALIVE peer; returns the number of transactions applied."""
         self.stats["rounds"] += 1
+        round_started = time.monotonic()
         applied = 0
         clean = True
         peers = sorted(self.peers().items())
@@ -200,6 +207,8 @@ class LogPull:
                 clean = False
         if clean:
             self.caught_up_at = time.time()
+        if self.metrics is not None:
+            self.metrics.antientropy_round(time.monotonic() - round_started)
         return applied
 
     async def _pull_peer(self, peer: int, address: str) -> int:
@@ -215,7 +224,12 @@ class LogPull:
 
         async def one(db: str, log_id: str, last: int) -> int:
             async with limit:
-                applied = await self.pull_database(peer, address, db, log_id, last)
+                try:
+                    applied = await self.pull_database(peer, address, db, log_id, last)
+                except Exception:
+                    self.stats["pairs_failed"] += 1
+                    raise
+                self.stats["pairs_ok"] += 1
                 if self.lag.get((peer, db), (1, 0.0))[0] == 0:
                     await self._compare_digests(peer, address, db)
                 return applied
@@ -424,6 +438,7 @@ class LogPull:
                 applied += ok_upto[1]
                 if ok_upto[0] is not None:  # stopped at an entry that could not be applied yet
                     self._save(key, max(cursor, ok_upto[0] - 1))
+                    self._set_stuck(peer, db, len(missing) - i - ok_upto[1])
                     return applied
                 await self._pace(applied, started)
             cursor = entries[-1][0]
@@ -431,9 +446,18 @@ class LogPull:
             if cursor >= last:
                 break
         self.lag[(peer, db)] = (0, time.time())
+        self._set_stuck(peer, db, 0)
         if applied:
             log.info("anti-entropy: applied %d transaction(s) of %s from node %d", applied, db, peer)
         return applied
+
+    def _set_stuck(self, peer: int, db: str, n: int) -> None:
+        """Transactions of ``db`` listed by ``peer`` that could not be applied yet (0 once they are)."""
+        if n > 0:
+            self._stuck[(peer, db)] = n
+        else:
+            self._stuck.pop((peer, db), None)
+        self.stats["stuck"] = sum(self._stuck.values())
 
     async def _fetch_and_apply(self, address: str, db: str, seqs: list[int]) -> tuple[int | None, int]:
         """Fetch and apply ``seqs`` in order (the peer may answer with a prefix when the bodies are large:

@@ -136,6 +136,18 @@ class Coordinator:
         self.metrics = metrics
         self.stream_chunk = stream_chunk  # a PREPARE/REPLAY body larger than this goes as a client stream
 
+    def _count_prepare_answers(self, answers: dict[int, Answer], unanswered: int, prepared: int) -> None:
+        """Upstream's ``replication_requests_total{phase="prepare"}`` and ``twophase_quorum_acks``: each
+        peer's PREPARE answer by result, those still unanswered at the decision as ``timeout``."""
+        for ans in answers.values():
+            if isinstance(ans, PrepareAnswer):
+                result = "ok" if ans.ok else "conflict" if ans.conflict else "refused"
+            else:
+                result = "error"
+            self.metrics.replication_request("prepare", result)
+        self.metrics.replication_request("prepare", "timeout", unanswered)
+        self.metrics.quorum_acks("prepare", prepared)
+
     def state_of(self, txn: int) -> tuple[str, Timestamp | None]:
         return self._states.get(txn, ("unknown", None))
 
@@ -199,8 +211,11 @@ class Coordinator:
         # a large transaction takes longer to ship and to apply: its deadlines grow with its size
         timeout = (self.ddl_timeout if ddl else self.write_timeout) + len(body) / BYTES_PER_SECOND
         kind = "dml" if not ddl else "ddl" if db else "database"
+        began = time.monotonic()
         try:
-            result = await self._run(db, txn, req, peers, total, need, level, timeout, decoded, epoch)
+            result = await self._run(
+                db, txn, req, peers, total, need, level, timeout, decoded, epoch, ddl=ddl
+            )
         except BaseException as e:
             state, cts = self._states.get(txn, ("", None))
             if state == "pending" and not isinstance(e, CommitUnknown):
@@ -220,12 +235,12 @@ class Coordinator:
                     Rejected: "rejected",
                 }
                 outcome = outcomes.get(type(e), "error")
-                self.metrics.txn_finished(kind, outcome)
+                self.metrics.txn_finished(kind, outcome, time.monotonic() - began)
                 if outcome == "conflict":
-                    self.metrics.write_conflict()
+                    self.metrics.write_conflict(str(e))
             raise
         if self.metrics is not None:
-            self.metrics.txn_finished(kind, "committed")
+            self.metrics.txn_finished(kind, "committed", time.monotonic() - began)
         return result
 
     async def _run(
@@ -240,8 +255,12 @@ class Coordinator:
         timeout: float,
         decoded: m.Body | None,
         epoch: int | None,
+        ddl: bool = False,
     ) -> CommitResult:
+        locking = time.monotonic()
         local = await self.participant.prepare_waiting(req, decoded, epoch)
+        if ddl and self.metrics is not None:  # the wait for the DDL's intents (its locks) here
+            self.metrics.ddl_lock_wait(time.monotonic() - locking)
         if not local.ok:
             self._set_state(txn, "aborted")
             if local.conflict:
@@ -275,6 +294,8 @@ class Coordinator:
                         stamps.append(ans.ts)
                 elif isinstance(ans, PrepareAnswer) and ans.conflict:
                     conflict = ans.conflict
+        if self.metrics is not None:
+            self._count_prepare_answers(answers, len(pending), prepared)
         tally = _Tally()  # COMMIT/REPLAY acks, from early and late answers alike
         tally.outstanding = len(pending)
         decision["tally"] = tally
@@ -338,6 +359,9 @@ class Coordinator:
         acks = tally.count
         if self.metrics is not None:
             self.metrics.observe_commit(time.monotonic() - decided_at)
+            self.metrics.quorum_acks("commit", 1 + acks)
+            self.metrics.replication_request("commit", "ok", acks)
+            self.metrics.replication_request("commit", "no_ack", len(targets) - acks)
         await failpoints.hit("coordinator_before_local_commit")
         if level not in ("ONE", "LOCAL_ONE") and 1 + acks < total // 2 + 1:
             self._unconfirmed(db, txn, cts, peers, req, tally)

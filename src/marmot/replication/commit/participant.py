@@ -128,6 +128,9 @@ class Participant:
         self._released: dict[int, asyncio.Event] = {}  # txn id -> set when its intents are released
         self.conflict_wait = conflict_wait
         self.ready_timeout = ddl_lease
+        # duck-typed admin.metrics.Metrics for the RPC handlers (txn_handlers.py: replica_*_seconds,
+        # participant conflicts); None: no metrics. Set by the replication service.
+        self.metrics: Any = None
         self.stats = {
             "prepared": 0,
             "committed": 0,

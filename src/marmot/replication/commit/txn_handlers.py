@@ -8,6 +8,7 @@ PREPARE: ..."}``, ``{ok: false, err: "malformed COMMIT: ..."}``, STATUS ``unknow
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -36,21 +37,35 @@ def handlers(p: Participant) -> dict[str, UnaryHandler]:
             req = Prepare.decode(payload)
         except MessageError as e:
             return PrepareAnswer(False, reject=f"malformed PREPARE: {e}").encode()
-        return (await p.prepare_waiting(req)).encode()
+        started = time.monotonic()
+        answer = await p.prepare_waiting(req)
+        if p.metrics is not None:  # upstream's replica_prepare_seconds; a refusal is a participant conflict
+            p.metrics.replica_seconds("prepare", time.monotonic() - started)
+            if answer.conflict:
+                p.metrics.write_conflict(answer.conflict, "participant")
+        return answer.encode()
 
     async def commit(payload: Any, _ctx: Any = None) -> Any:
         try:
             req = Commit.decode(payload)
         except MessageError as e:
             return Ack(False, f"malformed COMMIT: {e}").encode()
-        return (await p.commit(req)).encode()
+        started = time.monotonic()
+        ack = await p.commit(req)
+        if p.metrics is not None:
+            p.metrics.replica_seconds("commit", time.monotonic() - started)
+        return ack.encode()
 
     async def replay(payload: Any, _ctx: Any = None) -> Any:
         try:
             req = Replay.decode(payload)
         except MessageError as e:
             return Ack(False, f"malformed REPLAY: {e}").encode()
-        return (await p.replay(req)).encode()
+        started = time.monotonic()
+        ack = await p.replay(req)
+        if p.metrics is not None:
+            p.metrics.replica_seconds("replay", time.monotonic() - started)
+        return ack.encode()
 
     async def settle(payload: Any, _ctx: Any = None) -> Any:
         try:
