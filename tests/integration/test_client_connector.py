@@ -159,13 +159,6 @@ def test_text_protocol_min_bigint(node):
         c.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server bug (ddl.py): DECIMAL columns get NUMERIC affinity, so SQLite keeps a DECIMAL(30,10) as a "
-        "REAL and drops digits beyond 17 significant ones"
-    ),
-)
 def test_decimal_full_precision(cnx):
     cur = cnx.cursor(prepared=True)
     fresh_table(cnx.cursor(), "cn_dec", "CREATE TABLE {name} (id INT PRIMARY KEY, d DECIMAL(30,10))")

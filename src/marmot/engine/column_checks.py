@@ -22,7 +22,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 from marmot.engine.sql_mode import ModeFlags
 from marmot.engine.table_description import Column, TableDescription
@@ -277,6 +277,9 @@ def _integer(lo: int, hi: int) -> Checker:
     return check
 
 
+_DECIMAL_CONTEXT = Context(prec=100)  # DECIMAL has up to 65 digits: more than the default context's 28
+
+
 def _decimal(precision: int, scale: int, unsigned: bool) -> Checker:
     quantum = Decimal(1).scaleb(-scale)
     top = Decimal(10) ** (precision - scale) - quantum
@@ -295,17 +298,16 @@ def _decimal(precision: int, scale: int, unsigned: bool) -> Checker:
             except InvalidOperation:
                 number = Decimal(0)
         try:
-            rounded = number.quantize(quantum, ROUND_HALF_UP)
+            rounded = number.quantize(quantum, ROUND_HALF_UP, _DECIMAL_CONTEXT)
         except InvalidOperation:  # more digits than the context allows: far out of range
             rounded = top + 1 if number > 0 else bottom - 1
         if rounded > top or rounded < bottom:
             return st.bad(1264, "22003", st.out_of_range(column), str(top if rounded > top else bottom))
         if rounded != number:
             st.note(1265, st.truncated(column))
-            return str(rounded)
-        if isinstance(value, (int, float)):
-            return value
-        return str(rounded) if not isinstance(value, str) or value.strip() != value else value
+        # Stored as the canonical text with the column's scale (``'2.50'``, never a REAL): exact, and
+        # equal values are equal bytes (UNIQUE, digests). A zero has no sign, as in MySQL.
+        return format(rounded if rounded else rounded.copy_abs(), "f")
 
     return check
 

@@ -44,6 +44,15 @@ class _StorageSchema(SchemaInfo):
         name, sql, indexes, triggers = found
         return StoredTable(name, split_create_table(name, sql), indexes, triggers)
 
+    def column_types(self, database: str, table: str) -> dict[str, str] | None:
+        conn = self._databases.schema_connection(database)
+        if conn is None:
+            return None
+        desc = table_description.describe(conn, table)
+        if desc is None:
+            return None
+        return {c.name.lower(): c.type for c in desc.columns}
+
     def column_facts(self, database: str, table: str) -> tuple[ColumnFacts, ...] | None:
         """From ``describe`` (the column order the engine's checks use) and SQLite's declared types and
         DEFAULT texts (``PRAGMA table_xinfo``: cid, name, type, notnull, dflt_value, pk, hidden)."""

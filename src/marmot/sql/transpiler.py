@@ -33,7 +33,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from marmot.sql import dml, function_rewrites, lexer, triggers, value_checks
+from marmot.sql import decimal_rewrites, dml, function_rewrites, lexer, triggers, value_checks
 from marmot.sql.alter import StoredTable, renamed_objects, translate_alter
 from marmot.sql.ddl import DDLError, index_statement, translate_create_table
 
@@ -111,6 +111,11 @@ class SchemaInfo:
 
     def column_facts(self, database: str, table: str) -> tuple[value_checks.ColumnFacts, ...] | None:
         """The table's columns in order, as ``value_checks`` needs them; None: do not check its values."""
+        return None
+
+    def column_types(self, database: str, table: str) -> dict[str, str] | None:
+        """Lower-case column name -> MySQL column type (``decimal(10,2)``) of a table or view, or None:
+        ``decimal_rewrites`` types arithmetic on DECIMAL columns with it."""
         return None
 
 
@@ -330,6 +335,7 @@ class Transpiler:
             return self._finish(DDL, sqls, tree, attach)
         _refuse_negative_limit(tree, original)
         tree = _rewrite_functions(tree)
+        tree, decimal_types = decimal_rewrites.rewrite(tree, database, self.schema.column_types)
         found_rows: exp.Select | None = None
         checks: dict[str, object] = {}
         if isinstance(tree, exp.Insert):
@@ -367,6 +373,8 @@ class Transpiler:
             isinstance(e, exp.Star) or e.find(exp.Star) for e in tree.expressions
         ):
             types = tuple(function_rewrites.result_type(e.unalias()) for e in tree.expressions)
+            if len(decimal_types) == len(types):
+                types = tuple(t or d for t, d in zip(types, decimal_types, strict=True))
             if any(types):
                 plan = dataclasses.replace(plan, result_types=types)
         if found_rows is not None:

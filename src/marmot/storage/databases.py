@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import apsw
 
+from marmot.storage import collations
 from marmot.storage.write_lock import WriterLock
 
 SYSTEM_DATABASE = "__marmot_system"
@@ -175,6 +176,7 @@ class DatabaseManager:
         """A new connection to ``name`` with Marmot's pragmas (the caller owns and closes it)."""
         conn = apsw.Connection(str(self.path(name)))
         conn.set_busy_timeout(0)
+        collations.register(conn)  # stored DECIMAL columns name MARMOT_DECIMAL
         # One execute per pragma: apsw runs a multi-statement string lazily and stops at the first
         # statement that returns a row (journal_mode does), silently skipping the rest.
         for pragma in (

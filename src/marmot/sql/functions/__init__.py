@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import apsw
 
-from marmot.sql.functions import json, numeric, strings
+from marmot.sql.functions import decimal, json, numeric, strings
 from marmot.sql.functions.conversions import FunctionError, text
 
 __all__ = ["FUNCTIONS", "FunctionError", "register"]
@@ -48,6 +48,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., object], int, bool]] = {
     **strings.FUNCTIONS,
     **numeric.FUNCTIONS,
     **json.FUNCTIONS,
+    **decimal.FUNCTIONS,
     "REGEXP": (_regexp, 2, True),
 }
 
@@ -56,3 +57,5 @@ def register(conn: apsw.Connection) -> None:
     """Install every MySQL function on ``conn``."""
     for name, (fn, nargs, deterministic) in FUNCTIONS.items():
         conn.create_scalar_function(name, fn, nargs, deterministic=deterministic)
+    for name, (factory, nargs) in decimal.AGGREGATES.items():
+        conn.create_aggregate_function(name, factory, nargs)

@@ -1,0 +1,359 @@
+"""Exact DECIMAL in statements: arithmetic, CAST, SUM and AVG on DECIMAL operands go to exact functions.
+
+Why here: SQLite has no DECIMAL type; its arithmetic and SUM/AVG are binary floating point. MySQL
+computes exactly whenever the operands are DECIMAL columns or exact-value literals (``0.1``, ``1.10``;
+``1e-1`` is a DOUBLE). The transpiler knows the operands' types (literal text, the tables' column types
+through ``SchemaInfo.column_types``), so this pass types every expression bottom-up, MySQL's way, and
+rewrites the DECIMAL operations into calls of ``sql/functions/decimal.py`` (``__marmot_dec_add`` ...).
+The types of the select list become the plan's result types (``DECIMAL(p,s)``: clients get NEWDECIMAL
+with MySQL's precision and scale, and the wire layer prints the value with that scale).
+
+MySQL's typing rules used (p = precision, s = scale):
+- ``a + b``, ``a - b``: s = max(s1, s2), p = max(p1 - s1, p2 - s2) + s + 1;
+- ``a * b``: s = s1 + s2, p = p1 + p2;
+- ``a / b``: s = s1 + 4 (``div_precision_increment``), p = p1 - s1 + s2 + s;
+- ``SUM``: p + 22; ``AVG``: p + 4 and s + 4; ``MIN``/``MAX``: the column's own type;
+- an integer operand counts as DECIMAL(digits, 0) (a BIGINT column: DECIMAL(20,0)); a DOUBLE operand
+  (a FLOAT/DOUBLE column, ``1e-1``) makes the operation DOUBLE, left to SQLite.
+Precision is capped at 65 and scale at 30, as MySQL's DECIMAL.
+
+Results are canonical text carrying the ``MARMOT_DECIMAL`` collation in the select list and ORDER BY /
+GROUP BY, so they sort as numbers; a comparison of two such computed values (neither a stored column, whose
+collation already compares numerically) goes through ``__marmot_dec_cmp``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from sqlglot import exp
+
+DECIMAL_COLLATION = "MARMOT_DECIMAL"
+_MAX_PRECISION = 65
+_MAX_SCALE = 30
+_DIV_INCREMENT = 4
+
+# (precision, scale) of a DECIMAL; INT: an integer; FLOAT: a double (left to SQLite)
+Kind = tuple[int, int] | str | None
+INT = "int"
+FLOAT = "float"
+
+_INT_DIGITS = {"tinyint": 4, "smallint": 6, "mediumint": 9, "int": 11, "integer": 11, "bigint": 20}
+_TYPE_RE = re.compile(r"^\s*(\w+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?")
+
+ColumnTypes = Callable[[str, str], "dict[str, str] | None"]
+"""(database, table) -> lower-case column name -> MySQL column type, or None if no such table."""
+
+
+def _cap(p: int, s: int) -> tuple[int, int]:
+    s = min(max(s, 0), _MAX_SCALE)
+    return min(max(p, s, 1), _MAX_PRECISION), s
+
+
+def type_of_column(mysql_type: str) -> Kind:
+    """The arithmetic kind of a column of this MySQL type."""
+    m = _TYPE_RE.match(mysql_type.lower())
+    if m is None:
+        return None
+    base = m.group(1)
+    if base in ("decimal", "numeric", "dec", "fixed", "decimaltext"):
+        p = int(m.group(2)) if m.group(2) else 10
+        s = int(m.group(3)) if m.group(3) else 0
+        return _cap(p, s)
+    if base in _INT_DIGITS:
+        return (_INT_DIGITS[base], 0)
+    if base in ("float", "double", "real"):
+        return FLOAT
+    return None
+
+
+def _literal_kind(node: exp.Literal) -> Kind:
+    t = str(node.this)
+    if "e" in t or "E" in t:
+        return FLOAT
+    digits = t.lstrip("+-")
+    if "." not in digits:
+        return (max(len(digits.lstrip("0")), 1), 0)
+    whole, frac = digits.split(".", 1)
+    return _cap(len(whole.lstrip("0")) + len(frac), len(frac))
+
+
+def _as_decimal(kind: Kind) -> tuple[int, int] | None:
+    if isinstance(kind, tuple):
+        return kind
+    return None
+
+
+def _sql_type(kind: tuple[int, int]) -> str:
+    return f"DECIMAL({kind[0]},{kind[1]})"
+
+
+class DecimalPass:
+    """One statement's typing and rewriting (see the module docstring)."""
+
+    def __init__(self, tree: exp.Expr, database: str, column_types: ColumnTypes) -> None:
+        self.tree = tree
+        self.kinds: dict[int, Kind] = {}
+        self._tables: dict[str, dict[str, str]] = {}  # alias or name (lower) -> column types
+        self._all: list[dict[str, str]] = []
+        for table in tree.find_all(exp.Table):
+            cols = column_types(table.db or database, table.name) if table.name else None
+            if cols is None:
+                continue
+            self._all.append(cols)
+            self._tables[table.name.lower()] = cols
+            if table.alias:
+                self._tables[table.alias.lower()] = cols
+
+    # -- typing --------------------------------------------------------------------------------------
+
+    def _column_kind(self, col: exp.Column) -> Kind:
+        name = col.name.lower()
+        if col.table:
+            cols = self._tables.get(col.table.lower())
+            return type_of_column(cols[name]) if cols and name in cols else None
+        found = [c[name] for c in self._all if name in c]
+        return type_of_column(found[0]) if len(found) == 1 else None
+
+    def kind(self, node: exp.Expression) -> Kind:
+        return self.kinds.get(id(node))
+
+    # -- rewriting -------------------------------------------------------------------------------------
+
+    def run(self) -> exp.Expr:
+        for node in reversed(list(self.tree.dfs())):
+            new, kind = self._visit(node)
+            if new is not node:
+                if node is self.tree:
+                    self.tree = new
+                else:
+                    node.replace(new)
+            if kind is not None:
+                self.kinds[id(new)] = kind
+        return self.tree
+
+    def _visit(self, node: exp.Expr) -> tuple[exp.Expr, Kind]:
+        if isinstance(node, exp.Literal) and not node.is_string:
+            return node, _literal_kind(node)
+        if isinstance(node, exp.Column):
+            return node, self._column_kind(node)
+        if isinstance(node, exp.Paren):
+            return node, self.kind(node.this)
+        if isinstance(node, exp.Alias):
+            return node, self.kind(node.this)
+        if isinstance(node, exp.Neg):
+            k = self.kind(node.this)
+            if _as_decimal(k) and not isinstance(node.this, exp.Literal):
+                return _call("__marmot_dec_neg", node.this), k
+            return node, k
+        if isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div)):
+            return self._arithmetic(node)
+        if isinstance(node, exp.Cast):
+            return self._cast(node)
+        if isinstance(node, (exp.Sum, exp.Avg)):
+            return self._aggregate(node)
+        if isinstance(node, (exp.Min, exp.Max)):
+            k = self.kind(node.this)
+            return node, k if _as_decimal(k) else None
+        if isinstance(node, (exp.Greatest, exp.Least)):
+            return self._extremum(node)
+        if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
+            return self._comparison(node), None
+        if isinstance(node, exp.Ordered):
+            return self._collated(node), None
+        return node, None
+
+    def _operand(self, node: exp.Expression) -> exp.Expression:
+        """An operand of an exact function: a decimal literal goes as its text (no double on the way)."""
+        inner = node.this if isinstance(node, exp.Paren) else node
+        if isinstance(inner, exp.Literal) and not inner.is_string and "." in str(inner.this):
+            return exp.Literal.string(str(inner.this))
+        if isinstance(inner, exp.Neg) and isinstance(inner.this, exp.Literal) and not inner.this.is_string:
+            return exp.Literal.string("-" + str(inner.this.this))
+        return node
+
+    def _exact(self, node: exp.Expression) -> bool:
+        """Is ``node`` a DECIMAL operand (a DECIMAL column, a fractional literal, an exact result)?"""
+        k = _as_decimal(self.kind(node))
+        return (k is not None and k[1] > 0) or _is_decimal_expr(node) or _is_decimal_column(self, node)
+
+    def _arithmetic(self, node: exp.Expression) -> tuple[exp.Expression, Kind]:
+        a, b = node.this, node.expression
+        ka, kb = self.kind(a), self.kind(b)
+        if FLOAT in (ka, kb):
+            return node, FLOAT
+        if not (self._exact(a) or self._exact(b)):
+            # integers (SQLite's integer arithmetic is exact) or unknown operands: left to SQLite
+            return node, (_combine(node, ka, kb) if isinstance(ka, tuple) and isinstance(kb, tuple) else None)
+        kind = _combine(node, _as_decimal(ka) or (20, 0), _as_decimal(kb))
+        x, y = self._operand(a), self._operand(b)
+        if isinstance(node, exp.Div):
+            return _call("__marmot_dec_div", x, y, exp.Literal.number(kind[1])), kind
+        return _call(_EXACT_OPS[type(node)], x, y), kind
+
+    def _cast(self, node: exp.Cast) -> tuple[exp.Expression, Kind]:
+        to = node.args.get("to")
+        if not isinstance(to, exp.DataType) or to.this not in (
+            exp.DataType.Type.DECIMAL,
+            exp.DataType.Type.UDECIMAL,
+        ):
+            return node, None
+        params = [int(p.name) for p in to.expressions if p.name.isdigit()]
+        p = params[0] if params else 10
+        s = params[1] if len(params) > 1 else 0
+        kind = _cap(p, s)
+        return (
+            _call(
+                "__marmot_dec_cast",
+                self._operand(node.this),
+                exp.Literal.number(kind[0]),
+                exp.Literal.number(kind[1]),
+            ),
+            kind,
+        )
+
+    def _aggregate(self, node: exp.Expression) -> tuple[exp.Expression, Kind]:
+        arg = node.this
+        if isinstance(arg, exp.Distinct):
+            return node, None
+        d = _as_decimal(self.kind(arg))
+        if d is None or not self._exact(arg):
+            return node, None  # SUM/AVG of integers or doubles: SQLite's own
+        if isinstance(node, exp.Sum):
+            kind = _cap(d[0] + 22, d[1])
+            return _call("__marmot_dec_sum", arg), kind
+        kind = _cap(d[0] + _DIV_INCREMENT, d[1] + _DIV_INCREMENT)
+        return _call("__marmot_dec_avg", arg, exp.Literal.number(kind[1])), kind
+
+    def _extremum(self, node: exp.Expression) -> tuple[exp.Expression, Kind]:
+        """GREATEST/LEAST (SQLite's multi-argument MAX/MIN) with a DECIMAL argument: MySQL compares as
+        numbers, giving a DECIMAL when every argument is DECIMAL or integer, else a DOUBLE."""
+        args = [node.this, *node.expressions]
+        if not any(self._exact(a) for a in args):
+            return node, None
+        kinds = [_as_decimal(self.kind(a)) for a in args]
+        if any(k is None for k in kinds):
+            for a in args:
+                if self._exact(a):
+                    a.replace(exp.Cast(this=a.copy(), to=exp.DataType.build("DOUBLE")))
+            return node, FLOAT
+        known = [k for k in kinds if k is not None]
+        scale = max(k[1] for k in known)
+        kind = _cap(max(k[0] - k[1] for k in known) + scale, scale)
+        for i, a in enumerate(args):
+            cast = _call(
+                "__marmot_dec_cast",
+                self._operand(a.copy()),
+                exp.Literal.number(kind[0]),
+                exp.Literal.number(kind[1]),
+            )
+            a.replace(_collate(cast) if i == 0 else cast)
+        return node, kind
+
+    def _comparison(self, node: exp.Expression) -> exp.Expression:
+        a, b = node.this, node.expression
+        if not (_is_decimal_expr(a) or _is_decimal_expr(b)):
+            return node
+        if _is_decimal_column(self, a) or _is_decimal_column(self, b):
+            return node  # the column's collation compares the texts as numbers
+        cmp = _call("__marmot_dec_cmp", a, b)
+        return type(node)(this=cmp, expression=exp.Literal.number(0))
+
+    def _collated(self, node: exp.Ordered) -> exp.Expression:
+        if _is_decimal_expr(node.this):
+            node.set("this", _collate(node.this))
+        return node
+
+    def select_types(self, select: exp.Select) -> tuple[str | None, ...]:
+        """``DECIMAL(p,s)`` for each DECIMAL item of the select list (others None); the exact results get
+        the DECIMAL collation so ORDER BY an alias or a position sorts them as numbers."""
+        types: list[str | None] = []
+        for item in select.expressions:
+            inner = item.this if isinstance(item, exp.Alias) else item
+            kind = _as_decimal(self.kind(item)) or _as_decimal(self.kind(inner))
+            exact = _is_decimal_expr(inner) or (
+                isinstance(inner, exp.Literal) and not inner.is_string and "." in str(inner.this)
+            )
+            if exact and kind is not None:
+                if isinstance(inner, exp.Literal):
+                    inner.replace(exp.Literal.string(str(inner.this)))
+                elif isinstance(inner, exp.Anonymous):
+                    inner.replace(_collate(inner.copy()))
+            types.append(_sql_type(kind) if kind is not None and (exact or _is_minmax(inner)) else None)
+        return tuple(types)
+
+
+def _is_minmax(node: exp.Expression) -> bool:
+    return isinstance(node, (exp.Min, exp.Max, exp.Greatest, exp.Least))
+
+
+def _combine(node: exp.Expression, a: tuple[int, int], b: tuple[int, int] | None) -> tuple[int, int]:
+    b = b or (20, 0)
+    (p1, s1), (p2, s2) = a, b
+    if isinstance(node, (exp.Add, exp.Sub)):
+        s = max(s1, s2)
+        return _cap(max(p1 - s1, p2 - s2) + s + 1, s)
+    if isinstance(node, exp.Mul):
+        return _cap(p1 + p2, s1 + s2)
+    s = s1 + _DIV_INCREMENT
+    return _cap(p1 - s1 + s2 + s, s)
+
+
+_EXACT_OPS: dict[type, str] = {
+    exp.Add: "__marmot_dec_add",
+    exp.Sub: "__marmot_dec_sub",
+    exp.Mul: "__marmot_dec_mul",
+}
+
+_EXACT_FUNCS = frozenset(
+    {
+        "__marmot_dec_add",
+        "__marmot_dec_sub",
+        "__marmot_dec_mul",
+        "__marmot_dec_div",
+        "__marmot_dec_neg",
+        "__marmot_dec_cast",
+        "__marmot_dec_sum",
+        "__marmot_dec_avg",
+    }
+)
+
+
+def _is_decimal_expr(node: exp.Expression) -> bool:
+    """Is this an exact DECIMAL computation (a call of ours), possibly collated or parenthesised?"""
+    while isinstance(node, (exp.Paren, exp.Collate)):
+        node = node.this
+    return isinstance(node, exp.Anonymous) and node.name.lower() in _EXACT_FUNCS
+
+
+def _is_decimal_column(p: DecimalPass, node: exp.Expression) -> bool:
+    if not isinstance(node, exp.Column):
+        return False
+    name = node.name.lower()
+    if node.table:
+        cols = p._tables.get(node.table.lower())
+        found = [cols[name]] if cols and name in cols else []
+    else:
+        found = [c[name] for c in p._all if name in c]
+    return len(found) == 1 and found[0].lower().startswith(("decimal", "numeric"))
+
+
+def _call(name: str, *args: exp.Expression) -> exp.Anonymous:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _collate(node: exp.Expression) -> exp.Expression:
+    return exp.Collate(this=node, expression=exp.var(DECIMAL_COLLATION))
+
+
+def rewrite(
+    tree: exp.Expr, database: str, column_types: ColumnTypes
+) -> tuple[exp.Expr, tuple[str | None, ...]]:
+    """(rewritten tree, DECIMAL result types of its select list or ``()``)."""
+    p = DecimalPass(tree, database, column_types)
+    tree = p.run()
+    if isinstance(tree, exp.Select):
+        types = p.select_types(tree)
+        return tree, types if any(types) else ()
+    return tree, ()
