@@ -163,3 +163,13 @@ def test_bigint_unsigned_full_range(cur):
     with pytest.raises(pymysql.MySQLError) as info:
         cur.execute("INSERT INTO ubig VALUES (9, 18446744073709551616)")
     assert info.value.args[0] == 1264
+
+
+def test_view_of_decimal_sum_is_decimal(cur):
+    cur.execute("DROP VIEW IF EXISTS vtot")
+    cur.execute("DROP TABLE IF EXISTS vsrc")
+    cur.execute("CREATE TABLE vsrc (id INT PRIMARY KEY, g VARCHAR(5), amount DECIMAL(12,2))")
+    cur.execute("INSERT INTO vsrc VALUES (1, 'a', 5.25), (2, 'a', 7.00), (3, 'b', 1)")
+    cur.execute("CREATE VIEW vtot AS SELECT g, SUM(amount) AS total FROM vsrc GROUP BY g")
+    assert one(cur, "SELECT * FROM vtot ORDER BY g") == (("a", Decimal("12.25")), ("b", Decimal("1.00")))
+    assert column(cur, 1) == (NEWDECIMAL, 2)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from marmot.engine import table_description
 from marmot.engine.column_checks import ColumnCheck
 from marmot.engine.general_log import GeneralLog
+from marmot.sql import decimal_rewrites
 from marmot.sql.alter import StoredTable, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.sql.value_checks import ColumnFacts
@@ -51,7 +52,14 @@ class _StorageSchema(SchemaInfo):
         desc = table_description.describe(conn, table)
         if desc is None:
             return None
-        return {c.name.lower(): c.type for c in desc.columns}
+        types = {c.name.lower(): c.type for c in desc.columns}
+        if desc.is_view:
+            row = conn.execute(
+                "SELECT sql FROM sqlite_schema WHERE type = 'view' AND name = ?", (desc.name,)
+            ).fetchone()
+            if row and row[0]:
+                types.update(decimal_rewrites.view_column_types(str(row[0]), database, self.column_types))
+        return types
 
     def column_facts(self, database: str, table: str) -> tuple[ColumnFacts, ...] | None:
         """From ``describe`` (the column order the engine's checks use) and SQLite's declared types and

@@ -27,7 +27,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import sqlglot
 from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
 
 DECIMAL_COLLATION = "MARMOT_DECIMAL"
 _MAX_PRECISION = 65
@@ -357,3 +359,25 @@ def rewrite(
         types = p.select_types(tree)
         return tree, types if any(types) else ()
     return tree, ()
+
+
+def view_column_types(create_view_sql: str, database: str, column_types: ColumnTypes) -> dict[str, str]:
+    """Lower-case column name -> ``decimal(p,s)`` for the DECIMAL columns of a stored view (SQLite
+    dialect ``CREATE VIEW``): SQLite declares no type for a view's computed columns (``SUM(total)``), so
+    a ``SELECT *`` from the view learns MySQL's DECIMAL type here."""
+    try:
+        tree = sqlglot.parse_one(create_view_sql, read="sqlite")
+    except (ParseError, TokenError):
+        return {}
+    select = tree.expression if isinstance(tree, exp.Create) else None
+    if not isinstance(select, exp.Select):
+        return {}
+    p = DecimalPass(select, database, column_types)
+    select = p.run()
+    if not isinstance(select, exp.Select):
+        return {}
+    out: dict[str, str] = {}
+    for item, sql_type in zip(select.expressions, p.select_types(select), strict=True):
+        if sql_type is not None and item.alias_or_name:
+            out[item.alias_or_name.lower()] = sql_type.lower()
+    return out

@@ -369,7 +369,11 @@ class Transpiler:
         plan = self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, affected)
         if checks:
             plan = dataclasses.replace(plan, **checks)  # type: ignore[arg-type]
-        if isinstance(tree, exp.Select) and not any(
+        if isinstance(tree, exp.Select) and [type(e) for e in tree.expressions] == [exp.Star]:
+            star_types = self._star_decimal_types(tree, database)
+            if star_types:
+                plan = dataclasses.replace(plan, result_types=star_types)
+        elif isinstance(tree, exp.Select) and not any(
             isinstance(e, exp.Star) or e.find(exp.Star) for e in tree.expressions
         ):
             types = tuple(function_rewrites.result_type(e.unalias()) for e in tree.expressions)
@@ -463,6 +467,19 @@ class Transpiler:
             else:
                 attach.add(db)
         return attach
+
+    def _star_decimal_types(self, select: exp.Select, database: str) -> tuple[str | None, ...]:
+        """``SELECT * FROM v`` of one view: the DECIMAL types of its computed columns (SQLite declares
+        none); a table's columns are declared, so nothing is needed there."""
+        src = select.args.get("from_")
+        table = src.this if src is not None else None
+        if not isinstance(table, exp.Table) or select.args.get("joins") or not table.name:
+            return ()
+        types = self.schema.column_types(table.db or database, table.name)
+        if not types:
+            return ()
+        out = tuple(t.upper() if t.lower().startswith("decimal(") else None for t in types.values())
+        return out if any(out) else ()
 
     def _wrap_checks(self, tree: exp.Insert | exp.Update, database: str) -> dict[str, object]:
         """Route the statement's values through their columns' checks (``value_checks.py``); the Plan
