@@ -168,6 +168,18 @@ def test_decimal_full_precision(cnx):
     assert cur.fetchall() == [(value,)]
 
 
+def test_bigint_unsigned_full_range_prepared(cnx):
+    """Server-side prepared statements carry BIGINT UNSIGNED above 2**63-1 both ways (binary protocol)."""
+    cur = cnx.cursor(prepared=True)
+    fresh_table(cnx.cursor(), "cn_u64", "CREATE TABLE {name} (id INT PRIMARY KEY, n BIGINT UNSIGNED)")
+    for i, v in enumerate([2**64 - 1, 2**63, 7]):
+        cur.execute("INSERT INTO cn_u64 VALUES (?, ?)", (i, v))
+    cur.execute("SELECT id, n FROM cn_u64 WHERE n >= ? ORDER BY n", (2**63,))
+    assert cur.fetchall() == [(1, 2**63), (0, 2**64 - 1)]
+    cur.execute("SELECT n FROM cn_u64 WHERE n = ?", (2**64 - 1,))
+    assert cur.fetchall() == [(2**64 - 1,)]
+
+
 def test_prepared_statements_round_trip(cnx):
     fresh_table(cnx.cursor(), "cn_prep")
     cur = cnx.cursor(prepared=True)

@@ -26,6 +26,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 from marmot.engine.sql_mode import ModeFlags
 from marmot.engine.table_description import Column, TableDescription
+from marmot.sql.functions import unsigned
 from marmot.sql.functions.conversions import FunctionError
 
 MAX_KEPT = 1024  # warnings kept per statement (MySQL's max_error_count default)
@@ -265,13 +266,15 @@ def _integer(lo: int, hi: int) -> Checker:
     def check(value: Value, st: StatementChecks, column: str) -> Value:
         if type(value) is int:
             n = value
+        elif hi > unsigned.INT64_MAX and unsigned.is_encoded(value):
+            return value  # a BIGINT UNSIGNED above 2**63-1 as stored (copied from such a column)
         elif type(value) is float:
             n = _to_int(Decimal(value)) if value == value and abs(value) != float("inf") else _HUGE
         else:
             n = _to_int(_parse_number(value, st, column, "integer", 1366))
         if lo <= n <= hi:
-            # SQLite integers are 64-bit signed: BIGINT UNSIGNED above that stays as given
-            return n if n <= 9223372036854775807 else value
+            # SQLite integers are 64-bit signed: BIGINT UNSIGNED above that is stored as an 8-byte BLOB
+            return n if n <= unsigned.INT64_MAX else unsigned.encode(n)
         return st.bad(1264, "22003", st.out_of_range(column), hi if n > hi else lo)
 
     return check

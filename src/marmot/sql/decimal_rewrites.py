@@ -162,6 +162,8 @@ class DecimalPass:
             return self._extremum(node)
         if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
             return self._comparison(node), None
+        if isinstance(node, (exp.In, exp.Between)):
+            return self._u64_operands(node), None
         if isinstance(node, exp.Ordered):
             return self._collated(node), None
         return node, None
@@ -253,7 +255,43 @@ class DecimalPass:
             a.replace(_collate(cast) if i == 0 else cast)
         return node, kind
 
+    def _u64_column(self, node: exp.Expression) -> bool:
+        """Is ``node`` a BIGINT UNSIGNED column (values above 2**63-1 stored as BLOBs)?"""
+        t = self._column_type(node)
+        return t is not None and t.startswith("bigint") and "unsigned" in t
+
+    def _column_type(self, node: exp.Expression) -> str | None:
+        if not isinstance(node, exp.Column):
+            return None
+        name = node.name.lower()
+        if node.table:
+            cols = self._tables.get(node.table.lower())
+            found = [cols[name]] if cols and name in cols else []
+        else:
+            found = [c[name] for c in self._all if name in c]
+        return found[0].lower() if len(found) == 1 else None
+
+    def _u64_operands(self, node: exp.Expression) -> exp.Expression:
+        """``n = 18446744073709551615``, ``n IN (...)``, ``n BETWEEN a AND b`` on a BIGINT UNSIGNED column:
+        the values go through ``__marmot_u64`` (the stored form of a value above 2**63-1)."""
+        if isinstance(node, exp.In):
+            if self._u64_column(node.this):
+                node.set("expressions", [_u64(e) for e in node.expressions])
+            return node
+        if isinstance(node, exp.Between):
+            if self._u64_column(node.this):
+                node.set("low", _u64(node.args["low"]))
+                node.set("high", _u64(node.args["high"]))
+            return node
+        a, b = node.this, node.expression
+        if self._u64_column(a) and not isinstance(b, exp.Column):
+            node.set("expression", _u64(b))
+        elif self._u64_column(b) and not isinstance(a, exp.Column):
+            node.set("this", _u64(a))
+        return node
+
     def _comparison(self, node: exp.Expression) -> exp.Expression:
+        node = self._u64_operands(node)
         a, b = node.this, node.expression
         if not (_is_decimal_expr(a) or _is_decimal_expr(b)):
             return node
@@ -339,6 +377,12 @@ def _is_decimal_column(p: DecimalPass, node: exp.Expression) -> bool:
     else:
         found = [c[name] for c in p._all if name in c]
     return len(found) == 1 and found[0].lower().startswith(("decimal", "numeric"))
+
+
+def _u64(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, (exp.Null, exp.Column, exp.Subquery, exp.Select)):
+        return node
+    return _call("__marmot_u64", node)
 
 
 def _call(name: str, *args: exp.Expression) -> exp.Anonymous:

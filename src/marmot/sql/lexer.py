@@ -334,12 +334,7 @@ def _normalize(sql: str) -> Normalized:
             append(text)
             prev2_word, prev_word = prev_word, text
             continue
-        if (
-            bind
-            and kind in ("num", "sq", "dq")
-            and len(literals) < MAX_BOUND_LITERALS
-            and not (kind == "num" and _out_of_int64(text))
-        ):
+        if bind and kind in ("num", "sq", "dq") and len(literals) < MAX_BOUND_LITERALS:
             keep = (
                 select_list_depth is not None
                 or type_args_depth is not None
@@ -409,7 +404,9 @@ def _value(kind: str, text: str) -> object:
         if "e" in text or "E" in text:
             return float(text)
         if "." not in text:
-            return int(text)
+            # beyond int64 (BIGINT UNSIGNED reaches 2**64-1): bound as its text, which the column check and
+            # ``__marmot_u64`` read exactly (SQLite would make the literal a REAL)
+            return text if _out_of_int64(text) else int(text)
         if len(text) > 16 and _exact_decimal_lost(text):
             return text  # an exact-value literal a double cannot hold: bound as its text (DECIMAL columns)
         return float(text)

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import apsw
 
-from marmot.sql.functions import decimal, json, numeric, strings
+from marmot.sql.functions import decimal, json, numeric, strings, unsigned
 from marmot.sql.functions.conversions import FunctionError, text
 
 __all__ = ["FUNCTIONS", "FunctionError", "register"]
@@ -49,6 +49,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., object], int, bool]] = {
     **numeric.FUNCTIONS,
     **json.FUNCTIONS,
     **decimal.FUNCTIONS,
+    **unsigned.FUNCTIONS,
     "REGEXP": (_regexp, 2, True),
 }
 
