@@ -173,3 +173,21 @@ def test_view_of_decimal_sum_is_decimal(cur):
     cur.execute("CREATE VIEW vtot AS SELECT g, SUM(amount) AS total FROM vsrc GROUP BY g")
     assert one(cur, "SELECT * FROM vtot ORDER BY g") == (("a", Decimal("12.25")), ("b", Decimal("1.00")))
     assert column(cur, 1) == (NEWDECIMAL, 2)
+
+
+def test_old_numeric_affinity_table_converted_by_modify(conn):
+    """A DECIMAL column created before exact storage (NUMERIC affinity, made here with transpilation off)
+    becomes exact when ALTER TABLE ... MODIFY redefines it."""
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS olddec")
+    cur.execute("SET marmot_transpilation = OFF")
+    try:
+        cur.execute("CREATE TABLE olddec (id INT NOT NULL PRIMARY KEY, d DECIMAL(30,10))")
+    finally:
+        cur.execute("SET marmot_transpilation = ON")
+    value = "12345678901234567890.1234567890"
+    cur.execute("INSERT INTO olddec VALUES (1, %s)", (value,))
+    assert one(cur, "SELECT d FROM olddec") != ((Decimal(value),),)  # a REAL: digits lost
+    cur.execute("ALTER TABLE olddec MODIFY d DECIMAL(30,10)")
+    cur.execute("UPDATE olddec SET d = %s", (value,))
+    assert one(cur, "SELECT d FROM olddec") == ((Decimal(value),),)
