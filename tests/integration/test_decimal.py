@@ -40,6 +40,9 @@ def test_exact_literal_arithmetic(cur):
     assert one(cur, "SELECT 12345678901234567890.1234567890 + 1") == (
         (Decimal("12345678901234567891.1234567890"),),
     )
+    # integer / integer is a DECIMAL with 4 decimals in MySQL
+    assert one(cur, "SELECT 10 / 4, 1 / 3, 1 / 0") == ((Decimal("2.5000"), Decimal("0.3333"), None),)
+    assert column(cur) == (NEWDECIMAL, 4)
     # 1e-1 is a DOUBLE in MySQL: it stays binary floating point
     cur.execute("SELECT 1e-1 + 0.2")
     assert isinstance(cur.fetchone()[0], float)

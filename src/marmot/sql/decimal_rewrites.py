@@ -11,7 +11,7 @@ with MySQL's precision and scale, and the wire layer prints the value with that 
 MySQL's typing rules used (p = precision, s = scale):
 - ``a + b``, ``a - b``: s = max(s1, s2), p = max(p1 - s1, p2 - s2) + s + 1;
 - ``a * b``: s = s1 + s2, p = p1 + p2;
-- ``a / b``: s = s1 + 4 (``div_precision_increment``), p = p1 - s1 + s2 + s;
+- ``a / b``: s = s1 + 4 (``div_precision_increment``), p = p1 - s1 + s2 + s; also for two integers;
 - ``SUM``: p + 22; ``AVG``: p + 4 and s + 4; ``MIN``/``MAX``: the column's own type;
 - an integer operand counts as DECIMAL(digits, 0) (a BIGINT column: DECIMAL(20,0)); a DOUBLE operand
   (a FLOAT/DOUBLE column, ``1e-1``) makes the operation DOUBLE, left to SQLite.
@@ -187,7 +187,10 @@ class DecimalPass:
         ka, kb = self.kind(a), self.kind(b)
         if FLOAT in (ka, kb):
             return node, FLOAT
-        if not (self._exact(a) or self._exact(b)):
+        integers = isinstance(ka, tuple) and isinstance(kb, tuple)
+        if isinstance(node, exp.Div) and integers:
+            pass  # MySQL: integer / integer is a DECIMAL with 4 decimals (``10 / 4`` is 2.5000)
+        elif not (self._exact(a) or self._exact(b)):
             # integers (SQLite's integer arithmetic is exact) or unknown operands: left to SQLite
             return node, (_combine(node, ka, kb) if isinstance(ka, tuple) and isinstance(kb, tuple) else None)
         kind = _combine(node, _as_decimal(ka) or (20, 0), _as_decimal(kb))
