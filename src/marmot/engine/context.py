@@ -33,6 +33,8 @@ class _StorageSchema(SchemaInfo):
 
     def __init__(self, databases: DatabaseManager) -> None:
         self._databases = databases
+        # (database, table, schema generation) -> column types: asked on every plan miss
+        self._column_types: dict[tuple[str, str, int], dict[str, str] | None] = {}
 
     def autoinc_column(self, database: str, table: str) -> tuple[str, int, bool] | None:
         info = self._databases.autoinc_column(database, table)
@@ -46,6 +48,16 @@ class _StorageSchema(SchemaInfo):
         return StoredTable(name, split_create_table(name, sql), indexes, triggers)
 
     def column_types(self, database: str, table: str) -> dict[str, str] | None:
+        key = (database, table.lower(), self._databases.generation(database))
+        if key in self._column_types:
+            return self._column_types[key]
+        types = self._read_column_types(database, table)
+        if len(self._column_types) > 4096:
+            self._column_types.clear()
+        self._column_types[key] = types
+        return types
+
+    def _read_column_types(self, database: str, table: str) -> dict[str, str] | None:
         conn = self._databases.schema_connection(database)
         if conn is None:
             return None
