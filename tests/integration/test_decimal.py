@@ -5,6 +5,7 @@ and BIGINT UNSIGNED up to 2**64-1."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pymysql
@@ -194,3 +195,14 @@ def test_old_numeric_affinity_table_converted_by_modify(conn):
     cur.execute("ALTER TABLE olddec MODIFY d DECIMAL(30,10)")
     cur.execute("UPDATE olddec SET d = %s", (value,))
     assert one(cur, "SELECT d FROM olddec") == ((Decimal(value),),)
+
+
+def test_decimal_in_json_and_text(money):
+    """A DECIMAL stays a JSON number in JSON constructors, and prints with its scale in string functions."""
+    cur = money
+    assert one(cur, "SELECT JSON_OBJECT('a', amount), JSON_ARRAY(amount) FROM money WHERE id = 3") == (
+        ('{"a": 9.5}', "[9.5]"),
+    )
+    cur.execute("SELECT JSON_OBJECTAGG(id, amount) FROM money WHERE id < 3")
+    assert json.loads(cur.fetchone()[0]) == {"1": 0.1, "2": 0.2}
+    assert one(cur, "SELECT CONCAT('$', amount) FROM money WHERE id = 3") == (("$9.50",),)

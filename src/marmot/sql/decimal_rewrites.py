@@ -162,6 +162,8 @@ class DecimalPass:
             return self._extremum(node)
         if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
             return self._comparison(node), None
+        if _is_json_builder(node):
+            return self._json_numbers(node), None
         if isinstance(node, (exp.In, exp.Between)):
             return self._u64_operands(node), None
         if isinstance(node, exp.Ordered):
@@ -293,6 +295,14 @@ class DecimalPass:
             node.set("this", _u64(a))
         return node
 
+    def _json_numbers(self, node: exp.Expression) -> exp.Expression:
+        """A DECIMAL given to a JSON constructor stays a JSON number (as a double, as before exact storage)
+        instead of becoming the JSON string of its stored text."""
+        for child in list(node.iter_expressions()):
+            if self._exact(child) or _is_decimal_column(self, child):
+                child.replace(exp.Cast(this=child.copy(), to=exp.DataType.build("DOUBLE")))
+        return node
+
     def _comparison(self, node: exp.Expression) -> exp.Expression:
         node = self._u64_operands(node)
         a, b = node.this, node.expression
@@ -325,6 +335,16 @@ class DecimalPass:
                     inner.replace(_collate(inner.copy()))
             types.append(_sql_type(kind) if kind is not None and (exact or _is_minmax(inner)) else None)
         return tuple(types)
+
+
+_JSON_BUILDERS = frozenset({"__mysql_json_object", "__mysql_json_array", "json_arrayagg"})
+
+
+def _is_json_builder(node: exp.Expression) -> bool:
+    """JSON_OBJECT / JSON_ARRAY and their aggregates, as the function rewrites left them."""
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower() in _JSON_BUILDERS
+    return isinstance(node, exp.JSONKeyValue)
 
 
 def _is_minmax(node: exp.Expression) -> bool:
