@@ -295,7 +295,7 @@ class DecimalPass:
             node.set("this", _u64(a))
         return node
 
-    def _json_numbers(self, node: exp.Expression) -> exp.Expression:
+    def _json_numbers(self, node: exp.Expr) -> exp.Expr:
         """A DECIMAL given to a JSON constructor stays a JSON number (as a double, as before exact storage)
         instead of becoming the JSON string of its stored text."""
         for child in list(node.iter_expressions()):
@@ -340,7 +340,7 @@ class DecimalPass:
 _JSON_BUILDERS = frozenset({"__mysql_json_object", "__mysql_json_array", "json_arrayagg"})
 
 
-def _is_json_builder(node: exp.Expression) -> bool:
+def _is_json_builder(node: exp.Expr) -> bool:
     """JSON_OBJECT / JSON_ARRAY and their aggregates, as the function rewrites left them."""
     if isinstance(node, exp.Anonymous):
         return node.name.lower() in _JSON_BUILDERS
