@@ -299,7 +299,7 @@ class DecimalPass:
         """A DECIMAL given to a JSON constructor stays a JSON number (as a double, as before exact storage)
         instead of becoming the JSON string of its stored text."""
         for child in list(node.iter_expressions()):
-            if self._exact(child) or _is_decimal_column(self, child):
+            if isinstance(child, exp.Expression) and (self._exact(child) or _is_decimal_column(self, child)):
                 child.replace(exp.Cast(this=child.copy(), to=exp.DataType.build("DOUBLE")))
         return node
 
