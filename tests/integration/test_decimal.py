@@ -206,3 +206,21 @@ def test_decimal_in_json_and_text(money):
     cur.execute("SELECT JSON_OBJECTAGG(id, amount) FROM money WHERE id < 3")
     assert json.loads(cur.fetchone()[0]) == {"1": 0.1, "2": 0.2}
     assert one(cur, "SELECT CONCAT('$', amount) FROM money WHERE id = 3") == (("$9.50",),)
+
+
+def test_alter_table_keeps_exact_decimal(cur):
+    cur.execute("DROP TABLE IF EXISTS dalter")
+    cur.execute("CREATE TABLE dalter (id INT PRIMARY KEY, x INT)")
+    cur.execute("INSERT INTO dalter VALUES (1, 1), (2, 2)")
+    cur.execute("ALTER TABLE dalter ADD COLUMN d DECIMAL(25,5) NOT NULL")
+    cur.execute("UPDATE dalter SET d = '12345678901234567890.12345' WHERE id = 2")
+    cur.execute("ALTER TABLE dalter DROP COLUMN x")  # a table rebuild: the copy keeps type and collation
+    cur.execute("CREATE UNIQUE INDEX ud2 ON dalter (d)")
+    assert one(cur, "SELECT id, d FROM dalter ORDER BY d DESC") == (
+        (2, Decimal("12345678901234567890.12345")),
+        (1, Decimal("0.00000")),
+    )
+    with pytest.raises(pymysql.err.IntegrityError):
+        cur.execute("INSERT INTO dalter VALUES (3, 0)")
+    create = one(cur, "SHOW CREATE TABLE dalter")[0][1]
+    assert "`d` decimal(25,5) NOT NULL" in create
