@@ -51,6 +51,11 @@ def test_exact_values_replicate_and_verify(tmp_path):
                 assert run(node, "SELECT SUM(amount), SUM(big) FROM ledger") == ((Decimal("19.70"), TOTAL),)
             with connect(n3) as c3, pytest.raises(pymysql.err.IntegrityError):
                 c3.cursor().execute("INSERT INTO ledger VALUES (4, 9.500, 0, 0)")
+            # a view computing exactly replicates as DDL and computes the same on every node
+            cur1.execute("CREATE VIEW ledger_total AS SELECT SUM(amount) * 1.10 AS t FROM ledger")
+            wait_until_equal(
+                nodes, "SELECT * FROM ledger_total", timeout=30, expected=((Decimal("21.6700"),),)
+            )
             result = marmot_verify(n1)
             assert result.returncode == 0, result.stdout + result.stderr
 

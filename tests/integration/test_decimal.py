@@ -177,6 +177,15 @@ def test_view_of_decimal_sum_is_decimal(cur):
     cur.execute("CREATE VIEW vtot AS SELECT g, SUM(amount) AS total FROM vsrc GROUP BY g")
     assert one(cur, "SELECT * FROM vtot ORDER BY g") == (("a", Decimal("12.25")), ("b", Decimal("1.00")))
     assert column(cur, 1) == (NEWDECIMAL, 2)
+    assert one(cur, "SELECT total FROM vtot ORDER BY total DESC") == ((Decimal("12.25"),), (Decimal("1.00"),))
+    assert column(cur) == (NEWDECIMAL, 2)
+    # computed exactly inside the view too, and SHOW CREATE VIEW gives MySQL's text back
+    cur.execute("INSERT INTO vsrc VALUES (4, 'c', 0.10), (5, 'c', 0.20)")
+    cur.execute("DROP VIEW IF EXISTS vexact")
+    cur.execute("CREATE VIEW vexact AS SELECT g, SUM(amount) * 1.10 AS x FROM vsrc GROUP BY g")
+    assert one(cur, "SELECT x FROM vexact WHERE g = 'c'") == ((Decimal("0.3300"),),)
+    create = one(cur, "SHOW CREATE VIEW vexact")[0][1]
+    assert "sum(`amount`) * 1.10" in create.lower() and "marmot" not in create.lower()
 
 
 def test_old_numeric_affinity_table_converted_by_modify(conn):

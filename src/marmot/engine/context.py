@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from marmot.engine import table_description
 from marmot.engine.column_checks import ColumnCheck
 from marmot.engine.general_log import GeneralLog
-from marmot.sql import decimal_rewrites
+from marmot.sql import decimal_rewrites, functions
 from marmot.sql.alter import StoredTable, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.sql.value_checks import ColumnFacts
@@ -33,6 +33,7 @@ class _StorageSchema(SchemaInfo):
 
     def __init__(self, databases: DatabaseManager) -> None:
         self._databases = databases
+        databases.add_connection_setup(functions.register_stored_view_functions)
         # (database, table, schema generation) -> column types: asked on every plan miss
         self._column_types: dict[tuple[str, str, int], dict[str, str] | None] = {}
 

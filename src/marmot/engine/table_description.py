@@ -34,6 +34,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from marmot.sql import decimal_rewrites
 from marmot.sql.alter import split_create_table
 
 # Types whose nullable columns MySQL shows without ``DEFAULT NULL`` (they cannot have a literal default).
@@ -522,7 +523,8 @@ def view_select_mysql(create_view_sql: str) -> str:
         tree = sqlglot.parse_one(create_view_sql, read="sqlite")
         query = tree.expression if isinstance(tree, exp.Create) else None
         if query is not None:
-            rendered: str = query.sql("mysql", identify=True)
+            # exact DECIMAL computations are stored as calls of Marmot's functions: MySQL's text back
+            rendered: str = decimal_rewrites.restore_mysql(query).sql("mysql", identify=True)
             return rendered
     except (ParseError, TokenError, ValueError):
         pass

@@ -94,8 +94,13 @@ def _sql_type(kind: tuple[int, int]) -> str:
 class DecimalPass:
     """One statement's typing and rewriting (see the module docstring)."""
 
-    def __init__(self, tree: exp.Expr, database: str, column_types: ColumnTypes) -> None:
+    def __init__(
+        self, tree: exp.Expr, database: str, column_types: ColumnTypes, literal_texts: bool = True
+    ) -> None:
         self.tree = tree
+        # decimal literals given to the exact functions as their text (exact beyond 15 digits); a view's
+        # body keeps them as numbers so its MySQL text can be given back (``restore_mysql``)
+        self.literal_texts = literal_texts
         self.kinds: dict[int, Kind] = {}
         self._tables: dict[str, dict[str, str]] = {}  # alias or name (lower) -> column types
         self._all: list[dict[str, str]] = []
@@ -173,6 +178,8 @@ class DecimalPass:
     def _operand(self, node: exp.Expression) -> exp.Expression:
         """An operand of an exact function: a decimal literal goes as its text (no double on the way)."""
         inner = node.this if isinstance(node, exp.Paren) else node
+        if not self.literal_texts:
+            return node
         if isinstance(inner, exp.Literal) and not inner.is_string and "." in str(inner.this):
             return exp.Literal.string(str(inner.this))
         if isinstance(inner, exp.Neg) and isinstance(inner.this, exp.Literal) and not inner.this.is_string:
@@ -329,11 +336,14 @@ class DecimalPass:
                 isinstance(inner, exp.Literal) and not inner.is_string and "." in str(inner.this)
             )
             if exact and kind is not None:
-                if isinstance(inner, exp.Literal):
+                if isinstance(inner, exp.Literal) and self.literal_texts:
                     inner.replace(exp.Literal.string(str(inner.this)))
                 elif isinstance(inner, exp.Anonymous):
                     inner.replace(_collate(inner.copy()))
-            types.append(_sql_type(kind) if kind is not None and (exact or _is_minmax(inner)) else None)
+            typed = (
+                exact or _is_minmax(inner) or _is_decimal_column(self, inner)
+            )  # a view's column: no decltype
+            types.append(_sql_type(kind) if kind is not None and typed else None)
         return tuple(types)
 
 
@@ -439,6 +449,9 @@ def view_column_types(create_view_sql: str, database: str, column_types: ColumnT
     select = tree.expression if isinstance(tree, exp.Create) else None
     if not isinstance(select, exp.Select):
         return {}
+    select = restore_mysql(select)
+    if not isinstance(select, exp.Select):
+        return {}
     p = DecimalPass(select, database, column_types)
     select = p.run()
     if not isinstance(select, exp.Select):
@@ -448,3 +461,71 @@ def view_column_types(create_view_sql: str, database: str, column_types: ColumnT
         if sql_type is not None and item.alias_or_name:
             out[item.alias_or_name.lower()] = sql_type.lower()
     return out
+
+
+def rewrite_view(create: exp.Create, database: str, column_types: ColumnTypes) -> None:
+    """``CREATE VIEW ... AS <select>``: the select computes its DECIMALs exactly too; literals stay numbers
+    so ``restore_mysql`` gives SHOW CREATE VIEW the text back."""
+    query = create.expression
+    if not isinstance(query, exp.Select):
+        return
+    p = DecimalPass(query, database, column_types, literal_texts=False)
+    query = p.run()
+    if isinstance(query, exp.Select):
+        p.select_types(query)
+    create.set("expression", query)
+
+
+_RESTORE_BINARY: dict[str, type[exp.Binary]] = {
+    "__marmot_dec_add": exp.Add,
+    "__marmot_dec_sub": exp.Sub,
+    "__marmot_dec_mul": exp.Mul,
+    "__marmot_dec_div": exp.Div,
+}
+
+
+def restore_mysql(tree: exp.Expr) -> exp.Expr:
+    """The MySQL expressions behind this pass's rewrites (for a stored view's SQL): exact calls back to
+    operators, CAST, SUM and AVG; the collation and ``__marmot_u64`` dropped; ``__marmot_dec_cmp(a, b) op 0``
+    back to ``a op b``."""
+
+    def back(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Collate) and node.expression is not None:
+            if node.expression.name.upper() == DECIMAL_COLLATION:
+                inner: exp.Expr = node.this
+                return inner
+            return node
+        if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
+            left = node.this
+            if isinstance(left, exp.Anonymous) and left.name.lower() == "__marmot_dec_cmp":
+                a, b = left.expressions
+                return type(node)(this=a, expression=b)
+            return node
+        if not isinstance(node, exp.Anonymous):
+            return node
+        name, args = node.name.lower(), node.expressions
+        if name in _RESTORE_BINARY and len(args) >= 2:
+            return exp.Paren(this=_RESTORE_BINARY[name](this=args[0], expression=args[1]))
+        if name == "__marmot_dec_neg" and args:
+            return exp.Neg(this=args[0])
+        if name == "__marmot_dec_sum" and args:
+            return exp.Sum(this=args[0])
+        if name == "__marmot_dec_avg" and args:
+            return exp.Avg(this=args[0])
+        if name == "__marmot_u64" and args:
+            value: exp.Expr = args[0]
+            return value
+        if name == "__marmot_dec_cast" and len(args) == 3:
+            to = exp.DataType.build(f"DECIMAL({args[1].name}, {args[2].name})")
+            return exp.Cast(this=args[0], to=to)
+        return node
+
+    root = tree.copy()
+    for node in reversed(list(root.dfs())):  # children before parents, as the rewrite went
+        new = back(node)
+        if new is not node:
+            if node is root:
+                root = new
+            else:
+                node.replace(new)
+    return root

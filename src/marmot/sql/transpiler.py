@@ -327,6 +327,8 @@ class Transpiler:
             if not kept:
                 return Plan(DDL, (), frozenset())
             tree.set("tables", kept)
+        if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
+            decimal_rewrites.rewrite_view(tree, database, self.schema.column_types)
         if isinstance(tree, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
             if isinstance(tree, exp.TruncateTable):
                 sqls = [f"DELETE FROM {t.sql('sqlite')}" for t in tree.expressions]

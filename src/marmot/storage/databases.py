@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -77,6 +78,7 @@ class DatabaseManager:
         self._meta_conns: dict[str, apsw.Connection] = {}
         self._write_locks: dict[str, WriterLock] = {}
         self._existing: set[str] = set()
+        self._setups: list[Callable[[apsw.Connection], None]] = []
         self.system = self.open(SYSTEM_DATABASE)
         if not self.exists(DEFAULT_DATABASE):
             self.create(DEFAULT_DATABASE)
@@ -177,6 +179,8 @@ class DatabaseManager:
         conn = apsw.Connection(str(self.path(name)))
         conn.set_busy_timeout(0)
         collations.register(conn)  # stored DECIMAL columns name MARMOT_DECIMAL
+        for setup in self._setups:
+            setup(conn)
         # One execute per pragma: apsw runs a multi-statement string lazily and stops at the first
         # statement that returns a row (journal_mode does), silently skipping the rest.
         for pragma in (
@@ -188,6 +192,14 @@ class DatabaseManager:
         ):
             conn.execute(f"PRAGMA {pragma}").fetchall()
         return conn
+
+    def add_connection_setup(self, setup: Callable[[apsw.Connection], None]) -> None:
+        """Run ``setup`` on every connection opened from now on and on those kept open here. The engine
+        installs the SQLite functions stored views may call (exact DECIMAL), which this layer cannot
+        import: reading such a view's columns prepares its SELECT."""
+        self._setups.append(setup)
+        for conn in [self.system, *self._meta_conns.values()]:
+            setup(conn)
 
     def checkpoint_all(self) -> None:
         """Fold every WAL back into its database file (clean shutdown)."""
