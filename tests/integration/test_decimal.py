@@ -233,3 +233,23 @@ def test_alter_table_keeps_exact_decimal(cur):
         cur.execute("INSERT INTO dalter VALUES (3, 0)")
     create = one(cur, "SHOW CREATE TABLE dalter")[0][1]
     assert "`d` decimal(25,5) NOT NULL" in create
+
+
+def test_bigint_unsigned_arithmetic_and_updates(cur):
+    cur.execute("DROP TABLE IF EXISTS ucount")
+    cur.execute("CREATE TABLE ucount (id INT PRIMARY KEY, n BIGINT UNSIGNED)")
+    cur.execute("INSERT INTO ucount VALUES (1, 18446744073709551610), (2, 9223372036854775807), (3, 5)")
+    cur.execute("UPDATE ucount SET n = n + 1")
+    assert one(cur, "SELECT id, n FROM ucount ORDER BY id") == (
+        (1, 18446744073709551611),
+        (2, 9223372036854775808),
+        (3, 6),
+    )
+    cur.execute("UPDATE ucount SET n = n - 2 WHERE id = 2")  # back below 2**63: a plain integer again
+    assert one(cur, "SELECT n, n * 2, n / 2 FROM ucount WHERE id = 2") == (
+        (9223372036854775806, 18446744073709551612, Decimal("4611686018427387903.0000")),
+    )
+    assert one(cur, "SELECT MAX(n), MIN(n) FROM ucount") == ((18446744073709551611, 6),)
+    with pytest.raises(pymysql.MySQLError) as info:
+        cur.execute("UPDATE ucount SET n = n * 2 WHERE id = 1")
+    assert info.value.args[0] == 1264

@@ -40,6 +40,7 @@ _DIV_INCREMENT = 4
 Kind = tuple[int, int] | str | None
 INT = "int"
 FLOAT = "float"
+U64 = "u64"  # arithmetic on a BIGINT UNSIGNED column (``__marmot_u64_add`` ...): BIGINT UNSIGNED
 
 _INT_DIGITS = {"tinyint": 4, "smallint": 6, "mediumint": 9, "int": 11, "integer": 11, "bigint": 20}
 _TYPE_RE = re.compile(r"^\s*(\w+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?")
@@ -161,6 +162,8 @@ class DecimalPass:
         if isinstance(node, (exp.Sum, exp.Avg)):
             return self._aggregate(node)
         if isinstance(node, (exp.Min, exp.Max)):
+            if self._u64(node.this):
+                return node, U64
             k = self.kind(node.this)
             return node, k if _as_decimal(k) else None
         if isinstance(node, (exp.Greatest, exp.Least)):
@@ -200,6 +203,8 @@ class DecimalPass:
         if isinstance(node, exp.Div) and integers:
             pass  # MySQL: integer / integer is a DECIMAL with 4 decimals (``10 / 4`` is 2.5000)
         elif not (self._exact(a) or self._exact(b)):
+            if not isinstance(node, exp.Div) and (self._u64(a) or self._u64(b)):
+                return _call(_U64_OPS[type(node)], a, b), U64  # values above 2**63-1 are BLOBs
             # integers (SQLite's integer arithmetic is exact) or unknown operands: left to SQLite
             return node, (_combine(node, ka, kb) if isinstance(ka, tuple) and isinstance(kb, tuple) else None)
         kind = _combine(node, _as_decimal(ka) or (20, 0), _as_decimal(kb))
@@ -266,6 +271,10 @@ class DecimalPass:
             )
             a.replace(_collate(cast) if i == 0 else cast)
         return node, kind
+
+    def _u64(self, node: exp.Expression) -> bool:
+        """A BIGINT UNSIGNED column or the result of arithmetic on one."""
+        return self.kind(node) == U64 or self._u64_column(node)
 
     def _u64_column(self, node: exp.Expression) -> bool:
         """Is ``node`` a BIGINT UNSIGNED column (values above 2**63-1 stored as BLOBs)?"""
@@ -340,9 +349,11 @@ class DecimalPass:
                     inner.replace(exp.Literal.string(str(inner.this)))
                 elif isinstance(inner, exp.Anonymous):
                     inner.replace(_collate(inner.copy()))
-            typed = (
-                exact or _is_minmax(inner) or _is_decimal_column(self, inner)
-            )  # a view's column: no decltype
+            if self.kind(inner) == U64:
+                types.append("BIGINT UNSIGNED")  # its values above 2**63-1 are BLOBs the wire layer reads
+                continue
+            # a view's DECIMAL column has no declared type either
+            typed = exact or _is_minmax(inner) or _is_decimal_column(self, inner)
             types.append(_sql_type(kind) if kind is not None and typed else None)
         return tuple(types)
 
@@ -377,6 +388,12 @@ _EXACT_OPS: dict[type, str] = {
     exp.Add: "__marmot_dec_add",
     exp.Sub: "__marmot_dec_sub",
     exp.Mul: "__marmot_dec_mul",
+}
+
+_U64_OPS: dict[type, str] = {
+    exp.Add: "__marmot_u64_add",
+    exp.Sub: "__marmot_u64_sub",
+    exp.Mul: "__marmot_u64_mul",
 }
 
 _EXACT_FUNCS = frozenset(
@@ -484,6 +501,13 @@ _RESTORE_BINARY: dict[str, type[exp.Binary]] = {
 }
 
 
+_RESTORE_U64: dict[str, type[exp.Binary]] = {
+    "__marmot_u64_add": exp.Add,
+    "__marmot_u64_sub": exp.Sub,
+    "__marmot_u64_mul": exp.Mul,
+}
+
+
 def restore_mysql(tree: exp.Expr) -> exp.Expr:
     """The MySQL expressions behind this pass's rewrites (for a stored view's SQL): exact calls back to
     operators, CAST, SUM and AVG; the collation and ``__marmot_u64`` dropped; ``__marmot_dec_cmp(a, b) op 0``
@@ -512,6 +536,8 @@ def restore_mysql(tree: exp.Expr) -> exp.Expr:
             return exp.Sum(this=args[0])
         if name == "__marmot_dec_avg" and args:
             return exp.Avg(this=args[0])
+        if name in _RESTORE_U64 and len(args) == 2:
+            return exp.Paren(this=_RESTORE_U64[name](this=args[0], expression=args[1]))
         if name == "__marmot_u64" and args:
             value: exp.Expr = args[0]
             return value

@@ -34,6 +34,8 @@ def to_decimal(v: object) -> Decimal | None:
         return Decimal(v)
     if type(v) is float:
         return Decimal(repr(v)) if v == v and abs(v) != float("inf") else _ZERO
+    if type(v) is bytes and len(v) == 8 and v[0] & 0x80:
+        return Decimal(int.from_bytes(v, "big"))  # a BIGINT UNSIGNED above 2**63-1 as stored
     s = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
     m = _NUMBER_PREFIX.match(s)
     if m is None:

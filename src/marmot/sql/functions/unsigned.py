@@ -52,7 +52,42 @@ def as_stored(v: object) -> object:
     return v
 
 
+_NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _number(v: object) -> int | float | None:
+    if v is None or isinstance(v, (int, float)):
+        return v
+    if isinstance(v, bytes) and is_encoded(v):
+        return int.from_bytes(v, "big")
+    text = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    m = _NUMBER.match(text)
+    if m is None:
+        return 0
+    t = m.group().strip()
+    return int(t) if t.lstrip("+-").isdigit() else float(t)
+
+
+def _arithmetic(op: Callable[[int | float, int | float], int | float]) -> Callable[[object, object], object]:
+    """``+ - *`` with a BIGINT UNSIGNED column: the stored form read as its number, a result above
+    2**63-1 given back in the stored form (so ``SET n = n + 1`` stays exact); beyond 64 bits: a double."""
+
+    def call(a: object, b: object) -> object:
+        x, y = _number(a), _number(b)
+        if x is None or y is None:
+            return None
+        r = op(x, y)
+        if type(r) is not int or -INT64_MAX - 1 <= r <= INT64_MAX:
+            return r
+        return encode(r) if 0 < r <= UINT64_MAX else float(r)
+
+    return call
+
+
 # name -> (callable, number of args, deterministic); registered by ``marmot.sql.functions.register``
 FUNCTIONS: dict[str, tuple[Callable[..., object], int, bool]] = {
     "__marmot_u64": (as_stored, 1, True),
+    "__marmot_u64_add": (_arithmetic(lambda x, y: x + y), 2, True),
+    "__marmot_u64_sub": (_arithmetic(lambda x, y: x - y), 2, True),
+    "__marmot_u64_mul": (_arithmetic(lambda x, y: x * y), 2, True),
 }
