@@ -250,6 +250,7 @@ def test_bigint_unsigned_arithmetic_and_updates(cur):
         (9223372036854775806, 18446744073709551612, Decimal("4611686018427387903.0000")),
     )
     assert one(cur, "SELECT MAX(n), MIN(n) FROM ucount") == ((18446744073709551611, 6),)
+    assert one(cur, "SELECT 18446744073709551615") == ((18446744073709551615,),)
     with pytest.raises(pymysql.MySQLError) as info:
         cur.execute("UPDATE ucount SET n = n * 2 WHERE id = 1")
     assert info.value.args[0] == 1264

@@ -349,6 +349,16 @@ class DecimalPass:
                     inner.replace(exp.Literal.string(str(inner.this)))
                 elif isinstance(inner, exp.Anonymous):
                     inner.replace(_collate(inner.copy()))
+            if isinstance(inner, exp.Literal) and not inner.is_string and _beyond_int64(str(inner.this)):
+                inner.replace(exp.Literal.string(str(inner.this)))  # SQLite would read it as a double
+                types.append(
+                    "BIGINT UNSIGNED"
+                    if int(str(inner.this)) < 2**64
+                    else f"DECIMAL({kind[0]},0)"
+                    if kind
+                    else None
+                )
+                continue
             if self.kind(inner) == U64:
                 types.append("BIGINT UNSIGNED")  # its values above 2**63-1 are BLOBs the wire layer reads
                 continue
@@ -366,6 +376,10 @@ def _is_json_builder(node: exp.Expr) -> bool:
     if isinstance(node, exp.Anonymous):
         return node.name.lower() in _JSON_BUILDERS
     return isinstance(node, exp.JSONKeyValue)
+
+
+def _beyond_int64(text: str) -> bool:
+    return text.isdigit() and len(text) >= 19 and int(text) > 2**63 - 1
 
 
 def _is_minmax(node: exp.Expression) -> bool:
