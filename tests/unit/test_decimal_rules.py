@@ -80,6 +80,7 @@ class _Schema(SchemaInfo):
         ("SELECT d * 2, d + 0.125, d / 3 FROM t", ("DECIMAL(13,2)", "DECIMAL(14,3)", "DECIMAL(16,6)")),
         ("SELECT 10 / 4", ("DECIMAL(6,4)",)),
         ("SELECT d + f, 1e-1 + 0.1 FROM t", ()),
+        ("SELECT SUM(d) FROM t WHERE id IN (SELECT id FROM t WHERE d > 1)", ("DECIMAL(34,2)",)),
     ],
 )
 def test_result_types_follow_mysql(sql, types):

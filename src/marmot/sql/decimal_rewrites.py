@@ -36,9 +36,8 @@ _MAX_PRECISION = 65
 _MAX_SCALE = 30
 _DIV_INCREMENT = 4
 
-# (precision, scale) of a DECIMAL; INT: an integer; FLOAT: a double (left to SQLite)
+# (precision, scale) of a DECIMAL or an integer (scale 0); FLOAT: a double (left to SQLite)
 Kind = tuple[int, int] | str | None
-INT = "int"
 FLOAT = "float"
 U64 = "u64"  # arithmetic on a BIGINT UNSIGNED column (``__marmot_u64_add`` ...): BIGINT UNSIGNED
 
@@ -116,13 +115,19 @@ class DecimalPass:
 
     # -- typing --------------------------------------------------------------------------------------
 
-    def _column_kind(self, col: exp.Column) -> Kind:
+    def lookup(self, col: exp.Column) -> str | None:
+        """The MySQL type of a column reference: by its qualifier, else the one type every table of the
+        statement that has such a column gives it (a table read again in a subquery counts once)."""
         name = col.name.lower()
         if col.table:
             cols = self._tables.get(col.table.lower())
-            return type_of_column(cols[name]) if cols and name in cols else None
-        found = [c[name] for c in self._all if name in c]
-        return type_of_column(found[0]) if len(found) == 1 else None
+            return cols[name].lower() if cols and name in cols else None
+        found = {c[name].lower() for c in self._all if name in c}
+        return found.pop() if len(found) == 1 else None
+
+    def _column_kind(self, col: exp.Column) -> Kind:
+        t = self.lookup(col)
+        return type_of_column(t) if t is not None else None
 
     def kind(self, node: exp.Expression) -> Kind:
         return self.kinds.get(id(node))
@@ -282,15 +287,7 @@ class DecimalPass:
         return t is not None and t.startswith("bigint") and "unsigned" in t
 
     def _column_type(self, node: exp.Expression) -> str | None:
-        if not isinstance(node, exp.Column):
-            return None
-        name = node.name.lower()
-        if node.table:
-            cols = self._tables.get(node.table.lower())
-            found = [cols[name]] if cols and name in cols else []
-        else:
-            found = [c[name] for c in self._all if name in c]
-        return found[0].lower() if len(found) == 1 else None
+        return self.lookup(node) if isinstance(node, exp.Column) else None
 
     def _u64_operands(self, node: exp.Expression) -> exp.Expression:
         """``n = 18446744073709551615``, ``n IN (...)``, ``n BETWEEN a AND b`` on a BIGINT UNSIGNED column:
@@ -432,15 +429,8 @@ def _is_decimal_expr(node: exp.Expression) -> bool:
 
 
 def _is_decimal_column(p: DecimalPass, node: exp.Expression) -> bool:
-    if not isinstance(node, exp.Column):
-        return False
-    name = node.name.lower()
-    if node.table:
-        cols = p._tables.get(node.table.lower())
-        found = [cols[name]] if cols and name in cols else []
-    else:
-        found = [c[name] for c in p._all if name in c]
-    return len(found) == 1 and found[0].lower().startswith(("decimal", "numeric"))
+    t = p.lookup(node) if isinstance(node, exp.Column) else None
+    return t is not None and t.startswith(("decimal", "numeric"))
 
 
 def _u64(node: exp.Expression) -> exp.Expression:
