@@ -159,13 +159,6 @@ def test_text_protocol_min_bigint(node):
         c.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server bug (ddl.py): DECIMAL columns get NUMERIC affinity, so SQLite keeps a DECIMAL(30,10) as a "
-        "REAL and drops digits beyond 17 significant ones"
-    ),
-)
 def test_decimal_full_precision(cnx):
     cur = cnx.cursor(prepared=True)
     fresh_table(cnx.cursor(), "cn_dec", "CREATE TABLE {name} (id INT PRIMARY KEY, d DECIMAL(30,10))")
@@ -173,6 +166,18 @@ def test_decimal_full_precision(cnx):
     cur.execute("INSERT INTO cn_dec VALUES (?, ?)", (1, value))
     cur.execute("SELECT d FROM cn_dec WHERE id = ?", (1,))
     assert cur.fetchall() == [(value,)]
+
+
+def test_bigint_unsigned_full_range_prepared(cnx):
+    """Server-side prepared statements carry BIGINT UNSIGNED above 2**63-1 both ways (binary protocol)."""
+    cur = cnx.cursor(prepared=True)
+    fresh_table(cnx.cursor(), "cn_u64", "CREATE TABLE {name} (id INT PRIMARY KEY, n BIGINT UNSIGNED)")
+    for i, v in enumerate([2**64 - 1, 2**63, 7]):
+        cur.execute("INSERT INTO cn_u64 VALUES (?, ?)", (i, v))
+    cur.execute("SELECT id, n FROM cn_u64 WHERE n >= ? ORDER BY n", (2**63,))
+    assert cur.fetchall() == [(1, 2**63), (0, 2**64 - 1)]
+    cur.execute("SELECT n FROM cn_u64 WHERE n = ?", (2**64 - 1,))
+    assert cur.fetchall() == [(2**64 - 1,)]
 
 
 def test_prepared_statements_round_trip(cnx):

@@ -341,13 +341,6 @@ def test_result_set_column_origin_and_flags(probes):
         assert (meta["id"]["nullable"], meta["email"]["nullable"], meta["name"]["nullable"]) == (0, 0, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server gap outside metadata (DECIMAL arithmetic): 'SELECT * FROM gui_order_totals' (SUM of a DECIMAL(12,2)) "
-        "answers a DOUBLE column with '12.25' and '1.0'; MySQL answers DECIMAL(34,2) with '12.25' and '1.00'"
-    ),
-)
 def test_view_aggregate_keeps_decimal_type(probes):
     for tag in TAGS:
         view = ok(probes, tag + "select_view")

@@ -13,6 +13,7 @@ from marmot.engine.table_description import describe
 from marmot.engine.variables import DEFAULT_SQL_MODE
 from marmot.sql.ddl import translate_create_table
 from marmot.sql.functions.conversions import FunctionError
+from marmot.storage import collations
 
 TABLE = (
     "CREATE TABLE t (i INT, mi MEDIUMINT UNSIGNED, bi BIGINT UNSIGNED, d DATE, dt DATETIME(3), ts TIMESTAMP, "
@@ -24,6 +25,7 @@ TABLE = (
 @pytest.fixture(scope="module")
 def checks():
     conn = apsw.Connection(":memory:")
+    collations.register(conn)  # DECIMAL columns are declared COLLATE MARMOT_DECIMAL
     for stmt in translate_create_table(sqlglot.parse_one(TABLE, read="mysql")):
         conn.execute(stmt)
     desc = describe(conn, "t")

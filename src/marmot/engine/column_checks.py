@@ -22,10 +22,11 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 from marmot.engine.sql_mode import ModeFlags
 from marmot.engine.table_description import Column, TableDescription
+from marmot.sql.functions import unsigned
 from marmot.sql.functions.conversions import FunctionError
 
 MAX_KEPT = 1024  # warnings kept per statement (MySQL's max_error_count default)
@@ -265,16 +266,21 @@ def _integer(lo: int, hi: int) -> Checker:
     def check(value: Value, st: StatementChecks, column: str) -> Value:
         if type(value) is int:
             n = value
+        elif hi > unsigned.INT64_MAX and unsigned.is_encoded(value):
+            return value  # a BIGINT UNSIGNED above 2**63-1 as stored (copied from such a column)
         elif type(value) is float:
             n = _to_int(Decimal(value)) if value == value and abs(value) != float("inf") else _HUGE
         else:
             n = _to_int(_parse_number(value, st, column, "integer", 1366))
         if lo <= n <= hi:
-            # SQLite integers are 64-bit signed: BIGINT UNSIGNED above that stays as given
-            return n if n <= 9223372036854775807 else value
+            # SQLite integers are 64-bit signed: BIGINT UNSIGNED above that is stored as an 8-byte BLOB
+            return n if n <= unsigned.INT64_MAX else unsigned.encode(n)
         return st.bad(1264, "22003", st.out_of_range(column), hi if n > hi else lo)
 
     return check
+
+
+_DECIMAL_CONTEXT = Context(prec=100)  # DECIMAL has up to 65 digits: more than the default context's 28
 
 
 def _decimal(precision: int, scale: int, unsigned: bool) -> Checker:
@@ -295,17 +301,16 @@ def _decimal(precision: int, scale: int, unsigned: bool) -> Checker:
             except InvalidOperation:
                 number = Decimal(0)
         try:
-            rounded = number.quantize(quantum, ROUND_HALF_UP)
+            rounded = number.quantize(quantum, ROUND_HALF_UP, _DECIMAL_CONTEXT)
         except InvalidOperation:  # more digits than the context allows: far out of range
             rounded = top + 1 if number > 0 else bottom - 1
         if rounded > top or rounded < bottom:
             return st.bad(1264, "22003", st.out_of_range(column), str(top if rounded > top else bottom))
         if rounded != number:
             st.note(1265, st.truncated(column))
-            return str(rounded)
-        if isinstance(value, (int, float)):
-            return value
-        return str(rounded) if not isinstance(value, str) or value.strip() != value else value
+        # Stored as the canonical text with the column's scale (``'2.50'``, never a REAL): exact, and
+        # equal values are equal bytes (UNIQUE, digests). A zero has no sign, as in MySQL.
+        return format(rounded if rounded else rounded.copy_abs(), "f")
 
     return check
 

@@ -22,6 +22,7 @@ from marmot.engine import errors, extensions, information_schema
 from marmot.engine.errors import MySQLError
 from marmot.sql import functions
 from marmot.sql.functions import datetime as datetime_functions
+from marmot.storage import collations
 
 if TYPE_CHECKING:
     from marmot.engine.context import EngineContext
@@ -73,6 +74,7 @@ class SessionConnections:
         for path in self._extensions:
             extensions.load(conn, path)
         functions.register(conn)
+        collations.register(conn)  # DECIMAL results carry MARMOT_DECIMAL, also without a database
         for name, (fn, nargs, deterministic) in datetime_functions.FUNCTIONS.items():
             conn.create_scalar_function(name, fn, nargs, deterministic=deterministic)
         self._install_session_functions(conn)

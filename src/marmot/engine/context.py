@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from marmot.engine import table_description
 from marmot.engine.column_checks import ColumnCheck
 from marmot.engine.general_log import GeneralLog
+from marmot.sql import decimal_rewrites, functions
 from marmot.sql.alter import StoredTable, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.sql.value_checks import ColumnFacts
@@ -40,6 +41,9 @@ class _StorageSchema(SchemaInfo):
 
     def __init__(self, databases: DatabaseManager) -> None:
         self._databases = databases
+        databases.add_connection_setup(functions.register_stored_view_functions)
+        # (database, table, schema generation) -> column types: asked on every plan miss
+        self._column_types: dict[tuple[str, str, int], dict[str, str] | None] = {}
 
     def autoinc_column(self, database: str, table: str) -> tuple[str, int, bool] | None:
         info = self._databases.autoinc_column(database, table)
@@ -51,6 +55,32 @@ class _StorageSchema(SchemaInfo):
             return None
         name, sql, indexes, triggers = found
         return StoredTable(name, split_create_table(name, sql), indexes, triggers)
+
+    def column_types(self, database: str, table: str) -> dict[str, str] | None:
+        key = (database, table.lower(), self._databases.generation(database))
+        if key in self._column_types:
+            return self._column_types[key]
+        types = self._read_column_types(database, table)
+        if len(self._column_types) > 4096:
+            self._column_types.clear()
+        self._column_types[key] = types
+        return types
+
+    def _read_column_types(self, database: str, table: str) -> dict[str, str] | None:
+        conn = self._databases.schema_connection(database)
+        if conn is None:
+            return None
+        desc = table_description.describe(conn, table)
+        if desc is None:
+            return None
+        types = {c.name.lower(): c.type for c in desc.columns}
+        if desc.is_view:
+            row = conn.execute(
+                "SELECT sql FROM sqlite_schema WHERE type = 'view' AND name = ?", (desc.name,)
+            ).fetchone()
+            if row and row[0]:
+                types.update(decimal_rewrites.view_column_types(str(row[0]), database, self.column_types))
+        return types
 
     def column_facts(self, database: str, table: str) -> tuple[ColumnFacts, ...] | None:
         """From ``describe`` (the column order the engine's checks use) and SQLite's declared types and

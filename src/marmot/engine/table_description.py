@@ -34,6 +34,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from marmot.sql import decimal_rewrites
 from marmot.sql.alter import split_create_table
 
 # Types whose nullable columns MySQL shows without ``DEFAULT NULL`` (they cannot have a literal default).
@@ -236,6 +237,8 @@ def mysql_column_type(decl: str) -> str:
     args = m.group(2) or ""
     if words == ["integer"]:
         words = ["bigint"]
+    if words[:1] == ["decimaltext"]:  # an exact DECIMAL as sql/ddl.py spells it for SQLite
+        words[0] = "decimal"
     base, mods = words[0], [w for w in words[1:] if w in ("unsigned", "zerofill")]
     rest = [w for w in words[1:] if w not in ("unsigned", "zerofill")]
     return " ".join([base + (" " + " ".join(rest) if rest else "") + args, *mods])
@@ -422,6 +425,9 @@ _ARGS_AFTER_WORDS = re.compile(
 )
 
 
+_EXACT_DECIMAL = re.compile(r"\bDECIMALTEXT\b", re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=256)
 def _parsed_table(create_sql: str) -> tuple[dict[str, dict[str, str]], list[tuple[str | None, str]]]:
     """From the stored DDL: per column (lower-case name) its ``enum`` type text and ``generated`` expression;
@@ -430,8 +436,10 @@ def _parsed_table(create_sql: str) -> tuple[dict[str, dict[str, str]], list[tupl
     checks: list[tuple[str | None, str]] = []
     try:
         # ``BIGINT UNSIGNED(20)`` (how sql/ddl.py spells ``bigint(20) unsigned`` for SQLite) does not parse
-        # as SQLite: the arguments go back before the words for this reading only
-        tree = sqlglot.parse_one(_ARGS_AFTER_WORDS.sub(r"(\2) \1", create_sql), read="sqlite")
+        # as SQLite: the arguments go back before the words for this reading only, and the exact DECIMAL's
+        # SQLite spelling (``DECIMALTEXT``) back to DECIMAL
+        readable = _EXACT_DECIMAL.sub("DECIMAL", _ARGS_AFTER_WORDS.sub(r"(\2) \1", create_sql))
+        tree = sqlglot.parse_one(readable, read="sqlite")
     except (ParseError, TokenError, ValueError):
         return columns, checks
     schema = tree.this if isinstance(tree, exp.Create) else None
@@ -515,7 +523,8 @@ def view_select_mysql(create_view_sql: str) -> str:
         tree = sqlglot.parse_one(create_view_sql, read="sqlite")
         query = tree.expression if isinstance(tree, exp.Create) else None
         if query is not None:
-            rendered: str = query.sql("mysql", identify=True)
+            # exact DECIMAL computations are stored as calls of Marmot's functions: MySQL's text back
+            rendered: str = decimal_rewrites.restore_mysql(query).sql("mysql", identify=True)
             return rendered
     except (ParseError, TokenError, ValueError):
         pass

@@ -556,6 +556,7 @@ class MySQLConnection(asyncio.Protocol):
                     self._column_meta.clear()
                 self._column_meta[id(columns)] = (columns, types, defs)
         rows = encode.fixed_decimals(rows, columns, types)
+        rows = encode.unsigned_bigints(rows, types)
         out = [packets.column_count(len(defs)), *defs]
         if not self.capabilities & _DEPRECATE_EOF:
             out.append(packets.eof_packet(0, self._status(more)))
@@ -650,7 +651,7 @@ class MySQLConnection(asyncio.Protocol):
         sess.command, sess.info = "Execute", stmt.sql[:100]
         try:
             started = perf_counter()
-            result = await sess.execute(stmt.sql, req.params)
+            result = await sess.execute(stmt.sql, _sqlite_params(req.params))
             await self._write_result(result, more=False, binary=True)
             if self.s.metrics is not None:
                 self.s.metrics.observe_query(sess.statement_kind, perf_counter() - started, result)
@@ -741,3 +742,14 @@ _IN_TRANS = int(ServerStatus.SERVER_STATUS_IN_TRANS)
 _MORE_RESULTS = int(ServerStatus.SERVER_MORE_RESULTS_EXISTS)
 _DEPRECATE_EOF = int(Capability.CLIENT_DEPRECATE_EOF)
 _MULTI_STATEMENTS = int(Capability.CLIENT_MULTI_STATEMENTS)
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _sqlite_params(params: list[object]) -> list[object]:
+    """A BIGINT UNSIGNED parameter above SQLite's signed 64-bit range goes on as its text (the column check
+    and ``__marmot_u64`` read it exactly; SQLite cannot bind it as an integer)."""
+    if any(type(v) is int and v > _INT64_MAX for v in params):
+        return [str(v) if type(v) is int and v > _INT64_MAX else v for v in params]
+    return params

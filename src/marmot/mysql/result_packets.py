@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from marmot.mysql import packets
-from marmot.mysql.constants import FieldType
+from marmot.mysql.constants import ColumnFlag, FieldType
 from marmot.mysql.types import ColumnType, mysql_type_for_decl, mysql_type_for_values
 
 Row = tuple[Any, ...]
@@ -64,6 +64,25 @@ def fixed_decimals(rows: list[Row], columns: Sequence[Column], types: tuple[Colu
             if values[i] is not None:
                 values[i] = decimal_text(values[i], scale)
         out.append(tuple(values))
+    return out
+
+
+def unsigned_bigints(rows: list[Row], types: tuple[ColumnType, ...]) -> list[Row]:
+    """BIGINT UNSIGNED values above 2**63-1 back to numbers: SQLite holds them as 8-byte big-endian BLOBs
+    (``sql/functions/unsigned.py``). Costs nothing for result sets without a BIGINT UNSIGNED column."""
+    wide = [i for i, t in enumerate(types) if t.type == FieldType.LONGLONG and t.flags & ColumnFlag.UNSIGNED]
+    if not wide or not rows:
+        return rows
+    out = rows
+    for r, row in enumerate(rows):
+        for i in wide:
+            v = row[i]
+            if type(v) is bytes and len(v) == 8 and v[0] & 0x80:
+                if out is rows:
+                    out = list(rows)
+                values = list(out[r])
+                values[i] = int.from_bytes(v, "big")
+                out[r] = row = tuple(values)
     return out
 
 

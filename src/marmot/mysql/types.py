@@ -289,7 +289,8 @@ _NAMED: dict[str, Callable[[_Decl], ColumnType]] = {
     "BIT": _bit,
     **dict.fromkeys(("FLOAT", "FLOAT4"), _floating(FieldType.FLOAT)),
     **dict.fromkeys(("DOUBLE", "DOUBLE PRECISION", "REAL", "FLOAT8"), _floating(FieldType.DOUBLE)),
-    **dict.fromkeys(("DECIMAL", "DEC", "NUMERIC", "FIXED"), _decimal),
+    # DECIMALTEXT: how sql/ddl.py spells an exact DECIMAL for SQLite (TEXT affinity)
+    **dict.fromkeys(("DECIMAL", "DEC", "NUMERIC", "FIXED", "DECIMALTEXT"), _decimal),
     **dict.fromkeys(
         ("CHAR", "CHARACTER", "NCHAR", "NATIONAL CHAR", "NATIONAL CHARACTER"), _char(FieldType.STRING, 1)
     ),

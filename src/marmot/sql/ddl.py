@@ -28,9 +28,20 @@ class DDLError(Exception):
     """A MySQL DDL construct that has no SQLite translation."""
 
 
+# Exact DECIMAL (docs/transpiler.md "Exact DECIMAL"): the type name SQLite sees says TEXT (so values are
+# stored as the canonical text ``'2.50'``, never as a lossy REAL) and the column is compared and sorted
+# numerically by the ``MARMOT_DECIMAL`` collation (``storage/collations.py``). Readers map the name back
+# to ``decimal(p,s)``.
+EXACT_DECIMAL_TYPE = "DECIMALTEXT"
+DECIMAL_COLLATION = "MARMOT_DECIMAL"
+_DECIMAL_TYPES = frozenset({exp.DataType.Type.DECIMAL, exp.DataType.Type.UDECIMAL})
+
+
 def sqlite_type_name(kind: exp.DataType) -> str:
     """MySQL type rendered as a SQLite-legal type name: words first, ``(args)`` last."""
     text = kind.sql("mysql")
+    if kind.this in _DECIMAL_TYPES:
+        text = EXACT_DECIMAL_TYPE + text[len("DECIMAL") :] if text.startswith("DECIMAL") else text
     if "(" in text and kind.this in (exp.DataType.Type.ENUM, exp.DataType.Type.SET):
         return "TEXT"
     if "(" not in text:
@@ -112,6 +123,8 @@ def collation_clause(cd: exp.ColumnDef, table_binary: bool = False) -> str:
     enforce UNIQUE case-insensitively; ``*_bin`` collations and the BINARY attribute keep SQLite's
     byte-wise BINARY. (SQLite's NOCASE folds ASCII letters only.)"""
     kind = cd.args.get("kind")
+    if kind is not None and kind.this in _DECIMAL_TYPES:
+        return f"COLLATE {DECIMAL_COLLATION}"
     if kind is None or kind.this not in _TEXT_TYPES:
         return ""
     binary = table_binary

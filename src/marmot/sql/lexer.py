@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 _TOKEN_RE = re.compile(
     r"""
@@ -333,12 +334,7 @@ def _normalize(sql: str) -> Normalized:
             append(text)
             prev2_word, prev_word = prev_word, text
             continue
-        if (
-            bind
-            and kind in ("num", "sq", "dq")
-            and len(literals) < MAX_BOUND_LITERALS
-            and not (kind == "num" and _out_of_int64(text))
-        ):
+        if bind and kind in ("num", "sq", "dq") and len(literals) < MAX_BOUND_LITERALS:
             keep = (
                 select_list_depth is not None
                 or type_args_depth is not None
@@ -393,6 +389,11 @@ _INTRODUCERS = frozenset({"_BINARY", "_UTF8", "_UTF8MB4", "_UTF8MB3", "_LATIN1",
 _INT64_MAX = 2**63 - 1
 
 
+def _exact_decimal_lost(text: str) -> bool:
+    """Would binding this DECIMAL literal (``12345678901234567890.1234567890``) as a double lose digits?"""
+    return Decimal(repr(float(text))) != Decimal(text)
+
+
 def _out_of_int64(text: str) -> bool:
     """Integer literals beyond int64 stay in the SQL text: SQLite reads them itself (as REAL)."""
     return text.isdigit() and len(text) >= 19 and int(text) > _INT64_MAX
@@ -400,8 +401,14 @@ def _out_of_int64(text: str) -> bool:
 
 def _value(kind: str, text: str) -> object:
     if kind == "num":
-        if "." not in text and "e" not in text and "E" not in text:
-            return int(text)
+        if "e" in text or "E" in text:
+            return float(text)
+        if "." not in text:
+            # beyond int64 (BIGINT UNSIGNED reaches 2**64-1): bound as its text, which the column check and
+            # ``__marmot_u64`` read exactly (SQLite would make the literal a REAL)
+            return text if _out_of_int64(text) else int(text)
+        if len(text) > 16 and _exact_decimal_lost(text):
+            return text  # an exact-value literal a double cannot hold: bound as its text (DECIMAL columns)
         return float(text)
     value = unquote_string(text)
     if _SURROGATE_RE.search(value):

@@ -33,7 +33,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from marmot.sql import dml, function_rewrites, lexer, triggers, value_checks
+from marmot.sql import decimal_rewrites, dml, function_rewrites, lexer, triggers, value_checks
 from marmot.sql.alter import StoredTable, renamed_objects, translate_alter
 from marmot.sql.ddl import DDLError, index_statement, translate_create_table
 
@@ -111,6 +111,11 @@ class SchemaInfo:
 
     def column_facts(self, database: str, table: str) -> tuple[value_checks.ColumnFacts, ...] | None:
         """The table's columns in order, as ``value_checks`` needs them; None: do not check its values."""
+        return None
+
+    def column_types(self, database: str, table: str) -> dict[str, str] | None:
+        """Lower-case column name -> MySQL column type (``decimal(10,2)``) of a table or view, or None:
+        ``decimal_rewrites`` types arithmetic on DECIMAL columns with it."""
         return None
 
 
@@ -322,6 +327,8 @@ class Transpiler:
             if not kept:
                 return Plan(DDL, (), frozenset())
             tree.set("tables", kept)
+        if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
+            decimal_rewrites.rewrite_view(tree, database, self.schema.column_types)
         if isinstance(tree, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
             if isinstance(tree, exp.TruncateTable):
                 sqls = [f"DELETE FROM {t.sql('sqlite')}" for t in tree.expressions]
@@ -330,6 +337,7 @@ class Transpiler:
             return self._finish(DDL, sqls, tree, attach)
         _refuse_negative_limit(tree, original)
         tree = _rewrite_functions(tree)
+        tree, decimal_types = decimal_rewrites.rewrite(tree, database, self.schema.column_types)
         found_rows: exp.Select | None = None
         checks: dict[str, object] = {}
         if isinstance(tree, exp.Insert):
@@ -363,10 +371,16 @@ class Transpiler:
         plan = self._finish(kind, [tree.sql("sqlite")], tree, attach, autoinc, affected)
         if checks:
             plan = dataclasses.replace(plan, **checks)  # type: ignore[arg-type]
-        if isinstance(tree, exp.Select) and not any(
+        if isinstance(tree, exp.Select) and [type(e) for e in tree.expressions] == [exp.Star]:
+            star_types = self._star_decimal_types(tree, database)
+            if star_types:
+                plan = dataclasses.replace(plan, result_types=star_types)
+        elif isinstance(tree, exp.Select) and not any(
             isinstance(e, exp.Star) or e.find(exp.Star) for e in tree.expressions
         ):
             types = tuple(function_rewrites.result_type(e.unalias()) for e in tree.expressions)
+            if len(decimal_types) == len(types):
+                types = tuple(t or d for t, d in zip(types, decimal_types, strict=True))
             if any(types):
                 plan = dataclasses.replace(plan, result_types=types)
         if found_rows is not None:
@@ -455,6 +469,19 @@ class Transpiler:
             else:
                 attach.add(db)
         return attach
+
+    def _star_decimal_types(self, select: exp.Select, database: str) -> tuple[str | None, ...]:
+        """``SELECT * FROM v`` of one view: the DECIMAL types of its computed columns (SQLite declares
+        none); a table's columns are declared, so nothing is needed there."""
+        src = select.args.get("from_")
+        table = src.this if src is not None else None
+        if not isinstance(table, exp.Table) or select.args.get("joins") or not table.name:
+            return ()
+        types = self.schema.column_types(table.db or database, table.name)
+        if not types:
+            return ()
+        out = tuple(t.upper() if t.lower().startswith("decimal(") else None for t in types.values())
+        return out if any(out) else ()
 
     def _wrap_checks(self, tree: exp.Insert | exp.Update, database: str) -> dict[str, object]:
         """Route the statement's values through their columns' checks (``value_checks.py``); the Plan

@@ -18,12 +18,14 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import apsw
 
+from marmot.storage import collations
 from marmot.storage.write_lock import WriterLock
 
 SYSTEM_DATABASE = "__marmot_system"
@@ -79,6 +81,7 @@ class DatabaseManager:
         # bumped whenever a database file appears, goes or is replaced: lets holders of a list of names or
         # of per-file facts (``replication/catchup/log_memory.py``) know when to look again
         self.catalog_version = 0
+        self._setups: list[Callable[[apsw.Connection], None]] = []
         self.system = self.open(SYSTEM_DATABASE)
         if not self.exists(DEFAULT_DATABASE):
             self.create(DEFAULT_DATABASE)
@@ -181,6 +184,9 @@ class DatabaseManager:
         """A new connection to ``name`` with Marmot's pragmas (the caller owns and closes it)."""
         conn = apsw.Connection(str(self.path(name)))
         conn.set_busy_timeout(0)
+        collations.register(conn)  # stored DECIMAL columns name MARMOT_DECIMAL
+        for setup in self._setups:
+            setup(conn)
         # One execute per pragma: apsw runs a multi-statement string lazily and stops at the first
         # statement that returns a row (journal_mode does), silently skipping the rest.
         for pragma in (
@@ -192,6 +198,14 @@ class DatabaseManager:
         ):
             conn.execute(f"PRAGMA {pragma}").fetchall()
         return conn
+
+    def add_connection_setup(self, setup: Callable[[apsw.Connection], None]) -> None:
+        """Run ``setup`` on every connection opened from now on and on those kept open here. The engine
+        installs the SQLite functions stored views may call (exact DECIMAL), which this layer cannot
+        import: reading such a view's columns prepares its SELECT."""
+        self._setups.append(setup)
+        for conn in [self.system, *self._meta_conns.values()]:
+            setup(conn)
 
     def checkpoint_all(self) -> None:
         """Fold every WAL back into its database file (clean shutdown)."""

@@ -40,6 +40,7 @@ import apsw
 
 from marmot.replication.catchup.sync_messages import SnapshotChunk, SnapshotManifest
 from marmot.replication.messages import MessageError
+from marmot.storage import collations
 from marmot.storage import replication_tables as rt
 from marmot.storage.databases import DatabaseManager
 
@@ -62,6 +63,7 @@ def _sha256_file(path: Path) -> str:
 def export_to(src: Path, dest: Path) -> dict[str, Any]:
     """Blocking: a consistent copy of ``src`` at ``dest``; returns the manifest fields of the copy."""
     conn = apsw.Connection(str(src))
+    collations.register(conn)  # VACUUM INTO rebuilds indexes, DECIMAL ones use MARMOT_DECIMAL
     try:
         conn.set_busy_timeout(10_000)  # a worker thread: waiting here blocks nobody
         conn.execute("VACUUM INTO ?", (str(dest),))
@@ -219,6 +221,7 @@ def prepare(path: Path) -> None:
     """Blocking: give the received copy its own log identity (see the module docstring) before it is
     swapped in. Journal mode DELETE while we touch it, so no WAL is left next to the temporary file."""
     conn = apsw.Connection(str(path))
+    collations.register(conn)
     try:
         conn.execute("PRAGMA journal_mode=DELETE").fetchall()
         rt.ensure_tables(conn)

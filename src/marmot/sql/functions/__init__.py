@@ -25,10 +25,10 @@ from functools import lru_cache
 
 import apsw
 
-from marmot.sql.functions import json, numeric, strings
+from marmot.sql.functions import decimal, json, numeric, strings, unsigned
 from marmot.sql.functions.conversions import FunctionError, text
 
-__all__ = ["FUNCTIONS", "FunctionError", "register"]
+__all__ = ["FUNCTIONS", "FunctionError", "register", "register_stored_view_functions"]
 
 
 @lru_cache(maxsize=256)
@@ -48,6 +48,8 @@ FUNCTIONS: dict[str, tuple[Callable[..., object], int, bool]] = {
     **strings.FUNCTIONS,
     **numeric.FUNCTIONS,
     **json.FUNCTIONS,
+    **decimal.FUNCTIONS,
+    **unsigned.FUNCTIONS,
     "REGEXP": (_regexp, 2, True),
 }
 
@@ -56,3 +58,15 @@ def register(conn: apsw.Connection) -> None:
     """Install every MySQL function on ``conn``."""
     for name, (fn, nargs, deterministic) in FUNCTIONS.items():
         conn.create_scalar_function(name, fn, nargs, deterministic=deterministic)
+    for name, (factory, nargs) in decimal.AGGREGATES.items():
+        conn.create_aggregate_function(name, factory, nargs)
+
+
+def register_stored_view_functions(conn: apsw.Connection) -> None:
+    """Install the functions a stored view may call: the exact DECIMAL ones (``sql/decimal_rewrites.py``
+    rewrites a view's DECIMAL arithmetic into them) and ``__marmot_u64``. Every connection that reads a
+    view's columns needs them, not only the sessions' (``DatabaseManager.add_connection_setup``)."""
+    for name, (fn, nargs, deterministic) in {**decimal.FUNCTIONS, **unsigned.FUNCTIONS}.items():
+        conn.create_scalar_function(name, fn, nargs, deterministic=deterministic)
+    for name, (factory, nargs) in decimal.AGGREGATES.items():
+        conn.create_aggregate_function(name, factory, nargs)
