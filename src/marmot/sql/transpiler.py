@@ -325,6 +325,13 @@ class Transpiler:
         if isinstance(tree, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
             if isinstance(tree, exp.TruncateTable):
                 sqls = [f"DELETE FROM {t.sql('sqlite')}" for t in tree.expressions]
+            elif isinstance(tree, exp.Drop) and len(tree.args.get("tables") or []) > 1:
+                # MySQL drops a list of tables in one statement; SQLite takes one per DROP
+                sqls = []
+                for t in tree.args["tables"]:
+                    one = tree.copy()
+                    one.set("tables", [t.copy()])
+                    sqls.append(one.sql("sqlite"))
             else:
                 sqls = [tree.sql("sqlite")]
             return self._finish(DDL, sqls, tree, attach)
