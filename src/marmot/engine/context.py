@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from marmot.engine import table_description
 from marmot.engine.column_checks import ColumnCheck
 from marmot.engine.general_log import GeneralLog
+from marmot.replication.named_locks import NamedLocks
 from marmot.sql.alter import StoredTable, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.sql.value_checks import ColumnFacts
@@ -93,6 +94,8 @@ class EngineContext:
     replication: Replication | None = None
     ddl_lock_lease_s: float = 30.0  # [ddl] lock_lease_seconds: how long a DDL retries a conflicting DDL
     ddl_implicit_commit: bool = True  # [transaction] ddl_implicit_commit
+    # GET_LOCK and friends: this node alone until node.py wires it to the cluster
+    named_locks: NamedLocks = field(default_factory=NamedLocks)
     transpiler: Transpiler = field(init=False)
     # (database, table lower-case, schema generation) -> its columns' checks (``column_checks.py``)
     column_checks: dict[tuple[str, str, int], tuple[ColumnCheck, ...]] = field(default_factory=dict)

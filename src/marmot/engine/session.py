@@ -25,10 +25,11 @@ statement fails with 1205.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from marmot.engine import errors, metadata, statements
+from marmot.engine import errors, kill, metadata, statements, waiting_functions
 from marmot.engine.connections import SessionConnections
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
@@ -58,6 +59,10 @@ def _keeps_diagnostics(sql: str) -> bool:
     return head.startswith("SELECT") and "@@" in head and "_COUNT" in head and len(sql) < 60
 
 
+# tasks releasing the user locks of closed sessions (kept referenced until done)
+_RELEASING: set[asyncio.Task[int]] = set()
+
+
 class Session:
     """State and statement execution for one MySQL connection."""
 
@@ -84,9 +89,14 @@ class Session:
         self.transpilation = True
         self.statement_kind = "other"  # select/insert/update/delete/ddl/other, for metrics
         self.warnings: list[tuple[str, int, str]] = []
-        self.command = "Sleep"
+        self.command_started = time.monotonic()
+        self._command = "Sleep"
         self.info = ""
+        self.state = ""  # SHOW PROCESSLIST's State while a statement waits ("User sleep", "User lock")
         self.started = time.monotonic()
+        self.interrupt = asyncio.Event()  # set by KILL QUERY: SLEEP and GET_LOCK waits end
+        # the wire layer's way to close this connection (KILL CONNECTION from another session)
+        self.kill_connection: Callable[[], None] | None = None
         # The parts (module docstring)
         self.functions = SessionFunctions(self)
         self.connections = SessionConnections(ctx, self.functions.install)
@@ -114,6 +124,7 @@ class Session:
                 Command.LOAD_EXTENSION: self._load_extension,
                 Command.LOAD_DATA: lambda sql, _norm, _params: self.commands.load_data(sql),
                 Command.DO: self._do,
+                Command.KILL: self._kill,
                 Command.RAW: self.raw.run,
                 Command.PLAN: self.plans.run_statement,
             }
@@ -125,6 +136,16 @@ class Session:
             self.database = DEFAULT_DATABASE
 
     # -- state the wire layer and SQL functions read ---------------------------------------------------
+
+    @property
+    def command(self) -> str:
+        """SHOW PROCESSLIST's Command (``Sleep``, ``Query``, ``Execute``), set by the wire layer."""
+        return self._command
+
+    @command.setter
+    def command(self, value: str) -> None:
+        self._command = value
+        self.command_started = time.monotonic()  # PROCESSLIST's Time counts from here
 
     @property
     def autocommit(self) -> bool:
@@ -188,11 +209,16 @@ class Session:
         if params is not None and len(params) != norm.param_count:
             raise MySQLError(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute")
         if not norm.keyword:
+            if lexer.skipped_comment_only(sql):
+                return OkResult()
             raise MySQLError(1065, "42000", "Query was empty")
         self.statement_kind = metric_kind(norm.keyword)
         if self.ctx.replication is not None and (level := consistency_hint(sql)) is not None:
             self.txn.level = level
+        self.interrupt.clear()
         try:
+            if norm.keyword in ("SELECT", "DO") and (waiting := waiting_functions.parse(sql)) is not None:
+                return await waiting_functions.run(self, waiting[0], waiting[1], params or [])
             return await self.router.route(sql, norm, params or [], self.transpilation)
         except MySQLError as err:
             if not await self._schema_followed(err):
@@ -225,6 +251,8 @@ class Session:
                 f"You have an error in your SQL syntax near '{sql[err.position :]}'"
             ) from err
         if not norm.keyword:
+            if lexer.skipped_comment_only(sql):
+                return PreparedInfo(0)
             raise MySQLError(1065, "42000", "Query was empty")
         if self.transpilation and norm.keyword not in KNOWN_KEYWORDS:
             # MySQL rejects a statement it cannot parse at PREPARE, not at the first EXECUTE
@@ -243,10 +271,22 @@ class Session:
         """Roll back whatever is open and release every connection (client gone or COM_QUIT)."""
         self.transactions.rollback()
         self.connections.close()
+        self.interrupt.set()
+        self._release_user_locks()
+
+    def _release_user_locks(self) -> None:
+        """The session's GET_LOCK locks end with it (and with COM_RESET_CONNECTION), as in MySQL."""
+        if self.ctx.named_locks.held_by(self.connection_id):
+            task = asyncio.get_running_loop().create_task(
+                self.ctx.named_locks.release_all(self.connection_id)
+            )
+            _RELEASING.add(task)
+            task.add_done_callback(_RELEASING.discard)
 
     def reset(self) -> None:
         """COM_RESET_CONNECTION: forget session state, keep the login and database."""
         self.transactions.rollback()
+        self._release_user_locks()
         self.txn.in_transaction = False
         self.variables.clear()
         self._copy_session_globals()
@@ -301,6 +341,10 @@ class Session:
 
     async def _load_extension(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
         return self.commands.load_extension(sql)
+
+    async def _kill(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
+        """KILL [CONNECTION | QUERY] id (``engine/kill.py``)."""
+        return kill.run(self, sql, params)
 
     async def _do(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
         """DO expr: evaluated as SELECT expr, the result dropped."""

@@ -32,6 +32,7 @@ class Command(enum.Enum):
     LOAD_EXTENSION = "load_extension"
     LOAD_DATA = "load_data"
     DO = "do"
+    KILL = "kill"  # KILL [CONNECTION | QUERY] id
     RAW = "raw"  # any other statement of a marmot_transpilation = OFF session
     PLAN = "plan"  # any other statement: transpiled
 
@@ -164,6 +165,8 @@ def command_of(sql: str, norm: lexer.Normalized, transpilation: bool) -> Command
         return Command.LOAD_DATA
     if kw == "DO":
         return Command.DO
+    if kw == "KILL":
+        return Command.KILL
     return Command.PLAN if transpilation else Command.RAW
 
 
