@@ -29,7 +29,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from marmot.engine import errors, kill, metadata, statements, waiting_functions
+from marmot.engine import errors, explain, kill, metadata, statements, waiting_functions
 from marmot.engine.connections import SessionConnections
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
@@ -125,6 +125,7 @@ class Session:
                 Command.LOAD_DATA: lambda sql, _norm, _params: self.commands.load_data(sql),
                 Command.DO: self._do,
                 Command.KILL: self._kill,
+                Command.EXPLAIN: lambda sql, _norm, params: explain.run(self, sql, params),
                 Command.RAW: self.raw.run,
                 Command.PLAN: self.plans.run_statement,
             }
