@@ -138,3 +138,20 @@ def test_missing_parent_created_without_checks_names_the_database_not_main(cur):
     code, message = _err(cur, "INSERT INTO orphan VALUES (1, 1)")
     assert "main." not in message
     assert (code, message) == (1146, "Table 'fkdb.gone' doesn't exist")
+
+
+def test_the_broken_constraint_is_named_among_several(cur):
+    cur.execute("CREATE TABLE q (id INT PRIMARY KEY)")
+    cur.execute(
+        "CREATE TABLE two (id INT PRIMARY KEY, p_id INT, q_id INT, CONSTRAINT fk_p FOREIGN KEY (p_id) "
+        "REFERENCES p (id), CONSTRAINT fk_q FOREIGN KEY (q_id) REFERENCES q (id))"
+    )
+    cur.execute("INSERT INTO p VALUES (1, 1)")
+    cur.execute("INSERT INTO q VALUES (5)")
+    code, message = _err(cur, "INSERT INTO two VALUES (1, 1, 6)")
+    assert code == 1452 and "CONSTRAINT `fk_q` FOREIGN KEY (`q_id`) REFERENCES `q` (`id`)" in message
+    code, message = _err(cur, "INSERT INTO two VALUES (1, 2, 5)")
+    assert code == 1452 and "CONSTRAINT `fk_p`" in message
+    cur.execute("INSERT INTO two VALUES (1, 1, 5)")
+    code, message = _err(cur, "UPDATE two SET q_id = 7 WHERE id = 1")
+    assert code == 1452 and "CONSTRAINT `fk_q`" in message

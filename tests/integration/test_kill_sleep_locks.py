@@ -151,3 +151,28 @@ def test_comment_only_statements_of_other_servers_are_no_error(conn):
     with pytest.raises(pymysql.MySQLError) as info:
         cur.execute("/* just a comment */")
     assert info.value.args[0] == 1065
+
+
+def test_lock_functions_as_prepared_statements(node):
+    connector = pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
+    c = connector.connect(
+        host="127.0.0.1",
+        port=node.mysql_port,
+        user="root",
+        password="",
+        database="marmot",
+        use_pure=True,
+        autocommit=True,
+    )
+    other = connect(node)
+    try:
+        cur = c.cursor(prepared=True)  # COM_STMT_PREPARE / EXECUTE, '?' bound in the binary protocol
+        cur.execute("SELECT GET_LOCK(?, ?)", ("prepared_lock", 0))
+        assert cur.fetchall() == [(1,)]
+        assert _one(other.cursor(), "SELECT IS_FREE_LOCK('prepared_lock')") == 0
+        cur.execute("SELECT RELEASE_LOCK(?)", ("prepared_lock",))
+        assert cur.fetchall() == [(1,)]
+        assert _one(other.cursor(), "SELECT IS_FREE_LOCK('prepared_lock')") == 1
+    finally:
+        c.close()
+        other.close()

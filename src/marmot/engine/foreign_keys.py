@@ -9,8 +9,9 @@ foreign_key_checks``) but differs from InnoDB where a client can tell:
 * A violation is SQLite's bare ``FOREIGN KEY constraint failed``; InnoDB says which side failed (1452 a
   child row, 1451 a parent row) and which constraint, in the words of SHOW CREATE TABLE. SQLite does
   not say which constraint fired, so it is found afterwards from the schema: the statement's verb and
-  table tell the side; among the candidate constraints the one whose rows actually meet (a child row
-  referencing a parent row of the table) is named, else the first declared.
+  table tell the side; a child-side constraint is the one whose parent lacks the values the statement's
+  column checks last stored (exact for a one-row write), a parent-side one the one whose rows actually
+  meet (a child row referencing a row of the table); else the first declared.
 * A ``CREATE``/``ALTER TABLE`` whose foreign key references a missing table or columns that are not a
   key: SQLite accepts it and fails every later write (``no such table: main.p``, ``foreign key
   mismatch``); InnoDB refuses the DDL (1824, 1822).
@@ -22,7 +23,7 @@ they apply the coordinator's row images and statements with enforcement off (``r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import apsw
 
@@ -176,18 +177,38 @@ def _parent_side(conn: apsw.Connection, table: str, action: str) -> tuple[str, F
     return first
 
 
-def _child_side(conn: apsw.Connection, table: str, sql: str) -> tuple[str, ForeignKey] | None:
-    """The constraint of ``table`` an INSERT or UPDATE broke: for an UPDATE the first whose columns it
-    sets, else the first declared."""
+def _child_side(
+    conn: apsw.Connection, table: str, sql: str, value_of: Callable[[int], object | None] | None = None
+) -> tuple[str, ForeignKey] | None:
+    """The constraint of ``table`` an INSERT or UPDATE broke: the first whose parent lacks the values the
+    statement's column checks last stored (``value_of(position)``: the failing row of a one-row write),
+    else for an UPDATE the first whose columns it sets, else the first declared."""
     described = describe(conn, table)
     if described is None or not described.foreign_keys:
         return None
     fks = described.foreign_keys
+    if value_of is not None:
+        position = {c.name.lower(): i for i, c in enumerate(described.columns)}
+        for fk in fks:
+            values = [value_of(position[c.lower()]) if c.lower() in position else None for c in fk.columns]
+            if values and all(v is not None for v in values) and not _parent_has(conn, fk, values):
+                return described.name, fk
     if sql.lstrip()[:6].upper() == "UPDATE":
         for fk in fks:
             if _sets_columns(sql, fk.columns):
                 return described.name, fk
     return described.name, fks[0]
+
+
+def _parent_has(conn: apsw.Connection, fk: ForeignKey, values: list[object]) -> bool:
+    where = " AND ".join(f"{_quoted(c)} = ?" for c in fk.parent_columns)
+    try:
+        return (
+            conn.execute(f"SELECT 1 FROM {_quoted(fk.parent)} WHERE {where} LIMIT 1", values).fetchone()
+            is not None
+        )
+    except apsw.Error:
+        return True
 
 
 def _child_message(database: str, child: str, fk: ForeignKey) -> MySQLError:
@@ -209,7 +230,12 @@ def _parent_message(database: str, child: str, fk: ForeignKey) -> MySQLError:
 
 
 def violation(
-    err: MySQLError, conn: apsw.Connection, database: str, tables: Iterable[str], sqls: list[str]
+    err: MySQLError,
+    conn: apsw.Connection,
+    database: str,
+    tables: Iterable[str],
+    sqls: list[str],
+    value_of: Callable[[int], object | None] | None = None,
 ) -> MySQLError:
     """``err`` (SQLite's foreign key failure, mapped to a bare 1452) as InnoDB's 1451 or 1452 naming the
     constraint. ``tables``: the tables the statement writes; ``sqls``: its SQLite steps."""
@@ -225,7 +251,7 @@ def violation(
             return _parent_message(database, *found) if found else err
         if verb == "UPDATE":
             # an UPDATE breaks a child row (its own foreign key) or a parent row (a key others reference)
-            child = _child_side(conn, table, sqls[-1])
+            child = _child_side(conn, table, sqls[-1], value_of)
             if child is not None and _sets_columns(sqls[-1], child[1].columns):
                 return _child_message(database, *child)
             found = _parent_side(conn, table, "on_update")
@@ -233,7 +259,7 @@ def violation(
                 return _parent_message(database, *found)
             return _child_message(database, *child) if child else err
         if verb in ("INSERT", "REPLACE"):
-            child = _child_side(conn, table, sqls[-1])
+            child = _child_side(conn, table, sqls[-1], value_of)
             if child is not None:
                 return _child_message(database, *child)
             found = _parent_side(conn, table, "on_delete")  # REPLACE deletes the row it replaces

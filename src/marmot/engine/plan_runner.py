@@ -365,8 +365,14 @@ class PlanRunner:
         if err.code == 1054:
             return error_details.unknown_column_clause(err, (step.sql for step in plan.steps))
         if err.code == 1452 and "(" not in err.message:
+            checks = self.session.functions.checks
             return foreign_keys.violation(
-                err, conn, self.session.database or "", plan.tables, [step.sql for step in plan.steps]
+                err,
+                conn,
+                self.session.database or "",
+                plan.tables,
+                [step.sql for step in plan.steps],
+                checks.stored.get if checks is not None else None,
             )
         return err
 
