@@ -1,6 +1,7 @@
 """GET_LOCK and friends held cluster-wide (issue 13 point 5): a lock taken through one node is taken for
 every node, freed by RELEASE_LOCK, by the end of its session, and when its node dies (SIGKILL: membership
-declares it DEAD and every member drops its grants). ``replication/named_locks.py`` has the design."""
+declares it DEAD and every member drops its grants). ``replication/named_locks.py`` has the design,
+including what a partition does (pinned by the last test)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import threading
 import time
 
-from tests.support import cluster_fixture, connect, wait_for
+from tests.support import cluster_fixture, connect, proxied_cluster, wait_for
 
 cluster = cluster_fixture(3)
 
@@ -83,3 +84,34 @@ def test_a_lock_is_freed_when_its_node_is_killed(cluster):
     finally:
         a.close()
         holder.close()
+
+
+def test_partition_minority_cannot_lock_majority_takes_over(tmp_path):
+    with proxied_cluster(tmp_path) as (nodes, pool):
+        n1, _n2, n3 = nodes
+        holder, other, a = connect(n3), connect(n3), connect(n1)
+        try:
+            hid = _one(holder.cursor(), "SELECT CONNECTION_ID()")
+            assert _one(holder.cursor(), "SELECT GET_LOCK('cut', 0)") == 1
+            assert _one(a.cursor(), "SELECT GET_LOCK('cut', 0)") == 0
+            pool.isolate(3)
+            # the minority side cannot gather a majority of grants: GET_LOCK waits its timeout, then 0
+            assert _one(other.cursor(), "SELECT GET_LOCK('minority', 1)") == 0
+            # the majority declares node 3 DEAD, drops its grants and may grant the name again ...
+            assert _one(a.cursor(), "SELECT GET_LOCK('cut', 60)") == 1
+            # ... while the cut-off session still holds it as far as its own node knows (documented)
+            assert _one(holder.cursor(), "SELECT IS_USED_LOCK('cut')") == hid
+            pool.heal()
+            assert _one(holder.cursor(), "SELECT RELEASE_LOCK('cut')") == 1
+            wait_for(
+                lambda: (
+                    _one(other.cursor(), "SELECT IS_USED_LOCK('cut')")
+                    == _one(a.cursor(), "SELECT CONNECTION_ID()")
+                ),
+                30,
+                "after the heal every node sees node 1's session as the holder",
+                ignore=(Exception,),
+            )
+        finally:
+            for conn in (holder, other, a):
+                conn.close()

@@ -13,7 +13,10 @@ membership agrees.
 Freed: by ``RELEASE_LOCK`` / ``RELEASE_ALL_LOCKS`` and when the session ends (its node tells every
 member); when the holder's node is declared DEAD (or REMOVED) by membership, every member drops its
 grants; and a sweep every second asks each holder node whether its grants are still held (a release lost
-to a cut link, a holder node that restarted), dropping the ones it no longer holds.
+to a cut link, a holder node that restarted), dropping the ones it no longer holds. The same sweep has
+each node re-assert its own sessions' locks with every ALIVE peer: a DEAD verdict that was false (a
+partition healing spreads the minority's view of the majority for a moment) drops grants of a live
+holder, and the holder grants them back within a second unless another session took the name meanwhile.
 
 Under a partition the minority side cannot take a lock (GET_LOCK waits and returns 0). A holder cut off
 on the minority side keeps its lock until the majority declares its node DEAD (``[cluster]
@@ -79,6 +82,7 @@ class NamedLocks:
         router.unary("lock_ungrant", self._on_ungrant)
         router.unary("lock_query", self._on_query)
         router.unary("lock_held", self._on_held)
+        router.unary("lock_regrant", self._on_regrant)
 
     def start(self) -> None:
         if self.transport is not None and self._sweeper is None:
@@ -280,9 +284,31 @@ class NamedLocks:
             except Exception:  # a sweep that fails is retried next round
                 log.exception("user lock sweep failed")
 
+    async def _on_regrant(self, payload: Any, _ctx: Any) -> list[bool]:
+        """A holder node re-asserts its locks: grant each ``[name, node, session]`` unless another holds it."""
+        return [self._grant(str(name), (int(node), int(session))) for name, node, session in payload["locks"]]
+
+    async def _reassert(self, peers: dict[int, str]) -> None:
+        """Ask every ALIVE peer to grant again the locks this node's sessions hold: a member that dropped
+        a grant because a false DEAD rumour about this node reached it (after a partition heals) grants
+        it back, so the lock keeps its majority."""
+        locks = [[key, self.node_id, held.session] for key, held in self._held.items()]
+        if not locks:
+            return
+        answers = await asyncio.gather(
+            *(self._call(a, "lock_regrant", {"locks": locks}) for a in peers.values())
+        )
+        for node, answer in zip(peers, answers, strict=True):
+            if isinstance(answer, list):
+                lost = [lock[0] for lock, ok in zip(locks, answer, strict=False) if ok is False]
+                if lost:
+                    log.warning("node %d granted user lock(s) %s to another session", node, ", ".join(lost))
+
     async def _sweep(self) -> None:
-        """Drop grants whose holder node says it no longer holds them (releases lost, node restarted)."""
+        """Drop grants whose holder node says it no longer holds them (releases lost, node restarted), and
+        re-assert this node's own locks."""
         peers = self._alive_peers()
+        await self._reassert(peers)
         by_node: dict[int, list[tuple[str, int]]] = {}
         for key, (node, session) in self._grants.items():
             if node == self.node_id:
