@@ -155,3 +155,21 @@ def test_the_broken_constraint_is_named_among_several(cur):
     cur.execute("INSERT INTO two VALUES (1, 1, 5)")
     code, message = _err(cur, "UPDATE two SET q_id = 7 WHERE id = 1")
     assert code == 1452 and "CONSTRAINT `fk_q`" in message
+
+
+def test_alter_add_foreign_key_checks_existing_rows_and_set_null_needs_nullable(cur):
+    cur.execute("CREATE TABLE loose (id INT PRIMARY KEY, pid INT)")
+    cur.execute("INSERT INTO p VALUES (1, 1)")
+    cur.execute("INSERT INTO loose VALUES (1, 1), (2, 9)")
+    code, message = _err(cur, "ALTER TABLE loose ADD CONSTRAINT fk_loose FOREIGN KEY (pid) REFERENCES p (id)")
+    assert code == 1452 and "CONSTRAINT `fk_loose` FOREIGN KEY (`pid`) REFERENCES `p` (`id`)" in message
+    cur.execute("SHOW CREATE TABLE loose")
+    assert "FOREIGN KEY" not in cur.fetchone()[1]
+    cur.execute("DELETE FROM loose WHERE id = 2")
+    cur.execute("ALTER TABLE loose ADD CONSTRAINT fk_loose FOREIGN KEY (pid) REFERENCES p (id)")
+    cur.execute("ALTER TABLE loose ADD COLUMN note INT")  # the existing foreign key is not re-checked
+    assert _err(
+        cur,
+        "CREATE TABLE sn (id INT PRIMARY KEY, pid INT NOT NULL, CONSTRAINT fk_sn FOREIGN KEY (pid) "
+        "REFERENCES p (id) ON DELETE SET NULL)",
+    ) == (1830, "Column 'pid' cannot be NOT NULL: needed in a foreign key constraint 'fk_sn' SET NULL")

@@ -113,14 +113,40 @@ def refuse_truncate(conn: apsw.Connection, database: str, sqls: Iterable[str]) -
                 )
 
 
-def refuse_definition(conn: apsw.Connection, tables: Iterable[str]) -> None:
-    """1824 / 1822 when a foreign key of ``tables`` (just created or altered, in the still-open
-    transaction of the DDL's validation) references a missing table or columns that are not its key."""
+def declared(conn: apsw.Connection, tables: Iterable[str]) -> set[tuple[str, str]]:
+    """(table, constraint) of the foreign keys ``tables`` have now (before a DDL runs)."""
+    out: set[tuple[str, str]] = set()
+    for table in tables:
+        described = describe(conn, table)
+        if described is not None and not described.is_view:
+            out.update((table.lower(), fk.name.lower()) for fk in described.foreign_keys)
+    return out
+
+
+def refuse_definition(
+    conn: apsw.Connection, database: str, tables: Iterable[str], before: set[tuple[str, str]]
+) -> None:
+    """For each foreign key a DDL added to ``tables`` (not in ``before``; checked in the still-open
+    transaction of the DDL's validation): 1824 / 1822 when it references a missing table or columns that
+    are not its key, 1830 when its SET NULL action names a NOT NULL column, 1452 when rows already in the
+    table break it (ALTER TABLE ... ADD FOREIGN KEY)."""
     for table in tables:
         described = describe(conn, table)
         if described is None or described.is_view:
             continue
         for fk in described.foreign_keys:
+            if (table.lower(), fk.name.lower()) in before:
+                continue
+            nullable = {c.name.lower(): c.nullable for c in described.columns}
+            if "SET NULL" in (fk.on_delete, fk.on_update):
+                for col in fk.columns:
+                    if not nullable.get(col.lower(), True):
+                        raise MySQLError(
+                            1830,
+                            "HY000",
+                            f"Column '{col}' cannot be NOT NULL: needed in a foreign key constraint '{fk.name}' "
+                            "SET NULL",
+                        )
             parent = described if fk.parent.lower() == table.lower() else describe(conn, fk.parent)
             if parent is None or parent.is_view:
                 raise MySQLError(1824, "HY000", f"Failed to open the referenced table '{fk.parent}'")
@@ -133,6 +159,24 @@ def refuse_definition(conn: apsw.Connection, tables: Iterable[str]) -> None:
                     f"Failed to add the foreign key constraint. Missing index for constraint '{fk.name}' "
                     f"in the referenced table '{parent.name}'",
                 )
+            if _breaks(conn, described.name, fk):
+                raise _child_message(database, described.name, fk)
+
+
+def _breaks(conn: apsw.Connection, table: str, fk: ForeignKey) -> bool:
+    """Whether a row of ``table`` with every column of the foreign key set has no parent row."""
+    on = " AND ".join(
+        f"p.{_quoted(b)} = c.{_quoted(a)}" for a, b in zip(fk.columns, fk.parent_columns, strict=False)
+    )
+    set_ = " AND ".join(f"c.{_quoted(a)} IS NOT NULL" for a in fk.columns)
+    try:
+        row = conn.execute(
+            f"SELECT 1 FROM {_quoted(table)} c WHERE {set_} AND NOT EXISTS "
+            f"(SELECT 1 FROM {_quoted(fk.parent)} p WHERE {on}) LIMIT 1"
+        ).fetchone()
+    except apsw.Error:
+        return False
+    return row is not None
 
 
 def _quoted(name: str) -> str:

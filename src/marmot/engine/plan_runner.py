@@ -265,10 +265,11 @@ class PlanRunner:
 
             def validate() -> None:
                 try:
+                    before = foreign_keys.declared(conn, plan.tables) if s.connections.foreign_keys else set()
                     for sql in sqls:
                         conn.execute(sql)
                     if s.connections.foreign_keys:
-                        foreign_keys.refuse_definition(conn, plan.tables)
+                        foreign_keys.refuse_definition(conn, database, plan.tables, before)
                 except _STATEMENT_ERRORS as err:
                     raise errors.from_sqlite(err, database) from err
 
