@@ -302,7 +302,11 @@ class NamedLocks:
             if isinstance(answer, list):
                 lost = [lock[0] for lock, ok in zip(locks, answer, strict=False) if ok is False]
                 if lost:
-                    log.warning("node %d granted user lock(s) %s to another session", node, ", ".join(str(x) for x in lost))
+                    log.warning(
+                        "node %d granted user lock(s) %s to another session",
+                        node,
+                        ", ".join(str(x) for x in lost),
+                    )
 
     async def _sweep(self) -> None:
         """Drop grants whose holder node says it no longer holds them (releases lost, node restarted), and
