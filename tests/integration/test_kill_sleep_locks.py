@@ -176,3 +176,15 @@ def test_lock_functions_as_prepared_statements(node):
     finally:
         c.close()
         other.close()
+
+
+def test_kill_query_of_itself_and_sleep_arguments(conn):
+    cur = conn.cursor()
+    cur.execute("KILL QUERY CONNECTION_ID()")  # nothing of its own is waiting: no effect
+    assert _one(cur, "SELECT SLEEP(0)") == 0
+    with pytest.raises(pymysql.MySQLError) as info:
+        cur.execute("SELECT SLEEP(-1)")
+    assert info.value.args[0] == 1210
+    with pytest.raises(pymysql.MySQLError) as info:
+        cur.execute("SELECT GET_LOCK('only_one_argument')")
+    assert info.value.args[0] == 1582

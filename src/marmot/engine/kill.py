@@ -28,6 +28,9 @@ def run(session: Session, sql: str, params: list[object]) -> OkResult:
         toks, words = toks[:-1], words[:-1]
     query = len(words) > 1 and words[1] == "QUERY"
     rest = toks[2:] if len(words) > 1 and words[1] in ("QUERY", "CONNECTION") else toks[1:]
+    if [t.text.upper() for t in rest] == ["CONNECTION_ID", "(", ")"]:
+        kill(session, session.connection_id, query)
+        return OkResult()
     if len(rest) != 1 or rest[0].kind not in ("num", "param"):
         raise syntax_error(
             "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server "
