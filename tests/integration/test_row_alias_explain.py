@@ -96,3 +96,17 @@ def test_explain_refusals_and_describe(cur):
         cur.execute("EXPLAIN SELECT * FROM no_such_table")
     assert info.value.args[0] == 1146
     assert _rows(cur, "EXPLAIN ra")[0][0] == "k"  # EXPLAIN t is still DESCRIBE t
+
+
+def test_explain_as_a_prepared_statement(node, cur):
+    connector = pytest.importorskip("mysql.connector", reason="mysql-connector-python is not installed")
+    c = connector.connect(
+        host="127.0.0.1", port=node.mysql_port, user="root", password="", database="marmot", use_pure=True
+    )
+    try:
+        pcur = c.cursor(prepared=True)
+        pcur.execute("EXPLAIN SELECT * FROM ra WHERE k = ?", (1,))
+        assert list(pcur.column_names) == EXPLAIN_COLUMNS
+        assert pcur.fetchall()[0][4] == "const"
+    finally:
+        c.close()

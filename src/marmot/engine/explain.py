@@ -29,7 +29,7 @@ from marmot.sql.transpiler import Plan
 if TYPE_CHECKING:
     from marmot.engine.session import Session
 
-_COLUMNS = [
+COLUMNS = [
     ("id", "BIGINT"),
     ("select_type", "TEXT"),
     ("table", "TEXT"),
@@ -216,7 +216,7 @@ async def run(session: Session, sql: str, params: list[object]) -> ResultSet:
         (s for s in steps if s.sql.lstrip()[:6].upper().startswith(verb[:6])), steps[-1] if steps else None
     )
     if main is None:
-        return ResultSet(_COLUMNS, [])
+        return ResultSet(COLUMNS, [])
     binds = [norm.literals[i] if k == "l" else params[i] for k, i in main.binds]
     try:
         raw = conn.execute("EXPLAIN QUERY PLAN " + main.sql, binds).fetchall()
@@ -226,4 +226,4 @@ async def run(session: Session, sql: str, params: list[object]) -> ResultSet:
     plan_rows = [(int(str(r[0])), int(str(r[1])), int(str(r[2])), str(r[3])) for r in raw]
     table = next(iter(plan.tables)) if len(plan.tables) == 1 else None
     verb = "SELECT" if verb == "WITH" else verb
-    return ResultSet(_COLUMNS, rows_of(conn, plan_rows, verb, has_where, table))
+    return ResultSet(COLUMNS, rows_of(conn, plan_rows, verb, has_where, table))

@@ -41,7 +41,7 @@ from marmot.engine.results import OkResult, PreparedInfo, Result
 from marmot.engine.schema_follow import missing_in
 from marmot.engine.session_commands import SessionCommands
 from marmot.engine.session_functions import SessionFunctions
-from marmot.engine.statement_router import KNOWN_KEYWORDS, Command, StatementRouter, metric_kind
+from marmot.engine.statement_router import KNOWN_KEYWORDS, Command, StatementRouter, command_of, metric_kind
 from marmot.engine.transaction_control import TransactionControl
 from marmot.engine.transaction_state import TransactionState
 from marmot.hlc import Timestamp
@@ -266,6 +266,8 @@ class Session:
         columns: list[tuple[str, str]] = []
         if norm.keyword in ("SELECT", "WITH") and self.transpilation and self.database is not None:
             columns = self.plans.prepared_columns(self.plans.plan(norm, sql))
+        elif command_of(sql, norm, self.transpilation) is Command.EXPLAIN:
+            columns = list(explain.COLUMNS)  # EXPLAIN's result always has MySQL's twelve columns
         return PreparedInfo(norm.param_count, columns)
 
     def close(self) -> None:
