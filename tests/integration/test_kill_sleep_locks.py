@@ -4,6 +4,8 @@ errors, and version comments (``/*!NNNNN`` newer than 8.0.36 and MariaDB's ``/*M
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 
@@ -188,3 +190,36 @@ def test_kill_query_of_itself_and_sleep_arguments(conn):
     with pytest.raises(pymysql.MySQLError) as info:
         cur.execute("SELECT GET_LOCK('only_one_argument')")
     assert info.value.args[0] == 1582
+
+
+def test_version_comments_through_the_mariadb_client(node):
+    """What mariadb-dump writes (its sandbox line first, MariaDB-only and newer-MySQL-only statements)
+    loads through the ``mysql`` CLI without an error."""
+    mysql = shutil.which("mysql")
+    if mysql is None:
+        pytest.skip("the mysql client (Debian mariadb-client) is not installed")
+    script = (
+        b"/*M!999999\\- enable the sandbox mode */\n"
+        b"/*!90000 SET @newer = 1 */;\n"
+        b"/*M!100616 SET @maria = 1 */;\n"
+        b"/*!40101 SET @older = 1 */;\n"
+        b"SELECT @newer IS NULL, @maria IS NULL, @older;\n"
+    )
+    proc = subprocess.run(
+        [
+            mysql,
+            "--no-defaults",
+            "-uroot",
+            "-h127.0.0.1",
+            f"-P{node.mysql_port}",
+            "--skip-ssl",
+            "--protocol=TCP",
+        ]
+        + ["-Dmarmot", "-N"],
+        input=script,
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert proc.stdout == b"1\t1\t1\n"
