@@ -119,6 +119,7 @@ def test_lock_function_answers_and_errors(conn):
     assert [d[0] for d in cur.description] == ["got", "used", "IS_FREE_LOCK('b')"]
     assert cur.fetchall() == ((1, _one(conn.cursor(), "SELECT CONNECTION_ID()"), 1),)
     cur.execute("DO GET_LOCK('b', 0)")
+    assert _one(cur, "SELECT IS_FREE_LOCK('b') FROM DUAL") == 0
     assert _one(cur, "SELECT RELEASE_ALL_LOCKS()") == 2
     assert _one(cur, "SELECT RELEASE_LOCK('a')") is None
     for bad in ("SELECT GET_LOCK('', 1)", f"SELECT GET_LOCK('{'x' * 65}', 1)"):

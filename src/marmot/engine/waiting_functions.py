@@ -68,6 +68,8 @@ def parse(sql: str) -> tuple[bool, list[Call]] | None:
         return None
     if toks and toks[-1].text == ";":
         toks = toks[:-1]
+    if len(toks) > 2 and [t.text.upper() for t in toks[-2:]] == ["FROM", "DUAL"]:
+        toks = toks[:-2]
     if len(toks) < 4 or toks[0].text.upper() not in ("SELECT", "DO"):
         return None
     calls: list[Call] = []
