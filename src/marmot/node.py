@@ -251,6 +251,12 @@ class Node:
         # The engine hands replication its writes and replication asks the engine's sessions to let go of
         # a database file: the engine is built first, without one, and plugs into it here.
         self.engine.replication = self.replication
+        # GET_LOCK & co. held cluster-wide: a quorum of grants (replication/named_locks.py)
+        locks = self.engine.named_locks
+        locks.node_id, locks.transport = self.node_id, self.cluster
+        locks.membership = GossipMembership(self.cluster.gossip)
+        locks.register(self.cluster.router)
+        locks.start()
         app = make_app(
             control,
             secret=cfg.cluster.cluster_secret,
@@ -273,6 +279,8 @@ class Node:
 
     def _on_member_change(self, node_id: int, old: str, new: str) -> None:
         self.metrics.state_transition(old, new)  # the membership table logs the change itself
+        if new in ("DEAD", "REMOVED") and self.engine is not None:
+            self.engine.named_locks.node_gone(node_id)  # its sessions' GET_LOCK locks are free
 
     async def stop(self) -> None:
         if self._lease_task is not None:
@@ -290,6 +298,8 @@ class Node:
         if self.publisher is not None:
             await self.publisher.stop()
             self.publisher = None
+        if self.engine is not None:
+            await self.engine.named_locks.stop()
         if self.replication is not None:
             await self.replication.stop()
             self.replication = None

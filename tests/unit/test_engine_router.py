@@ -3,7 +3,7 @@
 
 The behaviour behind each handler is covered end to end by tests/integration (real clients against a
 node); these pin the routing order — which is part of the meaning (``EXPLAIN t`` is DESCRIBE,
-``EXPLAIN SELECT`` is a plan; SET stays SET with transpilation OFF) — and the parsing of each form.
+``EXPLAIN SELECT`` is a query plan (engine/explain.py); SET stays SET with transpilation OFF) — and the parsing of each form.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def _command(sql: str, transpilation: bool = True) -> Command:
         ("DESCRIBE t", Command.SHOW),
         ("DESC t", Command.SHOW),
         ("EXPLAIN t", Command.SHOW),
-        ("EXPLAIN SELECT 1", Command.PLAN),
-        ("EXPLAIN FORMAT=JSON SELECT 1", Command.PLAN),
+        ("EXPLAIN SELECT 1", Command.EXPLAIN),
+        ("EXPLAIN FORMAT=JSON SELECT 1", Command.EXPLAIN),
         ("CREATE DATABASE IF NOT EXISTS d", Command.DATABASE_DDL),
         ("DROP SCHEMA d", Command.DATABASE_DDL),
         ("ALTER DATABASE d CHARACTER SET utf8mb4", Command.DATABASE_DDL),
@@ -51,6 +51,9 @@ def _command(sql: str, transpilation: bool = True) -> Command:
         ("LOAD EXTENSION 'vec0'", Command.LOAD_EXTENSION),
         ("LOAD DATA LOCAL INFILE 'f' INTO TABLE t", Command.LOAD_DATA),
         ("DO SLEEP(0)", Command.DO),
+        ("KILL 5", Command.KILL),
+        ("KILL QUERY 5", Command.KILL),
+        ("KILL CONNECTION 5", Command.KILL),
         ("SELECT 1", Command.PLAN),
         ("CREATE TABLE t (id INT PRIMARY KEY)", Command.PLAN),
     ],

@@ -14,6 +14,7 @@ from marmot.engine import table_description
 from marmot.engine.column_checks import ColumnCheck
 from marmot.engine.general_log import GeneralLog
 from marmot.sql import decimal_rewrites, functions
+from marmot.replication.named_locks import NamedLocks
 from marmot.sql.alter import StoredTable, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.sql.value_checks import ColumnFacts
@@ -136,6 +137,8 @@ class EngineContext:
     ddl_implicit_commit: bool = True  # [transaction] ddl_implicit_commit
     # A read-only replica with [replica] forward_writes: takes the sessions' writes (engine/forwarding.py)
     forwarder: StatementForwarder | None = None
+    # GET_LOCK and friends: this node alone until node.py wires it to the cluster
+    named_locks: NamedLocks = field(default_factory=NamedLocks)
     transpiler: Transpiler = field(init=False)
     # (database, table lower-case, schema generation) -> its columns' checks (``column_checks.py``)
     column_checks: dict[tuple[str, str, int], tuple[ColumnCheck, ...]] = field(default_factory=dict)

@@ -91,7 +91,9 @@ def from_sqlite(err: Exception, database: str) -> MySQLError:
     if isinstance(err, apsw.SQLError):
         m = _NO_TABLE.search(text)
         if m:
-            return no_such_table(f"Table '{m.group(1) or database}.{m.group(2)}' doesn't exist")
+            # SQLite names its own schemas (``main.p`` for a foreign key's missing parent): MySQL the database
+            schema = m.group(1) if m.group(1) not in (None, "main", "temp") else database
+            return no_such_table(f"Table '{schema}.{m.group(2)}' doesn't exist")
         m = _NO_COLUMN.search(text) or _NO_COLUMN_NAMED.search(text)
         if m:
             return MySQLError(1054, "42S22", f"Unknown column '{m.group(1)}' in 'field list'")

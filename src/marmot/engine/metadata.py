@@ -7,6 +7,7 @@ the column names and shapes follow MySQL 8.0 exactly.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import apsw
@@ -144,16 +145,19 @@ def answer(session: Session, sql: str) -> ResultSet:
         )
     if head == "PROCESSLIST":
         rows = []
+        now = time.monotonic()
         for cid, other in sorted(session.ctx.sessions.items()):
+            command = getattr(other, "command", "Sleep")
+            busy = command != "Sleep"
             rows.append(
                 (
                     cid,
                     getattr(other, "user", ""),
                     getattr(other, "host", ""),
                     getattr(other, "database", None),
-                    getattr(other, "command", "Sleep"),
-                    0,
-                    "",
+                    command,
+                    int(now - getattr(other, "command_started", now)),  # seconds in this command
+                    (getattr(other, "state", "") or "executing") if busy else "",
                     getattr(other, "info", "") or None,
                 )
             )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import apsw
 
-from marmot.engine import error_details, errors, sql_mode
+from marmot.engine import error_details, errors, foreign_keys, sql_mode
 from marmot.engine.column_checks import ColumnCheck, StatementChecks, table_checks
 from marmot.engine.errors import MySQLError
 from marmot.engine.locking import retry_busy
@@ -156,6 +156,8 @@ class PlanRunner:
                     "ddl_implicit_commit = false): COMMIT or ROLLBACK first",
                 )
             await s.transactions.implicit_commit()
+            if s.connections.foreign_keys and s.database is not None and not plan.attach:
+                self._refuse_fk_ddl(plan)
             if s.ctx.replication is not None and not _is_truncate(plan):
                 return await self._ddl(plan)
         return await self._write(plan, literals, params)
@@ -284,21 +286,27 @@ class PlanRunner:
                     "DDL on another database than the current one is not replicated: USE that database first",
                 )
             return await self._write(plan, [], [])
-        if plan.rebuild:
+        # a table rebuild, and a DROP of several tables that reference each other (3730 already checked
+        # that no other table references them), must not fire ON DELETE actions or fail on the order
+        fk_off = plan.rebuild or foreign_keys.drops_several(sqls)
+        if fk_off:
             conn.execute("PRAGMA foreign_keys=OFF").fetchall()
         try:
             await writer.lock_for_write(conn, database)
 
             def validate() -> None:
                 try:
+                    before = foreign_keys.declared(conn, plan.tables) if s.connections.foreign_keys else set()
                     for sql in sqls:
                         conn.execute(sql)
+                    if s.connections.foreign_keys:
+                        foreign_keys.refuse_definition(conn, database, plan.tables, before)
                 except _STATEMENT_ERRORS as err:
                     raise errors.from_sqlite(err, database) from err
 
             await writer.replicate_ddl(conn, database, sqls, validate)
         finally:
-            if plan.rebuild and s.connections.foreign_keys:
+            if fk_off and s.connections.foreign_keys:
                 conn.execute("PRAGMA foreign_keys=ON").fetchall()
         s.variables["__row_count"] = 0
         return OkResult()
@@ -388,7 +396,26 @@ class PlanRunner:
             )
         if err.code == 1054:
             return error_details.unknown_column_clause(err, (step.sql for step in plan.steps))
+        if err.code == 1452 and "(" not in err.message:
+            checks = self.session.functions.checks
+            return foreign_keys.violation(
+                err,
+                conn,
+                self.session.database or "",
+                plan.tables,
+                [step.sql for step in plan.steps],
+                checks.stored.get if checks is not None else None,
+            )
         return err
+
+    def _refuse_fk_ddl(self, plan: Plan) -> None:
+        """InnoDB's refusals SQLite lacks (``foreign_keys.py``): DROP TABLE (3730) and TRUNCATE (1701) of a
+        table another table references."""
+        conn = self.connection_for(plan)
+        sqls = [step.sql for step in plan.steps]
+        foreign_keys.refuse_drop(conn, sqls)
+        if _is_truncate(plan):
+            foreign_keys.refuse_truncate(conn, self.session.database or "", sqls)
 
     def begin_checks(self, plan: Plan, ignore: bool = False) -> None:
         """Give the session's ``__marmot_chk`` the column checks of the tables ``plan`` stores into

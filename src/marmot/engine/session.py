@@ -25,10 +25,11 @@ statement fails with 1205.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from marmot.engine import errors, metadata, statements
+from marmot.engine import errors, explain, kill, metadata, statements, waiting_functions
 from marmot.engine.connections import SessionConnections
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
@@ -41,7 +42,7 @@ from marmot.engine.results import OkResult, PreparedInfo, Result
 from marmot.engine.schema_follow import missing_in
 from marmot.engine.session_commands import SessionCommands
 from marmot.engine.session_functions import SessionFunctions
-from marmot.engine.statement_router import KNOWN_KEYWORDS, Command, StatementRouter, metric_kind
+from marmot.engine.statement_router import KNOWN_KEYWORDS, Command, StatementRouter, command_of, metric_kind
 from marmot.engine.transaction_control import TransactionControl
 from marmot.engine.transaction_state import TransactionState
 from marmot.hlc import Timestamp
@@ -57,6 +58,10 @@ def _keeps_diagnostics(sql: str) -> bool:
         words = head.split()
         return len(words) > 1 and (words[1] in ("WARNINGS", "ERRORS") or words[1].startswith("COUNT"))
     return head.startswith("SELECT") and "@@" in head and "_COUNT" in head and len(sql) < 60
+
+
+# tasks releasing the user locks of closed sessions (kept referenced until done)
+_RELEASING: set[asyncio.Task[int]] = set()
 
 
 class Session:
@@ -85,9 +90,14 @@ class Session:
         self.transpilation = True
         self.statement_kind = "other"  # select/insert/update/delete/ddl/other, for metrics
         self.warnings: list[tuple[str, int, str]] = []
-        self.command = "Sleep"
+        self.command_started = time.monotonic()
+        self._command = "Sleep"
         self.info = ""
+        self.state = ""  # SHOW PROCESSLIST's State while a statement waits ("User sleep", "User lock")
         self.started = time.monotonic()
+        self.interrupt = asyncio.Event()  # set by KILL QUERY: SLEEP and GET_LOCK waits end
+        # the wire layer's way to close this connection (KILL CONNECTION from another session)
+        self.kill_connection: Callable[[], None] | None = None
         # The parts (module docstring)
         self.functions = SessionFunctions(self)
         self.connections = SessionConnections(ctx, self.functions.install)
@@ -115,6 +125,8 @@ class Session:
                 Command.LOAD_EXTENSION: self._load_extension,
                 Command.LOAD_DATA: lambda sql, _norm, _params: self.commands.load_data(sql),
                 Command.DO: self._do,
+                Command.KILL: self._kill,
+                Command.EXPLAIN: lambda sql, _norm, params: explain.run(self, sql, params),
                 Command.RAW: self.raw.run,
                 Command.PLAN: self.plans.run_statement,
             },
@@ -127,6 +139,16 @@ class Session:
             self.database = DEFAULT_DATABASE
 
     # -- state the wire layer and SQL functions read ---------------------------------------------------
+
+    @property
+    def command(self) -> str:
+        """SHOW PROCESSLIST's Command (``Sleep``, ``Query``, ``Execute``), set by the wire layer."""
+        return self._command
+
+    @command.setter
+    def command(self, value: str) -> None:
+        self._command = value
+        self.command_started = time.monotonic()  # PROCESSLIST's Time counts from here
 
     @property
     def autocommit(self) -> bool:
@@ -198,6 +220,8 @@ class Session:
                 f"version for the right syntax to use near '{sql[at : at + 80]}' at line 1"
             )
         if not norm.keyword:
+            if lexer.skipped_comment_only(sql):
+                return OkResult()
             raise MySQLError(1065, "42000", "Query was empty")
         self.statement_kind = metric_kind(norm.keyword)
         if self.ctx.replication is not None and (level := consistency_hint(sql)) is not None:
@@ -207,7 +231,10 @@ class Session:
             answer = await forwarder.intercept(self, sql, norm, params or [])
             if answer is not None:
                 return answer
+        self.interrupt.clear()
         try:
+            if norm.keyword in ("SELECT", "DO") and (waiting := waiting_functions.parse(sql)) is not None:
+                return await waiting_functions.run(self, waiting[0], waiting[1], params or [])
             return await self.router.route(sql, norm, params or [], self.transpilation)
         except ReadOnlyRefusal:  # a write only the second check caught (``read_only.py``)
             if forwarder is None:
@@ -244,6 +271,8 @@ class Session:
                 f"You have an error in your SQL syntax near '{sql[err.position :]}'"
             ) from err
         if not norm.keyword:
+            if lexer.skipped_comment_only(sql):
+                return PreparedInfo(0)
             raise MySQLError(1065, "42000", "Query was empty")
         if self.transpilation and norm.keyword not in KNOWN_KEYWORDS:
             # MySQL rejects a statement it cannot parse at PREPARE, not at the first EXECUTE
@@ -256,6 +285,8 @@ class Session:
         columns: list[tuple[str, str]] = []
         if norm.keyword in ("SELECT", "WITH") and self.transpilation and self.database is not None:
             columns = self.plans.prepared_columns(self.plans.plan(norm, sql))
+        elif command_of(sql, norm, self.transpilation) is Command.EXPLAIN:
+            columns = list(explain.COLUMNS)  # EXPLAIN's result always has MySQL's twelve columns
         return PreparedInfo(norm.param_count, columns)
 
     def close(self) -> None:
@@ -264,12 +295,24 @@ class Session:
             self.ctx.forwarder.session_closed(self)
         self.transactions.rollback()
         self.connections.close()
+        self.interrupt.set()
+        self._release_user_locks()
+
+    def _release_user_locks(self) -> None:
+        """The session's GET_LOCK locks end with it (and with COM_RESET_CONNECTION), as in MySQL."""
+        if self.ctx.named_locks.held_by(self.connection_id):
+            task = asyncio.get_running_loop().create_task(
+                self.ctx.named_locks.release_all(self.connection_id)
+            )
+            _RELEASING.add(task)
+            task.add_done_callback(_RELEASING.discard)
 
     def reset(self) -> None:
         """COM_RESET_CONNECTION: forget session state, keep the login and database."""
         if self.ctx.forwarder is not None:
             self.ctx.forwarder.session_closed(self)
         self.transactions.rollback()
+        self._release_user_locks()
         self.txn.in_transaction = False
         self.variables.clear()
         self._copy_session_globals()
@@ -332,6 +375,10 @@ class Session:
 
     async def _load_extension(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
         return self.commands.load_extension(sql)
+
+    async def _kill(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
+        """KILL [CONNECTION | QUERY] id (``engine/kill.py``)."""
+        return kill.run(self, sql, params)
 
     async def _do(self, sql: str, norm: lexer.Normalized, params: list[object]) -> Result:
         """DO expr: evaluated as SELECT expr, the result dropped."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 
 import apsw
 
+from marmot.engine import waiting_functions
 from marmot.engine.column_checks import ColumnCheck, StatementChecks, check_value, missing_value
 from marmot.sql.functions.conversions import FunctionError
 
@@ -75,6 +76,8 @@ class SessionFunctions:
         )
         for name, fn, nargs in table:
             conn.create_scalar_function(name, fn, nargs, deterministic=False)
+        for name in waiting_functions.NAMES:  # only the session runs them (waiting_functions.py)
+            conn.create_scalar_function(name, waiting_functions.refusing(name), -1, deterministic=False)
 
     def _column(self, slot: int, column: int, row: int) -> tuple[ColumnCheck, StatementChecks] | None:
         """The check of (table slot, column), with the statement's row number moved on (``row``: n > 0 the

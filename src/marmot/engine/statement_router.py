@@ -33,6 +33,8 @@ class Command(enum.Enum):
     LOAD_EXTENSION = "load_extension"
     LOAD_DATA = "load_data"
     DO = "do"
+    KILL = "kill"  # KILL [CONNECTION | QUERY] id
+    EXPLAIN = "explain"  # EXPLAIN SELECT / UPDATE / DELETE / INSERT ... (a query plan, MySQL's shape)
     RAW = "raw"  # any other statement of a marmot_transpilation = OFF session
     PLAN = "plan"  # any other statement: transpiled
 
@@ -165,6 +167,10 @@ def command_of(sql: str, norm: lexer.Normalized, transpilation: bool) -> Command
         return Command.LOAD_DATA
     if kw == "DO":
         return Command.DO
+    if kw == "KILL":
+        return Command.KILL
+    if kw == "EXPLAIN" and transpilation:
+        return Command.EXPLAIN
     return Command.PLAN if transpilation else Command.RAW
 
 

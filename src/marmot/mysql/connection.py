@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from marmot.engine.context import EngineContext
 from marmot.engine.errors import MySQLError
+from marmot.engine.kill import kill
 from marmot.engine.results import OkResult, ResultSet
 from marmot.engine.session import Session
 from marmot.mysql import auth, packets
@@ -374,6 +375,7 @@ class MySQLConnection(asyncio.Protocol):
         self.session.host = self._peer_host()
         if self.capabilities & Capability.CLIENT_LOCAL_FILES:
             self.session.request_local_file = self._request_local_file
+        self.session.kill_connection = self.close  # KILL CONNECTION from another session
         self.s.engine.sessions[self.connection_id] = self.session
         self._cancel_handshake_timer()
         self._send(self._ok())
@@ -477,6 +479,12 @@ class MySQLConnection(asyncio.Protocol):
             return await self._change_user(payload)
         elif cmd == Command.COM_SET_OPTION:
             self._set_option(packets.parse_set_option(payload))
+        elif cmd == Command.COM_PROCESS_KILL:  # what old clients send for KILL id
+            try:
+                kill(sess, int.from_bytes(payload[1:5], "little"), query_only=False)
+                self._send(self._ok())
+            except MySQLError as err:
+                self._send(self._error(err))
         elif cmd == Command.COM_STATISTICS:
             self._send(f"Uptime: 1  Threads: {len(self.s.connections)}  Questions: 0".encode())
         else:
@@ -706,6 +714,7 @@ class MySQLConnection(asyncio.Protocol):
         except Exception as err:  # a bug in one statement costs that statement, not the connection
             self._internal_error(err)
             return False
+        self.session.kill_connection = self.close  # KILL CONNECTION from another session
         self.s.engine.sessions[self.connection_id] = self.session
         self._send(self._ok())
         return True

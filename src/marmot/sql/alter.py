@@ -192,6 +192,10 @@ class AlterBuilder:
                 ]
                 self.items.append((None, f"PRIMARY KEY ({key_cols})"))
                 self.rebuild = True
+            elif isinstance(inner, exp.ForeignKey) and name:
+                # keep the constraint's name: SHOW CREATE TABLE and the 1452/1451/3730 messages show it
+                self.items.append((None, f"CONSTRAINT {_quote(name)} {inner.sql('sqlite')}"))
+                self.rebuild = True
             elif isinstance(inner, exp.ForeignKey) or inner is not None:
                 self.items.append((None, inner.sql("sqlite")))
                 self.rebuild = True

@@ -5,6 +5,8 @@ transpiler applies them before rendering SQLite SQL. The rules, and why SQLite n
 
 - ``INSERT ... ON DUPLICATE KEY UPDATE c = VALUES(c)`` -> ``ON CONFLICT DO UPDATE SET c = excluded.c``
   (SQLite >= 3.35 allows the target-less form, which fires on any uniqueness conflict, like MySQL).
+  MySQL 8.0.19's row alias ``VALUES (...) AS new [(a, b, ...)] ON DUPLICATE KEY UPDATE c = new.c`` (or
+  ``= b``, a column alias) is the same ``excluded`` row.
 - ``UPDATE a JOIN b ON .. SET a.x = ..`` -> ``UPDATE a SET x = .. FROM b WHERE on AND where``.
 - ``DELETE a FROM a JOIN b ..`` -> ``DELETE FROM a WHERE rowid IN (SELECT a.rowid FROM a JOIN b ..)``.
 - ``SELECT SQL_CALC_FOUND_ROWS ..`` -> a COUNT(*) over the un-limited query, run first, whose value
@@ -13,14 +15,18 @@ transpiler applies them before rendering SQLite SQL. The rules, and why SQLite n
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlglot import exp
 
 
-def on_duplicate_key_update(insert: exp.Insert) -> bool:
-    """Rewrite MySQL's upsert; True if the statement had one."""
+def on_duplicate_key_update(insert: exp.Insert, table_columns: Callable[[], list[str]] | None = None) -> bool:
+    """Rewrite MySQL's upsert; True if the statement had one. ``table_columns``: the target table's
+    columns in order (a row alias with column aliases and no INSERT column list maps them by position)."""
     conflict = insert.args.get("conflict")
     if not isinstance(conflict, exp.OnConflict) or not conflict.args.get("duplicate"):
         return False
+    _row_alias(insert, conflict, table_columns)
     for values_call in list(conflict.find_all(exp.Anonymous)):
         if values_call.name.upper() == "VALUES" and len(values_call.expressions) == 1:
             target = values_call.expressions[0]
@@ -36,6 +42,39 @@ def on_duplicate_key_update(insert: exp.Insert) -> bool:
         # SQLite's parser needs a WHERE to tell "SELECT ... ON CONFLICT" from a join's ON.
         source.set("where", exp.Where(this=exp.true()))
     return True
+
+
+def _row_alias(
+    insert: exp.Insert, conflict: exp.OnConflict, table_columns: Callable[[], list[str]] | None
+) -> None:
+    """``VALUES (...) AS new [(a, b)]``: ``new.c`` and the column aliases become ``excluded.<column>``."""
+    source = insert.expression
+    alias = source.args.get("alias") if isinstance(source, exp.Values) else None
+    if not isinstance(alias, exp.TableAlias):
+        return
+    source.set("alias", None)
+    name = alias.name.lower()
+    aliases = [c.name for c in alias.args.get("columns") or []]
+    mapping: dict[str, str] = {}
+    if aliases:
+        target = insert.this
+        if isinstance(target, exp.Schema) and target.expressions:
+            columns = [c.name for c in target.expressions]
+        else:
+            columns = table_columns() if table_columns is not None else []
+        if len(columns) != len(aliases):
+            raise ValueError("a row alias needs one column alias per inserted column")
+        mapping = {a.lower(): c for a, c in zip(aliases, columns, strict=True)}
+    for eq in conflict.expressions:
+        value = eq.expression
+        if value is None:
+            continue
+        for col in list(value.find_all(exp.Column)):
+            qualifier = col.table.lower()
+            if qualifier == name:
+                col.replace(exp.column(mapping.get(col.name.lower(), col.name), table="excluded"))
+            elif not qualifier and col.name.lower() in mapping:
+                col.replace(exp.column(mapping[col.name.lower()], table="excluded"))
 
 
 def _strip_qualifier(node: exp.Expression, alias: str) -> None:

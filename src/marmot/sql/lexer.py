@@ -110,7 +110,47 @@ def tokenize(sql: str) -> list[Token]:
             raise LexError(f"unterminated {'identifier' if tok.text == '`' else 'string'} literal", tok.start)
         if tok.kind == "comment" and tok.text.startswith("/*") and not tok.text.endswith("*/"):
             raise LexError("unterminated comment", tok.start)
+    if any(t.kind == "vcomment" and len(t.text) > 3 and int(t.text[3:]) > SERVER_VERSION_ID for t in tokens):
+        tokens = _skip_newer_version_comments(sql, tokens)
     return tokens
+
+
+# ``/*!NNNNN ... */`` runs only on a server whose version id is at least NNNNN (MySQL 8.0.36 here); a
+# newer one is a comment. MariaDB's ``/*M!NNNNNN ... */`` is a comment for MySQL (the regex's ``comment``).
+SERVER_VERSION_ID = 80036
+
+
+def _skip_newer_version_comments(sql: str, tokens: list[Token]) -> list[Token]:
+    """Turn each ``/*!NNNNN ... */`` with NNNNN above ``SERVER_VERSION_ID`` into one comment token."""
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.kind == "vcomment" and len(tok.text) > 3 and int(tok.text[3:]) > SERVER_VERSION_ID:
+            j = i + 1
+            while j < len(tokens) and tokens[j].kind != "vend":
+                j += 1
+            end = tokens[j].start + 2 if j < len(tokens) else len(sql)
+            out.append(Token("comment", sql[tok.start : end], tok.start))
+            i = j + 1
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def skipped_comment_only(sql: str) -> bool:
+    """A statement made only of comments, one of them code for another server (``/*!NNNNN`` newer than
+    this one, MariaDB's ``/*M!``): MySQL skips it without an error (``mariadb-dump`` writes such lines)."""
+    try:
+        tokens = tokenize(sql)
+    except LexError:
+        return False
+    code = [t for t in tokens if t.kind not in ("ws", "comment") and t.text != ";"]
+    return not code and any(
+        t.kind == "comment" and (t.text.startswith("/*!") or t.text.upper().startswith("/*M!"))
+        for t in tokens
+    )
 
 
 def unquote_string(text: str) -> str:

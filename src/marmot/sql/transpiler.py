@@ -332,6 +332,13 @@ class Transpiler:
         if isinstance(tree, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
             if isinstance(tree, exp.TruncateTable):
                 sqls = [f"DELETE FROM {t.sql('sqlite')}" for t in tree.expressions]
+            elif isinstance(tree, exp.Drop) and len(tree.args.get("tables") or []) > 1:
+                # MySQL drops a list of tables in one statement; SQLite takes one per DROP
+                sqls = []
+                for t in tree.args["tables"]:
+                    one = tree.copy()
+                    one.set("tables", [t.copy()])
+                    sqls.append(one.sql("sqlite"))
             else:
                 sqls = [tree.sql("sqlite")]
             return self._finish(DDL, sqls, tree, attach)
@@ -343,7 +350,12 @@ class Transpiler:
         if isinstance(tree, exp.Insert):
             if replace:
                 tree.set("alternative", "REPLACE")
-            if dml.on_duplicate_key_update(tree):
+            insert = tree
+            try:
+                upsert = dml.on_duplicate_key_update(tree, lambda: self._table_columns(insert, database))
+            except ValueError as err:
+                raise Unsupported(str(err)) from err
+            if upsert:
                 affected = "upsert"
             elif replace:
                 affected = "replace"
@@ -504,6 +516,14 @@ class Transpiler:
             "ignore": ignore,
             "value_order": order,
         }
+
+    def _table_columns(self, insert: exp.Insert, database: str) -> list[str]:
+        """The INSERT's target table's columns in order (generated ones take no value)."""
+        target = insert.this.this if isinstance(insert.this, exp.Schema) else insert.this
+        if not isinstance(target, exp.Table):
+            return []
+        facts = self.schema.column_facts(target.db or database, target.name)
+        return [f.name for f in facts or () if not f.generated]
 
     def _inject_autoid(self, insert: exp.Insert, database: str) -> bool:
         target = insert.this
