@@ -347,8 +347,7 @@ class Config:
 # Modes upstream has that this node does not build yet. A config that asks for one stops startup
 # (``marmot.config.refuse_unbuilt_modes``, called by cli.py) instead of starting a node that silently does
 # something else. Delete an entry when its layer lands (and move its sibling keys out of INERT_KEYS).
-NOT_BUILT: dict[str, str] = {
-}
+NOT_BUILT: dict[str, str] = {}
 
 # Keys accepted so that an upstream config file loads unchanged, but with no effect here: dotted key (or
 # a whole section: every key in it, NOT_BUILT ones excepted) -> why. A config that sets one to anything

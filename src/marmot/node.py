@@ -30,10 +30,10 @@ from marmot.id_lease import IdLease
 from marmot.ids import make_id_generator
 from marmot.mysql.connection import ServerSettings
 from marmot.mysql.server import MySQLServer, make_ssl_context
+from marmot.publisher.service import Publisher
 from marmot.replica.cluster_side import ReplicaService
 from marmot.replica.forward_metrics import ForwardSessionsCollector
 from marmot.replica.forward_server import ForwardSessions
-from marmot.publisher.service import Publisher
 from marmot.replication.service import Replication
 from marmot.startup import DataDirLock
 from marmot.storage.databases import DatabaseManager

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pymysql
-import pytest
 
 from marmot.testing import make_node
 from tests.support import REPO

@@ -836,6 +836,8 @@ def test_transaction_abort_needs_a_secret_and_the_reads_need_auth() -> None:
         assert call(control, "GET", path).status == 401, path
     r = call(control, "POST", "/admin/marmot/transactions/abc/abort", headers=auth())
     assert r.status == 400 and "invalid transaction id" in r.json["error"]
+
+
 def test_publisher_route_needs_auth_and_says_when_the_publisher_is_off() -> None:
     assert call(FakeControl(), "GET", "/admin/publisher").status == 401
     r = call(FakeControl(), "GET", "/admin/publisher", headers=auth())

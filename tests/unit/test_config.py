@@ -848,7 +848,9 @@ def test_everything_a_config_can_ask_for_is_built(tmp_path: Path) -> None:
     assert unbuilt_modes(cfg) == []
 
 
-def test_an_unbuilt_mode_stops_startup_naming_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unbuilt_mode_stops_startup_naming_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The refusal itself, for the next mode that is parsed before it is built (a stand-in entry)."""
     monkeypatch.setitem(NOT_BUILT, "vector_index.enabled", "vector indexes are not built yet")
     assert unbuilt_modes(Config()) == []

@@ -17,8 +17,8 @@ node gossips fresh metadata (a higher incarnation), which clears the mark.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -29,8 +29,8 @@ from typing import Any
 from marmot.cluster.rpc import RpcError
 from marmot.cluster.service import ClusterService
 from marmot.replication.catchup import digest, full_digest
-from marmot.replication.commit import operator_abort, txn_inspect
 from marmot.replication.catchup.snapshot import export_to
+from marmot.replication.commit import operator_abort, txn_inspect
 from marmot.storage.databases import DatabaseManager
 
 log = logging.getLogger("marmot.admin")

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 from marmot.engine import table_description
 from marmot.engine.column_checks import ColumnCheck
 from marmot.engine.general_log import GeneralLog
-from marmot.sql import decimal_rewrites, functions
 from marmot.replication.named_locks import NamedLocks
+from marmot.sql import decimal_rewrites, functions
 from marmot.sql.alter import StoredTable, split_create_table
 from marmot.sql.transpiler import SchemaInfo, Transpiler
 from marmot.sql.value_checks import ColumnFacts
