@@ -74,6 +74,10 @@ def debezium_type(declared: str) -> str:
         return "boolean"
     if "INT" in t:  # INT, BIGINT, TINYINT, MEDIUMINT ... (SQLite INTEGER affinity)
         return "int64"
+    if (
+        "DECIMAL" in t or "NUMERIC" in t
+    ):  # stored as exact text (DECIMALTEXT, docs/transpiler.md): upstream's double
+        return "double"
     if any(s in t for s in ("CHAR", "CLOB", "TEXT", "ENUM", "SET", "JSON", "DATE", "TIME", "YEAR")):
         return "string"
     if "BLOB" in t or "BINARY" in t or not t:
@@ -103,6 +107,11 @@ def _json_value(v: Any, typ: str) -> Any:
         return bool(v)
     if typ == "double" and isinstance(v, int) and not isinstance(v, bool):
         return float(v)
+    if typ == "double" and isinstance(v, str):  # an exact DECIMAL's text: a JSON number, as upstream sends it
+        try:
+            return float(v)
+        except ValueError:
+            return v
     return v
 
 
