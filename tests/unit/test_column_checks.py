@@ -156,3 +156,20 @@ def test_sql_mode_names():
     with pytest.raises(InvalidMode):
         normalize("STRICT")
     assert flags(normalize("TRADITIONAL")).strict and not flags("").strict
+
+
+def test_wide_decimal_bounds_and_clamped_values_are_exact_and_canonical() -> None:
+    """DECIMAL(30,10)'s largest value has 20 integer digits (the default 28-digit context once rounded it
+    up to 10**20), and a clamped value is stored with the column's scale, like any other."""
+    conn = apsw.Connection(":memory:")
+    collations.register(conn)
+    create = "CREATE TABLE w (big DECIMAL(30,10), u DECIMAL(5,2) UNSIGNED)"
+    for stmt in translate_create_table(sqlglot.parse_one(create, read="mysql")):
+        conn.execute(stmt)
+    desc = describe(conn, "w")
+    assert desc is not None
+    wide = {c.name: c for c in table_checks(desc)}
+    stored, warnings = run(wide, "big", "100000000000000000000", mode="")
+    assert stored == "99999999999999999999.9999999999" and warnings[0][1] == 1264
+    assert run(wide, "big", "99999999999999999999.9999999999")[0] == "99999999999999999999.9999999999"
+    assert run(wide, "u", "-1", mode="")[0] == "0.00" == run(wide, "u", 0)[0]

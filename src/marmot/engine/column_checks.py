@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 from marmot.engine.sql_mode import ModeFlags
 from marmot.engine.table_description import Column, TableDescription
-from marmot.sql.functions import unsigned
+from marmot.sql.functions import decimal, unsigned
 from marmot.sql.functions.conversions import FunctionError
 
 MAX_KEPT = 1024  # warnings kept per statement (MySQL's max_error_count default)
@@ -284,16 +284,15 @@ _DECIMAL_CONTEXT = Context(prec=100)  # DECIMAL has up to 65 digits: more than t
 
 
 def _decimal(precision: int, scale: int, unsigned: bool) -> Checker:
-    quantum = Decimal(1).scaleb(-scale)
-    top = Decimal(10) ** (precision - scale) - quantum
-    bottom = Decimal(0) if unsigned else -top
+    quantum, top = decimal.decimal_bounds(precision, scale)
+    bottom = Decimal(0).quantize(quantum) if unsigned else -top
 
     def check(value: Value, st: StatementChecks, column: str) -> Value:
         if type(value) is int:
             number = Decimal(value)
         elif type(value) is float:
             if value != value or abs(value) == float("inf"):
-                return st.bad(1264, "22003", st.out_of_range(column), str(top))
+                return st.bad(1264, "22003", st.out_of_range(column), decimal.decimal_text(top))
             number = Decimal(repr(value))
         else:
             try:
@@ -305,12 +304,14 @@ def _decimal(precision: int, scale: int, unsigned: bool) -> Checker:
         except InvalidOperation:  # more digits than the context allows: far out of range
             rounded = top + 1 if number > 0 else bottom - 1
         if rounded > top or rounded < bottom:
-            return st.bad(1264, "22003", st.out_of_range(column), str(top if rounded > top else bottom))
+            return st.bad(
+                1264, "22003", st.out_of_range(column), decimal.decimal_text(top if rounded > top else bottom)
+            )
         if rounded != number:
             st.note(1265, st.truncated(column))
         # Stored as the canonical text with the column's scale (``'2.50'``, never a REAL): exact, and
         # equal values are equal bytes (UNIQUE, digests). A zero has no sign, as in MySQL.
-        return format(rounded if rounded else rounded.copy_abs(), "f")
+        return decimal.decimal_text(rounded)
 
     return check
 

@@ -13,6 +13,7 @@ rounded half away from zero, and a zero divisor gives NULL.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -53,6 +54,14 @@ def decimal_text(d: Decimal) -> str:
     return format(d, "f")
 
 
+@functools.lru_cache(maxsize=256)
+def decimal_bounds(precision: int, scale: int) -> tuple[Decimal, Decimal]:
+    """``(quantum, top)`` of DECIMAL(precision, scale): its smallest step and its largest value, computed
+    at 100 digits (the default context's 28 would round a DECIMAL(30,10)'s top up to a power of ten)."""
+    quantum = Decimal(1).scaleb(-scale)
+    return quantum, _CTX.subtract(Decimal(1).scaleb(precision - scale), quantum)
+
+
 def _binary(op: Callable[[Decimal, Decimal], Decimal]) -> Callable[[object, object], str | None]:
     def call(a: object, b: object) -> str | None:
         x, y = to_decimal(a), to_decimal(b)
@@ -81,10 +90,9 @@ def dec_cast(v: object, precision: object, scale: object) -> str | None:
     d = to_decimal(v)
     if d is None:
         return None
-    q = _quantum(scale)
     p = int(precision) if isinstance(precision, int) else 10
-    s = int(scale) if isinstance(scale, int) else 0
-    top = Decimal(1).scaleb(p - s) - q
+    s = max(0, min(int(scale), 65)) if isinstance(scale, int) else 0
+    q, top = decimal_bounds(p, s)
     try:
         r = d.quantize(q, ROUND_HALF_UP, _CTX)
     except InvalidOperation:
