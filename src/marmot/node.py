@@ -254,7 +254,7 @@ class Node:
         # GET_LOCK & co. held cluster-wide: a quorum of grants (replication/named_locks.py)
         locks = self.engine.named_locks
         locks.node_id, locks.transport = self.node_id, self.cluster
-        locks.membership = GossipMembership(self.cluster.gossip)
+        locks.membership = self.replication.membership  # the one adapter over gossip
         locks.register(self.cluster.router)
         locks.start()
         app = make_app(

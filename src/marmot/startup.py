@@ -181,7 +181,9 @@ def exposure_warnings(cfg: Config) -> list[str]:
                     f"MySQL listens beyond loopback ({my.bind_address}:{my.port}) and user '{user.name}' "
                     f'has an empty password: set [[mysql.users]] password, or bind_address = "127.0.0.1"'
                 )
-    if not _loopback(cl.grpc_bind_address) and not cl.cluster_secret:
+    # a replica's cluster port authenticates with [replica] secret (required), not cluster_secret
+    port_secret = cfg.replica.secret if cfg.replica.enabled else cl.cluster_secret
+    if not _loopback(cl.grpc_bind_address) and not port_secret:
         out.append(
             f"the cluster port listens beyond loopback ({cl.grpc_bind_address}:{cl.grpc_port}) with an "
             f"empty cluster secret: anyone who reaches it can join the cluster and use the admin API; set "

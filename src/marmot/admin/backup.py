@@ -47,8 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from marmot import __version__
-from marmot.admin.commands import EXIT_AUTH, EXIT_FAIL, EXIT_OK, SECRET_ENV, _parser, base_url_of
-from marmot.admin.operate import CommandFailed, call
+from marmot.admin.commands import EXIT_AUTH, EXIT_FAIL, EXIT_OK, _parser, base_url_of
+from marmot.admin.operate import CommandFailed, _secret, call
+from marmot.replication.catchup.snapshot import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "marmot-backup/1"
@@ -64,14 +65,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def quick_check(path: Path) -> str:
@@ -96,7 +89,7 @@ def quick_check(path: Path) -> str:
 def download(args: argparse.Namespace, db: str, dest: Path) -> dict[str, Any] | None:
     """Stream one database's copy into ``dest``; its manifest entry (checked against what arrived), or
     None when the node no longer has the database (dropped since it was listed)."""
-    secret = str(args.secret) if args.secret is not None else os.environ.get(SECRET_ENV, "")
+    secret = _secret(args)
     url = f"{base_url_of(args.address)}/admin/databases/{urllib.parse.quote(db, safe='')}/backup"
     req = urllib.request.Request(url, headers={"X-Marmot-Secret": secret} if secret else {})
     h = hashlib.sha256()

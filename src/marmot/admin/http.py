@@ -35,9 +35,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 from aiohttp import web
 
 from marmot.admin import dashboard
+from marmot.admin.backup import BACKUP_HEADER
 from marmot.admin.metrics import CONTENT_TYPE_LATEST, state_name
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from marmot.admin.metrics import Metrics
 
 log = logging.getLogger("marmot.admin")
@@ -46,7 +49,6 @@ T = TypeVar("T")
 Maybe: TypeAlias = T | Awaitable[T]  # a value, or an awaitable of it (for methods that may need RPC)
 
 SECRET_HEADER = "X-Marmot-Secret"
-BACKUP_HEADER = "X-Marmot-Backup"  # the manifest of a database copy (``GET /admin/databases/{db}/backup``)
 HEALTHY_STATES = frozenset({"ALIVE"})
 # served without the secret: /metrics like upstream, and the dashboard's page and assets (no data in them;
 # the page asks for the secret and sends it with each API call it makes)
@@ -99,6 +101,10 @@ class ClusterControl(Protocol):
         ...
 
     def cancel_decommission(self, node_id: int) -> Maybe[dict[str, Any]]: ...
+
+    async def export_database(self, database: str) -> tuple[Path, dict[str, Any]] | None:
+        """A consistent copy of ``database`` in a temporary file and its manifest; None when unknown."""
+        ...
 
     def databases(self) -> Maybe[list[dict[str, Any]]]:
         """``[{name, size_bytes, tables}, ...]``."""
@@ -402,11 +408,10 @@ class _Handlers:
     async def backup(self, request: web.Request) -> web.StreamResponse:
         """A consistent copy of one database as a SQLite file (``marmot backup``); its manifest (log
         position, sha256, size) in the ``X-Marmot-Backup`` header. Needs the secret even when reads are
-        open: it hands out every row. ``control.export_database`` is optional (test fakes lack it)."""
+        open: it hands out every row."""
         self._require_secret("a backup")
         db = request.match_info["db"]
-        export = getattr(self.control, "export_database", None)
-        got = await _resolve(export(db)) if callable(export) else None
+        got = await self.control.export_database(db)
         if got is None:
             raise _Refused(404, f"unknown database {db!r}")
         path, manifest = got

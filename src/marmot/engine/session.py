@@ -233,7 +233,10 @@ class Session:
                 return answer
         self.interrupt.clear()
         try:
-            if norm.keyword in ("SELECT", "DO") and (waiting := waiting_functions.parse(sql)) is not None:
+            if (
+                waiting_functions.may_be_call(norm.words)
+                and (waiting := waiting_functions.parse(sql)) is not None
+            ):
                 return await waiting_functions.run(self, waiting[0], waiting[1], params or [])
             return await self.router.route(sql, norm, params or [], self.transpilation)
         except ReadOnlyRefusal:  # a write only the second check caught (``read_only.py``)

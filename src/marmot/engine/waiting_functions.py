@@ -16,7 +16,6 @@ lock name computed by an expression) the function is SQLite's and refuses with 1
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -55,13 +54,14 @@ class _Param:
     index: int
 
 
-_HINT = re.compile(r"sleep|_lock", re.IGNORECASE)
+def may_be_call(words: list[str]) -> bool:
+    """The per-statement gate, from the words the lexer already upper-cased: ``parse`` only accepts a
+    ``SELECT``/``DO`` whose first code token after it is one of ``NAMES``, so nothing else is tokenised."""
+    return len(words) > 1 and words[0] in ("SELECT", "DO") and words[1] in NAMES
 
 
 def parse(sql: str) -> tuple[bool, list[Call]] | None:
     """``(is_do, calls)`` when ``sql`` is ``SELECT``/``DO`` of waiting-function calls only, else None."""
-    if _HINT.search(sql) is None:
-        return None
     try:
         toks = lexer.code_tokens(sql)
     except lexer.LexError:

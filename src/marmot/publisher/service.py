@@ -162,8 +162,9 @@ class Publisher:
 
     def watermarks(self) -> list[list[Any]]:
         out: list[list[Any]] = []
+        names = self.databases.names()
         for w in self.workers:
-            for db in self.databases.names():
+            for db in names:
                 if w.wants_db(db):
                     with contextlib.suppress(LookupError):
                         out.append([w.cfg.name, db, w.watermark(db, self.reader(db))])
@@ -232,12 +233,14 @@ class Publisher:
         if not self.workers:
             return None
         lid = rt.log_id(conn)
+        newest = rt.last_seq(conn)
+        at_risk = time.time_ns() - self.min_retention_ns  # GC only deletes entries older than this
         holds: list[int] = []
         for w in self.workers:
             if not w.wants_db(db):
                 continue
             cur = w.persisted_cursor(db, lid) or 0  # none yet: everything is still to publish
-            count, _oldest = source.backlog(conn, cur)
+            count = max(0, newest - cur)
             if count > self.max_backlog:
                 log.error(
                     "publisher sink %s: %d unpublished transactions in %s exceed max_backlog_transactions "
@@ -245,9 +248,7 @@ class Publisher:
                 )  # fmt: skip
                 continue
             holds.append(cur + 1)
-            newest = rt.last_seq(conn)
-            at_risk = time.time_ns() - self.min_retention_ns  # GC only deletes entries older than this
-            for origin in self._peers_with_watermarks(w.cfg.name, db):
+            for origin in self.state.watermark_origins(w.cfg.name, db):
                 wm = self.state.watermark(w.cfg.name, db, origin)
                 if wm is None or wm >= at_risk:
                     continue  # everything that peer may still need is younger than any GC cut
@@ -260,16 +261,6 @@ class Publisher:
                 if newest - seq <= self.max_backlog:  # a member gone for good must not stop GC for ever
                     holds.append(seq)
         return min(holds) if holds else None
-
-    def _peers_with_watermarks(self, sink: str, db: str) -> list[int]:
-        rows = self.state.conn.execute(
-            "SELECT key FROM __marmot_node_state WHERE key LIKE ?", (f"pub:wm:{sink}:{db}:%",)
-        )
-        out = []
-        for (key,) in rows:
-            with contextlib.suppress(ValueError):
-                out.append(int(str(key).rsplit(":", 1)[1]))
-        return out
 
     def status(self) -> dict[str, Any]:
         """``GET /admin/publisher``."""

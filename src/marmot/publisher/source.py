@@ -70,8 +70,7 @@ def logged_changes(payload: bytes) -> list[RowChange]:
 def backlog(conn: apsw.Connection, after: int) -> tuple[int, int | None]:
     """(log entries after ``after``, commit wall ns of the first of them): what a sink with that cursor
     still has to read and what GC keeps for it. Both are primary-key lookups, whatever the backlog."""
-    row = conn.execute(f"SELECT MAX(seq) FROM {rt.TXN_LOG}").fetchone()
-    newest = int(row[0]) if row is not None and row[0] is not None else 0
+    newest = rt.last_seq(conn)
     first = conn.execute(
         f"SELECT wall FROM {rt.TXN_LOG} WHERE seq > ? ORDER BY seq LIMIT 1", (after,)
     ).fetchone()

@@ -19,6 +19,7 @@ different one, never inherits a cursor that meant something else):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import apsw
@@ -49,6 +50,18 @@ class PublisherState:
 
     def watermark(self, sink: str, db: str, origin: int) -> int | None:
         return self._int(f"pub:wm:{sink}:{db}:{origin}")
+
+    def watermark_origins(self, sink: str, db: str) -> list[int]:
+        """The members whose watermark of ``sink`` and ``db`` this node keeps."""
+        rows = self.conn.execute(
+            "SELECT key FROM __marmot_node_state WHERE key LIKE ? ESCAPE '\\'",
+            (f"pub:wm:{_like(sink)}:{_like(db)}:%",),
+        )
+        out = []
+        for (key,) in rows:
+            with contextlib.suppress(ValueError):
+                out.append(int(str(key).rsplit(":", 1)[1]))
+        return out
 
     def set_watermarks(self, origin: int, marks: Iterable[tuple[str, str, int]]) -> None:
         """Store ``(sink, db, wall_ns)`` watermarks of ``origin`` in one transaction."""

@@ -7,7 +7,7 @@ same ``ApplyQueues``; what is new here is only *whom* it pulls from and *how oft
 * **Source.** One cluster node at a time. ``replica.cluster_nodes`` on a follow address (or on a node
   learnt from one) says who answers and lists the members; the list is refreshed every
   ``discovery_interval_seconds`` and is the failover order.
-* **Bootstrap and streaming are one loop.** Every ``POLL_S`` the replica asks its source for its log
+* **Bootstrap and streaming are one loop.** Every ``poll_interval`` (50 ms) the replica asks its source for its log
   positions (``log_databases``, one small RPC) and pulls each followed database whose source log moved
   past the replica's cursor. ``LogPull`` decides per database between a snapshot and replay, as it does
   for members: no local data, the source's log collected past the cursor, or more than
@@ -74,7 +74,7 @@ class FollowSettings:
     initial_sync_timeout: float = 1800.0
     database_discovery_interval: float = 10.0
     snapshot_concurrency: int = 3
-    poll_interval: float = 0.05  # POLL_S: how often the source's log positions are asked for
+    poll_interval: float = 0.05  # how often the source's log positions are asked for
     call_timeout: float = 3.0  # one discovery / positions call; a source silent this long is failed over
     heartbeat_interval: float = 1.0
 
@@ -109,6 +109,9 @@ class DbFollow:
     name: str
     log_id: str = ""
     position: int = 0  # the source log's seq the replica consumed up to
+    # (source node, log id) ``position`` was read for: the persisted cursor moves only in ``_pull``, so
+    # the 50 ms poll reads it from the node state only when this changes (None: read it again)
+    position_of: tuple[int, str] | None = None
     source_last: int = 0  # the source log's last seq at the last poll
     bootstrapped: bool = False  # caught up with a source at least once since this process started
     caught_up_at: float | None = None  # time.time() of the last poll that found it caught up
@@ -137,6 +140,7 @@ class Follower:
     _failed_source: int | None = None
     _next_discovery: float = 0.0
     _next_db_discovery: float = 0.0
+    _unholdable: set[str] = field(default_factory=set)  # names this replica cannot hold (logged once)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _bootstrap_limit: asyncio.Semaphore | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -267,6 +271,7 @@ class Follower:
             if f.pull is not None and not f.pull.done():
                 f.pull.cancel()
             f.pull = None
+            f.position_of = None  # a pull may have moved the cursor before it was cancelled
         self._update_state()
 
     async def _poll(self) -> None:
@@ -295,7 +300,7 @@ class Follower:
         if discover:
             self._next_db_discovery = now + self.settings.database_discovery_interval
         for db, (log_id, last) in sorted(listing.dbs.items()):
-            if not replicated(self.settings.patterns, db):
+            if not replicated(self.settings.patterns, db) or db in self._unholdable:
                 continue
             f = self.dbs.get(db)
             if f is None:
@@ -306,7 +311,9 @@ class Follower:
             if f.pull is not None and not f.pull.done():
                 continue
             f.log_id, f.source_last = log_id, last
-            f.position = self.pull.cursor(src.node_id, db, log_id)
+            if f.position_of != (src.node_id, log_id):
+                f.position = self.pull.cursor(src.node_id, db, log_id)
+                f.position_of = (src.node_id, log_id)
             if f.position >= last and f.bootstrapped:
                 f.caught_up_at = time.time()
                 continue
@@ -316,6 +323,13 @@ class Follower:
         try:
             await failpoints.hit("replica_before_pull")  # tests: hold a replica's lag (forwarded writes)
             if not self.pull.ensure_database(src.node_id, f.name):
+                log.warning(
+                    "replica: database %s of node %d is a name this replica cannot hold: not followed",
+                    f.name,
+                    src.node_id,
+                )
+                self._unholdable.add(f.name)
+                self.dbs.pop(f.name, None)
                 return
             if f.bootstrapped:
                 await self.pull.pull_database(src.node_id, src.address, f.name, f.log_id, f.source_last)
@@ -327,9 +341,11 @@ class Follower:
             raise
         except Exception as e:
             self._failure = (src.node_id, e)
+            f.position_of = None  # it may have moved part of the way
             self._wake.set()
             return
         f.position = self.pull.cursor(src.node_id, f.name, f.log_id)
+        f.position_of = (src.node_id, f.log_id)
         if f.position >= f.source_last:
             if not f.bootstrapped:
                 log.info(

@@ -49,7 +49,6 @@ class ForwardSession:
     last_answer: dict[str, Any] | None = None
     running: asyncio.Task[dict[str, Any]] | None = None
     running_id: int = 0
-    peer: str = ""
 
 
 class ForwardSessions:
@@ -145,7 +144,7 @@ class ForwardSessions:
         session = Session(engine, conn_id, req.user or peer, None, client_found_rows=req.client_found_rows)
         session.host = peer
         engine.sessions[conn_id] = session
-        entry = self.sessions[req.session_id] = ForwardSession(session, time.monotonic(), peer=peer)
+        entry = self.sessions[req.session_id] = ForwardSession(session, time.monotonic())
         log.debug("forward session %s opened for %s", req.session_id, peer)
         return entry
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -110,6 +109,8 @@ class SnapshotCache:
             )
             copy = _Copy(path, manifest, time.monotonic())
             self._copies[db] = copy
+            # expired copies go once their TTL passes, not only when the next replica asks
+            asyncio.get_running_loop().call_later(self.ttl + 1, self.sweep)
             return copy
 
     def _continuable(self, db: str, copy: _Copy) -> bool:
@@ -150,8 +151,8 @@ class SnapshotCache:
             yield SnapshotManifest(db=db, **manifest, chunks=chunks)
             with open(copy.path, "rb") as f:
                 for i in range(chunks):
-                    data = await asyncio.to_thread(f.read, self.chunk_size)
-                    yield SnapshotChunk(i, data, hashlib.sha256(data).hexdigest())
+                    data, digest = await asyncio.to_thread(snap.read_chunk, f, self.chunk_size)
+                    yield SnapshotChunk(i, data, digest)
         finally:
             copy.readers -= 1
             if self.ttl <= 0 or copy.expired or time.monotonic() - copy.built > self.ttl:

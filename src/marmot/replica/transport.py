@@ -41,9 +41,5 @@ class ReplicaTransport:
             method = SNAPSHOT
         return self.pool.get(address).server_stream(method, payload, timeout)
 
-    def reset_backoff(self, address: str) -> None:
-        """A node answered again: the next call to it connects at once."""
-        self.pool.reset_backoff(address)
-
     async def close(self) -> None:
         await self.pool.close()

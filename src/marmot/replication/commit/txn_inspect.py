@@ -21,8 +21,6 @@ from marmot.replication.commit.participant import Participant, Prepared
 from marmot.storage import replication_tables as rt
 from marmot.storage.rowkey import RowKeyError, decode_row_key
 
-COMMITTED_PAGE_MAX = 1000  # ``transactions/committed?limit=`` upper bound
-
 
 def _kind(p: Prepared) -> str:
     return "database" if p.body.kind == "dbop" else p.body.kind
